@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: MIT
+// The one place where absl::Status and grpc::Status meet. The numeric codes are the same, so the
+// mapping keeps code and message.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace perper {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace perper

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/change_hub.h"
+
+#include "absl/hash/hash.h"
+
+namespace perper::fabric {
+
+using storage::Change;
+
+ChangeHub::Subscription& ChangeHub::Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    hub_ = other.hub_;
+    topic_ = other.topic_;
+    key_ = std::move(other.key_);
+    id_ = other.id_;
+    other.hub_ = nullptr;
+  }
+  return *this;
+}
+
+void ChangeHub::Subscription::Reset() {
+  if (hub_ != nullptr) hub_->Unsubscribe(topic_, key_, id_);
+  hub_ = nullptr;
+}
+
+ChangeHub::Shard& ChangeHub::ShardFor(Topic topic, const std::string& key) {
+  size_t h = absl::HashOf(static_cast<int>(topic), key);
+  return shards_[h % kShards];
+}
+
+ChangeHub::Subscription ChangeHub::Subscribe(Topic topic, std::string key,
+                                             std::shared_ptr<ChangeSubscriber> subscriber) {
+  uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  Shard& shard = ShardFor(topic, key);
+  {
+    absl::MutexLock lock(&shard.mu);
+    shard.topics[{static_cast<int>(topic), key}].entries.push_back({id, std::move(subscriber)});
+  }
+  return Subscription(this, topic, std::move(key), id);
+}
+
+void ChangeHub::Unsubscribe(Topic topic, const std::string& key, uint64_t id) {
+  std::shared_ptr<ChangeSubscriber> released;  // Destroyed outside the lock.
+  Shard& shard = ShardFor(topic, key);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.topics.find(std::make_pair(static_cast<int>(topic), key));
+  if (it == shard.topics.end()) return;
+  auto& entries = it->second.entries;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].id == id) {
+      released = std::move(entries[i].subscriber);
+      entries[i] = std::move(entries.back());
+      entries.pop_back();
+      break;
+    }
+  }
+  if (entries.empty()) shard.topics.erase(it);
+}
+
+void ChangeHub::Deliver(Topic topic, const std::string& key, const Change& change) {
+  std::vector<std::shared_ptr<ChangeSubscriber>> targets;
+  Shard& shard = ShardFor(topic, key);
+  {
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.topics.find(std::make_pair(static_cast<int>(topic), key));
+    if (it == shard.topics.end()) return;
+    TopicSubscribers& subs = it->second;
+    size_t n = subs.entries.size();
+    targets.reserve(n);
+    size_t start = subs.rotation++ % n;
+    for (size_t i = 0; i < n; ++i) targets.push_back(subs.entries[(start + i) % n].subscriber);
+  }
+  for (auto& target : targets) target->OnChange(change);
+}
+
+void ChangeHub::OnChange(const Change& change) {
+  switch (change.kind) {
+    case Change::Kind::kExecutionCreated:
+    case Change::Kind::kExecutionCompleted:
+    case Change::Kind::kExecutionDeleted:
+    case Change::Kind::kReservationReleased:
+      Deliver(Topic::kExecution, change.id, change);
+      Deliver(Topic::kAgentExecutions, change.agent, change);
+      break;
+    case Change::Kind::kStreamCreated:
+    case Change::Kind::kStreamItemsWritten:
+    case Change::Kind::kStreamCompleted:
+    case Change::Kind::kStreamDeleted:
+    case Change::Kind::kListenerChanged:
+      Deliver(Topic::kStream, change.id, change);
+      break;
+  }
+}
+
+size_t ChangeHub::SubscriptionCountForTest() {
+  size_t count = 0;
+  for (Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    for (const auto& [key, subs] : shard.topics) count += subs.entries.size();
+  }
+  return count;
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+// ChangeHub routes the changes a Store commits to the calls that wait for them: execution
+// listeners by agent, result waiters by execution, item listeners by stream. Work per change is
+// proportional to the subscribers of its topics, not to all open calls.
+//
+//   auto subscriber = std::make_shared<GuardedSubscriber>([](const storage::Change& c) { ... });
+//   ChangeHub::Subscription s = hub.Subscribe(Topic::kStream, "my-stream", subscriber);
+//   ...
+//   subscriber->Close();  // No callback runs after this returns.
+//
+// Thread safety: all methods are thread-safe. Subscribers are called outside the hub's locks,
+// possibly concurrently, and may subscribe or unsubscribe from within a callback.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "perper/storage/change.h"
+
+namespace perper::fabric {
+
+enum class Topic {
+  kAgentExecutions,  // key: agent. Execution created/completed/deleted, reservation released.
+  kExecution,        // key: execution ID. The same changes, for one execution.
+  kStream,           // key: stream ID. Items written, completed, deleted, listeners changed.
+};
+
+class ChangeSubscriber {
+ public:
+  virtual ~ChangeSubscriber() = default;
+  virtual void OnChange(const storage::Change& change) = 0;
+};
+
+// A subscriber that forwards to a function until closed.
+class GuardedSubscriber final : public ChangeSubscriber {
+ public:
+  explicit GuardedSubscriber(std::function<void(const storage::Change&)> on_change)
+      : on_change_(std::move(on_change)) {}
+  void OnChange(const storage::Change& change) override {
+    absl::MutexLock lock(&mu_);
+    if (on_change_) on_change_(change);
+  }
+  // After Close returns the function is never called again.
+  // REQUIRES: not called from within the function.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    on_change_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::function<void(const storage::Change&)> on_change_ ABSL_GUARDED_BY(mu_);
+};
+
+class ChangeHub final : public storage::ChangeObserver {
+ public:
+  // Ends a subscription when destroyed or reset. Movable, not copyable.
+  class Subscription {
+   public:
+    Subscription() = default;
+    Subscription(Subscription&& other) noexcept { *this = std::move(other); }
+    Subscription& operator=(Subscription&& other) noexcept;
+    ~Subscription() { Reset(); }
+    void Reset();
+
+   private:
+    friend class ChangeHub;
+    Subscription(ChangeHub* hub, Topic topic, std::string key, uint64_t id)
+        : hub_(hub), topic_(topic), key_(std::move(key)), id_(id) {}
+    ChangeHub* hub_ = nullptr;
+    Topic topic_ = Topic::kStream;
+    std::string key_;
+    uint64_t id_ = 0;
+  };
+
+  ChangeHub() = default;
+  ChangeHub(const ChangeHub&) = delete;
+  ChangeHub& operator=(const ChangeHub&) = delete;
+
+  [[nodiscard]] Subscription Subscribe(Topic topic, std::string key,
+                                       std::shared_ptr<ChangeSubscriber> subscriber);
+
+  void OnChange(const storage::Change& change) override;
+
+  // Number of live subscriptions (for tests and introspection).
+  size_t SubscriptionCountForTest();
+
+ private:
+  struct Entry {
+    uint64_t id;
+    std::shared_ptr<ChangeSubscriber> subscriber;
+  };
+  struct TopicSubscribers {
+    std::vector<Entry> entries;
+    size_t rotation = 0;  // Start of the next delivery, so no subscriber is always first.
+  };
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::pair<int, std::string>, TopicSubscribers> topics ABSL_GUARDED_BY(mu);
+  };
+  static constexpr size_t kShards = 32;
+
+  Shard& ShardFor(Topic topic, const std::string& key);
+  void Unsubscribe(Topic topic, const std::string& key, uint64_t id);
+  void Deliver(Topic topic, const std::string& key, const storage::Change& change);
+
+  std::array<Shard, kShards> shards_;
+  std::atomic<uint64_t> next_id_{1};
+};
+
+}  // namespace perper::fabric

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/fabric_config.h"
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/numbers.h"
+#include "perper/common/logging.h"
+#include "perper/common/status_macros.h"
+
+namespace perper::fabric {
+namespace {
+
+const char* Env(const char* name) {
+  const char* value = std::getenv(name);
+  return (value != nullptr && *value != '\0') ? value : nullptr;
+}
+
+absl::StatusOr<bool> ParseBool(std::string_view text, std::string_view what) {
+  if (text == "true" || text == "1" || text == "yes") return true;
+  if (text == "false" || text == "0" || text == "no") return false;
+  return absl::InvalidArgumentError(std::string(what) + ": expected true or false, got '" +
+                                    std::string(text) + "'");
+}
+
+absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value == 0) {
+    return absl::InvalidArgumentError(std::string(what) + ": expected a positive number of bytes, got '" +
+                                      std::string(text) + "'");
+  }
+  return static_cast<size_t>(value);
+}
+
+// Applies the YAML file. Keys: listen, storage, data_dir, log_level, address_file,
+// max_value_size, sync.
+absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return absl::InvalidArgumentError("cannot read config file " + path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) return absl::OkStatus();
+  if (!root.IsMap()) return absl::InvalidArgumentError(path + ": expected a mapping of keys");
+  for (const auto& entry : root) {
+    std::string key = entry.first.as<std::string>();
+    const YAML::Node& value = entry.second;
+    std::string where = path + ":" + std::to_string(entry.first.Mark().line + 1) + ": " + key;
+    if (!value.IsScalar()) return absl::InvalidArgumentError(where + ": expected a scalar value");
+    std::string text = value.Scalar();
+    if (key == "listen") {
+      config.options.listen_address = text;
+    } else if (key == "storage") {
+      config.options.store.kind = text;
+    } else if (key == "data_dir") {
+      config.options.store.data_dir = text;
+    } else if (key == "log_level") {
+      config.log_level = text;
+    } else if (key == "address_file") {
+      config.address_file = text;
+    } else if (key == "max_value_size") {
+      PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes, ParseSize(text, where));
+    } else if (key == "sync") {
+      PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(text, where));
+    } else {
+      return absl::InvalidArgumentError(where + ": unknown key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyEnvironment(FabricConfig& config) {
+  if (const char* v = Env("PERPER_LISTEN")) config.options.listen_address = v;
+  if (const char* v = Env("PERPER_STORAGE")) config.options.store.kind = v;
+  if (const char* v = Env("PERPER_DATA_DIR")) config.options.store.data_dir = v;
+  if (const char* v = Env("PERPER_LOG_LEVEL")) config.log_level = v;
+  if (const char* v = Env("PERPER_ADDRESS_FILE")) config.address_file = v;
+  if (const char* v = Env("PERPER_MAX_VALUE_SIZE")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes,
+                            ParseSize(v, "PERPER_MAX_VALUE_SIZE"));
+  }
+  if (const char* v = Env("PERPER_SYNC")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(v, "PERPER_SYNC"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
+  app.add_option("--config", flags.config_file, "YAML file with any of the keys below")
+      ->envname("PERPER_CONFIG");
+  app.add_option("--listen", flags.listen,
+                 "Address to serve on, host:port; port 0 picks a free port "
+                 "[env PERPER_LISTEN, default 127.0.0.1:40400]");
+  app.add_option("--storage", flags.storage,
+                 "Storage backend: rocksdb (durable, on disk) or memory "
+                 "[env PERPER_STORAGE, default rocksdb]");
+  app.add_option("--data-dir", flags.data_dir,
+                 "Directory of the rocksdb backend [env PERPER_DATA_DIR, default ./perper-data]");
+  app.add_option("--log-level", flags.log_level,
+                 "trace, debug, info, warn, error or off [env PERPER_LOG_LEVEL, default info]");
+  app.add_option("--address-file", flags.address_file,
+                 "Write the bound address to this file once listening [env PERPER_ADDRESS_FILE]");
+  app.add_option("--max-value-size", flags.max_value_size,
+                 "Largest value accepted, in bytes [env PERPER_MAX_VALUE_SIZE, default 16777216]");
+  app.add_option("--sync", flags.sync,
+                 "rocksdb: fsync each acknowledged write (false survives process crashes but "
+                 "not power loss) [env PERPER_SYNC, default true]");
+}
+
+absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags) {
+  FabricConfig config;
+  config.options.store.kind = "rocksdb";
+  config.options.store.data_dir = "perper-data";
+  if (flags.config_file.has_value()) PERPER_RETURN_IF_ERROR(ApplyFile(*flags.config_file, config));
+  PERPER_RETURN_IF_ERROR(ApplyEnvironment(config));
+  if (flags.listen) config.options.listen_address = *flags.listen;
+  if (flags.storage) config.options.store.kind = *flags.storage;
+  if (flags.data_dir) config.options.store.data_dir = *flags.data_dir;
+  if (flags.log_level) config.log_level = *flags.log_level;
+  if (flags.address_file) config.address_file = *flags.address_file;
+  if (flags.max_value_size) config.options.limits.max_value_bytes = *flags.max_value_size;
+  if (flags.sync) config.options.store.sync_writes = *flags.sync;
+
+  const std::string& kind = config.options.store.kind;
+  if (kind != "memory" && kind != "rocksdb") {
+    return absl::InvalidArgumentError("storage: unknown backend '" + kind +
+                                      "'; expected rocksdb or memory");
+  }
+  if (config.options.listen_address.rfind(':') == std::string::npos) {
+    return absl::InvalidArgumentError("listen: expected host:port, got '" +
+                                      config.options.listen_address + "'");
+  }
+  if (config.options.limits.max_value_bytes > (512u << 20)) {
+    return absl::InvalidArgumentError("max_value_size: at most 536870912 bytes");
+  }
+  return config;
+}
+
+void BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+int RunFabricUntilSignalled(const FabricConfig& config) {
+  if (absl::Status s = SetLogLevel(config.log_level); !s.ok()) {
+    std::fprintf(stderr, "perper-fabric: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  auto server = FabricServer::Start(config.options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "perper-fabric: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::printf("perper-fabric listening on %s\n", (*server)->address().c_str());
+  std::fflush(stdout);
+  if (!config.address_file.empty()) {
+    // Written to a temporary name and renamed, so a reader never sees a partial address.
+    std::string temp = config.address_file + ".tmp";
+    std::ofstream(temp) << (*server)->address() << "\n";
+    if (std::rename(temp.c_str(), config.address_file.c_str()) != 0) {
+      PERPER_LOG_ERROR(Logger::kFabric, "cannot write address file {}", config.address_file);
+    }
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int signal = 0;
+  sigwait(&signals, &signal);
+  PERPER_LOG_INFO(Logger::kFabric, "received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Shutdown(absl::Seconds(5));
+  server->reset();  // Closes the store.
+  return 0;
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: MIT
+// The Fabric's configuration: defaults < YAML file (--config) < PERPER_* environment variables
+// < command-line flags. Shared by `perper-fabric` and `perper fabric`.
+//
+//   CLI::App app{"perper-fabric"};
+//   FabricConfigFlags flags;
+//   AddFabricFlags(app, flags);
+//   CLI11_PARSE(app, argc, argv);
+//   absl::StatusOr<FabricConfig> config = ResolveFabricConfig(flags);
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/status/statusor.h"
+#include "perper/fabric/fabric_server.h"
+
+namespace perper::fabric {
+
+struct FabricConfig {
+  FabricOptions options;
+  std::string log_level = "info";
+  std::string address_file;  // When set, the bound address is written there once listening.
+};
+
+// What was given on the command line; unset flags fall back to env, file, then defaults.
+struct FabricConfigFlags {
+  std::optional<std::string> config_file;
+  std::optional<std::string> listen;
+  std::optional<std::string> storage;
+  std::optional<std::string> data_dir;
+  std::optional<std::string> log_level;
+  std::optional<std::string> address_file;
+  std::optional<size_t> max_value_size;
+  std::optional<bool> sync;
+};
+
+void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags);
+
+// Merges file, environment and flags over the defaults and validates the result.
+// INVALID_ARGUMENT names the offending key (and the file and line for YAML errors).
+absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags);
+
+// Runs a Fabric until SIGINT or SIGTERM, then shuts it down gracefully. Returns the exit code.
+// REQUIRES: SIGINT and SIGTERM are blocked in every thread (call BlockShutdownSignals() first
+// thing in main, before any thread starts).
+int RunFabricUntilSignalled(const FabricConfig& config);
+void BlockShutdownSignals();
+
+}  // namespace perper::fabric

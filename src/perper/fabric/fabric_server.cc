@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/fabric_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+
+#include "perper/common/logging.h"
+#include "perper/common/status_macros.h"
+#include "perper/fabric/descriptors_service.h"
+#include "perper/fabric/executions_service.h"
+#include "perper/fabric/instances_service.h"
+#include "perper/fabric/introspection_service.h"
+#include "perper/fabric/states_service.h"
+#include "perper/fabric/streams_service.h"
+
+namespace perper::fabric {
+
+struct FabricServer::Services {
+  explicit Services(const ServiceContext& context)
+      : executions(context),
+        instances(context),
+        streams(context),
+        dictionary(context),
+        list(context),
+        descriptors(context),
+        introspection(context) {}
+  ExecutionsService executions;
+  InstancesService instances;
+  StreamsService streams;
+  StatesDictionaryService dictionary;
+  StatesListService list;
+  DescriptorsService descriptors;
+  IntrospectionService introspection;
+};
+
+absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(const FabricOptions& options) {
+  PERPER_ASSIGN_OR_RETURN(auto store, storage::OpenStore(options.store));
+  return Start(options, std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
+    const FabricOptions& options, std::unique_ptr<storage::Store> store) {
+  std::unique_ptr<FabricServer> server(new FabricServer());
+  server->store_ = std::move(store);
+  server->store_->SetObserver(&server->hub_);
+
+  ServiceContext context{server->store_.get(), &server->hub_, options.limits};
+  server->services_ = std::make_unique<Services>(context);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
+  // gRPC's own limit leaves room for framing and for batches of values; each value is checked
+  // against limits.max_value_bytes by the services.
+  size_t max_message = options.limits.max_value_bytes * 4 + (4 << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(max_message, INT32_MAX)));
+  builder.SetMaxSendMessageSize(static_cast<int>(std::min<size_t>(max_message, INT32_MAX)));
+  Services& s = *server->services_;
+  builder.RegisterService(&s.executions);
+  builder.RegisterService(&s.instances);
+  builder.RegisterService(&s.streams);
+  builder.RegisterService(&s.dictionary);
+  builder.RegisterService(&s.list);
+  builder.RegisterService(&s.descriptors);
+  builder.RegisterService(&s.introspection);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || port == 0) {
+    return absl::UnavailableError("cannot listen on " + options.listen_address);
+  }
+  std::string host = options.listen_address.substr(0, options.listen_address.rfind(':'));
+  server->address_ = host + ":" + std::to_string(port);
+  PERPER_LOG_INFO(Logger::kFabric, "listening on {} (storage {})", server->address_,
+                  options.store.kind);
+  return server;
+}
+
+void FabricServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  PERPER_LOG_INFO(Logger::kFabric, "shutting down");
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  server_->Wait();
+  PERPER_LOG_INFO(Logger::kFabric, "stopped");
+}
+
+void FabricServer::Wait() { server_->Wait(); }
+
+FabricServer::~FabricServer() {
+  Shutdown(absl::ZeroDuration());
+  server_.reset();
+  services_.reset();
+  store_->SetObserver(nullptr);
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+// The storage interface of the Fabric: everything the Fabric keeps goes through `Store`.
+//
+// A Store holds executions (with their reservations), streams (items, listeners, completion),
+// state dictionaries and lists, and protobuf descriptors. Every backend (memory, rocksdb, and
+// later a Redis store shared by several Fabric processes) implements this interface and passes
+// the conformance suite in perper/storage/testing/.
+//
+// Values are serialized google.protobuf.Any bytes (see perper/common/values.h); the store never
+// interprets them beyond IsNullValue() and byte equality.
+//
+// Durability: when a mutating call returns OK, the change is durable in a durable backend (it
+// survives kill -9 of the process).
+//
+// Notifications: after a change is committed, the store reports it to its ChangeObserver
+// (perper/storage/change.h). Changes carry IDs, not payloads; whoever needs the data reads it
+// back. Observers are called outside the store's locks, possibly concurrently from several
+// threads, and a change may be reported after a later change to the same object: treat changes
+// as hints and re-read. This is what lets a listener be served by another process than the
+// writer.
+//
+// Thread safety: every method of a Store is safe to call concurrently from any thread.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "perper/storage/change.h"
+
+namespace perper::storage {
+
+// ---------------------------------------------------------------------------------------------
+// Executions
+
+struct ExecutionRecord {
+  std::string execution;  // ID, chosen by the client; never empty.
+  std::string agent;
+  std::string instance;
+  std::string delegate;
+  std::vector<std::string> arguments;  // Any bytes each.
+  bool finished = false;
+  std::vector<std::string> results;  // Any bytes each; meaningful once finished.
+  std::optional<std::string> error;  // Set when the execution finished with an error.
+  // Assigned by the store at creation, strictly increasing: creation order.
+  uint64_t sequence = 0;
+};
+
+// Which executions a listing returns. Empty instance or delegate match any; agent must match
+// exactly unless `any_agent` is set.
+struct ExecutionFilter {
+  std::string agent;
+  bool any_agent = false;
+  std::string instance;
+  std::string delegate;
+  bool include_finished = false;
+};
+
+bool Matches(const ExecutionFilter& filter, const ExecutionRecord& record);
+
+struct ReservationRecord {
+  std::string execution;
+  std::string workgroup;
+  std::string holder;
+};
+
+class ExecutionStore {
+ public:
+  virtual ~ExecutionStore() = default;
+
+  // Put-if-absent. Returns true when created, false when an identical execution (same agent,
+  // instance, delegate and arguments) already exists. Different content: ALREADY_EXISTS.
+  // REQUIRES: record.execution non-empty. `sequence`, `finished`, `results`, `error` are ignored.
+  virtual absl::StatusOr<bool> CreateExecution(ExecutionRecord record) = 0;
+
+  // NOT_FOUND when absent.
+  virtual absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) = 0;
+
+  // Finishes an execution. NOT_FOUND when absent; FAILED_PRECONDITION when already finished.
+  virtual absl::Status CompleteExecution(std::string_view execution,
+                                         std::vector<std::string> results,
+                                         std::optional<std::string> error) = 0;
+
+  // Removes an execution and every reservation of it. Returns false when it was absent.
+  virtual absl::StatusOr<bool> DeleteExecution(std::string_view execution) = 0;
+
+  // Matching executions in creation order, at most `limit`.
+  virtual std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
+                                                      size_t limit) = 0;
+
+  // Reservations: at most one holder per (execution, workgroup). They belong to live calls and
+  // are not durable. Returns true when `holder` now holds it (or already did), false when another
+  // holder does. NOT_FOUND when the execution is absent.
+  virtual absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
+                                          std::string_view holder) = 0;
+  // Releases the reservation if `holder` holds it, reporting kReservationReleased.
+  virtual void ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) = 0;
+  virtual std::vector<ReservationRecord> ListReservations(std::string_view workgroup,
+                                                          size_t limit) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Streams
+
+// Listener positions with special meaning.
+inline constexpr int64_t kPositionNotStarted = std::numeric_limits<int64_t>::min();  // keeps all
+inline constexpr int64_t kPositionTrigger = std::numeric_limits<int64_t>::max();  // keeps none
+
+struct StreamRecord {
+  std::string stream;
+  bool ephemeral = true;
+  int64_t stride = 0;  // 0: unpacked.
+  bool completed = false;
+  std::optional<std::string> error;  // Set when completed with an error.
+};
+
+struct StreamItem {
+  int64_t key = 0;
+  std::string value;  // Any bytes.
+};
+
+struct ItemToWrite {
+  std::optional<int64_t> key;  // nullopt: the store assigns the key.
+  std::string value;
+};
+
+struct ListenerRecord {
+  std::string name;
+  int64_t position = kPositionNotStarted;  // The last key processed.
+  bool transient = false;  // Lives only as long as the call that registered it.
+};
+
+struct StreamSummary {
+  StreamRecord record;
+  uint64_t item_count = 0;
+  std::optional<int64_t> first_key;
+  std::optional<int64_t> last_key;
+  std::vector<ListenerRecord> listeners;
+};
+
+class StreamStore {
+ public:
+  virtual ~StreamStore() = default;
+
+  // Returns true when created, false when an identical stream exists (same ephemeral and stride,
+  // and not completed). Different options: ALREADY_EXISTS.
+  virtual absl::StatusOr<bool> CreateStream(StreamRecord record) = 0;
+  virtual absl::StatusOr<StreamRecord> GetStream(std::string_view stream) = 0;
+
+  // Appends items atomically: all are written or none. Auto keys are assigned strictly
+  // increasing per stream (ticks, or one past the last key when that is larger). Returns the key
+  // of each item. NOT_FOUND unknown stream; ALREADY_EXISTS a key already used (or used twice in
+  // the batch); FAILED_PRECONDITION the stream is completed.
+  virtual absl::StatusOr<std::vector<int64_t>> WriteItems(std::string_view stream,
+                                                          std::vector<ItemToWrite> items) = 0;
+
+  // Stored items with key >= from_key in key order, at most `max_items` and stopping after the
+  // item that reaches `max_bytes` (always at least one item when any is stored). NOT_FOUND when
+  // the stream is unknown.
+  virtual absl::StatusOr<std::vector<StreamItem>> ReadItems(std::string_view stream,
+                                                            int64_t from_key, size_t max_items,
+                                                            size_t max_bytes) = 0;
+  // The largest stored key, nullopt when no item is stored.
+  virtual absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) = 0;
+
+  // Marks the stream completed, with an error or not. FAILED_PRECONDITION when already completed.
+  virtual absl::Status CompleteStream(std::string_view stream,
+                                      std::optional<std::string> error) = 0;
+  // Removes the stream, its items and its listeners. Returns false when absent.
+  virtual absl::StatusOr<bool> DeleteStream(std::string_view stream) = 0;
+
+  // Creates listener `name` at `position` unless it exists; returns the listener as stored.
+  // Transient listeners are not durable. NOT_FOUND when the stream is unknown.
+  virtual absl::StatusOr<ListenerRecord> RegisterListener(std::string_view stream,
+                                                          std::string_view name,
+                                                          int64_t position, bool transient) = 0;
+  // Sets the position of listener `name`, creating a durable listener when absent. In an
+  // ephemeral stream, items below the lowest position of all listeners are deleted (the trigger
+  // position protects nothing; kPositionNotStarted protects everything).
+  virtual absl::Status MoveListener(std::string_view stream, std::string_view name,
+                                    int64_t position) = 0;
+  // Removes a listener. Returns false when absent. When the last listener of an ephemeral stream
+  // goes, every stored item is deleted.
+  virtual absl::StatusOr<bool> DeleteListener(std::string_view stream, std::string_view name) = 0;
+  virtual absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) = 0;
+
+  // Streams whose ID starts with `prefix`, in ID order, at most `limit`.
+  virtual std::vector<StreamSummary> ListStreams(std::string_view prefix, size_t limit) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// States
+
+// One dictionary operation; see docs/protocol.md for the truth table.
+struct DictionaryOperation {
+  std::string key;  // Any bytes; must not be null.
+  bool get_existing_value = false;
+  bool set_new_value = false;
+  std::string new_value;  // Null (see IsNullValue) means remove.
+  bool compare_existing_value = false;
+  std::string expected_existing_value;  // Null means "absent".
+};
+
+struct DictionaryOutcome {
+  bool operation_successful = false;
+  std::optional<std::string> previous_value;  // Set when asked for and present.
+};
+
+// One list operation, as in StatesListOperateRequest.
+struct ListOperation {
+  enum class Location { kAtFront, kAtBack, kIndex, kIndexBackwards, kRawIndex, kRawIndexBackwards };
+  Location location = Location::kAtBack;
+  int64_t position = 0;  // The index or raw index, for the located kinds.
+  uint64_t values_count = 0;
+  bool get_values = false;
+  bool remove_values = false;
+  std::vector<std::string> insert_values;
+};
+
+struct ListEntry {
+  uint32_t index = 0;
+  int64_t raw_index = 0;
+  std::string value;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Dictionaries and lists exist once created or first written; Create is idempotent.
+  virtual absl::Status CreateDictionary(std::string_view dictionary) = 0;
+  virtual absl::StatusOr<DictionaryOutcome> OperateDictionary(std::string_view dictionary,
+                                                              const DictionaryOperation& op) = 0;
+  // Entries in key-byte order. An unknown dictionary is empty.
+  virtual std::vector<std::pair<std::string, std::string>> ListDictionary(
+      std::string_view dictionary) = 0;
+  virtual uint64_t CountDictionary(std::string_view dictionary) = 0;
+  // keep_cache: remove every entry but keep the dictionary; otherwise remove it altogether.
+  virtual absl::Status DeleteDictionary(std::string_view dictionary, bool keep_cache) = 0;
+
+  virtual absl::Status CreateList(std::string_view list) = 0;
+  // Returns the values collected by get_values. INVALID_ARGUMENT for a bad location.
+  virtual absl::StatusOr<std::vector<std::string>> OperateList(std::string_view list,
+                                                               const ListOperation& op) = 0;
+  // The first entry whose value equals `value` byte for byte; nullopt when none.
+  virtual std::optional<ListEntry> LocateInList(std::string_view list, std::string_view value) = 0;
+  // Entries in index order.
+  virtual std::vector<ListEntry> ListList(std::string_view list) = 0;
+  virtual uint64_t CountList(std::string_view list) = 0;
+  virtual absl::Status DeleteList(std::string_view list, bool keep_cache) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors
+
+class DescriptorStore {
+ public:
+  virtual ~DescriptorStore() = default;
+  // Stores the serialized FabricProtobufDescriptorsRegisterRequest under type_url (replacing).
+  virtual absl::Status RegisterDescriptor(std::string_view type_url, std::string bytes) = 0;
+  virtual std::optional<std::string> GetDescriptor(std::string_view type_url) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+// A backend: the four stores, sharing one durability and notification path.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual ExecutionStore& executions() = 0;
+  virtual StreamStore& streams() = 0;
+  virtual StateStore& states() = 0;
+  virtual DescriptorStore& descriptors() = 0;
+
+  // Sets who hears about committed changes. REQUIRES: called before any mutating call;
+  // `observer` outlives the store's use.
+  virtual void SetObserver(ChangeObserver* observer) = 0;
+};
+
+}  // namespace perper::storage

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+// The storage conformance fixture: every backend runs the same tests.
+//
+//   class ExecutionStoreTest : public perper::testing::StoreTest {};
+//   TEST_P(ExecutionStoreTest, CreateTwiceIsIdempotent) { auto& s = store().executions(); ... }
+//   INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, perper::testing::AllBackends(),
+//                            perper::testing::BackendName);
+//
+// Reopen() closes the store and opens it again on the same directory: durable backends must
+// then hold every acknowledged write (the memory backend starts empty, so durability tests
+// check IsDurable()). Changes the store reports are recorded in changes().
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "absl/synchronization/mutex.h"
+#include "perper/storage/store.h"
+#include "perper/storage/store_factory.h"
+#include "tests/support/fabric_fixture.h"
+#include "tests/support/temp_dir.h"
+
+namespace perper::testing {
+
+class RecordingObserver final : public storage::ChangeObserver {
+ public:
+  void OnChange(const storage::Change& change) override {
+    absl::MutexLock lock(&mu_);
+    changes_.push_back(change);
+  }
+  std::vector<storage::Change> Take() {
+    absl::MutexLock lock(&mu_);
+    return std::move(changes_);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<storage::Change> changes_;
+};
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { Open(); }
+  void TearDown() override { store_.reset(); }
+
+  storage::Store& store() { return *store_; }
+  bool IsDurable() const { return GetParam() != "memory"; }
+  void Reopen() {
+    store_.reset();
+    Open();
+  }
+  // Changes reported since the last call.
+  std::vector<storage::Change> TakeChanges() { return observer_.Take(); }
+
+ private:
+  void Open() {
+    storage::StoreOptions options;
+    options.kind = GetParam();
+    options.data_dir = dir_.path() + "/data";
+    auto store = storage::OpenStore(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+    store_->SetObserver(&observer_);
+  }
+
+  TempDir dir_;
+  RecordingObserver observer_;
+  std::unique_ptr<storage::Store> store_;
+};
+
+}  // namespace perper::testing
