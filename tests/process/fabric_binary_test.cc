@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+// The perper-fabric binary: command line, configuration precedence, health, reflection and
+// graceful shutdown.
+#include <signal.h>
+
+#include <fstream>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "perper/grpc2/executions.grpc.pb.h"
+#include "tests/support/fabric_fixture.h"
+#include "tests/support/fabric_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace perper::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+int PortOf(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
+
+// A free port: bind an in-process Fabric to port 0, note the port, stop it.
+int FreePort() {
+  InProcessFabric probe("memory");
+  int port = PortOf(probe.address());
+  probe.Stop();
+  return port;
+}
+
+TEST(FabricBinaryTest, HelpListsEveryOption) {
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--help"}, &output), 0);
+  for (const char* option : {"--listen", "--storage", "--data-dir", "--log-level", "--config",
+                             "--address-file", "--max-value-size", "--sync"}) {
+    EXPECT_THAT(output, HasSubstr(option));
+  }
+  EXPECT_THAT(output, HasSubstr("127.0.0.1:40400"));
+}
+
+TEST(FabricBinaryTest, UnknownStorageExitsWithCodeTwoAndSaysWhy) {
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "floppy"}, &output), 2);
+  EXPECT_THAT(output, HasSubstr("unknown backend 'floppy'"));
+}
+
+TEST(FabricBinaryTest, BadLogLevelIsRejected) {
+  TempDir dir;
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:0", "--log-level",
+                             "chatty"},
+                            &output),
+            2);
+  EXPECT_THAT(output, HasSubstr("unknown log level 'chatty'"));
+}
+
+TEST(FabricBinaryTest, ConfigFileErrorNamesFileLineAndKey) {
+  TempDir dir;
+  std::string path = dir.path() + "/fabric.yaml";
+  std::ofstream(path) << "storage: memory\nlisten_adress: 127.0.0.1:0\n";
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--config", path}, &output), 2);
+  EXPECT_THAT(output, HasSubstr(path + ":2: listen_adress: unknown key"));
+}
+
+// Starts the binary with a config file naming `file_port`, plus `env` and `flags`, and returns
+// the port it bound.
+int BoundPort(int file_port, std::vector<std::string> env, std::vector<std::string> flags) {
+  TempDir dir;
+  std::string path = dir.path() + "/fabric.yaml";
+  std::ofstream(path) << "storage: memory\nlisten: 127.0.0.1:" << file_port << "\n";
+  flags.insert(flags.begin(), {"--config", path});
+  FabricProcess fabric(flags, env);
+  if (!fabric.Start()) {
+    ADD_FAILURE() << fabric.Log();
+    return -1;
+  }
+  return PortOf(fabric.address());
+}
+
+TEST(FabricBinaryTest, ConfigFileSetsTheAddress) {
+  int file_port = FreePort();
+  EXPECT_EQ(BoundPort(file_port, {}, {}), file_port);
+}
+
+TEST(FabricBinaryTest, EnvironmentBeatsConfigFile) {
+  int file_port = FreePort();
+  int env_port = FreePort();
+  EXPECT_EQ(BoundPort(file_port, {"PERPER_LISTEN=127.0.0.1:" + std::to_string(env_port)}, {}),
+            env_port);
+}
+
+TEST(FabricBinaryTest, FlagBeatsEnvironmentAndConfigFile) {
+  int file_port = FreePort();
+  int env_port = FreePort();
+  int flag_port = FreePort();
+  EXPECT_EQ(BoundPort(file_port, {"PERPER_LISTEN=127.0.0.1:" + std::to_string(env_port)},
+                      {"--listen", "127.0.0.1:" + std::to_string(flag_port)}),
+            flag_port);
+}
+
+TEST(FabricBinaryTest, ServesHealthAndStopsCleanlyOnSigterm) {
+  FabricProcess fabric({"--storage", "memory"});
+  ASSERT_TRUE(fabric.Start()) << fabric.Log();
+  auto channel = fabric.NewChannel();
+
+  // grpc.health.v1.Health/Check with an empty request: status SERVING is field 1 = 1.
+  grpc::GenericStub generic(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice empty_message("");
+  grpc::ByteBuffer request(&empty_message, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      status = s;
+                      done = true;
+                      cv.notify_all();
+                    });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+
+  fabric.Kill(SIGTERM);
+  EXPECT_EQ(fabric.Wait(), 0);
+  EXPECT_THAT(fabric.Log(), HasSubstr("received SIGTERM"));
+  EXPECT_THAT(fabric.Log(), HasSubstr("stopped"));
+}
+
+TEST(FabricBinaryTest, SigintEndsOpenListenCallsAndExits) {
+  FabricProcess fabric({"--storage", "memory"});
+  ASSERT_TRUE(fabric.Start()) << fabric.Log();
+  auto stub = grpc2::FabricExecutions::NewStub(fabric.NewChannel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc2::ExecutionsListenRequest request;
+  request.mutable_instance_filter()->set_agent("Agent");
+  auto reader = stub->Listen(&context, request);
+  grpc2::ExecutionsListenResponse response;
+  ASSERT_TRUE(reader->Read(&response));  // start_of_stream: the call is live.
+  EXPECT_TRUE(response.start_of_stream());
+
+  fabric.Kill(SIGINT);
+  while (reader->Read(&response)) {
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_FALSE(status.ok());  // Ended by the server, not by the deadline.
+  EXPECT_NE(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(fabric.Wait(), 0);
+}
+
+}  // namespace
+}  // namespace perper::testing
