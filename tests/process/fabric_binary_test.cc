@@ -140,6 +140,49 @@ TEST(FabricBinaryTest, ServesHealthAndStopsCleanlyOnSigterm) {
   EXPECT_THAT(fabric.Log(), HasSubstr("stopped"));
 }
 
+// Server reflection lists the protocol's services (a raw ServerReflectionRequest with
+// list_services = "", field 7; the reply names each service).
+TEST(FabricBinaryTest, ServerReflectionListsTheProtocolServices) {
+  FabricProcess fabric({"--storage", "memory"});
+  ASSERT_TRUE(fabric.Start()) << fabric.Log();
+  grpc::GenericStub generic(fabric.NewChannel());
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto call = generic.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  auto step = [&](void* expected) {
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(tag, expected);
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(step(reinterpret_cast<void*>(1)));
+  grpc::Slice request_bytes(std::string("\x3a\x00", 2));
+  grpc::ByteBuffer request(&request_bytes, 1);
+  call->WriteLast(request, grpc::WriteOptions(), reinterpret_cast<void*>(2));
+  ASSERT_TRUE(step(reinterpret_cast<void*>(2)));
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(step(reinterpret_cast<void*>(3)));
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const char* service :
+       {"perper.grpc2.FabricExecutions", "perper.grpc2.FabricInstances", "perper.grpc2.FabricStreams",
+        "perper.grpc2.FabricStatesDictionary", "perper.grpc2.FabricStatesList",
+        "perper.grpc2.FabricProtobufDescriptors", "perper.grpc2.FabricIntrospection",
+        "grpc.health.v1.Health"}) {
+    EXPECT_THAT(bytes, HasSubstr(service));
+  }
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  step(reinterpret_cast<void*>(4));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
 TEST(FabricBinaryTest, SigintEndsOpenListenCallsAndExits) {
   FabricProcess fabric({"--storage", "memory"});
   ASSERT_TRUE(fabric.Start()) << fabric.Log();
