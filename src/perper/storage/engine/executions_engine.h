@@ -1,7 +1,30 @@
 // SPDX-License-Identifier: MIT
-// PLACEHOLDER: to be replaced by the real engine.
+// The executions part of the engine backends: executions in sharded in-memory maps, journaled
+// under `x/<execution>` when a Journal is set, plus the reservation table (not journaled:
+// reservations belong to live calls and vanish with them).
+//
+// Each shard has its own mutex and holds both the executions whose ID hashes to it and their
+// reservations, so deleting an execution drops its reservations atomically and TryReserve can
+// check existence under the same lock. Creation order comes from a process-wide sequence that
+// Load() continues after the largest stored one.
+//
+// Thread safety: every method is safe to call concurrently; changes are reported to the Notifier
+// after the shard lock is released.
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "perper/storage/engine/notifier.h"
 #include "perper/storage/journal.h"
 #include "perper/storage/store.h"
@@ -10,19 +33,45 @@ namespace perper::storage {
 
 class ExecutionsEngine final : public ExecutionStore {
  public:
-  ExecutionsEngine(Journal* journal, Notifier* notifier) : journal_(journal), notifier_(notifier) {}
-  absl::Status Load() { return absl::OkStatus(); }
-  absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override { return absl::UnimplementedError("not implemented"); }
-  absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results, std::optional<std::string> error) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<bool> DeleteExecution(std::string_view execution) override { return absl::UnimplementedError("not implemented"); }
-  std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter, size_t limit) override { return {}; }
-  absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup, std::string_view holder) override { return absl::UnimplementedError("not implemented"); }
-  void ReleaseReservation(std::string_view execution, std::string_view workgroup, std::string_view holder) override {  }
-  std::vector<ReservationRecord> ListReservations(std::string_view workgroup, size_t limit) override { return {}; }
+  // `journal` may be null (memory backend). Both pointers must outlive the engine.
+  ExecutionsEngine(Journal* journal, Notifier* notifier);
+
+  // Reads every `x/` record from the journal. REQUIRES: called once, before any other method.
+  absl::Status Load();
+
+  absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override;
+  absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override;
+  absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
+                                 std::optional<std::string> error) override;
+  absl::StatusOr<bool> DeleteExecution(std::string_view execution) override;
+  std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
+                                              size_t limit) override;
+  absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override;
+  void ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                          std::string_view holder) override;
+  std::vector<ReservationRecord> ListReservations(std::string_view workgroup,
+                                                  size_t limit) override;
+
  private:
-  Journal* journal_;
-  Notifier* notifier_;
+  static constexpr size_t kShards = 64;
+
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, ExecutionRecord> executions ABSL_GUARDED_BY(mu);
+    // execution -> workgroup -> holder. An entry exists only while its execution does.
+    absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, std::string>> reservations
+        ABSL_GUARDED_BY(mu);
+  };
+
+  Shard& ShardFor(std::string_view execution);
+  static std::string Encode(const ExecutionRecord& record);
+  static Change MakeChange(Change::Kind kind, const ExecutionRecord& record);
+
+  Journal* const journal_;
+  Notifier* const notifier_;
+  std::atomic<uint64_t> next_sequence_{1};
+  std::array<Shard, kShards> shards_;
 };
 
 }  // namespace perper::storage

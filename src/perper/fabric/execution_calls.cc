@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/execution_calls.h"
+
+#include <cstdio>
+#include <random>
+
+#include "perper/common/values.h"
+
+namespace perper::fabric {
+
+std::string RandomHex() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  char buffer[17];
+  std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(engine()));
+  return buffer;
+}
+
+grpc2::ExecutionsGetResultResponse ResultOf(const storage::ExecutionRecord& record) {
+  grpc2::ExecutionsGetResultResponse response;
+  for (const std::string& result : record.results) *response.add_results() = ParseAny(result);
+  if (record.error.has_value()) response.mutable_error()->set_message(*record.error);
+  return response;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::shared_ptr<ResultWaiter> ResultWaiter::Start(const ServiceContext& context,
+                                                  std::string execution, bool wait_for_creation,
+                                                  Done done) {
+  auto waiter = std::make_shared<ResultWaiter>(context, execution, wait_for_creation,
+                                               std::move(done));
+  std::weak_ptr<ResultWaiter> weak = waiter;
+  auto subscriber = std::make_shared<GuardedSubscriber>([weak](const storage::Change& change) {
+    if (auto self = weak.lock()) self->Check(&change);
+  });
+  {
+    absl::MutexLock lock(&waiter->mu_);
+    waiter->subscription_ =
+        context.hub->Subscribe(Topic::kExecution, std::move(execution), std::move(subscriber));
+  }
+  // Read only after subscribing, so a change between the read and the subscription is not lost.
+  waiter->Check(nullptr);
+  return waiter;
+}
+
+void ResultWaiter::Cancel() {
+  ChangeHub::Subscription subscription;
+  {
+    absl::MutexLock lock(&mu_);
+    done_ = nullptr;
+    subscription = std::move(subscription_);
+  }
+}
+
+void ResultWaiter::Check(const storage::Change* hint) {
+  Done done;
+  grpc2::ExecutionsGetResultResponse response;
+  ChangeHub::Subscription subscription;
+  {
+    absl::MutexLock lock(&mu_);
+    if (done_ == nullptr) return;
+    if (hint != nullptr && hint->kind != storage::Change::Kind::kReservationReleased) {
+      seen_ = true;
+    }
+    absl::StatusOr<storage::ExecutionRecord> record =
+        context_.store->executions().GetExecution(execution_);
+    if (record.ok()) {
+      seen_ = true;
+      if (!record->finished) return;
+      response = ResultOf(*record);
+    } else {
+      if (wait_for_creation_ && !seen_) return;
+      response.set_deleted(true);
+    }
+    done = std::move(done_);
+    done_ = nullptr;
+    // Unsubscribe before `done` runs: it may change this very execution (delete it), and the
+    // hub must not deliver that change back into this subscriber while it is still running.
+    subscription = std::move(subscription_);
+  }
+  subscription.Reset();
+  done(std::move(response));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::shared_ptr<ExecutionCall> ExecutionCall::Start(const ServiceContext& context,
+                                                    storage::ExecutionRecord record, Done done) {
+  std::string id = record.execution;
+  auto call = std::make_shared<ExecutionCall>(context, id, std::move(done));
+  absl::StatusOr<bool> created = context.store->executions().CreateExecution(std::move(record));
+  if (!created.ok()) {
+    Done report;
+    {
+      absl::MutexLock lock(&call->mu_);
+      report = std::move(call->done_);
+      call->done_ = nullptr;
+    }
+    if (report) report(created.status());
+    return call;
+  }
+  auto waiter = ResultWaiter::Start(context, id, /*wait_for_creation=*/false,
+                                    [call](grpc2::ExecutionsGetResultResponse response) {
+                                      call->OnResult(std::move(response));
+                                    });
+  bool cancelled = false;
+  {
+    absl::MutexLock lock(&call->mu_);
+    call->waiter_ = waiter;
+    cancelled = call->done_ == nullptr;
+  }
+  // The result may have come already (inside ResultWaiter::Start); then the waiter is spent.
+  if (cancelled) waiter->Cancel();
+  return call;
+}
+
+void ExecutionCall::OnResult(grpc2::ExecutionsGetResultResponse response) {
+  Done done;
+  {
+    absl::MutexLock lock(&mu_);
+    done = std::move(done_);
+    done_ = nullptr;
+    waiter_ = nullptr;  // Breaks the cycle call -> waiter -> callback -> call.
+  }
+  if (!done) return;
+  (void)context_.store->executions().DeleteExecution(execution_);
+  done(std::move(response));
+}
+
+void ExecutionCall::Cancel() {
+  Done done;
+  std::shared_ptr<ResultWaiter> waiter;
+  {
+    absl::MutexLock lock(&mu_);
+    done = std::move(done_);
+    done_ = nullptr;
+    waiter = std::move(waiter_);
+  }
+  if (waiter != nullptr) waiter->Cancel();
+  if (!done) return;  // Already reported: the execution is gone or was never made.
+  (void)context_.store->executions().DeleteExecution(execution_);
+  done(absl::CancelledError("call of execution " + execution_ + " was cancelled"));
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/executions_service.h"
+
+#include <atomic>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "perper/common/grpc_status.h"
+#include "perper/common/logging.h"
+#include "perper/common/values.h"
+#include "perper/fabric/execution_calls.h"
+
+namespace perper::fabric {
+
+using grpc2::ExecutionsListenResponse;
+using storage::Change;
+using storage::ExecutionRecord;
+
+namespace {
+
+// Debian's abseil has its own string_view; heterogeneous lookups take that one.
+absl::string_view Key(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Unique per call across Fabric processes sharing a store: a process-random prefix and a count.
+std::string NewHolderId(std::string_view kind) {
+  static const std::string process = RandomHex();
+  static std::atomic<uint64_t> next{1};
+  return std::string(kind) + "-" + process + "-" + std::to_string(next.fetch_add(1));
+}
+
+ExecutionsListenResponse ToListenResponse(const ExecutionRecord& record) {
+  ExecutionsListenResponse response;
+  response.mutable_execution()->set_execution(record.execution);
+  response.mutable_instance()->set_instance(record.instance);
+  response.mutable_instance()->set_agent(record.agent);
+  response.set_delegate(record.delegate);
+  for (const std::string& argument : record.arguments) *response.add_arguments() = ParseAny(argument);
+  return response;
+}
+
+grpc::ServerUnaryReactor* FinishedReactor(grpc::CallbackServerContext* context,
+                                          const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::Status CheckFilter(const grpc2::ExecutionsListenRequest& request, std::string_view field) {
+  // No execution can have an empty agent, so an empty one would match nothing, ever.
+  return RequireNonEmpty(request.instance_filter().agent(),
+                         std::string(field) + "instance_filter.agent");
+}
+
+storage::ExecutionFilter FilterOf(const grpc2::ExecutionsListenRequest& request) {
+  storage::ExecutionFilter filter;
+  filter.agent = request.instance_filter().agent();
+  filter.instance = request.instance_filter().instance();
+  filter.delegate = request.delegate();
+  return filter;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The feed behind Listen and ListenAndReserve.
+//
+// Hints for the filter's agent put execution IDs on a queue; the queue is drained one write at a
+// time, and each ID is reconciled against the store: what this call has delivered (ID and the
+// sequence of the incarnation) versus what the store holds now. That yields at most one message
+// per step (the execution, or deleted=true), and the ID is reconciled again after the write, so
+// a deleted-then-recreated ID gives "deleted" and then the new execution. Hints are only hints:
+// duplicates, stale ones and reordered ones all reconcile to the right messages.
+//
+// With reservation, an execution is delivered only when a credit is left and TryReserve
+// succeeds; IDs without credit wait in `starved_` until the client grants more, IDs held by
+// another member wait in `waiting_` until a kReservationReleased hint for our workgroup.
+//
+// Thread safety: state is guarded by mu_; StartWrite and Finish are called outside it.
+template <class Base>
+class FeedReactor : public Base {
+ protected:
+  explicit FeedReactor(const ServiceContext& context) : context_(context) {}
+
+  // Subscribes, scans, and starts delivering. REQUIRES: called once.
+  void Begin(storage::ExecutionFilter filter, bool reserve, std::string workgroup) {
+    {
+      absl::MutexLock lock(&mu_);
+      filter_ = filter;
+      reserve_ = reserve;
+      workgroup_ = std::move(workgroup);
+      if (reserve_) holder_ = NewHolderId("listen");
+      scanning_ = true;
+    }
+    subscriber_ = std::make_shared<GuardedSubscriber>(
+        [this](const Change& change) { OnHint(change); });
+    // Subscribe before scanning: an execution created during the scan is then either in the
+    // scan or in a buffered hint (or both; reconciling deduplicates).
+    subscription_ = context_.hub->Subscribe(Topic::kAgentExecutions, filter.agent, subscriber_);
+    std::vector<ExecutionRecord> existing = context_.store->executions().ListExecutions(
+        filter, std::numeric_limits<size_t>::max());
+    {
+      absl::MutexLock lock(&mu_);
+      std::deque<Entry> queue;
+      for (ExecutionRecord& record : existing) queue.push_back({std::move(record.execution)});
+      queue.push_back({"", /*marker=*/true});
+      for (Entry& entry : queue_) queue.push_back(std::move(entry));
+      queue_ = std::move(queue);
+      scanning_ = false;
+      started_ = true;
+    }
+    Pump();
+  }
+
+  void AddCredits(uint64_t credits) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (credits == 0) return;
+      credits_ = credits_ > std::numeric_limits<uint64_t>::max() - credits
+                     ? std::numeric_limits<uint64_t>::max()
+                     : credits_ + credits;
+      // Executions that found no credit go first, in the order they came.
+      while (!starved_.empty()) {
+        queue_.push_front({std::move(starved_.back())});
+        starved_.pop_back();
+      }
+    }
+    Pump();
+  }
+
+  void FinishOnce(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    this->Finish(std::move(status));
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+    }
+    if (!ok) {
+      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the client stream is broken"));
+      return;
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    // Close first: after Close no hint runs, so nothing touches this object any more.
+    if (subscriber_ != nullptr) subscriber_->Close();
+    subscription_.Reset();
+    std::vector<std::string> held;
+    std::string workgroup, holder;
+    {
+      absl::MutexLock lock(&mu_);
+      if (reserve_) {
+        for (const auto& [id, delivered] : delivered_) held.push_back(id);
+        workgroup = workgroup_;
+        holder = holder_;
+      }
+    }
+    // Other members of the workgroup get these executions at once (at-least-once delivery).
+    for (const std::string& id : held) {
+      context_.store->executions().ReleaseReservation(id, workgroup, holder);
+    }
+    delete this;
+  }
+
+  const ServiceContext context_;
+
+ private:
+  struct Entry {
+    std::string id;
+    bool marker = false;  // start_of_stream
+  };
+  struct Delivered {
+    uint64_t sequence;
+    std::string agent, instance, delegate;
+  };
+
+  void Enqueue(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queue_.push_back({std::move(id)});
+  }
+
+  void OnHint(const Change& change) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      switch (change.kind) {
+        case Change::Kind::kExecutionCreated:
+          if (delivered_.contains(Key(change.id)) ||
+              ((filter_.instance.empty() || change.instance == filter_.instance) &&
+               (filter_.delegate.empty() || change.delegate == filter_.delegate))) {
+            Enqueue(change.id);
+          }
+          break;
+        case Change::Kind::kExecutionDeleted:
+          if (delivered_.contains(Key(change.id))) Enqueue(change.id);
+          waiting_.erase(Key(change.id));
+          break;
+        case Change::Kind::kReservationReleased:
+          if (reserve_ && change.workgroup == workgroup_ && waiting_.erase(Key(change.id)) > 0) {
+            Enqueue(change.id);
+          }
+          break;
+        case Change::Kind::kExecutionCompleted:
+          // Completion is not signalled on Listen; a finished execution is never dispatched.
+          waiting_.erase(Key(change.id));
+          break;
+        default:
+          break;
+      }
+    }
+    Pump();
+  }
+
+  // The next message for `id`, if any; updates what this call has delivered.
+  std::optional<ExecutionsListenResponse> Reconcile(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto& executions = context_.store->executions();
+    absl::StatusOr<ExecutionRecord> record = executions.GetExecution(id);
+    if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
+      if (record.ok() && record->sequence == it->second.sequence) return std::nullopt;
+      ExecutionsListenResponse response;
+      response.mutable_execution()->set_execution(id);
+      response.mutable_instance()->set_instance(it->second.instance);
+      response.mutable_instance()->set_agent(it->second.agent);
+      response.set_delegate(it->second.delegate);
+      response.set_deleted(true);
+      delivered_.erase(it);
+      return response;
+    }
+    if (!record.ok() || record->finished || !storage::Matches(filter_, *record)) {
+      return std::nullopt;
+    }
+    if (reserve_) {
+      if (credits_ == 0) {
+        starved_.push_back(id);
+        return std::nullopt;
+      }
+      absl::StatusOr<bool> reserved = executions.TryReserve(id, workgroup_, holder_);
+      if (!reserved.ok()) return std::nullopt;  // Deleted since the read.
+      if (!*reserved) {
+        waiting_.insert(id);
+        return std::nullopt;
+      }
+      --credits_;
+    }
+    delivered_[id] = {record->sequence, record->agent, record->instance, record->delegate};
+    return ToListenResponse(*record);
+  }
+
+  // Starts the next write if none is in flight.
+  void Pump() {
+    for (;;) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (finished_ || writing_ || !started_ || queue_.empty()) return;
+        Entry entry = std::move(queue_.front());
+        queue_.pop_front();
+        if (entry.marker) {
+          response_.Clear();
+          response_.set_start_of_stream(true);
+        } else {
+          std::optional<ExecutionsListenResponse> message = Reconcile(entry.id);
+          if (!message.has_value()) continue;
+          response_ = std::move(*message);
+          queue_.push_front(std::move(entry));  // Reconcile again after this write.
+        }
+        writing_ = true;
+      }
+      this->StartWrite(&response_);
+      return;
+    }
+  }
+
+  std::shared_ptr<GuardedSubscriber> subscriber_;
+  ChangeHub::Subscription subscription_;
+
+  absl::Mutex mu_;
+  storage::ExecutionFilter filter_ ABSL_GUARDED_BY(mu_);
+  bool reserve_ ABSL_GUARDED_BY(mu_) = false;
+  std::string workgroup_ ABSL_GUARDED_BY(mu_);
+  std::string holder_ ABSL_GUARDED_BY(mu_);
+  bool scanning_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> starved_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> waiting_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Delivered> delivered_ ABSL_GUARDED_BY(mu_);
+  ExecutionsListenResponse response_;  // Owned by the write in flight while writing_.
+};
+
+class ListenReactor final : public FeedReactor<grpc::ServerWriteReactor<ExecutionsListenResponse>> {
+ public:
+  ListenReactor(const ServiceContext& context, const grpc2::ExecutionsListenRequest& request)
+      : FeedReactor(context) {
+    if (absl::Status status = CheckFilter(request, ""); !status.ok()) {
+      FinishOnce(ToGrpcStatus(status));
+      return;
+    }
+    Begin(FilterOf(request), /*reserve=*/false, "");
+  }
+};
+
+class ListenAndReserveReactor final
+    : public FeedReactor<grpc::ServerBidiReactor<grpc2::ExecutionsListenAndReserveRequest,
+                                                 ExecutionsListenResponse>> {
+ public:
+  explicit ListenAndReserveReactor(const ServiceContext& context) : FeedReactor(context) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    // !ok: the client half-closed (or the call broke). Half-close does not end the call: the
+    // client may keep receiving; cancellation or disconnection ends it (OnCancel).
+    if (!ok) return;
+    if (first_) {
+      first_ = false;
+      absl::Status status =
+          request_.has_filter()
+              ? CheckFilter(request_.filter(), "filter.")
+              : absl::InvalidArgumentError("filter must be set in the first message");
+      if (!status.ok()) {
+        FinishOnce(ToGrpcStatus(status));
+        return;
+      }
+      // Credits first, so the initial scan can already be delivered before start_of_stream.
+      AddCredits(request_.reserve_next());
+      grpc2::ExecutionsListenRequest filter = request_.filter();
+      std::string workgroup = request_.workgroup();
+      // One read outstanding, always: that is how further credits arrive.
+      StartRead(&request_);
+      Begin(FilterOf(filter), /*reserve=*/true, std::move(workgroup));
+      return;
+    }
+    uint64_t credits = request_.reserve_next();
+    StartRead(&request_);
+    AddCredits(credits);
+  }
+
+ private:
+  bool first_ = true;  // Only OnReadDone touches it, one at a time.
+  grpc2::ExecutionsListenAndReserveRequest request_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Reserve: emits one Empty once (execution, workgroup) is held; holds it until the call ends.
+class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::Empty> {
+ public:
+  ReserveReactor(const ServiceContext& context, const grpc2::ExecutionsReserveRequest& request)
+      : context_(context),
+        execution_(request.execution().execution()),
+        workgroup_(request.workgroup()),
+        holder_(NewHolderId("reserve")) {
+    if (absl::Status status = RequireNonEmpty(execution_, "execution.execution"); !status.ok()) {
+      FinishOnce(ToGrpcStatus(status));
+      return;
+    }
+    subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
+      if (change.kind == Change::Kind::kReservationReleased && change.workgroup != workgroup_) {
+        return;
+      }
+      Try();
+    });
+    subscription_ = context_.hub->Subscribe(Topic::kExecution, execution_, subscriber_);
+    Try();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the client stream is broken"));
+  }
+  void OnCancel() override { FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
+  void OnDone() override {
+    if (subscriber_ != nullptr) subscriber_->Close();
+    subscription_.Reset();
+    bool held;
+    {
+      absl::MutexLock lock(&mu_);
+      held = held_;
+    }
+    if (held) context_.store->executions().ReleaseReservation(execution_, workgroup_, holder_);
+    delete this;
+  }
+
+ private:
+  void Try() {
+    std::optional<grpc::Status> finish;
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      auto& executions = context_.store->executions();
+      absl::StatusOr<ExecutionRecord> record = executions.GetExecution(execution_);
+      if (!record.ok()) {
+        // Gone: before it was held that is NOT_FOUND; once held there is nothing left to hold.
+        finish = held_ ? grpc::Status::OK : ToGrpcStatus(record.status());
+      } else if (!held_) {
+        if (record->finished) {
+          finish = ToGrpcStatus(absl::FailedPreconditionError(
+              "execution " + execution_ + " is already finished"));
+        } else {
+          absl::StatusOr<bool> reserved =
+              executions.TryReserve(execution_, workgroup_, holder_);
+          if (!reserved.ok()) {
+            finish = ToGrpcStatus(reserved.status());
+          } else if (*reserved) {
+            held_ = true;
+            write = true;
+          }
+        }
+      }
+      if (finish.has_value()) finished_ = true;
+    }
+    if (write) StartWrite(&empty_);
+    if (finish.has_value()) Finish(*finish);
+  }
+
+  void FinishOnce(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(std::move(status));
+  }
+
+  const ServiceContext context_;
+  const std::string execution_;
+  const std::string workgroup_;
+  const std::string holder_;
+  std::shared_ptr<GuardedSubscriber> subscriber_;
+  ChangeHub::Subscription subscription_;
+  google::protobuf::Empty empty_;
+  absl::Mutex mu_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// GetResult: a ResultWaiter answering a unary reactor.
+class GetResultReactor final : public grpc::ServerUnaryReactor {
+ public:
+  GetResultReactor(const ServiceContext& context, const grpc2::ExecutionsGetResultRequest& request,
+                   grpc2::ExecutionsGetResultResponse* response)
+      : answer_(std::make_shared<Answer<grpc2::ExecutionsGetResultResponse>>(this, response)) {
+    const std::string& id = request.execution().execution();
+    if (absl::Status status = RequireNonEmpty(id, "execution.execution"); !status.ok()) {
+      answer_->Finish(status);
+      return;
+    }
+    auto answer = answer_;
+    waiter_ = ResultWaiter::Start(context, id, request.wait_for_creation(),
+                                  [answer](grpc2::ExecutionsGetResultResponse result) {
+                                    answer->Finish(std::move(result));
+                                  });
+  }
+
+  void OnCancel() override {
+    answer_->Finish(absl::CancelledError("cancelled"));
+  }
+  void OnDone() override {
+    if (waiter_ != nullptr) waiter_->Cancel();
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<Answer<grpc2::ExecutionsGetResultResponse>> answer_;
+  std::shared_ptr<ResultWaiter> waiter_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+absl::StatusOr<ExecutionRecord> RecordFromCreateRequest(
+    const grpc2::ExecutionsCreateRequest& request, const FabricLimits& limits) {
+  if (absl::Status s = RequireNonEmpty(request.execution().execution(), "execution.execution");
+      !s.ok()) {
+    return s;
+  }
+  const std::string& id = request.execution().execution();
+  if (!request.has_instance()) {
+    return absl::InvalidArgumentError("instance must be set (execution " + id + ")");
+  }
+  if (request.instance().agent().empty()) {
+    return absl::InvalidArgumentError("instance.agent must not be empty (execution " + id + ")");
+  }
+  if (request.delegate().empty()) {
+    return absl::InvalidArgumentError("delegate must not be empty (execution " + id + ")");
+  }
+  ExecutionRecord record;
+  record.execution = id;
+  record.agent = request.instance().agent();
+  record.instance = request.instance().instance();
+  record.delegate = request.delegate();
+  for (int i = 0; i < request.arguments_size(); ++i) {
+    if (absl::Status s = CheckValueSize(request.arguments(i), limits,
+                                        "arguments[" + std::to_string(i) + "] of execution " + id);
+        !s.ok()) {
+      return s;
+    }
+    record.arguments.push_back(SerializeAny(request.arguments(i)));
+  }
+  return record;
+}
+
+void CompleteLinkedStream(const ServiceContext& context, const std::string& execution,
+                          std::optional<std::string> error) {
+  absl::Status status = context.store->streams().CompleteStream(execution, std::move(error));
+  if (status.ok() || absl::IsNotFound(status) || absl::IsFailedPrecondition(status)) return;
+  PERPER_LOG_WARN(Logger::kFabric, "[exec={} stream={}] linked stream not completed: {}",
+                  execution, execution, status.ToString());
+}
+
+grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext* context,
+                                                    const grpc2::ExecutionsCreateRequest* request,
+                                                    google::protobuf::Empty* /*response*/) {
+  absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
+  if (!record.ok()) return FinishedReactor(context, record.status());
+  absl::StatusOr<bool> created =
+      context_.store->executions().CreateExecution(std::move(record).value());
+  return FinishedReactor(context, created.status());
+}
+
+grpc::ServerWriteReactor<ExecutionsListenResponse>* ExecutionsService::Listen(
+    grpc::CallbackServerContext* /*context*/, const grpc2::ExecutionsListenRequest* request) {
+  return new ListenReactor(context_, *request);
+}
+
+grpc::ServerBidiReactor<grpc2::ExecutionsListenAndReserveRequest, ExecutionsListenResponse>*
+ExecutionsService::ListenAndReserve(grpc::CallbackServerContext* /*context*/) {
+  return new ListenAndReserveReactor(context_);
+}
+
+grpc::ServerWriteReactor<google::protobuf::Empty>* ExecutionsService::Reserve(
+    grpc::CallbackServerContext* /*context*/, const grpc2::ExecutionsReserveRequest* request) {
+  return new ReserveReactor(context_, *request);
+}
+
+grpc::ServerUnaryReactor* ExecutionsService::Complete(
+    grpc::CallbackServerContext* context, const grpc2::ExecutionsCompleteRequest* request,
+    google::protobuf::Empty* /*response*/) {
+  const std::string& id = request->execution().execution();
+  if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
+    return FinishedReactor(context, s);
+  }
+  std::vector<std::string> results;
+  for (int i = 0; i < request->results_size(); ++i) {
+    if (absl::Status s = CheckValueSize(request->results(i), context_.limits,
+                                        "results[" + std::to_string(i) + "] of execution " + id);
+        !s.ok()) {
+      return FinishedReactor(context, s);
+    }
+    results.push_back(SerializeAny(request->results(i)));
+  }
+  std::optional<std::string> error;
+  // An absent error and an empty message both mean success (upstream clients send either).
+  if (request->has_error() && !request->error().message().empty()) {
+    if (request->error().message().size() > context_.limits.max_value_bytes) {
+      return FinishedReactor(
+          context, absl::ResourceExhaustedError(
+                       "error.message of execution " + id + " is over the limit of " +
+                       std::to_string(context_.limits.max_value_bytes) + " bytes"));
+    }
+    error = request->error().message();
+  }
+  absl::Status status = context_.store->executions().CompleteExecution(id, std::move(results), error);
+  if (status.ok()) CompleteLinkedStream(context_, id, std::move(error));
+  return FinishedReactor(context, status);
+}
+
+grpc::ServerUnaryReactor* ExecutionsService::GetResult(
+    grpc::CallbackServerContext* /*context*/, const grpc2::ExecutionsGetResultRequest* request,
+    grpc2::ExecutionsGetResultResponse* response) {
+  return new GetResultReactor(context_, *request, response);
+}
+
+grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext* context,
+                                                    const grpc2::ExecutionsDeleteRequest* request,
+                                                    google::protobuf::Empty* /*response*/) {
+  const std::string& id = request->execution().execution();
+  if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
+    return FinishedReactor(context, s);
+  }
+  auto& executions = context_.store->executions();
+  absl::StatusOr<ExecutionRecord> before = executions.GetExecution(id);
+  absl::StatusOr<bool> deleted = executions.DeleteExecution(id);
+  if (!deleted.ok()) return FinishedReactor(context, deleted.status());
+  // Deleting an unfinished producer cancels it; its consumers must not wait forever.
+  if (*deleted && before.ok() && !before->finished) {
+    CompleteLinkedStream(context_, id, "execution " + id + " was deleted before it completed");
+  }
+  return FinishedReactor(context, absl::OkStatus());
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/instances_service.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "perper/common/logging.h"
+#include "perper/common/values.h"
+#include "perper/fabric/execution_calls.h"
+#include "perper/fabric/executions_service.h"
+#include "perper/grpc2/model.pb.h"
+
+namespace perper::fabric {
+
+using grpc2::ExecutionsGetResultResponse;
+using storage::ExecutionRecord;
+
+namespace {
+
+constexpr char kRegistryAgent[] = "Registry";
+constexpr char kRunDelegate[] = "Run";
+
+std::string ChildrenList(const std::string& instance) { return instance + "-children"; }
+
+std::string InstanceValue(const std::string& instance, const std::string& agent) {
+  grpc2::model::PerperInstance model;
+  model.set_instance(instance);
+  model.set_agent(agent);
+  google::protobuf::Any any;
+  any.PackFrom(model);
+  return SerializeAny(any);
+}
+
+absl::Status CheckInstance(const grpc2::model::PerperInstance& instance, bool present,
+                           const std::string& field) {
+  if (!present) return absl::InvalidArgumentError(field + " must be set");
+  if (instance.instance().empty()) {
+    return absl::InvalidArgumentError(field + ".instance must not be empty");
+  }
+  if (instance.agent().empty()) {
+    return absl::InvalidArgumentError(field + ".agent must not be empty (instance " +
+                                      instance.instance() + ")");
+  }
+  return absl::OkStatus();
+}
+
+// A unary reactor whose answer comes from an asynchronous flow; cancelling the call (or the
+// call ending) cancels the flow.
+class FlowReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit FlowReactor(ExecutionsGetResultResponse* response)
+      : answer_(std::make_shared<Answer<ExecutionsGetResultResponse>>(this, response)) {}
+
+  const std::shared_ptr<Answer<ExecutionsGetResultResponse>>& answer() { return answer_; }
+
+  void SetCancel(std::function<void()> cancel) {
+    absl::MutexLock lock(&mu_);
+    cancel_ = std::move(cancel);
+  }
+
+  void OnCancel() override {
+    RunCancel();
+    answer_->Finish(absl::CancelledError("cancelled"));
+  }
+  void OnDone() override {
+    RunCancel();  // A no-op for a flow that has finished.
+    delete this;
+  }
+
+ private:
+  void RunCancel() {
+    std::function<void()> cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      cancel = std::move(cancel_);
+      cancel_ = nullptr;
+    }
+    if (cancel) cancel();
+  }
+
+  std::shared_ptr<Answer<ExecutionsGetResultResponse>> answer_;
+  absl::Mutex mu_;
+  std::function<void()> cancel_ ABSL_GUARDED_BY(mu_);
+};
+
+// Stops and deletes one instance: Stop, then every child (recursively, one after another),
+// then the children list, then the Registry execution. Reports Stop's result.
+//
+// Thread safety: Start and Cancel from any thread; steps run on whichever thread completed the
+// previous one.
+class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
+ public:
+  using Done = std::function<void(absl::StatusOr<ExecutionsGetResultResponse>)>;
+
+  StopAndDeleteOp(const ServiceContext& context, std::string instance, std::string agent,
+                  Done done)
+      : context_(context),
+        instance_(std::move(instance)),
+        agent_(std::move(agent)),
+        done_(std::move(done)) {}
+
+  // `agent` empty: any agent type.
+  static std::shared_ptr<StopAndDeleteOp> Start(const ServiceContext& context,
+                                                std::string instance, std::string agent,
+                                                std::vector<std::string> stop_parameters,
+                                                Done done) {
+    auto op = std::make_shared<StopAndDeleteOp>(context, std::move(instance), std::move(agent),
+                                                std::move(done));
+    op->Begin(std::move(stop_parameters));
+    return op;
+  }
+
+  void Cancel() {
+    std::shared_ptr<ExecutionCall> call;
+    std::shared_ptr<StopAndDeleteOp> child;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return;
+      cancelled_ = true;
+      call = std::move(call_);
+      child = std::move(child_);
+    }
+    if (call != nullptr) call->Cancel();
+    if (child != nullptr) child->Cancel();
+    Report(absl::CancelledError("stopping instance " + instance_ + " was cancelled"));
+  }
+
+ private:
+  void Begin(std::vector<std::string> stop_parameters) {
+    absl::StatusOr<ExecutionRecord> registry =
+        context_.store->executions().GetExecution(instance_);
+    if (!registry.ok() || registry->agent != kRegistryAgent) {
+      Report(absl::NotFoundError("instance " + instance_ + " not found"));
+      return;
+    }
+    if (!agent_.empty() && registry->instance != agent_) {
+      Report(absl::InvalidArgumentError("instance " + instance_ + " is of agent " +
+                                        registry->instance + ", not " + agent_));
+      return;
+    }
+    ExecutionRecord stop;
+    stop.execution = "Stop-" + RandomHex();
+    stop.agent = registry->instance;
+    stop.instance = instance_;
+    stop.delegate = "Stop";
+    stop.arguments = std::move(stop_parameters);
+    std::shared_ptr<StopAndDeleteOp> self = shared_from_this();
+    auto call = ExecutionCall::Start(
+        context_, std::move(stop),
+        [self](absl::StatusOr<ExecutionsGetResultResponse> result) {
+          self->OnStopped(std::move(result));
+        });
+    absl::MutexLock lock(&mu_);
+    if (!stopped_ && !cancelled_) call_ = std::move(call);
+  }
+
+  void OnStopped(absl::StatusOr<ExecutionsGetResultResponse> result) {
+    if (!result.ok()) {
+      Report(result.status());
+      return;
+    }
+    std::vector<grpc2::model::PerperInstance> children;
+    for (const storage::ListEntry& entry :
+         context_.store->states().ListList(ChildrenList(instance_))) {
+      grpc2::model::PerperInstance child;
+      if (ParseAny(entry.value).UnpackTo(&child) && !child.instance().empty()) {
+        children.push_back(std::move(child));
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = true;
+      call_ = nullptr;
+      stop_result_ = std::move(result).value();
+      children_ = std::move(children);
+    }
+    NextChild();
+  }
+
+  void NextChild() {
+    grpc2::model::PerperInstance child;
+    size_t generation;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return;
+      child_ = nullptr;
+      if (next_child_ == children_.size()) {
+        // Fall through to the last step, outside the lock.
+        generation = 0;
+      } else {
+        child = children_[next_child_++];
+        generation = next_child_;
+      }
+    }
+    if (generation == 0) {
+      DeleteInstance();
+      return;
+    }
+    std::shared_ptr<StopAndDeleteOp> self = shared_from_this();
+    // A child already gone (NOT_FOUND) or failing to stop does not stop the cascade.
+    auto op = StopAndDeleteOp::Start(context_, child.instance(), child.agent(), {},
+                                     [self](absl::StatusOr<ExecutionsGetResultResponse>) {
+                                       self->NextChild();
+                                     });
+    absl::MutexLock lock(&mu_);
+    if (next_child_ == generation && !cancelled_) child_ = std::move(op);
+  }
+
+  void DeleteInstance() {
+    absl::Status status = context_.store->states().DeleteList(ChildrenList(instance_), false);
+    if (!status.ok() && !absl::IsNotFound(status)) {
+      PERPER_LOG_WARN(Logger::kFabric, "[instance={}] children list not deleted: {}", instance_,
+                      status.ToString());
+    }
+    absl::StatusOr<bool> deleted = context_.store->executions().DeleteExecution(instance_);
+    ExecutionsGetResultResponse result;
+    {
+      absl::MutexLock lock(&mu_);
+      result = stop_result_;
+    }
+    Report(deleted.ok() ? absl::StatusOr<ExecutionsGetResultResponse>(std::move(result))
+                        : absl::StatusOr<ExecutionsGetResultResponse>(deleted.status()));
+  }
+
+  void Report(absl::StatusOr<ExecutionsGetResultResponse> result) {
+    Done done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = std::move(done_);
+      done_ = nullptr;
+    }
+    if (done) done(std::move(result));
+  }
+
+  const ServiceContext context_;
+  const std::string instance_;
+  const std::string agent_;
+  absl::Mutex mu_;
+  Done done_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<ExecutionCall> call_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<StopAndDeleteOp> child_ ABSL_GUARDED_BY(mu_);
+  ExecutionsGetResultResponse stop_result_ ABSL_GUARDED_BY(mu_);
+  std::vector<grpc2::model::PerperInstance> children_ ABSL_GUARDED_BY(mu_);
+  size_t next_child_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+absl::Status CheckArguments(const google::protobuf::RepeatedPtrField<google::protobuf::Any>& values,
+                            const FabricLimits& limits, const std::string& what,
+                            std::vector<std::string>* out) {
+  for (int i = 0; i < values.size(); ++i) {
+    if (absl::Status s = CheckValueSize(values[i], limits, what + "[" + std::to_string(i) + "]");
+        !s.ok()) {
+      return s;
+    }
+    out->push_back(SerializeAny(values[i]));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* InstancesService::CreateAndStart(
+    grpc::CallbackServerContext* /*context*/, const grpc2::InstancesCreateAndStartRequest* request,
+    ExecutionsGetResultResponse* response) {
+  auto* reactor = new FlowReactor(response);
+  auto answer = reactor->answer();
+  if (absl::Status s = CheckInstance(request->instance(), request->has_instance(), "instance");
+      !s.ok()) {
+    answer->Finish(s);
+    return reactor;
+  }
+  if (request->has_parent()) {
+    if (absl::Status s = CheckInstance(request->parent(), true, "parent"); !s.ok()) {
+      answer->Finish(s);
+      return reactor;
+    }
+  }
+  const std::string& id = request->instance().instance();
+  const std::string& agent = request->instance().agent();
+  ExecutionRecord start;
+  if (absl::Status s =
+          CheckArguments(request->arguments(), context_.limits, "arguments", &start.arguments);
+      !s.ok()) {
+    answer->Finish(s);
+    return reactor;
+  }
+
+  ExecutionRecord registry;
+  registry.execution = id;
+  registry.agent = kRegistryAgent;
+  registry.instance = agent;
+  registry.delegate = kRunDelegate;
+  if (absl::StatusOr<bool> created =
+          context_.store->executions().CreateExecution(std::move(registry));
+      !created.ok()) {
+    answer->Finish(created.status());
+    return reactor;
+  }
+  if (request->has_parent()) {
+    std::string list = ChildrenList(request->parent().instance());
+    std::string value = InstanceValue(id, agent);
+    // A retried CreateAndStart must not list the child twice.
+    if (!context_.store->states().LocateInList(list, value).has_value()) {
+      storage::ListOperation append;
+      append.location = storage::ListOperation::Location::kAtBack;
+      append.insert_values.push_back(std::move(value));
+      if (auto appended = context_.store->states().OperateList(list, append); !appended.ok()) {
+        answer->Finish(appended.status());
+        return reactor;
+      }
+    }
+  }
+  start.execution = "Start-" + RandomHex();
+  start.agent = agent;
+  start.instance = id;
+  start.delegate = "Start";
+  auto call = ExecutionCall::Start(
+      context_, std::move(start),
+      [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+        answer->Finish(std::move(result));
+      });
+  reactor->SetCancel([call] { call->Cancel(); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*context*/,
+                                                 const grpc2::ExecutionsCreateRequest* request,
+                                                 ExecutionsGetResultResponse* response) {
+  auto* reactor = new FlowReactor(response);
+  auto answer = reactor->answer();
+  absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
+  if (!record.ok()) {
+    answer->Finish(record.status());
+    return reactor;
+  }
+  auto call = ExecutionCall::Start(
+      context_, std::move(record).value(),
+      [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+        answer->Finish(std::move(result));
+      });
+  reactor->SetCancel([call] { call->Cancel(); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InstancesService::StopAndDelete(
+    grpc::CallbackServerContext* /*context*/, const grpc2::InstancesStopAndDeleteRequest* request,
+    ExecutionsGetResultResponse* response) {
+  auto* reactor = new FlowReactor(response);
+  auto answer = reactor->answer();
+  if (absl::Status s = CheckInstance(request->instance(), request->has_instance(), "instance");
+      !s.ok()) {
+    answer->Finish(s);
+    return reactor;
+  }
+  std::vector<std::string> parameters;
+  if (absl::Status s = CheckArguments(request->stop_parameters(), context_.limits,
+                                      "stop_parameters", &parameters);
+      !s.ok()) {
+    answer->Finish(s);
+    return reactor;
+  }
+  auto op = StopAndDeleteOp::Start(context_, request->instance().instance(),
+                                   request->instance().agent(), std::move(parameters),
+                                   [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+                                     answer->Finish(std::move(result));
+                                   });
+  reactor->SetCancel([op] { op->Cancel(); });
+  return reactor;
+}
+
+}  // namespace perper::fabric

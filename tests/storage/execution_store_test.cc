@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT
+// Conformance of ExecutionStore on every backend: put-if-absent creation, completion,
+// deletion, creation order, reservations, reported changes and durability across Reopen().
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+
+#include "tests/support/store_fixture.h"
+
+namespace perper::testing {
+namespace {
+
+using storage::Change;
+using storage::ExecutionFilter;
+using storage::ExecutionRecord;
+using ::testing::ElementsAre;
+
+ExecutionRecord Record(const std::string& id, const std::string& agent = "agent",
+                       const std::string& instance = "inst",
+                       const std::string& delegate = "Do",
+                       std::vector<std::string> arguments = {"a1", "a2"}) {
+  ExecutionRecord record;
+  record.execution = id;
+  record.agent = agent;
+  record.instance = instance;
+  record.delegate = delegate;
+  record.arguments = std::move(arguments);
+  return record;
+}
+
+std::vector<std::string> Ids(const std::vector<ExecutionRecord>& records) {
+  std::vector<std::string> ids;
+  for (const auto& r : records) ids.push_back(r.execution);
+  return ids;
+}
+
+ExecutionFilter AgentFilter(const std::string& agent) {
+  ExecutionFilter filter;
+  filter.agent = agent;
+  return filter;
+}
+
+class ExecutionStoreTest : public StoreTest {};
+
+TEST_P(ExecutionStoreTest, CreateThenGetReturnsTheRecord) {
+  auto& s = store().executions();
+  ASSERT_EQ(s.CreateExecution(Record("e1")).value(), true);
+  auto record = s.GetExecution("e1");
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->execution, "e1");
+  EXPECT_EQ(record->agent, "agent");
+  EXPECT_EQ(record->instance, "inst");
+  EXPECT_EQ(record->delegate, "Do");
+  EXPECT_THAT(record->arguments, ElementsAre("a1", "a2"));
+  EXPECT_FALSE(record->finished);
+  EXPECT_FALSE(record->error.has_value());
+  EXPECT_GT(record->sequence, 0u);
+}
+
+TEST_P(ExecutionStoreTest, IdenticalCreateIsAcceptedDifferentIsAlreadyExists) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).value());
+  auto again = s.CreateExecution(Record("e1"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(*again);
+  auto different = s.CreateExecution(Record("e1", "agent", "inst", "Do", {"other"}));
+  EXPECT_EQ(different.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(different.status().message()), ::testing::HasSubstr("e1"));
+  auto other_delegate = s.CreateExecution(Record("e1", "agent", "inst", "Other"));
+  EXPECT_EQ(other_delegate.status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_P(ExecutionStoreTest, EmptyIdIsInvalid) {
+  EXPECT_EQ(store().executions().CreateExecution(Record("")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(ExecutionStoreTest, UnknownExecutionIsNotFound) {
+  auto& s = store().executions();
+  EXPECT_EQ(s.GetExecution("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s.CompleteExecution("nope", {}, std::nullopt).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s.TryReserve("nope", "", "h").status().code(), absl::StatusCode::kNotFound);
+  auto deleted = s.DeleteExecution("nope");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(*deleted);
+}
+
+TEST_P(ExecutionStoreTest, FirstCompletionWins) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(s.CompleteExecution("e1", {"r1"}, std::nullopt).ok());
+  absl::Status second = s.CompleteExecution("e1", {"r2"}, "boom");
+  EXPECT_EQ(second.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.message()), ::testing::HasSubstr("e1"));
+  auto record = s.GetExecution("e1");
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->finished);
+  EXPECT_THAT(record->results, ElementsAre("r1"));
+  EXPECT_FALSE(record->error.has_value());
+}
+
+TEST_P(ExecutionStoreTest, CompletionWithErrorKeepsTheError) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(s.CompleteExecution("e1", {}, "failed badly").ok());
+  auto record = s.GetExecution("e1");
+  ASSERT_TRUE(record.ok());
+  ASSERT_TRUE(record->error.has_value());
+  EXPECT_EQ(*record->error, "failed badly");
+}
+
+TEST_P(ExecutionStoreTest, ListFiltersAndKeepsCreationOrder) {
+  auto& s = store().executions();
+  // IDs whose byte order differs from creation order.
+  for (const std::string id : {"z", "b", "y", "a", "x"}) {
+    ASSERT_TRUE(s.CreateExecution(Record(id)).ok());
+  }
+  ASSERT_TRUE(s.CreateExecution(Record("other-agent", "agent2")).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("other-inst", "agent", "inst2")).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("other-del", "agent", "inst", "Else")).ok());
+  ASSERT_TRUE(s.CompleteExecution("y", {}, std::nullopt).ok());
+
+  ExecutionFilter filter = AgentFilter("agent");
+  filter.instance = "inst";
+  filter.delegate = "Do";
+  EXPECT_THAT(Ids(s.ListExecutions(filter, 100)), ElementsAre("z", "b", "a", "x"));
+  filter.include_finished = true;
+  EXPECT_THAT(Ids(s.ListExecutions(filter, 100)), ElementsAre("z", "b", "y", "a", "x"));
+  EXPECT_THAT(Ids(s.ListExecutions(filter, 2)), ElementsAre("z", "b"));
+  EXPECT_THAT(Ids(s.ListExecutions(AgentFilter("agent"), 100)),
+              ElementsAre("z", "b", "a", "x", "other-inst", "other-del"));
+  ExecutionFilter any;
+  any.any_agent = true;
+  EXPECT_EQ(s.ListExecutions(any, 100).size(), 7u);
+}
+
+TEST_P(ExecutionStoreTest, ChangesCarryRoutingFields) {
+  auto& s = store().executions();
+  TakeChanges();
+  ASSERT_TRUE(s.CreateExecution(Record("e1", "ag", "in", "de")).ok());
+  ASSERT_FALSE(s.CreateExecution(Record("e1", "ag", "in", "de")).value());  // Nothing reported.
+  ASSERT_TRUE(s.CompleteExecution("e1", {}, std::nullopt).ok());
+  ASSERT_TRUE(s.DeleteExecution("e1").value());
+  std::vector<Change> changes = TakeChanges();
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].kind, Change::Kind::kExecutionCreated);
+  EXPECT_EQ(changes[1].kind, Change::Kind::kExecutionCompleted);
+  EXPECT_EQ(changes[2].kind, Change::Kind::kExecutionDeleted);
+  for (const Change& c : changes) {
+    EXPECT_EQ(c.id, "e1");
+    EXPECT_EQ(c.agent, "ag");
+    EXPECT_EQ(c.instance, "in");
+    EXPECT_EQ(c.delegate, "de");
+  }
+}
+
+TEST_P(ExecutionStoreTest, OneHolderPerExecutionAndWorkgroup) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1", "ag")).ok());
+  EXPECT_TRUE(s.TryReserve("e1", "w", "h1").value());
+  EXPECT_TRUE(s.TryReserve("e1", "w", "h1").value());   // Already held by h1.
+  EXPECT_FALSE(s.TryReserve("e1", "w", "h2").value());  // Another holder.
+  EXPECT_TRUE(s.TryReserve("e1", "v", "h2").value());   // Another workgroup.
+  auto listed = s.ListReservations("w", 10);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].execution, "e1");
+  EXPECT_EQ(listed[0].holder, "h1");
+
+  TakeChanges();
+  s.ReleaseReservation("e1", "w", "h2");  // Not the holder: nothing happens.
+  EXPECT_TRUE(TakeChanges().empty());
+  EXPECT_FALSE(s.TryReserve("e1", "w", "h2").value());
+  s.ReleaseReservation("e1", "w", "h1");
+  std::vector<Change> changes = TakeChanges();
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0].kind, Change::Kind::kReservationReleased);
+  EXPECT_EQ(changes[0].id, "e1");
+  EXPECT_EQ(changes[0].workgroup, "w");
+  EXPECT_EQ(changes[0].agent, "ag");
+  EXPECT_TRUE(s.TryReserve("e1", "w", "h2").value());
+}
+
+TEST_P(ExecutionStoreTest, DeleteDropsEveryReservation) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(s.TryReserve("e1", "w", "h1").value());
+  ASSERT_TRUE(s.TryReserve("e1", "v", "h1").value());
+  ASSERT_TRUE(s.DeleteExecution("e1").value());
+  EXPECT_TRUE(s.ListReservations("w", 10).empty());
+  EXPECT_TRUE(s.ListReservations("v", 10).empty());
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  EXPECT_TRUE(s.TryReserve("e1", "w", "h2").value());  // The old holder is gone.
+}
+
+TEST_P(ExecutionStoreTest, RecreatedIdGetsALaterSequence) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  uint64_t first = s.GetExecution("e1")->sequence;
+  ASSERT_TRUE(s.DeleteExecution("e1").value());
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  EXPECT_GT(s.GetExecution("e1")->sequence, first);
+}
+
+TEST_P(ExecutionStoreTest, CreatedCompletedAndDeletedSurviveReopen) {
+  if (!IsDurable()) GTEST_SKIP() << "the memory backend is not durable";
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("open", "ag", "in", "de", {"x", ""})).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("done")).ok());
+  ASSERT_TRUE(s.CompleteExecution("done", {"r1", "r2"}, std::nullopt).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("failed")).ok());
+  ASSERT_TRUE(s.CompleteExecution("failed", {}, "bad").ok());
+  ASSERT_TRUE(s.CreateExecution(Record("gone")).ok());
+  ASSERT_TRUE(s.DeleteExecution("gone").value());
+  Reopen();
+  auto& r = store().executions();
+  auto open = r.GetExecution("open");
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_EQ(open->agent, "ag");
+  EXPECT_EQ(open->instance, "in");
+  EXPECT_EQ(open->delegate, "de");
+  EXPECT_THAT(open->arguments, ElementsAre("x", ""));
+  EXPECT_FALSE(open->finished);
+  auto done = r.GetExecution("done");
+  ASSERT_TRUE(done.ok());
+  EXPECT_TRUE(done->finished);
+  EXPECT_THAT(done->results, ElementsAre("r1", "r2"));
+  EXPECT_FALSE(done->error.has_value());
+  auto failed = r.GetExecution("failed");
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed->error.value_or(""), "bad");
+  EXPECT_EQ(r.GetExecution("gone").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(r.CompleteExecution("done", {}, std::nullopt).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(ExecutionStoreTest, CreationOrderContinuesAfterReopen) {
+  if (!IsDurable()) GTEST_SKIP() << "the memory backend is not durable";
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("c")).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("a")).ok());
+  Reopen();
+  auto& r = store().executions();
+  ASSERT_TRUE(r.CreateExecution(Record("b")).ok());
+  EXPECT_THAT(Ids(r.ListExecutions(AgentFilter("agent"), 10)), ElementsAre("c", "a", "b"));
+  EXPECT_GT(r.GetExecution("b")->sequence, r.GetExecution("a")->sequence);
+}
+
+TEST_P(ExecutionStoreTest, ReservationsAreNotDurable) {
+  if (!IsDurable()) GTEST_SKIP() << "the memory backend is not durable";
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(s.TryReserve("e1", "w", "h1").value());
+  Reopen();
+  auto& r = store().executions();
+  EXPECT_TRUE(r.ListReservations("w", 10).empty());
+  EXPECT_TRUE(r.TryReserve("e1", "w", "h2").value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, AllBackends(), BackendName);
+
+}  // namespace
+}  // namespace perper::testing
