@@ -1,6 +1,23 @@
 // SPDX-License-Identifier: MIT
-// PLACEHOLDER: to be replaced by the real engine.
+// The descriptors part of the engine backends: serialized FabricProtobufDescriptorsRegisterRequest
+// messages by type URL, kept in memory and, when a Journal is set, journaled under
+// `p/<type url>`. Registering again replaces the stored bytes.
+//
+// Descriptors are registered rarely (once per type per process start) and read rarely, so one
+// mutex guards the whole map. Registrations are not reported to the Notifier: no protocol call
+// waits for them.
+//
+// Thread safety: every method is safe to call concurrently from any thread.
 #pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 
 #include "perper/storage/engine/notifier.h"
 #include "perper/storage/journal.h"
@@ -10,13 +27,24 @@ namespace perper::storage {
 
 class DescriptorsEngine final : public DescriptorStore {
  public:
-  DescriptorsEngine(Journal* journal, Notifier* notifier) : journal_(journal), notifier_(notifier) {}
-  absl::Status Load() { return absl::OkStatus(); }
-  absl::Status RegisterDescriptor(std::string_view type_url, std::string bytes) override { return absl::UnimplementedError("not implemented"); }
-  std::optional<std::string> GetDescriptor(std::string_view type_url) override { return {}; }
+  // `journal` may be null (memory backend); both pointers must outlive the engine.
+  DescriptorsEngine(Journal* journal, Notifier* notifier)
+      : journal_(journal), notifier_(notifier) {}
+  DescriptorsEngine(const DescriptorsEngine&) = delete;
+  DescriptorsEngine& operator=(const DescriptorsEngine&) = delete;
+
+  // Reads every descriptor back from the journal. Call once, before any other method.
+  absl::Status Load();
+
+  // INVALID_ARGUMENT when type_url is empty.
+  absl::Status RegisterDescriptor(std::string_view type_url, std::string bytes) override;
+  std::optional<std::string> GetDescriptor(std::string_view type_url) override;
+
  private:
-  Journal* journal_;
-  Notifier* notifier_;
+  Journal* const journal_;
+  [[maybe_unused]] Notifier* const notifier_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::string> descriptors_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace perper::storage

@@ -1,6 +1,44 @@
 // SPDX-License-Identifier: MIT
-// PLACEHOLDER: to be replaced by the real engine.
+// The states part of the engine backends: state dictionaries and lists, kept in memory and, when
+// a Journal is set, journaled under the keys of perper/storage/engine/keys.h:
+//
+//   D/<dictionary>                      marker: the dictionary exists
+//   d/<len><dictionary><key Any bytes>  the value of one entry (Any bytes)
+//   L/<list>                            ListData: start_index (inclusive), end_index (exclusive)
+//   I/<len><list><raw index>            the value of one list item (Any bytes)
+//
+// A registry maps names to objects; it is split into shards, each with its own mutex held only
+// to find, create or drop an object. Every dictionary and every list has its own mutex, held for
+// the whole of one operation (journal commit included), so each operation is atomic and
+// operations on different objects never wait for each other. Lock order: registry shard, then
+// object. An object removed from the registry is marked `removed`; an operation that found it
+// before the removal sees the mark under the object's lock and looks the name up again.
+//
+// Dictionaries are ordered by key bytes. A list is a deque whose items have raw indices
+// start_index .. end_index-1; logical index i is raw index start_index + i. Which raw indices an
+// operation keeps stable is described at OperateList in the .cc and in docs/protocol/states.md.
+//
+// State changes are not reported to the Notifier: no protocol call waits for them.
+//
+// Thread safety: every method is safe to call concurrently from any thread.
 #pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 #include "perper/storage/engine/notifier.h"
 #include "perper/storage/journal.h"
@@ -10,22 +48,71 @@ namespace perper::storage {
 
 class StatesEngine final : public StateStore {
  public:
+  // `journal` may be null (memory backend); both pointers must outlive the engine.
   StatesEngine(Journal* journal, Notifier* notifier) : journal_(journal), notifier_(notifier) {}
-  absl::Status Load() { return absl::OkStatus(); }
-  absl::Status CreateDictionary(std::string_view dictionary) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<DictionaryOutcome> OperateDictionary(std::string_view dictionary, const DictionaryOperation& op) override { return absl::UnimplementedError("not implemented"); }
-  std::vector<std::pair<std::string, std::string>> ListDictionary( std::string_view dictionary) override { return {}; }
-  uint64_t CountDictionary(std::string_view dictionary) override { return {}; }
-  absl::Status DeleteDictionary(std::string_view dictionary, bool keep_cache) override { return absl::UnimplementedError("not implemented"); }
-  absl::Status CreateList(std::string_view list) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<std::vector<std::string>> OperateList(std::string_view list, const ListOperation& op) override { return absl::UnimplementedError("not implemented"); }
-  std::optional<ListEntry> LocateInList(std::string_view list, std::string_view value) override { return {}; }
-  std::vector<ListEntry> ListList(std::string_view list) override { return {}; }
-  uint64_t CountList(std::string_view list) override { return {}; }
-  absl::Status DeleteList(std::string_view list, bool keep_cache) override { return absl::UnimplementedError("not implemented"); }
+  StatesEngine(const StatesEngine&) = delete;
+  StatesEngine& operator=(const StatesEngine&) = delete;
+
+  // Reads every dictionary and list back from the journal. Call once, before any other method.
+  absl::Status Load();
+
+  absl::Status CreateDictionary(std::string_view dictionary) override;
+  absl::StatusOr<DictionaryOutcome> OperateDictionary(std::string_view dictionary,
+                                                      const DictionaryOperation& op) override;
+  std::vector<std::pair<std::string, std::string>> ListDictionary(
+      std::string_view dictionary) override;
+  uint64_t CountDictionary(std::string_view dictionary) override;
+  absl::Status DeleteDictionary(std::string_view dictionary, bool keep_cache) override;
+
+  absl::Status CreateList(std::string_view list) override;
+  absl::StatusOr<std::vector<std::string>> OperateList(std::string_view list,
+                                                       const ListOperation& op) override;
+  std::optional<ListEntry> LocateInList(std::string_view list, std::string_view value) override;
+  std::vector<ListEntry> ListList(std::string_view list) override;
+  uint64_t CountList(std::string_view list) override;
+  absl::Status DeleteList(std::string_view list, bool keep_cache) override;
+
  private:
-  Journal* journal_;
-  Notifier* notifier_;
+  struct Dictionary {
+    absl::Mutex mu;
+    bool removed ABSL_GUARDED_BY(mu) = false;
+    // Whether the object's D/ or L/ record has been committed: the first write of an object
+    // created implicitly adds it to its batch.
+    bool journaled ABSL_GUARDED_BY(mu) = false;
+    absl::btree_map<std::string, std::string> entries ABSL_GUARDED_BY(mu);
+  };
+
+  struct List {
+    absl::Mutex mu;
+    bool removed ABSL_GUARDED_BY(mu) = false;
+    bool journaled ABSL_GUARDED_BY(mu) = false;
+    int64_t start ABSL_GUARDED_BY(mu) = 0;  // Raw index of items.front().
+    std::deque<std::string> items ABSL_GUARDED_BY(mu);
+  };
+
+  template <typename T>
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, std::shared_ptr<T>> objects ABSL_GUARDED_BY(mu);
+  };
+  static constexpr size_t kShards = 32;
+
+  template <typename T>
+  static Shard<T>& ShardFor(std::array<Shard<T>, kShards>& shards, std::string_view name);
+  // Returns the object named `name`, creating it (in memory only) when `create` is set;
+  // null when absent and not created.
+  template <typename T>
+  static std::shared_ptr<T> Find(std::array<Shard<T>, kShards>& shards, std::string_view name,
+                                 bool create);
+
+  absl::StatusOr<std::vector<std::string>> OperateListLocked(List& list, std::string_view name,
+                                                             const ListOperation& op)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(list.mu);
+
+  Journal* const journal_;
+  [[maybe_unused]] Notifier* const notifier_;  // States report no changes (see above).
+  std::array<Shard<Dictionary>, kShards> dictionaries_;
+  std::array<Shard<List>, kShards> lists_;
 };
 
 }  // namespace perper::storage

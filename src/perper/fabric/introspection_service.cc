@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/introspection_service.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include "perper/common/grpc_status.h"
+
+namespace perper::fabric {
+namespace {
+
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::StatusOr<size_t> ResolveLimit(uint32_t limit) {
+  if (limit == 0) return IntrospectionService::kDefaultLimit;
+  if (limit > IntrospectionService::kMaxLimit) {
+    return absl::InvalidArgumentError("limit " + std::to_string(limit) +
+                                      " is over the maximum of " +
+                                      std::to_string(IntrospectionService::kMaxLimit));
+  }
+  return limit;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
+    grpc::CallbackServerContext* context, const grpc2::IntrospectionListExecutionsRequest* request,
+    grpc2::IntrospectionListExecutionsResponse* response) {
+  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  if (!limit.ok()) return Answer(context, limit.status());
+  storage::ExecutionFilter filter;
+  filter.agent = request->agent();
+  filter.any_agent = request->agent().empty();
+  filter.instance = request->instance();
+  filter.delegate = request->delegate();
+  filter.include_finished = request->include_finished();
+  for (const storage::ExecutionRecord& record :
+       context_.store->executions().ListExecutions(filter, *limit)) {
+    grpc2::ExecutionSummary* summary = response->add_executions();
+    summary->mutable_execution()->set_execution(record.execution);
+    summary->mutable_instance()->set_instance(record.instance);
+    summary->mutable_instance()->set_agent(record.agent);
+    summary->set_delegate(record.delegate);
+    summary->set_finished(record.finished);
+    summary->set_failed(record.error.has_value());
+    summary->set_argument_count(static_cast<uint32_t>(record.arguments.size()));
+    summary->set_result_count(static_cast<uint32_t>(record.results.size()));
+    summary->set_sequence(record.sequence);
+  }
+  return Answer(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
+    grpc::CallbackServerContext* context, const grpc2::IntrospectionListInstancesRequest* request,
+    grpc2::IntrospectionListInstancesResponse* response) {
+  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  if (!limit.ok()) return Answer(context, limit.status());
+  // An instance is an unfinished Registry execution whose `instance` field names the agent type.
+  storage::ExecutionFilter filter;
+  filter.agent = kRegistryAgent;
+  filter.instance = request->agent();  // Empty: every agent type.
+  for (const storage::ExecutionRecord& record :
+       context_.store->executions().ListExecutions(filter, *limit)) {
+    grpc2::model::PerperInstance* instance = response->add_instances();
+    instance->set_instance(record.execution);
+    instance->set_agent(record.instance);
+  }
+  return Answer(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
+    grpc::CallbackServerContext* context, const grpc2::IntrospectionListStreamsRequest* request,
+    grpc2::IntrospectionListStreamsResponse* response) {
+  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  if (!limit.ok()) return Answer(context, limit.status());
+  for (const storage::StreamSummary& stream :
+       context_.store->streams().ListStreams(request->stream_prefix(), *limit)) {
+    grpc2::StreamSummary* summary = response->add_streams();
+    summary->set_stream(stream.record.stream);
+    summary->set_ephemeral(stream.record.ephemeral);
+    summary->set_stride(stream.record.stride);
+    summary->set_item_count(stream.item_count);
+    summary->set_has_items(stream.first_key.has_value());
+    summary->set_first_key(stream.first_key.value_or(0));
+    summary->set_last_key(stream.last_key.value_or(0));
+    summary->set_completed(stream.record.completed);
+    summary->set_error(stream.record.error.value_or(""));
+    for (const storage::ListenerRecord& listener : stream.listeners) {
+      grpc2::ListenerSummary* out = summary->add_listeners();
+      out->set_name(listener.name);
+      out->set_position(listener.position);
+      out->set_transient(listener.transient);
+    }
+  }
+  return Answer(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
+    grpc::CallbackServerContext* context,
+    const grpc2::IntrospectionListReservationsRequest* request,
+    grpc2::IntrospectionListReservationsResponse* response) {
+  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  if (!limit.ok()) return Answer(context, limit.status());
+  for (const storage::ReservationRecord& reservation :
+       context_.store->executions().ListReservations(request->workgroup(), *limit)) {
+    grpc2::ReservationSummary* summary = response->add_reservations();
+    summary->mutable_execution()->set_execution(reservation.execution);
+    summary->set_workgroup(reservation.workgroup);
+    summary->set_holder(reservation.holder);
+  }
+  return Answer(context, absl::OkStatus());
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+#include "perper/storage/engine/descriptors_engine.h"
+
+#include <utility>
+
+#include "perper/storage/engine/keys.h"
+
+namespace perper::storage {
+
+absl::Status DescriptorsEngine::Load() {
+  if (journal_ == nullptr) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return journal_->Scan(keys::SpacePrefix(keys::kDescriptor),
+                        [&](std::string_view key, std::string_view value) {
+                          descriptors_[std::string(key.substr(2))] = std::string(value);
+                        });
+}
+
+absl::Status DescriptorsEngine::RegisterDescriptor(std::string_view type_url, std::string bytes) {
+  if (type_url.empty()) return absl::InvalidArgumentError("type_url must not be empty");
+  absl::MutexLock lock(&mu_);
+  JournalBatch batch;
+  batch.Put(keys::Simple(keys::kDescriptor, type_url), bytes);
+  if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+  descriptors_[std::string(type_url)] = std::move(bytes);
+  return absl::OkStatus();
+}
+
+std::optional<std::string> DescriptorsEngine::GetDescriptor(std::string_view type_url) {
+  absl::MutexLock lock(&mu_);
+  auto it = descriptors_.find(absl::string_view(type_url.data(), type_url.size()));
+  if (it == descriptors_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace perper::storage

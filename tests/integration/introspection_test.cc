@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: MIT
+// FabricIntrospection over real gRPC, on every backend. The data is created through the Store
+// directly, so these tests depend only on the Store interface.
+#include "perper/common/values.h"
+
+#include "tests/support/fabric_fixture.h"
+
+namespace perper::testing {
+namespace {
+
+class IntrospectionTest : public FabricTest {
+ protected:
+  storage::Store& store() { return fabric().server().store(); }
+  void CreateExecution(const std::string& id, const std::string& agent, const std::string& instance,
+                       const std::string& delegate, int arguments = 0) {
+    storage::ExecutionRecord record;
+    record.execution = id;
+    record.agent = agent;
+    record.instance = instance;
+    record.delegate = delegate;
+    for (int i = 0; i < arguments; ++i)
+      record.arguments.push_back(SerializeAny(Int64Value(i)));
+    auto created = store().executions().CreateExecution(record);
+    ASSERT_TRUE(created.ok()) << created.status();
+  }
+  std::vector<std::string> ExecutionIds(const grpc2::IntrospectionListExecutionsRequest& request) {
+    grpc2::IntrospectionListExecutionsResponse response;
+    grpc::Status status = Introspection()->ListExecutions(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<std::string> ids;
+    for (const auto& e : response.executions())
+      ids.push_back(e.execution().execution());
+    return ids;
+  }
+};
+
+using Ids = std::vector<std::string>;
+
+TEST_P(IntrospectionTest, ListExecutionsFiltersInCreationOrder) {
+  CreateExecution("c-1", "calc", "i1", "Add", 2);
+  CreateExecution("g-1", "gen", "i2", "Run");
+  CreateExecution("c-2", "calc", "i2", "Mul");
+  CreateExecution("c-3", "calc", "i1", "Add");
+  ASSERT_TRUE(store()
+                  .executions()
+                  .CompleteExecution("c-3", {SerializeAny(Int64Value(1))}, std::nullopt)
+                  .ok());
+  grpc2::IntrospectionListExecutionsRequest request;
+  EXPECT_EQ(ExecutionIds(request), (Ids{"c-1", "g-1", "c-2"}));  // empty agent: any agent
+  request.set_include_finished(true);
+  EXPECT_EQ(ExecutionIds(request), (Ids{"c-1", "g-1", "c-2", "c-3"}));
+  request.set_agent("calc");
+  EXPECT_EQ(ExecutionIds(request), (Ids{"c-1", "c-2", "c-3"}));
+  request.set_instance("i1");
+  EXPECT_EQ(ExecutionIds(request), (Ids{"c-1", "c-3"}));
+  request.set_delegate("Mul");
+  EXPECT_TRUE(ExecutionIds(request).empty());
+  request.clear_instance();
+  EXPECT_EQ(ExecutionIds(request), (Ids{"c-2"}));
+
+  grpc2::IntrospectionListExecutionsRequest all;
+  all.set_include_finished(true);
+  all.set_limit(2);
+  EXPECT_EQ(ExecutionIds(all), (Ids{"c-1", "g-1"}));
+
+  all.set_limit(0);
+  grpc2::IntrospectionListExecutionsResponse response;
+  ASSERT_TRUE(Introspection()->ListExecutions(Context().get(), all, &response).ok());
+  ASSERT_EQ(response.executions_size(), 4);
+  const auto& first = response.executions(0);
+  EXPECT_EQ(first.instance().agent(), "calc");
+  EXPECT_EQ(first.instance().instance(), "i1");
+  EXPECT_EQ(first.delegate(), "Add");
+  EXPECT_EQ(first.argument_count(), 2u);
+  EXPECT_FALSE(first.finished());
+  const auto& finished = response.executions(3);
+  EXPECT_TRUE(finished.finished());
+  EXPECT_FALSE(finished.failed());
+  EXPECT_EQ(finished.result_count(), 1u);
+  for (int i = 1; i < response.executions_size(); ++i) {
+    EXPECT_LT(response.executions(i - 1).sequence(), response.executions(i).sequence());
+  }
+}
+
+TEST_P(IntrospectionTest, LimitsAreBounded) {
+  grpc2::IntrospectionListExecutionsRequest request;
+  request.set_limit(100001);
+  grpc2::IntrospectionListExecutionsResponse response;
+  grpc::Status status = Introspection()->ListExecutions(Context().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("limit"), std::string::npos);
+  request.set_limit(100000);
+  EXPECT_TRUE(Introspection()->ListExecutions(Context().get(), request, &response).ok());
+  grpc2::IntrospectionListStreamsRequest streams;
+  streams.set_limit(200000);
+  grpc2::IntrospectionListStreamsResponse streams_response;
+  EXPECT_EQ(Introspection()->ListStreams(Context().get(), streams, &streams_response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc2::IntrospectionListInstancesRequest instances;
+  instances.set_limit(200000);
+  grpc2::IntrospectionListInstancesResponse instances_response;
+  EXPECT_EQ(
+      Introspection()->ListInstances(Context().get(), instances, &instances_response).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_P(IntrospectionTest, DefaultLimitIsAThousand) {
+  for (int i = 0; i < 1001; ++i)
+    CreateExecution("e-" + std::to_string(i), "a", "", "D");
+  grpc2::IntrospectionListExecutionsRequest request;
+  EXPECT_EQ(ExecutionIds(request).size(), 1000u);
+  request.set_limit(5000);
+  EXPECT_EQ(ExecutionIds(request).size(), 1001u);
+}
+
+TEST_P(IntrospectionTest, ListInstancesShowsUnfinishedRegistryExecutions) {
+  CreateExecution("Run-1", "Registry", "Calculator", "Run");
+  CreateExecution("Run-2", "Registry", "Printer", "Run");
+  CreateExecution("Run-3", "Registry", "Calculator", "Run");
+  CreateExecution("Add-1", "Calculator", "Run-1", "Add");
+  ASSERT_TRUE(store().executions().CompleteExecution("Run-3", {}, std::nullopt).ok());
+  grpc2::IntrospectionListInstancesRequest request;
+  grpc2::IntrospectionListInstancesResponse response;
+  ASSERT_TRUE(Introspection()->ListInstances(Context().get(), request, &response).ok());
+  ASSERT_EQ(response.instances_size(), 2);
+  EXPECT_EQ(response.instances(0).instance(), "Run-1");
+  EXPECT_EQ(response.instances(0).agent(), "Calculator");
+  EXPECT_EQ(response.instances(1).instance(), "Run-2");
+  EXPECT_EQ(response.instances(1).agent(), "Printer");
+  request.set_agent("Printer");
+  response.Clear();
+  ASSERT_TRUE(Introspection()->ListInstances(Context().get(), request, &response).ok());
+  ASSERT_EQ(response.instances_size(), 1);
+  EXPECT_EQ(response.instances(0).instance(), "Run-2");
+}
+
+TEST_P(IntrospectionTest, ListStreamsWithSizesAndListeners) {
+  storage::StreamRecord packed;
+  packed.stream = "s-packed";
+  packed.ephemeral = false;
+  packed.stride = 1;
+  ASSERT_TRUE(store().streams().CreateStream(packed).ok());
+  storage::StreamRecord plain;
+  plain.stream = "s-plain";
+  ASSERT_TRUE(store().streams().CreateStream(plain).ok());
+  storage::StreamRecord other;
+  other.stream = "t-other";
+  ASSERT_TRUE(store().streams().CreateStream(other).ok());
+  std::vector<storage::ItemToWrite> items;
+  for (int64_t key : {4, 5, 6})
+    items.push_back({key, SerializeAny(Int64Value(key))});
+  ASSERT_TRUE(store().streams().WriteItems("s-packed", std::move(items)).ok());
+  ASSERT_TRUE(store().streams().MoveListener("s-packed", "reader", 4).ok());
+  ASSERT_TRUE(store().streams().CompleteStream("s-plain", std::string("boom")).ok());
+
+  grpc2::IntrospectionListStreamsRequest request;
+  request.set_stream_prefix("s-");
+  grpc2::IntrospectionListStreamsResponse response;
+  ASSERT_TRUE(Introspection()->ListStreams(Context().get(), request, &response).ok());
+  ASSERT_EQ(response.streams_size(), 2);
+  const auto& s = response.streams(0);
+  EXPECT_EQ(s.stream(), "s-packed");
+  EXPECT_FALSE(s.ephemeral());
+  EXPECT_EQ(s.stride(), 1);
+  EXPECT_EQ(s.item_count(), 3u);
+  EXPECT_TRUE(s.has_items());
+  EXPECT_EQ(s.first_key(), 4);
+  EXPECT_EQ(s.last_key(), 6);
+  EXPECT_FALSE(s.completed());
+  ASSERT_EQ(s.listeners_size(), 1);
+  EXPECT_EQ(s.listeners(0).name(), "reader");
+  EXPECT_EQ(s.listeners(0).position(), 4);
+  EXPECT_FALSE(s.listeners(0).transient());
+  const auto& p = response.streams(1);
+  EXPECT_EQ(p.stream(), "s-plain");
+  EXPECT_TRUE(p.ephemeral());
+  EXPECT_FALSE(p.has_items());
+  EXPECT_TRUE(p.completed());
+  EXPECT_EQ(p.error(), "boom");
+
+  request.clear_stream_prefix();
+  request.set_limit(1);
+  response.Clear();
+  ASSERT_TRUE(Introspection()->ListStreams(Context().get(), request, &response).ok());
+  ASSERT_EQ(response.streams_size(), 1);
+  EXPECT_EQ(response.streams(0).stream(), "s-packed");
+}
+
+TEST_P(IntrospectionTest, ListReservationsOfAWorkgroup) {
+  CreateExecution("e-1", "a", "", "D");
+  CreateExecution("e-2", "a", "", "D");
+  ASSERT_TRUE(store().executions().TryReserve("e-2", "w", "holder-1").value_or(false));
+  ASSERT_TRUE(store().executions().TryReserve("e-1", "w", "holder-2").value_or(false));
+  ASSERT_TRUE(store().executions().TryReserve("e-1", "other", "holder-3").value_or(false));
+  grpc2::IntrospectionListReservationsRequest request;
+  request.set_workgroup("w");
+  grpc2::IntrospectionListReservationsResponse response;
+  ASSERT_TRUE(Introspection()->ListReservations(Context().get(), request, &response).ok());
+  ASSERT_EQ(response.reservations_size(), 2);
+  EXPECT_EQ(response.reservations(0).execution().execution(), "e-1");
+  EXPECT_EQ(response.reservations(0).workgroup(), "w");
+  EXPECT_EQ(response.reservations(0).holder(), "holder-2");
+  EXPECT_EQ(response.reservations(1).execution().execution(), "e-2");
+  EXPECT_EQ(response.reservations(1).holder(), "holder-1");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, IntrospectionTest, AllBackends(), BackendName);
+
+}  // namespace
+}  // namespace perper::testing
