@@ -1,6 +1,18 @@
 // SPDX-License-Identifier: MIT
-// PLACEHOLDER: to be replaced by the real service.
+// StreamsService: the FabricStreams gRPC service (perper/grpc2/streams.proto), with the
+// extensions WriteItems, Complete and ListenItemsAndMove. docs/protocol/streams.md describes
+// every RPC, its ordering and delivery guarantees and its status codes.
+//
+// Listen calls are pull-based reactors: they subscribe to the stream's topic on the ChangeHub,
+// treat each change as a hint, and read the next batch of items back from the Store after their
+// cursor, with one write in flight per call. No thread is held per call, and a call's memory is
+// bounded by one batch, so a slow listener slows only its own call.
+//
+// Thread safety: the service is stateless beyond its context; gRPC may call it from any thread.
 #pragma once
+
+#include <google/protobuf/empty.pb.h>
+#include <grpcpp/grpcpp.h>
 
 #include "perper/fabric/service_context.h"
 #include "perper/grpc2/streams.grpc.pb.h"
@@ -9,7 +21,35 @@ namespace perper::fabric {
 
 class StreamsService final : public perper::grpc2::FabricStreams::CallbackService {
  public:
+  // `context` points at objects that outlive the service and every call it serves.
   explicit StreamsService(const ServiceContext& context) : context_(context) {}
+
+  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* call,
+                                   const grpc2::StreamsCreateRequest* request,
+                                   google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* WriteItem(grpc::CallbackServerContext* call,
+                                      const grpc2::StreamsWriteItemRequest* request,
+                                      google::protobuf::Empty* response) override;
+  grpc::ServerWriteReactor<grpc2::StreamsListenItemsResponse>* ListenItems(
+      grpc::CallbackServerContext* call, const grpc2::StreamsListenItemsRequest* request) override;
+  grpc::ServerUnaryReactor* MoveListener(grpc::CallbackServerContext* call,
+                                         const grpc2::StreamsMoveListenerRequest* request,
+                                         google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* WaitForListener(grpc::CallbackServerContext* call,
+                                            const grpc2::StreamsWaitForListenerRequest* request,
+                                            google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* call,
+                                   const grpc2::StreamsDeleteRequest* request,
+                                   google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* WriteItems(grpc::CallbackServerContext* call,
+                                       const grpc2::StreamsWriteItemsRequest* request,
+                                       grpc2::StreamsWriteItemsResponse* response) override;
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* call,
+                                     const grpc2::StreamsCompleteRequest* request,
+                                     google::protobuf::Empty* response) override;
+  grpc::ServerBidiReactor<grpc2::StreamsListenItemsAndMoveRequest,
+                          grpc2::StreamsListenItemsResponse>*
+  ListenItemsAndMove(grpc::CallbackServerContext* call) override;
 
  private:
   ServiceContext context_;

@@ -1,6 +1,49 @@
 // SPDX-License-Identifier: MIT
-// PLACEHOLDER: to be replaced by the real engine.
+// The streams part of the engine backends: a registry of streams, each with its items in key
+// order, its listeners and its completion, journaled when a Journal is set:
+//
+//   s/<stream>                       StreamData (options, completion, last key, GC floor)
+//   i/<len><stream><key>             item value (Any bytes)
+//   l/<len><stream><listener name>   ListenerData (durable listeners only)
+//
+// Locking: the registry (ID -> stream) has its own mutex, taken shared for lookups and
+// exclusively only to add or drop an entry; every stream has its own mutex, under which its
+// journal commit and its in-memory change happen. Nothing else is global, so writers of
+// different streams never wait for each other. Lock order: registry before stream, and a stream
+// lock is never held while the registry lock is awaited.
+//
+// Keys. An auto key is max(NowTicks(), last_key + 1), where last_key is the largest key ever
+// written to the stream (kept across garbage collection and restarts), so auto keys strictly
+// increase per stream. An explicit key that is stored, or that is at or below the stream's GC
+// floor (the largest key garbage collection ever removed: such a key was used, or was passed by
+// every listener), is ALREADY_EXISTS.
+//
+// Ephemeral garbage collection runs when a listener of an ephemeral stream moves or is deleted,
+// never on a write: an item is kept until every listener has passed it. It deletes every item
+// whose key is below the lowest listener position; the item at a listener's position is kept
+// (at-least-once resume re-delivers it). A listener at kPositionNotStarted keeps everything; one
+// at kPositionTrigger protects nothing, so a stream whose only listeners are triggers loses every
+// item at the next collection, as does a stream whose last listener is deleted. Deletions are
+// journaled as one DeleteRange over the item keys, in the same batch as the listener change.
+// Persistent streams are never collected. Transient listeners (those of a live call) take part
+// in collection but are never journaled.
+//
+// Thread safety: every method is safe to call concurrently; changes are reported to the
+// Notifier after every lock is released.
 #pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 #include "perper/storage/engine/notifier.h"
 #include "perper/storage/journal.h"
@@ -10,23 +53,71 @@ namespace perper::storage {
 
 class StreamsEngine final : public StreamStore {
  public:
-  StreamsEngine(Journal* journal, Notifier* notifier) : journal_(journal), notifier_(notifier) {}
-  absl::Status Load() { return absl::OkStatus(); }
-  absl::StatusOr<bool> CreateStream(StreamRecord record) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<StreamRecord> GetStream(std::string_view stream) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<std::vector<int64_t>> WriteItems(std::string_view stream, std::vector<ItemToWrite> items) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<std::vector<StreamItem>> ReadItems(std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) override { return absl::UnimplementedError("not implemented"); }
-  absl::Status CompleteStream(std::string_view stream, std::optional<std::string> error) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<bool> DeleteStream(std::string_view stream) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<ListenerRecord> RegisterListener(std::string_view stream, std::string_view name, int64_t position, bool transient) override { return absl::UnimplementedError("not implemented"); }
-  absl::Status MoveListener(std::string_view stream, std::string_view name, int64_t position) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<bool> DeleteListener(std::string_view stream, std::string_view name) override { return absl::UnimplementedError("not implemented"); }
-  absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) override { return absl::UnimplementedError("not implemented"); }
-  std::vector<StreamSummary> ListStreams(std::string_view prefix, size_t limit) override { return {}; }
+  // `journal` may be null (memory backend); both pointers must outlive the engine.
+  StreamsEngine(Journal* journal, Notifier* notifier);
+
+  // Reads every stream, item and durable listener back from the journal. Call once, before use.
+  absl::Status Load();
+
+  absl::StatusOr<bool> CreateStream(StreamRecord record) override;
+  absl::StatusOr<StreamRecord> GetStream(std::string_view stream) override;
+  absl::StatusOr<std::vector<int64_t>> WriteItems(std::string_view stream,
+                                                  std::vector<ItemToWrite> items) override;
+  absl::StatusOr<std::vector<StreamItem>> ReadItems(std::string_view stream, int64_t from_key,
+                                                    size_t max_items, size_t max_bytes) override;
+  absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) override;
+  absl::Status CompleteStream(std::string_view stream, std::optional<std::string> error) override;
+  absl::StatusOr<bool> DeleteStream(std::string_view stream) override;
+  absl::StatusOr<ListenerRecord> RegisterListener(std::string_view stream, std::string_view name,
+                                                  int64_t position, bool transient) override;
+  absl::Status MoveListener(std::string_view stream, std::string_view name,
+                            int64_t position) override;
+  absl::StatusOr<bool> DeleteListener(std::string_view stream, std::string_view name) override;
+  absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) override;
+  std::vector<StreamSummary> ListStreams(std::string_view prefix, size_t limit) override;
+
  private:
-  Journal* journal_;
-  Notifier* notifier_;
+  struct Listener {
+    int64_t position = kPositionNotStarted;
+    bool transient = false;
+  };
+
+  struct StreamState {
+    absl::Mutex mu;
+    // Set once the stream is deleted (or its creation failed to commit): a holder of a stale
+    // pointer then reports NOT_FOUND.
+    bool deleted ABSL_GUARDED_BY(mu) = false;
+    StreamRecord record ABSL_GUARDED_BY(mu);
+    std::optional<int64_t> last_key ABSL_GUARDED_BY(mu);  // Largest key ever written.
+    std::optional<int64_t> gc_floor ABSL_GUARDED_BY(mu);  // Largest key ever collected.
+    absl::btree_map<int64_t, std::string> items ABSL_GUARDED_BY(mu);
+    absl::btree_map<std::string, Listener> listeners ABSL_GUARDED_BY(mu);
+  };
+
+  // The live stream `stream`, or nullptr.
+  std::shared_ptr<StreamState> Find(std::string_view stream);
+  // What a listener change does to the items of an ephemeral stream.
+  struct Collection {
+    bool any = false;       // Something is deleted.
+    int64_t keep_from = 0;  // Every stored key below this goes (when !all).
+    bool all = false;       // Every stored item goes.
+    int64_t new_floor = 0;  // The GC floor afterwards.
+  };
+  // Plans the collection that follows setting listener `name` to `position` (nullopt: deleting
+  // it) and adds its journal writes to `batch`.
+  Collection PlanCollection(std::string_view stream, StreamState& data, std::string_view name,
+                            std::optional<int64_t> position, JournalBatch& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(data.mu);
+  // Applies a planned collection once its batch is committed.
+  static void ApplyCollection(StreamState& data, const Collection& collection)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(data.mu);
+  void NotifyChange(Change::Kind kind, std::string_view stream, int64_t key = 0) const;
+
+  Journal* const journal_;
+  Notifier* const notifier_;
+
+  absl::Mutex registry_mu_;
+  absl::btree_map<std::string, std::shared_ptr<StreamState>> streams_ ABSL_GUARDED_BY(registry_mu_);
 };
 
 }  // namespace perper::storage

@@ -1,0 +1,708 @@
+// SPDX-License-Identifier: MIT
+#include "perper/fabric/streams_service.h"
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+#include "perper/common/grpc_status.h"
+#include "perper/common/values.h"
+#include "perper/fabric/change_hub.h"
+
+namespace perper::fabric {
+namespace {
+
+using grpc2::StreamsListenItemsAndMoveRequest;
+using grpc2::StreamsListenItemsRequest;
+using grpc2::StreamsListenItemsResponse;
+using storage::Change;
+using storage::ItemToWrite;
+using storage::StreamItem;
+
+// One read from the store fills at most this much of a listen call's queue.
+constexpr size_t kBatchItems = 256;
+constexpr size_t kBatchBytes = 1 << 20;
+// Bytes of buffer-hinted writes allowed between two flushing writes (see PumpAndUnlock), and the
+// framing each message adds on the wire.
+constexpr size_t kHintBudget = 16 << 10;
+constexpr size_t kMessageOverhead = 5;
+
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* call,
+                                      const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::Status StreamDeleted(const std::string& stream) {
+  return absl::NotFoundError("stream " + stream + " was deleted");
+}
+
+// The key of an item from a oneof {key, auto_key}; `what` names the field in messages.
+template <typename Message>
+absl::StatusOr<std::optional<int64_t>> ItemKey(const Message& message, const std::string& what) {
+  switch (message.item_key_case()) {
+    case Message::kKey:
+      return std::optional<int64_t>(message.key());
+    case Message::kAutoKey:
+      if (message.auto_key()) return std::optional<int64_t>();
+      return absl::InvalidArgumentError(what + ".auto_key must be true when set");
+    default:
+      return absl::InvalidArgumentError(what + ": set either key or auto_key");
+  }
+}
+
+// A unique name for the transient listener of an anonymous listen call.
+std::string AnonymousListenerName() {
+  static const int64_t process_tag = NowTicks();
+  static std::atomic<uint64_t> next{1};
+  return "~anonymous-" + std::to_string(process_tag) + "-" +
+         std::to_string(next.fetch_add(1, std::memory_order_relaxed));
+}
+
+// The delivery logic shared by ListenItems and ListenItemsAndMove: listener registration,
+// the cursor, the bounded queue of one batch, and the end of the call.
+//
+// Concurrency: hub hints (on writers' threads), gRPC reactions and the start of the call all
+// meet under mu_. Decisions are taken under mu_; StartWrite and Finish are called after mu_ is
+// released (a write is only started while none is in flight, and Finish only once and only
+// when no write is in flight, so those calls cannot overlap). Finish is always the last thing a
+// thread does with the reactor, because OnDone may delete it right after. Store mutations
+// (listener moves) are never made under mu_: they notify the hub synchronously, and our own
+// hint callback takes mu_.
+class ListenCore {
+ public:
+  ListenCore(const ServiceContext& context, bool auto_advance_anonymous)
+      : context_(context), auto_advance_anonymous_(auto_advance_anonymous) {}
+  virtual ~ListenCore() = default;
+
+ protected:
+  virtual void DoStartWrite(const StreamsListenItemsResponse* response,
+                            grpc::WriteOptions options) = 0;
+  virtual void DoFinish(const grpc::Status& status) = 0;
+
+  // Validates the request, subscribes, registers the listener, and starts delivering. May
+  // finish the call; the caller must not touch the reactor afterwards unless it runs inside a
+  // gRPC reaction (which keeps OnDone away until it returns).
+  void Begin(const StreamsListenItemsRequest& request) {
+    stream_ = request.stream().stream();
+    if (stream_.empty()) {
+      FinishNow(absl::InvalidArgumentError("stream.stream must not be empty"));
+      return;
+    }
+    // Subscribe before anything is read or registered: every item written after this point
+    // produces a hint, so none can fall between the initial read and the live phase.
+    subscriber_ =
+        std::make_shared<GuardedSubscriber>([this](const Change& change) { OnHint(change); });
+    subscription_ = context_.hub->Subscribe(Topic::kStream, stream_, subscriber_);
+
+    storage::StreamStore& streams = context_.store->streams();
+    absl::StatusOr<storage::StreamRecord> record = streams.GetStream(stream_);
+    if (!record.ok()) {
+      FinishNow(record.status());
+      return;
+    }
+    int64_t stride = request.stream().stride() != 0 ? request.stream().stride() : record->stride;
+    bool ephemeral = record->ephemeral;
+
+    int64_t start = request.stream().start_key();
+    bool await_first = false;
+    bool exhausted = false;
+    if (request.start_from_latest()) {
+      // Taken before the listener is registered, so that an item written after a producer's
+      // WaitForListener returns is above it and delivered.
+      absl::StatusOr<std::optional<int64_t>> last = streams.LastKey(stream_);
+      if (!last.ok()) {
+        FinishNow(last.status());
+        return;
+      }
+      if (stride == 0) {
+        if (!last->has_value()) {
+          start = storage::kPositionNotStarted;
+        } else if (**last == std::numeric_limits<int64_t>::max()) {
+          exhausted = true;
+          start = **last;
+        } else {
+          start = **last + 1;
+        }
+      } else if (last->has_value()) {
+        start = **last;
+      } else {
+        await_first = true;
+        start = storage::kPositionNotStarted;
+      }
+    }
+
+    bool named = !request.listener_name().empty();
+    std::string name = named ? request.listener_name() : AnonymousListenerName();
+    absl::StatusOr<storage::ListenerRecord> listener =
+        streams.RegisterListener(stream_, name, start, /*transient=*/!named);
+    if (!listener.ok()) {
+      FinishNow(listener.status());
+      return;
+    }
+    if (named && listener->position > start && listener->position != storage::kPositionTrigger) {
+      // Resume: the item at the saved position is delivered again (at-least-once).
+      start = listener->position;
+      await_first = false;
+      exhausted = false;
+    }
+
+    mu_.Lock();
+    name_ = std::move(name);
+    transient_ = !named;
+    auto_advance_ = transient_ && ephemeral && auto_advance_anonymous_;
+    stride_ = stride;
+    cursor_ = start;
+    await_first_ = await_first;
+    exhausted_ = exhausted;
+    started_ = true;
+    PumpAndUnlock();
+  }
+
+  // A write finished: continue with the next item, or end.
+  void WriteDone(bool ok) {
+    std::optional<int64_t> advance_to;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok && !final_status_.has_value()) {
+        final_status_ =
+            absl::CancelledError("the listen call on stream " + stream_ + " was cancelled");
+        queue_.clear();
+      }
+      // An anonymous listener of plain ListenItems cannot acknowledge, and cannot resume either,
+      // so its position follows delivery, once per batch: ephemeral items it was sent can go.
+      if (auto_advance_ && queue_.empty() && last_written_.has_value() &&
+          last_written_ != advanced_to_ && !final_status_.has_value()) {
+        advance_to = advanced_to_ = last_written_;
+      }
+    }
+    if (advance_to.has_value()) {
+      context_.store->streams().MoveListener(stream_, name_, *advance_to).IgnoreError();
+    }
+    Pump();
+  }
+
+  void Cancel() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!final_status_.has_value()) {
+        final_status_ =
+            absl::CancelledError("the listen call on stream " + stream_ + " was cancelled");
+      }
+      queue_.clear();
+    }
+    Pump();
+  }
+
+  // Moves the call's listener to `key` (an acknowledgement from the client).
+  void Ack(int64_t key) {
+    std::string name;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!started_ || final_status_.has_value()) return;
+      name = name_;
+    }
+    // A failure means the stream is gone; its deletion hint ends the call.
+    context_.store->streams().MoveListener(stream_, name, key).IgnoreError();
+  }
+
+  // Called from OnDone: no callback runs after this, and a transient listener is removed.
+  void End() {
+    if (subscriber_ != nullptr) subscriber_->Close();
+    subscription_.Reset();
+    bool remove = false;
+    {
+      absl::MutexLock lock(&mu_);
+      remove = started_ && transient_;
+    }
+    if (remove) context_.store->streams().DeleteListener(stream_, name_).IgnoreError();
+  }
+
+  // Finishes before the call started delivering (a bad request, or no first message).
+  void FinishNow(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_called_) return;
+      finish_called_ = true;
+    }
+    DoFinish(ToGrpcStatus(status));
+  }
+
+  absl::Mutex mu_;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+
+ private:
+  void OnHint(const Change& change) {
+    switch (change.kind) {
+      case Change::Kind::kStreamItemsWritten:
+      case Change::Kind::kStreamCompleted:
+        break;
+      case Change::Kind::kStreamDeleted: {
+        absl::MutexLock lock(&mu_);
+        deleted_ = true;
+        break;
+      }
+      default:
+        return;  // Listener changes and creations do not concern delivery.
+    }
+    Pump();
+  }
+
+  void Pump() {
+    mu_.Lock();
+    PumpAndUnlock();
+  }
+
+  // Decides the next step under mu_, releases mu_, then takes the step. After DoFinish the
+  // reactor may already be gone (OnDone on another thread), so nothing follows it.
+  void PumpAndUnlock() ABSL_UNLOCK_FUNCTION(mu_) {
+    if (finish_called_ || write_in_flight_ || !started_) {
+      mu_.Unlock();
+      return;
+    }
+    if (queue_.empty() && !final_status_.has_value()) Refill();
+    if (!queue_.empty()) {
+      StreamItem item = std::move(queue_.front());
+      queue_.pop_front();
+      response_.set_key(item.key);
+      *response_.mutable_value() = ParseAny(item.value);
+      last_written_ = item.key;
+      write_in_flight_ = true;
+      // More queued: let gRPC coalesce writes; the last write of a batch flushes. Two limits
+      // keep a hinted write from waiting for a flush that never comes (its completion would
+      // then never arrive, and with one write in flight the call would stall):
+      // - the first write carries the initial metadata, whose completion waits until it is on
+      //   the wire, and a hinted message keeps the transport from starting that write; so the
+      //   first write is never hinted;
+      // - a hinted write completes at once only while the call's unsent bytes fit in the
+      //   transport's write buffer (64 KiB by default); so hints stop after kHintBudget bytes,
+      //   and the flushing write that follows (complete only once everything before it has
+      //   left the buffer) starts a new budget.
+      grpc::WriteOptions options;
+      size_t size = response_.ByteSizeLong() + kMessageOverhead;
+      if (wrote_any_ && !queue_.empty() && hinted_bytes_ + size <= kHintBudget) {
+        options.set_buffer_hint();
+        hinted_bytes_ += size;
+      } else {
+        hinted_bytes_ = 0;
+      }
+      wrote_any_ = true;
+      mu_.Unlock();
+      DoStartWrite(&response_, options);
+      return;
+    }
+    if (final_status_.has_value()) {
+      finish_called_ = true;
+      grpc::Status status = ToGrpcStatus(*final_status_);
+      mu_.Unlock();
+      DoFinish(status);
+      return;
+    }
+    mu_.Unlock();  // Nothing to send yet: the next hint resumes.
+  }
+
+  // Reads the next batch after the cursor into queue_, or sets final_status_ when the stream
+  // has ended for this call.
+  void Refill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (deleted_) {
+      final_status_ = StreamDeleted(stream_);
+      return;
+    }
+    storage::StreamStore& streams = context_.store->streams();
+    // The record is read before the items: once it says completed, no item can be added, so
+    // an empty read after it means the call has delivered everything.
+    absl::StatusOr<storage::StreamRecord> record = streams.GetStream(stream_);
+    if (!record.ok()) {
+      final_status_ = StreamDeleted(stream_);
+      return;
+    }
+    bool completed = record->completed;
+    if (!exhausted_) {
+      absl::Status status = stride_ == 0 ? ReadUnpacked() : ReadPacked(completed);
+      if (!status.ok()) {
+        final_status_ = StreamDeleted(stream_);
+        return;
+      }
+    }
+    if (queue_.empty() && completed) {
+      if (record->error.has_value()) {
+        final_status_ =
+            absl::UnknownError("stream " + stream_ + " completed with an error: " + *record->error);
+      } else {
+        final_status_ = absl::OkStatus();
+      }
+    }
+  }
+
+  // Unpacked: every stored key >= cursor, in key order; the cursor then passes the last one, so
+  // only keys strictly greater than the last delivered are delivered later.
+  absl::Status ReadUnpacked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::StatusOr<std::vector<StreamItem>> items =
+        context_.store->streams().ReadItems(stream_, cursor_, kBatchItems, kBatchBytes);
+    if (!items.ok()) return items.status();
+    if (items->empty()) return absl::OkStatus();
+    int64_t last = items->back().key;
+    for (StreamItem& item : *items)
+      queue_.push_back(std::move(item));
+    if (last == std::numeric_limits<int64_t>::max()) {
+      exhausted_ = true;
+    } else {
+      cursor_ = last + 1;
+    }
+    return absl::OkStatus();
+  }
+
+  // Packed: cursor, cursor + stride, ... each once it exists, in that order. Once the stream is
+  // completed a missing key can never appear, so (for a positive stride) it is skipped.
+  absl::Status ReadPacked(bool completed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    storage::StreamStore& streams = context_.store->streams();
+    if (await_first_) {
+      // Started from the latest of an empty stream: start at the first key that appears.
+      absl::StatusOr<std::vector<StreamItem>> first =
+          streams.ReadItems(stream_, std::numeric_limits<int64_t>::min(), 1, kBatchBytes);
+      if (!first.ok()) return first.status();
+      if (first->empty()) return absl::OkStatus();
+      cursor_ = first->front().key;
+      await_first_ = false;
+    }
+    int64_t scan_from = cursor_;
+    while (queue_.size() < kBatchItems && !exhausted_) {
+      size_t want = stride_ > 0 ? kBatchItems : 1;
+      absl::StatusOr<std::vector<StreamItem>> items =
+          streams.ReadItems(stream_, scan_from, want, kBatchBytes);
+      if (!items.ok()) return items.status();
+      if (items->empty()) break;
+      bool blocked = false;
+      for (StreamItem& item : *items) {
+        if (item.key < cursor_) continue;
+        if (item.key > cursor_) {
+          bool aligned = stride_ > 0 && (static_cast<__int128>(item.key) - cursor_) % stride_ == 0;
+          if (!completed || stride_ < 0) {
+            blocked = true;
+            break;
+          }
+          if (!aligned) continue;
+          cursor_ = item.key;  // Skip the gap: it can no longer be filled.
+        }
+        queue_.push_back(std::move(item));
+        if (__builtin_add_overflow(cursor_, stride_, &cursor_)) {
+          exhausted_ = true;
+          break;
+        }
+        if (stride_ < 0) break;  // The next key is below this batch: read again.
+      }
+      if (blocked || exhausted_) break;
+      if (stride_ < 0) {
+        scan_from = cursor_;
+        if (queue_.empty()) break;
+        if (queue_.back().key == scan_from) break;
+        continue;
+      }
+      if (items->size() < want) break;
+      int64_t last_read = items->back().key;
+      if (last_read == std::numeric_limits<int64_t>::max()) break;
+      scan_from = std::max(cursor_, last_read + 1);
+    }
+    return absl::OkStatus();
+  }
+
+  const ServiceContext context_;
+  const bool auto_advance_anonymous_;
+  std::shared_ptr<GuardedSubscriber> subscriber_;  // Set in Begin, before any hint.
+  ChangeHub::Subscription subscription_;
+  std::string stream_;  // Set in Begin before any other thread can see the call.
+
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::string name_ ABSL_GUARDED_BY(mu_);
+  bool transient_ ABSL_GUARDED_BY(mu_) = false;
+  bool auto_advance_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t stride_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;  // Next key to deliver (packed) or lower bound.
+  bool await_first_ ABSL_GUARDED_BY(mu_) = false;
+  bool exhausted_ ABSL_GUARDED_BY(mu_) = false;  // The cursor ran past the largest key.
+  bool deleted_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<StreamItem> queue_ ABSL_GUARDED_BY(mu_);
+  StreamsListenItemsResponse response_;  // Owned by the write in flight.
+  std::optional<int64_t> last_written_ ABSL_GUARDED_BY(mu_);
+  size_t hinted_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Since the last flushing write.
+  bool wrote_any_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<int64_t> advanced_to_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+class ListenItemsReactor final : public grpc::ServerWriteReactor<StreamsListenItemsResponse>,
+                                 public ListenCore {
+ public:
+  ListenItemsReactor(const ServiceContext& context, const StreamsListenItemsRequest& request)
+      : ListenCore(context, /*auto_advance_anonymous=*/true) {
+    Begin(request);
+  }
+  void OnWriteDone(bool ok) override { WriteDone(ok); }
+  void OnCancel() override { Cancel(); }
+  void OnDone() override {
+    End();
+    delete this;
+  }
+
+ private:
+  void DoStartWrite(const StreamsListenItemsResponse* response,
+                    grpc::WriteOptions options) override {
+    StartWrite(response, options);
+  }
+  void DoFinish(const grpc::Status& status) override { Finish(status); }
+};
+
+class ListenItemsAndMoveReactor final
+    : public grpc::ServerBidiReactor<StreamsListenItemsAndMoveRequest, StreamsListenItemsResponse>,
+      public ListenCore {
+ public:
+  explicit ListenItemsAndMoveReactor(const ServiceContext& context)
+      : ListenCore(context, /*auto_advance_anonymous=*/false) {
+    StartRead(&request_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client closed its side: acks are over, delivery goes on.
+      if (!begun_) FinishNow(absl::InvalidArgumentError("the first message must carry listen"));
+      return;
+    }
+    if (!begun_) {
+      begun_ = true;
+      if (!request_.has_listen()) {
+        FinishNow(absl::InvalidArgumentError("the first message must carry listen"));
+        return;
+      }
+      StreamsListenItemsRequest listen = request_.listen();
+      Begin(listen);  // Safe to continue after: OnDone waits for this reaction to return.
+    } else if (request_.ack_case() == StreamsListenItemsAndMoveRequest::kReachedKey) {
+      Ack(request_.reached_key());
+    }
+    absl::MutexLock lock(&mu_);
+    if (!finish_called_) StartRead(&request_);
+  }
+  void OnWriteDone(bool ok) override { WriteDone(ok); }
+  void OnCancel() override {
+    if (!begun_) {
+      FinishNow(absl::CancelledError("the listen call was cancelled"));
+      return;
+    }
+    Cancel();
+  }
+  void OnDone() override {
+    End();
+    delete this;
+  }
+
+ private:
+  void DoStartWrite(const StreamsListenItemsResponse* response,
+                    grpc::WriteOptions options) override {
+    StartWrite(response, options);
+  }
+  void DoFinish(const grpc::Status& status) override { Finish(status); }
+
+  StreamsListenItemsAndMoveRequest request_;
+  std::atomic<bool> begun_{false};
+};
+
+// WaitForListener without a thread: completes on the first listener change that leaves a
+// listener on the stream, or when the stream is deleted.
+class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitForListenerReactor(const ServiceContext& context, std::string stream)
+      : context_(context), stream_(std::move(stream)) {
+    if (stream_.empty()) {
+      TryFinish(absl::InvalidArgumentError("stream.stream must not be empty"));
+      return;
+    }
+    subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
+      if (change.kind == Change::Kind::kStreamDeleted) {
+        TryFinish(StreamDeleted(stream_));
+      } else if (change.kind == Change::Kind::kListenerChanged) {
+        Check(/*initial=*/false);
+      }
+    });
+    subscription_ = context_.hub->Subscribe(Topic::kStream, stream_, subscriber_);
+    Check(/*initial=*/true);
+  }
+  void OnCancel() override {
+    TryFinish(absl::CancelledError("WaitForListener on stream " + stream_ + " was cancelled"));
+  }
+  void OnDone() override {
+    if (subscriber_ != nullptr) subscriber_->Close();
+    subscription_.Reset();
+    delete this;
+  }
+
+ private:
+  void Check(bool initial) {
+    absl::StatusOr<std::vector<storage::ListenerRecord>> listeners =
+        context_.store->streams().ListListeners(stream_);
+    if (!listeners.ok()) {
+      TryFinish(initial ? listeners.status() : StreamDeleted(stream_));
+    } else if (!listeners->empty()) {
+      TryFinish(absl::OkStatus());
+    }
+  }
+  // Finishes once; the last thing the calling thread does with the reactor.
+  void TryFinish(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(ToGrpcStatus(status));
+  }
+
+  const ServiceContext context_;
+  const std::string stream_;
+  std::shared_ptr<GuardedSubscriber> subscriber_;
+  ChangeHub::Subscription subscription_;
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* StreamsService::Create(grpc::CallbackServerContext* call,
+                                                 const grpc2::StreamsCreateRequest* request,
+                                                 google::protobuf::Empty* response) {
+  absl::Status status = RequireNonEmpty(request->stream().stream(), "stream.stream");
+  if (status.ok()) {
+    storage::StreamRecord record;
+    record.stream = request->stream().stream();
+    record.ephemeral = request->ephemeral();
+    record.stride = request->stream().stride();
+    status = context_.store->streams().CreateStream(std::move(record)).status();
+  }
+  return FinishUnary(call, status);
+}
+
+grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext* call,
+                                                    const grpc2::StreamsWriteItemRequest* request,
+                                                    google::protobuf::Empty* response) {
+  const std::string& stream = request->stream().stream();
+  absl::Status status = RequireNonEmpty(stream, "stream.stream");
+  if (!status.ok()) return FinishUnary(call, status);
+  absl::StatusOr<std::optional<int64_t>> key = ItemKey(*request, "item_key");
+  if (!key.ok()) return FinishUnary(call, key.status());
+  status =
+      CheckValueSize(request->value(), context_.limits, "the value of an item of stream " + stream);
+  if (!status.ok()) return FinishUnary(call, status);
+  std::vector<ItemToWrite> items(1);
+  items[0].key = *key;
+  items[0].value = SerializeAny(request->value());
+  return FinishUnary(call, context_.store->streams().WriteItems(stream, std::move(items)).status());
+}
+
+grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext* call,
+                                                     const grpc2::StreamsWriteItemsRequest* request,
+                                                     grpc2::StreamsWriteItemsResponse* response) {
+  const std::string& stream = request->stream().stream();
+  absl::Status status = RequireNonEmpty(stream, "stream.stream");
+  if (!status.ok()) return FinishUnary(call, status);
+  std::vector<ItemToWrite> items(request->items_size());
+  for (int i = 0; i < request->items_size(); ++i) {
+    const auto& item = request->items(i);
+    std::string what = "items[" + std::to_string(i) + "]";
+    absl::StatusOr<std::optional<int64_t>> key = ItemKey(item, what);
+    if (!key.ok()) return FinishUnary(call, key.status());
+    status = CheckValueSize(item.value(), context_.limits,
+                            "the value of " + what + " of stream " + stream);
+    if (!status.ok()) return FinishUnary(call, status);
+    items[i].key = *key;
+    items[i].value = SerializeAny(item.value());
+  }
+  absl::StatusOr<std::vector<int64_t>> keys =
+      context_.store->streams().WriteItems(stream, std::move(items));
+  if (keys.ok()) {
+    response->mutable_keys()->Reserve(static_cast<int>(keys->size()));
+    for (int64_t key : *keys)
+      response->add_keys(key);
+  }
+  return FinishUnary(call, keys.status());
+}
+
+grpc::ServerWriteReactor<StreamsListenItemsResponse>* StreamsService::ListenItems(
+    grpc::CallbackServerContext* call, const StreamsListenItemsRequest* request) {
+  return new ListenItemsReactor(context_, *request);
+}
+
+grpc::ServerBidiReactor<StreamsListenItemsAndMoveRequest, StreamsListenItemsResponse>*
+StreamsService::ListenItemsAndMove(grpc::CallbackServerContext* call) {
+  return new ListenItemsAndMoveReactor(context_);
+}
+
+grpc::ServerUnaryReactor* StreamsService::MoveListener(
+    grpc::CallbackServerContext* call, const grpc2::StreamsMoveListenerRequest* request,
+    google::protobuf::Empty* response) {
+  const std::string& stream = request->stream().stream();
+  absl::Status status = RequireNonEmpty(stream, "stream.stream");
+  if (status.ok()) status = RequireNonEmpty(request->listener_name(), "listener_name");
+  if (!status.ok()) return FinishUnary(call, status);
+  storage::StreamStore& streams = context_.store->streams();
+  switch (request->item_key_case()) {
+    case grpc2::StreamsMoveListenerRequest::kReachedKey:
+      status = streams.MoveListener(stream, request->listener_name(), request->reached_key());
+      break;
+    case grpc2::StreamsMoveListenerRequest::kDeleteListener:
+      if (!request->delete_listener()) {
+        status = absl::InvalidArgumentError("delete_listener must be true when set");
+      } else {
+        // Deleting an absent listener is OK, so that a retried delete succeeds.
+        status = streams.DeleteListener(stream, request->listener_name()).status();
+      }
+      break;
+    default:
+      status = absl::InvalidArgumentError("item_key: set either reached_key or delete_listener");
+  }
+  return FinishUnary(call, status);
+}
+
+grpc::ServerUnaryReactor* StreamsService::WaitForListener(
+    grpc::CallbackServerContext* call, const grpc2::StreamsWaitForListenerRequest* request,
+    google::protobuf::Empty* response) {
+  return new WaitForListenerReactor(context_, request->stream().stream());
+}
+
+grpc::ServerUnaryReactor* StreamsService::Delete(grpc::CallbackServerContext* call,
+                                                 const grpc2::StreamsDeleteRequest* request,
+                                                 google::protobuf::Empty* response) {
+  const std::string& stream = request->stream().stream();
+  absl::Status status = RequireNonEmpty(stream, "stream.stream");
+  if (status.ok()) {
+    absl::StatusOr<bool> deleted = context_.store->streams().DeleteStream(stream);
+    if (!deleted.ok()) {
+      status = deleted.status();
+    } else if (!*deleted) {
+      status = absl::NotFoundError("stream " + stream + " not found");
+    }
+  }
+  return FinishUnary(call, status);
+}
+
+grpc::ServerUnaryReactor* StreamsService::Complete(grpc::CallbackServerContext* call,
+                                                   const grpc2::StreamsCompleteRequest* request,
+                                                   google::protobuf::Empty* response) {
+  const std::string& stream = request->stream().stream();
+  absl::Status status = RequireNonEmpty(stream, "stream.stream");
+  if (status.ok()) {
+    std::optional<std::string> error;
+    if (request->has_error()) error = request->error().message();
+    status = context_.store->streams().CompleteStream(stream, std::move(error));
+  }
+  return FinishUnary(call, status);
+}
+
+}  // namespace perper::fabric

@@ -1,0 +1,521 @@
+// SPDX-License-Identifier: MIT
+#include "perper/storage/engine/streams_engine.h"
+
+#include <algorithm>
+#include <iterator>
+#include <limits>
+#include <utility>
+
+#include "perper/common/status_macros.h"
+#include "perper/common/values.h"
+#include "perper/storage/engine/keys.h"
+#include "perper/storage/records.pb.h"
+
+namespace perper::storage {
+namespace {
+
+std::string StreamNotFound(std::string_view stream) {
+  return "stream " + std::string(stream) + " not found";
+}
+
+std::string EncodeRecord(const StreamRecord& record, const std::optional<int64_t>& last_key,
+                         const std::optional<int64_t>& gc_floor) {
+  StreamData data;
+  data.set_ephemeral(record.ephemeral);
+  data.set_stride(record.stride);
+  data.set_completed(record.completed);
+  if (record.error.has_value()) {
+    data.set_has_error(true);
+    data.set_error(*record.error);
+  }
+  if (last_key.has_value()) {
+    data.set_has_last_key(true);
+    data.set_last_key(*last_key);
+  }
+  if (gc_floor.has_value()) {
+    data.set_has_gc_floor(true);
+    data.set_gc_floor(*gc_floor);
+  }
+  return data.SerializeAsString();
+}
+
+std::string ListenerKey(std::string_view stream, std::string_view name) {
+  return keys::Composite(keys::kListener, stream, name);
+}
+
+std::string EncodeListener(int64_t position) {
+  ListenerData data;
+  data.set_position(position);
+  return data.SerializeAsString();
+}
+
+}  // namespace
+
+StreamsEngine::StreamsEngine(Journal* journal, Notifier* notifier)
+    : journal_(journal), notifier_(notifier) {}
+
+void StreamsEngine::NotifyChange(Change::Kind kind, std::string_view stream, int64_t key) const {
+  Change change;
+  change.kind = kind;
+  change.id = std::string(stream);
+  change.key = key;
+  notifier_->Notify(change);
+}
+
+std::shared_ptr<StreamsEngine::StreamState> StreamsEngine::Find(std::string_view stream) {
+  absl::ReaderMutexLock lock(&registry_mu_);
+  auto it = streams_.find(std::string(stream));
+  if (it == streams_.end()) return nullptr;
+  return it->second;
+}
+
+absl::Status StreamsEngine::Load() {
+  absl::MutexLock registry_lock(&registry_mu_);
+  absl::Status parse_error;
+  absl::Status status = journal_->Scan(
+      keys::SpacePrefix(keys::kStream), [&](std::string_view key, std::string_view value) {
+        StreamData data;
+        if (!data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          parse_error = absl::DataLossError("corrupt stream record " + std::string(key));
+          return;
+        }
+        auto state = std::make_shared<StreamState>();
+        absl::MutexLock lock(&state->mu);
+        state->record.stream = std::string(key.substr(2));
+        state->record.ephemeral = data.ephemeral();
+        state->record.stride = data.stride();
+        state->record.completed = data.completed();
+        if (data.has_error()) state->record.error = data.error();
+        if (data.has_last_key()) state->last_key = data.last_key();
+        if (data.has_gc_floor()) state->gc_floor = data.gc_floor();
+        streams_[state->record.stream] = std::move(state);
+      });
+  if (!status.ok()) return status;
+  if (!parse_error.ok()) return parse_error;
+
+  status = journal_->Scan(keys::SpacePrefix(keys::kItem),
+                          [&](std::string_view key, std::string_view value) {
+                            std::string_view id, suffix;
+                            if (!keys::SplitComposite(key, &id, &suffix) || suffix.size() != 8) {
+                              parse_error = absl::DataLossError("corrupt item key in the journal");
+                              return;
+                            }
+                            auto it = streams_.find(std::string(id));
+                            if (it == streams_.end())
+                              return;  // An orphan of an interrupted delete: skip it.
+                            StreamState& state = *it->second;
+                            absl::MutexLock lock(&state.mu);
+                            int64_t item_key = keys::DecodeInt64(suffix);
+                            state.items.emplace(item_key, std::string(value));
+                            if (!state.last_key.has_value() || *state.last_key < item_key)
+                              state.last_key = item_key;
+                          });
+  if (!status.ok()) return status;
+  if (!parse_error.ok()) return parse_error;
+
+  status = journal_->Scan(
+      keys::SpacePrefix(keys::kListener), [&](std::string_view key, std::string_view value) {
+        std::string_view id, name;
+        ListenerData data;
+        if (!keys::SplitComposite(key, &id, &name) ||
+            !data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          parse_error = absl::DataLossError("corrupt listener record in the journal");
+          return;
+        }
+        auto it = streams_.find(std::string(id));
+        if (it == streams_.end()) return;
+        StreamState& state = *it->second;
+        absl::MutexLock lock(&state.mu);
+        state.listeners[std::string(name)] = Listener{data.position(), false};
+      });
+  if (!status.ok()) return status;
+  return parse_error;
+}
+
+absl::StatusOr<bool> StreamsEngine::CreateStream(StreamRecord record) {
+  if (record.stream.empty()) return absl::InvalidArgumentError("stream ID must not be empty");
+  record.completed = false;
+  record.error.reset();
+  for (;;) {
+    std::shared_ptr<StreamState> state;
+    bool fresh = false;
+    {
+      absl::MutexLock lock(&registry_mu_);
+      auto it = streams_.find(record.stream);
+      if (it != streams_.end()) {
+        state = it->second;
+      } else {
+        // The new entry is published locked, so that concurrent users of this ID wait for the
+        // journal commit below (done outside the registry lock) and see its outcome.
+        state = std::make_shared<StreamState>();
+        state->mu.Lock();
+        state->record = record;
+        streams_.emplace(record.stream, state);
+        fresh = true;
+      }
+    }
+    if (fresh) {
+      JournalBatch batch;
+      batch.Put(keys::Simple(keys::kStream, record.stream),
+                EncodeRecord(record, std::nullopt, std::nullopt));
+      absl::Status status = CommitIfDurable(journal_, batch);
+      if (!status.ok()) state->deleted = true;
+      state->mu.Unlock();
+      if (!status.ok()) {
+        absl::MutexLock lock(&registry_mu_);
+        auto it = streams_.find(record.stream);
+        if (it != streams_.end() && it->second == state) streams_.erase(it);
+        return status;
+      }
+      NotifyChange(Change::Kind::kStreamCreated, record.stream);
+      return true;
+    }
+    {
+      absl::MutexLock lock(&state->mu);
+      if (!state->deleted) {
+        const StreamRecord& existing = state->record;
+        if (existing.ephemeral == record.ephemeral && existing.stride == record.stride &&
+            !existing.completed) {
+          return false;
+        }
+        std::string why = existing.completed
+                              ? "is completed"
+                              : "has different options (ephemeral " +
+                                    std::string(existing.ephemeral ? "true" : "false") +
+                                    ", stride " + std::to_string(existing.stride) + ")";
+        return absl::AlreadyExistsError("stream " + record.stream + " already exists and " + why);
+      }
+    }
+    // A deleted entry not yet dropped from the registry: drop it and try again.
+    absl::MutexLock lock(&registry_mu_);
+    auto it = streams_.find(record.stream);
+    if (it != streams_.end() && it->second == state) streams_.erase(it);
+  }
+}
+
+absl::StatusOr<StreamRecord> StreamsEngine::GetStream(std::string_view stream) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  absl::ReaderMutexLock lock(&state->mu);
+  if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+  return state->record;
+}
+
+absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view stream,
+                                                               std::vector<ItemToWrite> items) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  std::vector<int64_t> written;
+  int64_t largest = 0;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+    if (state->record.completed) {
+      return absl::FailedPreconditionError("stream " + std::string(stream) +
+                                           " is completed; no more items can be written");
+    }
+    if (items.empty()) return written;
+
+    // Pass 1: choose and check every key, so that the batch is all or nothing.
+    written.reserve(items.size());
+    std::optional<int64_t> last = state->last_key;
+    for (const ItemToWrite& item : items) {
+      int64_t key;
+      if (item.key.has_value()) {
+        key = *item.key;
+        if (state->items.contains(key)) {
+          return absl::AlreadyExistsError("key " + std::to_string(key) + " of stream " +
+                                          std::string(stream) + " already exists");
+        }
+        if (state->gc_floor.has_value() && key <= *state->gc_floor) {
+          return absl::AlreadyExistsError(
+              "key " + std::to_string(key) + " of stream " + std::string(stream) +
+              " is at or below " + std::to_string(*state->gc_floor) +
+              ", the largest key already collected (used, and passed by every listener)");
+        }
+      } else {
+        if (last.has_value() && *last == std::numeric_limits<int64_t>::max()) {
+          return absl::OutOfRangeError("stream " + std::string(stream) +
+                                       " has used the largest key; no auto key is left");
+        }
+        key = last.has_value() ? std::max(NowTicks(), *last + 1) : NowTicks();
+      }
+      if (!last.has_value() || *last < key) last = key;
+      written.push_back(key);
+    }
+    if (written.size() > 1) {
+      std::vector<int64_t> sorted = written;
+      std::sort(sorted.begin(), sorted.end());
+      auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+      if (dup != sorted.end()) {
+        return absl::AlreadyExistsError("key " + std::to_string(*dup) + " of stream " +
+                                        std::string(stream) + " is used twice in the batch");
+      }
+    }
+
+    // Pass 2: journal, then apply.
+    if (journal_ != nullptr) {
+      JournalBatch batch;
+      for (size_t i = 0; i < items.size(); ++i) {
+        batch.Put(keys::CompositeInt(keys::kItem, stream, written[i]), items[i].value);
+      }
+      if (last != state->last_key) {
+        batch.Put(keys::Simple(keys::kStream, stream),
+                  EncodeRecord(state->record, last, state->gc_floor));
+      }
+      PERPER_RETURN_IF_ERROR(journal_->Commit(batch));
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      state->items.emplace(written[i], std::move(items[i].value));
+    }
+    state->last_key = last;
+    largest = *std::max_element(written.begin(), written.end());
+  }
+  NotifyChange(Change::Kind::kStreamItemsWritten, stream, largest);
+  return written;
+}
+
+absl::StatusOr<std::vector<StreamItem>> StreamsEngine::ReadItems(std::string_view stream,
+                                                                 int64_t from_key, size_t max_items,
+                                                                 size_t max_bytes) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  absl::ReaderMutexLock lock(&state->mu);
+  if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+  std::vector<StreamItem> result;
+  size_t bytes = 0;
+  for (auto it = state->items.lower_bound(from_key);
+       it != state->items.end() && result.size() < max_items && bytes < max_bytes; ++it) {
+    result.push_back(StreamItem{it->first, it->second});
+    bytes += it->second.size() + sizeof(int64_t);
+  }
+  return result;
+}
+
+absl::StatusOr<std::optional<int64_t>> StreamsEngine::LastKey(std::string_view stream) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  absl::ReaderMutexLock lock(&state->mu);
+  if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+  if (state->items.empty()) return std::optional<int64_t>();
+  return std::optional<int64_t>(state->items.rbegin()->first);
+}
+
+absl::Status StreamsEngine::CompleteStream(std::string_view stream,
+                                           std::optional<std::string> error) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+    if (state->record.completed) {
+      return absl::FailedPreconditionError("stream " + std::string(stream) +
+                                           " is already completed");
+    }
+    StreamRecord record = state->record;
+    record.completed = true;
+    record.error = std::move(error);
+    JournalBatch batch;
+    batch.Put(keys::Simple(keys::kStream, stream),
+              EncodeRecord(record, state->last_key, state->gc_floor));
+    PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
+    state->record = std::move(record);
+  }
+  NotifyChange(Change::Kind::kStreamCompleted, stream);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> StreamsEngine::DeleteStream(std::string_view stream) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return false;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return false;
+    JournalBatch batch;
+    batch.Delete(keys::Simple(keys::kStream, stream));
+    std::string items = keys::CompositePrefix(keys::kItem, stream);
+    batch.DeleteRange(items, keys::PrefixEnd(items));
+    std::string listeners = keys::CompositePrefix(keys::kListener, stream);
+    batch.DeleteRange(listeners, keys::PrefixEnd(listeners));
+    PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
+    state->deleted = true;
+    state->items.clear();
+    state->listeners.clear();
+  }
+  {
+    absl::MutexLock lock(&registry_mu_);
+    auto it = streams_.find(std::string(stream));
+    if (it != streams_.end() && it->second == state) streams_.erase(it);
+  }
+  NotifyChange(Change::Kind::kStreamDeleted, stream);
+  return true;
+}
+
+StreamsEngine::Collection StreamsEngine::PlanCollection(std::string_view stream, StreamState& data,
+                                                        std::string_view name,
+                                                        std::optional<int64_t> position,
+                                                        JournalBatch& batch) {
+  Collection collection;
+  if (!data.record.ephemeral || data.items.empty()) return collection;
+  // The lowest position that protects anything, with the change applied.
+  std::optional<int64_t> lowest;
+  auto consider = [&](int64_t p) {
+    if (p == kPositionTrigger) return;  // A trigger protects nothing.
+    if (!lowest.has_value() || p < *lowest) lowest = p;
+  };
+  for (const auto& [listener_name, listener] : data.listeners) {
+    if (listener_name != name) consider(listener.position);
+  }
+  if (position.has_value()) consider(*position);
+  if (lowest.has_value() && *lowest == kPositionNotStarted) return collection;
+
+  std::string begin = keys::CompositePrefix(keys::kItem, stream);
+  std::string end;
+  if (!lowest.has_value()) {
+    // No listener left, or only triggers: every item goes.
+    collection.all = true;
+    collection.new_floor = data.items.rbegin()->first;
+    end = keys::PrefixEnd(begin);
+  } else {
+    auto first_kept = data.items.lower_bound(*lowest);
+    if (first_kept == data.items.begin()) return collection;
+    collection.keep_from = *lowest;
+    collection.new_floor = std::prev(first_kept)->first;
+    end = keys::CompositeInt(keys::kItem, stream, *lowest);
+  }
+  if (data.gc_floor.has_value())
+    collection.new_floor = std::max(collection.new_floor, *data.gc_floor);
+  collection.any = true;
+  batch.DeleteRange(std::move(begin), std::move(end));
+  batch.Put(keys::Simple(keys::kStream, stream),
+            EncodeRecord(data.record, data.last_key, collection.new_floor));
+  return collection;
+}
+
+void StreamsEngine::ApplyCollection(StreamState& data, const Collection& collection) {
+  if (!collection.any) return;
+  if (collection.all) {
+    data.items.clear();
+  } else {
+    data.items.erase(data.items.begin(), data.items.lower_bound(collection.keep_from));
+  }
+  data.gc_floor = collection.new_floor;
+}
+
+absl::StatusOr<ListenerRecord> StreamsEngine::RegisterListener(std::string_view stream,
+                                                               std::string_view name,
+                                                               int64_t position, bool transient) {
+  if (name.empty()) return absl::InvalidArgumentError("listener name must not be empty");
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  ListenerRecord result;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+    auto it = state->listeners.find(std::string(name));
+    if (it != state->listeners.end()) {
+      return ListenerRecord{std::string(name), it->second.position, it->second.transient};
+    }
+    if (!transient) {
+      JournalBatch batch;
+      batch.Put(ListenerKey(stream, name), EncodeListener(position));
+      PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
+    }
+    // A new listener only lowers the protected range (or adds a trigger), so nothing is
+    // collected here.
+    state->listeners.emplace(std::string(name), Listener{position, transient});
+    result = ListenerRecord{std::string(name), position, transient};
+  }
+  NotifyChange(Change::Kind::kListenerChanged, stream);
+  return result;
+}
+
+absl::Status StreamsEngine::MoveListener(std::string_view stream, std::string_view name,
+                                         int64_t position) {
+  if (name.empty()) return absl::InvalidArgumentError("listener name must not be empty");
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+    auto it = state->listeners.find(std::string(name));
+    bool transient = it != state->listeners.end() && it->second.transient;
+    JournalBatch batch;
+    if (!transient) batch.Put(ListenerKey(stream, name), EncodeListener(position));
+    Collection collection = PlanCollection(stream, *state, name, position, batch);
+    PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
+    if (it != state->listeners.end()) {
+      it->second.position = position;
+    } else {
+      state->listeners.emplace(std::string(name), Listener{position, false});
+    }
+    ApplyCollection(*state, collection);
+  }
+  NotifyChange(Change::Kind::kListenerChanged, stream);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> StreamsEngine::DeleteListener(std::string_view stream, std::string_view name) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+    auto it = state->listeners.find(std::string(name));
+    if (it == state->listeners.end()) return false;
+    JournalBatch batch;
+    if (!it->second.transient) batch.Delete(ListenerKey(stream, name));
+    Collection collection = PlanCollection(stream, *state, name, std::nullopt, batch);
+    PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
+    state->listeners.erase(it);
+    ApplyCollection(*state, collection);
+  }
+  NotifyChange(Change::Kind::kListenerChanged, stream);
+  return true;
+}
+
+absl::StatusOr<std::vector<ListenerRecord>> StreamsEngine::ListListeners(std::string_view stream) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  absl::ReaderMutexLock lock(&state->mu);
+  if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+  std::vector<ListenerRecord> result;
+  result.reserve(state->listeners.size());
+  for (const auto& [name, listener] : state->listeners) {
+    result.push_back(ListenerRecord{name, listener.position, listener.transient});
+  }
+  return result;
+}
+
+std::vector<StreamSummary> StreamsEngine::ListStreams(std::string_view prefix, size_t limit) {
+  std::vector<std::shared_ptr<StreamState>> found;
+  {
+    absl::ReaderMutexLock lock(&registry_mu_);
+    for (auto it = streams_.lower_bound(std::string(prefix));
+         it != streams_.end() && found.size() < limit &&
+         std::string_view(it->first).substr(0, prefix.size()) == prefix;
+         ++it) {
+      found.push_back(it->second);
+    }
+  }
+  std::vector<StreamSummary> result;
+  result.reserve(found.size());
+  for (const auto& state : found) {
+    absl::ReaderMutexLock lock(&state->mu);
+    if (state->deleted) continue;
+    StreamSummary summary;
+    summary.record = state->record;
+    summary.item_count = state->items.size();
+    if (!state->items.empty()) {
+      summary.first_key = state->items.begin()->first;
+      summary.last_key = state->items.rbegin()->first;
+    }
+    for (const auto& [name, listener] : state->listeners) {
+      summary.listeners.push_back(ListenerRecord{name, listener.position, listener.transient});
+    }
+    result.push_back(std::move(summary));
+  }
+  return result;
+}
+
+}  // namespace perper::storage

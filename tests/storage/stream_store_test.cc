@@ -1,0 +1,430 @@
+// SPDX-License-Identifier: MIT
+// Conformance tests of StreamStore, run against every backend.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "perper/common/values.h"
+
+#include "tests/support/store_fixture.h"
+
+namespace perper::testing {
+namespace {
+
+using storage::Change;
+using storage::ItemToWrite;
+using storage::kPositionNotStarted;
+using storage::kPositionTrigger;
+using storage::StreamItem;
+using storage::StreamRecord;
+
+StreamRecord Record(const std::string& id, bool ephemeral, int64_t stride) {
+  StreamRecord record;
+  record.stream = id;
+  record.ephemeral = ephemeral;
+  record.stride = stride;
+  return record;
+}
+
+class StreamStoreTest : public StoreTest {
+ protected:
+  storage::StreamStore& streams() { return store().streams(); }
+
+  void Create(const std::string& id, bool ephemeral, int64_t stride = 0) {
+    StreamRecord record;
+    record.stream = id;
+    record.ephemeral = ephemeral;
+    record.stride = stride;
+    auto created = streams().CreateStream(record);
+    ASSERT_TRUE(created.ok()) << created.status();
+    ASSERT_TRUE(*created);
+  }
+
+  std::vector<int64_t> Write(const std::string& id, std::vector<int64_t> keys) {
+    std::vector<ItemToWrite> items;
+    for (int64_t key : keys)
+      items.push_back(ItemToWrite{key, "v" + std::to_string(key)});
+    auto written = streams().WriteItems(id, std::move(items));
+    EXPECT_TRUE(written.ok()) << written.status();
+    return written.ok() ? *written : std::vector<int64_t>{};
+  }
+
+  std::vector<int64_t> StoredKeys(const std::string& id) {
+    auto items = streams().ReadItems(id, std::numeric_limits<int64_t>::min(), 1 << 20, 1 << 30);
+    EXPECT_TRUE(items.ok()) << items.status();
+    std::vector<int64_t> keys;
+    if (items.ok()) {
+      for (const StreamItem& item : *items)
+        keys.push_back(item.key);
+    }
+    return keys;
+  }
+};
+
+TEST_P(StreamStoreTest, CreateIsIdempotentAndRejectsDifferentOptions) {
+  Create("s", true, 0);
+  StreamRecord same = Record("s", true, 0);
+  auto again = streams().CreateStream(same);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(*again);
+  auto different = streams().CreateStream(Record("s", false, 0));
+  EXPECT_EQ(different.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(different.status().message().find("s"), std::string::npos);
+  auto stride = streams().CreateStream(Record("s", true, 2));
+  EXPECT_EQ(stride.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(streams().CreateStream(Record("", true, 0)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StreamStoreTest, CreateOfACompletedStreamIsAlreadyExists) {
+  Create("s", true);
+  ASSERT_TRUE(streams().CompleteStream("s", std::nullopt).ok());
+  EXPECT_EQ(streams().CreateStream(Record("s", true, 0)).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_P(StreamStoreTest, UnknownStreamIsNotFound) {
+  EXPECT_EQ(streams().GetStream("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().WriteItems("nope", {ItemToWrite{1, ""}}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().ReadItems("nope", 0, 10, 100).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().LastKey("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().CompleteStream("nope", std::nullopt).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().RegisterListener("nope", "l", 0, false).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().MoveListener("nope", "l", 0).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(streams().DeleteListener("nope", "l").status().code(), absl::StatusCode::kNotFound);
+  auto deleted = streams().DeleteStream("nope");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_FALSE(*deleted);
+}
+
+TEST_P(StreamStoreTest, ItemsAreReadInKeyOrderWithLimits) {
+  Create("s", false);
+  Write("s", {5, 1, 3});
+  Write("s", {2});
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1, 2, 3, 5}));
+  auto from3 = streams().ReadItems("s", 3, 10, 1000);
+  ASSERT_TRUE(from3.ok());
+  ASSERT_EQ(from3->size(), 2u);
+  EXPECT_EQ((*from3)[0].key, 3);
+  EXPECT_EQ((*from3)[0].value, "v3");
+  auto two = streams().ReadItems("s", 0, 2, 1000);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(two->size(), 2u);
+  auto one_byte = streams().ReadItems("s", 0, 10, 1);
+  ASSERT_TRUE(one_byte.ok());
+  EXPECT_EQ(one_byte->size(), 1u);  // Always at least one item.
+  auto last = streams().LastKey("s");
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(*last, std::optional<int64_t>(5));
+}
+
+TEST_P(StreamStoreTest, DuplicateKeysAreRejectedAtomically) {
+  Create("s", false);
+  Write("s", {1});
+  auto dup = streams().WriteItems("s", {ItemToWrite{2, "a"}, ItemToWrite{1, "b"}});
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(dup.status().message().find("key 1"), std::string::npos) << dup.status();
+  EXPECT_NE(dup.status().message().find("stream s"), std::string::npos) << dup.status();
+  auto twice = streams().WriteItems("s", {ItemToWrite{7, "a"}, ItemToWrite{7, "b"}});
+  EXPECT_EQ(twice.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1}));  // Nothing of either batch.
+}
+
+TEST_P(StreamStoreTest, AutoKeysStrictlyIncreaseAboveTicksAndExplicitKeys) {
+  Create("s", false);
+  int64_t before = NowTicks();
+  auto keys =
+      streams().WriteItems("s", {ItemToWrite{std::nullopt, "a"}, ItemToWrite{std::nullopt, "b"},
+                                 ItemToWrite{std::nullopt, "c"}});
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_EQ(keys->size(), 3u);
+  EXPECT_GE((*keys)[0], before);
+  EXPECT_LT((*keys)[0], (*keys)[1]);
+  EXPECT_LT((*keys)[1], (*keys)[2]);
+  // An explicit key far in the future: the next auto key goes above it.
+  int64_t future = NowTicks() + int64_t{1000000000000};
+  Write("s", {future});
+  auto next = streams().WriteItems("s", {ItemToWrite{std::nullopt, "d"}});
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ((*next)[0], future + 1);
+}
+
+TEST_P(StreamStoreTest, AutoKeysKeepIncreasingAfterCollectionAndReopen) {
+  Create("s", true);
+  int64_t future = NowTicks() + int64_t{1000000000000};
+  Write("s", {future});
+  ASSERT_TRUE(streams().RegisterListener("s", "l", kPositionNotStarted, false).ok());
+  ASSERT_TRUE(streams().DeleteListener("s", "l").ok());  // Last listener: every item goes.
+  EXPECT_TRUE(StoredKeys("s").empty());
+  if (IsDurable()) Reopen();
+  auto next = streams().WriteItems("s", {ItemToWrite{std::nullopt, "x"}});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ((*next)[0], future + 1);
+}
+
+TEST_P(StreamStoreTest, NullItemsAreStored) {
+  Create("s", false);
+  Write("s", {});
+  auto written = streams().WriteItems("s", {ItemToWrite{4, ""}});
+  ASSERT_TRUE(written.ok());
+  auto items = streams().ReadItems("s", 0, 10, 100);
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].key, 4);
+  EXPECT_EQ((*items)[0].value, "");
+}
+
+TEST_P(StreamStoreTest, CompletionStopsWritesAndCannotRepeat) {
+  Create("s", false);
+  ASSERT_TRUE(streams().CompleteStream("s", std::string("boom")).ok());
+  auto record = streams().GetStream("s");
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->completed);
+  EXPECT_EQ(record->error, std::optional<std::string>("boom"));
+  EXPECT_EQ(streams().CompleteStream("s", std::nullopt).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(streams().WriteItems("s", {ItemToWrite{1, ""}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StreamStoreTest, ReopenKeepsItemsListenersCompletionAndOptions) {
+  if (!IsDurable()) GTEST_SKIP() << "memory backend is not durable";
+  Create("p", false, 3);
+  Write("p", {0, 3, 6});
+  ASSERT_TRUE(streams().RegisterListener("p", "durable", 3, false).ok());
+  ASSERT_TRUE(streams().RegisterListener("p", "transient", 0, true).ok());
+  ASSERT_TRUE(streams().MoveListener("p", "moved", 6).ok());
+  ASSERT_TRUE(streams().CompleteStream("p", std::string("bad")).ok());
+  Create("e", true);
+  Write("e", {1});
+  Reopen();
+  auto record = streams().GetStream("p");
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_FALSE(record->ephemeral);
+  EXPECT_EQ(record->stride, 3);
+  EXPECT_TRUE(record->completed);
+  EXPECT_EQ(record->error, std::optional<std::string>("bad"));
+  EXPECT_EQ(StoredKeys("p"), (std::vector<int64_t>{0, 3, 6}));
+  auto items = streams().ReadItems("p", 3, 1, 100);
+  ASSERT_TRUE(items.ok());
+  EXPECT_EQ((*items)[0].value, "v3");
+  auto listeners = streams().ListListeners("p");
+  ASSERT_TRUE(listeners.ok());
+  ASSERT_EQ(listeners->size(), 2u);  // The transient listener is gone.
+  EXPECT_EQ((*listeners)[0].name, "durable");
+  EXPECT_EQ((*listeners)[0].position, 3);
+  EXPECT_FALSE((*listeners)[0].transient);
+  EXPECT_EQ((*listeners)[1].name, "moved");
+  EXPECT_EQ((*listeners)[1].position, 6);
+  auto e = streams().GetStream("e");
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->ephemeral);
+  EXPECT_FALSE(e->completed);
+  EXPECT_EQ(StoredKeys("e"), (std::vector<int64_t>{1}));
+}
+
+TEST_P(StreamStoreTest, DeleteRemovesEverythingDurably) {
+  Create("s", false);
+  Write("s", {1, 2});
+  ASSERT_TRUE(streams().RegisterListener("s", "l", 0, false).ok());
+  auto deleted = streams().DeleteStream("s");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_TRUE(*deleted);
+  EXPECT_EQ(streams().GetStream("s").status().code(), absl::StatusCode::kNotFound);
+  if (IsDurable()) Reopen();
+  EXPECT_EQ(streams().GetStream("s").status().code(), absl::StatusCode::kNotFound);
+  // The ID can be used again, from scratch.
+  Create("s", true);
+  EXPECT_TRUE(StoredKeys("s").empty());
+  auto listeners = streams().ListListeners("s");
+  ASSERT_TRUE(listeners.ok());
+  EXPECT_TRUE(listeners->empty());
+}
+
+TEST_P(StreamStoreTest, RegisterKeepsAnExistingListener) {
+  Create("s", true);
+  auto first = streams().RegisterListener("s", "l", 5, false);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->position, 5);
+  auto second = streams().RegisterListener("s", "l", 1, false);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->position, 5);
+  EXPECT_EQ(streams().RegisterListener("s", "", 1, false).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(StreamStoreTest, EphemeralCollectionKeepsTheItemAtTheLowestPosition) {
+  Create("s", true);
+  Write("s", {1, 2, 3, 4, 5});
+  ASSERT_TRUE(streams().MoveListener("s", "a", 3).ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{3, 4, 5}));
+  ASSERT_TRUE(streams().MoveListener("s", "b", 4).ok());  // a is still at 3.
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{3, 4, 5}));
+  ASSERT_TRUE(streams().MoveListener("s", "a", 5).ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{4, 5}));
+  ASSERT_TRUE(streams().DeleteListener("s", "b").ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{5}));
+  if (IsDurable()) {
+    Reopen();
+    EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{5}));
+  }
+}
+
+TEST_P(StreamStoreTest, NotStartedKeepsAllAndTriggerKeepsNone) {
+  Create("s", true);
+  Write("s", {1, 2, 3});
+  ASSERT_TRUE(streams().RegisterListener("s", "new", kPositionNotStarted, false).ok());
+  ASSERT_TRUE(streams().MoveListener("s", "a", 3).ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1, 2, 3}));
+  ASSERT_TRUE(streams().DeleteListener("s", "new").ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{3}));
+  ASSERT_TRUE(streams().MoveListener("s", "trigger", kPositionTrigger).ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{3}));  // a still protects 3.
+  ASSERT_TRUE(streams().DeleteListener("s", "a").ok());
+  EXPECT_TRUE(StoredKeys("s").empty());  // Only the trigger is left: it protects nothing.
+}
+
+TEST_P(StreamStoreTest, DeletingTheLastListenerDeletesEveryItem) {
+  Create("s", true);
+  Write("s", {1, 2, 3});
+  ASSERT_TRUE(streams().RegisterListener("s", "t", 1, true).ok());
+  auto deleted = streams().DeleteListener("s", "t");
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_TRUE(*deleted);
+  EXPECT_TRUE(StoredKeys("s").empty());
+  auto again = streams().DeleteListener("s", "t");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+}
+
+TEST_P(StreamStoreTest, PersistentStreamsAreNeverCollected) {
+  Create("s", false);
+  Write("s", {1, 2, 3});
+  ASSERT_TRUE(streams().MoveListener("s", "a", 3).ok());
+  ASSERT_TRUE(streams().DeleteListener("s", "a").ok());
+  EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST_P(StreamStoreTest, ExplicitKeysAtOrBelowTheCollectedFloorAreRefused) {
+  Create("s", true);
+  Write("s", {10, 20, 30});
+  ASSERT_TRUE(streams().MoveListener("s", "a", 30).ok());  // Collects 10 and 20.
+  auto below = streams().WriteItems("s", {ItemToWrite{15, ""}});
+  EXPECT_EQ(below.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(below.status().message().find("key 15"), std::string::npos) << below.status();
+  EXPECT_EQ(streams().WriteItems("s", {ItemToWrite{20, ""}}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(streams().WriteItems("s", {ItemToWrite{25, ""}}).ok());  // Above the floor.
+  if (IsDurable()) {
+    Reopen();
+    EXPECT_EQ(streams().WriteItems("s", {ItemToWrite{5, ""}}).status().code(),
+              absl::StatusCode::kAlreadyExists);
+    auto positions = streams().ListListeners("s");
+    ASSERT_TRUE(positions.ok());
+    ASSERT_EQ(positions->size(), 1u);
+    EXPECT_EQ((*positions)[0].position, 30);
+  }
+}
+
+TEST_P(StreamStoreTest, TransientListenersAreNotDurable) {
+  if (!IsDurable()) GTEST_SKIP() << "memory backend is not durable";
+  Create("s", true);
+  ASSERT_TRUE(streams().RegisterListener("s", "t", 0, true).ok());
+  ASSERT_TRUE(streams().MoveListener("s", "t", 4).ok());
+  auto listeners = streams().ListListeners("s");
+  ASSERT_TRUE(listeners.ok());
+  ASSERT_EQ(listeners->size(), 1u);
+  EXPECT_TRUE((*listeners)[0].transient);
+  EXPECT_EQ((*listeners)[0].position, 4);
+  Reopen();
+  listeners = streams().ListListeners("s");
+  ASSERT_TRUE(listeners.ok());
+  EXPECT_TRUE(listeners->empty());
+}
+
+TEST_P(StreamStoreTest, ReportsIdOnlyChanges) {
+  TakeChanges();
+  Create("s", true);
+  Write("s", {3, 9, 4});
+  ASSERT_TRUE(streams().RegisterListener("s", "l", 0, false).ok());
+  ASSERT_TRUE(streams().MoveListener("s", "l", 4).ok());
+  ASSERT_TRUE(streams().DeleteListener("s", "l").ok());
+  ASSERT_TRUE(streams().CompleteStream("s", std::nullopt).ok());
+  ASSERT_TRUE(streams().DeleteStream("s").ok());
+  std::vector<Change> changes = TakeChanges();
+  std::vector<Change::Kind> kinds;
+  for (const Change& change : changes) {
+    EXPECT_EQ(change.id, "s");
+    kinds.push_back(change.kind);
+  }
+  EXPECT_EQ(kinds, (std::vector<Change::Kind>{
+                       Change::Kind::kStreamCreated, Change::Kind::kStreamItemsWritten,
+                       Change::Kind::kListenerChanged, Change::Kind::kListenerChanged,
+                       Change::Kind::kListenerChanged, Change::Kind::kStreamCompleted,
+                       Change::Kind::kStreamDeleted}));
+  ASSERT_GE(changes.size(), 2u);
+  EXPECT_EQ(changes[1].key, 9);  // The largest key written.
+  // Refused writes report nothing.
+  Create("t", false);
+  TakeChanges();
+  EXPECT_FALSE(streams().WriteItems("t", {ItemToWrite{1, ""}, ItemToWrite{1, ""}}).ok());
+  EXPECT_TRUE(TakeChanges().empty());
+}
+
+TEST_P(StreamStoreTest, ListStreamsByPrefixWithSummaries) {
+  Create("a-1", true);
+  Create("a-2", false, 2);
+  Create("b-1", true);
+  Write("a-2", {2, 4, 6});
+  ASSERT_TRUE(streams().MoveListener("a-2", "l", 4).ok());
+  std::vector<storage::StreamSummary> list = streams().ListStreams("a-", 10);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].record.stream, "a-1");
+  EXPECT_EQ(list[1].record.stream, "a-2");
+  EXPECT_EQ(list[1].item_count, 3u);
+  EXPECT_EQ(list[1].first_key, std::optional<int64_t>(2));
+  EXPECT_EQ(list[1].last_key, std::optional<int64_t>(6));
+  ASSERT_EQ(list[1].listeners.size(), 1u);
+  EXPECT_EQ(list[1].listeners[0].position, 4);
+  EXPECT_EQ(streams().ListStreams("", 2).size(), 2u);
+  EXPECT_EQ(streams().ListStreams("", 10).size(), 3u);
+}
+
+TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
+  Create("s", false);
+  constexpr int kThreads = 4;
+  const int kPerThread = IsDurable() ? 100 : 500;  // Each durable write is an fsync.
+  std::vector<std::vector<int64_t>> keys(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto written = streams().WriteItems("s", {ItemToWrite{std::nullopt, "x"}});
+        ASSERT_TRUE(written.ok()) << written.status();
+        keys[t].push_back((*written)[0]);
+      }
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+  std::vector<int64_t> all;
+  for (const auto& k : keys) {
+    EXPECT_TRUE(std::is_sorted(k.begin(), k.end()));
+    all.insert(all.end(), k.begin(), k.end());
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
+  EXPECT_EQ(StoredKeys("s").size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StreamStoreTest, AllBackends(), BackendName);
+
+}  // namespace
+}  // namespace perper::testing
