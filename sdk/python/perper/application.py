@@ -1,0 +1,470 @@
+"""The application layer: registering handlers and running an agent process.
+
+An Application serves one agent type. For every delegate it has a handler for (plus Start and
+Stop, which get empty defaults) it keeps one FabricExecutions.ListenAndReserve call open, in its
+workgroup, with `concurrency` credits: the Fabric hands each execution to one member of the
+workgroup, so several processes share the work. Each execution runs as its own asyncio task in a
+context (perper.context) naming its instance and execution; deleting the execution cancels the
+task; a handler's exception fails the execution.
+
+Lifecycle handlers (the names upstream uses):
+- "Deploy": runs once when the process starts, in the instance "{agent}-deploy" (no execution).
+- "Init" (alias "EnterContainer"): runs once per instance per process, before that instance's
+  first execution here.
+- "Start" / "Stop": the constructor and destructor executions of an instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+from typing import Any, Callable, Mapping, Optional, Union
+
+import grpc
+
+from perper import values
+from perper._ambient import Context, current_context, set_default_context
+from perper._stubs import executions_pb2, model_pb2, streams_pb2
+from perper.connection import Backoff, FabricConnection, is_retryable
+from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
+from perper.model import Agent, Stream
+
+_log = logging.getLogger("perper")
+
+Handler = Union[Callable[..., Any], StreamDelegate]
+LIFECYCLE = ("Deploy", "Init", "EnterContainer")
+STREAM_SUFFIX = "-stream"
+
+
+async def _invoke(function: Callable[..., Any], args: list) -> Any:
+    result = function(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def describe_error(error: BaseException) -> str:
+    """Returns the message an execution or stream fails with for `error`."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _is_keyed(item: Any) -> bool:
+    return (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int)
+            and not isinstance(item[0], bool))
+
+
+class _BatchWriter:
+    """Writes stream items in batches (FabricStreams.WriteItems) from a background task.
+
+    put() waits while the queue is full (backpressure) and raises the writer's error once a
+    write failed; close() flushes and raises it too. Use from one event loop.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, connection: FabricConnection, stream: Stream) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=4 * self.MAX_BATCH)
+        self._error: Optional[BaseException] = None
+        self._task = asyncio.create_task(self._run())
+
+    async def put(self, key: Optional[int], value: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        await self._queue.put((key, value))
+
+    async def close(self) -> None:
+        await self._queue.put(None)
+        await self._task
+        if self._error is not None:
+            raise self._error
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        done = False
+        while not done:
+            batch = [await self._queue.get()]
+            while batch[-1] is not None and len(batch) < self.MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            done = batch[-1] is None
+            items = [item for item in batch if item is not None]
+            if not items or self._error is not None:
+                continue  # after a failure, keep draining so that put() never blocks forever
+            request = streams_pb2.StreamsWriteItemsRequest(stream=self._stream.to_message())
+            for key, value in items:
+                entry = request.items.add(value=value)
+                if key is None:
+                    entry.auto_key = True
+                else:
+                    entry.key = key
+            try:
+                await self._connection.retry(self._connection.streams.WriteItems, request)
+            except Exception as e:  # noqa: BLE001  (reported to the producer)
+                self._error = e
+
+
+class Application:
+    """Serves the handlers of one agent type. Use from one event loop.
+
+    `handlers` maps delegate names to functions (sync or async), async generator functions
+    (stream delegates with default options) or StreamDelegate objects. `instance` restricts the
+    process to one instance (default: X_PERPER_INSTANCE, else every instance).
+    """
+
+    def __init__(self, agent: Optional[str] = None,
+                 handlers: Optional[Mapping[str, Handler]] = None, *,
+                 connection: Optional[FabricConnection] = None, endpoint: Optional[str] = None,
+                 instance: Optional[str] = None, workgroup: str = "",
+                 concurrency: int = 64) -> None:
+        self.agent = agent or os.environ.get("X_PERPER_AGENT", "")
+        if not self.agent:
+            raise ValueError("perper: no agent name (pass agent=... or set X_PERPER_AGENT)")
+        self.instance = instance if instance is not None else os.environ.get(
+            "X_PERPER_INSTANCE", "")
+        self.workgroup = workgroup
+        self.concurrency = concurrency
+        self._own_connection = connection is None
+        self._connection = connection
+        self._endpoint = endpoint
+        self._handlers: dict[str, Handler] = {}
+        self._listeners: dict[str, asyncio.Task] = {}
+        self._ready: dict[str, asyncio.Event] = {}
+        self._running: dict[str, asyncio.Task] = {}
+        self._inits: dict[str, asyncio.Task] = {}
+        self._pending: set[asyncio.Future] = set()
+        self._stop_requested = asyncio.Event()
+        self._started = False
+        self._stopping = False
+        for name, handler in (handlers or {}).items():
+            self._add(name, handler)
+
+    @property
+    def connection(self) -> FabricConnection:
+        if self._connection is None:
+            self._connection = FabricConnection(self._endpoint)
+        return self._connection
+
+    def deploy_agent(self) -> Agent:
+        """Returns the instance Deploy runs in: "{agent}-deploy"."""
+        return Agent(self.agent, f"{self.agent}-deploy")
+
+    # Registration.
+
+    def _add(self, name: str, handler: Handler) -> None:
+        if inspect.isasyncgenfunction(handler):
+            handler = StreamDelegate(handler)
+        if not callable(handler) and not isinstance(handler, StreamDelegate):
+            raise TypeError(f"handler of {name!r} is not callable: {handler!r}")
+        self._handlers[name] = handler
+
+    def register(self, delegate: str, handler: Handler) -> None:
+        """Adds (or replaces) the handler of `delegate`; starts listening if running."""
+        self._add(delegate, handler)
+        if self._started:
+            for name in self._delegates():
+                self._listen_for(name)
+
+    def stream_options(self, delegate: str) -> Optional[StreamDelegate]:
+        """Returns the StreamDelegate registered for `delegate`, if any."""
+        handler = self._handlers.get(delegate)
+        return handler if isinstance(handler, StreamDelegate) else None
+
+    def _delegates(self) -> list[str]:
+        names = {"Start", "Stop"}
+        for name, handler in self._handlers.items():
+            if name in LIFECYCLE:
+                continue
+            names.add(name)
+            if isinstance(handler, StreamDelegate):
+                names.add(name + STREAM_SUFFIX)
+        return sorted(names)
+
+    # Running.
+
+    async def start(self) -> None:
+        """Opens the listen calls (one per delegate). Returns at once; see ready()."""
+        self._started = True
+        for delegate in self._delegates():
+            self._listen_for(delegate)
+
+    async def ready(self, timeout: Optional[float] = None) -> None:
+        """Waits until every listen call has received the executions waiting at its start."""
+        await asyncio.wait_for(
+            asyncio.gather(*(event.wait() for event in list(self._ready.values()))), timeout)
+
+    def request_stop(self) -> None:
+        """Asks serve() to return (thread-unsafe; call from the loop, e.g. a signal handler)."""
+        self._stop_requested.set()
+
+    async def serve(self, *, stop_after_deploy: bool = False) -> Any:
+        """Starts, runs Deploy if there is one, then serves until request_stop() (or, with
+        `stop_after_deploy`, until Deploy returns). Returns what Deploy returned."""
+        await self.start()
+        try:
+            result = await self.run_deploy()
+            if not stop_after_deploy:
+                await self._stop_requested.wait()
+            return result
+        finally:
+            await self.stop()
+
+    async def run_deploy(self) -> Any:
+        """Runs the Deploy handler (if any) in the "{agent}-deploy" context; returns its result."""
+        handler = self._handlers.get("Deploy")
+        if handler is None:
+            return None
+        agent = self.deploy_agent()
+        token = current_context.set(Context(self.connection, agent,
+                                            f"{agent.instance}-deploy", self))
+        try:
+            return await _invoke(handler, [])
+        finally:
+            current_context.reset(token)
+
+    async def stop(self) -> None:
+        """Ends the listen calls, cancels running executions, closes an owned connection."""
+        self._stopping = True
+        tasks = list(self._listeners.values()) + list(self._running.values()) + list(
+            self._inits.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listeners.clear()
+        if self._own_connection and self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    # Listening.
+
+    def _background(self, coroutine: Any) -> None:
+        """Runs a short coroutine in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coroutine)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _listen_for(self, delegate: str) -> None:
+        if delegate in self._listeners and not self._listeners[delegate].done():
+            return
+        self._ready.setdefault(delegate, asyncio.Event())
+        self._listeners[delegate] = asyncio.create_task(self._listen_loop(delegate),
+                                                        name=f"perper-listen-{delegate}")
+
+    async def _listen_loop(self, delegate: str) -> None:
+        backoff = Backoff()
+        first = executions_pb2.ExecutionsListenAndReserveRequest(
+            reserve_next=self.concurrency, workgroup=self.workgroup,
+            filter=executions_pb2.ExecutionsListenRequest(
+                instance_filter=model_pb2.PerperInstance(agent=self.agent,
+                                                         instance=self.instance),
+                delegate=delegate))
+        while not self._stopping:
+            call = self.connection.executions.ListenAndReserve(wait_for_ready=True)
+            write_lock = asyncio.Lock()
+
+            async def grant(n: int = 1, call: Any = call, lock: asyncio.Lock = write_lock) -> None:
+                try:
+                    async with lock:
+                        if not call.done():
+                            await call.write(
+                                executions_pb2.ExecutionsListenAndReserveRequest(reserve_next=n))
+                except Exception:  # noqa: BLE001
+                    pass  # the call ended; its replacement starts with fresh credits
+
+            try:
+                async with write_lock:
+                    await call.write(first)
+                while True:
+                    message = await call.read()
+                    if message is grpc.aio.EOF:
+                        break
+                    backoff.reset()
+                    if message.start_of_stream:
+                        self._ready[delegate].set()
+                        continue
+                    execution = message.execution.execution
+                    if message.deleted:
+                        task = self._running.get(execution)
+                        if task is not None:
+                            task.cancel()
+                        continue
+                    if execution in self._running:  # delivered again after a reconnect
+                        self._background(grant())
+                        continue
+                    task = asyncio.create_task(self._run_execution(message, delegate),
+                                               name=f"perper-execution-{execution}")
+                    self._running[execution] = task
+
+                    def done(_: asyncio.Task, execution: str = execution,
+                             task: asyncio.Task = task, grant: Any = grant) -> None:
+                        if self._running.get(execution) is task:
+                            del self._running[execution]
+                        if not self._stopping:
+                            self._background(grant())
+
+                    task.add_done_callback(done)
+            except grpc.aio.AioRpcError as e:
+                if self._stopping:
+                    return
+                if is_retryable(e):
+                    _log.warning("perper: listening for %s.%s: Fabric unavailable; reconnecting",
+                                 self.agent, delegate)
+                else:
+                    _log.error("perper: listening for %s.%s failed: %s %s", self.agent, delegate,
+                               e.code(), e.details())
+            finally:
+                call.cancel()
+            if not self._stopping:
+                await backoff.wait()
+
+    # Executions.
+
+    async def _complete(self, execution: str, results: list, error: Optional[str]) -> None:
+        request = executions_pb2.ExecutionsCompleteRequest(
+            execution=model_pb2.PerperExecution(execution=execution), results=results)
+        if error is not None:
+            request.error.message = error or "error"
+        try:
+            await self.connection.retry(self.connection.executions.Complete, request)
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                return  # deleted meanwhile, or completed by an earlier delivery
+            if error is not None:
+                raise
+            # The results were refused (e.g. over the value limit): fail the execution instead.
+            await self._complete(execution, [], f"results refused: {describe_error(e)}")
+
+    async def _ensure_initialized(self, agent: Agent) -> None:
+        handler = self._handlers.get("Init") or self._handlers.get("EnterContainer")
+        if handler is None:
+            return
+        task = self._inits.get(agent.instance)
+        if task is None:
+            async def init() -> None:
+                current_context.set(Context(self.connection, agent,
+                                            f"{agent.instance}-EnterContainer", self))
+                await _invoke(handler, [])
+            task = asyncio.create_task(init())
+            self._inits[agent.instance] = task
+        await asyncio.shield(task)
+
+    async def _run_execution(self, message: executions_pb2.ExecutionsListenResponse,
+                             delegate: str) -> None:
+        execution = message.execution.execution
+        agent = Agent(message.instance.agent, message.instance.instance)
+        current_context.set(Context(self.connection, agent, execution, self))
+        try:
+            await self._ensure_initialized(agent)
+            args = [values.unpack(a) for a in message.arguments]
+            if delegate.endswith(STREAM_SUFFIX) and isinstance(
+                    self._handlers.get(delegate[:-len(STREAM_SUFFIX)]), StreamDelegate):
+                await self._produce(self._handlers[delegate[:-len(STREAM_SUFFIX)]], args)
+                results: list = []
+            else:
+                handler = self._handlers.get(delegate)
+                if handler is None:  # the Start/Stop defaults
+                    returned = None
+                elif isinstance(handler, StreamDelegate):
+                    returned = await start_stream(agent, delegate, tuple(args),
+                                                  ephemeral=handler.ephemeral,
+                                                  stride=handler.stride, action=handler.action)
+                else:
+                    returned = await _invoke(handler, args)
+                results = values.results_of(returned)
+        except asyncio.CancelledError:
+            raise  # the execution was deleted, or the application stops: nothing to complete
+        except Exception as e:  # a handler's failure becomes the execution's error
+            _log.info("perper: %s.%s (%s) failed: %r", agent.agent, delegate, execution, e)
+            await self._complete(execution, [], describe_error(e))
+            return
+        await self._complete(execution, results, None)
+
+    async def _produce(self, handler: StreamDelegate, args: list) -> None:
+        """Runs a stream delegate's generator, writing its items to the stream args[0].
+
+        Items go through a bounded queue to a writer task that sends whatever has accumulated
+        as one WriteItems batch, so a fast generator is not held to one round trip per item.
+        """
+        if not args or not isinstance(args[0], Stream):
+            raise TypeError("a stream producer's first argument must be its stream")
+        stream = args[0]
+        stride = stream.stride or handler.stride
+        if handler.ephemeral and not handler.action:
+            await stream.wait_for_listener()
+        writer = _BatchWriter(self.connection, stream)
+        next_key = 0
+        try:
+            async for item in handler.function(*args[1:]):
+                if _is_keyed(item):
+                    key, value = item
+                elif stride:
+                    key, value = next_key, item
+                    next_key += stride
+                else:
+                    key, value = None, item
+                await writer.put(key, values.pack(value))
+            await writer.close()
+        except asyncio.CancelledError:
+            writer.cancel()
+            raise
+        except Exception as e:
+            try:
+                await writer.close()  # what was yielded before the failure is still written
+            finally:
+                await self._complete_stream(stream, describe_error(e))
+            raise
+        await self._complete_stream(stream, None)
+
+    async def _complete_stream(self, stream: Stream, error: Optional[str]) -> None:
+        request = streams_pb2.StreamsCompleteRequest(stream=stream.to_message())
+        if error is not None:
+            request.error.message = error
+        try:
+            await self.connection.retry(self.connection.streams.Complete, request)
+        except grpc.aio.AioRpcError as e:
+            if e.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise
+
+
+def run(agent: Optional[str] = None, handlers: Optional[Mapping[str, Handler]] = None, *,
+        stop_after_deploy: bool = False, **options: Any) -> Any:
+    """Runs an agent process: connects (PERPER_FABRIC_ENDPOINT), serves `handlers` for `agent`
+    (default X_PERPER_AGENT), runs Deploy, and serves until SIGINT/SIGTERM (or, with
+    `stop_after_deploy`, until Deploy returns). Returns what Deploy returned.
+
+    `options` go to Application (instance, workgroup, concurrency, endpoint).
+    """
+    async def main() -> Any:
+        application = Application(agent, handlers, **options)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, application.request_stop)
+        return await application.serve(stop_after_deploy=stop_after_deploy)
+
+    return asyncio.run(main())
+
+
+async def connect(agent: str = "notebook", instance: Optional[str] = None, *,
+                  handlers: Optional[Mapping[str, Handler]] = None,
+                  **options: Any) -> Application:
+    """Connects from a notebook or REPL: starts serving `handlers` (more can be added with
+    Application.register) and makes the ambient API (perper.call, perper.stream, perper.state,
+    ...) work outside handlers, as the instance `instance` (default "{agent}-Main").
+    Call `await application.stop()` when done.
+    """
+    application = Application(agent, handlers, **options)
+    await application.start()
+    me = Agent(agent, instance or f"{agent}-Main")
+    set_default_context(Context(application.connection, me, f"{me.instance}-notebook",
+                                application))
+    return application
+
+
+run_notebook = connect

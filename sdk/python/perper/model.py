@@ -1,0 +1,558 @@
+"""The model: references to agents (instances), executions, streams, dictionaries and lists.
+
+Each model object is a plain reference (IDs only) that can be passed as an argument, a result, a
+stream item or a state value; it travels as its perper.grpc2.model message. Methods use the
+FabricConnection of the current context (perper._ambient).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, AsyncIterator, Optional
+
+import grpc
+from google.protobuf import any_pb2
+
+from perper import values
+from perper._ambient import get_connection
+from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
+from perper.connection import Backoff, is_retryable
+from perper.errors import ExecutionCancelledError, ExecutionFailedError, StreamFailedError
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+
+def new_id(prefix: str) -> str:
+    """Returns a fresh ID "{prefix}-{uuid}" (the upstream convention)."""
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def results_of_response(execution: str, response: executions_pb2.ExecutionsGetResultResponse,
+                        result_type: Any = None) -> Any:
+    """Returns the results of a finished execution, or raises its error or its cancellation."""
+    if response.deleted:
+        raise ExecutionCancelledError(execution)
+    if response.HasField("error") and response.error.message:
+        raise ExecutionFailedError(execution, response.error.message)
+    return values.unpack_results(response.results, result_type)
+
+
+class Agent:
+    """A reference to an agent instance: (agent type, instance ID)."""
+
+    __slots__ = ("agent", "instance", "start_result")
+
+    def __init__(self, agent: str, instance: str, start_result: Any = None) -> None:
+        self.agent = agent
+        self.instance = instance
+        # What the instance's Start returned (set by perper.start_agent).
+        self.start_result = start_result
+
+    def to_message(self) -> model_pb2.PerperInstance:
+        return model_pb2.PerperInstance(instance=self.instance, agent=self.agent)
+
+    @staticmethod
+    def from_message(message: model_pb2.PerperInstance) -> "Agent":
+        return Agent(message.agent, message.instance)
+
+    async def call(self, delegate: str, *args: Any, result_type: Any = None) -> Any:
+        """Calls `delegate` on this instance and returns its result.
+
+        No result gives None, one result the value, several a tuple. `result_type` (a type, or a
+        tuple of types for several results) checks the results' types. Raises
+        ExecutionFailedError when the handler failed, ExecutionCancelledError when the execution
+        was deleted. Cancelling the awaiting task cancels the execution.
+        """
+        execution = new_id(delegate)
+        request = executions_pb2.ExecutionsCreateRequest(
+            execution=model_pb2.PerperExecution(execution=execution), instance=self.to_message(),
+            delegate=delegate, arguments=values.pack_all(args))
+        response = await get_connection().retry(get_connection().instances.Call, request)
+        return results_of_response(execution, response, result_type)
+
+    async def destroy(self, *stop_args: Any) -> Any:
+        """Stops the instance (its Stop delegate, then its children) and deletes it.
+
+        Returns what Stop returned; raises ExecutionFailedError when Stop failed.
+        """
+        request = instances_pb2.InstancesStopAndDeleteRequest(
+            instance=self.to_message(), stop_parameters=values.pack_all(stop_args))
+        response = await get_connection().retry(get_connection().instances.StopAndDelete,
+                                                request)
+        return results_of_response(f"Stop of {self.instance}", response)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Agent) and other.agent == self.agent
+                and other.instance == self.instance)
+
+    def __hash__(self) -> int:
+        return hash((self.agent, self.instance))
+
+    def __repr__(self) -> str:
+        return f"Agent({self.agent!r}, {self.instance!r})"
+
+
+class Execution:
+    """A reference to an execution."""
+
+    __slots__ = ("execution",)
+
+    def __init__(self, execution: str) -> None:
+        self.execution = execution
+
+    def to_message(self) -> model_pb2.PerperExecution:
+        return model_pb2.PerperExecution(execution=self.execution)
+
+    @staticmethod
+    def from_message(message: model_pb2.PerperExecution) -> "Execution":
+        return Execution(message.execution)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Execution) and other.execution == self.execution
+
+    def __hash__(self) -> int:
+        return hash(self.execution)
+
+    def __repr__(self) -> str:
+        return f"Execution({self.execution!r})"
+
+
+_END = object()
+
+
+async def _pump(call: Any, inbox: asyncio.Queue) -> None:
+    """Moves the messages of a listen call into `inbox`, then _END or the call's error."""
+    try:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                await inbox.put(_END)
+                return
+            await inbox.put(message)
+    except grpc.aio.AioRpcError as e:
+        await inbox.put(e)
+
+
+class _Acks:
+    """Acknowledges items of a named listener: on the ListenItemsAndMove call while it is open,
+    with MoveListener once it has ended. Not thread-safe."""
+
+    def __init__(self, call: Any, stream: model_pb2.PerperStream, listener: str) -> None:
+        self._call = call
+        self._stream = stream
+        self._listener = listener
+        self._on_call = True
+        self._last: Optional[int] = None
+
+    async def ack(self, key: int) -> None:
+        self._last = key
+        if self._on_call:
+            try:
+                await self._call.write(streams_pb2.StreamsListenItemsAndMoveRequest(
+                    reached_key=key))
+                return
+            except Exception:  # the call has ended: acknowledge with MoveListener
+                self._on_call = False
+        await self._move(key)
+
+    async def confirm(self) -> None:
+        """Applies the last acknowledgement with a unary call (returns once it is stored)."""
+        if self._last is not None:
+            await self._move(self._last)
+
+    async def _move(self, key: int) -> None:
+        connection = get_connection()
+        await connection.retry(connection.streams.MoveListener,
+                               streams_pb2.StreamsMoveListenerRequest(
+                                   stream=self._stream, listener_name=self._listener,
+                                   reached_key=key))
+
+
+class Stream:
+    """A reference to a stream: its ID, where reading starts, and its stride.
+
+    `start_key == -1` reads live (items written from now on); any other key replays from that
+    key. `stride != 0` is a packed stream (keys k, k+stride, ...). Iterating it
+    (`async for value in stream`) delivers the values until the stream completes; `items()` gives
+    (key, value) pairs and takes a listener name to resume where a previous run stopped.
+    """
+
+    __slots__ = ("stream", "start_key", "stride")
+
+    def __init__(self, stream: str, start_key: int = -1, stride: int = 0) -> None:
+        self.stream = stream
+        self.start_key = start_key
+        self.stride = stride
+
+    def to_message(self) -> model_pb2.PerperStream:
+        return model_pb2.PerperStream(stream=self.stream, start_key=self.start_key,
+                                      stride=self.stride)
+
+    @staticmethod
+    def from_message(message: model_pb2.PerperStream) -> "Stream":
+        return Stream(message.stream, message.start_key, message.stride)
+
+    def replay(self, key: int = 0) -> "Stream":
+        """Returns a reference that reads the stream from `key` (inclusive) instead of live."""
+        return Stream(self.stream, key, self.stride)
+
+    def live(self) -> "Stream":
+        """Returns a reference that reads only the items written from now on."""
+        return Stream(self.stream, -1, self.stride)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self.values()
+
+    async def values(self, listener: Optional[str] = None,
+                     type: Any = None) -> AsyncIterator[Any]:  # noqa: A002
+        """Yields the values of the items (see items())."""
+        async for _, value in self.items(listener, type):
+            yield value
+
+    async def items(self, listener: Optional[str] = None,
+                    type: Any = None) -> AsyncIterator[tuple[int, Any]]:  # noqa: A002
+        """Yields (key, value) for each item, in key order, until the stream completes.
+
+        With `listener`, the Fabric keeps a durable listener of that name: each item is
+        acknowledged when the next one is asked for (or the enumeration ends), and a later
+        enumeration with the same name resumes at the last acknowledged item (delivered again:
+        at-least-once). Without it the enumeration starts at `start_key` and cannot resume.
+        `type` checks each value's type. Raises StreamFailedError when the stream completes with
+        an error or is deleted. When the Fabric is unreachable, reconnects and continues after
+        the last item delivered.
+        """
+        connection = get_connection()
+        start_key = self.start_key
+        from_latest = self.start_key == -1
+        last_key: Optional[int] = None
+        backoff = Backoff()
+        while True:
+            request = streams_pb2.StreamsListenItemsRequest(
+                stream=model_pb2.PerperStream(stream=self.stream, start_key=start_key,
+                                              stride=self.stride),
+                listener_name=listener or "", start_from_latest=from_latest)
+            if listener:
+                call = connection.streams.ListenItemsAndMove(wait_for_ready=True)
+            else:
+                call = connection.streams.ListenItems(request, wait_for_ready=True)
+            # Reading runs in its own task, so that an acknowledgement written on a call the
+            # Fabric has just ended fails at once (and falls back to MoveListener).
+            inbox: asyncio.Queue = asyncio.Queue(maxsize=64)
+            reader = asyncio.create_task(_pump(call, inbox))
+            acks = _Acks(call, self.to_message(), listener) if listener else None
+            finished = False
+            try:
+                if listener:
+                    await call.write(streams_pb2.StreamsListenItemsAndMoveRequest(listen=request))
+                while True:
+                    message = await inbox.get()
+                    if message is _END:
+                        finished = True
+                        return
+                    if isinstance(message, BaseException):
+                        raise message
+                    backoff.reset()
+                    key = message.key
+                    if last_key is not None and key == last_key:
+                        continue  # the resumed item, delivered again after a reconnect
+                    value = values.unpack(message.value, type)
+                    yield key, value
+                    last_key = key
+                    if acks is not None:
+                        await acks.ack(key)
+            except grpc.aio.AioRpcError as e:
+                if is_retryable(e):
+                    if last_key is not None:
+                        start_key = last_key if listener else last_key + (self.stride or 1)
+                        from_latest = False
+                    await backoff.wait()
+                    continue
+                if e.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.NOT_FOUND):
+                    raise StreamFailedError(self.stream, e.details() or str(e.code())) from None
+                raise
+            except GeneratorExit:
+                # The consumer stopped early: make sure the last acknowledgement is applied
+                # before the caller goes on (a new enumeration resumes from it).
+                if acks is not None and not finished:
+                    await acks.confirm()
+                raise
+            finally:
+                reader.cancel()
+                call.cancel()
+
+    async def write(self, value: Any, key: Optional[int] = None) -> None:
+        """Writes one item: under `key`, or under a key chosen by the Fabric (unpacked)."""
+        request = streams_pb2.StreamsWriteItemRequest(stream=self.to_message(),
+                                                      value=values.pack(value))
+        if key is None:
+            request.auto_key = True
+        else:
+            request.key = key
+        await get_connection().retry(get_connection().streams.WriteItem, request)
+
+    async def complete(self, error: Optional[str] = None) -> None:
+        """Completes the stream (with `error`, if given): its readers end after the last item."""
+        request = streams_pb2.StreamsCompleteRequest(stream=self.to_message())
+        if error is not None:
+            request.error.message = error
+        await get_connection().retry(get_connection().streams.Complete, request)
+
+    async def wait_for_listener(self) -> None:
+        """Returns once the stream has a listener."""
+        request = streams_pb2.StreamsWaitForListenerRequest(stream=self.to_message())
+        await get_connection().retry(get_connection().streams.WaitForListener, request)
+
+    async def delete(self) -> None:
+        """Deletes the stream, its items and its listeners."""
+        request = streams_pb2.StreamsDeleteRequest(stream=self.to_message())
+        await get_connection().retry(get_connection().streams.Delete, request)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Stream) and other.stream == self.stream
+                and other.start_key == self.start_key and other.stride == self.stride)
+
+    def __hash__(self) -> int:
+        return hash((self.stream, self.start_key, self.stride))
+
+    def __repr__(self) -> str:
+        return f"Stream({self.stream!r}, start_key={self.start_key}, stride={self.stride})"
+
+
+class Dictionary:
+    """A reference to a state dictionary. Keys and values follow the value table."""
+
+    __slots__ = ("dictionary",)
+
+    def __init__(self, dictionary: str) -> None:
+        self.dictionary = dictionary
+
+    def to_message(self) -> model_pb2.PerperDictionary:
+        return model_pb2.PerperDictionary(dictionary=self.dictionary)
+
+    @staticmethod
+    def from_message(message: model_pb2.PerperDictionary) -> "Dictionary":
+        return Dictionary(message.dictionary)
+
+    async def _operate(self, key: Any, **fields: Any) -> states_pb2.StatesDictionaryOperateResponse:
+        request = states_pb2.StatesDictionaryOperateRequest(
+            dictionary=self.to_message(), key=values.pack(key), **fields)
+        return await get_connection().retry(get_connection().dictionaries.Operate, request)
+
+    @staticmethod
+    def _previous(response: states_pb2.StatesDictionaryOperateResponse, default: Any,
+                  type: Any) -> Any:  # noqa: A002
+        if not response.HasField("previous_value") or values.is_null(response.previous_value):
+            return default
+        return values.unpack(response.previous_value, type)
+
+    async def get(self, key: Any, default: Any = None, *, type: Any = None) -> Any:  # noqa: A002
+        """Returns the value under `key`, or `default` when absent; `type` checks its type."""
+        response = await self._operate(key, get_existing_value=True)
+        return self._previous(response, default, type)
+
+    async def set(self, key: Any, value: Any) -> None:
+        """Sets `key` to `value` (None removes the key)."""
+        await self._operate(key, set_new_value=True, new_value=values.pack(value))
+
+    async def remove(self, key: Any) -> bool:
+        """Removes `key`; tells whether it was present."""
+        response = await self._operate(key, set_new_value=True, new_value=any_pb2.Any())
+        return response.operation_successful
+
+    async def contains(self, key: Any) -> bool:
+        """Tells whether `key` is present."""
+        return (await self._operate(key)).operation_successful
+
+    async def compare_and_set(self, key: Any, expected: Any, new: Any) -> bool:
+        """Sets `key` to `new` only if it currently holds `expected` (None: absent).
+
+        Comparison is on the packed bytes (an int is an Int64Value). Tells whether it was set.
+        """
+        response = await self._operate(
+            key, set_new_value=True, new_value=values.pack(new), compare_existing_value=True,
+            expected_existing_value=values.pack(expected))
+        return response.operation_successful
+
+    async def set_if_absent(self, key: Any, value: Any) -> bool:
+        """Sets `key` to `value` only if `key` is absent; tells whether it was set."""
+        return await self.compare_and_set(key, None, value)
+
+    async def get_and_set(self, key: Any, value: Any, *, type: Any = None) -> Any:  # noqa: A002
+        """Sets `key` to `value` (None removes) and returns the previous value (None: absent)."""
+        response = await self._operate(key, get_existing_value=True, set_new_value=True,
+                                       new_value=values.pack(value))
+        return self._previous(response, None, type)
+
+    async def update(self, key: Any, function: Any, default: Any = None) -> Any:
+        """Atomically replaces the value with function(current or default); returns the new one.
+
+        Retries with compare-and-set while another writer changes the key in between.
+        """
+        while True:
+            response = await self._operate(key, get_existing_value=True)
+            present = (response.HasField("previous_value")
+                       and not values.is_null(response.previous_value))
+            current_value = values.unpack(response.previous_value) if present else default
+            new = function(current_value)
+            expected = response.previous_value if present else any_pb2.Any()
+            result = await self._operate(
+                key, set_new_value=True, new_value=values.pack(new), compare_existing_value=True,
+                expected_existing_value=expected)
+            if result.operation_successful:
+                return new
+
+    async def items(self, *, type: Any = None) -> AsyncIterator[tuple[Any, Any]]:  # noqa: A002
+        """Yields every (key, value), in key byte order (a snapshot)."""
+        request = states_pb2.StatesDictionaryListItemsRequest(dictionary=self.to_message())
+        call = get_connection().dictionaries.ListItems(request, wait_for_ready=True)
+        async for item in call:
+            yield values.unpack(item.key), values.unpack(item.value, type)
+
+    async def count(self) -> int:
+        """Returns the number of keys."""
+        request = states_pb2.StatesDictionaryCountItemsRequest(dictionary=self.to_message())
+        return (await get_connection().retry(get_connection().dictionaries.CountItems,
+                                             request)).count
+
+    async def clear(self) -> None:
+        """Removes every key."""
+        request = states_pb2.StatesDictionaryDeleteRequest(dictionary=self.to_message(),
+                                                           keep_cache=True)
+        await get_connection().retry(get_connection().dictionaries.Delete, request)
+
+    async def delete(self) -> None:
+        """Deletes the dictionary."""
+        request = states_pb2.StatesDictionaryDeleteRequest(dictionary=self.to_message())
+        await get_connection().retry(get_connection().dictionaries.Delete, request)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dictionary) and other.dictionary == self.dictionary
+
+    def __hash__(self) -> int:
+        return hash(self.dictionary)
+
+    def __repr__(self) -> str:
+        return f"Dictionary({self.dictionary!r})"
+
+
+class List:
+    """A reference to a state list (a deque). Values follow the value table."""
+
+    __slots__ = ("list",)
+
+    def __init__(self, list: str) -> None:  # noqa: A002
+        self.list = list
+
+    def to_message(self) -> model_pb2.PerperList:
+        return model_pb2.PerperList(list=self.list)
+
+    @staticmethod
+    def from_message(message: model_pb2.PerperList) -> "List":
+        return List(message.list)
+
+    async def _operate(self, **fields: Any) -> states_pb2.StatesListOperateResponse:
+        request = states_pb2.StatesListOperateRequest(list=self.to_message(), **fields)
+        try:
+            return await get_connection().retry(get_connection().lists.Operate, request)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                raise IndexError(e.details()) from None
+            raise
+
+    async def push_back(self, *items: Any) -> None:
+        """Appends the items at the back, in order."""
+        await self._operate(at_back=True, insert_values=values.pack_all(items))
+
+    async def push_front(self, *items: Any) -> None:
+        """Inserts the items at the front, as a block in their order."""
+        await self._operate(at_front=True, insert_values=values.pack_all(items))
+
+    async def pop_back(self, default: Any = None, *, type: Any = None) -> Any:  # noqa: A002
+        """Removes and returns the last item, or returns `default` when the list is empty."""
+        response = await self._operate(at_back=True, values_count=1, get_values=True,
+                                       remove_values=True)
+        return values.unpack(response.values[0], type) if response.values else default
+
+    async def pop_front(self, default: Any = None, *, type: Any = None) -> Any:  # noqa: A002
+        """Removes and returns the first item, or returns `default` when the list is empty."""
+        response = await self._operate(at_front=True, values_count=1, get_values=True,
+                                       remove_values=True)
+        return values.unpack(response.values[0], type) if response.values else default
+
+    async def get(self, index: int, *, type: Any = None) -> Any:  # noqa: A002
+        """Returns item `index` (negative counts from the back). Raises IndexError."""
+        if index < 0:
+            response = await self._operate(index_backwards=-index - 1, values_count=1,
+                                           get_values=True)
+        else:
+            response = await self._operate(index=index, values_count=1, get_values=True)
+        if not response.values:
+            raise IndexError(f"index {index} is past the end of list {self.list!r}")
+        return values.unpack(response.values[0], type)
+
+    async def set(self, index: int, value: Any) -> None:
+        """Replaces item `index`. Raises IndexError."""
+        if index < 0 or index >= await self.count():
+            raise IndexError(f"index {index} is outside list {self.list!r}")
+        await self._operate(index=index, values_count=1, remove_values=True,
+                            insert_values=[values.pack(value)])
+
+    async def insert(self, index: int, value: Any) -> None:
+        """Inserts `value` before item `index` (index == count appends)."""
+        await self._operate(index=index, insert_values=[values.pack(value)])
+
+    async def remove_at(self, index: int) -> Any:
+        """Removes item `index` and returns it. Raises IndexError."""
+        response = await self._operate(index=index, values_count=1, get_values=True,
+                                       remove_values=True)
+        if not response.values:
+            raise IndexError(f"index {index} is past the end of list {self.list!r}")
+        return values.unpack(response.values[0])
+
+    async def locate(self, value: Any) -> Optional[int]:
+        """Returns the index of the first item equal to `value` (packed bytes), or None."""
+        request = states_pb2.StatesListLocateRequest(list=self.to_message(),
+                                                     value=values.pack(value))
+        response = await get_connection().retry(get_connection().lists.Locate, request)
+        return response.index if response.found else None
+
+    async def count(self) -> int:
+        """Returns the number of items."""
+        request = states_pb2.StatesListCountItemsRequest(list=self.to_message())
+        return (await get_connection().retry(get_connection().lists.CountItems, request)).count
+
+    async def items(self, *, type: Any = None) -> AsyncIterator[Any]:  # noqa: A002
+        """Yields every item in index order (a snapshot)."""
+        request = states_pb2.StatesListListItemsRequest(list=self.to_message())
+        call = get_connection().lists.ListItems(request, wait_for_ready=True)
+        async for item in call:
+            yield values.unpack(item.value, type)
+
+    async def clear(self) -> None:
+        """Removes every item."""
+        request = states_pb2.StatesListDeleteRequest(list=self.to_message(), keep_cache=True)
+        await get_connection().retry(get_connection().lists.Delete, request)
+
+    async def delete(self) -> None:
+        """Deletes the list."""
+        request = states_pb2.StatesListDeleteRequest(list=self.to_message())
+        await get_connection().retry(get_connection().lists.Delete, request)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, List) and other.list == self.list
+
+    def __hash__(self) -> int:
+        return hash(self.list)
+
+    def __repr__(self) -> str:
+        return f"List({self.list!r})"
+
+
+values.register_model_type(model_pb2.PerperInstance, Agent, Agent.from_message)
+values.register_model_type(model_pb2.PerperStream, Stream, Stream.from_message)
+values.register_model_type(model_pb2.PerperExecution, Execution, Execution.from_message)
+values.register_model_type(model_pb2.PerperDictionary, Dictionary, Dictionary.from_message)
+values.register_model_type(model_pb2.PerperList, List, List.from_message)
+

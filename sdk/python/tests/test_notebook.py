@@ -1,0 +1,38 @@
+"""Notebook/REPL use: connect, register handlers while connected, call, enumerate."""
+
+from __future__ import annotations
+
+import perper
+
+from conftest import run
+
+
+def test_connect_register_call_and_enumerate(fabric):
+    async def letters(text):
+        for char in text:
+            yield char
+
+    async def body():
+        app = await perper.run_notebook(endpoint=fabric.address)
+        try:
+            assert perper.current_agent() == perper.Agent("notebook", "notebook-Main")
+            app.register("Double", lambda x: 2 * x)
+            app.register("Letters", letters)
+            await app.ready(10)
+            assert await perper.call("Double", 21) == 42
+            stream = await perper.stream("Letters", "abc")
+            assert [c async for c in stream] == ["a", "b", "c"]
+            await perper.state().set("cell", 1)
+            assert await perper.state().get("cell") == 1
+        finally:
+            await app.stop()
+    run(body())
+
+
+def test_ambient_calls_outside_a_context_are_a_clear_error():
+    try:
+        perper.state()
+    except perper.PerperError as e:
+        assert "no Perper context" in str(e)
+    else:
+        raise AssertionError("perper.state() worked without a context")
