@@ -7,42 +7,35 @@
 #include "absl/status/status.h"
 
 #include "perper/common/grpc_status.h"
+#include "perper/fabric/unary.h"
 
 namespace perper::fabric {
-namespace {
-
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
 
 grpc::ServerUnaryReactor* DescriptorsService::Register(
     grpc::CallbackServerContext* context,
     const grpc2::FabricProtobufDescriptorsRegisterRequest* request, google::protobuf::Empty*) {
   using Request = grpc2::FabricProtobufDescriptorsRegisterRequest;
   if (absl::Status s = RequireNonEmpty(request->type_url(), "type_url"); !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
   if (request->descriptor_case() == Request::DESCRIPTOR_NOT_SET) {
-    return Answer(context, absl::InvalidArgumentError("descriptor (type or enum) must be set for "
-                                                      "type_url \"" +
-                                                      request->type_url() + "\""));
+    return FinishUnary(context,
+                       absl::InvalidArgumentError("descriptor (type or enum) must be set for "
+                                                  "type_url \"" +
+                                                  request->type_url() + "\""));
   }
   size_t size = request->ByteSizeLong();
   if (size > context_.limits.max_value_bytes) {
-    return Answer(context, absl::ResourceExhaustedError(
-                               "descriptor of type_url \"" + request->type_url() + "\" is " +
-                               std::to_string(size) + " bytes, over the limit of " +
-                               std::to_string(context_.limits.max_value_bytes) +
-                               " bytes (--max-value-size)"));
+    return FinishUnary(context, absl::ResourceExhaustedError(
+                                    "descriptor of type_url \"" + request->type_url() + "\" is " +
+                                    std::to_string(size) + " bytes, over the limit of " +
+                                    std::to_string(context_.limits.max_value_bytes) +
+                                    " bytes (--max-value-size)"));
   }
   // The whole request is stored; Get parses it back and answers its descriptor, so whatever the
   // client sent (unknown fields included) is what a reader gets.
-  return Answer(context, context_.store->descriptors().RegisterDescriptor(
-                             request->type_url(), request->SerializeAsString()));
+  return FinishUnary(context, context_.store->descriptors().RegisterDescriptor(
+                                  request->type_url(), request->SerializeAsString()));
 }
 
 grpc::ServerUnaryReactor* DescriptorsService::Get(
@@ -50,16 +43,16 @@ grpc::ServerUnaryReactor* DescriptorsService::Get(
     grpc2::FabricProtobufDescriptorsGetResponse* response) {
   using Stored = grpc2::FabricProtobufDescriptorsRegisterRequest;
   if (absl::Status s = RequireNonEmpty(request->type_url(), "type_url"); !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
   std::optional<std::string> bytes =
       context_.store->descriptors().GetDescriptor(request->type_url());
   // Unknown type URL: an empty response (upstream compatible), not NOT_FOUND.
-  if (!bytes.has_value()) return Answer(context, absl::OkStatus());
+  if (!bytes.has_value()) return FinishUnary(context, absl::OkStatus());
   Stored stored;
   if (!stored.ParseFromString(*bytes)) {
-    return Answer(context, absl::DataLossError("stored descriptor of type_url \"" +
-                                               request->type_url() + "\" cannot be parsed"));
+    return FinishUnary(context, absl::DataLossError("stored descriptor of type_url \"" +
+                                                    request->type_url() + "\" cannot be parsed"));
   }
   switch (stored.descriptor_case()) {
     case Stored::kType:
@@ -71,7 +64,7 @@ grpc::ServerUnaryReactor* DescriptorsService::Get(
     case Stored::DESCRIPTOR_NOT_SET:
       break;
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 }  // namespace perper::fabric

@@ -12,10 +12,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
 #include "perper/common/values.h"
 #include "perper/fabric/execution_calls.h"
+#include "perper/fabric/unary.h"
 
 namespace perper::fabric {
 
@@ -41,15 +43,9 @@ ExecutionsListenResponse ToListenResponse(const ExecutionRecord& record) {
   response.mutable_instance()->set_instance(record.instance);
   response.mutable_instance()->set_agent(record.agent);
   response.set_delegate(record.delegate);
-  for (const std::string& argument : record.arguments) *response.add_arguments() = ParseAny(argument);
+  for (const std::string& argument : record.arguments)
+    *response.add_arguments() = ParseAny(argument);
   return response;
-}
-
-grpc::ServerUnaryReactor* FinishedReactor(grpc::CallbackServerContext* context,
-                                          const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
 }
 
 absl::Status CheckFilter(const grpc2::ExecutionsListenRequest& request, std::string_view field) {
@@ -96,19 +92,21 @@ class FeedReactor : public Base {
       if (reserve_) holder_ = NewHolderId("listen");
       scanning_ = true;
     }
-    subscriber_ = std::make_shared<GuardedSubscriber>(
-        [this](const Change& change) { OnHint(change); });
+    subscriber_ =
+        std::make_shared<GuardedSubscriber>([this](const Change& change) { OnHint(change); });
     // Subscribe before scanning: an execution created during the scan is then either in the
     // scan or in a buffered hint (or both; reconciling deduplicates).
     subscription_ = context_.hub->Subscribe(Topic::kAgentExecutions, filter.agent, subscriber_);
-    std::vector<ExecutionRecord> existing = context_.store->executions().ListExecutions(
-        filter, std::numeric_limits<size_t>::max());
+    std::vector<ExecutionRecord> existing =
+        context_.store->executions().ListExecutions(filter, std::numeric_limits<size_t>::max());
     {
       absl::MutexLock lock(&mu_);
       std::deque<Entry> queue;
-      for (ExecutionRecord& record : existing) queue.push_back({std::move(record.execution)});
+      for (ExecutionRecord& record : existing)
+        queue.push_back({std::move(record.execution)});
       queue.push_back({"", /*marker=*/true});
-      for (Entry& entry : queue_) queue.push_back(std::move(entry));
+      for (Entry& entry : queue_)
+        queue.push_back(std::move(entry));
       queue_ = std::move(queue);
       scanning_ = false;
       started_ = true;
@@ -153,9 +151,7 @@ class FeedReactor : public Base {
     Pump();
   }
 
-  void OnCancel() override {
-    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-  }
+  void OnCancel() override { FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
 
   void OnDone() override {
     // Close first: after Close no hint runs, so nothing touches this object any more.
@@ -166,7 +162,8 @@ class FeedReactor : public Base {
     {
       absl::MutexLock lock(&mu_);
       if (reserve_) {
-        for (const auto& [id, delivered] : delivered_) held.push_back(id);
+        for (const auto& [id, delivered] : delivered_)
+          held.push_back(id);
         workgroup = workgroup_;
         holder = holder_;
       }
@@ -412,11 +409,10 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
         finish = held_ ? grpc::Status::OK : ToGrpcStatus(record.status());
       } else if (!held_) {
         if (record->finished) {
-          finish = ToGrpcStatus(absl::FailedPreconditionError(
-              "execution " + execution_ + " is already finished"));
+          finish = ToGrpcStatus(
+              absl::FailedPreconditionError("execution " + execution_ + " is already finished"));
         } else {
-          absl::StatusOr<bool> reserved =
-              executions.TryReserve(execution_, workgroup_, holder_);
+          absl::StatusOr<bool> reserved = executions.TryReserve(execution_, workgroup_, holder_);
           if (!reserved.ok()) {
             finish = ToGrpcStatus(reserved.status());
           } else if (*reserved) {
@@ -465,15 +461,12 @@ class GetResultReactor final : public grpc::ServerUnaryReactor {
       return;
     }
     auto answer = answer_;
-    waiter_ = ResultWaiter::Start(context, id, request.wait_for_creation(),
-                                  [answer](grpc2::ExecutionsGetResultResponse result) {
-                                    answer->Finish(std::move(result));
-                                  });
+    waiter_ = ResultWaiter::Start(
+        context, id, request.wait_for_creation(),
+        [answer](grpc2::ExecutionsGetResultResponse result) { answer->Finish(std::move(result)); });
   }
 
-  void OnCancel() override {
-    answer_->Finish(absl::CancelledError("cancelled"));
-  }
+  void OnCancel() override { answer_->Finish(absl::CancelledError("cancelled")); }
   void OnDone() override {
     if (waiter_ != nullptr) waiter_->Cancel();
     delete this;
@@ -524,18 +517,18 @@ void CompleteLinkedStream(const ServiceContext& context, const std::string& exec
                           std::optional<std::string> error) {
   absl::Status status = context.store->streams().CompleteStream(execution, std::move(error));
   if (status.ok() || absl::IsNotFound(status) || absl::IsFailedPrecondition(status)) return;
-  PERPER_LOG_WARN(Logger::kFabric, "[exec={} stream={}] linked stream not completed: {}",
-                  execution, execution, status.ToString());
+  PERPER_LOG_WARN(Logger::kFabric, "[exec={} stream={}] linked stream not completed: {}", execution,
+                  execution, status.ToString());
 }
 
 grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext* context,
                                                     const grpc2::ExecutionsCreateRequest* request,
                                                     google::protobuf::Empty* /*response*/) {
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
-  if (!record.ok()) return FinishedReactor(context, record.status());
+  if (!record.ok()) return FinishUnary(context, record.status());
   absl::StatusOr<bool> created =
       context_.store->executions().CreateExecution(std::move(record).value());
-  return FinishedReactor(context, created.status());
+  return FinishUnary(context, created.status());
 }
 
 grpc::ServerWriteReactor<ExecutionsListenResponse>* ExecutionsService::Listen(
@@ -558,14 +551,14 @@ grpc::ServerUnaryReactor* ExecutionsService::Complete(
     google::protobuf::Empty* /*response*/) {
   const std::string& id = request->execution().execution();
   if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
-    return FinishedReactor(context, s);
+    return FinishUnary(context, s);
   }
   std::vector<std::string> results;
   for (int i = 0; i < request->results_size(); ++i) {
     if (absl::Status s = CheckValueSize(request->results(i), context_.limits,
                                         "results[" + std::to_string(i) + "] of execution " + id);
         !s.ok()) {
-      return FinishedReactor(context, s);
+      return FinishUnary(context, s);
     }
     results.push_back(SerializeAny(request->results(i)));
   }
@@ -573,16 +566,17 @@ grpc::ServerUnaryReactor* ExecutionsService::Complete(
   // An absent error and an empty message both mean success (upstream clients send either).
   if (request->has_error() && !request->error().message().empty()) {
     if (request->error().message().size() > context_.limits.max_value_bytes) {
-      return FinishedReactor(
-          context, absl::ResourceExhaustedError(
-                       "error.message of execution " + id + " is over the limit of " +
-                       std::to_string(context_.limits.max_value_bytes) + " bytes"));
+      return FinishUnary(context,
+                         absl::ResourceExhaustedError(
+                             "error.message of execution " + id + " is over the limit of " +
+                             std::to_string(context_.limits.max_value_bytes) + " bytes"));
     }
     error = request->error().message();
   }
-  absl::Status status = context_.store->executions().CompleteExecution(id, std::move(results), error);
+  absl::Status status =
+      context_.store->executions().CompleteExecution(id, std::move(results), error);
   if (status.ok()) CompleteLinkedStream(context_, id, std::move(error));
-  return FinishedReactor(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ExecutionsService::GetResult(
@@ -596,17 +590,17 @@ grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext*
                                                     google::protobuf::Empty* /*response*/) {
   const std::string& id = request->execution().execution();
   if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
-    return FinishedReactor(context, s);
+    return FinishUnary(context, s);
   }
   auto& executions = context_.store->executions();
   absl::StatusOr<ExecutionRecord> before = executions.GetExecution(id);
   absl::StatusOr<bool> deleted = executions.DeleteExecution(id);
-  if (!deleted.ok()) return FinishedReactor(context, deleted.status());
+  if (!deleted.ok()) return FinishUnary(context, deleted.status());
   // Deleting an unfinished producer cancels it; its consumers must not wait forever.
   if (*deleted && before.ok() && !before->finished) {
     CompleteLinkedStream(context_, id, "execution " + id + " was deleted before it completed");
   }
-  return FinishedReactor(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 }  // namespace perper::fabric

@@ -8,15 +8,10 @@
 #include "absl/status/statusor.h"
 
 #include "perper/common/grpc_status.h"
+#include "perper/fabric/unary.h"
 
 namespace perper::fabric {
 namespace {
-
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
 
 absl::StatusOr<size_t> ResolveLimit(uint32_t limit) {
   if (limit == 0) return IntrospectionService::kDefaultLimit;
@@ -34,7 +29,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListExecutionsRequest* request,
     grpc2::IntrospectionListExecutionsResponse* response) {
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
-  if (!limit.ok()) return Answer(context, limit.status());
+  if (!limit.ok()) return FinishUnary(context, limit.status());
   storage::ExecutionFilter filter;
   filter.agent = request->agent();
   filter.any_agent = request->agent().empty();
@@ -54,14 +49,14 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     summary->set_result_count(static_cast<uint32_t>(record.results.size()));
     summary->set_sequence(record.sequence);
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListInstancesRequest* request,
     grpc2::IntrospectionListInstancesResponse* response) {
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
-  if (!limit.ok()) return Answer(context, limit.status());
+  if (!limit.ok()) return FinishUnary(context, limit.status());
   // An instance is an unfinished Registry execution whose `instance` field names the agent type.
   storage::ExecutionFilter filter;
   filter.agent = kRegistryAgent;
@@ -72,14 +67,14 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
     instance->set_instance(record.execution);
     instance->set_agent(record.instance);
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListStreamsRequest* request,
     grpc2::IntrospectionListStreamsResponse* response) {
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
-  if (!limit.ok()) return Answer(context, limit.status());
+  if (!limit.ok()) return FinishUnary(context, limit.status());
   for (const storage::StreamSummary& stream :
        context_.store->streams().ListStreams(request->stream_prefix(), *limit)) {
     grpc2::StreamSummary* summary = response->add_streams();
@@ -99,7 +94,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
       out->set_transient(listener.transient);
     }
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
@@ -107,7 +102,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
     const grpc2::IntrospectionListReservationsRequest* request,
     grpc2::IntrospectionListReservationsResponse* response) {
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
-  if (!limit.ok()) return Answer(context, limit.status());
+  if (!limit.ok()) return FinishUnary(context, limit.status());
   for (const storage::ReservationRecord& reservation :
        context_.store->executions().ListReservations(request->workgroup(), *limit)) {
     grpc2::ReservationSummary* summary = response->add_reservations();
@@ -115,7 +110,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
     summary->set_workgroup(reservation.workgroup);
     summary->set_holder(reservation.holder);
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 }  // namespace perper::fabric

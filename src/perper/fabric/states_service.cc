@@ -15,17 +15,12 @@
 
 #include "perper/common/grpc_status.h"
 #include "perper/common/values.h"
+#include "perper/fabric/unary.h"
 
 namespace perper::fabric {
 namespace {
 
 std::string Quoted(const std::string& name) { return "\"" + name + "\""; }
-
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
 
 // Writes a prepared sequence of responses, one write in flight at a time, then finishes OK.
 // A cancelled call finishes CANCELLED once no write is in flight. Deletes itself in OnDone.
@@ -112,9 +107,9 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Create(
     google::protobuf::Empty*) {
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
-  return Answer(context, context_.store->states().CreateDictionary(name));
+  return FinishUnary(context, context_.store->states().CreateDictionary(name));
 }
 
 grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
@@ -122,13 +117,13 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
     grpc2::StatesDictionaryOperateResponse* response) {
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
   storage::DictionaryOperation op;
   op.key = SerializeAny(request->key());
   if (IsNullValue(op.key)) {
-    return Answer(context, absl::InvalidArgumentError("key must not be null (dictionary " +
-                                                      Quoted(name) + ")"));
+    return FinishUnary(context, absl::InvalidArgumentError("key must not be null (dictionary " +
+                                                           Quoted(name) + ")"));
   }
   for (const auto& [value, field] :
        {std::pair{&request->key(), "key"}, std::pair{&request->new_value(), "new_value"},
@@ -136,7 +131,7 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
     if (absl::Status s = CheckValue(*value, context_.limits,
                                     std::string(field) + " of dictionary " + Quoted(name));
         !s.ok()) {
-      return Answer(context, s);
+      return FinishUnary(context, s);
     }
   }
   op.get_existing_value = request->get_existing_value();
@@ -146,12 +141,12 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
   op.expected_existing_value = SerializeAny(request->expected_existing_value());
   absl::StatusOr<storage::DictionaryOutcome> outcome =
       context_.store->states().OperateDictionary(name, op);
-  if (!outcome.ok()) return Answer(context, outcome.status());
+  if (!outcome.ok()) return FinishUnary(context, outcome.status());
   response->set_operation_successful(outcome->operation_successful);
   if (outcome->previous_value.has_value()) {
     *response->mutable_previous_value() = ParseAny(*outcome->previous_value);
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesDictionaryListItemsResponse>*
@@ -176,13 +171,13 @@ grpc::ServerUnaryReactor* StatesDictionaryService::CountItems(
     grpc2::StatesDictionaryCountItemsResponse* response) {
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
   uint64_t count = context_.store->states().CountDictionary(name);
   // The wire field is an int32 (upstream); larger counts saturate.
   response->set_count(static_cast<int32_t>(
       std::min<uint64_t>(count, static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))));
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesDictionaryQuerySQLResponse>*
@@ -203,9 +198,10 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Delete(
     google::protobuf::Empty*) {
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
-  return Answer(context, context_.store->states().DeleteDictionary(name, request->keep_cache()));
+  return FinishUnary(context,
+                     context_.store->states().DeleteDictionary(name, request->keep_cache()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,8 +211,8 @@ grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext*
                                                     const grpc2::StatesListCreateRequest* request,
                                                     google::protobuf::Empty*) {
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return Answer(context, s);
-  return Answer(context, context_.store->states().CreateList(name));
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
+  return FinishUnary(context, context_.store->states().CreateList(name));
 }
 
 grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext* context,
@@ -225,7 +221,7 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
   using Location = storage::ListOperation::Location;
   using Request = grpc2::StatesListOperateRequest;
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return Answer(context, s);
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   storage::ListOperation op;
   // The oneof case is the location; the value of at_front / at_back is not looked at.
   switch (request->location_case()) {
@@ -252,10 +248,11 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
       op.position = request->raw_index_backwards();
       break;
     case Request::LOCATION_NOT_SET:
-      return Answer(context, absl::InvalidArgumentError(
-                                 "location must be set (list " + Quoted(name) +
-                                 "): one of at_front, at_back, index, index_backwards, raw_index, "
-                                 "raw_index_backwards"));
+      return FinishUnary(context,
+                         absl::InvalidArgumentError(
+                             "location must be set (list " + Quoted(name) +
+                             "): one of at_front, at_back, index, index_backwards, raw_index, "
+                             "raw_index_backwards"));
   }
   op.values_count = request->values_count();
   op.get_values = request->get_values();
@@ -266,28 +263,28 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
             CheckValue(request->insert_values(i), context_.limits,
                        "insert_values[" + std::to_string(i) + "] of list " + Quoted(name));
         !s.ok()) {
-      return Answer(context, s);
+      return FinishUnary(context, s);
     }
     op.insert_values.push_back(SerializeAny(request->insert_values(i)));
   }
   absl::StatusOr<std::vector<std::string>> values = context_.store->states().OperateList(name, op);
-  if (!values.ok()) return Answer(context, values.status());
+  if (!values.ok()) return FinishUnary(context, values.status());
   // Every collected value is returned, nulls included (as stored; an empty Any for the empty
   // null), so positions in the response match positions in the list.
   for (const std::string& value : *values)
     *response->add_values() = ParseAny(value);
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext* context,
                                                     const grpc2::StatesListLocateRequest* request,
                                                     grpc2::StatesListLocateResponse* response) {
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return Answer(context, s);
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   if (absl::Status s =
           CheckValue(request->value(), context_.limits, "value of list " + Quoted(name));
       !s.ok()) {
-    return Answer(context, s);
+    return FinishUnary(context, s);
   }
   std::optional<storage::ListEntry> entry =
       context_.store->states().LocateInList(name, SerializeAny(request->value()));
@@ -296,7 +293,7 @@ grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext*
     response->set_index(entry->index);
     response->set_raw_index(entry->raw_index);
   }
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* StatesListService::ListItems(
@@ -318,11 +315,11 @@ grpc::ServerUnaryReactor* StatesListService::CountItems(
     grpc::CallbackServerContext* context, const grpc2::StatesListCountItemsRequest* request,
     grpc2::StatesListCountItemsResponse* response) {
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return Answer(context, s);
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   uint64_t count = context_.store->states().CountList(name);
   response->set_count(
       static_cast<uint32_t>(std::min<uint64_t>(count, std::numeric_limits<uint32_t>::max())));
-  return Answer(context, absl::OkStatus());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesListQuerySQLResponse>* StatesListService::QuerySQL(
@@ -339,8 +336,8 @@ grpc::ServerUnaryReactor* StatesListService::Delete(grpc::CallbackServerContext*
                                                     const grpc2::StatesListDeleteRequest* request,
                                                     google::protobuf::Empty*) {
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return Answer(context, s);
-  return Answer(context, context_.store->states().DeleteList(name, request->keep_cache()));
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
+  return FinishUnary(context, context_.store->states().DeleteList(name, request->keep_cache()));
 }
 
 }  // namespace perper::fabric

@@ -17,6 +17,7 @@
 #include "perper/common/grpc_status.h"
 #include "perper/common/values.h"
 #include "perper/fabric/change_hub.h"
+#include "perper/fabric/unary.h"
 
 namespace perper::fabric {
 namespace {
@@ -35,13 +36,6 @@ constexpr size_t kBatchBytes = 1 << 20;
 // framing each message adds on the wire.
 constexpr size_t kHintBudget = 16 << 10;
 constexpr size_t kMessageOverhead = 5;
-
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* call,
-                                      const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
 
 absl::Status StreamDeleted(const std::string& stream) {
   return absl::NotFoundError("stream " + stream + " was deleted");
@@ -533,7 +527,7 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
         Check(/*initial=*/false);
       }
     });
-    subscription_ = context_.hub->Subscribe(Topic::kStream, stream_, subscriber_);
+    subscription_ = context_.hub->Subscribe(Topic::kStreamListeners, stream_, subscriber_);
     Check(/*initial=*/true);
   }
   void OnCancel() override {
