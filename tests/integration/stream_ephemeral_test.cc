@@ -236,7 +236,7 @@ TEST_P(StreamEphemeralTest, ASlowListenerSlowsOnlyItsOwnCall) {
 
 TEST_P(StreamEphemeralTest, ManyOpenListenCallsAreServedWithoutAThreadEach) {
   // Async client calls, so the test itself needs no thread per call either.
-  constexpr int kCalls = 1000;
+  constexpr int kCalls = 10000;
   auto stub = Streams();
   ASSERT_TRUE(CreateStream(*stub, "wide", true).ok());
   grpc::CompletionQueue cq;
@@ -249,7 +249,7 @@ TEST_P(StreamEphemeralTest, ManyOpenListenCallsAreServedWithoutAThreadEach) {
   std::vector<std::unique_ptr<Call>> calls;
   for (int i = 0; i < kCalls; ++i) {
     auto call = std::make_unique<Call>();
-    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     call->reader = stub->AsyncListenItems(&call->context, ListenRequest("wide"), &cq,
                                           reinterpret_cast<void*>(static_cast<intptr_t>(i * 4)));
     calls.push_back(std::move(call));
@@ -259,7 +259,7 @@ TEST_P(StreamEphemeralTest, ManyOpenListenCallsAreServedWithoutAThreadEach) {
         auto listeners = fabric().server().store().streams().ListListeners("wide");
         return listeners.ok() && listeners->size() == kCalls;
       },
-      std::chrono::seconds(20)));
+      std::chrono::seconds(40)));
   ASSERT_TRUE(WriteKeys(*stub, "wide", {42}).ok());
   ASSERT_TRUE(Complete(*stub, "wide").ok());
   // Per call: started (tag 4i), read the item (4i+1), read the end (4i+2), finished (4i+3).

@@ -86,9 +86,14 @@ void ChangeHub::OnChange(const Change& change) {
     case Change::Kind::kStreamCreated:
     case Change::Kind::kStreamItemsWritten:
     case Change::Kind::kStreamCompleted:
-    case Change::Kind::kStreamDeleted:
-    case Change::Kind::kListenerChanged:
       Deliver(Topic::kStream, change.id, change);
+      break;
+    case Change::Kind::kStreamDeleted:
+      Deliver(Topic::kStream, change.id, change);
+      Deliver(Topic::kStreamListeners, change.id, change);
+      break;
+    case Change::Kind::kListenerChanged:
+      Deliver(Topic::kStreamListeners, change.id, change);
       break;
   }
 }

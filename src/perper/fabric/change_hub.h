@@ -29,7 +29,10 @@ namespace perper::fabric {
 enum class Topic {
   kAgentExecutions,  // key: agent. Execution created/completed/deleted, reservation released.
   kExecution,        // key: execution ID. The same changes, for one execution.
-  kStream,           // key: stream ID. Items written, completed, deleted, listeners changed.
+  kStream,           // key: stream ID. Items written, stream created, completed, deleted.
+  // key: stream ID. Listeners registered, moved or deleted, and the stream deleted. Separate
+  // from kStream so that registering one of N listen calls does not wake the other N-1.
+  kStreamListeners,
 };
 
 class ChangeSubscriber {
