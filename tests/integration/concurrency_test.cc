@@ -73,7 +73,9 @@ TEST_P(ConcurrencyTest, WritersAndListenersSeeEveryItemOnceInOrder) {
     ASSERT_EQ(received[l].size(), size_t{kWriters * kItemsPerWriter}) << "listener " << l;
     std::map<int64_t, int64_t> next_of_writer;
     for (size_t i = 0; i < received[l].size(); ++i) {
-      if (i > 0) ASSERT_LT(received[l][i - 1].first, received[l][i].first) << "keys increase";
+      if (i > 0) {
+        ASSERT_LT(received[l][i - 1].first, received[l][i].first) << "keys increase";
+      }
       int64_t value = received[l][i].second;
       int64_t writer = value / 1000000;
       EXPECT_EQ(value % 1000000, next_of_writer[writer]++) << "a writer's items keep their order";
@@ -200,6 +202,12 @@ TEST_P(ConcurrencyTest, ReservingWorkersHandleEveryExecutionOnce) {
   for (auto& t : callers) t.join();
   ASSERT_EQ(handled_by.size(), size_t{kExecutions});
 
+  // A worker notes an execution after its Complete returns, possibly after GetResult saw it.
+  ASSERT_TRUE(WaitFor([&] {
+    size_t total = 0;
+    for (auto& w : workers) total += w->handled().size();
+    return total >= size_t{kExecutions};
+  }));
   std::multiset<std::string> all;
   std::set<int64_t> busy_workers;
   for (auto& w : workers) {
@@ -241,6 +249,9 @@ TEST_P(ConcurrencyTest, DisconnectedWorkersExecutionsGoToAnother) {
     EXPECT_EQ(result.results_size(), 1) << "task-" << i << " was not lost";
   }
   // The quitter completed one execution; the survivor completed every other one, exactly once.
+  // (A worker notes an execution after its Complete returns, which may be after the caller's
+  // GetResult has seen the completion.)
+  ASSERT_TRUE(WaitFor([&] { return survivor->handled().size() >= size_t{kExecutions - 1}; }));
   std::multiset<std::string> by_survivor;
   for (const auto& id : survivor->handled()) by_survivor.insert(id);
   auto quitter_handled = quitter->handled();

@@ -92,7 +92,9 @@ TEST_P(ReservationsTest, StartOfStreamComesOnceAfterTheInitialScan) {
   grpc2::ExecutionsListenResponse response;
   while (got.size() < 4 && call.Read(&response)) {
     got.push_back(response.start_of_stream() ? "start" : response.execution().execution());
-    if (got.size() == 3) ASSERT_TRUE(CreateExecution(*stub, "e3", "ag", "in", "Do").ok());
+    if (got.size() == 3) {
+      ASSERT_TRUE(CreateExecution(*stub, "e3", "ag", "in", "Do").ok());
+    }
   }
   EXPECT_THAT(got, ElementsAre("e1", "e2", "start", "e3"));
 }

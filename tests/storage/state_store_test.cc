@@ -399,7 +399,9 @@ TEST_P(StateStoreTest, RandomListOperationsMatchModelAndSurviveReopen) {
     ASSERT_EQ(after.size(), model.size()) << "step " << step;
     for (size_t i = 0; i < after.size(); ++i) {
       ASSERT_EQ(I(after[i].value), model[i]) << "step " << step;
-      if (i > 0) ASSERT_EQ(after[i].raw_index, after[i - 1].raw_index + 1);
+      if (i > 0) {
+        ASSERT_EQ(after[i].raw_index, after[i - 1].raw_index + 1);
+      }
     }
   }
   auto final_entries = states().ListList("r");
