@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: MIT
+// The application layer of the Perper agent SDK: registering handlers and running the process.
+//
+// Provides:
+//   perper::Agent       an agent type: its name and its handlers
+//   perper::RunOptions  where the Fabric is and how much work the process takes at once
+//   perper::Runtime     runs an Agent in this process (start, stop, wait)
+//   perper::Run(app)    the whole process lifecycle for main(): environment, signals, exit code
+//
+// Example:
+//
+//   int main() {
+//     perper::Agent app("Calculator");
+//     app.on("Add", [](perper::Context& ctx, int64_t a, int64_t b) -> perper::Task<int64_t> {
+//       co_return a + b;
+//     });
+//     return perper::Run(app);
+//   }
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include <google/protobuf/any.pb.h>
+
+#include "perper/agent/context.h"
+#include "perper/agent/task.h"
+#include "perper/agent/value.h"
+
+namespace perper {
+
+namespace internal {
+
+class Core;
+
+using Values = std::vector<google::protobuf::Any>;
+
+template <typename T>
+struct AwaitableValue;
+template <typename T, typename E>
+struct AwaitableValue<asio::awaitable<T, E>> {
+  using type = T;
+};
+
+template <typename F>
+struct HandlerTraits : HandlerTraits<decltype(&F::operator())> {};
+template <typename C, typename R, typename... A>
+struct HandlerTraits<R (C::*)(Context&, A...) const> {
+  using Return = typename AwaitableValue<R>::type;
+  using Args = std::tuple<std::decay_t<A>...>;
+};
+template <typename C, typename R, typename... A>
+struct HandlerTraits<R (C::*)(Context&, A...)> : HandlerTraits<R (C::*)(Context&, A...) const> {};
+template <typename R, typename... A>
+struct HandlerTraits<R (*)(Context&, A...)> {
+  using Return = typename AwaitableValue<R>::type;
+  using Args = std::tuple<std::decay_t<A>...>;
+};
+
+template <typename T>
+struct IsStatusOr : std::false_type {};
+template <typename T>
+struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
+
+// Packs a handler's return value as execution results (or the execution's error).
+template <typename R>
+absl::StatusOr<Values> PackResult(R result) {
+  if constexpr (std::is_same_v<R, absl::Status>) {
+    if (!result.ok()) {
+      return result;
+    }
+    return Values{};
+  } else if constexpr (IsStatusOr<R>::value) {
+    if (!result.ok()) {
+      return result.status();
+    }
+    return PackResult(*std::move(result));
+  } else if constexpr (IsTuple<R>::value) {
+    return std::apply([](const auto&... v) { return Values{ToAny(v)...}; }, result);
+  } else {
+    return Values{ToAny(result)};
+  }
+}
+
+template <typename Tuple, std::size_t... I>
+absl::Status UnpackArguments(const std::string& delegate, const Values& values, Tuple& out,
+                             std::index_sequence<I...>) {
+  if (values.size() > sizeof...(I)) {
+    return absl::InvalidArgumentError(absl::StrCat("delegate ", delegate, " takes ", sizeof...(I),
+                                                   " arguments, got ", values.size()));
+  }
+  absl::Status status;
+  [[maybe_unused]] auto one = [&](auto& slot, std::size_t index) {
+    if (!status.ok()) {
+      return;
+    }
+    auto value = FromAny<std::decay_t<decltype(slot)>>(
+        index < values.size() ? values[index] : google::protobuf::Any());
+    if (!value.ok()) {
+      status = absl::InvalidArgumentError(absl::StrCat("argument ", index, " of delegate ",
+                                                       delegate, ": ", value.status().message()));
+      return;
+    }
+    slot = *std::move(value);
+  };
+  (one(std::get<I>(out), I), ...);
+  return status;
+}
+
+// Runs a typed handler on raw arguments. A named coroutine taking everything by value, so no
+// lambda capture outlives its frame.
+template <typename F>
+Task<absl::StatusOr<Values>> InvokeTyped(std::shared_ptr<const F> handler, Context& ctx,
+                                         std::string delegate, Values arguments) {
+  using Traits = HandlerTraits<F>;
+  using Args = typename Traits::Args;
+  using R = typename Traits::Return;
+  Args args;
+  absl::Status status = UnpackArguments(delegate, arguments, args,
+                                        std::make_index_sequence<std::tuple_size_v<Args>>());
+  if (!status.ok()) {
+    co_return status;
+  }
+  if constexpr (std::is_void_v<R>) {
+    co_await std::apply([&](auto&... a) { return (*handler)(ctx, std::move(a)...); }, args);
+    co_return Values{};
+  } else {
+    R result =
+        co_await std::apply([&](auto&... a) { return (*handler)(ctx, std::move(a)...); }, args);
+    co_return PackResult(std::move(result));
+  }
+}
+
+}  // namespace internal
+
+// An agent type: a name and the handlers of its delegates. Register handlers before running;
+// the Agent must outlive the Runtime that runs it. Not thread-safe while registering.
+//
+//   perper::Agent app("Calculator");
+//   app.on("Add", [](perper::Context&, int64_t a, int64_t b) -> perper::Task<int64_t> {
+//     co_return a + b;
+//   });
+//   app.on_deploy([](perper::Context& ctx) -> perper::Task<void> { ... co_return; });
+class Agent {
+ public:
+  // A handler on raw values: arguments in, results (or the execution's error) out.
+  using RawHandler =
+      std::function<Task<absl::StatusOr<internal::Values>>(Context&, internal::Values)>;
+
+  explicit Agent(std::string name) : name_(std::move(name)) {}
+
+  const std::string& name() const { return name_; }
+
+  // Registers `handler` for `delegate`. The handler is a function or lambda (without captures
+  // that must outlive a suspension; see docs/sdk-cpp.md) of the form
+  //   (perper::Context&, A1, A2, ...) -> perper::Task<R>
+  // Arguments are read with FromAny<Ai> (a mismatch fails the execution with INVALID_ARGUMENT;
+  // a missing argument reads as null). R may be void (no results), a value (one result), a
+  // std::tuple (several results), absl::Status or absl::StatusOr<V> (an error fails the
+  // execution with the status's message). A thrown exception fails the execution with what().
+  template <typename F>
+  Agent& on(std::string delegate, F handler) {
+    auto shared = std::make_shared<const F>(std::move(handler));
+    return on_raw(delegate, [shared, delegate](Context& ctx, internal::Values args) {
+      return internal::InvokeTyped<F>(shared, ctx, delegate, std::move(args));
+    });
+  }
+
+  // Registers a raw handler for `delegate`.
+  Agent& on_raw(std::string delegate, RawHandler handler) {
+    handlers_[std::move(delegate)] = std::move(handler);
+    return *this;
+  }
+
+  // Registers Deploy: run once when the process starts, as a synthetic execution (not stored
+  // in the Fabric) on the instance "<name>-deploy", ID "<name>-deploy-deploy".
+  // Its form is (perper::Context&) -> perper::Task<void>.
+  template <typename F>
+  Agent& on_deploy(F handler) {
+    return on("Deploy", std::move(handler));
+  }
+
+  // The handler of `delegate`, or nullptr.
+  const RawHandler* find(std::string_view delegate) const {
+    auto it = handlers_.find(std::string(delegate));
+    return it == handlers_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::string name_;
+  std::map<std::string, RawHandler> handlers_;
+};
+
+// Options of a running agent process. FromEnvironment reads what the scaler sets.
+struct RunOptions {
+  // host:port of the Fabric (an "http://" prefix is accepted). PERPER_FABRIC_ENDPOINT.
+  std::string fabric_endpoint = "127.0.0.1:40400";
+  // Serve only this instance; empty: every instance of the agent. X_PERPER_INSTANCE.
+  std::string instance;
+  // The reservation workgroup: each execution goes to one member. PERPER_WORKGROUP.
+  std::string workgroup;
+  // Executions handled at once (the ListenAndReserve credits). PERPER_CONCURRENCY.
+  uint32_t concurrency = 64;
+  // Threads running handlers (one asio::io_context). PERPER_THREADS.
+  int threads = 2;
+  // Stop on SIGINT and SIGTERM.
+  bool handle_signals = false;
+
+  // Defaults overridden by the environment; an unparsable number is INVALID_ARGUMENT. When
+  // X_PERPER_AGENT is set and differs from `agent`, FAILED_PRECONDITION.
+  static absl::StatusOr<RunOptions> FromEnvironment(std::string_view agent);
+};
+
+// Runs one Agent in this process: listens for its executions (ListenAndReserve with
+// `concurrency` credits), runs each handler as a coroutine on a strand of its instance,
+// completes the execution with the results or the error, and cancels a handler whose execution
+// is deleted. Deploy, if registered, runs once after Start.
+// Start, RequestStop and Wait may be called from any thread; RequestStop also from handlers.
+//
+//   perper::Runtime runtime(app, options);
+//   if (auto s = runtime.Start(); !s.ok()) return 1;
+//   return runtime.Wait();   // until RequestStop, a signal, or a fatal error
+class Runtime {
+ public:
+  // Keeps a reference to `agent`.
+  Runtime(const Agent& agent, RunOptions options);
+  // Stops (RequestStop) and waits.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  absl::Status Start();
+  // Asks to stop; Wait then returns `exit_code`. The first request wins. Does not block.
+  void RequestStop(int exit_code = 0);
+  // Blocks until a stop is requested, then stops gracefully: ends the listen call (the Fabric
+  // hands unfinished executions to other members), cancels running handlers, waits up to 5 s
+  // for them, and stops the threads. Returns the exit code. Idempotent.
+  int Wait();
+
+ private:
+  std::unique_ptr<internal::Core> core_;
+};
+
+// The process lifecycle for main(): reads RunOptions from the environment, runs `app` until
+// SIGINT, SIGTERM or Context::stop_process, and returns the exit code (2 for bad
+// configuration, 1 when the Fabric connection fails).
+int Run(const Agent& app);
+int Run(const Agent& app, RunOptions options);
+
+}  // namespace perper

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: MIT
+// What a handler can do: call delegates on its own or another instance, create instances, see
+// cancellation, stop the process.
+//
+// Provides:
+//   perper::Context    the ambient context of one execution, passed to every handler
+//   perper::Instance   a reference to an agent instance, usable to call it or destroy it
+// and, through Context::state(), the instance's perper::Dictionary (perper/agent/state.h).
+//
+// The context is passed explicitly as the handler's first parameter rather than kept in a
+// coroutine-local slot: asio has no coroutine-local storage, and an explicit parameter costs
+// nothing and cannot be read from the wrong coroutine.
+//
+// Example:
+//
+//   app.on("Twice", [](perper::Context& ctx, int64_t x) -> perper::Task<int64_t> {
+//     perper::Result<int64_t> sum = co_await ctx.call<int64_t>("Add", x, x);
+//     if (!sum.ok()) throw std::runtime_error(std::string(sum.status().message()));
+//     co_return *sum;
+//   });
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include <google/protobuf/any.pb.h>
+
+#include "perper/agent/state.h"
+#include "perper/agent/stream.h"
+#include "perper/agent/task.h"
+#include "perper/agent/value.h"
+#include "perper/grpc2/model.pb.h"
+
+namespace perper {
+
+namespace model = ::perper::grpc2::model;
+
+namespace internal {
+
+class Core;
+struct ExecutionState;
+
+// Calls `delegate` on `instance` through the Fabric (create, wait for the result, delete) and
+// returns the raw results. An execution error is UNKNOWN with the remote message; a deleted
+// execution is ABORTED; a cancelled caller is CANCELLED. Suspends.
+Task<absl::StatusOr<std::vector<google::protobuf::Any>>> CallRaw(
+    Core* core, model::PerperInstance instance, std::string delegate,
+    std::vector<google::protobuf::Any> arguments);
+
+template <typename Tuple, std::size_t... I>
+absl::StatusOr<Tuple> UnpackTuple(const std::vector<google::protobuf::Any>& values,
+                                  std::index_sequence<I...>) {
+  Tuple out;
+  absl::Status status;
+  [[maybe_unused]] auto one = [&](auto& slot, std::size_t index) {
+    if (!status.ok()) {
+      return;
+    }
+    auto value = FromAny<std::decay_t<decltype(slot)>>(
+        index < values.size() ? values[index] : google::protobuf::Any());
+    if (!value.ok()) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("result ", index, ": ", value.status().message()));
+      return;
+    }
+    slot = *std::move(value);
+  };
+  (one(std::get<I>(out), I), ...);
+  if (!status.ok()) {
+    return status;
+  }
+  return out;
+}
+
+template <typename T>
+struct IsTuple : std::false_type {};
+template <typename... Ts>
+struct IsTuple<std::tuple<Ts...>> : std::true_type {};
+
+// Reads call results as T: void ignores them, std::tuple reads one result per element, any other
+// T reads the first result (no result reads as null).
+template <typename T>
+Result<T> UnpackResults(absl::StatusOr<std::vector<google::protobuf::Any>> results) {
+  if (!results.ok()) {
+    return results.status();
+  }
+  if constexpr (std::is_void_v<T>) {
+    return absl::OkStatus();
+  } else if constexpr (IsTuple<T>::value) {
+    return UnpackTuple<T>(*results, std::make_index_sequence<std::tuple_size_v<T>>());
+  } else {
+    return FromAny<T>(results->empty() ? google::protobuf::Any() : (*results)[0]);
+  }
+}
+
+template <typename T>
+Task<Result<T>> TypedCall(Core* core, model::PerperInstance instance, std::string delegate,
+                          std::vector<google::protobuf::Any> arguments) {
+  auto results =
+      co_await CallRaw(core, std::move(instance), std::move(delegate), std::move(arguments));
+  co_return UnpackResults<T>(std::move(results));
+}
+
+}  // namespace internal
+
+// A reference to one agent instance: (agent type, instance ID). Cheap to copy. Valid while the
+// process's runtime runs (use it inside handlers). Thread-compatible.
+//
+//   perper::Instance calc = ctx.agent(model_instance);
+//   perper::Result<int64_t> sum = co_await calc.call<int64_t>("Add", 1, 2);
+class Instance {
+ public:
+  Instance() = default;
+  Instance(internal::Core* core, model::PerperInstance model)
+      : core_(core), model_(std::move(model)) {}
+
+  const model::PerperInstance& model() const { return model_; }
+  const std::string& agent() const { return model_.agent(); }
+  const std::string& id() const { return model_.instance(); }
+
+  // Calls `delegate` with `args` and reads its results as T (see internal::UnpackResults).
+  // Suspends. Cancelling the awaiting coroutine (its execution was deleted) cancels the call,
+  // which deletes the remote execution.
+  template <typename T = void, typename... Args>
+  Task<Result<T>> call(std::string delegate, Args... args) const {
+    // Not a coroutine itself: everything is copied into TypedCall's frame before returning, so
+    // `co_await ctx.agent(x).call(...)` on a temporary is safe.
+    return internal::TypedCall<T>(core_, model_, std::move(delegate),
+                                  std::vector<google::protobuf::Any>{ToAny(args)...});
+  }
+
+  // Stops and deletes the instance and its children (FabricInstances.StopAndDelete). Suspends.
+  Task<absl::Status> destroy() const;
+
+ private:
+  internal::Core* core_ = nullptr;
+  model::PerperInstance model_;
+};
+
+// The context of one execution (or of Deploy). Owned by the SDK; a handler receives it by
+// reference and may use it until the handler's coroutine returns. Use it only from the
+// handler's coroutine (it is not thread-safe).
+class Context {
+ public:
+  Context(internal::Core* core, std::shared_ptr<internal::ExecutionState> execution);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // The instance this execution runs on.
+  const model::PerperInstance& instance() const;
+  // This execution's ID and delegate.
+  const std::string& execution() const;
+  const std::string& delegate() const;
+
+  // True once the execution was deleted (cancelled) or the process is stopping. Cancellation
+  // also cancels the asynchronous operation the handler is awaiting: SDK calls then return
+  // CANCELLED, asio operations awaited with as_tuple return operation_aborted.
+  bool cancelled() const;
+
+  // Calls `delegate` on this execution's instance.
+  //
+  //   perper::Result<int64_t> sum = co_await ctx.call<int64_t>("Add", 1, 2);
+  template <typename T = void, typename... Args>
+  Task<Result<T>> call(std::string delegate, Args... args) const {
+    return Instance(core_, instance()).call<T>(std::move(delegate), std::move(args)...);
+  }
+
+  // A reference to another instance.
+  Instance agent(model::PerperInstance instance) const { return Instance(core_, instance); }
+  Instance agent(std::string agent, std::string instance_id) const;
+
+  // Creates an instance of `agent_type` as a child of this instance and calls its Start with
+  // `args` (FabricInstances.CreateAndStart). The ID is "Run-<uuid>". Suspends.
+  template <typename... Args>
+  Task<absl::StatusOr<Instance>> start_agent(std::string agent_type, Args... args) const {
+    return StartAgentRaw(std::move(agent_type), std::vector<google::protobuf::Any>{ToAny(args)...});
+  }
+
+  // The dictionary of this execution's instance, "<instance>-".
+  Dictionary state() const { return Dictionary(core_, instance().instance() + "-"); }
+  // Any dictionary, by name.
+  Dictionary dictionary(std::string name) const { return Dictionary(core_, std::move(name)); }
+
+  // Creates a stream without a producer execution, ID "-<uuid>"; the reference replays from
+  // key 0. Ephemeral streams drop items every listener has passed. Suspends.
+  Task<absl::StatusOr<Stream>> blank_stream(bool ephemeral = false) const;
+  // A reference to an existing stream (received as an argument, for example).
+  Stream stream(grpc2::model::PerperStream model) const { return Stream(core_, std::move(model)); }
+
+  // Asks the process to stop (as SIGTERM would); Run then returns `exit_code`. Does not block.
+  void stop_process(int exit_code = 0) const;
+
+ private:
+  Task<absl::StatusOr<Instance>> StartAgentRaw(std::string agent_type,
+                                               std::vector<google::protobuf::Any> args) const;
+
+  internal::Core* core_;
+  std::shared_ptr<internal::ExecutionState> execution_;
+};
+
+}  // namespace perper

@@ -1,0 +1,953 @@
+// SPDX-License-Identifier: MIT
+#include "perper/agent/core.h"
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <random>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <asio/this_coro.hpp>
+
+#include "perper/common/grpc_status.h"
+#include "perper/common/logging.h"
+
+namespace perper {
+namespace internal {
+namespace {
+
+std::string NewUuid() {
+  thread_local std::mt19937_64 random(std::random_device{}());
+  uint64_t a = random();
+  uint64_t b = random();
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
+                         b >> 48, b & 0xffffffffffffULL);
+}
+
+// The error message an execution is completed with: never empty, since an empty message means
+// success on the wire.
+std::string ErrorMessage(const absl::Status& status) {
+  if (!status.message().empty()) {
+    return std::string(status.message());
+  }
+  return absl::StatusCodeToString(status.code());
+}
+
+}  // namespace
+
+// The ListenAndReserve call of a process. Thin reactions: a received message is handed to Core
+// (which posts it to its dispatch strand) and the next read starts; only one read and one write
+// are outstanding. Credits granted while a write is in flight are summed into the next write.
+// A hold keeps OnDone away until Close, so a write is never started after OnDone.
+// Thread-safe.
+class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndReserveRequest,
+                                                     grpc2::ExecutionsListenResponse> {
+ public:
+  explicit ListenReactor(Core* core) : core_(core) {}
+
+  void Start(grpc2::FabricExecutions::Stub* stub, grpc2::ExecutionsListenAndReserveRequest first) {
+    context_.set_wait_for_ready(true);
+    first_ = std::move(first);
+    stub->async()->ListenAndReserve(&context_, this);
+    AddHold();
+    writing_ = true;
+    StartWrite(&first_);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void Grant(uint64_t credits) {
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_) {
+        return;
+      }
+      pending_ += credits;
+      write = TakeWrite();
+    }
+    if (write) {
+      StartWrite(&next_);
+    }
+  }
+
+  // Ends the call (when `cancel`) and lets OnDone happen once no write is in flight.
+  void Close(bool cancel) {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+      if (!writing_ && !released_) {
+        released_ = true;
+        release = true;
+      }
+    }
+    if (cancel) {
+      context_.TryCancel();
+    }
+    if (release) {
+      RemoveHold();
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool write = false;
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        write_failed_ = true;
+      }
+      if (closed_) {
+        release = !released_;
+        released_ = true;
+      } else {
+        write = TakeWrite();
+      }
+    }
+    if (write) {
+      StartWrite(&next_);
+    }
+    if (release) {
+      RemoveHold();
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Close(/*cancel=*/false);
+      return;
+    }
+    grpc2::ExecutionsListenResponse message;
+    message.Swap(&response_);
+    core_->OnListenMessage(std::move(message));
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override { core_->OnListenDone(status); }
+
+ private:
+  bool TakeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || pending_ == 0 || write_failed_) {
+      return false;
+    }
+    next_.Clear();
+    next_.set_reserve_next(pending_);
+    pending_ = 0;
+    writing_ = true;
+    return true;
+  }
+
+  Core* const core_;
+  grpc::ClientContext context_;
+  grpc2::ExecutionsListenAndReserveRequest first_;
+  grpc2::ExecutionsListenAndReserveRequest next_;  // only touched while no write is in flight
+  grpc2::ExecutionsListenResponse response_;       // only touched by the read chain
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+Core::Core(const Agent& agent, RunOptions options)
+    : agent_(agent),
+      options_(std::move(options)),
+      work_(asio::make_work_guard(io_)),
+      dispatch_strand_(asio::make_strand(io_)) {}
+
+Core::~Core() {
+  RequestStop(0);
+  Wait();
+}
+
+absl::Status Core::Start() {
+  std::string endpoint = options_.fabric_endpoint;
+  if (absl::StartsWith(endpoint, "http://")) {
+    endpoint = endpoint.substr(7);
+  } else if (absl::StartsWith(endpoint, "https://")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fabric endpoint ", endpoint, ": TLS is not supported yet"));
+  }
+  if (endpoint.empty()) {
+    return absl::InvalidArgumentError("fabric endpoint is empty");
+  }
+  if (options_.concurrency == 0 || options_.threads <= 0) {
+    return absl::InvalidArgumentError("concurrency and threads must be positive");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  channel_ = grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+  executions_ = grpc2::FabricExecutions::NewStub(channel_);
+  instances_ = grpc2::FabricInstances::NewStub(channel_);
+  dictionaries_ = grpc2::FabricStatesDictionary::NewStub(channel_);
+  streams_ = grpc2::FabricStreams::NewStub(channel_);
+
+  for (int i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this] { io_.run(); });
+  }
+  if (options_.handle_signals) {
+    signals_ = std::make_unique<asio::signal_set>(io_, SIGINT, SIGTERM);
+    signals_->async_wait([this](const asio::error_code& error, int signal) {
+      if (!error) {
+        PERPER_LOG_INFO(Logger::kSdk, "[agent={}] signal {}: stopping", agent_.name(), signal);
+        RequestStop(0);
+      }
+    });
+  }
+
+  grpc2::ExecutionsListenAndReserveRequest first;
+  first.set_reserve_next(options_.concurrency);
+  first.mutable_filter()->mutable_instance_filter()->set_agent(agent_.name());
+  first.mutable_filter()->mutable_instance_filter()->set_instance(options_.instance);
+  first.set_workgroup(options_.workgroup);
+  listen_ = std::make_unique<ListenReactor>(this);
+  listen_started_ = true;
+  listen_->Start(executions_.get(), std::move(first));
+  PERPER_LOG_INFO(Logger::kSdk, "[agent={}] serving from {} (concurrency {}, workgroup '{}')",
+                  agent_.name(), endpoint, options_.concurrency, options_.workgroup);
+
+  if (agent_.find("Deploy") != nullptr) {
+    std::string instance = agent_.name() + "-deploy";
+    auto deploy = std::make_shared<ExecutionState>(StrandOf(instance));
+    deploy->id = instance + "-deploy";
+    deploy->instance.set_instance(instance);
+    deploy->instance.set_agent(agent_.name());
+    deploy->delegate = "Deploy";
+    deploy->synthetic = true;
+    {
+      absl::MutexLock lock(&mu_);
+      running_[deploy->id] = deploy;
+    }
+    asio::post(dispatch_strand_, [this, deploy] { Launch(deploy); });
+  }
+  return absl::OkStatus();
+}
+
+void Core::RequestStop(int exit_code) {
+  absl::MutexLock lock(&mu_);
+  if (!stop_requested_) {
+    stop_requested_ = true;
+    exit_code_ = exit_code;
+  }
+}
+
+int Core::Wait() {
+  if (waited_) {
+    return waited_code_;
+  }
+  int code = 0;
+  {
+    absl::MutexLock lock(&mu_, absl::Condition(this, &Core::StopRequested));
+    code = exit_code_;
+  }
+  stopping_ = true;
+  if (listen_started_) {
+    listen_->Close(/*cancel=*/true);
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(this, &Core::ListenDone), absl::Seconds(5))) {
+      PERPER_LOG_ERROR(Logger::kSdk, "[agent={}] listen call did not end", agent_.name());
+    }
+  }
+  CancelAll();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(this, &Core::Idle), absl::Seconds(5))) {
+      PERPER_LOG_WARN(Logger::kSdk, "[agent={}] {} handlers still running at stop", agent_.name(),
+                      running_.size());
+    }
+  }
+  if (signals_ != nullptr) {
+    asio::post(io_, [this] { signals_->cancel(); });
+  }
+  work_.reset();
+  io_.stop();
+  for (auto& thread : threads_) {
+    thread.join();
+  }
+  threads_.clear();
+  waited_ = true;
+  waited_code_ = code;
+  return code;
+}
+
+void Core::CancelAll() {
+  std::vector<std::shared_ptr<ExecutionState>> running;
+  std::vector<std::shared_ptr<grpc::ClientContext>> calls;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, execution] : running_) {
+      running.push_back(execution);
+    }
+    for (auto& [id, call] : calls_) {
+      calls.push_back(call);
+    }
+  }
+  for (auto& execution : running) {
+    CancelExecution(execution);
+  }
+  for (auto& call : calls) {
+    call->TryCancel();
+  }
+}
+
+void CancelExecution(const std::shared_ptr<ExecutionState>& execution) {
+  asio::post(execution->strand, [execution] {
+    if (!execution->handler_returned) {
+      execution->cancelled = true;
+      execution->cancel.emit(asio::cancellation_type::terminal);
+    }
+  });
+}
+
+Strand Core::StrandOf(const std::string& instance) {
+  absl::MutexLock lock(&mu_);
+  auto it = strands_.find(instance);
+  if (it == strands_.end()) {
+    it = strands_.emplace(instance, asio::make_strand(io_)).first;
+  }
+  return it->second;
+}
+
+void Core::OnListenMessage(grpc2::ExecutionsListenResponse message) {
+  asio::post(dispatch_strand_, [this, message = std::move(message)] { HandleMessage(message); });
+}
+
+void Core::OnListenDone(const grpc::Status& status) {
+  bool fatal = false;
+  {
+    absl::MutexLock lock(&mu_);
+    listen_done_ = true;
+    fatal = !stop_requested_;
+  }
+  if (fatal) {
+    PERPER_LOG_ERROR(Logger::kSdk, "[agent={}] listen call ended: {} {}", agent_.name(),
+                     static_cast<int>(status.error_code()), status.error_message());
+    RequestStop(1);
+  }
+}
+
+void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
+  if (message.start_of_stream()) {
+    return;
+  }
+  const std::string& id = message.execution().execution();
+  if (message.deleted()) {
+    std::shared_ptr<ExecutionState> execution;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = running_.find(id);
+      if (it == running_.end() || it->second->synthetic) {
+        return;
+      }
+      execution = it->second;
+    }
+    PERPER_LOG_DEBUG(Logger::kSdk, "[agent={} exec={}] deleted: cancelling", agent_.name(), id);
+    execution->deleted = true;
+    CancelExecution(execution);
+    return;
+  }
+  if (stopping_) {
+    return;
+  }
+  bool duplicate = false;
+  {
+    absl::MutexLock lock(&mu_);
+    duplicate = running_.contains(id);
+  }
+  if (duplicate) {
+    // Delivered again while still running here: keep the running one, return the credit.
+    listen_->Grant(1);
+    return;
+  }
+  auto execution = std::make_shared<ExecutionState>(StrandOf(message.instance().instance()));
+  execution->id = id;
+  execution->instance = message.instance();
+  execution->delegate = message.delegate();
+  execution->arguments.assign(message.arguments().begin(), message.arguments().end());
+  {
+    absl::MutexLock lock(&mu_);
+    running_[id] = execution;
+  }
+  Launch(std::move(execution));
+}
+
+void Core::Launch(std::shared_ptr<ExecutionState> execution) {
+  auto slot = execution->cancel.slot();
+  auto strand = execution->strand;
+  asio::co_spawn(strand, Dispatch(this, execution),
+                 asio::bind_cancellation_slot(slot, [this, execution](std::exception_ptr error) {
+                   if (error) {
+                     // Dispatch catches every handler exception; this is an SDK failure.
+                     PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] dispatch failed",
+                                      agent_.name(), execution->id);
+                     Finished(execution);
+                   }
+                 }));
+}
+
+Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution) {
+  // Cancellation shows as statuses and operation_aborted, never as exceptions (style §4.3).
+  co_await asio::this_coro::throw_if_cancelled(false);
+  absl::StatusOr<Values> result;
+  {
+    Context context(core, execution);
+    const Agent::RawHandler* handler = core->agent_.find(execution->delegate);
+    if (handler == nullptr) {
+      if (execution->delegate == "Start" || execution->delegate == "Stop") {
+        result = Values{};  // the default constructor and destructor do nothing
+      } else {
+        result = absl::UnimplementedError(
+            absl::StrCat("agent ", core->agent_.name(), " has no delegate ", execution->delegate));
+      }
+    } else {
+      try {
+        result = co_await (*handler)(context, execution->arguments);
+      } catch (const std::exception& e) {
+        result = absl::UnknownError(e.what());
+      } catch (...) {
+        result =
+            absl::UnknownError("the handler threw an exception not derived from std::exception");
+      }
+    }
+  }
+  execution->handler_returned = true;
+  if (execution->synthetic) {
+    if (!result.ok()) {
+      PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] {} failed: {}", core->agent_.name(),
+                       execution->id, execution->delegate, result.status().ToString());
+    }
+  } else if (!execution->deleted && !(core->stopping() && execution->cancelled)) {
+    grpc2::ExecutionsCompleteRequest request;
+    request.mutable_execution()->set_execution(execution->id);
+    if (result.ok()) {
+      for (auto& value : *result) {
+        *request.add_results() = std::move(value);
+      }
+    } else {
+      request.mutable_error()->set_message(ErrorMessage(result.status()));
+    }
+    absl::Status status = co_await core->ExecutionsComplete(std::move(request));
+    if (!status.ok() && !absl::IsNotFound(status)) {
+      PERPER_LOG_WARN(Logger::kSdk, "[agent={} exec={}] complete failed: {}", core->agent_.name(),
+                      execution->id, status.ToString());
+    }
+  }
+  core->Finished(execution);
+}
+
+void Core::Finished(const std::shared_ptr<ExecutionState>& execution) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = running_.find(execution->id);
+    if (it != running_.end() && it->second == execution) {
+      running_.erase(it);
+    }
+  }
+  if (!execution->synthetic && !stopping_) {
+    listen_->Grant(1);
+  }
+}
+
+template <typename Request, typename Response, typename StartFn>
+Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
+  struct Call {
+    std::shared_ptr<grpc::ClientContext> context = std::make_shared<grpc::ClientContext>();
+    Request request;
+    Response response;
+    Oneshot<absl::StatusOr<Response>> done;
+  };
+  auto state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none) {
+    co_return absl::CancelledError("the calling execution was cancelled");
+  }
+  auto call = std::make_shared<Call>();
+  call->request = std::move(request);
+  uint64_t id = AddCall(call->context);
+  auto slot = state.slot();
+  if (slot.is_connected()) {
+    slot.assign([call](asio::cancellation_type) { call->context->TryCancel(); });
+  }
+  start(
+      call->context.get(), &call->request, &call->response, [this, call, id](grpc::Status status) {
+        absl::StatusOr<Response> result = status.ok()
+                                              ? absl::StatusOr<Response>(std::move(call->response))
+                                              : absl::StatusOr<Response>(FromGrpcStatus(status));
+        call->done.Set(std::move(result));
+        absl::MutexLock lock(&mu_);
+        calls_.erase(id);
+      });
+  auto result = co_await call->done.Wait();
+  if (slot.is_connected()) {
+    slot.clear();
+  }
+  co_return result;
+}
+
+Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesCall(
+    grpc2::ExecutionsCreateRequest request) {
+  return Unary<grpc2::ExecutionsCreateRequest, grpc2::ExecutionsGetResultResponse>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        instances_->async()->Call(context, req, resp, std::move(done));
+      });
+}
+
+Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesCreateAndStart(
+    grpc2::InstancesCreateAndStartRequest request) {
+  return Unary<grpc2::InstancesCreateAndStartRequest, grpc2::ExecutionsGetResultResponse>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        instances_->async()->CreateAndStart(context, req, resp, std::move(done));
+      });
+}
+
+Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesStopAndDelete(
+    grpc2::InstancesStopAndDeleteRequest request) {
+  return Unary<grpc2::InstancesStopAndDeleteRequest, grpc2::ExecutionsGetResultResponse>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        instances_->async()->StopAndDelete(context, req, resp, std::move(done));
+      });
+}
+
+Task<absl::Status> Core::ExecutionsComplete(grpc2::ExecutionsCompleteRequest request) {
+  auto result = co_await Unary<grpc2::ExecutionsCompleteRequest, google::protobuf::Empty>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        executions_->async()->Complete(context, req, resp, std::move(done));
+      });
+  co_return result.status();
+}
+
+Task<absl::StatusOr<grpc2::StatesDictionaryOperateResponse>> Core::DictionaryOperate(
+    grpc2::StatesDictionaryOperateRequest request) {
+  return Unary<grpc2::StatesDictionaryOperateRequest, grpc2::StatesDictionaryOperateResponse>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        dictionaries_->async()->Operate(context, req, resp, std::move(done));
+      });
+}
+
+uint64_t Core::AddCall(std::shared_ptr<grpc::ClientContext> context) {
+  absl::MutexLock lock(&mu_);
+  uint64_t id = next_call_++;
+  calls_[id] = std::move(context);
+  return id;
+}
+
+void Core::RemoveCall(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  calls_.erase(id);
+}
+
+Task<absl::Status> Core::StreamsCreate(grpc2::StreamsCreateRequest request) {
+  auto result = co_await Unary<grpc2::StreamsCreateRequest, google::protobuf::Empty>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        streams_->async()->Create(context, req, resp, std::move(done));
+      });
+  co_return result.status();
+}
+
+Task<absl::Status> Core::StreamsWriteItem(grpc2::StreamsWriteItemRequest request) {
+  auto result = co_await Unary<grpc2::StreamsWriteItemRequest, google::protobuf::Empty>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        streams_->async()->WriteItem(context, req, resp, std::move(done));
+      });
+  co_return result.status();
+}
+
+Task<absl::Status> Core::StreamsComplete(grpc2::StreamsCompleteRequest request) {
+  auto result = co_await Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        streams_->async()->Complete(context, req, resp, std::move(done));
+      });
+  co_return result.status();
+}
+
+Task<absl::Status> StreamWrite(Core* core, grpc2::model::PerperStream stream,
+                               google::protobuf::Any value) {
+  grpc2::StreamsWriteItemRequest request;
+  *request.mutable_stream() = std::move(stream);
+  request.set_auto_key(true);
+  *request.mutable_value() = std::move(value);
+  co_return co_await core->StreamsWriteItem(std::move(request));
+}
+
+Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream,
+                                  std::string error) {
+  grpc2::StreamsCompleteRequest request;
+  *request.mutable_stream() = std::move(stream);
+  if (!error.empty()) {
+    request.mutable_error()->set_message(std::move(error));
+  }
+  co_return co_await core->StreamsComplete(std::move(request));
+}
+
+// The ListenItems call of one reader. Backpressure: a read is outstanding only while fewer than
+// `capacity` items wait unread; Next restarts reading when it makes room. Keeps itself alive
+// until OnDone. Thread-safe.
+class ItemsReactor : public grpc::ClientReadReactor<grpc2::StreamsListenItemsResponse> {
+ public:
+  ItemsReactor(Core* core, std::size_t capacity) : core_(core), capacity_(capacity) {}
+
+  void Start(std::shared_ptr<ItemsReactor> self, grpc2::StreamsListenItemsRequest request) {
+    self_ = std::move(self);
+    request_ = std::move(request);
+    call_id_ = core_->AddCall(context_);
+    core_->streams()->async()->ListenItems(context_.get(), &request_, this);
+    // The hold keeps OnDone away while Next may still start a read (the queue is full and no
+    // read is outstanding); it is released once no read will start again.
+    AddHold();
+    reading_ = true;
+    StartRead(&response_);
+    StartCall();
+  }
+
+  // Ends the call; REQUIRES: Next is not called afterwards.
+  void Cancel() {
+    context_->TryCancel();
+    ReleaseHold();
+  }
+
+  // The next event; REQUIRES: no other Next is pending.
+  Task<StreamEvent> Next() {
+    auto waiter = std::make_shared<Oneshot<StreamEvent>>();
+    std::optional<StreamEvent> ready;
+    bool read = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!queue_.empty()) {
+        ready.emplace(std::move(queue_.front()));
+        queue_.pop_front();
+        read = !reading_ && !ended_;
+        reading_ = reading_ || read;
+      } else if (end_.has_value()) {
+        ready.emplace(StreamEvent{0, {}, end_});
+      } else {
+        waiter_ = waiter;
+      }
+    }
+    if (read) {
+      StartRead(&response_);
+    }
+    if (ready.has_value()) {
+      co_return *std::move(ready);
+    }
+    auto slot = (co_await asio::this_coro::cancellation_state).slot();
+    if (slot.is_connected()) {
+      slot.assign([context = context_](asio::cancellation_type) { context->TryCancel(); });
+    }
+    StreamEvent event = co_await waiter->Wait();
+    if (slot.is_connected()) {
+      slot.clear();
+    }
+    co_return event;
+  }
+
+  std::size_t max_queued() const {
+    absl::MutexLock lock(&mu_);
+    return max_queued_;
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+      }
+      ReleaseHold();
+      return;
+    }
+    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
+    response_.Clear();
+    std::shared_ptr<Oneshot<StreamEvent>> waiter;
+    bool read = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (waiter_ != nullptr) {
+        waiter = std::move(waiter_);
+        waiter_.reset();
+      } else {
+        queue_.push_back(std::move(event));
+        max_queued_ = std::max(max_queued_, queue_.size());
+      }
+      read = queue_.size() < capacity_;
+      reading_ = read;
+    }
+    if (waiter != nullptr) {
+      waiter->Set(std::move(event));
+    }
+    if (read) {
+      StartRead(&response_);
+    }
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<Oneshot<StreamEvent>> waiter;
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+      end_ = FromGrpcStatus(status);
+      waiter = std::move(waiter_);
+      waiter_.reset();
+    }
+    if (waiter != nullptr) {
+      waiter->Set(StreamEvent{0, {}, FromGrpcStatus(status)});
+    }
+    core_->RemoveCall(call_id_);
+    self_.reset();  // may delete this: nothing after
+  }
+
+ private:
+  void ReleaseHold() {
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+      if (hold_released_) {
+        return;
+      }
+      hold_released_ = true;
+    }
+    RemoveHold();
+  }
+
+  Core* const core_;
+  const std::size_t capacity_;
+  std::shared_ptr<grpc::ClientContext> context_ = std::make_shared<grpc::ClientContext>();
+  uint64_t call_id_ = 0;
+  grpc2::StreamsListenItemsRequest request_;
+  grpc2::StreamsListenItemsResponse response_;  // only touched by the read chain
+  std::shared_ptr<ItemsReactor> self_;
+  mutable absl::Mutex mu_;
+  std::deque<StreamEvent> queue_ ABSL_GUARDED_BY(mu_);
+  std::size_t max_queued_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // no further read may start
+  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> end_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Oneshot<StreamEvent>> waiter_ ABSL_GUARDED_BY(mu_);
+};
+
+ItemsReader::ItemsReader(Core* core, grpc2::model::PerperStream stream, std::string listener,
+                         std::size_t capacity)
+    : reactor_(std::make_shared<ItemsReactor>(core, capacity == 0 ? 1 : capacity)) {
+  grpc2::StreamsListenItemsRequest request;
+  request.set_start_from_latest(stream.start_key() == -1);
+  *request.mutable_stream() = std::move(stream);
+  request.set_listener_name(std::move(listener));
+  reactor_->Start(reactor_, std::move(request));
+}
+
+ItemsReader::~ItemsReader() { reactor_->Cancel(); }
+
+Task<StreamEvent> ItemsReader::Next() { return reactor_->Next(); }
+
+std::size_t ItemsReader::MaxQueuedForTest() const { return reactor_->max_queued(); }
+
+grpc2::StatesDictionaryOperateRequest OperateRequest(std::string dictionary,
+                                                     google::protobuf::Any key) {
+  grpc2::StatesDictionaryOperateRequest request;
+  request.mutable_dictionary()->set_dictionary(std::move(dictionary));
+  *request.mutable_key() = std::move(key);
+  return request;
+}
+
+Task<absl::StatusOr<google::protobuf::Any>> DictionaryGet(Core* core, std::string dictionary,
+                                                          google::protobuf::Any key) {
+  auto request = OperateRequest(std::move(dictionary), std::move(key));
+  request.set_get_existing_value(true);
+  auto response = co_await core->DictionaryOperate(std::move(request));
+  if (!response.ok()) {
+    co_return response.status();
+  }
+  co_return std::move(*response->mutable_previous_value());
+}
+
+Task<absl::Status> DictionarySet(Core* core, std::string dictionary, google::protobuf::Any key,
+                                 google::protobuf::Any value) {
+  auto request = OperateRequest(std::move(dictionary), std::move(key));
+  request.set_set_new_value(true);
+  *request.mutable_new_value() = std::move(value);
+  auto response = co_await core->DictionaryOperate(std::move(request));
+  co_return response.status();
+}
+
+Task<absl::StatusOr<bool>> DictionaryRemove(Core* core, std::string dictionary,
+                                            google::protobuf::Any key) {
+  auto request = OperateRequest(std::move(dictionary), std::move(key));
+  request.set_set_new_value(true);
+  auto response = co_await core->DictionaryOperate(std::move(request));
+  if (!response.ok()) {
+    co_return response.status();
+  }
+  co_return response->operation_successful();
+}
+
+// Turns a finished call's response into results or a status.
+absl::StatusOr<Values> ReadResponse(const std::string& what,
+                                    absl::StatusOr<grpc2::ExecutionsGetResultResponse> response) {
+  if (!response.ok()) {
+    return response.status();
+  }
+  if (!response->error().message().empty()) {
+    return absl::UnknownError(absl::StrCat(what, " failed: ", response->error().message()));
+  }
+  if (response->deleted()) {
+    return absl::AbortedError(absl::StrCat(what, " was deleted before it completed"));
+  }
+  return Values(response->results().begin(), response->results().end());
+}
+
+Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
+                                     std::string delegate, Values arguments) {
+  grpc2::ExecutionsCreateRequest request;
+  std::string id = absl::StrCat(delegate, "-", NewUuid());
+  request.mutable_execution()->set_execution(id);
+  *request.mutable_instance() = instance;
+  request.set_delegate(delegate);
+  for (auto& argument : arguments) {
+    *request.add_arguments() = std::move(argument);
+  }
+  auto response = co_await core->InstancesCall(std::move(request));
+  co_return ReadResponse(absl::StrCat(instance.agent(), ".", delegate, " (execution ", id, ")"),
+                         std::move(response));
+}
+
+}  // namespace internal
+
+Context::Context(internal::Core* core, std::shared_ptr<internal::ExecutionState> execution)
+    : core_(core), execution_(std::move(execution)) {}
+Context::~Context() = default;
+
+const model::PerperInstance& Context::instance() const { return execution_->instance; }
+const std::string& Context::execution() const { return execution_->id; }
+const std::string& Context::delegate() const { return execution_->delegate; }
+bool Context::cancelled() const { return execution_->cancelled || core_->stopping(); }
+
+Instance Context::agent(std::string agent, std::string instance_id) const {
+  model::PerperInstance instance;
+  instance.set_agent(std::move(agent));
+  instance.set_instance(std::move(instance_id));
+  return Instance(core_, std::move(instance));
+}
+
+void Context::stop_process(int exit_code) const { core_->RequestStop(exit_code); }
+
+Task<absl::StatusOr<Stream>> Context::blank_stream(bool ephemeral) const {
+  internal::Core* core = core_;
+  grpc2::StreamsCreateRequest request;
+  request.mutable_stream()->set_stream(absl::StrCat("-", internal::NewUuid()));
+  request.mutable_stream()->set_start_key(0);
+  request.set_ephemeral(ephemeral);
+  grpc2::model::PerperStream model = request.stream();
+  absl::Status created = co_await core->StreamsCreate(std::move(request));
+  if (!created.ok()) {
+    co_return created;
+  }
+  co_return Stream(core, std::move(model));
+}
+
+Task<absl::StatusOr<Instance>> Context::StartAgentRaw(std::string agent_type,
+                                                      internal::Values args) const {
+  internal::Core* core = core_;
+  grpc2::InstancesCreateAndStartRequest request;
+  request.mutable_instance()->set_instance(absl::StrCat("Run-", internal::NewUuid()));
+  request.mutable_instance()->set_agent(agent_type);
+  if (!execution_->synthetic) {
+    *request.mutable_parent() = execution_->instance;
+  }
+  for (auto& arg : args) {
+    *request.add_arguments() = std::move(arg);
+  }
+  model::PerperInstance created = request.instance();
+  auto response = co_await core->InstancesCreateAndStart(std::move(request));
+  auto results = internal::ReadResponse(
+      absl::StrCat("Start of ", created.agent(), " ", created.instance()), std::move(response));
+  if (!results.ok()) {
+    co_return results.status();
+  }
+  co_return Instance(core, std::move(created));
+}
+
+Task<absl::Status> Instance::destroy() const { return internal::DestroyInstance(core_, model_); }
+
+namespace internal {
+
+Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance) {
+  grpc2::InstancesStopAndDeleteRequest request;
+  *request.mutable_instance() = instance;
+  auto response = co_await core->InstancesStopAndDelete(std::move(request));
+  co_return ReadResponse(absl::StrCat("Stop of ", instance.agent(), " ", instance.instance()),
+                         std::move(response))
+      .status();
+}
+
+}  // namespace internal
+
+absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
+  RunOptions options;
+  if (const char* value = std::getenv("X_PERPER_AGENT");
+      value != nullptr && *value != '\0' && std::string_view(value) != agent) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "X_PERPER_AGENT is ", value, " but this process serves agent ", std::string(agent)));
+  }
+  if (const char* value = std::getenv("PERPER_FABRIC_ENDPOINT"); value != nullptr && *value) {
+    options.fabric_endpoint = value;
+  }
+  if (const char* value = std::getenv("X_PERPER_INSTANCE"); value != nullptr) {
+    options.instance = value;
+  }
+  if (const char* value = std::getenv("PERPER_WORKGROUP"); value != nullptr) {
+    options.workgroup = value;
+  }
+  if (const char* value = std::getenv("PERPER_CONCURRENCY"); value != nullptr && *value) {
+    if (!absl::SimpleAtoi(value, &options.concurrency) || options.concurrency == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("PERPER_CONCURRENCY must be a positive integer, got '", value, "'"));
+    }
+  }
+  if (const char* value = std::getenv("PERPER_THREADS"); value != nullptr && *value) {
+    if (!absl::SimpleAtoi(value, &options.threads) || options.threads <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("PERPER_THREADS must be a positive integer, got '", value, "'"));
+    }
+  }
+  return options;
+}
+
+Runtime::Runtime(const Agent& agent, RunOptions options)
+    : core_(std::make_unique<internal::Core>(agent, std::move(options))) {}
+Runtime::~Runtime() = default;
+absl::Status Runtime::Start() { return core_->Start(); }
+void Runtime::RequestStop(int exit_code) { core_->RequestStop(exit_code); }
+int Runtime::Wait() { return core_->Wait(); }
+
+int Run(const Agent& app) {
+  auto options = RunOptions::FromEnvironment(app.name());
+  if (!options.ok()) {
+    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), options.status().ToString().c_str());
+    return 2;
+  }
+  return Run(app, *std::move(options));
+}
+
+int Run(const Agent& app, RunOptions options) {
+  options.handle_signals = true;
+  Runtime runtime(app, std::move(options));
+  if (absl::Status status = runtime.Start(); !status.ok()) {
+    std::fprintf(stderr, "%s: %s\n", app.name().c_str(), status.ToString().c_str());
+    return 2;
+  }
+  return runtime.Wait();
+}
+
+}  // namespace perper

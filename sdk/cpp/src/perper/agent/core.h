@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: MIT
+// Internals of the agent runtime: the connection to the Fabric, the listen call, running
+// executions. Not part of the public API.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include <asio/cancellation_signal.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/strand.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include "perper/agent/agent.h"
+#include "perper/grpc2/executions.grpc.pb.h"
+#include "perper/grpc2/instances.grpc.pb.h"
+#include "perper/grpc2/states.grpc.pb.h"
+#include "perper/grpc2/streams.grpc.pb.h"
+
+namespace perper::internal {
+
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// One execution being handled (or Deploy, which is synthetic: not in the Fabric). Shared by the
+// dispatch coroutine, its Context and the runtime's table of running executions.
+// `cancel` is only touched on `strand`; `cancelled` and `deleted` from any thread.
+struct ExecutionState {
+  ExecutionState(Strand s) : strand(std::move(s)) {}
+  std::string id;
+  model::PerperInstance instance;
+  std::string delegate;
+  Values arguments;
+  bool synthetic = false;
+  Strand strand;
+  asio::cancellation_signal cancel;
+  std::atomic<bool> cancelled{false};
+  std::atomic<bool> deleted{false};
+  // The handler has returned (only touched on `strand`): cancelling now would only cancel the
+  // Complete call, whose result the caller may already have.
+  bool handler_returned = false;
+};
+
+// Emits the terminal cancellation on `execution`'s strand, unless its handler has returned.
+void CancelExecution(const std::shared_ptr<ExecutionState>& execution);
+
+class ListenReactor;
+class Core;
+
+// FabricInstances.StopAndDelete of `instance`; a failed Stop is UNKNOWN with its message.
+Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance);
+
+// Everything a running agent process shares: the gRPC channel and stubs, the io_context and
+// its threads, the table of running executions, the stop state. Owned by Runtime; coroutines
+// hold a raw pointer, valid until Runtime::Wait has stopped every thread.
+// Thread-safe as annotated.
+class Core {
+ public:
+  Core(const Agent& agent, RunOptions options);
+  ~Core();
+
+  absl::Status Start();
+  void RequestStop(int exit_code);
+  int Wait();
+
+  // Unary calls to the Fabric, resumed on the awaiting coroutine's executor. Cancelling the
+  // awaiting coroutine cancels the RPC.
+  Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesCall(
+      grpc2::ExecutionsCreateRequest request);
+  Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesCreateAndStart(
+      grpc2::InstancesCreateAndStartRequest request);
+  Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesStopAndDelete(
+      grpc2::InstancesStopAndDeleteRequest request);
+  Task<absl::Status> ExecutionsComplete(grpc2::ExecutionsCompleteRequest request);
+  Task<absl::StatusOr<grpc2::StatesDictionaryOperateResponse>> DictionaryOperate(
+      grpc2::StatesDictionaryOperateRequest request);
+  Task<absl::Status> StreamsCreate(grpc2::StreamsCreateRequest request);
+  Task<absl::Status> StreamsWriteItem(grpc2::StreamsWriteItemRequest request);
+  Task<absl::Status> StreamsComplete(grpc2::StreamsCompleteRequest request);
+  grpc2::FabricStreams::Stub* streams() { return streams_.get(); }
+
+  // Registers a streaming call's context, so that stopping cancels it and waits for it.
+  uint64_t AddCall(std::shared_ptr<grpc::ClientContext> context);
+  void RemoveCall(uint64_t id);
+
+  bool stopping() const { return stopping_.load(); }
+  const Agent& agent() const { return agent_; }
+
+  // Called by the listen reactor, on a gRPC thread.
+  void OnListenMessage(grpc2::ExecutionsListenResponse message);
+  void OnListenDone(const grpc::Status& status);
+
+ private:
+  template <typename Request, typename Response, typename StartFn>
+  Task<absl::StatusOr<Response>> Unary(Request request, StartFn start);
+  bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return running_.empty() && calls_.empty(); }
+  bool StopRequested() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_requested_; }
+  bool ListenDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return listen_done_; }
+
+  Strand StrandOf(const std::string& instance);
+  void HandleMessage(const grpc2::ExecutionsListenResponse& message);  // on dispatch_strand_
+  void Launch(std::shared_ptr<ExecutionState> execution);
+  void Finished(const std::shared_ptr<ExecutionState>& execution);
+  static Task<void> Dispatch(Core* core, std::shared_ptr<ExecutionState> execution);
+  void CancelAll();
+
+  const Agent& agent_;
+  const RunOptions options_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  Strand dispatch_strand_;
+  std::unique_ptr<asio::signal_set> signals_;
+  std::vector<std::thread> threads_;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<grpc2::FabricExecutions::Stub> executions_;
+  std::unique_ptr<grpc2::FabricInstances::Stub> instances_;
+  std::unique_ptr<grpc2::FabricStatesDictionary::Stub> dictionaries_;
+  std::unique_ptr<grpc2::FabricStreams::Stub> streams_;
+  std::unique_ptr<ListenReactor> listen_;
+
+  std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<ExecutionState>> running_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Strand> strands_ ABSL_GUARDED_BY(mu_);
+  // Unary calls in flight, so that stopping can cancel them and wait for their callbacks.
+  uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> calls_ ABSL_GUARDED_BY(mu_);
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  int exit_code_ ABSL_GUARDED_BY(mu_) = 0;
+  bool listen_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool listen_started_ = false;
+  bool waited_ = false;
+  int waited_code_ = 0;
+};
+
+}  // namespace perper::internal
