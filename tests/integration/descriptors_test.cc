@@ -94,8 +94,10 @@ TEST_P(DescriptorsTest, BadRequests) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_P(DescriptorsTest, SurvivesRestart) {
-  if (GetParam() == "memory") GTEST_SKIP() << "memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class DescriptorsDurabilityTest : public DescriptorsTest {};
+
+TEST_P(DescriptorsDurabilityTest, SurvivesRestart) {
   FabricProtobufDescriptorsRegisterRequest request;
   request.set_type_url("x/demo.Point");
   *request.mutable_type() = PointType();
@@ -121,6 +123,8 @@ TEST_P(DescriptorsTest, DescriptorsOverTheLimitAreRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DescriptorsTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, DescriptorsDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

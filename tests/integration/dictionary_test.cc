@@ -298,8 +298,10 @@ TEST_P(DictionaryTest, DeleteWithAndWithoutKeepCache) {
   EXPECT_EQ(Delete("", false).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_P(DictionaryTest, SurvivesRestart) {
-  if (GetParam() == "memory") GTEST_SKIP() << "memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class DictionaryDurabilityTest : public DictionaryTest {};
+
+TEST_P(DictionaryDurabilityTest, SurvivesRestart) {
   Op(StringValue("a"), false, true, false, Int64Value(1));
   Op(StringValue("b"), false, true, false, Int64Value(2));
   Op(StringValue("a"), false, true, true, Int64Value(10), Int64Value(1));
@@ -332,6 +334,8 @@ TEST_P(DictionaryTest, ValuesOverTheLimitAreRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DictionaryTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, DictionaryDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

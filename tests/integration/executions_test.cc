@@ -43,9 +43,8 @@ class ExecutionsTest : public FabricTest {
 
   // Blocks until a GetResult waiter for `id` is subscribed (the hub counts subscriptions).
   void WaitForWaiters(size_t baseline, size_t count) {
-    ASSERT_TRUE(WaitFor([&] {
-      return fabric().server().hub().SubscriptionCountForTest() >= baseline + count;
-    }));
+    ASSERT_TRUE(WaitFor(
+        [&] { return fabric().server().hub().SubscriptionCountForTest() >= baseline + count; }));
   }
 };
 
@@ -53,8 +52,8 @@ class ExecutionsTest : public FabricTest {
 
 TEST_P(ExecutionsTest, CreatedExecutionIsStoredWithItsArguments) {
   auto stub = Executions();
-  ASSERT_TRUE(CreateExecution(*stub, "e1", "ag", "in", "Do", {Int64Value(7), StringValue("x")})
-                  .ok());
+  ASSERT_TRUE(
+      CreateExecution(*stub, "e1", "ag", "in", "Do", {Int64Value(7), StringValue("x")}).ok());
   ListenCall listen(*stub, "ag");
   grpc2::ExecutionsListenResponse response;
   ASSERT_TRUE(listen.Read(&response));
@@ -109,8 +108,8 @@ TEST_P(ExecutionsTest, OversizedArgumentsAndResultsAreResourceExhausted) {
   EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(big.error_message(), HasSubstr("1024"));
   EXPECT_THAT(big.error_message(), HasSubstr("arguments[1]"));
-  ASSERT_TRUE(CreateExecution(*stub, "e1", "ag", "in", "Do", {BytesValue(std::string(900, 'x'))})
-                  .ok());
+  ASSERT_TRUE(
+      CreateExecution(*stub, "e1", "ag", "in", "Do", {BytesValue(std::string(900, 'x'))}).ok());
   grpc::Status big_result = CompleteExecution(*stub, "e1", {BytesValue(std::string(2000, 'x'))});
   EXPECT_EQ(big_result.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(big_result.error_message(), HasSubstr("results[0]"));
@@ -190,7 +189,7 @@ TEST_P(ExecutionsTest, ListenNeverSendsAnIdTwiceButDoesAfterRecreation) {
   ASSERT_TRUE(listen.Read(&first));
   ASSERT_EQ(first.execution().execution(), "e1");
   ASSERT_TRUE(CreateExecution(*stub, "e1", "ag", "in", "Do").ok());  // Identical retry.
-  ASSERT_TRUE(CompleteExecution(*stub, "e1").ok());                 // Not signalled.
+  ASSERT_TRUE(CompleteExecution(*stub, "e1").ok());                  // Not signalled.
   ASSERT_TRUE(DeleteExecution(*stub, "e1").ok());
   ASSERT_TRUE(CreateExecution(*stub, "e1", "ag", "in", "Do").ok());
   ASSERT_TRUE(CreateExecution(*stub, "sentinel", "ag", "in", "Do").ok());
@@ -214,7 +213,8 @@ TEST_P(ExecutionsTest, ListenLosesNothingCreatedDuringTheInitialScan) {
       ASSERT_TRUE(CreateExecution(*writer_stub, "e" + std::to_string(i), "ag", "in", "Do").ok());
     }
   });
-  while (!go) std::this_thread::yield();
+  while (!go)
+    std::this_thread::yield();
   ListenCall listen(*stub, "ag");
   std::set<std::string> got;
   int starts = 0;
@@ -394,8 +394,8 @@ TEST_P(ExecutionsTest, ManyWaitersParkNoThreadAndAllGetTheirResult) {
     ASSERT_EQ(waiters[i]->response.results_size(), 1);
     EXPECT_EQ(IntOf(waiters[i]->response.results(0)), i);
   }
-  EXPECT_TRUE(WaitFor(
-      [&] { return fabric().server().hub().SubscriptionCountForTest() == baseline; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return fabric().server().hub().SubscriptionCountForTest() == baseline; }));
 }
 
 TEST_P(ExecutionsTest, CancelledGetResultLeavesNoSubscription) {
@@ -408,8 +408,8 @@ TEST_P(ExecutionsTest, CancelledGetResultLeavesNoSubscription) {
   grpc::Status status =
       stub->GetResult(Context(std::chrono::milliseconds(200)).get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_TRUE(WaitFor(
-      [&] { return fabric().server().hub().SubscriptionCountForTest() == baseline; }));
+  EXPECT_TRUE(
+      WaitFor([&] { return fabric().server().hub().SubscriptionCountForTest() == baseline; }));
 }
 
 // --- Delete ---------------------------------------------------------------------------------
@@ -442,8 +442,10 @@ TEST_P(ExecutionsTest, DeletingAnUnfinishedProducerFailsItsStream) {
 
 // --- Durability -----------------------------------------------------------------------------
 
-TEST_P(ExecutionsTest, ExecutionsAndResultsSurviveARestart) {
-  if (GetParam() == "memory") GTEST_SKIP() << "the memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class ExecutionsDurabilityTest : public ExecutionsTest {};
+
+TEST_P(ExecutionsDurabilityTest, ExecutionsAndResultsSurviveARestart) {
   auto stub = Executions();
   ASSERT_TRUE(CreateExecution(*stub, "open", "ag", "in", "Do", {Int64Value(1)}).ok());
   ASSERT_TRUE(CreateExecution(*stub, "done", "ag", "in", "Do").ok());
@@ -461,6 +463,8 @@ TEST_P(ExecutionsTest, ExecutionsAndResultsSurviveARestart) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ExecutionsTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, ExecutionsDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

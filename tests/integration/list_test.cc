@@ -294,8 +294,10 @@ TEST_P(ListTest, DeleteWithAndWithoutKeepCache) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_P(ListTest, SurvivesRestart) {
-  if (GetParam() == "memory") GTEST_SKIP() << "memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class ListDurabilityTest : public ListTest {};
+
+TEST_P(ListDurabilityTest, SurvivesRestart) {
   PushBack({1, 2, 3});
   PushFront({0});
   auto request = Request();
@@ -333,6 +335,8 @@ TEST_P(ListTest, ValuesOverTheLimitAreRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ListTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, ListDurabilityTest, ::testing::Values(std::string("rocksdb")),
+                         BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -315,8 +315,10 @@ TEST_P(StreamsTest, WaitForListenerEndsWithNotFoundWhenTheStreamIsDeleted) {
   EXPECT_THAT(Message(waited), HasSubstr("stream s was deleted"));
 }
 
-TEST_P(StreamsTest, ItemsListenersAndCompletionSurviveARestart) {
-  if (GetParam() == "memory") GTEST_SKIP() << "memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class StreamsDurabilityTest : public StreamsTest {};
+
+TEST_P(StreamsDurabilityTest, ItemsListenersAndCompletionSurviveARestart) {
   auto stub = Streams();
   ASSERT_TRUE(CreateStream(*stub, "s", false, 1).ok());
   ASSERT_TRUE(WriteKeys(*stub, "s", {0, 1, 2, 3}).ok());
@@ -345,6 +347,8 @@ TEST_P(StreamsTest, ItemsListenersAndCompletionSurviveARestart) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StreamsTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, StreamsDurabilityTest, ::testing::Values(std::string("rocksdb")),
+                         BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -19,8 +19,10 @@ TEST_P(DescriptorStoreTest, RegisterGetReplace) {
   EXPECT_EQ(descriptors.RegisterDescriptor("", "x").code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_P(DescriptorStoreTest, SurvivesReopen) {
-  if (!IsDurable()) GTEST_SKIP() << "memory backend";
+// Restart and reopen tests need a durable backend.
+class DescriptorStoreDurabilityTest : public DescriptorStoreTest {};
+
+TEST_P(DescriptorStoreDurabilityTest, SurvivesReopen) {
   std::string bytes("\x00\x01\x02\xff", 4);
   ASSERT_TRUE(store().descriptors().RegisterDescriptor("x/one", "first").ok());
   ASSERT_TRUE(store().descriptors().RegisterDescriptor("x/one", bytes).ok());
@@ -31,6 +33,8 @@ TEST_P(DescriptorStoreTest, SurvivesReopen) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DescriptorStoreTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, DescriptorStoreDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

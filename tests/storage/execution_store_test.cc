@@ -17,8 +17,7 @@ using storage::ExecutionRecord;
 using ::testing::ElementsAre;
 
 ExecutionRecord Record(const std::string& id, const std::string& agent = "agent",
-                       const std::string& instance = "inst",
-                       const std::string& delegate = "Do",
+                       const std::string& instance = "inst", const std::string& delegate = "Do",
                        std::vector<std::string> arguments = {"a1", "a2"}) {
   ExecutionRecord record;
   record.execution = id;
@@ -31,7 +30,8 @@ ExecutionRecord Record(const std::string& id, const std::string& agent = "agent"
 
 std::vector<std::string> Ids(const std::vector<ExecutionRecord>& records) {
   std::vector<std::string> ids;
-  for (const auto& r : records) ids.push_back(r.execution);
+  for (const auto& r : records)
+    ids.push_back(r.execution);
   return ids;
 }
 
@@ -202,8 +202,10 @@ TEST_P(ExecutionStoreTest, RecreatedIdGetsALaterSequence) {
   EXPECT_GT(s.GetExecution("e1")->sequence, first);
 }
 
-TEST_P(ExecutionStoreTest, CreatedCompletedAndDeletedSurviveReopen) {
-  if (!IsDurable()) GTEST_SKIP() << "the memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class ExecutionStoreDurabilityTest : public ExecutionStoreTest {};
+
+TEST_P(ExecutionStoreDurabilityTest, CreatedCompletedAndDeletedSurviveReopen) {
   auto& s = store().executions();
   ASSERT_TRUE(s.CreateExecution(Record("open", "ag", "in", "de", {"x", ""})).ok());
   ASSERT_TRUE(s.CreateExecution(Record("done")).ok());
@@ -234,8 +236,7 @@ TEST_P(ExecutionStoreTest, CreatedCompletedAndDeletedSurviveReopen) {
             absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_P(ExecutionStoreTest, CreationOrderContinuesAfterReopen) {
-  if (!IsDurable()) GTEST_SKIP() << "the memory backend is not durable";
+TEST_P(ExecutionStoreDurabilityTest, CreationOrderContinuesAfterReopen) {
   auto& s = store().executions();
   ASSERT_TRUE(s.CreateExecution(Record("c")).ok());
   ASSERT_TRUE(s.CreateExecution(Record("a")).ok());
@@ -246,8 +247,7 @@ TEST_P(ExecutionStoreTest, CreationOrderContinuesAfterReopen) {
   EXPECT_GT(r.GetExecution("b")->sequence, r.GetExecution("a")->sequence);
 }
 
-TEST_P(ExecutionStoreTest, ReservationsAreNotDurable) {
-  if (!IsDurable()) GTEST_SKIP() << "the memory backend is not durable";
+TEST_P(ExecutionStoreDurabilityTest, ReservationsAreNotDurable) {
   auto& s = store().executions();
   ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
   ASSERT_TRUE(s.TryReserve("e1", "w", "h1").value());
@@ -258,6 +258,8 @@ TEST_P(ExecutionStoreTest, ReservationsAreNotDurable) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, ExecutionStoreDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -171,8 +171,10 @@ TEST_P(StateStoreTest, DictionaryListsInKeyOrderAndDeletes) {
   EXPECT_EQ(states().CountDictionary("d"), 1u);
 }
 
-TEST_P(StateStoreTest, DictionarySurvivesReopen) {
-  if (!IsDurable()) GTEST_SKIP() << "memory backend";
+// Restart and reopen tests need a durable backend.
+class StateStoreDurabilityTest : public StateStoreTest {};
+
+TEST_P(StateStoreDurabilityTest, DictionarySurvivesReopen) {
   Op(false, true, false, S("a"), V(1));
   Op(false, true, false, S("b"), V(2));
   Op(false, true, false, S("c"), V(3));
@@ -415,8 +417,7 @@ TEST_P(StateStoreTest, RandomListOperationsMatchModelAndSurviveReopen) {
   }
 }
 
-TEST_P(StateStoreTest, ListSurvivesReopen) {
-  if (!IsDurable()) GTEST_SKIP() << "memory backend";
+TEST_P(StateStoreDurabilityTest, ListSurvivesReopen) {
   ListOp(Location::kAtBack, 0, 0, false, false, {V(1), V(2), V(3)});
   ListOp(Location::kAtFront, 0, 0, false, false, {V(0)});
   ListOp(Location::kIndex, 2, 0, false, false, {V(9)});
@@ -438,6 +439,8 @@ TEST_P(StateStoreTest, ListSurvivesReopen) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StateStoreTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, StateStoreDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

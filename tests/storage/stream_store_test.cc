@@ -194,8 +194,10 @@ TEST_P(StreamStoreTest, CompletionStopsWritesAndCannotRepeat) {
             absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_P(StreamStoreTest, ReopenKeepsItemsListenersCompletionAndOptions) {
-  if (!IsDurable()) GTEST_SKIP() << "memory backend is not durable";
+// Restart and reopen tests need a durable backend.
+class StreamStoreDurabilityTest : public StreamStoreTest {};
+
+TEST_P(StreamStoreDurabilityTest, ReopenKeepsItemsListenersCompletionAndOptions) {
   Create("p", false, 3);
   Write("p", {0, 3, 6});
   ASSERT_TRUE(streams().RegisterListener("p", "durable", 3, false).ok());
@@ -333,8 +335,7 @@ TEST_P(StreamStoreTest, ExplicitKeysAtOrBelowTheCollectedFloorAreRefused) {
   }
 }
 
-TEST_P(StreamStoreTest, TransientListenersAreNotDurable) {
-  if (!IsDurable()) GTEST_SKIP() << "memory backend is not durable";
+TEST_P(StreamStoreDurabilityTest, TransientListenersAreNotDurable) {
   Create("s", true);
   ASSERT_TRUE(streams().RegisterListener("s", "t", 0, true).ok());
   ASSERT_TRUE(streams().MoveListener("s", "t", 4).ok());
@@ -425,6 +426,8 @@ TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StreamStoreTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, StreamStoreDurabilityTest,
+                         ::testing::Values(std::string("rocksdb")), BackendName);
 
 }  // namespace
 }  // namespace perper::testing
