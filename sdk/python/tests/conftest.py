@@ -24,11 +24,12 @@ from perper import _ambient  # noqa: E402
 def fabric_binary() -> str:
     binary = os.environ.get("PERPER_FABRIC_BINARY")
     if not binary:
-        for candidate in ("build-python", "build"):
+        for candidate in ("build", "build-python"):
             path = REPO / candidate / "apps" / "perper-fabric"
             if path.exists():
                 return str(path)
-        pytest.skip("PERPER_FABRIC_BINARY is not set and no built perper-fabric was found")
+        pytest.fail("PERPER_FABRIC_BINARY is not set and no built perper-fabric was found; "
+                    "build it first (scripts/build.sh)")
     return binary
 
 
