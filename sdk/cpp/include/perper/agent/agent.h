@@ -95,27 +95,17 @@ absl::StatusOr<Values> PackResult(R result) {
 
 template <typename Tuple, std::size_t... I>
 absl::Status UnpackArguments(const std::string& delegate, const Values& values, Tuple& out,
-                             std::index_sequence<I...>) {
+                             std::index_sequence<I...> indices) {
   if (values.size() > sizeof...(I)) {
     return absl::InvalidArgumentError(absl::StrCat("delegate ", delegate, " takes ", sizeof...(I),
                                                    " arguments, got ", values.size()));
   }
-  absl::Status status;
-  [[maybe_unused]] auto one = [&](auto& slot, std::size_t index) {
-    if (!status.ok()) {
-      return;
-    }
-    auto value = FromAny<std::decay_t<decltype(slot)>>(
-        index < values.size() ? values[index] : google::protobuf::Any());
-    if (!value.ok()) {
-      status = absl::InvalidArgumentError(absl::StrCat("argument ", index, " of delegate ",
-                                                       delegate, ": ", value.status().message()));
-      return;
-    }
-    slot = *std::move(value);
-  };
-  (one(std::get<I>(out), I), ...);
-  return status;
+  return ReadValuesInto(
+      values, out,
+      [&](std::size_t index) {
+        return absl::StrCat("argument ", index, " of delegate ", delegate);
+      },
+      indices);
 }
 
 // Runs a typed handler on raw arguments. A named coroutine taking everything by value, so no

@@ -55,10 +55,11 @@ Task<absl::StatusOr<std::vector<google::protobuf::Any>>> CallRaw(
     Core* core, model::PerperInstance instance, std::string delegate,
     std::vector<google::protobuf::Any> arguments);
 
-template <typename Tuple, std::size_t... I>
-absl::StatusOr<Tuple> UnpackTuple(const std::vector<google::protobuf::Any>& values,
-                                  std::index_sequence<I...>) {
-  Tuple out;
+// Reads values[i] into element i of `out`; a missing value reads as null. A mismatch is
+// INVALID_ARGUMENT "<describe(i)>: <reason>". Shared by handler arguments and call results.
+template <typename Tuple, typename Describe, std::size_t... I>
+absl::Status ReadValuesInto(const std::vector<google::protobuf::Any>& values, Tuple& out,
+                            const Describe& describe, std::index_sequence<I...>) {
   absl::Status status;
   [[maybe_unused]] auto one = [&](auto& slot, std::size_t index) {
     if (!status.ok()) {
@@ -67,13 +68,22 @@ absl::StatusOr<Tuple> UnpackTuple(const std::vector<google::protobuf::Any>& valu
     auto value = FromAny<std::decay_t<decltype(slot)>>(
         index < values.size() ? values[index] : google::protobuf::Any());
     if (!value.ok()) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("result ", index, ": ", value.status().message()));
+      status =
+          absl::InvalidArgumentError(absl::StrCat(describe(index), ": ", value.status().message()));
       return;
     }
     slot = *std::move(value);
   };
   (one(std::get<I>(out), I), ...);
+  return status;
+}
+
+template <typename Tuple, std::size_t... I>
+absl::StatusOr<Tuple> UnpackTuple(const std::vector<google::protobuf::Any>& values,
+                                  std::index_sequence<I...> indices) {
+  Tuple out;
+  absl::Status status = ReadValuesInto(
+      values, out, [](std::size_t index) { return absl::StrCat("result ", index); }, indices);
   if (!status.ok()) {
     return status;
   }
