@@ -110,7 +110,8 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
   app.add_option("--address-file", flags.address_file,
                  "Write the bound address to this file once listening [env PERPER_ADDRESS_FILE]");
   app.add_option("--max-value-size", flags.max_value_size,
-                 "Largest value accepted, in bytes [env PERPER_MAX_VALUE_SIZE, default 16777216]");
+                 "Largest value accepted (a serialized Any), in bytes; the default fits a 16 MiB "
+                 "payload [env PERPER_MAX_VALUE_SIZE, default 17825792]");
   app.add_option("--sync", flags.sync,
                  "rocksdb: fsync each acknowledged write (false survives process crashes but "
                  "not power loss) [env PERPER_SYNC, default true]");

@@ -15,8 +15,9 @@
 namespace perper::fabric {
 
 struct FabricLimits {
-  // The largest value (argument, result, item, state value) accepted, in bytes of its Any.
-  size_t max_value_bytes = 16 * 1024 * 1024;
+  // The largest value (argument, result, item, state value) accepted, in bytes of its serialized
+  // Any. The default leaves room for a 16 MiB payload with its type URL and wrapper.
+  size_t max_value_bytes = 17 * 1024 * 1024;
 };
 
 // Borrowed pointers; the FabricServer owns what they point to and outlives its services.
