@@ -26,14 +26,6 @@ namespace perper {
 namespace internal {
 namespace {
 
-std::string NewUuid() {
-  thread_local std::mt19937_64 random(std::random_device{}());
-  uint64_t a = random();
-  uint64_t b = random();
-  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
-                         b >> 48, b & 0xffffffffffffULL);
-}
-
 // The error message an execution is completed with: never empty, since an empty message means
 // success on the wire.
 std::string ErrorMessage(const absl::Status& status) {
@@ -44,6 +36,14 @@ std::string ErrorMessage(const absl::Status& status) {
 }
 
 }  // namespace
+
+std::string NewUuid() {
+  thread_local std::mt19937_64 random(std::random_device{}());
+  uint64_t a = random();
+  uint64_t b = random();
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
+                         b >> 48, b & 0xffffffffffffULL);
+}
 
 // The ListenAndReserve call of a process. Thin reactions: a received message is handed to Core
 // (which posts it to its dispatch strand) and the next read starts; only one read and one write
@@ -194,6 +194,7 @@ absl::Status Core::Start() {
   executions_ = grpc2::FabricExecutions::NewStub(channel_);
   instances_ = grpc2::FabricInstances::NewStub(channel_);
   dictionaries_ = grpc2::FabricStatesDictionary::NewStub(channel_);
+  lists_ = grpc2::FabricStatesList::NewStub(channel_);
   streams_ = grpc2::FabricStreams::NewStub(channel_);
 
   for (int i = 0; i < options_.threads; ++i) {
@@ -461,40 +462,16 @@ void Core::Finished(const std::shared_ptr<ExecutionState>& execution) {
     listen_->Grant(1);
   }
 }
+uint64_t Core::AddCall(std::shared_ptr<grpc::ClientContext> context) {
+  absl::MutexLock lock(&mu_);
+  uint64_t id = next_call_++;
+  calls_[id] = std::move(context);
+  return id;
+}
 
-template <typename Request, typename Response, typename StartFn>
-Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
-  struct Call {
-    std::shared_ptr<grpc::ClientContext> context = std::make_shared<grpc::ClientContext>();
-    Request request;
-    Response response;
-    Oneshot<absl::StatusOr<Response>> done;
-  };
-  auto state = co_await asio::this_coro::cancellation_state;
-  if (state.cancelled() != asio::cancellation_type::none) {
-    co_return absl::CancelledError("the calling execution was cancelled");
-  }
-  auto call = std::make_shared<Call>();
-  call->request = std::move(request);
-  uint64_t id = AddCall(call->context);
-  auto slot = state.slot();
-  if (slot.is_connected()) {
-    slot.assign([call](asio::cancellation_type) { call->context->TryCancel(); });
-  }
-  start(
-      call->context.get(), &call->request, &call->response, [this, call, id](grpc::Status status) {
-        absl::StatusOr<Response> result = status.ok()
-                                              ? absl::StatusOr<Response>(std::move(call->response))
-                                              : absl::StatusOr<Response>(FromGrpcStatus(status));
-        call->done.Set(std::move(result));
-        absl::MutexLock lock(&mu_);
-        calls_.erase(id);
-      });
-  auto result = co_await call->done.Wait();
-  if (slot.is_connected()) {
-    slot.clear();
-  }
-  co_return result;
+void Core::RemoveCall(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  calls_.erase(id);
 }
 
 Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesCall(
@@ -527,368 +504,6 @@ Task<absl::Status> Core::ExecutionsComplete(grpc2::ExecutionsCompleteRequest req
         executions_->async()->Complete(context, req, resp, std::move(done));
       });
   co_return result.status();
-}
-
-Task<absl::StatusOr<grpc2::StatesDictionaryOperateResponse>> Core::DictionaryOperate(
-    grpc2::StatesDictionaryOperateRequest request) {
-  return Unary<grpc2::StatesDictionaryOperateRequest, grpc2::StatesDictionaryOperateResponse>(
-      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        dictionaries_->async()->Operate(context, req, resp, std::move(done));
-      });
-}
-
-uint64_t Core::AddCall(std::shared_ptr<grpc::ClientContext> context) {
-  absl::MutexLock lock(&mu_);
-  uint64_t id = next_call_++;
-  calls_[id] = std::move(context);
-  return id;
-}
-
-void Core::RemoveCall(uint64_t id) {
-  absl::MutexLock lock(&mu_);
-  calls_.erase(id);
-}
-
-Task<absl::Status> Core::StreamsCreate(grpc2::StreamsCreateRequest request) {
-  auto result = co_await Unary<grpc2::StreamsCreateRequest, google::protobuf::Empty>(
-      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        streams_->async()->Create(context, req, resp, std::move(done));
-      });
-  co_return result.status();
-}
-
-Task<absl::Status> Core::StreamsWriteItem(grpc2::StreamsWriteItemRequest request) {
-  auto result = co_await Unary<grpc2::StreamsWriteItemRequest, google::protobuf::Empty>(
-      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        streams_->async()->WriteItem(context, req, resp, std::move(done));
-      });
-  co_return result.status();
-}
-
-Task<absl::Status> Core::StreamsComplete(grpc2::StreamsCompleteRequest request) {
-  auto result = co_await Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
-      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        streams_->async()->Complete(context, req, resp, std::move(done));
-      });
-  co_return result.status();
-}
-
-Task<absl::Status> StreamWrite(Core* core, grpc2::model::PerperStream stream,
-                               google::protobuf::Any value) {
-  grpc2::StreamsWriteItemRequest request;
-  *request.mutable_stream() = std::move(stream);
-  request.set_auto_key(true);
-  *request.mutable_value() = std::move(value);
-  co_return co_await core->StreamsWriteItem(std::move(request));
-}
-
-Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream,
-                                  std::string error) {
-  grpc2::StreamsCompleteRequest request;
-  *request.mutable_stream() = std::move(stream);
-  if (!error.empty()) {
-    request.mutable_error()->set_message(std::move(error));
-  }
-  co_return co_await core->StreamsComplete(std::move(request));
-}
-
-// The ListenItems call of one reader. Backpressure: a read is outstanding only while fewer than
-// `capacity` items wait unread; Next restarts reading when it makes room. Keeps itself alive
-// until OnDone. Thread-safe.
-class ItemsReactor : public grpc::ClientReadReactor<grpc2::StreamsListenItemsResponse> {
- public:
-  ItemsReactor(Core* core, std::size_t capacity) : core_(core), capacity_(capacity) {}
-
-  void Start(std::shared_ptr<ItemsReactor> self, grpc2::StreamsListenItemsRequest request) {
-    self_ = std::move(self);
-    request_ = std::move(request);
-    call_id_ = core_->AddCall(context_);
-    core_->streams()->async()->ListenItems(context_.get(), &request_, this);
-    // The hold keeps OnDone away while Next may still start a read (the queue is full and no
-    // read is outstanding); it is released once no read will start again.
-    AddHold();
-    reading_ = true;
-    StartRead(&response_);
-    StartCall();
-  }
-
-  // Ends the call; REQUIRES: Next is not called afterwards.
-  void Cancel() {
-    context_->TryCancel();
-    ReleaseHold();
-  }
-
-  // The next event; REQUIRES: no other Next is pending.
-  Task<StreamEvent> Next() {
-    auto waiter = std::make_shared<Oneshot<StreamEvent>>();
-    std::optional<StreamEvent> ready;
-    bool read = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!queue_.empty()) {
-        ready.emplace(std::move(queue_.front()));
-        queue_.pop_front();
-        read = !reading_ && !ended_;
-        reading_ = reading_ || read;
-      } else if (end_.has_value()) {
-        ready.emplace(StreamEvent{0, {}, end_});
-      } else {
-        waiter_ = waiter;
-      }
-    }
-    if (read) {
-      StartRead(&response_);
-    }
-    if (ready.has_value()) {
-      co_return *std::move(ready);
-    }
-    auto slot = (co_await asio::this_coro::cancellation_state).slot();
-    if (slot.is_connected()) {
-      slot.assign([context = context_](asio::cancellation_type) { context->TryCancel(); });
-    }
-    StreamEvent event = co_await waiter->Wait();
-    if (slot.is_connected()) {
-      slot.clear();
-    }
-    co_return event;
-  }
-
-  std::size_t max_queued() const {
-    absl::MutexLock lock(&mu_);
-    return max_queued_;
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      {
-        absl::MutexLock lock(&mu_);
-        reading_ = false;
-      }
-      ReleaseHold();
-      return;
-    }
-    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
-    response_.Clear();
-    std::shared_ptr<Oneshot<StreamEvent>> waiter;
-    bool read = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (waiter_ != nullptr) {
-        waiter = std::move(waiter_);
-        waiter_.reset();
-      } else {
-        queue_.push_back(std::move(event));
-        max_queued_ = std::max(max_queued_, queue_.size());
-      }
-      read = queue_.size() < capacity_;
-      reading_ = read;
-    }
-    if (waiter != nullptr) {
-      waiter->Set(std::move(event));
-    }
-    if (read) {
-      StartRead(&response_);
-    }
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    std::shared_ptr<Oneshot<StreamEvent>> waiter;
-    {
-      absl::MutexLock lock(&mu_);
-      ended_ = true;
-      end_ = FromGrpcStatus(status);
-      waiter = std::move(waiter_);
-      waiter_.reset();
-    }
-    if (waiter != nullptr) {
-      waiter->Set(StreamEvent{0, {}, FromGrpcStatus(status)});
-    }
-    core_->RemoveCall(call_id_);
-    self_.reset();  // may delete this: nothing after
-  }
-
- private:
-  void ReleaseHold() {
-    {
-      absl::MutexLock lock(&mu_);
-      ended_ = true;
-      if (hold_released_) {
-        return;
-      }
-      hold_released_ = true;
-    }
-    RemoveHold();
-  }
-
-  Core* const core_;
-  const std::size_t capacity_;
-  std::shared_ptr<grpc::ClientContext> context_ = std::make_shared<grpc::ClientContext>();
-  uint64_t call_id_ = 0;
-  grpc2::StreamsListenItemsRequest request_;
-  grpc2::StreamsListenItemsResponse response_;  // only touched by the read chain
-  std::shared_ptr<ItemsReactor> self_;
-  mutable absl::Mutex mu_;
-  std::deque<StreamEvent> queue_ ABSL_GUARDED_BY(mu_);
-  std::size_t max_queued_ ABSL_GUARDED_BY(mu_) = 0;
-  bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // no further read may start
-  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<absl::Status> end_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<Oneshot<StreamEvent>> waiter_ ABSL_GUARDED_BY(mu_);
-};
-
-ItemsReader::ItemsReader(Core* core, grpc2::model::PerperStream stream, std::string listener,
-                         std::size_t capacity)
-    : reactor_(std::make_shared<ItemsReactor>(core, capacity == 0 ? 1 : capacity)) {
-  grpc2::StreamsListenItemsRequest request;
-  request.set_start_from_latest(stream.start_key() == -1);
-  *request.mutable_stream() = std::move(stream);
-  request.set_listener_name(std::move(listener));
-  reactor_->Start(reactor_, std::move(request));
-}
-
-ItemsReader::~ItemsReader() { reactor_->Cancel(); }
-
-Task<StreamEvent> ItemsReader::Next() { return reactor_->Next(); }
-
-std::size_t ItemsReader::MaxQueuedForTest() const { return reactor_->max_queued(); }
-
-grpc2::StatesDictionaryOperateRequest OperateRequest(std::string dictionary,
-                                                     google::protobuf::Any key) {
-  grpc2::StatesDictionaryOperateRequest request;
-  request.mutable_dictionary()->set_dictionary(std::move(dictionary));
-  *request.mutable_key() = std::move(key);
-  return request;
-}
-
-Task<absl::StatusOr<google::protobuf::Any>> DictionaryGet(Core* core, std::string dictionary,
-                                                          google::protobuf::Any key) {
-  auto request = OperateRequest(std::move(dictionary), std::move(key));
-  request.set_get_existing_value(true);
-  auto response = co_await core->DictionaryOperate(std::move(request));
-  if (!response.ok()) {
-    co_return response.status();
-  }
-  co_return std::move(*response->mutable_previous_value());
-}
-
-Task<absl::Status> DictionarySet(Core* core, std::string dictionary, google::protobuf::Any key,
-                                 google::protobuf::Any value) {
-  auto request = OperateRequest(std::move(dictionary), std::move(key));
-  request.set_set_new_value(true);
-  *request.mutable_new_value() = std::move(value);
-  auto response = co_await core->DictionaryOperate(std::move(request));
-  co_return response.status();
-}
-
-Task<absl::StatusOr<bool>> DictionaryRemove(Core* core, std::string dictionary,
-                                            google::protobuf::Any key) {
-  auto request = OperateRequest(std::move(dictionary), std::move(key));
-  request.set_set_new_value(true);
-  auto response = co_await core->DictionaryOperate(std::move(request));
-  if (!response.ok()) {
-    co_return response.status();
-  }
-  co_return response->operation_successful();
-}
-
-// Turns a finished call's response into results or a status.
-absl::StatusOr<Values> ReadResponse(const std::string& what,
-                                    absl::StatusOr<grpc2::ExecutionsGetResultResponse> response) {
-  if (!response.ok()) {
-    return response.status();
-  }
-  if (!response->error().message().empty()) {
-    return absl::UnknownError(absl::StrCat(what, " failed: ", response->error().message()));
-  }
-  if (response->deleted()) {
-    return absl::AbortedError(absl::StrCat(what, " was deleted before it completed"));
-  }
-  return Values(response->results().begin(), response->results().end());
-}
-
-Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
-                                     std::string delegate, Values arguments) {
-  grpc2::ExecutionsCreateRequest request;
-  std::string id = absl::StrCat(delegate, "-", NewUuid());
-  request.mutable_execution()->set_execution(id);
-  *request.mutable_instance() = instance;
-  request.set_delegate(delegate);
-  for (auto& argument : arguments) {
-    *request.add_arguments() = std::move(argument);
-  }
-  auto response = co_await core->InstancesCall(std::move(request));
-  co_return ReadResponse(absl::StrCat(instance.agent(), ".", delegate, " (execution ", id, ")"),
-                         std::move(response));
-}
-
-}  // namespace internal
-
-Context::Context(internal::Core* core, std::shared_ptr<internal::ExecutionState> execution)
-    : core_(core), execution_(std::move(execution)) {}
-Context::~Context() = default;
-
-const model::PerperInstance& Context::instance() const { return execution_->instance; }
-const std::string& Context::execution() const { return execution_->id; }
-const std::string& Context::delegate() const { return execution_->delegate; }
-bool Context::cancelled() const { return execution_->cancelled || core_->stopping(); }
-
-Instance Context::agent(std::string agent, std::string instance_id) const {
-  model::PerperInstance instance;
-  instance.set_agent(std::move(agent));
-  instance.set_instance(std::move(instance_id));
-  return Instance(core_, std::move(instance));
-}
-
-void Context::stop_process(int exit_code) const { core_->RequestStop(exit_code); }
-
-Task<absl::StatusOr<Stream>> Context::blank_stream(bool ephemeral) const {
-  internal::Core* core = core_;
-  grpc2::StreamsCreateRequest request;
-  request.mutable_stream()->set_stream(absl::StrCat("-", internal::NewUuid()));
-  request.mutable_stream()->set_start_key(0);
-  request.set_ephemeral(ephemeral);
-  grpc2::model::PerperStream model = request.stream();
-  absl::Status created = co_await core->StreamsCreate(std::move(request));
-  if (!created.ok()) {
-    co_return created;
-  }
-  co_return Stream(core, std::move(model));
-}
-
-Task<absl::StatusOr<Instance>> Context::StartAgentRaw(std::string agent_type,
-                                                      internal::Values args) const {
-  internal::Core* core = core_;
-  grpc2::InstancesCreateAndStartRequest request;
-  request.mutable_instance()->set_instance(absl::StrCat("Run-", internal::NewUuid()));
-  request.mutable_instance()->set_agent(agent_type);
-  if (!execution_->synthetic) {
-    *request.mutable_parent() = execution_->instance;
-  }
-  for (auto& arg : args) {
-    *request.add_arguments() = std::move(arg);
-  }
-  model::PerperInstance created = request.instance();
-  auto response = co_await core->InstancesCreateAndStart(std::move(request));
-  auto results = internal::ReadResponse(
-      absl::StrCat("Start of ", created.agent(), " ", created.instance()), std::move(response));
-  if (!results.ok()) {
-    co_return results.status();
-  }
-  co_return Instance(core, std::move(created));
-}
-
-Task<absl::Status> Instance::destroy() const { return internal::DestroyInstance(core_, model_); }
-
-namespace internal {
-
-Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance) {
-  grpc2::InstancesStopAndDeleteRequest request;
-  *request.mutable_instance() = instance;
-  auto response = co_await core->InstancesStopAndDelete(std::move(request));
-  co_return ReadResponse(absl::StrCat("Stop of ", instance.agent(), " ", instance.instance()),
-                         std::move(response))
-      .status();
 }
 
 }  // namespace internal

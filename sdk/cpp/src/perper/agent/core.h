@@ -19,9 +19,11 @@
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 #include <grpcpp/grpcpp.h>
 
 #include "perper/agent/agent.h"
+#include "perper/common/grpc_status.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
@@ -50,6 +52,9 @@ struct ExecutionState {
   bool handler_returned = false;
 };
 
+// A random UUID in its text form.
+std::string NewUuid();
+
 // Emits the terminal cancellation on `execution`'s strand, unless its handler has returned.
 void CancelExecution(const std::shared_ptr<ExecutionState>& execution);
 
@@ -72,8 +77,17 @@ class Core {
   void RequestStop(int exit_code);
   int Wait();
 
-  // Unary calls to the Fabric, resumed on the awaiting coroutine's executor. Cancelling the
-  // awaiting coroutine cancels the RPC.
+  // A unary call to the Fabric, resumed on the awaiting coroutine's executor (never on a gRPC
+  // thread). `start(context, request, response, done)` starts the RPC through a stub's async()
+  // interface. Cancelling the awaiting coroutine cancels the RPC; stopping the runtime cancels it.
+  //
+  //   auto response = co_await core->Unary<grpc2::StreamsCreateRequest, google::protobuf::Empty>(
+  //       std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+  //         core->streams()->async()->Create(context, req, resp, std::move(done));
+  //       });
+  template <typename Request, typename Response, typename StartFn>
+  Task<absl::StatusOr<Response>> Unary(Request request, StartFn start);
+
   Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesCall(
       grpc2::ExecutionsCreateRequest request);
   Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesCreateAndStart(
@@ -81,11 +95,12 @@ class Core {
   Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesStopAndDelete(
       grpc2::InstancesStopAndDeleteRequest request);
   Task<absl::Status> ExecutionsComplete(grpc2::ExecutionsCompleteRequest request);
-  Task<absl::StatusOr<grpc2::StatesDictionaryOperateResponse>> DictionaryOperate(
-      grpc2::StatesDictionaryOperateRequest request);
-  Task<absl::Status> StreamsCreate(grpc2::StreamsCreateRequest request);
-  Task<absl::Status> StreamsWriteItem(grpc2::StreamsWriteItemRequest request);
-  Task<absl::Status> StreamsComplete(grpc2::StreamsCompleteRequest request);
+
+  // The stubs, for Unary and streaming calls.
+  grpc2::FabricExecutions::Stub* executions() { return executions_.get(); }
+  grpc2::FabricInstances::Stub* instances() { return instances_.get(); }
+  grpc2::FabricStatesDictionary::Stub* dictionaries() { return dictionaries_.get(); }
+  grpc2::FabricStatesList::Stub* lists() { return lists_.get(); }
   grpc2::FabricStreams::Stub* streams() { return streams_.get(); }
 
   // Registers a streaming call's context, so that stopping cancels it and waits for it.
@@ -100,8 +115,6 @@ class Core {
   void OnListenDone(const grpc::Status& status);
 
  private:
-  template <typename Request, typename Response, typename StartFn>
-  Task<absl::StatusOr<Response>> Unary(Request request, StartFn start);
   bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return running_.empty() && calls_.empty(); }
   bool StopRequested() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_requested_; }
   bool ListenDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return listen_done_; }
@@ -125,6 +138,7 @@ class Core {
   std::unique_ptr<grpc2::FabricExecutions::Stub> executions_;
   std::unique_ptr<grpc2::FabricInstances::Stub> instances_;
   std::unique_ptr<grpc2::FabricStatesDictionary::Stub> dictionaries_;
+  std::unique_ptr<grpc2::FabricStatesList::Stub> lists_;
   std::unique_ptr<grpc2::FabricStreams::Stub> streams_;
   std::unique_ptr<ListenReactor> listen_;
 
@@ -142,5 +156,38 @@ class Core {
   bool waited_ = false;
   int waited_code_ = 0;
 };
+
+template <typename Request, typename Response, typename StartFn>
+Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
+  struct Call {
+    std::shared_ptr<grpc::ClientContext> context = std::make_shared<grpc::ClientContext>();
+    Request request;
+    Response response;
+    Oneshot<absl::StatusOr<Response>> done;
+  };
+  auto state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none) {
+    co_return absl::CancelledError("the calling execution was cancelled");
+  }
+  auto call = std::make_shared<Call>();
+  call->request = std::move(request);
+  uint64_t id = AddCall(call->context);
+  auto slot = state.slot();
+  if (slot.is_connected()) {
+    slot.assign([call](asio::cancellation_type) { call->context->TryCancel(); });
+  }
+  start(call->context.get(), &call->request, &call->response, [this, call, id](grpc::Status status) {
+    absl::StatusOr<Response> result = status.ok()
+                                          ? absl::StatusOr<Response>(std::move(call->response))
+                                          : absl::StatusOr<Response>(FromGrpcStatus(status));
+    call->done.Set(std::move(result));
+    RemoveCall(id);
+  });
+  auto result = co_await call->done.Wait();
+  if (slot.is_connected()) {
+    slot.clear();
+  }
+  co_return result;
+}
 
 }  // namespace perper::internal

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+// Calls to delegates and instances: CallRaw, Context, Instance.
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+#include "perper/agent/context.h"
+#include "perper/agent/core.h"
+
+namespace perper {
+namespace internal {
+
+absl::StatusOr<Values> ReadResponse(const std::string& what,
+                                    absl::StatusOr<grpc2::ExecutionsGetResultResponse> response) {
+  if (!response.ok()) {
+    return response.status();
+  }
+  if (!response->error().message().empty()) {
+    return absl::UnknownError(absl::StrCat(what, " failed: ", response->error().message()));
+  }
+  if (response->deleted()) {
+    return absl::AbortedError(absl::StrCat(what, " was deleted before it completed"));
+  }
+  return Values(response->results().begin(), response->results().end());
+}
+
+Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
+                                     std::string delegate, Values arguments) {
+  grpc2::ExecutionsCreateRequest request;
+  std::string id = absl::StrCat(delegate, "-", NewUuid());
+  request.mutable_execution()->set_execution(id);
+  *request.mutable_instance() = instance;
+  request.set_delegate(delegate);
+  for (auto& argument : arguments) {
+    *request.add_arguments() = std::move(argument);
+  }
+  auto response = co_await core->InstancesCall(std::move(request));
+  co_return ReadResponse(absl::StrCat(instance.agent(), ".", delegate, " (execution ", id, ")"),
+                         std::move(response));
+}
+
+}  // namespace internal
+
+Context::Context(internal::Core* core, std::shared_ptr<internal::ExecutionState> execution)
+    : core_(core), execution_(std::move(execution)) {}
+Context::~Context() = default;
+
+const model::PerperInstance& Context::instance() const { return execution_->instance; }
+const std::string& Context::execution() const { return execution_->id; }
+const std::string& Context::delegate() const { return execution_->delegate; }
+bool Context::cancelled() const { return execution_->cancelled || core_->stopping(); }
+
+Instance Context::agent(std::string agent, std::string instance_id) const {
+  model::PerperInstance instance;
+  instance.set_agent(std::move(agent));
+  instance.set_instance(std::move(instance_id));
+  return Instance(core_, std::move(instance));
+}
+
+void Context::stop_process(int exit_code) const { core_->RequestStop(exit_code); }
+
+Task<absl::StatusOr<Instance>> Context::StartAgentRaw(std::string agent_type,
+                                                      internal::Values args) const {
+  internal::Core* core = core_;
+  grpc2::InstancesCreateAndStartRequest request;
+  request.mutable_instance()->set_instance(absl::StrCat("Run-", internal::NewUuid()));
+  request.mutable_instance()->set_agent(agent_type);
+  if (!execution_->synthetic) {
+    *request.mutable_parent() = execution_->instance;
+  }
+  for (auto& arg : args) {
+    *request.add_arguments() = std::move(arg);
+  }
+  model::PerperInstance created = request.instance();
+  auto response = co_await core->InstancesCreateAndStart(std::move(request));
+  auto results = internal::ReadResponse(
+      absl::StrCat("Start of ", created.agent(), " ", created.instance()), std::move(response));
+  if (!results.ok()) {
+    co_return results.status();
+  }
+  co_return Instance(core, std::move(created));
+}
+
+Task<absl::Status> Instance::destroy() const { return internal::DestroyInstance(core_, model_); }
+
+namespace internal {
+
+Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance) {
+  grpc2::InstancesStopAndDeleteRequest request;
+  *request.mutable_instance() = instance;
+  auto response = co_await core->InstancesStopAndDelete(std::move(request));
+  co_return ReadResponse(absl::StrCat("Stop of ", instance.agent(), " ", instance.instance()),
+                         std::move(response))
+      .status();
+}
+
+}  // namespace internal
+
+}  // namespace perper
