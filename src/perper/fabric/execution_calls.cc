@@ -62,12 +62,16 @@ void ResultWaiter::Check(const storage::Change* hint) {
     if (hint != nullptr && hint->kind != storage::Change::Kind::kReservationReleased) {
       seen_ = true;
     }
-    absl::StatusOr<storage::ExecutionRecord> record =
-        context_.store->executions().GetExecution(execution_);
-    if (record.ok()) {
+    bool finished = false;
+    bool found = context_.store->executions().ReadExecution(
+        execution_, [&](const storage::ExecutionRecord& record) {
+          if (!record.finished) return;
+          finished = true;
+          response = ResultOf(record);
+        });
+    if (found) {
       seen_ = true;
-      if (!record->finished) return;
-      response = ResultOf(*record);
+      if (!finished) return;
     } else {
       if (wait_for_creation_ && !seen_) return;
       response.set_deleted(true);

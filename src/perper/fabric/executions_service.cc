@@ -121,11 +121,6 @@ class FeedReactor : public Base {
       credits_ = credits_ > std::numeric_limits<uint64_t>::max() - credits
                      ? std::numeric_limits<uint64_t>::max()
                      : credits_ + credits;
-      // Executions that found no credit go first, in the order they came.
-      while (!starved_.empty()) {
-        queue_.push_front({std::move(starved_.back())});
-        starved_.pop_back();
-      }
     }
     Pump();
   }
@@ -182,10 +177,47 @@ class FeedReactor : public Base {
     std::string id;
     bool marker = false;  // start_of_stream
   };
+  // What a deletion message needs of an execution delivered on this call. The agent is the
+  // filter's; instance and delegate are indexes into `names_`, since a call's executions share
+  // a few of them: a delivered execution costs this call its ID and 16 bytes.
   struct Delivered {
     uint64_t sequence;
-    std::string agent, instance, delegate;
+    uint32_t instance, delegate;
   };
+  // The instances and delegates of the delivered executions, each once, counted.
+  struct Name {
+    std::string value;
+    uint32_t refs = 0;
+  };
+
+  uint32_t Intern(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto [it, inserted] = name_index_.try_emplace(name, 0);
+    if (inserted) {
+      if (free_names_.empty()) {
+        it->second = static_cast<uint32_t>(names_.size());
+        names_.emplace_back();
+      } else {
+        it->second = free_names_.back();
+        free_names_.pop_back();
+      }
+      names_[it->second] = {name, 0};
+    }
+    ++names_[it->second].refs;
+    return it->second;
+  }
+  void Release(uint32_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Name& name = names_[index];
+    if (--name.refs > 0) return;
+    name_index_.erase(name.value);
+    name.value = std::string();
+    free_names_.push_back(index);
+  }
+  void Forget(absl::flat_hash_map<std::string, Delivered>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Release(it->second.instance);
+    Release(it->second.delegate);
+    delivered_.erase(it);
+  }
 
   void Enqueue(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     queue_.push_back({std::move(id)});
@@ -209,7 +241,9 @@ class FeedReactor : public Base {
           break;
         case Change::Kind::kReservationReleased:
           if (reserve_ && change.workgroup == workgroup_ && waiting_.erase(Key(change.id)) > 0) {
-            Enqueue(change.id);
+            // Older than every execution still waiting for a credit (this call passed it on
+            // the way to them), so it goes first: a dead member's work is taken up at once.
+            starved_.push_front(change.id);
           }
           break;
         case Change::Kind::kExecutionCompleted:
@@ -227,26 +261,35 @@ class FeedReactor : public Base {
   std::optional<ExecutionsListenResponse> Reconcile(const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto& executions = context_.store->executions();
-    absl::StatusOr<ExecutionRecord> record = executions.GetExecution(id);
     if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
-      if (record.ok() && record->sequence == it->second.sequence) return std::nullopt;
+      uint64_t sequence = 0;
+      bool found = executions.ReadExecution(
+          id, [&](const ExecutionRecord& record) { sequence = record.sequence; });
+      if (found && sequence == it->second.sequence) return std::nullopt;
       ExecutionsListenResponse response;
       response.mutable_execution()->set_execution(id);
-      response.mutable_instance()->set_instance(it->second.instance);
-      response.mutable_instance()->set_agent(it->second.agent);
-      response.set_delegate(it->second.delegate);
+      response.mutable_instance()->set_instance(names_[it->second.instance].value);
+      response.mutable_instance()->set_agent(filter_.agent);
+      response.set_delegate(names_[it->second.delegate].value);
       response.set_deleted(true);
-      delivered_.erase(it);
+      Forget(it);
       return response;
     }
-    if (!record.ok() || record->finished || !storage::Matches(filter_, *record)) {
+    // Without a credit there is nothing to decide yet: the ID waits, unread, until one comes.
+    // (Reading it now would cost a store read per waiting execution per credit.)
+    if (reserve_ && credits_ == 0) {
+      starved_.push_back(id);
       return std::nullopt;
     }
+    std::optional<ExecutionsListenResponse> response;
+    uint64_t sequence = 0;
+    executions.ReadExecution(id, [&](const ExecutionRecord& record) {
+      if (record.finished || !storage::Matches(filter_, record)) return;
+      response = ToListenResponse(record);
+      sequence = record.sequence;
+    });
+    if (!response.has_value()) return std::nullopt;
     if (reserve_) {
-      if (credits_ == 0) {
-        starved_.push_back(id);
-        return std::nullopt;
-      }
       absl::StatusOr<bool> reserved = executions.TryReserve(id, workgroup_, holder_);
       if (!reserved.ok()) return std::nullopt;  // Deleted since the read.
       if (!*reserved) {
@@ -255,18 +298,28 @@ class FeedReactor : public Base {
       }
       --credits_;
     }
-    delivered_[id] = {record->sequence, record->agent, record->instance, record->delegate};
-    return ToListenResponse(*record);
+    delivered_[id] = {sequence, Intern(response->instance().instance()),
+                      Intern(response->delegate())};
+    return response;
   }
 
-  // Starts the next write if none is in flight.
+  // Starts the next write if none is in flight. IDs that found no credit go first, in the order
+  // they came, as soon as there is a credit.
   void Pump() {
     for (;;) {
       {
         absl::MutexLock lock(&mu_);
-        if (finished_ || writing_ || !started_ || queue_.empty()) return;
-        Entry entry = std::move(queue_.front());
-        queue_.pop_front();
+        if (finished_ || writing_ || !started_) return;
+        Entry entry;
+        if (reserve_ && credits_ > 0 && !starved_.empty()) {
+          entry.id = std::move(starved_.front());
+          starved_.pop_front();
+        } else if (!queue_.empty()) {
+          entry = std::move(queue_.front());
+          queue_.pop_front();
+        } else {
+          return;
+        }
         if (entry.marker) {
           response_.Clear();
           response_.set_start_of_stream(true);
@@ -300,6 +353,9 @@ class FeedReactor : public Base {
   std::deque<std::string> starved_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> waiting_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Delivered> delivered_ ABSL_GUARDED_BY(mu_);
+  std::vector<Name> names_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_names_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint32_t> name_index_ ABSL_GUARDED_BY(mu_);
   ExecutionsListenResponse response_;  // Owned by the write in flight while writing_.
 };
 
@@ -526,9 +582,10 @@ grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext*
                                                     google::protobuf::Empty* /*response*/) {
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
   if (!record.ok()) return FinishUnary(context, record.status());
-  absl::StatusOr<bool> created =
-      context_.store->executions().CreateExecution(std::move(record).value());
-  return FinishUnary(context, created.status());
+  return AnswerUnary(context_.writes, context,
+                     [store = context_.store, record = std::move(record).value()]() mutable {
+                       return store->executions().CreateExecution(std::move(record)).status();
+                     });
 }
 
 grpc::ServerWriteReactor<ExecutionsListenResponse>* ExecutionsService::Listen(
@@ -573,10 +630,15 @@ grpc::ServerUnaryReactor* ExecutionsService::Complete(
     }
     error = request->error().message();
   }
-  absl::Status status =
-      context_.store->executions().CompleteExecution(id, std::move(results), error);
-  if (status.ok()) CompleteLinkedStream(context_, id, std::move(error));
-  return FinishUnary(context, status);
+  return AnswerUnary(context_.writes, context,
+                     [context = context_, id, results = std::move(results),
+                      error = std::move(error)]() mutable {
+                       absl::Status status =
+                           context.store->executions().CompleteExecution(id, std::move(results),
+                                                                         error);
+                       if (status.ok()) CompleteLinkedStream(context, id, std::move(error));
+                       return status;
+                     });
 }
 
 grpc::ServerUnaryReactor* ExecutionsService::GetResult(
@@ -592,15 +654,19 @@ grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext*
   if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
     return FinishUnary(context, s);
   }
-  auto& executions = context_.store->executions();
-  absl::StatusOr<ExecutionRecord> before = executions.GetExecution(id);
-  absl::StatusOr<bool> deleted = executions.DeleteExecution(id);
-  if (!deleted.ok()) return FinishUnary(context, deleted.status());
-  // Deleting an unfinished producer cancels it; its consumers must not wait forever.
-  if (*deleted && before.ok() && !before->finished) {
-    CompleteLinkedStream(context_, id, "execution " + id + " was deleted before it completed");
-  }
-  return FinishUnary(context, absl::OkStatus());
+  return AnswerUnary(context_.writes, context, [context = context_, id]() {
+    auto& executions = context.store->executions();
+    bool finished_before = false;
+    bool existed = executions.ReadExecution(
+        id, [&](const ExecutionRecord& record) { finished_before = record.finished; });
+    absl::StatusOr<bool> deleted = executions.DeleteExecution(id);
+    if (!deleted.ok()) return deleted.status();
+    // Deleting an unfinished producer cancels it; its consumers must not wait forever.
+    if (*deleted && existed && !finished_before) {
+      CompleteLinkedStream(context, id, "execution " + id + " was deleted before it completed");
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace perper::fabric

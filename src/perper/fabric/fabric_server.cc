@@ -46,6 +46,10 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   server->store_->SetObserver(&server->hub_);
 
   ServiceContext context{server->store_.get(), &server->hub_, options.limits};
+  if (options.store.kind == "rocksdb" && options.store.sync_writes && options.write_threads > 0) {
+    server->writes_ = std::make_unique<WritePool>(options.write_threads);
+    context.writes = server->writes_.get();
+  }
   server->services_ = std::make_unique<Services>(context);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -94,6 +98,7 @@ void FabricServer::Wait() { server_->Wait(); }
 FabricServer::~FabricServer() {
   Shutdown(absl::ZeroDuration());
   server_.reset();
+  writes_.reset();  // Every call has finished, so every write it posted has run.
   services_.reset();
   store_->SetObserver(nullptr);
 }

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/service_context.h"
+#include "perper/fabric/write_pool.h"
 #include "perper/storage/store.h"
 #include "perper/storage/store_factory.h"
 
@@ -31,6 +32,9 @@ struct FabricOptions {
   std::string listen_address = "127.0.0.1:40400";
   storage::StoreOptions store;
   FabricLimits limits;
+  // Threads that run unary handlers' store writes when the store is rocksdb with synced writes
+  // (write_pool.h): how many durable writes can wait for, and share, one fsync. 0: inline.
+  size_t write_threads = 64;
 };
 
 class FabricServer {
@@ -63,6 +67,7 @@ class FabricServer {
 
   std::unique_ptr<storage::Store> store_;
   ChangeHub hub_;
+  std::unique_ptr<WritePool> writes_;  // Null unless the store's writes wait for fsync.
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;

@@ -49,41 +49,60 @@ absl::Status CheckInstance(const grpc2::model::PerperInstance& instance, bool pr
 
 // A unary reactor whose answer comes from an asynchronous flow; cancelling the call (or the
 // call ending) cancels the flow.
-class FlowReactor final : public grpc::ServerUnaryReactor {
+// Where a flow's cancellation goes. Shared, so that a flow started on the write pool after its
+// reactor was already cancelled and destroyed still learns of it (Set then cancels at once).
+class CancelSlot {
  public:
-  explicit FlowReactor(ExecutionsGetResultResponse* response)
-      : answer_(std::make_shared<Answer<ExecutionsGetResultResponse>>(this, response)) {}
-
-  const std::shared_ptr<Answer<ExecutionsGetResultResponse>>& answer() { return answer_; }
-
-  void SetCancel(std::function<void()> cancel) {
-    absl::MutexLock lock(&mu_);
-    cancel_ = std::move(cancel);
+  void Set(std::function<void()> cancel) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!fired_) {
+        cancel_ = std::move(cancel);
+        return;
+      }
+    }
+    cancel();
   }
-
-  void OnCancel() override {
-    RunCancel();
-    answer_->Finish(absl::CancelledError("cancelled"));
-  }
-  void OnDone() override {
-    RunCancel();  // A no-op for a flow that has finished.
-    delete this;
-  }
-
- private:
-  void RunCancel() {
+  void Fire() {
     std::function<void()> cancel;
     {
       absl::MutexLock lock(&mu_);
+      fired_ = true;
       cancel = std::move(cancel_);
       cancel_ = nullptr;
     }
     if (cancel) cancel();
   }
 
-  std::shared_ptr<Answer<ExecutionsGetResultResponse>> answer_;
+ private:
   absl::Mutex mu_;
+  bool fired_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> cancel_ ABSL_GUARDED_BY(mu_);
+};
+
+class FlowReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit FlowReactor(ExecutionsGetResultResponse* response)
+      : answer_(std::make_shared<Answer<ExecutionsGetResultResponse>>(this, response)),
+        cancel_(std::make_shared<CancelSlot>()) {}
+
+  const std::shared_ptr<Answer<ExecutionsGetResultResponse>>& answer() { return answer_; }
+  const std::shared_ptr<CancelSlot>& cancel_slot() { return cancel_; }
+
+  void SetCancel(std::function<void()> cancel) { cancel_->Set(std::move(cancel)); }
+
+  void OnCancel() override {
+    cancel_->Fire();
+    answer_->Finish(absl::CancelledError("cancelled"));
+  }
+  void OnDone() override {
+    cancel_->Fire();  // A no-op for a flow that has finished.
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<Answer<ExecutionsGetResultResponse>> answer_;
+  std::shared_ptr<CancelSlot> cancel_;
 };
 
 // Stops and deletes one instance: Stop, then every child (recursively, one after another),
@@ -338,12 +357,20 @@ grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*
     answer->Finish(record.status());
     return reactor;
   }
-  auto call = ExecutionCall::Start(
-      context_, std::move(record).value(),
-      [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
-        answer->Finish(std::move(result));
-      });
-  reactor->SetCancel([call] { call->Cancel(); });
+  auto start = [context = context_, answer, slot = reactor->cancel_slot(),
+                record = std::move(record).value()]() mutable {
+    auto call = ExecutionCall::Start(context, std::move(record),
+                                     [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+                                       answer->Finish(std::move(result));
+                                     });
+    slot->Set([call] { call->Cancel(); });
+  };
+  // The creation is a durable write: with a write pool it runs there (see write_pool.h).
+  if (context_.writes != nullptr) {
+    context_.writes->Post(std::move(start));
+  } else {
+    start();
+  }
   return reactor;
 }
 

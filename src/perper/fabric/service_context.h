@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "perper/fabric/change_hub.h"
+#include "perper/fabric/write_pool.h"
 #include "perper/storage/store.h"
 
 namespace perper::fabric {
@@ -25,6 +26,9 @@ struct ServiceContext {
   storage::Store* store = nullptr;
   ChangeHub* hub = nullptr;
   FabricLimits limits;
+  // Where unary handlers run their store writes: null runs them inline on gRPC's thread (the
+  // memory backend, whose writes take microseconds); set for a durable backend (write_pool.h).
+  WritePool* writes = nullptr;
 };
 
 // INVALID_ARGUMENT "<what> must not be empty" when `value` is empty.

@@ -139,14 +139,18 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
   op.new_value = SerializeAny(request->new_value());
   op.compare_existing_value = request->compare_existing_value();
   op.expected_existing_value = SerializeAny(request->expected_existing_value());
-  absl::StatusOr<storage::DictionaryOutcome> outcome =
-      context_.store->states().OperateDictionary(name, op);
-  if (!outcome.ok()) return FinishUnary(context, outcome.status());
-  response->set_operation_successful(outcome->operation_successful);
-  if (outcome->previous_value.has_value()) {
-    *response->mutable_previous_value() = ParseAny(*outcome->previous_value);
-  }
-  return FinishUnary(context, absl::OkStatus());
+  // Only an operation that may write goes to the write pool; a read answers inline.
+  return AnswerUnary(op.set_new_value ? context_.writes : nullptr, context,
+                     [store = context_.store, name, op = std::move(op), response]() {
+                       absl::StatusOr<storage::DictionaryOutcome> outcome =
+                           store->states().OperateDictionary(name, op);
+                       if (!outcome.ok()) return outcome.status();
+                       response->set_operation_successful(outcome->operation_successful);
+                       if (outcome->previous_value.has_value()) {
+                         *response->mutable_previous_value() = ParseAny(*outcome->previous_value);
+                       }
+                       return absl::OkStatus();
+                     });
 }
 
 grpc::ServerWriteReactor<grpc2::StatesDictionaryListItemsResponse>*

@@ -597,7 +597,10 @@ grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext*
   std::vector<ItemToWrite> items(1);
   items[0].key = *key;
   items[0].value = SerializeAny(request->value());
-  return FinishUnary(call, context_.store->streams().WriteItems(stream, std::move(items)).status());
+  return AnswerUnary(context_.writes, call,
+                     [store = context_.store, stream, items = std::move(items)]() mutable {
+                       return store->streams().WriteItems(stream, std::move(items)).status();
+                     });
 }
 
 grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext* call,
@@ -618,14 +621,18 @@ grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext
     items[i].key = *key;
     items[i].value = SerializeAny(item.value());
   }
-  absl::StatusOr<std::vector<int64_t>> keys =
-      context_.store->streams().WriteItems(stream, std::move(items));
-  if (keys.ok()) {
-    response->mutable_keys()->Reserve(static_cast<int>(keys->size()));
-    for (int64_t key : *keys)
-      response->add_keys(key);
-  }
-  return FinishUnary(call, keys.status());
+  return AnswerUnary(
+      context_.writes, call,
+      [store = context_.store, stream, items = std::move(items), response]() mutable {
+        absl::StatusOr<std::vector<int64_t>> keys =
+            store->streams().WriteItems(stream, std::move(items));
+        if (keys.ok()) {
+          response->mutable_keys()->Reserve(static_cast<int>(keys->size()));
+          for (int64_t key : *keys)
+            response->add_keys(key);
+        }
+        return keys.status();
+      });
 }
 
 grpc::ServerWriteReactor<StreamsListenItemsResponse>* StreamsService::ListenItems(

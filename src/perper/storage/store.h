@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "perper/storage/change.h"
@@ -81,6 +82,18 @@ class ExecutionStore {
 
   // NOT_FOUND when absent.
   virtual absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) = 0;
+
+  // Calls `visit` once with the execution as stored, without copying it, and returns true; or
+  // returns false without calling it when the execution is absent. For the hot paths that need
+  // a few fields (dispatch, result waiters). `visit` runs under the store's lock: it must not
+  // call into the store and should be short. The default reads a copy through GetExecution.
+  virtual bool ReadExecution(std::string_view execution,
+                             absl::FunctionRef<void(const ExecutionRecord&)> visit) {
+    absl::StatusOr<ExecutionRecord> record = GetExecution(execution);
+    if (!record.ok()) return false;
+    visit(*record);
+    return true;
+  }
 
   // Finishes an execution. NOT_FOUND when absent; FAILED_PRECONDITION when already finished.
   virtual absl::Status CompleteExecution(std::string_view execution,

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include "absl/hash/hash.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
@@ -29,20 +32,86 @@ ExecutionsEngine::Shard& ExecutionsEngine::ShardFor(std::string_view execution) 
   return shards_[absl::HashOf(Key(execution)) % kShards];
 }
 
-std::string ExecutionsEngine::Encode(const ExecutionRecord& record) {
+std::string ExecutionsEngine::Encode(const ExecutionRecord& record, bool finished,
+                                    const std::vector<std::string>& results,
+                                    const std::optional<std::string>& error) {
   ExecutionData data;
   data.set_agent(record.agent);
   data.set_instance(record.instance);
   data.set_delegate(record.delegate);
   for (const std::string& argument : record.arguments) data.add_arguments(argument);
-  data.set_finished(record.finished);
-  for (const std::string& result : record.results) data.add_results(result);
-  data.set_has_error(record.error.has_value());
-  if (record.error.has_value()) data.set_error(*record.error);
+  data.set_finished(finished);
+  for (const std::string& result : results) data.add_results(result);
+  data.set_has_error(error.has_value());
+  if (error.has_value()) data.set_error(*error);
   data.set_sequence(record.sequence);
   std::string bytes;
   data.SerializeToString(&bytes);
   return bytes;
+}
+
+// A per-thread record to decode into: its strings and vectors keep their capacity from one use
+// to the next, so a warm read allocates nothing. Never held across calls into the store.
+static ExecutionRecord& Scratch() {
+  thread_local ExecutionRecord record;
+  return record;
+}
+
+bool ExecutionsEngine::Decode(std::string_view execution, const Stored& stored,
+                              ExecutionRecord* record) {
+  // Read field by field into `record`'s own strings, which keep their capacity: decoding into a
+  // record used before allocates nothing when the values fit.
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(
+      reinterpret_cast<const uint8_t*>(stored.data.data()), static_cast<int>(stored.data.size()));
+  record->execution.assign(execution.data(), execution.size());
+  record->agent.clear();
+  record->instance.clear();
+  record->delegate.clear();
+  size_t arguments = 0, results = 0;
+  bool has_error = false;
+  std::string error;
+  auto next = [](std::vector<std::string>& values, size_t& count) {
+    if (count == values.size()) values.emplace_back();
+    return &values[count++];
+  };
+  while (uint32_t tag = in.ReadTag()) {
+    int field = WireFormatLite::GetTagFieldNumber(tag);
+    std::string* target = nullptr;
+    switch (field) {
+      case ExecutionData::kAgentFieldNumber: target = &record->agent; break;
+      case ExecutionData::kInstanceFieldNumber: target = &record->instance; break;
+      case ExecutionData::kDelegateFieldNumber: target = &record->delegate; break;
+      case ExecutionData::kArgumentsFieldNumber: target = next(record->arguments, arguments); break;
+      case ExecutionData::kResultsFieldNumber: target = next(record->results, results); break;
+      case ExecutionData::kErrorFieldNumber: target = &error; break;
+      case ExecutionData::kHasErrorFieldNumber: {
+        uint64_t value;
+        if (!in.ReadVarint64(&value)) return false;
+        has_error = value != 0;
+        continue;
+      }
+      default:
+        if (!WireFormatLite::SkipField(&in, tag)) return false;
+        continue;
+    }
+    uint32_t size;
+    if (WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED ||
+        !in.ReadVarint32(&size) || !in.ReadString(target, static_cast<int>(size))) {
+      return false;
+    }
+  }
+  if (!in.ConsumedEntireMessage()) return false;
+  record->arguments.resize(arguments);
+  record->results.resize(results);
+  record->finished = stored.finished;
+  record->sequence = stored.sequence;
+  if (has_error) {
+    record->error = std::move(error);
+  } else {
+    record->error.reset();
+  }
+  return true;
 }
 
 Change ExecutionsEngine::MakeChange(Change::Kind kind, const ExecutionRecord& record) {
@@ -70,20 +139,14 @@ absl::Status ExecutionsEngine::Load() {
       }
       return;
     }
-    ExecutionRecord record;
-    record.execution = id;
-    record.agent = data.agent();
-    record.instance = data.instance();
-    record.delegate = data.delegate();
-    record.arguments.assign(data.arguments().begin(), data.arguments().end());
-    record.finished = data.finished();
-    record.results.assign(data.results().begin(), data.results().end());
-    if (data.has_error()) record.error = data.error();
-    record.sequence = data.sequence();
-    max_sequence = std::max(max_sequence, record.sequence);
+    Stored stored;
+    stored.data = std::string(value);
+    stored.sequence = data.sequence();
+    stored.finished = data.finished();
+    max_sequence = std::max(max_sequence, stored.sequence);
     Shard& shard = ShardFor(id);
     absl::MutexLock lock(&shard.mu);
-    shard.executions.insert_or_assign(std::move(id), std::move(record));
+    shard.executions.insert_or_assign(std::move(id), std::move(stored));
   });
   if (!status.ok()) return status;
   if (!parse_status.ok()) return parse_status;
@@ -102,17 +165,27 @@ absl::StatusOr<bool> ExecutionsEngine::CreateExecution(ExecutionRecord record) {
     absl::MutexLock lock(&shard.mu);
     auto it = shard.executions.find(record.execution);
     if (it != shard.executions.end()) {
-      if (SameContent(it->second, record)) return false;
+      ExecutionRecord existing;
+      if (Decode(it->first, it->second, &existing) && SameContent(existing, record)) return false;
       return absl::AlreadyExistsError("execution " + record.execution +
                                       " already exists with different content");
     }
     // Taken under the shard lock, so one ID's incarnations get increasing sequences.
     record.sequence = next_sequence_.fetch_add(1, std::memory_order_relaxed);
-    JournalBatch batch;
-    batch.Put(keys::Simple(keys::kExecution, record.execution), Encode(record));
-    if (absl::Status status = CommitIfDurable(journal_, batch); !status.ok()) return status;
-    change = MakeChange(Change::Kind::kExecutionCreated, record);
-    shard.executions.emplace(record.execution, std::move(record));
+    Stored stored;
+    stored.data = Encode(record, false, record.results, record.error);
+    stored.sequence = record.sequence;
+    if (journal_ != nullptr) {
+      JournalBatch batch;
+      batch.Put(keys::Simple(keys::kExecution, record.execution), stored.data);
+      if (absl::Status status = journal_->Commit(batch); !status.ok()) return status;
+    }
+    change.kind = Change::Kind::kExecutionCreated;
+    change.agent = std::move(record.agent);
+    change.instance = std::move(record.instance);
+    change.delegate = std::move(record.delegate);
+    change.id = record.execution;
+    shard.executions.emplace(std::move(record.execution), std::move(stored));
   }
   notifier_->Notify(change);
   return true;
@@ -125,7 +198,23 @@ absl::StatusOr<ExecutionRecord> ExecutionsEngine::GetExecution(std::string_view 
   if (it == shard.executions.end()) {
     return absl::NotFoundError("execution " + std::string(execution) + " not found");
   }
-  return it->second;
+  ExecutionRecord record;
+  if (!Decode(execution, it->second, &record)) {
+    return absl::DataLossError("execution " + std::string(execution) + " cannot be decoded");
+  }
+  return record;
+}
+
+bool ExecutionsEngine::ReadExecution(std::string_view execution,
+                                     absl::FunctionRef<void(const ExecutionRecord&)> visit) {
+  ExecutionRecord& record = Scratch();
+  Shard& shard = ShardFor(execution);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.executions.find(Key(execution));
+  if (it == shard.executions.end()) return false;
+  if (!Decode(execution, it->second, &record)) return false;
+  visit(record);
+  return true;
 }
 
 absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
@@ -139,19 +228,33 @@ absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
     if (it == shard.executions.end()) {
       return absl::NotFoundError("execution " + std::string(execution) + " not found");
     }
-    ExecutionRecord& record = it->second;
-    if (record.finished) {
+    Stored& stored = it->second;
+    if (stored.finished) {
       return absl::FailedPreconditionError("execution " + std::string(execution) +
                                            " is already finished");
     }
-    ExecutionRecord updated = record;
-    updated.finished = true;
-    updated.results = std::move(results);
-    updated.error = std::move(error);
-    JournalBatch batch;
-    batch.Put(keys::Simple(keys::kExecution, execution), Encode(updated));
-    if (absl::Status status = CommitIfDurable(journal_, batch); !status.ok()) return status;
-    record = std::move(updated);
+    ExecutionRecord& record = Scratch();
+    if (!Decode(execution, stored, &record)) {
+      return absl::DataLossError("execution " + std::string(execution) + " cannot be decoded");
+    }
+    // An unfinished record has no finished, results or error fields (they are cleared at
+    // creation and proto3 omits defaults), so appending them encodes the finished record.
+    ExecutionData outcome;
+    outcome.set_finished(true);
+    for (std::string& result : results) outcome.add_results(std::move(result));
+    outcome.set_has_error(error.has_value());
+    if (error.has_value()) outcome.set_error(*error);
+    std::string data;
+    data.reserve(stored.data.size() + outcome.ByteSizeLong());
+    data = stored.data;
+    outcome.AppendToString(&data);
+    if (journal_ != nullptr) {
+      JournalBatch batch;
+      batch.Put(keys::Simple(keys::kExecution, execution), data);
+      if (absl::Status status = journal_->Commit(batch); !status.ok()) return status;
+    }
+    stored.data = std::move(data);
+    stored.finished = true;
     change = MakeChange(Change::Kind::kExecutionCompleted, record);
   }
   notifier_->Notify(change);
@@ -165,10 +268,14 @@ absl::StatusOr<bool> ExecutionsEngine::DeleteExecution(std::string_view executio
     absl::MutexLock lock(&shard.mu);
     auto it = shard.executions.find(Key(execution));
     if (it == shard.executions.end()) return false;
-    JournalBatch batch;
-    batch.Delete(keys::Simple(keys::kExecution, execution));
-    if (absl::Status status = CommitIfDurable(journal_, batch); !status.ok()) return status;
-    change = MakeChange(Change::Kind::kExecutionDeleted, it->second);
+    if (journal_ != nullptr) {
+      JournalBatch batch;
+      batch.Delete(keys::Simple(keys::kExecution, execution));
+      if (absl::Status status = journal_->Commit(batch); !status.ok()) return status;
+    }
+    ExecutionRecord& record = Scratch();
+    (void)Decode(execution, it->second, &record);  // Only for the change's agent and instance.
+    change = MakeChange(Change::Kind::kExecutionDeleted, record);
     shard.executions.erase(it);
     // Holders learn of the deletion itself; no separate release is reported.
     shard.reservations.erase(Key(execution));
@@ -182,8 +289,12 @@ std::vector<ExecutionRecord> ExecutionsEngine::ListExecutions(const ExecutionFil
   std::vector<ExecutionRecord> matching;
   for (Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);
-    for (const auto& [id, record] : shard.executions) {
-      if (Matches(filter, record)) matching.push_back(record);
+    for (const auto& [id, stored] : shard.executions) {
+      if (stored.finished && !filter.include_finished) continue;
+      ExecutionRecord record;
+      if (Decode(id, stored, &record) && Matches(filter, record)) {
+        matching.push_back(std::move(record));
+      }
     }
   }
   std::sort(matching.begin(), matching.end(),
@@ -222,10 +333,13 @@ void ExecutionsEngine::ReleaseReservation(std::string_view execution, std::strin
     change.kind = Change::Kind::kReservationReleased;
     change.id = std::string(execution);
     change.workgroup = std::string(workgroup);
-    if (auto record = shard.executions.find(Key(execution)); record != shard.executions.end()) {
-      change.agent = record->second.agent;
-      change.instance = record->second.instance;
-      change.delegate = record->second.delegate;
+    if (auto stored = shard.executions.find(Key(execution)); stored != shard.executions.end()) {
+      ExecutionRecord record;
+      if (Decode(execution, stored->second, &record)) {
+        change.agent = std::move(record.agent);
+        change.instance = std::move(record.instance);
+        change.delegate = std::move(record.delegate);
+      }
     }
   }
   notifier_->Notify(change);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The executions part of the engine backends: executions in sharded in-memory maps, journaled
-// under `x/<execution>` when a Journal is set, plus the reservation table (not journaled:
+// The executions part of the engine backends: executions in sharded in-memory maps, each kept
+// as its serialized journal record, journaled under `x/<execution>` when a Journal is set, plus the reservation table (not journaled:
 // reservations belong to live calls and vanish with them).
 //
 // Each shard has its own mutex and holds both the executions whose ID hashes to it and their
@@ -41,6 +41,8 @@ class ExecutionsEngine final : public ExecutionStore {
 
   absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override;
   absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override;
+  bool ReadExecution(std::string_view execution,
+                     absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
   absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
                                  std::optional<std::string> error) override;
   absl::StatusOr<bool> DeleteExecution(std::string_view execution) override;
@@ -56,16 +58,32 @@ class ExecutionsEngine final : public ExecutionStore {
  private:
   static constexpr size_t kShards = 64;
 
+  // An execution as kept in memory: its journal record (ExecutionData bytes, every field but
+  // the ID, which is the map key) in one allocation, plus the fields the hot paths check
+  // without decoding. Its cost beyond the record bytes is the map slot (80 bytes) and one
+  // allocation; an ExecutionRecord with its strings and vectors cost several times that.
+  struct Stored {
+    std::string data;
+    uint64_t sequence = 0;
+    bool finished = false;
+  };
+
   struct Shard {
     absl::Mutex mu;
-    absl::flat_hash_map<std::string, ExecutionRecord> executions ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, Stored> executions ABSL_GUARDED_BY(mu);
     // execution -> workgroup -> holder. An entry exists only while its execution does.
     absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, std::string>> reservations
         ABSL_GUARDED_BY(mu);
   };
 
   Shard& ShardFor(std::string_view execution);
-  static std::string Encode(const ExecutionRecord& record);
+  // The journal record of `record`, with the finished state given separately (so completing
+  // need not copy the record).
+  static std::string Encode(const ExecutionRecord& record, bool finished,
+                            const std::vector<std::string>& results,
+                            const std::optional<std::string>& error);
+  // The record of `stored` (ID `execution`); false when its bytes do not parse.
+  static bool Decode(std::string_view execution, const Stored& stored, ExecutionRecord* record);
   static Change MakeChange(Change::Kind kind, const ExecutionRecord& record);
 
   Journal* const journal_;
