@@ -126,12 +126,22 @@ def test_values_come_back_from_the_fabric_unchanged(fabric):
     run(body())
 
 
-def test_values_over_grpcs_default_4_mib_message_limit_travel_end_to_end(fabric):
-    big = bytes(range(256)) * (5 * 1024 * 1024 // 256)  # 5 MiB
+def test_16_mib_values_travel_end_to_end_with_the_default_limits(fabric):
+    """PRODUCT.md §5: arguments, results, state values and stream items of 16 MiB each."""
+    big = bytes(range(256)) * (16 * 1024 * 1024 // 256)  # 16 MiB
+
+    async def echo(value: bytes) -> bytes:
+        return value
 
     async def body():
-        async with session(fabric.address, handlers={"Size": len}):
+        async with session(fabric.address, handlers={"Size": len, "Echo": echo}):
             assert await perper.call("Size", big) == len(big)
+            assert await perper.call("Echo", big) == big
             await perper.state().set("big", big)
             assert await perper.state().get("big") == big
-    run(body(), timeout=30)
+            stream = await perper.blank_stream(ephemeral=False)
+            await stream.write(big)
+            await stream.complete()
+            items = [item async for item in stream]
+            assert items == [big]
+    run(body(), timeout=60)
