@@ -13,21 +13,20 @@ int main() {
   perper::Agent app("Hello");
 
   // A delegate: called through the Fabric, with its arguments and result as protobuf values.
-  app.on("Greet", [](perper::Context& ctx, std::string name) -> perper::Task<std::string> {
-    co_return "Hello, " + name + "!";
-  });
+  app.on("Greet",
+         [](std::string name) -> perper::Task<std::string> { co_return "Hello, " + name + "!"; });
 
   // Deploy runs once when the process starts.
-  app.on_deploy([](perper::Context& ctx) -> perper::Task<void> {
-    perper::Result<std::string> greeting = co_await ctx.call<std::string>("Greet", "world");
+  app.on_deploy([]() -> perper::Task<void> {
+    perper::Result<std::string> greeting = co_await perper::call<std::string>("Greet", "world");
     if (!greeting.ok()) {
       std::fprintf(stderr, "Greet failed: %s\n", greeting.status().ToString().c_str());
-      ctx.stop_process(1);
+      perper::stop_process(1);
       co_return;
     }
     std::printf("%s\n", greeting->c_str());
     std::fflush(stdout);
-    ctx.stop_process(0);
+    perper::stop_process(0);
   });
 
   return perper::Run(app);

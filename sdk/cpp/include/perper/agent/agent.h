@@ -11,8 +11,10 @@
 //
 //   int main() {
 //     perper::Agent app("Calculator");
-//     app.on("Add", [](perper::Context& ctx, int64_t a, int64_t b) -> perper::Task<int64_t> {
-//       co_return a + b;
+//     app.on("Add", [](int64_t a, int64_t b) -> perper::Task<int64_t> { co_return a + b; });
+//     app.on("Twice", [](int64_t x) -> perper::Task<int64_t> {
+//       perper::Result<int64_t> sum = co_await perper::call<int64_t>("Add", x, x);
+//       co_return sum.value_or(0);
 //     });
 //     return perper::Run(app);
 //   }
@@ -35,6 +37,7 @@
 #include <google/protobuf/any.pb.h>
 
 #include "perper/agent/context.h"
+#include "perper/agent/stream_producer.h"
 #include "perper/agent/task.h"
 #include "perper/agent/value.h"
 
@@ -53,20 +56,26 @@ struct AwaitableValue<asio::awaitable<T, E>> {
   using type = T;
 };
 
+// What a handler takes and returns: (Context&, A...) or (A...), returning Task<R>.
+template <bool TakesContext, typename R, typename... A>
+struct Signature {
+  static constexpr bool kTakesContext = TakesContext;
+  using Return = typename AwaitableValue<R>::type;
+  using Args = std::tuple<std::decay_t<A>...>;
+};
+template <typename R, typename... A>
+struct SignatureOf : Signature<false, R, A...> {};
+template <typename R, typename... A>
+struct SignatureOf<R, Context&, A...> : Signature<true, R, A...> {};
+
 template <typename F>
 struct HandlerTraits : HandlerTraits<decltype(&F::operator())> {};
 template <typename C, typename R, typename... A>
-struct HandlerTraits<R (C::*)(Context&, A...) const> {
-  using Return = typename AwaitableValue<R>::type;
-  using Args = std::tuple<std::decay_t<A>...>;
-};
+struct HandlerTraits<R (C::*)(A...) const> : SignatureOf<R, A...> {};
 template <typename C, typename R, typename... A>
-struct HandlerTraits<R (C::*)(Context&, A...)> : HandlerTraits<R (C::*)(Context&, A...) const> {};
+struct HandlerTraits<R (C::*)(A...)> : SignatureOf<R, A...> {};
 template <typename R, typename... A>
-struct HandlerTraits<R (*)(Context&, A...)> {
-  using Return = typename AwaitableValue<R>::type;
-  using Args = std::tuple<std::decay_t<A>...>;
-};
+struct HandlerTraits<R (*)(A...)> : SignatureOf<R, A...> {};
 
 template <typename T>
 struct IsStatusOr : std::false_type {};
@@ -122,12 +131,18 @@ Task<absl::StatusOr<Values>> InvokeTyped(std::shared_ptr<const F> handler, Conte
   if (!status.ok()) {
     co_return status;
   }
+  auto invoke = [&](auto&... a) {
+    if constexpr (Traits::kTakesContext) {
+      return (*handler)(ctx, std::move(a)...);
+    } else {
+      return (*handler)(std::move(a)...);
+    }
+  };
   if constexpr (std::is_void_v<R>) {
-    co_await std::apply([&](auto&... a) { return (*handler)(ctx, std::move(a)...); }, args);
+    co_await std::apply(invoke, args);
     co_return Values{};
   } else {
-    R result =
-        co_await std::apply([&](auto&... a) { return (*handler)(ctx, std::move(a)...); }, args);
+    R result = co_await std::apply(invoke, args);
     co_return PackResult(std::move(result));
   }
 }
@@ -154,6 +169,7 @@ class Agent {
 
   // Registers `handler` for `delegate`. The handler is a function or lambda (without captures
   // that must outlive a suspension; see docs/sdk-cpp.md) of the form
+  //   (A1, A2, ...) -> perper::Task<R>      the context is ambient: perper::context()
   //   (perper::Context&, A1, A2, ...) -> perper::Task<R>
   // Arguments are read with FromAny<Ai> (a mismatch fails the execution with INVALID_ARGUMENT;
   // a missing argument reads as null). R may be void (no results), a value (one result), a
@@ -181,6 +197,46 @@ class Agent {
     return on("Deploy", std::move(handler));
   }
 
+  // Registers Init (upstream's EnterContainer): run once per instance in each process, before
+  // the first execution of that instance there (its Start included), with that instance's
+  // context; executions of the instance wait for it. If it fails, those executions fail with
+  // its error and the next execution of the instance runs it again.
+  // Its form is ([perper::Context&]) -> perper::Task<void> (or Task<absl::Status>).
+  template <typename F>
+  Agent& on_init(F handler) {
+    return on("Init", std::move(handler));
+  }
+
+  // Registers the stream delegate `delegate`, whose handler writes a stream:
+  //   ([perper::Context&,] perper::StreamWriter<T>&, A1, A2, ...) -> perper::Task<void>
+  // (or perper::Task<absl::Status>). Each start of the delegate creates a stream with `options`
+  // and runs the handler as its producer (the execution "<delegate>-stream"; see
+  // perper/agent/stream_delegate.h). The stream completes when the handler returns, and fails
+  // with the message when it throws or returns an error. Calling `delegate` itself starts the
+  // stream on the called instance and returns its PerperStream.
+  //
+  //   app.stream("Count", [](perper::StreamWriter<int64_t>& out, int64_t n) -> perper::Task<void> {
+  //     for (int64_t i = 0; i < n; ++i) co_await out.write(i);
+  //   }, perper::StreamOptions{.ephemeral = false});
+  template <typename F>
+  Agent& stream(std::string delegate, F handler, StreamOptions options = {}) {
+    auto shared = std::make_shared<const F>(std::move(handler));
+    stream_options_[delegate] = options;
+    on_raw(delegate, [delegate, options](Context& ctx, internal::Values args) {
+      return internal::StartFromCall(ctx, delegate, options, std::move(args));
+    });
+    return on_raw(delegate + "-stream",
+                  [shared, delegate, options](Context& ctx, internal::Values args) {
+                    return internal::Produce<F>(shared, ctx, delegate, options, std::move(args));
+                  });
+  }
+
+  // The options `delegate` was registered with by stream(), or nullptr.
+  const StreamOptions* stream_options(std::string_view delegate) const {
+    auto it = stream_options_.find(std::string(delegate));
+    return it == stream_options_.end() ? nullptr : &it->second;
+  }
+
   // The handler of `delegate`, or nullptr.
   const RawHandler* find(std::string_view delegate) const {
     auto it = handlers_.find(std::string(delegate));
@@ -190,6 +246,7 @@ class Agent {
  private:
   std::string name_;
   std::map<std::string, RawHandler> handlers_;
+  std::map<std::string, StreamOptions> stream_options_;
 };
 
 // Options of a running agent process. FromEnvironment reads what the scaler sets.

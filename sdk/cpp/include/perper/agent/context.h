@@ -1,20 +1,24 @@
 // SPDX-License-Identifier: MIT
-// What a handler can do: call delegates on its own or another instance, create instances, see
-// cancellation, stop the process.
+// What a handler can do: call delegates on its own or another instance, create instances, use
+// state and streams, see cancellation, stop the process.
 //
 // Provides:
-//   perper::Context    the ambient context of one execution, passed to every handler
+//   perper::Context    the context of one execution
+//   perper::context()  the ambient context: the Context of the handler running on this thread
+//   perper::call, perper::agent, perper::start_agent, perper::state, ...
+//                      shorthands for perper::context().call(...), ...
 //   perper::Instance   a reference to an agent instance, usable to call it or destroy it
-// and, through Context::state(), the instance's perper::Dictionary (perper/agent/state.h).
+// and, through state(), the instance's perper::Dictionary (perper/agent/state.h).
 //
-// The context is passed explicitly as the handler's first parameter rather than kept in a
-// coroutine-local slot: asio has no coroutine-local storage, and an explicit parameter costs
-// nothing and cannot be read from the wrong coroutine.
+// The context is coroutine-local: the SDK runs each handler on an executor that carries its
+// execution's Context (see src/perper/agent/ambient.h), so perper::context() is right inside a
+// handler and in every coroutine it awaits, even while thousands of executions interleave on
+// the same threads. A handler may also take it as its first parameter (perper::Context&).
 //
 // Example:
 //
-//   app.on("Twice", [](perper::Context& ctx, int64_t x) -> perper::Task<int64_t> {
-//     perper::Result<int64_t> sum = co_await ctx.call<int64_t>("Add", x, x);
+//   app.on("Twice", [](int64_t x) -> perper::Task<int64_t> {
+//     perper::Result<int64_t> sum = co_await perper::call<int64_t>("Add", x, x);
 //     if (!sum.ok()) throw std::runtime_error(std::string(sum.status().message()));
 //     co_return *sum;
 //   });
@@ -35,6 +39,7 @@
 
 #include "perper/agent/state.h"
 #include "perper/agent/stream.h"
+#include "perper/agent/stream_delegate.h"
 #include "perper/agent/task.h"
 #include "perper/agent/value.h"
 #include "perper/grpc2/model.pb.h"
@@ -147,6 +152,15 @@ class Instance {
                                   std::vector<google::protobuf::Any>{ToAny(args)...});
   }
 
+  // Starts the stream delegate `delegate` of this instance with `args` (by calling it: the
+  // instance's process creates the stream with the delegate's options) and returns the stream,
+  // which replays from key 0. Suspends.
+  template <typename... Args>
+  Task<absl::StatusOr<Stream>> stream(std::string delegate, Args... args) const {
+    return internal::StreamOfCall(core_, model_, std::move(delegate),
+                                  std::vector<google::protobuf::Any>{ToAny(args)...});
+  }
+
   // Stops and deletes the instance and its children (FabricInstances.StopAndDelete). Suspends.
   Task<absl::Status> destroy() const;
 
@@ -154,6 +168,34 @@ class Instance {
   internal::Core* core_ = nullptr;
   model::PerperInstance model_;
 };
+
+// What start_agent<R> yields: the Instance, or the Instance and Start's result.
+template <typename R>
+using Started = std::conditional_t<std::is_void_v<R>, Instance, std::pair<Instance, R>>;
+
+namespace internal {
+
+using Values = std::vector<google::protobuf::Any>;
+
+template <typename R>
+Task<absl::StatusOr<Started<R>>> TypedStart(
+    Task<absl::StatusOr<std::pair<Instance, Values>>> start) {
+  auto started = co_await std::move(start);
+  if (!started.ok()) {
+    co_return started.status();
+  }
+  if constexpr (std::is_void_v<R>) {
+    co_return std::move(started->first);
+  } else {
+    Result<R> result = UnpackResults<R>(std::move(started->second));
+    if (!result.ok()) {
+      co_return result.status();
+    }
+    co_return std::pair<Instance, R>(std::move(started->first), *std::move(result));
+  }
+}
+
+}  // namespace internal
 
 // The context of one execution (or of Deploy). Owned by the SDK; a handler receives it by
 // reference and may use it until the handler's coroutine returns. Use it only from the
@@ -189,10 +231,15 @@ class Context {
   Instance agent(std::string agent, std::string instance_id) const;
 
   // Creates an instance of `agent_type` as a child of this instance and calls its Start with
-  // `args` (FabricInstances.CreateAndStart). The ID is "Run-<uuid>". Suspends.
-  template <typename... Args>
-  Task<absl::StatusOr<Instance>> start_agent(std::string agent_type, Args... args) const {
-    return StartAgentRaw(std::move(agent_type), std::vector<google::protobuf::Any>{ToAny(args)...});
+  // `args` (FabricInstances.CreateAndStart). The ID is "Run-<uuid>". Yields the Instance, or with
+  // R given, the Instance and Start's result read as R (as for call<R>). Suspends.
+  //
+  //   absl::StatusOr<perper::Instance> printer = co_await ctx.start_agent("Printer");
+  //   auto counter = co_await ctx.start_agent<int64_t>("Counter", 10);   // {Instance, int64_t}
+  template <typename R = void, typename... Args>
+  Task<absl::StatusOr<Started<R>>> start_agent(std::string agent_type, Args... args) const {
+    return internal::TypedStart<R>(
+        StartAgentRaw(std::move(agent_type), std::vector<google::protobuf::Any>{ToAny(args)...}));
   }
 
   // The dictionary of this execution's instance, "<instance>-".
@@ -205,16 +252,70 @@ class Context {
   Task<absl::StatusOr<Stream>> blank_stream(bool ephemeral = false) const;
   // A reference to an existing stream (received as an argument, for example).
   Stream stream(grpc2::model::PerperStream model) const { return Stream(core_, std::move(model)); }
+  // Starts the stream delegate `delegate` of this instance with `args` and returns its stream,
+  // which replays from key 0. The options are those the delegate was registered with in this
+  // process (perper::Agent::stream). Suspends.
+  template <typename... Args>
+  Task<absl::StatusOr<Stream>> stream(std::string delegate, Args... args) const {
+    return internal::StartStream(core_, instance(), std::move(delegate), std::nullopt,
+                                 std::vector<google::protobuf::Any>{ToAny(args)...});
+  }
+  // Creates the stream of this instance's stream delegate `delegate` without starting its
+  // producer; `co_await declared.start(args...)` starts it. Without `options`, the registered
+  // ones. Suspends.
+  Task<absl::StatusOr<DeclaredStream>> declare_stream(
+      std::string delegate, std::optional<StreamOptions> options = std::nullopt) const {
+    return internal::DeclareStream(core_, instance(), std::move(delegate), std::move(options));
+  }
+  // A list by name (perper/agent/state.h).
+  List list(std::string name) const { return List(core_, std::move(name)); }
 
   // Asks the process to stop (as SIGTERM would); Run then returns `exit_code`. Does not block.
   void stop_process(int exit_code = 0) const;
 
  private:
-  Task<absl::StatusOr<Instance>> StartAgentRaw(std::string agent_type,
-                                               std::vector<google::protobuf::Any> args) const;
+  Task<absl::StatusOr<std::pair<Instance, internal::Values>>> StartAgentRaw(
+      std::string agent_type, internal::Values args) const;
 
   internal::Core* core_;
   std::shared_ptr<internal::ExecutionState> execution_;
 };
+
+// The context of the execution whose handler is running on this thread. REQUIRES: called from a
+// handler's coroutine or a coroutine it awaits or spawns on its own executor; anywhere else is a
+// programming error and aborts the process with a message saying so.
+Context& context();
+
+// Shorthands for the same members of perper::context().
+template <typename T = void, typename... Args>
+Task<Result<T>> call(std::string delegate, Args... args) {
+  return context().call<T>(std::move(delegate), std::move(args)...);
+}
+inline Instance agent(model::PerperInstance instance) {
+  return context().agent(std::move(instance));
+}
+inline Instance agent(std::string agent_type, std::string instance_id) {
+  return context().agent(std::move(agent_type), std::move(instance_id));
+}
+template <typename R = void, typename... Args>
+Task<absl::StatusOr<Started<R>>> start_agent(std::string agent_type, Args... args) {
+  return context().start_agent<R>(std::move(agent_type), std::move(args)...);
+}
+inline Dictionary state() { return context().state(); }
+inline Dictionary dictionary(std::string name) { return context().dictionary(std::move(name)); }
+inline Task<absl::StatusOr<Stream>> blank_stream(bool ephemeral = false) {
+  return context().blank_stream(ephemeral);
+}
+template <typename... Args>
+Task<absl::StatusOr<Stream>> stream(std::string delegate, Args... args) {
+  return context().stream(std::move(delegate), std::move(args)...);
+}
+inline Task<absl::StatusOr<DeclaredStream>> declare_stream(
+    std::string delegate, std::optional<StreamOptions> options = std::nullopt) {
+  return context().declare_stream(std::move(delegate), std::move(options));
+}
+inline List list(std::string name) { return context().list(std::move(name)); }
+inline bool cancelled() { return context().cancelled(); }
+inline void stop_process(int exit_code = 0) { context().stop_process(exit_code); }
 
 }  // namespace perper

@@ -59,8 +59,8 @@ Instance Context::agent(std::string agent, std::string instance_id) const {
 
 void Context::stop_process(int exit_code) const { core_->RequestStop(exit_code); }
 
-Task<absl::StatusOr<Instance>> Context::StartAgentRaw(std::string agent_type,
-                                                      internal::Values args) const {
+Task<absl::StatusOr<std::pair<Instance, internal::Values>>> Context::StartAgentRaw(
+    std::string agent_type, internal::Values args) const {
   internal::Core* core = core_;
   grpc2::InstancesCreateAndStartRequest request;
   request.mutable_instance()->set_instance(absl::StrCat("Run-", internal::NewUuid()));
@@ -78,7 +78,8 @@ Task<absl::StatusOr<Instance>> Context::StartAgentRaw(std::string agent_type,
   if (!results.ok()) {
     co_return results.status();
   }
-  co_return Instance(core, std::move(created));
+  co_return std::pair<Instance, internal::Values>(Instance(core, std::move(created)),
+                                                  *std::move(results));
 }
 
 Task<absl::Status> Instance::destroy() const { return internal::DestroyInstance(core_, model_); }

@@ -19,8 +19,10 @@
 #include <asio/post.hpp>
 #include <asio/this_coro.hpp>
 
+#include "perper/agent/ambient.h"
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
+#include "perper/common/status_macros.h"
 
 namespace perper {
 namespace internal {
@@ -35,7 +37,38 @@ std::string ErrorMessage(const absl::Status& status) {
   return absl::StatusCodeToString(status.code());
 }
 
+thread_local Context* current_context = nullptr;
+
 }  // namespace
+
+ScopedAmbientContext::ScopedAmbientContext(Context* context) : previous_(current_context) {
+  current_context = context;
+}
+ScopedAmbientContext::~ScopedAmbientContext() { current_context = previous_; }
+
+bool IsTransient(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::UNIMPLEMENTED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return false;
+    default:
+      return true;
+  }
+}
+
+absl::Duration Backoff::Next() {
+  absl::Duration delay = next_;
+  next_ = std::min(next_ * 2, kMax);
+  thread_local std::mt19937 random(std::random_device{}());
+  // Up to 20 % less, so that processes that lost the Fabric together do not return in step.
+  return delay - delay * (std::uniform_int_distribution<int>(0, 20)(random) / 100.0);
+}
 
 std::string NewUuid() {
   thread_local std::mt19937_64 random(std::random_device{}());
@@ -55,12 +88,12 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
  public:
   explicit ListenReactor(Core* core) : core_(core) {}
 
+  // REQUIRES: called once. Grants before Start are summed into the write after the first.
   void Start(grpc2::FabricExecutions::Stub* stub, grpc2::ExecutionsListenAndReserveRequest first) {
     context_.set_wait_for_ready(true);
     first_ = std::move(first);
     stub->async()->ListenAndReserve(&context_, this);
     AddHold();
-    writing_ = true;
     StartWrite(&first_);
     StartRead(&response_);
     StartCall();
@@ -131,11 +164,11 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
     }
     grpc2::ExecutionsListenResponse message;
     message.Swap(&response_);
-    core_->OnListenMessage(std::move(message));
+    core_->OnListenMessage(this, std::move(message));
     StartRead(&response_);
   }
 
-  void OnDone(const grpc::Status& status) override { core_->OnListenDone(status); }
+  void OnDone(const grpc::Status& status) override { core_->OnListenDone(this, status); }
 
  private:
   bool TakeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -155,7 +188,7 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
   grpc2::ExecutionsListenAndReserveRequest next_;  // only touched while no write is in flight
   grpc2::ExecutionsListenResponse response_;       // only touched by the read chain
   absl::Mutex mu_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = true;  // the first write, started by Start
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
@@ -166,7 +199,8 @@ Core::Core(const Agent& agent, RunOptions options)
     : agent_(agent),
       options_(std::move(options)),
       work_(asio::make_work_guard(io_)),
-      dispatch_strand_(asio::make_strand(io_)) {}
+      dispatch_strand_(asio::make_strand(io_)),
+      reconnect_timer_(dispatch_strand_) {}
 
 Core::~Core() {
   RequestStop(0);
@@ -210,14 +244,7 @@ absl::Status Core::Start() {
     });
   }
 
-  grpc2::ExecutionsListenAndReserveRequest first;
-  first.set_reserve_next(options_.concurrency);
-  first.mutable_filter()->mutable_instance_filter()->set_agent(agent_.name());
-  first.mutable_filter()->mutable_instance_filter()->set_instance(options_.instance);
-  first.set_workgroup(options_.workgroup);
-  listen_ = std::make_unique<ListenReactor>(this);
-  listen_started_ = true;
-  listen_->Start(executions_.get(), std::move(first));
+  StartListen();
   PERPER_LOG_INFO(Logger::kSdk, "[agent={}] serving from {} (concurrency {}, workgroup '{}')",
                   agent_.name(), endpoint, options_.concurrency, options_.workgroup);
 
@@ -238,6 +265,39 @@ absl::Status Core::Start() {
   return absl::OkStatus();
 }
 
+void Core::StartListen() {
+  grpc2::ExecutionsListenAndReserveRequest first;
+  first.mutable_filter()->mutable_instance_filter()->set_agent(agent_.name());
+  first.mutable_filter()->mutable_instance_filter()->set_instance(options_.instance);
+  first.set_workgroup(options_.workgroup);
+  std::shared_ptr<ListenReactor> listen;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_requested_) {
+      return;
+    }
+    // Executions still running from an earlier call keep their credits: each grants one to the
+    // current call when it finishes (under this lock, so no credit is lost in between).
+    uint64_t busy = 0;
+    for (const auto& [id, execution] : running_) {
+      busy += execution->synthetic ? 0 : 1;
+    }
+    first.set_reserve_next(busy >= options_.concurrency ? 0 : options_.concurrency - busy);
+    listen = std::make_shared<ListenReactor>(this);
+    if (listen_ != nullptr) {
+      replaced_listens_.push_back(std::move(listen_));
+    }
+    listen_ = listen;
+    listen_done_ = false;
+  }
+  listen->Start(executions_.get(), std::move(first));
+}
+
+std::shared_ptr<ListenReactor> Core::CurrentListen() {
+  absl::MutexLock lock(&mu_);
+  return listen_;
+}
+
 void Core::RequestStop(int exit_code) {
   absl::MutexLock lock(&mu_);
   if (!stop_requested_) {
@@ -256,8 +316,9 @@ int Core::Wait() {
     code = exit_code_;
   }
   stopping_ = true;
-  if (listen_started_) {
-    listen_->Close(/*cancel=*/true);
+  asio::post(dispatch_strand_, [this] { reconnect_timer_.cancel(); });
+  if (std::shared_ptr<ListenReactor> listen = CurrentListen(); listen != nullptr) {
+    listen->Close(/*cancel=*/true);
     absl::MutexLock lock(&mu_);
     if (!mu_.AwaitWithTimeout(absl::Condition(this, &Core::ListenDone), absl::Seconds(5))) {
       PERPER_LOG_ERROR(Logger::kSdk, "[agent={}] listen call did not end", agent_.name());
@@ -323,22 +384,43 @@ Strand Core::StrandOf(const std::string& instance) {
   return it->second;
 }
 
-void Core::OnListenMessage(grpc2::ExecutionsListenResponse message) {
-  asio::post(dispatch_strand_, [this, message = std::move(message)] { HandleMessage(message); });
+void Core::OnListenMessage(ListenReactor* from, grpc2::ExecutionsListenResponse message) {
+  asio::post(dispatch_strand_, [this, message = std::move(message)] {
+    listen_backoff_.Reset();  // the connection works
+    HandleMessage(message);
+  });
 }
 
-void Core::OnListenDone(const grpc::Status& status) {
-  bool fatal = false;
+void Core::OnListenDone(ListenReactor* from, const grpc::Status& status) {
   {
     absl::MutexLock lock(&mu_);
+    if (listen_.get() != from) {
+      return;  // a call already replaced
+    }
     listen_done_ = true;
-    fatal = !stop_requested_;
+    if (stop_requested_) {
+      return;
+    }
   }
-  if (fatal) {
+  if (!IsTransient(status)) {
     PERPER_LOG_ERROR(Logger::kSdk, "[agent={}] listen call ended: {} {}", agent_.name(),
                      static_cast<int>(status.error_code()), status.error_message());
     RequestStop(1);
+    return;
   }
+  asio::post(
+      dispatch_strand_, [this, code = status.error_code(), message = status.error_message()] {
+        absl::Duration delay = listen_backoff_.Next();
+        PERPER_LOG_WARN(Logger::kSdk, "[agent={}] listen call ended ({} {}); reconnecting in {} ms",
+                        agent_.name(), static_cast<int>(code), message,
+                        absl::ToInt64Milliseconds(delay));
+        reconnect_timer_.expires_after(absl::ToChronoMilliseconds(delay));
+        reconnect_timer_.async_wait([this](const asio::error_code& error) {
+          if (!error) {
+            StartListen();
+          }
+        });
+      });
 }
 
 void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
@@ -370,8 +452,11 @@ void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
     duplicate = running_.contains(id);
   }
   if (duplicate) {
-    // Delivered again while still running here: keep the running one, return the credit.
-    listen_->Grant(1);
+    // Delivered again (after a reconnect) while still running here: keep the running one,
+    // return the credit.
+    if (auto listen = CurrentListen(); listen != nullptr) {
+      listen->Grant(1);
+    }
     return;
   }
   auto execution = std::make_shared<ExecutionState>(StrandOf(message.instance().instance()));
@@ -388,8 +473,9 @@ void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
 
 void Core::Launch(std::shared_ptr<ExecutionState> execution) {
   auto slot = execution->cancel.slot();
-  auto strand = execution->strand;
-  asio::co_spawn(strand, Dispatch(this, execution),
+  auto context = std::make_shared<Context>(this, execution);
+  AmbientExecutor<Strand> executor(execution->strand, context);
+  asio::co_spawn(executor, Dispatch(this, execution, std::move(context)),
                  asio::bind_cancellation_slot(slot, [this, execution](std::exception_ptr error) {
                    if (error) {
                      // Dispatch catches every handler exception; this is an SDK failure.
@@ -400,12 +486,15 @@ void Core::Launch(std::shared_ptr<ExecutionState> execution) {
                  }));
 }
 
-Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution) {
+Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
+                          std::shared_ptr<Context> context) {
   // Cancellation shows as statuses and operation_aborted, never as exceptions (style §4.3).
   co_await asio::this_coro::throw_if_cancelled(false);
   absl::StatusOr<Values> result;
-  {
-    Context context(core, execution);
+  absl::Status init = co_await core->EnsureInit(execution, *context);
+  if (!init.ok()) {
+    result = init;
+  } else {
     const Agent::RawHandler* handler = core->agent_.find(execution->delegate);
     if (handler == nullptr) {
       if (execution->delegate == "Start" || execution->delegate == "Stop") {
@@ -416,7 +505,7 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution)
       }
     } else {
       try {
-        result = co_await (*handler)(context, execution->arguments);
+        result = co_await (*handler)(*context, execution->arguments);
       } catch (const std::exception& e) {
         result = absl::UnknownError(e.what());
       } catch (...) {
@@ -426,6 +515,7 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution)
     }
   }
   execution->handler_returned = true;
+  context.reset();
   if (execution->synthetic) {
     if (!result.ok()) {
       PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] {} failed: {}", core->agent_.name(),
@@ -450,16 +540,64 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution)
   core->Finished(execution);
 }
 
+Task<absl::Status> Core::EnsureInit(const std::shared_ptr<ExecutionState>& execution,
+                                    Context& context) {
+  const Agent::RawHandler* handler = agent_.find("Init");
+  if (handler == nullptr || execution->synthetic) {
+    co_return absl::OkStatus();
+  }
+  std::shared_ptr<InstanceInit> init;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& slot = inits_[execution->instance.instance()];
+    if (slot == nullptr) {
+      slot = std::make_shared<InstanceInit>(execution->strand);
+    }
+    init = slot;
+  }
+  // Only this instance's strand touches `init`, so these checks and updates do not race.
+  while (init->running) {
+    co_await init->finished.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    if (execution->cancelled) {
+      co_return absl::CancelledError("cancelled while waiting for Init");
+    }
+  }
+  if (init->done) {
+    co_return absl::OkStatus();
+  }
+  init->running = true;
+  init->finished.expires_at(asio::steady_timer::time_point::max());
+  absl::StatusOr<Values> result;
+  try {
+    result = co_await (*handler)(context, {});
+  } catch (const std::exception& e) {
+    result = absl::UnknownError(e.what());
+  }
+  init->running = false;
+  init->done = result.ok();
+  init->finished.cancel();
+  if (!result.ok()) {
+    PERPER_LOG_WARN(Logger::kSdk, "[agent={} instance={}] Init failed: {}", agent_.name(),
+                    execution->instance.instance(), result.status().ToString());
+    co_return absl::Status(result.status().code(),
+                           absl::StrCat("Init of instance ", execution->instance.instance(),
+                                        " failed: ", result.status().message()));
+  }
+  co_return absl::OkStatus();
+}
+
 void Core::Finished(const std::shared_ptr<ExecutionState>& execution) {
+  std::shared_ptr<ListenReactor> listen;
   {
     absl::MutexLock lock(&mu_);
     auto it = running_.find(execution->id);
     if (it != running_.end() && it->second == execution) {
       running_.erase(it);
     }
+    listen = listen_;
   }
-  if (!execution->synthetic && !stopping_) {
-    listen_->Grant(1);
+  if (!execution->synthetic && !stopping_ && listen != nullptr) {
+    listen->Grant(1);
   }
 }
 uint64_t Core::AddCall(std::shared_ptr<grpc::ClientContext> context) {
@@ -507,6 +645,14 @@ Task<absl::Status> Core::ExecutionsComplete(grpc2::ExecutionsCompleteRequest req
 }
 
 }  // namespace internal
+
+Context& context() {
+  Context* current = internal::current_context;
+  PERPER_CHECK(current != nullptr)
+      << "perper::context() was called outside a handler: the ambient context exists only in a "
+         "handler's coroutine and in the coroutines it awaits or spawns on its executor";
+  return *current;
+}
 
 absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
   RunOptions options;

@@ -14,12 +14,16 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include <asio/cancellation_signal.hpp>
 #include <asio/executor_work_guard.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <grpcpp/grpcpp.h>
 
 #include "perper/agent/agent.h"
@@ -55,11 +59,36 @@ struct ExecutionState {
 // A random UUID in its text form.
 std::string NewUuid();
 
+// Whether a call that failed with `status` may succeed if made again once the Fabric is back
+// (UNAVAILABLE after a restart, a cancelled stream at shutdown), as opposed to a refusal.
+bool IsTransient(const grpc::Status& status);
+
+// Exponential back-off for reconnecting: 50 ms doubling to 5 s, with jitter. Not thread-safe.
+class Backoff {
+ public:
+  absl::Duration Next();
+  void Reset() { next_ = kInitial; }
+
+ private:
+  static constexpr absl::Duration kInitial = absl::Milliseconds(50);
+  static constexpr absl::Duration kMax = absl::Seconds(5);
+  absl::Duration next_ = kInitial;
+};
+
 // Emits the terminal cancellation on `execution`'s strand, unless its handler has returned.
 void CancelExecution(const std::shared_ptr<ExecutionState>& execution);
 
 class ListenReactor;
 class Core;
+
+// Init of one instance in this process. Only touched on the instance's strand.
+struct InstanceInit {
+  explicit InstanceInit(Strand strand) : finished(strand) {}
+  bool running = false;
+  bool done = false;
+  // Executions waiting for a running Init wait on this timer; it is cancelled when Init ends.
+  asio::steady_timer finished;
+};
 
 // FabricInstances.StopAndDelete of `instance`; a failed Stop is UNKNOWN with its message.
 Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance);
@@ -110,20 +139,27 @@ class Core {
   bool stopping() const { return stopping_.load(); }
   const Agent& agent() const { return agent_; }
 
-  // Called by the listen reactor, on a gRPC thread.
-  void OnListenMessage(grpc2::ExecutionsListenResponse message);
-  void OnListenDone(const grpc::Status& status);
+  // Called by a listen reactor, on a gRPC thread.
+  void OnListenMessage(ListenReactor* from, grpc2::ExecutionsListenResponse message);
+  void OnListenDone(ListenReactor* from, const grpc::Status& status);
 
  private:
   bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return running_.empty() && calls_.empty(); }
   bool StopRequested() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_requested_; }
   bool ListenDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return listen_done_; }
 
+  // Opens a ListenAndReserve call, replacing the previous one (at start and after a reconnect
+  // delay); credits are the concurrency minus the executions still running.
+  void StartListen();
+  std::shared_ptr<ListenReactor> CurrentListen();
   Strand StrandOf(const std::string& instance);
   void HandleMessage(const grpc2::ExecutionsListenResponse& message);  // on dispatch_strand_
   void Launch(std::shared_ptr<ExecutionState> execution);
   void Finished(const std::shared_ptr<ExecutionState>& execution);
-  static Task<void> Dispatch(Core* core, std::shared_ptr<ExecutionState> execution);
+  static Task<void> Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
+                             std::shared_ptr<Context> context);
+  // Runs Init for the execution's instance if this process has not yet (on its strand).
+  Task<absl::Status> EnsureInit(const std::shared_ptr<ExecutionState>& execution, Context& context);
   void CancelAll();
 
   const Agent& agent_;
@@ -140,54 +176,74 @@ class Core {
   std::unique_ptr<grpc2::FabricStatesDictionary::Stub> dictionaries_;
   std::unique_ptr<grpc2::FabricStatesList::Stub> lists_;
   std::unique_ptr<grpc2::FabricStreams::Stub> streams_;
-  std::unique_ptr<ListenReactor> listen_;
+  // The current ListenAndReserve call, and the ones it replaced (kept until the runtime ends,
+  // since gRPC may still be returning from their OnDone).
+  std::shared_ptr<ListenReactor> listen_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<ListenReactor>> replaced_listens_ ABSL_GUARDED_BY(mu_);
+  // Reconnecting the listen call; only touched on dispatch_strand_.
+  Backoff listen_backoff_;
+  asio::steady_timer reconnect_timer_;
 
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<ExecutionState>> running_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Strand> strands_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<InstanceInit>> inits_ ABSL_GUARDED_BY(mu_);
   // Unary calls in flight, so that stopping can cancel them and wait for their callbacks.
   uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> calls_ ABSL_GUARDED_BY(mu_);
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   int exit_code_ ABSL_GUARDED_BY(mu_) = 0;
   bool listen_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool listen_started_ = false;
   bool waited_ = false;
   int waited_code_ = 0;
 };
 
 template <typename Request, typename Response, typename StartFn>
 Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
-  struct Call {
+  struct Attempt {
+    std::shared_ptr<const Request> request;
     std::shared_ptr<grpc::ClientContext> context = std::make_shared<grpc::ClientContext>();
-    Request request;
     Response response;
-    Oneshot<absl::StatusOr<Response>> done;
+    Oneshot<grpc::Status> done;
   };
   auto state = co_await asio::this_coro::cancellation_state;
-  if (state.cancelled() != asio::cancellation_type::none) {
-    co_return absl::CancelledError("the calling execution was cancelled");
+  auto shared_request = std::make_shared<const Request>(std::move(request));
+  Backoff backoff;
+  while (true) {
+    if (state.cancelled() != asio::cancellation_type::none) {
+      co_return absl::CancelledError("the calling execution was cancelled");
+    }
+    auto attempt = std::make_shared<Attempt>();
+    attempt->request = shared_request;
+    // While the Fabric is unreachable (restarting), the call waits for it instead of failing.
+    attempt->context->set_wait_for_ready(true);
+    uint64_t id = AddCall(attempt->context);
+    auto slot = state.slot();
+    if (slot.is_connected()) {
+      slot.assign([attempt](asio::cancellation_type) { attempt->context->TryCancel(); });
+    }
+    start(attempt->context.get(), attempt->request.get(), &attempt->response,
+          [this, attempt, id](grpc::Status status) {
+            attempt->done.Set(std::move(status));
+            RemoveCall(id);
+          });
+    grpc::Status status = co_await attempt->done.Wait();
+    if (slot.is_connected()) {
+      slot.clear();
+    }
+    if (status.ok()) {
+      co_return std::move(attempt->response);
+    }
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || stopping()) {
+      co_return FromGrpcStatus(status);
+    }
+    // The connection broke mid-call (the Fabric restarted). Every Fabric operation the SDK
+    // makes is keyed by ID, so sending it again is safe; at worst an item is appended twice.
+    auto timer = asio::steady_timer(co_await asio::this_coro::executor,
+                                    absl::ToChronoMilliseconds(backoff.Next()));
+    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
   }
-  auto call = std::make_shared<Call>();
-  call->request = std::move(request);
-  uint64_t id = AddCall(call->context);
-  auto slot = state.slot();
-  if (slot.is_connected()) {
-    slot.assign([call](asio::cancellation_type) { call->context->TryCancel(); });
-  }
-  start(call->context.get(), &call->request, &call->response, [this, call, id](grpc::Status status) {
-    absl::StatusOr<Response> result = status.ok()
-                                          ? absl::StatusOr<Response>(std::move(call->response))
-                                          : absl::StatusOr<Response>(FromGrpcStatus(status));
-    call->done.Set(std::move(result));
-    RemoveCall(id);
-  });
-  auto result = co_await call->done.Wait();
-  if (slot.is_connected()) {
-    slot.clear();
-  }
-  co_return result;
 }
 
 }  // namespace perper::internal

@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: MIT
-// Streams: writing, completing, creating blank streams, and the ListenItems reader.
+// Streams: writing (one item, or batches from a producer), completing, creating and starting
+// streams, and the readers (ListenItems / ListenItemsAndMove, reconnecting after UNAVAILABLE).
 #include <algorithm>
+#include <chrono>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include "perper/agent/context.h"
 #include "perper/agent/core.h"
 #include "perper/agent/stream.h"
+#include "perper/agent/stream_delegate.h"
 #include "perper/common/grpc_status.h"
 
 namespace perper {
@@ -17,39 +25,51 @@ namespace internal {
 
 namespace {
 
+// The listener name of an action stream's trigger (the convention every SDK shares).
+constexpr char kTriggerListener[] = "-trigger";
+// Items in one WriteItems batch.
+constexpr std::size_t kMaxBatch = 256;
+constexpr std::chrono::milliseconds kFirstBackoff(50);
+constexpr std::chrono::milliseconds kMaxBackoff(2000);
+
+// The start function of Core::Unary for the FabricStreams method `Method` (needs `core`).
+#define PERPER_STREAMS_CALL(Method)                                        \
+  [core](auto* context, auto* req, auto* resp, auto done) {                \
+    core->streams()->async()->Method(context, req, resp, std::move(done)); \
+  }
+
 Task<absl::Status> StreamsCreate(Core* core, grpc2::StreamsCreateRequest request) {
   auto result = co_await core->Unary<grpc2::StreamsCreateRequest, google::protobuf::Empty>(
-      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
-        core->streams()->async()->Create(context, req, resp, std::move(done));
-      });
+      std::move(request), PERPER_STREAMS_CALL(Create));
   co_return result.status();
 }
 
-Task<absl::Status> StreamsWriteItem(Core* core, grpc2::StreamsWriteItemRequest request) {
-  auto result = co_await core->Unary<grpc2::StreamsWriteItemRequest, google::protobuf::Empty>(
-      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
-        core->streams()->async()->WriteItem(context, req, resp, std::move(done));
-      });
-  co_return result.status();
-}
-
-Task<absl::Status> StreamsComplete(Core* core, grpc2::StreamsCompleteRequest request) {
-  auto result = co_await core->Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
-      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
-        core->streams()->async()->Complete(context, req, resp, std::move(done));
-      });
+Task<absl::Status> MoveListener(Core* core, grpc2::model::PerperStream stream, std::string listener,
+                                int64_t key) {
+  grpc2::StreamsMoveListenerRequest request;
+  *request.mutable_stream() = std::move(stream);
+  request.set_listener_name(std::move(listener));
+  request.set_reached_key(key);
+  auto result = co_await core->Unary<grpc2::StreamsMoveListenerRequest, google::protobuf::Empty>(
+      std::move(request), PERPER_STREAMS_CALL(MoveListener));
   co_return result.status();
 }
 
 }  // namespace
 
 Task<absl::Status> StreamWrite(Core* core, grpc2::model::PerperStream stream,
-                               google::protobuf::Any value) {
+                               std::optional<int64_t> key, google::protobuf::Any value) {
   grpc2::StreamsWriteItemRequest request;
   *request.mutable_stream() = std::move(stream);
-  request.set_auto_key(true);
+  if (key.has_value()) {
+    request.set_key(*key);
+  } else {
+    request.set_auto_key(true);
+  }
   *request.mutable_value() = std::move(value);
-  co_return co_await StreamsWriteItem(core, std::move(request));
+  auto result = co_await core->Unary<grpc2::StreamsWriteItemRequest, google::protobuf::Empty>(
+      std::move(request), PERPER_STREAMS_CALL(WriteItem));
+  co_return result.status();
 }
 
 Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream,
@@ -59,33 +79,48 @@ Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream,
   if (!error.empty()) {
     request.mutable_error()->set_message(std::move(error));
   }
-  co_return co_await StreamsComplete(core, std::move(request));
+  auto result = co_await core->Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
+      std::move(request), PERPER_STREAMS_CALL(Complete));
+  co_return result.status();
 }
 
-// The ListenItems call of one reader. Backpressure: a read is outstanding only while fewer than
-// `capacity` items wait unread; Next restarts reading when it makes room. Keeps itself alive
-// until OnDone. Thread-safe.
-class ItemsReactor : public grpc::ClientReadReactor<grpc2::StreamsListenItemsResponse> {
+Task<absl::Status> StreamWaitForListener(Core* core, grpc2::model::PerperStream stream) {
+  grpc2::StreamsWaitForListenerRequest request;
+  *request.mutable_stream() = std::move(stream);
+  auto result = co_await core->Unary<grpc2::StreamsWaitForListenerRequest, google::protobuf::Empty>(
+      std::move(request), PERPER_STREAMS_CALL(WaitForListener));
+  co_return result.status();
+}
+
+Task<absl::Status> StreamDelete(Core* core, grpc2::model::PerperStream stream) {
+  grpc2::StreamsDeleteRequest request;
+  *request.mutable_stream() = std::move(stream);
+  auto result = co_await core->Unary<grpc2::StreamsDeleteRequest, google::protobuf::Empty>(
+      std::move(request), PERPER_STREAMS_CALL(Delete));
+  co_return result.status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readers.
+
+// One listen call: the queue of received items and the end, shared by the two call kinds.
+// Backpressure: a read is outstanding only while fewer than `capacity` items wait unread; Next
+// restarts reading when it makes room. A hold keeps OnDone away while a read or a write may
+// still start; it is released once neither will. Keeps itself alive until OnDone.
+// Thread-safe.
+class ItemsCall {
  public:
-  ItemsReactor(Core* core, std::size_t capacity) : core_(core), capacity_(capacity) {}
+  ItemsCall(Core* core, std::size_t capacity) : core_(core), capacity_(capacity) {}
+  virtual ~ItemsCall() = default;
 
-  void Start(std::shared_ptr<ItemsReactor> self, grpc2::StreamsListenItemsRequest request) {
-    self_ = std::move(self);
-    request_ = std::move(request);
-    call_id_ = core_->AddCall(context_);
-    core_->streams()->async()->ListenItems(context_.get(), &request_, this);
-    // The hold keeps OnDone away while Next may still start a read (the queue is full and no
-    // read is outstanding); it is released once no read will start again.
-    AddHold();
-    reading_ = true;
-    StartRead(&response_);
-    StartCall();
-  }
+  // Sends an acknowledgement (the listener reached `key`) on the call; false when the call can
+  // no longer take one.
+  virtual bool Ack(int64_t key) { return false; }
 
-  // Ends the call; REQUIRES: Next is not called afterwards.
+  // Ends the call; Next returns the end (CANCELLED) once the queue is empty.
   void Cancel() {
     context_->TryCancel();
-    ReleaseHold();
+    EndReading();
   }
 
   // The next event; REQUIRES: no other Next is pending.
@@ -107,7 +142,7 @@ class ItemsReactor : public grpc::ClientReadReactor<grpc2::StreamsListenItemsRes
       }
     }
     if (read) {
-      StartRead(&response_);
+      ReadMore();
     }
     if (ready.has_value()) {
       co_return *std::move(ready);
@@ -123,22 +158,21 @@ class ItemsReactor : public grpc::ClientReadReactor<grpc2::StreamsListenItemsRes
     co_return event;
   }
 
+  // Suspends until the call has ended (OnDone).
+  Task<void> WaitDone() { (void)co_await done_.Wait(); }
+
   std::size_t max_queued() const {
     absl::MutexLock lock(&mu_);
     return max_queued_;
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      {
-        absl::MutexLock lock(&mu_);
-        reading_ = false;
-      }
-      ReleaseHold();
-      return;
-    }
-    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
-    response_.Clear();
+ protected:
+  virtual void ReadMore() = 0;     // StartRead
+  virtual void ReleaseHold() = 0;  // RemoveHold
+
+  void Registered() { call_id_ = core_->AddCall(context_); }
+
+  void Received(StreamEvent event) {
     std::shared_ptr<Oneshot<StreamEvent>> waiter;
     bool read = false;
     {
@@ -150,80 +184,501 @@ class ItemsReactor : public grpc::ClientReadReactor<grpc2::StreamsListenItemsRes
         queue_.push_back(std::move(event));
         max_queued_ = std::max(max_queued_, queue_.size());
       }
-      read = queue_.size() < capacity_;
+      read = queue_.size() < capacity_ && !ended_;
       reading_ = read;
     }
     if (waiter != nullptr) {
       waiter->Set(std::move(event));
     }
     if (read) {
-      StartRead(&response_);
+      ReadMore();
     }
   }
 
-  void OnDone(const grpc::Status& status) override {
+  // No read will start again.
+  void EndReading() {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      ended_ = true;
+      release = TakeRelease();
+    }
+    if (release) {
+      ReleaseHold();
+    }
+  }
+
+  void Done(const grpc::Status& status) {
     std::shared_ptr<Oneshot<StreamEvent>> waiter;
+    absl::Status end = FromGrpcStatus(status);
     {
       absl::MutexLock lock(&mu_);
       ended_ = true;
-      end_ = FromGrpcStatus(status);
+      end_ = end;
       waiter = std::move(waiter_);
       waiter_.reset();
     }
     if (waiter != nullptr) {
-      waiter->Set(StreamEvent{0, {}, FromGrpcStatus(status)});
+      waiter->Set(StreamEvent{0, {}, end});
     }
     core_->RemoveCall(call_id_);
+    done_.Set(true);
     self_.reset();  // may delete this: nothing after
   }
 
- private:
-  void ReleaseHold() {
-    {
-      absl::MutexLock lock(&mu_);
-      ended_ = true;
-      if (hold_released_) {
-        return;
-      }
-      hold_released_ = true;
+  bool TakeRelease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!ended_ || writing_ || released_) {
+      return false;
     }
-    RemoveHold();
+    released_ = true;
+    return true;
   }
 
   Core* const core_;
   const std::size_t capacity_;
   std::shared_ptr<grpc::ClientContext> context_ = std::make_shared<grpc::ClientContext>();
   uint64_t call_id_ = 0;
-  grpc2::StreamsListenItemsRequest request_;
-  grpc2::StreamsListenItemsResponse response_;  // only touched by the read chain
-  std::shared_ptr<ItemsReactor> self_;
+  std::shared_ptr<ItemsCall> self_;
+  Oneshot<bool> done_;
   mutable absl::Mutex mu_;
   std::deque<StreamEvent> queue_ ABSL_GUARDED_BY(mu_);
   std::size_t max_queued_ ABSL_GUARDED_BY(mu_) = 0;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // no further read may start
-  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // no further read or write may start
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> end_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Oneshot<StreamEvent>> waiter_ ABSL_GUARDED_BY(mu_);
 };
 
+// ListenItems: an anonymous listener, or a named one that is not moved.
+class ListenCall final : public grpc::ClientReadReactor<grpc2::StreamsListenItemsResponse>,
+                         public ItemsCall {
+ public:
+  using ItemsCall::ItemsCall;
+
+  static std::shared_ptr<ItemsCall> Start(Core* core, std::size_t capacity,
+                                          grpc2::StreamsListenItemsRequest request) {
+    auto call = std::make_shared<ListenCall>(core, capacity);
+    call->self_ = call;
+    call->request_ = std::move(request);
+    call->Registered();
+    call->context_->set_wait_for_ready(true);
+    core->streams()->async()->ListenItems(call->context_.get(), &call->request_, call.get());
+    call->AddHold();
+    call->reading_ = true;
+    call->StartRead(&call->response_);
+    call->StartCall();
+    return call;
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndReading();
+      return;
+    }
+    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
+    response_.Clear();
+    Received(std::move(event));
+  }
+
+  void OnDone(const grpc::Status& status) override { Done(status); }
+
+ private:
+  void ReadMore() override { StartRead(&response_); }
+  void ReleaseHold() override { RemoveHold(); }
+
+  grpc2::StreamsListenItemsRequest request_;
+  grpc2::StreamsListenItemsResponse response_;  // only touched by the read chain
+};
+
+// ListenItemsAndMove: a named listener acknowledged on the call. One write in flight; an
+// acknowledgement made meanwhile replaces any earlier waiting one (positions only advance).
+class ListenAndMoveCall final
+    : public grpc::ClientBidiReactor<grpc2::StreamsListenItemsAndMoveRequest,
+                                     grpc2::StreamsListenItemsResponse>,
+      public ItemsCall {
+ public:
+  using ItemsCall::ItemsCall;
+
+  static std::shared_ptr<ItemsCall> Start(Core* core, std::size_t capacity,
+                                          grpc2::StreamsListenItemsRequest request) {
+    auto call = std::make_shared<ListenAndMoveCall>(core, capacity);
+    call->self_ = call;
+    *call->first_.mutable_listen() = std::move(request);
+    call->Registered();
+    call->context_->set_wait_for_ready(true);
+    core->streams()->async()->ListenItemsAndMove(call->context_.get(), call.get());
+    call->AddHold();
+    call->reading_ = true;
+    call->writing_ = true;
+    call->StartWrite(&call->first_);
+    call->StartRead(&call->response_);
+    call->StartCall();
+    return call;
+  }
+
+  bool Ack(int64_t key) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_ || write_failed_) {
+        return false;
+      }
+      if (writing_) {
+        pending_ack_ = key;
+        return true;
+      }
+      writing_ = true;
+      ack_.Clear();
+      ack_.set_reached_key(key);
+    }
+    StartWrite(&ack_);
+    return true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool write = false;
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      write_failed_ = write_failed_ || !ok;
+      if (pending_ack_.has_value() && !ended_ && !write_failed_) {
+        ack_.Clear();
+        ack_.set_reached_key(*pending_ack_);
+        writing_ = true;
+        write = true;
+      }
+      pending_ack_.reset();
+      release = TakeRelease();
+    }
+    if (write) {
+      StartWrite(&ack_);
+    }
+    if (release) {
+      RemoveHold();
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndReading();
+      return;
+    }
+    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
+    response_.Clear();
+    Received(std::move(event));
+  }
+
+  void OnDone(const grpc::Status& status) override { Done(status); }
+
+ private:
+  void ReadMore() override { StartRead(&response_); }
+  void ReleaseHold() override { RemoveHold(); }
+
+  grpc2::StreamsListenItemsAndMoveRequest first_;
+  grpc2::StreamsListenItemsAndMoveRequest ack_;  // only touched while no write is in flight
+  grpc2::StreamsListenItemsResponse response_;   // only touched by the read chain
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<int64_t> pending_ack_ ABSL_GUARDED_BY(mu_);
+};
+
 ItemsReader::ItemsReader(Core* core, grpc2::model::PerperStream stream, std::string listener,
                          std::size_t capacity)
-    : reactor_(std::make_shared<ItemsReactor>(core, capacity == 0 ? 1 : capacity)) {
-  grpc2::StreamsListenItemsRequest request;
-  request.set_start_from_latest(stream.start_key() == -1);
-  *request.mutable_stream() = std::move(stream);
-  request.set_listener_name(std::move(listener));
-  reactor_->Start(reactor_, std::move(request));
+    : core_(core),
+      stream_(std::move(stream)),
+      listener_(std::move(listener)),
+      capacity_(capacity == 0 ? 1 : capacity) {
+  Open();
 }
 
-ItemsReader::~ItemsReader() { reactor_->Cancel(); }
+ItemsReader::~ItemsReader() { call_->Cancel(); }
 
-Task<StreamEvent> ItemsReader::Next() { return reactor_->Next(); }
+void ItemsReader::Open() {
+  grpc2::StreamsListenItemsRequest request;
+  *request.mutable_stream() = stream_;
+  request.set_listener_name(listener_);
+  if (last_key_.has_value()) {
+    // Resume after the last delivered item; a named listener resumes at its saved position
+    // (at most the last delivered key), and what was delivered already is skipped.
+    request.mutable_stream()->set_start_key(
+        listener_.empty() ? *last_key_ + (stream_.stride() != 0 ? stream_.stride() : 1)
+                          : *last_key_);
+  } else {
+    request.set_start_from_latest(stream_.start_key() == -1);
+  }
+  if (call_ != nullptr) {
+    max_queued_ = std::max(max_queued_, call_->max_queued());
+  }
+  call_ = listener_.empty() ? ListenCall::Start(core_, capacity_, std::move(request))
+                            : ListenAndMoveCall::Start(core_, capacity_, std::move(request));
+  ++calls_;
+}
 
-std::size_t ItemsReader::MaxQueuedForTest() const { return reactor_->max_queued(); }
+Task<StreamEvent> ItemsReader::Next() {
+  std::chrono::milliseconds backoff = kFirstBackoff;
+  while (true) {
+    if (closed_) {
+      co_return StreamEvent{0, {}, absl::CancelledError("the stream reader was closed")};
+    }
+    if (unacked_key_.has_value()) {
+      int64_t key = *unacked_key_;
+      unacked_key_.reset();
+      if (!call_->Ack(key)) {
+        // The call has ended (the stream completed, or the connection broke): store the
+        // position directly. A failure only means the item may be delivered again later.
+        (void)co_await MoveListener(core_, stream_, listener_, key);
+      }
+    }
+    StreamEvent event = co_await call_->Next();
+    if (!event.end.has_value()) {
+      if (last_key_.has_value() && event.key <= *last_key_) {
+        continue;  // delivered already, before a reconnection
+      }
+      last_key_ = event.key;
+      if (!listener_.empty()) {
+        unacked_key_ = event.key;
+      }
+      co_return event;
+    }
+    if (!absl::IsUnavailable(*event.end) || closed_ || core_->stopping()) {
+      co_return event;
+    }
+    // The connection broke: open a new call after a back-off.
+    auto state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none) {
+      co_return StreamEvent{0, {}, absl::CancelledError("the reading handler was cancelled")};
+    }
+    asio::steady_timer timer(co_await asio::this_coro::executor, backoff);
+    auto [error] = co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    if (error) {
+      co_return StreamEvent{0, {}, absl::CancelledError("the reading handler was cancelled")};
+    }
+    backoff = std::min(backoff * 2, kMaxBackoff);
+    Open();
+  }
+}
+
+Task<absl::Status> ItemsReader::Close() {
+  if (closed_) {
+    co_return absl::OkStatus();
+  }
+  closed_ = true;
+  call_->Cancel();
+  co_await call_->WaitDone();
+  if (listener_.empty() || !last_key_.has_value()) {
+    co_return absl::OkStatus();
+  }
+  unacked_key_.reset();
+  co_return co_await MoveListener(core_, stream_, listener_, *last_key_);
+}
+
+std::size_t ItemsReader::MaxQueuedForTest() const {
+  return std::max(max_queued_, call_->max_queued());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producers.
+
+struct BatchWriter::State {
+  absl::Mutex mu;
+  std::deque<std::pair<std::optional<int64_t>, google::protobuf::Any>> pending ABSL_GUARDED_BY(mu);
+  bool flushing ABSL_GUARDED_BY(mu) = false;
+  absl::Status error ABSL_GUARDED_BY(mu);
+  std::vector<std::shared_ptr<Oneshot<bool>>> waiters ABSL_GUARDED_BY(mu);
+};
+
+BatchWriter::BatchWriter(Core* core, grpc2::model::PerperStream stream, std::size_t max_pending)
+    : core_(core),
+      stream_(std::move(stream)),
+      max_pending_(std::max<std::size_t>(max_pending, 1)),
+      state_(std::make_unique<State>()) {}
+
+BatchWriter::~BatchWriter() = default;
+
+Task<absl::Status> BatchWriter::Put(std::optional<int64_t> key, google::protobuf::Any value) {
+  bool start = false;
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (!state_->error.ok()) {
+      co_return state_->error;
+    }
+    state_->pending.emplace_back(key, std::move(value));
+    if (!state_->flushing) {
+      state_->flushing = true;
+      start = true;
+    }
+  }
+  if (start) {
+    asio::co_spawn(co_await asio::this_coro::executor, FlushLoop(shared_from_this()),
+                   asio::detached);
+  }
+  while (true) {
+    {
+      absl::MutexLock lock(&state_->mu);
+      if (!state_->error.ok()) {
+        co_return state_->error;
+      }
+      if (state_->pending.size() < max_pending_) {
+        co_return absl::OkStatus();
+      }
+    }
+    co_await WaitProgress();
+  }
+}
+
+Task<absl::Status> BatchWriter::Flush() {
+  while (true) {
+    {
+      absl::MutexLock lock(&state_->mu);
+      if (!state_->flushing) {
+        co_return state_->error;
+      }
+    }
+    co_await WaitProgress();
+  }
+}
+
+Task<void> BatchWriter::WaitProgress() {
+  auto waiter = std::make_shared<Oneshot<bool>>();
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (!state_->flushing) {
+      co_return;
+    }
+    state_->waiters.push_back(waiter);
+  }
+  (void)co_await waiter->Wait();
+}
+
+Task<void> BatchWriter::FlushLoop(std::shared_ptr<BatchWriter> self) {
+  State& state = *self->state_;
+  while (true) {
+    grpc2::StreamsWriteItemsRequest request;
+    std::vector<std::shared_ptr<Oneshot<bool>>> waiters;
+    bool done = false;
+    {
+      absl::MutexLock lock(&state.mu);
+      if (state.pending.empty() || !state.error.ok()) {
+        state.pending.clear();
+        state.flushing = false;
+        done = true;
+        waiters.swap(state.waiters);
+      } else {
+        *request.mutable_stream() = self->stream_;
+        while (!state.pending.empty() && request.items_size() < static_cast<int>(kMaxBatch)) {
+          auto& [key, value] = state.pending.front();
+          auto* item = request.add_items();
+          if (key.has_value()) {
+            item->set_key(*key);
+          } else {
+            item->set_auto_key(true);
+          }
+          *item->mutable_value() = std::move(value);
+          state.pending.pop_front();
+        }
+      }
+    }
+    if (!done) {
+      Core* core = self->core_;
+      auto result =
+          co_await core->Unary<grpc2::StreamsWriteItemsRequest, grpc2::StreamsWriteItemsResponse>(
+              std::move(request), PERPER_STREAMS_CALL(WriteItems));
+      absl::MutexLock lock(&state.mu);
+      if (!result.ok() && state.error.ok()) {
+        state.error = result.status();
+      }
+      waiters.swap(state.waiters);
+    }
+    for (auto& waiter : waiters) {
+      waiter->Set(true);
+    }
+    if (done) {
+      co_return;
+    }
+  }
+}
+
+Task<absl::StatusOr<DeclaredStream>> DeclareStream(Core* core,
+                                                   grpc2::model::PerperInstance instance,
+                                                   std::string delegate,
+                                                   std::optional<StreamOptions> options) {
+  if (!options.has_value()) {
+    const StreamOptions* registered =
+        instance.agent() == core->agent().name() ? core->agent().stream_options(delegate) : nullptr;
+    options = registered != nullptr ? *registered : StreamOptions{};
+  }
+  grpc2::StreamsCreateRequest request;
+  request.mutable_stream()->set_stream(absl::StrCat(delegate, "-stream-", NewUuid()));
+  request.mutable_stream()->set_start_key(0);
+  request.mutable_stream()->set_stride(options->stride);
+  request.set_ephemeral(options->ephemeral);
+  grpc2::model::PerperStream model = request.stream();
+  absl::Status created = co_await StreamsCreate(core, std::move(request));
+  if (!created.ok()) {
+    co_return created;
+  }
+  if (options->action) {
+    absl::Status trigger =
+        co_await MoveListener(core, model, kTriggerListener, std::numeric_limits<int64_t>::max());
+    if (!trigger.ok()) {
+      co_return trigger;
+    }
+  }
+  co_return DeclaredStream(core, std::move(instance), std::move(delegate),
+                           Stream(core, std::move(model)));
+}
+
+Task<absl::StatusOr<Stream>> StartStream(Core* core, grpc2::model::PerperInstance instance,
+                                         std::string delegate, std::optional<StreamOptions> options,
+                                         Values args) {
+  auto declared =
+      co_await DeclareStream(core, std::move(instance), std::move(delegate), std::move(options));
+  if (!declared.ok()) {
+    co_return declared.status();
+  }
+  co_return co_await declared->start_values(std::move(args));
+}
+
+Task<absl::StatusOr<Stream>> StreamOfCall(Core* core, grpc2::model::PerperInstance instance,
+                                          std::string delegate, Values args) {
+  auto results = co_await CallRaw(core, std::move(instance), delegate, std::move(args));
+  if (!results.ok()) {
+    co_return results.status();
+  }
+  auto model = FromAny<grpc2::model::PerperStream>(results->empty() ? google::protobuf::Any()
+                                                                    : (*results)[0]);
+  if (!model.ok()) {
+    co_return absl::InvalidArgumentError(
+        absl::StrCat(delegate, " did not return a stream: ", model.status().message()));
+  }
+  co_return Stream(core, *std::move(model));
+}
 
 }  // namespace internal
+
+Task<absl::StatusOr<Stream>> DeclaredStream::start_values(
+    std::vector<google::protobuf::Any> args) const {
+  internal::Core* core = core_;
+  grpc2::ExecutionsCreateRequest request;
+  request.mutable_execution()->set_execution(stream_.id());
+  *request.mutable_instance() = instance_;
+  request.set_delegate(absl::StrCat(delegate_, "-stream"));
+  *request.add_arguments() = ToAny(stream_.model());
+  for (auto& arg : args) {
+    *request.add_arguments() = std::move(arg);
+  }
+  Stream stream = stream_;
+  auto created = co_await core->Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
+      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+        core->executions()->async()->Create(context, req, resp, std::move(done));
+      });
+  if (!created.ok()) {
+    co_return created.status();
+  }
+  co_return stream;
+}
 
 Task<absl::StatusOr<Stream>> Context::blank_stream(bool ephemeral) const {
   internal::Core* core = core_;
@@ -238,5 +693,7 @@ Task<absl::StatusOr<Stream>> Context::blank_stream(bool ephemeral) const {
   }
   co_return Stream(core, std::move(model));
 }
+
+#undef PERPER_STREAMS_CALL
 
 }  // namespace perper
