@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+#include "perper/cli/cli.h"
+
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "perper/cli/commands.h"
+
+namespace perper::cli {
+namespace {
+
+// `timeout` is shared by every command; each applies its own default when it runs.
+void AddTargetOptions(CLI::App& command, FabricTarget& target, std::optional<double>& timeout,
+                      double default_timeout) {
+  command.add_option("--fabric", target.address,
+                     "Address of the Fabric, host:port [env PERPER_FABRIC_ENDPOINT, default "
+                     "127.0.0.1:40400]")
+      ->envname("PERPER_FABRIC_ENDPOINT");
+  command.add_flag("--json", target.json, "Print JSON instead of a table");
+  command.add_option("--timeout", timeout,
+                     "Seconds to wait for the Fabric [default " +
+                         std::to_string(static_cast<int>(default_timeout)) + "]");
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "perper: run a Perper application on this machine and inspect a running Fabric.\n"
+      "See docs/cli.md."};
+  app.require_subcommand(1);
+  std::function<int()> action;
+  FabricTarget target;
+  target.address = "127.0.0.1:40400";
+  std::optional<double> timeout;
+  auto with_timeout = [&](double default_timeout) -> const FabricTarget& {
+    target.timeout_seconds = timeout.value_or(default_timeout);
+    return target;
+  };
+
+  UpOptions up;
+  CLI::App* up_cmd = app.add_subcommand(
+      "up", "Start a Fabric (embedded unless --fabric), the process scaler and the application "
+            "of APP.yaml; Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code.");
+  up_cmd->add_option("APP", up.manifest, "The application manifest (YAML, see docs/scaler.md)")
+      ->required();
+  up_cmd->add_option("--fabric", up.fabric,
+                     "Use the running Fabric at this address instead of an embedded one");
+  up_cmd->add_option("--log-dir", up.log_dir,
+                     "Also keep each process's output in DIR/<agent>.<instance>.log");
+  up_cmd->add_option("--address-file", up.address_file,
+                     "Write the Fabric's address to this file once it is up");
+  up_cmd->callback([&] { action = [&] { return RunUp(up); }; });
+
+  fabric::FabricConfigFlags fabric_flags;
+  CLI::App* fabric_cmd = app.add_subcommand(
+      "fabric", "Run a Fabric until SIGINT or SIGTERM (the options of perper-fabric)");
+  fabric::AddFabricFlags(*fabric_cmd, fabric_flags);
+  fabric_cmd->callback([&] { action = [&] { return RunFabric(fabric_flags); }; });
+
+  ExecutionsOptions executions;
+  CLI::App* executions_cmd =
+      app.add_subcommand("executions", "List executions (state: waiting, running, finished, "
+                                       "failed; running = reserved by an agent process)");
+  AddTargetOptions(*executions_cmd, target, timeout, 10);
+  executions_cmd->add_option("--agent", executions.agent, "Only this agent type");
+  executions_cmd->add_option("--instance", executions.instance, "Only this instance");
+  executions_cmd->add_option("--delegate", executions.delegate, "Only this delegate");
+  executions_cmd
+      ->add_option("--state", executions.state,
+                   "all, unfinished, waiting, running, finished or failed")
+      ->capture_default_str();
+  executions_cmd->add_option("--limit", executions.limit, "At most this many (up to 100000)")
+      ->capture_default_str();
+  executions_cmd->callback([&] { action = [&] { return RunExecutions(with_timeout(10), executions); }; });
+
+  std::string instances_agent;
+  CLI::App* instances_cmd =
+      app.add_subcommand("instances", "List live agent instances (the Registry executions)");
+  AddTargetOptions(*instances_cmd, target, timeout, 10);
+  instances_cmd->add_option("--agent", instances_agent, "Only this agent type");
+  instances_cmd->callback([&] { action = [&] { return RunInstances(with_timeout(10), instances_agent); }; });
+
+  std::string streams_prefix;
+  CLI::App* streams_cmd = app.add_subcommand(
+      "streams", "List streams: kind, stride, items stored, key range, state, listeners@position");
+  AddTargetOptions(*streams_cmd, target, timeout, 10);
+  streams_cmd->add_option("--prefix", streams_prefix, "Only streams whose ID starts with this");
+  streams_cmd->callback([&] { action = [&] { return RunStreams(with_timeout(10), streams_prefix); }; });
+
+  TailOptions tail;
+  bool no_follow = false;
+  CLI::App* stream_cmd = app.add_subcommand("stream", "Read a stream");
+  stream_cmd->require_subcommand(1);
+  CLI::App* tail_cmd = stream_cmd->add_subcommand(
+      "tail", "Print the items of stream ID from key --from on, one per line (KEY VALUE), and "
+              "follow new ones until the stream completes (or Ctrl-C)");
+  AddTargetOptions(*tail_cmd, target, timeout, 10);
+  tail_cmd->add_option("ID", tail.stream, "The stream")->required();
+  tail_cmd->add_option("--from", tail.from, "First key to print")->capture_default_str();
+  tail_cmd->add_flag("--no-follow", no_follow, "Stop at the last item stored now");
+  tail_cmd->callback([&] {
+    action = [&] {
+      tail.follow = !no_follow;
+      return RunStreamTail(with_timeout(10), tail);
+    };
+  });
+
+  std::string dictionary, key;
+  bool json_key = false;
+  CLI::App* state_cmd = app.add_subcommand("state", "Read state dictionaries");
+  state_cmd->require_subcommand(1);
+  CLI::App* get_cmd = state_cmd->add_subcommand("get", "Print the value of KEY in DICTIONARY");
+  AddTargetOptions(*get_cmd, target, timeout, 10);
+  get_cmd->add_option("DICTIONARY", dictionary, "The dictionary (an instance's is '<ID>-')")
+      ->required();
+  get_cmd->add_option("KEY", key, "The key (a string, unless --json-key)")->required();
+  get_cmd->add_flag("--json-key", json_key, "Read KEY as a JSON value (e.g. 42)");
+  get_cmd->callback(
+      [&] { action = [&] { return RunStateGet(with_timeout(10), dictionary, key, json_key); }; });
+  CLI::App* list_cmd = state_cmd->add_subcommand("list", "List the keys and values of DICTIONARY");
+  AddTargetOptions(*list_cmd, target, timeout, 10);
+  list_cmd->add_option("DICTIONARY", dictionary, "The dictionary")->required();
+  list_cmd->callback([&] { action = [&] { return RunStateList(with_timeout(10), dictionary); }; });
+
+  CallOptions call;
+  CLI::App* call_cmd = app.add_subcommand(
+      "call", "Call DELEGATE on an instance of AGENT with ARGS (one JSON value each: 1, 2.5, "
+              "'\"text\"', true, null) and print its results as JSON");
+  AddTargetOptions(*call_cmd, target, timeout, 30);
+  call_cmd->add_option("AGENT", call.agent, "The agent type")->required();
+  call_cmd->add_option("INSTANCE", call.instance, "The instance ID")->required();
+  call_cmd->add_option("DELEGATE", call.delegate, "The delegate")->required();
+  call_cmd->add_option("ARGS", call.arguments, "Arguments, one JSON value each");
+  call_cmd->add_flag("--any-instance", call.any_instance,
+                     "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
+  call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  if (!action) return 2;
+  return action();
+}
+
+}  // namespace perper::cli

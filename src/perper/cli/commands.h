@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// The commands of the `perper` command line, one function each (see cli.h). Each returns the
+// process exit code. Internal to perper/cli.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "perper/fabric/fabric_config.h"
+
+namespace perper::cli {
+
+// Options every inspection command takes.
+struct FabricTarget {
+  std::string address;  // host:port (an http:// prefix is accepted)
+  bool json = false;
+  double timeout_seconds = 10;
+};
+
+struct ExecutionsOptions {
+  std::string agent, instance, delegate;
+  std::string state = "all";  // all, unfinished, waiting, running, finished, failed
+  uint32_t limit = 1000;
+};
+
+struct TailOptions {
+  std::string stream;
+  int64_t from = 0;
+  bool follow = true;
+};
+
+struct CallOptions {
+  std::string agent, instance, delegate;
+  std::vector<std::string> arguments;  // one JSON value each
+  bool any_instance = false;
+};
+
+struct UpOptions {
+  std::string manifest;
+  std::string fabric;  // a running Fabric; empty: the manifest's, or an embedded one
+  std::string log_dir;
+  std::string address_file;
+};
+
+int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options);
+int RunInstances(const FabricTarget& target, const std::string& agent);
+int RunStreams(const FabricTarget& target, const std::string& prefix);
+int RunStreamTail(const FabricTarget& target, const TailOptions& options);
+int RunStateGet(const FabricTarget& target, const std::string& dictionary, const std::string& key,
+                bool json_key);
+int RunStateList(const FabricTarget& target, const std::string& dictionary);
+int RunCall(const FabricTarget& target, const CallOptions& options);
+int RunUp(const UpOptions& options);
+int RunFabric(const fabric::FabricConfigFlags& flags);
+
+}  // namespace perper::cli

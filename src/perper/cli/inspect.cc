@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: MIT
+// The inspection commands: plain synchronous gRPC calls against a running Fabric.
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+
+#include <grpcpp/grpcpp.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "perper/cli/commands.h"
+#include "perper/cli/table.h"
+#include "perper/cli/values.h"
+#include "perper/grpc2/executions.grpc.pb.h"
+#include "perper/grpc2/instances.grpc.pb.h"
+#include "perper/grpc2/introspection.grpc.pb.h"
+#include "perper/grpc2/states.grpc.pb.h"
+#include "perper/grpc2/streams.grpc.pb.h"
+
+namespace perper::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string Address(const FabricTarget& target) {
+  std::string address = target.address;
+  for (const char* scheme : {"http://", "https://"}) {
+    if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
+  }
+  return address;
+}
+
+std::shared_ptr<grpc::Channel> Channel(const FabricTarget& target) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(Address(target), grpc::InsecureChannelCredentials(), args);
+}
+
+void Deadline(grpc::ClientContext& context, const FabricTarget& target) {
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(target.timeout_seconds * 1000)));
+}
+
+// Prints a failed call in words a person understands; returns the exit code 1.
+int Fail(const FabricTarget& target, const grpc::Status& status, const std::string& what) {
+  std::string message;
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      message = absl::StrCat("cannot reach the Fabric at ", Address(target), " (",
+                             status.error_message(),
+                             "); is it running? Give its address with --fabric");
+      break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      message = absl::StrCat("the Fabric at ", Address(target), " did not answer ", what,
+                             " within ", target.timeout_seconds, " s");
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      message = absl::StrCat(what, ": not found: ", status.error_message());
+      break;
+    default:
+      message = absl::StrCat(what, " failed: ", status.error_message());
+  }
+  std::fprintf(stderr, "perper: %s\n", message.c_str());
+  return 1;
+}
+
+int Error(const std::string& message) {
+  std::fprintf(stderr, "perper: %s\n", message.c_str());
+  return 1;
+}
+
+void Print(const std::string& text) {
+  std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+void PrintJson(const json& value) { Print(value.dump(2) + "\n"); }
+
+}  // namespace
+
+int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) {
+  static const std::set<std::string> kStates = {"all",     "unfinished", "waiting",
+                                                "running", "finished",   "failed"};
+  if (kStates.count(options.state) == 0) {
+    std::fprintf(stderr, "perper executions: --state must be one of all, unfinished, waiting, "
+                         "running, finished, failed\n");
+    return 2;
+  }
+  auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
+  grpc2::IntrospectionListExecutionsRequest request;
+  request.set_agent(options.agent);
+  request.set_instance(options.instance);
+  request.set_delegate(options.delegate);
+  request.set_include_finished(options.state == "all" || options.state == "finished" ||
+                               options.state == "failed");
+  request.set_limit(options.limit);
+  grpc2::IntrospectionListExecutionsResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  grpc::Status status = stub->ListExecutions(&context, request, &response);
+  if (!status.ok()) return Fail(target, status, "listing executions");
+
+  // Executions reserved in the default workgroup are being run by an agent process.
+  std::set<std::string> reserved;
+  grpc2::IntrospectionListReservationsRequest reservations_request;
+  reservations_request.set_limit(100000);
+  grpc2::IntrospectionListReservationsResponse reservations;
+  grpc::ClientContext reservations_context;
+  Deadline(reservations_context, target);
+  status = stub->ListReservations(&reservations_context, reservations_request, &reservations);
+  if (!status.ok()) return Fail(target, status, "listing reservations");
+  for (const auto& r : reservations.reservations()) reserved.insert(r.execution().execution());
+
+  Table table({"EXECUTION", "AGENT", "INSTANCE", "DELEGATE", "STATE", "ARGS", "RESULTS"});
+  json rows = json::array();
+  for (const auto& e : response.executions()) {
+    std::string state = e.failed()     ? "failed"
+                        : e.finished() ? "finished"
+                        : reserved.count(e.execution().execution()) != 0 ? "running"
+                                                                         : "waiting";
+    bool unfinished = state == "waiting" || state == "running";
+    if (options.state != "all" && options.state != state &&
+        !(options.state == "unfinished" && unfinished)) {
+      continue;
+    }
+    table.AddRow({e.execution().execution(), e.instance().agent(), e.instance().instance(),
+                  e.delegate(), state, std::to_string(e.argument_count()),
+                  std::to_string(e.result_count())});
+    rows.push_back({{"execution", e.execution().execution()},
+                    {"agent", e.instance().agent()},
+                    {"instance", e.instance().instance()},
+                    {"delegate", e.delegate()},
+                    {"state", state},
+                    {"argument_count", e.argument_count()},
+                    {"result_count", e.result_count()},
+                    {"sequence", e.sequence()}});
+  }
+  if (target.json) {
+    PrintJson(rows);
+  } else {
+    Print(table.Render());
+  }
+  return 0;
+}
+
+int RunInstances(const FabricTarget& target, const std::string& agent) {
+  auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
+  grpc2::IntrospectionListInstancesRequest request;
+  request.set_agent(agent);
+  request.set_limit(100000);
+  grpc2::IntrospectionListInstancesResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  grpc::Status status = stub->ListInstances(&context, request, &response);
+  if (!status.ok()) return Fail(target, status, "listing instances");
+  Table table({"INSTANCE", "AGENT"});
+  json rows = json::array();
+  for (const auto& i : response.instances()) {
+    table.AddRow({i.instance(), i.agent()});
+    rows.push_back({{"instance", i.instance()}, {"agent", i.agent()}});
+  }
+  if (target.json) {
+    PrintJson(rows);
+  } else {
+    Print(table.Render());
+  }
+  return 0;
+}
+
+namespace {
+
+absl::StatusOr<std::vector<grpc2::StreamSummary>> ListStreams(const FabricTarget& target,
+                                                              const std::string& prefix,
+                                                              grpc::Status* error) {
+  auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
+  grpc2::IntrospectionListStreamsRequest request;
+  request.set_stream_prefix(prefix);
+  request.set_limit(100000);
+  grpc2::IntrospectionListStreamsResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  *error = stub->ListStreams(&context, request, &response);
+  if (!error->ok()) return absl::UnavailableError(error->error_message());
+  return std::vector<grpc2::StreamSummary>(response.streams().begin(), response.streams().end());
+}
+
+}  // namespace
+
+int RunStreams(const FabricTarget& target, const std::string& prefix) {
+  grpc::Status error;
+  auto streams = ListStreams(target, prefix, &error);
+  if (!streams.ok()) return Fail(target, error, "listing streams");
+  Table table({"STREAM", "KIND", "STRIDE", "ITEMS", "KEYS", "STATE", "LISTENERS"});
+  json rows = json::array();
+  for (const auto& s : *streams) {
+    std::string state = !s.completed() ? "open"
+                        : s.error().empty() ? "completed"
+                                            : "failed: " + s.error();
+    std::vector<std::string> listeners;
+    json listeners_json = json::array();
+    for (const auto& l : s.listeners()) {
+      std::string name = l.transient() ? "(call)" : l.name();
+      listeners.push_back(absl::StrCat(name, "@", l.position()));
+      listeners_json.push_back(
+          {{"name", l.name()}, {"position", l.position()}, {"transient", l.transient()}});
+    }
+    table.AddRow({s.stream(), s.ephemeral() ? "ephemeral" : "persistent",
+                  std::to_string(s.stride()), std::to_string(s.item_count()),
+                  s.has_items() ? absl::StrCat(s.first_key(), "..", s.last_key()) : "-", state,
+                  listeners.empty() ? "-" : absl::StrJoin(listeners, ", ")});
+    json row = {{"stream", s.stream()},         {"ephemeral", s.ephemeral()},
+                {"stride", s.stride()},         {"item_count", s.item_count()},
+                {"completed", s.completed()},   {"listeners", listeners_json}};
+    if (s.has_items()) {
+      row["first_key"] = s.first_key();
+      row["last_key"] = s.last_key();
+    }
+    if (!s.error().empty()) row["error"] = s.error();
+    rows.push_back(std::move(row));
+  }
+  if (target.json) {
+    PrintJson(rows);
+  } else {
+    Print(table.Render());
+  }
+  return 0;
+}
+
+int RunStreamTail(const FabricTarget& target, const TailOptions& options) {
+  grpc::Status error;
+  auto streams = ListStreams(target, options.stream, &error);
+  if (!streams.ok()) return Fail(target, error, "listing streams");
+  const grpc2::StreamSummary* summary = nullptr;
+  for (const auto& s : *streams) {
+    if (s.stream() == options.stream) summary = &s;
+  }
+  if (summary == nullptr) {
+    return Error(absl::StrCat("no stream '", options.stream, "' (see perper streams)"));
+  }
+  // Without --follow, stop at the last item stored now.
+  bool stop_at_last = !options.follow;
+  int64_t last = summary->last_key();
+  if (stop_at_last && (!summary->has_items() || last < options.from)) return 0;
+
+  auto stub = grpc2::FabricStreams::NewStub(Channel(target));
+  grpc::ClientContext context;
+  grpc2::StreamsListenItemsRequest request;
+  request.mutable_stream()->set_stream(options.stream);
+  request.mutable_stream()->set_start_key(options.from);
+  request.mutable_stream()->set_stride(summary->stride());
+  auto reader = stub->ListenItems(&context, request);
+  grpc2::StreamsListenItemsResponse item;
+  while (reader->Read(&item)) {
+    if (target.json) {
+      Print(json({{"key", item.key()}, {"value", AnyToJson(item.value())}}).dump() + "\n");
+    } else {
+      Print(absl::StrCat(item.key(), "  ", AnyToText(item.value()), "\n"));
+    }
+    if (stop_at_last && item.key() >= last) {
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
+  if (status.error_code() == grpc::StatusCode::UNKNOWN ||
+      status.error_code() == grpc::StatusCode::ABORTED) {
+    return Error(absl::StrCat("stream ", options.stream, " ended with an error: ",
+                              status.error_message()));
+  }
+  return Fail(target, status, "reading stream " + options.stream);
+}
+
+namespace {
+
+absl::StatusOr<google::protobuf::Any> KeyAny(const std::string& key, bool json_key) {
+  if (!json_key) return JsonToAny(json(key));
+  json parsed = json::parse(key, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat("key '", key, "' is not JSON"));
+  }
+  return JsonToAny(parsed);
+}
+
+}  // namespace
+
+int RunStateGet(const FabricTarget& target, const std::string& dictionary, const std::string& key,
+                bool json_key) {
+  auto key_any = KeyAny(key, json_key);
+  if (!key_any.ok()) {
+    std::fprintf(stderr, "perper state get: %s\n", std::string(key_any.status().message()).c_str());
+    return 2;
+  }
+  auto stub = grpc2::FabricStatesDictionary::NewStub(Channel(target));
+  grpc2::StatesDictionaryOperateRequest request;
+  request.mutable_dictionary()->set_dictionary(dictionary);
+  *request.mutable_key() = *key_any;
+  request.set_get_existing_value(true);
+  grpc2::StatesDictionaryOperateResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  grpc::Status status = stub->Operate(&context, request, &response);
+  if (!status.ok()) return Fail(target, status, "reading dictionary " + dictionary);
+  if (!response.has_previous_value()) {
+    return Error(absl::StrCat("no key ", AnyToText(*key_any), " in dictionary '", dictionary,
+                              "' (see perper state list ", dictionary, ")"));
+  }
+  if (target.json) {
+    PrintJson(AnyToJson(response.previous_value()));
+  } else {
+    Print(AnyToText(response.previous_value()) + "\n");
+  }
+  return 0;
+}
+
+int RunStateList(const FabricTarget& target, const std::string& dictionary) {
+  auto stub = grpc2::FabricStatesDictionary::NewStub(Channel(target));
+  grpc2::StatesDictionaryListItemsRequest request;
+  request.mutable_dictionary()->set_dictionary(dictionary);
+  grpc::ClientContext context;
+  Deadline(context, target);
+  auto reader = stub->ListItems(&context, request);
+  grpc2::StatesDictionaryListItemsResponse item;
+  Table table({"KEY", "VALUE"});
+  json rows = json::array();
+  while (reader->Read(&item)) {
+    table.AddRow({AnyToText(item.key()), AnyToText(item.value())});
+    rows.push_back({{"key", AnyToJson(item.key())}, {"value", AnyToJson(item.value())}});
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return Fail(target, status, "listing dictionary " + dictionary);
+  if (target.json) {
+    PrintJson(rows);
+  } else {
+    Print(table.Render());
+  }
+  return 0;
+}
+
+int RunCall(const FabricTarget& target, const CallOptions& options) {
+  grpc2::ExecutionsCreateRequest request;
+  for (size_t i = 0; i < options.arguments.size(); ++i) {
+    json parsed = json::parse(options.arguments[i], nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
+      std::fprintf(stderr,
+                   "perper call: argument %zu is not JSON: %s (quote strings: '\"text\"')\n",
+                   i + 1, options.arguments[i].c_str());
+      return 2;
+    }
+    auto any = JsonToAny(parsed);
+    if (!any.ok()) {
+      std::fprintf(stderr, "perper call: argument %zu: %s\n", i + 1,
+                   std::string(any.status().message()).c_str());
+      return 2;
+    }
+    *request.add_arguments() = *any;
+  }
+  auto channel = Channel(target);
+  if (!options.any_instance) {
+    auto introspection = grpc2::FabricIntrospection::NewStub(channel);
+    grpc2::IntrospectionListInstancesRequest list;
+    list.set_agent(options.agent);
+    list.set_limit(100000);
+    grpc2::IntrospectionListInstancesResponse instances;
+    grpc::ClientContext context;
+    Deadline(context, target);
+    grpc::Status status = introspection->ListInstances(&context, list, &instances);
+    if (!status.ok()) return Fail(target, status, "listing instances");
+    bool found = false;
+    for (const auto& i : instances.instances()) found = found || i.instance() == options.instance;
+    if (!found) {
+      return Error(absl::StrCat("no instance '", options.instance, "' of agent '", options.agent,
+                                "' (see perper instances; --any-instance calls it anyway)"));
+    }
+  }
+  std::random_device random;
+  std::string id = absl::StrCat(options.delegate, "-cli-", absl::Hex(random(), absl::kZeroPad8),
+                                absl::Hex(random(), absl::kZeroPad8));
+  request.mutable_execution()->set_execution(id);
+  request.mutable_instance()->set_agent(options.agent);
+  request.mutable_instance()->set_instance(options.instance);
+  request.set_delegate(options.delegate);
+  auto stub = grpc2::FabricInstances::NewStub(channel);
+  grpc2::ExecutionsGetResultResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  grpc::Status status = stub->Call(&context, request, &response);
+  std::string what = absl::StrCat(options.agent, ".", options.delegate, " on ", options.instance);
+  if (!status.ok()) return Fail(target, status, "calling " + what);
+  if (response.has_error() && !response.error().message().empty()) {
+    if (target.json) PrintJson({{"error", response.error().message()}});
+    return Error(absl::StrCat(what, " failed: ", response.error().message()));
+  }
+  if (response.deleted()) return Error(absl::StrCat(what, ": the execution was deleted"));
+  json results = json::array();
+  for (const auto& r : response.results()) results.push_back(AnyToJson(r));
+  if (target.json) {
+    PrintJson({{"results", results}});
+  } else {
+    for (const auto& r : results) Print(r.dump() + "\n");
+  }
+  return 0;
+}
+
+}  // namespace perper::cli

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+// `perper up` (the Fabric, the scaler and the application) and `perper fabric`.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "perper/cli/commands.h"
+#include "perper/common/logging.h"
+#include "perper/fabric/fabric_server.h"
+#include "perper/scaler/fabric_watchers.h"
+#include "perper/scaler/manifest.h"
+#include "perper/scaler/supervisor.h"
+
+namespace perper::cli {
+namespace {
+
+// The embedded Fabric's configuration: the manifest's fabric keys act as flags; `perper up`
+// listens on a free loopback port and stores in memory unless told otherwise.
+absl::StatusOr<fabric::FabricConfig> EmbeddedConfig(const scaler::FabricSpec& spec) {
+  fabric::FabricConfigFlags flags;
+  flags.config_file = spec.config_file;
+  flags.listen = spec.listen;
+  flags.storage = spec.storage;
+  flags.data_dir = spec.data_dir;
+  flags.log_level = spec.log_level;
+  flags.max_value_size = spec.max_value_size;
+  flags.sync = spec.sync;
+  if (!flags.listen && !flags.config_file && std::getenv("PERPER_LISTEN") == nullptr) {
+    flags.listen = "127.0.0.1:0";
+  }
+  if (!flags.storage && !flags.config_file && std::getenv("PERPER_STORAGE") == nullptr) {
+    flags.storage = "memory";
+  }
+  return fabric::ResolveFabricConfig(flags);
+}
+
+void WriteAddressFile(const std::string& path, const std::string& address) {
+  std::string temp = path + ".tmp";
+  std::ofstream(temp) << address << "\n";
+  std::rename(temp.c_str(), path.c_str());
+}
+
+}  // namespace
+
+int RunUp(const UpOptions& options) {
+  // Before any thread exists: the supervisor takes these signals through a signalfd.
+  scaler::BlockSupervisorSignals();
+  auto manifest = scaler::LoadManifest(options.manifest);
+  if (!manifest.ok()) {
+    std::fprintf(stderr, "perper up: %s\n", std::string(manifest.status().message()).c_str());
+    return 2;
+  }
+  std::string address = !options.fabric.empty() ? options.fabric : manifest->fabric.address;
+  for (const char* scheme : {"http://", "https://"}) {
+    if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
+  }
+  std::unique_ptr<fabric::FabricServer> server;
+  if (address.empty()) {
+    auto config = EmbeddedConfig(manifest->fabric);
+    if (!config.ok()) {
+      std::fprintf(stderr, "perper up: %s: fabric: %s\n", options.manifest.c_str(),
+                   std::string(config.status().message()).c_str());
+      return 2;
+    }
+    // The Fabric's own logs stay quiet unless the manifest asks for a level.
+    if (absl::Status s = SetLogLevel(config->log_level); !s.ok()) {
+      std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    if (!manifest->fabric.log_level.has_value()) {
+      GetLogger(Logger::kFabric).set_level(spdlog::level::warn);
+      GetLogger(Logger::kStorage).set_level(spdlog::level::warn);
+    }
+    auto started = fabric::FabricServer::Start(config->options);
+    if (!started.ok()) {
+      std::fprintf(stderr, "perper up: cannot start the Fabric: %s\n",
+                   std::string(started.status().message()).c_str());
+      return 1;
+    }
+    server = *std::move(started);
+    address = server->address();
+    PERPER_LOG_INFO(Logger::kScaler, "Fabric ({} storage) listening on {}",
+                    config->options.store.kind, address);
+  } else {
+    PERPER_LOG_INFO(Logger::kScaler, "using the Fabric at {}", address);
+  }
+  if (!options.address_file.empty()) WriteAddressFile(options.address_file, address);
+
+  scaler::SupervisorOptions supervisor_options;
+  supervisor_options.fabric_address = address;
+  supervisor_options.log_dir = options.log_dir;
+  scaler::Supervisor supervisor(*manifest, supervisor_options);
+  if (absl::Status s = supervisor.Init(); !s.ok()) {
+    std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());
+    return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  std::vector<std::string> pools;
+  int max_pending = 1;
+  for (const scaler::AgentSpec& agent : manifest->agents) {
+    if (agent.mode != scaler::AgentMode::kPool) continue;
+    pools.push_back(agent.name);
+    max_pending = std::max(max_pending, agent.max * agent.executions_per_process + 1);
+  }
+  auto registry = std::make_unique<scaler::RegistryWatcher>(channel, supervisor);
+  std::unique_ptr<scaler::PoolMonitor> monitor;
+  if (!pools.empty()) {
+    monitor = std::make_unique<scaler::PoolMonitor>(channel, supervisor, pools, max_pending,
+                                                    absl::Milliseconds(200));
+  }
+  PERPER_LOG_INFO(Logger::kScaler, "application {} is up ({} agent types)",
+                  manifest->name.empty() ? options.manifest : manifest->name,
+                  manifest->agents.size());
+  int code = supervisor.Run();  // every agent process has exited when it returns
+  registry->Stop();
+  if (monitor) monitor->Stop();
+  if (server) {
+    server->Shutdown(absl::Seconds(1));
+    server.reset();
+  }
+  PERPER_LOG_INFO(Logger::kScaler, "stopped (exit code {})", code);
+  return code;
+}
+
+int RunFabric(const fabric::FabricConfigFlags& flags) {
+  fabric::BlockShutdownSignals();
+  auto config = fabric::ResolveFabricConfig(flags);
+  if (!config.ok()) {
+    std::fprintf(stderr, "perper fabric: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  return fabric::RunFabricUntilSignalled(*config);
+}
+
+}  // namespace perper::cli

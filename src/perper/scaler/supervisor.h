@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+// The process supervisor of the local scaler: starts, watches and stops the agent processes of
+// one application manifest.
+//
+// - the Deploy agent: one process, started at once; when it exits, everything stops and Run()
+//   returns its exit code;
+// - per-instance agents: one process per live instance (X_PERPER_INSTANCE set), started when
+//   AddInstance/SetInstances reports the instance and stopped when it is removed;
+// - pool agents: between min and max processes, following SetPending (see PoolPolicy).
+// A process that exits while it is still wanted is restarted with back-off (RestartPolicy); a
+// crash loop is logged as an error. Stopping a process is SIGTERM to its process group, then
+// SIGKILL after the agent's grace period. Each line a process writes is forwarded prefixed with
+// "[agent=A instance=I pid=P] " (and kept in <log_dir>/<agent>.<instance>.log when log_dir is
+// set).
+//
+//   Supervisor supervisor(manifest, {.fabric_address = address});
+//   PERPER_RETURN_IF_ERROR(supervisor.Init());
+//   RegistryWatcher watcher(channel, supervisor);   // feeds AddInstance/RemoveInstance
+//   int code = supervisor.Run();                    // until Deploy exits or SIGINT/SIGTERM
+//
+// Thread model: Init and Run are called on the main thread, which owns every process and file
+// descriptor (children are forked from it, so their parent-death signal follows the process).
+// SIGINT, SIGTERM and SIGCHLD must be blocked in every thread before any thread starts (see
+// BlockSupervisorSignals); Run receives them through a signalfd. AddInstance, RemoveInstance,
+// SetInstances, SetPending and RequestStop may be called from any thread: they queue an event
+// and wake the loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "perper/scaler/manifest.h"
+#include "perper/scaler/pool_policy.h"
+#include "perper/scaler/restart_policy.h"
+
+namespace perper::scaler {
+
+struct SupervisorOptions {
+  std::string fabric_address;  // given to agents as PERPER_FABRIC_ENDPOINT
+  std::string log_dir;         // empty: no log files
+  RestartSettings restart;
+};
+
+// A live instance: the Registry execution `id`, whose `instance` field names the agent type.
+struct InstanceInfo {
+  std::string id;
+  std::string agent;
+};
+
+// Blocks SIGINT, SIGTERM and SIGCHLD in the calling thread (and threads it starts later).
+void BlockSupervisorSignals();
+
+class Supervisor {
+ public:
+  // Keeps a reference to `manifest`, which must outlive the supervisor.
+  Supervisor(const Manifest& manifest, SupervisorOptions options);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Creates the signalfd and the wake-up eventfd. Call on the main thread, before Run.
+  absl::Status Init();
+
+  // Starts Deploy and the pools' minimum, then supervises until Deploy exits (returns its exit
+  // code: the code, or 128 + signal number), or until SIGINT, SIGTERM or RequestStop (returns
+  // 0). Every process is stopped before it returns.
+  int Run();
+
+  // Thread-safe. A full list of live instances (after a (re)connection): instances missing from
+  // it are stopped.
+  void SetInstances(std::vector<InstanceInfo> instances);
+  void AddInstance(InstanceInfo instance);
+  void RemoveInstance(std::string id);
+  // The number of unfinished executions of a pool agent type.
+  void SetPending(std::string agent, int pending);
+  void RequestStop();
+
+ private:
+  struct Event;
+  struct Slot;
+  struct LogStream;
+  struct Pool;
+
+  void Post(Event event);
+  void HandleEvents();
+  void HandleSignals();
+  void ReadLog(int fd);
+  void CloseLog(int fd);
+  void Reaped(pid_t pid, int status);
+  void OnTimers();
+  void BeginShutdown();
+
+  void EnsureInstance(const InstanceInfo& instance);
+  void ReconcilePool(const std::string& agent);
+  void AddSlot(std::string key, const AgentSpec& spec, std::string label, std::string instance,
+               bool deploy);
+  void StopSlot(Slot& slot);
+  void Spawn(Slot& slot);
+  std::optional<absl::Time> NextDeadline() const;
+
+  const Manifest& manifest_;
+  SupervisorOptions options_;
+  int signal_fd_ = -1;
+  int event_fd_ = -1;
+
+  absl::Mutex mu_;
+  std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
+
+  // Loop-thread state.
+  std::map<std::string, std::unique_ptr<Slot>> slots_;  // by key
+  std::map<pid_t, std::string> pids_;                   // live pid -> slot key
+  std::map<int, std::unique_ptr<LogStream>> logs_;      // by pipe fd
+  std::map<std::string, std::unique_ptr<Pool>> pools_;  // by agent type
+  std::map<std::string, std::string> unserved_;         // instance -> agent, logged once
+  bool stopping_ = false;
+  bool force_killed_ = false;
+  std::optional<absl::Time> drain_until_;
+  std::optional<int> deploy_exit_code_;
+};
+
+}  // namespace perper::scaler

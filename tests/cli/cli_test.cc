@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: MIT
+// The `perper` inspection commands against a real Fabric process holding known data, and
+// `perper fabric`.
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/wrappers.pb.h>
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_split.h"
+#include "perper/grpc2/executions.grpc.pb.h"
+#include "perper/grpc2/states.grpc.pb.h"
+#include "perper/grpc2/streams.grpc.pb.h"
+#include "tests/scaler/process_helpers.h"
+#include "tests/support/fabric_process.h"
+#include "tests/support/temp_dir.h"
+
+namespace perper::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::seconds;
+
+google::protobuf::Any String(const std::string& text) {
+  google::protobuf::StringValue value;
+  value.set_value(text);
+  google::protobuf::Any any;
+  any.PackFrom(value);
+  return any;
+}
+
+google::protobuf::Any Int(int64_t number) {
+  google::protobuf::Int64Value value;
+  value.set_value(number);
+  google::protobuf::Any any;
+  any.PackFrom(value);
+  return any;
+}
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+// The whitespace-separated cells of the table line whose first cell is `first`.
+std::vector<std::string> Row(const std::string& table, const std::string& first) {
+  for (absl::string_view line : absl::StrSplit(table, '\n')) {
+    std::vector<std::string> cells = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (!cells.empty() && cells[0] == first) return cells;
+  }
+  return {};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    fabric_ = new FabricProcess({"--storage", "memory"});
+    ASSERT_TRUE(fabric_->Start()) << fabric_->Log();
+    Populate(fabric_->NewChannel());
+  }
+  static void TearDownTestSuite() {
+    delete fabric_;
+    fabric_ = nullptr;
+  }
+
+  static void Populate(std::shared_ptr<grpc::Channel> channel) {
+    auto executions = grpc2::FabricExecutions::NewStub(channel);
+    auto create = [&](const std::string& id, const std::string& agent, const std::string& instance,
+                      const std::string& delegate, std::vector<google::protobuf::Any> args) {
+      grpc2::ExecutionsCreateRequest request;
+      request.mutable_execution()->set_execution(id);
+      request.mutable_instance()->set_agent(agent);
+      request.mutable_instance()->set_instance(instance);
+      request.set_delegate(delegate);
+      for (auto& a : args) *request.add_arguments() = a;
+      google::protobuf::Empty empty;
+      grpc::ClientContext context;
+      ASSERT_TRUE(executions->Create(&context, request, &empty).ok()) << id;
+    };
+    auto complete = [&](const std::string& id, const std::string& error) {
+      grpc2::ExecutionsCompleteRequest request;
+      request.mutable_execution()->set_execution(id);
+      if (error.empty()) {
+        *request.add_results() = String("ok");
+      } else {
+        request.mutable_error()->set_message(error);
+      }
+      google::protobuf::Empty empty;
+      grpc::ClientContext context;
+      ASSERT_TRUE(executions->Complete(&context, request, &empty).ok()) << id;
+    };
+    create("calc-1", "Registry", "Calculator", "Run", {});
+    create("Add-1", "Calc", "c-1", "Add", {Int(1), Int(2)});
+    create("Done-1", "Calc", "c-1", "Done", {});
+    complete("Done-1", "");
+    create("Fail-1", "Calc", "c-2", "Fail", {String("x")});
+    complete("Fail-1", "boom");
+
+    auto streams = grpc2::FabricStreams::NewStub(channel);
+    for (const char* id : {"numbers", "open-stream"}) {
+      grpc2::StreamsCreateRequest request;
+      request.mutable_stream()->set_stream(id);
+      request.set_ephemeral(false);
+      google::protobuf::Empty empty;
+      grpc::ClientContext context;
+      ASSERT_TRUE(streams->Create(&context, request, &empty).ok());
+      const char* words[] = {"one", "two", "three"};
+      for (int key = 1; key <= 3; ++key) {
+        grpc2::StreamsWriteItemRequest write;
+        write.mutable_stream()->set_stream(id);
+        write.set_key(key);
+        *write.mutable_value() = String(words[key - 1]);
+        grpc::ClientContext write_context;
+        ASSERT_TRUE(streams->WriteItem(&write_context, write, &empty).ok());
+      }
+    }
+    {
+      grpc2::StreamsMoveListenerRequest move;
+      move.mutable_stream()->set_stream("numbers");
+      move.set_listener_name("reader");
+      move.set_reached_key(2);
+      google::protobuf::Empty empty;
+      grpc::ClientContext context;
+      ASSERT_TRUE(streams->MoveListener(&context, move, &empty).ok());
+    }
+    {
+      grpc2::StreamsCompleteRequest request;
+      request.mutable_stream()->set_stream("numbers");
+      google::protobuf::Empty empty;
+      grpc::ClientContext context;
+      ASSERT_TRUE(streams->Complete(&context, request, &empty).ok());
+    }
+
+    auto states = grpc2::FabricStatesDictionary::NewStub(channel);
+    for (auto [key, value] : {std::pair{"counter", Int(3)}, std::pair{"name", String("perper")}}) {
+      grpc2::StatesDictionaryOperateRequest request;
+      request.mutable_dictionary()->set_dictionary("stats");
+      *request.mutable_key() = String(key);
+      request.set_set_new_value(true);
+      *request.mutable_new_value() = value;
+      grpc2::StatesDictionaryOperateResponse response;
+      grpc::ClientContext context;
+      ASSERT_TRUE(states->Operate(&context, request, &response).ok());
+    }
+  }
+
+  static Result Perper(std::vector<std::string> args, bool with_fabric = true) {
+    std::vector<std::string> argv = {PERPER_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (with_fabric) argv.insert(argv.end(), {"--fabric", fabric_->address()});
+    Result result;
+    result.code = RunToCompletion(argv, {}, &result.out, &result.err);
+    return result;
+  }
+
+  static FabricProcess* fabric_;
+};
+
+FabricProcess* CliTest::fabric_ = nullptr;
+
+TEST_F(CliTest, ExecutionsTableShowsStates) {
+  Result r = Perper({"executions"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
+            "EXECUTION  AGENT     INSTANCE    DELEGATE  STATE     ARGS  RESULTS");
+  EXPECT_EQ(Row(r.out, "Add-1"),
+            (std::vector<std::string>{"Add-1", "Calc", "c-1", "Add", "waiting", "2", "0"}));
+  EXPECT_EQ(Row(r.out, "Done-1"),
+            (std::vector<std::string>{"Done-1", "Calc", "c-1", "Done", "finished", "0", "1"}));
+  EXPECT_EQ(Row(r.out, "Fail-1"),
+            (std::vector<std::string>{"Fail-1", "Calc", "c-2", "Fail", "failed", "1", "0"}));
+  EXPECT_EQ(Row(r.out, "calc-1"),
+            (std::vector<std::string>{"calc-1", "Registry", "Calculator", "Run", "waiting", "0",
+                                      "0"}));
+}
+
+TEST_F(CliTest, ExecutionsFiltersAndJson) {
+  Result r = Perper({"executions", "--agent", "Calc", "--state", "failed", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0]["execution"], "Fail-1");
+  EXPECT_EQ(rows[0]["state"], "failed");
+  EXPECT_EQ(rows[0]["argument_count"], 1);
+
+  r = Perper({"executions", "--instance", "c-1", "--state", "unfinished", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0]["execution"], "Add-1");
+
+  r = Perper({"executions", "--delegate", "Done", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0]["state"], "finished");
+
+  r = Perper({"executions", "--state", "sleeping"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--state must be one of"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, Instances) {
+  Result r = Perper({"instances"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "INSTANCE  AGENT\ncalc-1    Calculator\n");
+  r = Perper({"instances", "--agent", "Calculator", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::parse(R"([{"instance": "calc-1", "agent": "Calculator"}])"));
+  r = Perper({"instances", "--agent", "Nobody", "--json"});
+  EXPECT_EQ(json::parse(r.out), json::array());
+}
+
+TEST_F(CliTest, StreamsShowListenersAndCounts) {
+  Result r = Perper({"streams"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::string> row = Row(r.out, "numbers");
+  ASSERT_EQ(row.size(), 7u) << r.out;
+  EXPECT_EQ(row[1], "persistent");
+  EXPECT_EQ(row[2], "0");
+  EXPECT_EQ(row[3], "3");
+  EXPECT_EQ(row[4], "1..3");
+  EXPECT_EQ(row[5], "completed");
+  EXPECT_EQ(row[6].substr(0, 7), "reader@") << r.out;
+  EXPECT_EQ(Row(r.out, "open-stream")[5], "open");
+
+  r = Perper({"streams", "--prefix", "num", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["stream"], "numbers");
+  EXPECT_EQ(rows[0]["item_count"], 3);
+  EXPECT_EQ(rows[0]["first_key"], 1);
+  EXPECT_EQ(rows[0]["last_key"], 3);
+  EXPECT_EQ(rows[0]["completed"], true);
+  ASSERT_EQ(rows[0]["listeners"].size(), 1u);
+  EXPECT_EQ(rows[0]["listeners"][0]["name"], "reader");
+  EXPECT_EQ(row[6], "reader@" + rows[0]["listeners"][0]["position"].dump());
+}
+
+TEST_F(CliTest, StreamTail) {
+  Result r = Perper({"stream", "tail", "numbers"});  // completed: ends after the last item
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1  \"one\"\n2  \"two\"\n3  \"three\"\n");
+  r = Perper({"stream", "tail", "numbers", "--from", "2", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"key\":2,\"value\":\"two\"}\n{\"key\":3,\"value\":\"three\"}\n");
+  r = Perper({"stream", "tail", "open-stream", "--no-follow", "--from", "3"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "3  \"three\"\n");
+  r = Perper({"stream", "tail", "nope"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no stream 'nope'"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, StateGetAndList) {
+  Result r = Perper({"state", "get", "stats", "counter"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  r = Perper({"state", "get", "stats", "name", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), "perper");
+  r = Perper({"state", "list", "stats"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Row(r.out, "\"counter\""), (std::vector<std::string>{"\"counter\"", "3"}));
+  EXPECT_EQ(Row(r.out, "\"name\""), (std::vector<std::string>{"\"name\"", "\"perper\""}));
+  r = Perper({"state", "list", "stats", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out).size(), 2u);
+  r = Perper({"state", "get", "stats", "missing"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no key \"missing\" in dictionary 'stats'"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
+  ChildProcess calculator({PERPER_CALCULATOR_BINARY},
+                          {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
+  Result r = Perper({"call", "Calculator", "calc-1", "Add", "1", "2"});
+  ASSERT_EQ(r.code, 0) << r.err << calculator.Output();
+  EXPECT_EQ(r.out, "3\n");
+  r = Perper({"call", "Calculator", "calc-1", "DivMod", "7", "2", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::parse(R"({"results": [3, 1]})"));
+  r = Perper({"call", "Calculator", "calc-1", "DivMod", "7", "0"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("Calculator.DivMod on calc-1 failed: division by zero"), std::string::npos)
+      << r.err;
+  r = Perper({"call", "Calculator", "elsewhere", "Add", "1", "2"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'elsewhere' of agent 'Calculator'"), std::string::npos)
+      << r.err;
+  r = Perper({"call", "Calculator", "elsewhere", "Add", "1", "2", "--any-instance"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "3\n");
+  r = Perper({"call", "Calculator", "calc-1", "Add", "one", "2"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("argument 1 is not JSON: one"), std::string::npos) << r.err;
+}
+
+TEST(CliErrorsTest, AnUnreachableFabricIsExplained) {
+  for (std::vector<std::string> command :
+       {std::vector<std::string>{"instances"}, {"executions"}, {"streams"}, {"state", "list", "d"}}) {
+    std::vector<std::string> argv = {PERPER_BINARY};
+    argv.insert(argv.end(), command.begin(), command.end());
+    argv.insert(argv.end(), {"--fabric", "127.0.0.1:1", "--timeout", "5"});
+    std::string out, err;
+    EXPECT_EQ(RunToCompletion(argv, {}, &out, &err), 1) << command[0];
+    EXPECT_NE(err.find("cannot reach the Fabric at 127.0.0.1:1"), std::string::npos) << err;
+  }
+}
+
+TEST(CliErrorsTest, EveryCommandHasHelp) {
+  for (std::vector<std::string> command :
+       {std::vector<std::string>{}, {"up"}, {"fabric"}, {"executions"}, {"instances"}, {"streams"},
+        {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}}) {
+    std::vector<std::string> argv = {PERPER_BINARY};
+    argv.insert(argv.end(), command.begin(), command.end());
+    argv.push_back("--help");
+    std::string out, err;
+    EXPECT_EQ(RunToCompletion(argv, {}, &out, &err), 0) << argv.size();
+    EXPECT_NE(out.find("Usage:"), std::string::npos) << out;
+  }
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "frobnicate"}, {}, &out, &err), 2);
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY}, {}, &out, &err), 2);
+}
+
+TEST(CliFabricTest, PerperFabricServesUntilSigterm) {
+  TempDir dir;
+  std::string address_file = dir.path() + "/address";
+  ChildProcess fabric({PERPER_BINARY, "fabric", "--listen", "127.0.0.1:0", "--storage", "memory",
+                       "--address-file", address_file});
+  std::string address;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::ifstream in(address_file);
+        return std::getline(in, address) && in.good() && !address.empty();
+      },
+      seconds(10)))
+      << fabric.Output();
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "instances", "--fabric", address}, {}, &out, &err), 0)
+      << err;
+  EXPECT_EQ(out, "INSTANCE  AGENT\n");
+  fabric.Signal(SIGTERM);
+  EXPECT_EQ(fabric.Wait(seconds(10)), 0) << fabric.Output();
+
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "fabric", "--storage", "paper"}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("unknown backend 'paper'"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace perper::testing

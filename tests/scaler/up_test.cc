@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MIT
+// `perper up` end to end: the real binary, real agent processes, a real Fabric (embedded, or a
+// perper-fabric process for the tests that drive it directly).
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "perper/grpc2/executions.grpc.pb.h"
+#include "perper/grpc2/instances.grpc.pb.h"
+
+#include "tests/scaler/process_helpers.h"
+#include "tests/support/fabric_process.h"
+#include "tests/support/temp_dir.h"
+#include <signal.h>
+
+namespace perper::testing {
+namespace {
+
+using std::chrono::seconds;
+
+const std::string kApps = std::string(PERPER_SOURCE_DIR) + "/tests/scaler/apps/";
+
+std::string Marker() {
+  std::random_device random;
+  return "PERPER_TEST_MARKER=" + std::to_string(random()) + std::to_string(random());
+}
+
+std::vector<std::string> Env(const std::string& marker) {
+  return {marker, std::string("PERPER_TEST_AGENT=") + PERPER_TEST_AGENT,
+          std::string("PERPER_BUILD_DIR=") + PERPER_BUILD_DIR};
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// Lines of `text` that contain both `a` and `b`.
+size_t CountLines(const std::string& text, const std::string& a, const std::string& b) {
+  size_t count = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t count = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+    ++count;
+  return count;
+}
+
+TEST(UpTest, GreetingExamplePrintsTheGreetingAndExits) {
+  std::string marker = Marker();
+  TempDir dir;
+  ChildProcess up(
+      {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/greeting.yaml",
+       "--address-file", dir.path() + "/address"},
+      Env(marker));
+  ASSERT_EQ(up.Wait(seconds(20)), 0) << up.Output();
+  std::string address = ReadFile(dir.path() + "/address");
+  EXPECT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;  // the embedded Fabric's
+  EXPECT_NE(up.Stderr().find("listening on " + address.substr(0, address.size() - 1)),
+            std::string::npos);
+  EXPECT_NE(up.Stdout().find("[agent=Hello instance=deploy pid="), std::string::npos);
+  EXPECT_NE(up.Stdout().find("] Hello, world!\n"), std::string::npos) << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// The README's application: S2 across two processes, the printer's started for its instance.
+TEST(UpTest, HelloExamplePrintsTheSentenceThroughAStreamAndExits) {
+  std::string marker = Marker();
+  std::vector<std::string> env = Env(marker);
+  env.push_back("HELLO_DELAY_MS=5");
+  ChildProcess up(
+      {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/hello.yaml"}, env);
+  ASSERT_EQ(up.Wait(seconds(30)), 0) << up.Output();
+  std::string out = up.Stdout();
+  EXPECT_NE(out.find("[agent=MyFirstAgent instance=deploy pid="), std::string::npos) << out;
+  EXPECT_NE(out.find("] Hello world from Deploy!\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("[agent=StreamPrinterAgent instance=Run-"), std::string::npos) << out;
+  EXPECT_NE(out.find("] Hello world through stream!\n"), std::string::npos) << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// S5 with the SDK's examples: one process per instance, both stopped once destroyed.
+TEST(UpTest, InstancesExampleRoutesCallsAndStopsBothInstanceProcesses) {
+  std::string marker = Marker();
+  ChildProcess up(
+      {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/instances.yaml"},
+      Env(marker));
+  ASSERT_EQ(up.Wait(seconds(30)), 0) << up.Output();
+  std::string out = up.Stdout();
+  EXPECT_NE(out.find("] Test passed!\n"), std::string::npos) << up.Output();
+  EXPECT_NE(out.find("] Both agents destroyed!\n"), std::string::npos) << up.Output();
+  std::string err = up.Stderr();
+  EXPECT_EQ(CountLines(err, "[agent=container-sample instance=Run-", "] started "), 2u) << err;
+  EXPECT_EQ(
+      CountLines(err, "[agent=container-sample instance=Run-", "instance destroyed: stopping"), 2u)
+      << err;
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+TEST(UpTest, InstancesRunOneProcessEachAndStopWhenDestroyed) {
+  std::string marker = Marker();
+  TempDir logs;
+  ChildProcess up({PERPER_BINARY, "up", kApps + "instances.yaml", "--log-dir", logs.path()},
+                  Env(marker));
+  ASSERT_EQ(up.Wait(seconds(25)), 0) << up.Output();
+  std::string out = up.Stdout();
+  EXPECT_NE(out.find("] Started both workers"), std::string::npos) << up.Output();
+  EXPECT_NE(out.find("] Test passed"), std::string::npos) << up.Output();
+  EXPECT_NE(out.find("] Both agents destroyed"), std::string::npos) << up.Output();
+  EXPECT_NE(out.find("] Both worker processes stopped"), std::string::npos) << up.Output();
+  // Two Worker processes, each for its own instance, each stopped after its destroy.
+  std::string err = up.Stderr();
+  EXPECT_EQ(CountLines(err, "[agent=Worker instance=Run-", "] started "), 2u) << err;
+  EXPECT_EQ(CountLines(err, "[agent=Worker instance=Run-", "instance destroyed: stopping"), 2u)
+      << err;
+  EXPECT_EQ(CountLines(err, "[agent=Worker instance=Run-", "] stopped (exited with code 0)"), 2u)
+      << err;
+  EXPECT_NE(ReadFile(logs.path() + "/Usage.deploy.log").find("Test passed\n"), std::string::npos);
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "restart.yaml"}, Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("] worker pid ", seconds(20))) << up.Output();
+  std::string out = up.Stdout();
+  size_t at = out.find("] worker pid ") + std::string("] worker pid ").size();
+  pid_t worker = static_cast<pid_t>(std::stol(out.substr(at)));
+  ASSERT_GT(worker, 0);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
+  ASSERT_EQ(up.Wait(seconds(20)), 0) << up.Output();
+  EXPECT_NE(up.Stdout().find("] worker restarted"), std::string::npos) << up.Output();
+  EXPECT_NE(up.Stdout().find("] Test passed"), std::string::npos) << up.Output();
+  EXPECT_NE(up.Stderr().find("pid=" + std::to_string(worker) +
+                             "] was killed by signal 9 unexpectedly; restarting in"),
+            std::string::npos)
+      << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+TEST(UpTest, ACrashLoopIsReported) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "crash.yaml"}, Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("crash loop: exited with code 3 (5 exits", seconds(15)))
+      << up.Output();
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_NE(up.Stdout().find("[agent=Crasher instance=pool-1 pid="), std::string::npos);
+  EXPECT_GE(Count(up.Stdout(), "] crashing\n"), 5u) << up.Output();
+}
+
+class ExternalFabricTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fabric_.Start()) << fabric_.Log();
+    channel_ = fabric_.NewChannel();
+  }
+  FabricProcess fabric_{{"--storage", "memory"}};
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+TEST_F(ExternalFabricTest, DestroyingAnInstanceStopsItsProcess) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "per_instance.yaml", "--fabric", fabric_.address()},
+                  Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("is up", seconds(10))) << up.Output();
+  EXPECT_TRUE(ChildrenOf(up.pid()).empty());
+
+  auto instances = grpc2::FabricInstances::NewStub(channel_);
+  grpc2::InstancesCreateAndStartRequest create;
+  create.mutable_instance()->set_instance("w-1");
+  create.mutable_instance()->set_agent("Worker");
+  grpc2::ExecutionsGetResultResponse response;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + seconds(15));
+    ASSERT_TRUE(instances->CreateAndStart(&context, create, &response).ok());
+  }
+  std::vector<pid_t> children = ChildrenOf(up.pid());
+  ASSERT_EQ(children.size(), 1u) << up.Output();
+  EXPECT_EQ(ProcessesWithEnv("X_PERPER_INSTANCE=w-1"), children);  // it served Start: exec'd
+  {
+    grpc2::ExecutionsCreateRequest call;
+    call.mutable_execution()->set_execution("WhoAmI-test-1");
+    call.mutable_instance()->set_instance("w-1");
+    call.mutable_instance()->set_agent("Worker");
+    call.set_delegate("WhoAmI");
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    ASSERT_TRUE(instances->Call(&context, call, &response).ok());
+    ASSERT_EQ(response.results_size(), 1);
+    EXPECT_NE(response.results(0).value().find("w-1"), std::string::npos);
+  }
+  {
+    grpc2::InstancesStopAndDeleteRequest destroy;
+    *destroy.mutable_instance() = create.instance();
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    ASSERT_TRUE(instances->StopAndDelete(&context, destroy, &response).ok());
+  }
+  EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).empty(); }, seconds(10))) << up.Output();
+  EXPECT_TRUE(
+      up.WaitForOutput("[agent=Worker instance=w-1] instance destroyed: stopping", seconds(1)));
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "pool.yaml", "--fabric", fabric_.address()},
+                  Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("is up", seconds(10))) << up.Output();
+  EXPECT_TRUE(ChildrenOf(up.pid()).empty());  // min 0
+
+  auto executions = grpc2::FabricExecutions::NewStub(channel_);
+  for (int i = 0; i < 5; ++i) {
+    grpc2::ExecutionsCreateRequest create;
+    create.mutable_execution()->set_execution("Hold-" + std::to_string(i));
+    create.mutable_instance()->set_instance("sleepers");
+    create.mutable_instance()->set_agent("Sleeper");
+    create.set_delegate("Hold");
+    google::protobuf::Empty empty;
+    grpc::ClientContext context;
+    ASSERT_TRUE(executions->Create(&context, create, &empty).ok());
+  }
+  // Five pending executions, one per process, at most three processes.
+  EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 3; }, seconds(10)))
+      << up.Output();
+  EXPECT_TRUE(up.WaitForOutput(" to 3 processes (", seconds(1))) << up.Output();
+  // Each is an agent process of this test (the environment is set once it has exec'd).
+  EXPECT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker).size() == 3 + 1; }, seconds(5)))
+      << "perper up and three agents";
+
+  for (int i = 0; i < 5; ++i) {
+    grpc2::ExecutionsDeleteRequest remove;
+    remove.mutable_execution()->set_execution("Hold-" + std::to_string(i));
+    google::protobuf::Empty empty;
+    grpc::ClientContext context;
+    ASSERT_TRUE(executions->Delete(&context, remove, &empty).ok());
+  }
+  EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).empty(); }, seconds(10))) << up.Output();
+  EXPECT_TRUE(up.WaitForOutput("[agent=Sleeper] scaling from 3 to 0 processes", seconds(1)))
+      << up.Output();
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+}
+
+TEST(UpTest, SigtermStopsEveryProcess) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "pool_min2.yaml"}, Env(marker));
+  ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
+      << up.Output();
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+  EXPECT_EQ(Count(up.Stderr(), "] stopped ("), 2u) << up.Output();
+}
+
+TEST(UpTest, AgentProcessesDoNotOutliveAKilledPerperUp) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "pool_min2.yaml"}, Env(marker));
+  ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
+      << up.Output();
+  up.Signal(SIGKILL);
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGKILL);
+  EXPECT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker).empty(); }, seconds(5)));
+}
+
+TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
+  std::string marker = Marker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "stubborn.yaml"}, Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("] ready", seconds(10))) << up.Output();
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_NE(up.Stderr().find("still running after 500ms: SIGKILL"), std::string::npos)
+      << up.Output();
+  EXPECT_NE(up.Stderr().find("] stopped (was killed by signal 9)"), std::string::npos)
+      << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+TEST(UpTest, ASecondSignalKillsAtOnce) {
+  std::string marker = Marker();
+  std::vector<std::string> env = Env(marker);
+  env.push_back("STUBBORN_GRACE=60");
+  ChildProcess up({PERPER_BINARY, "up", kApps + "stubborn.yaml"}, env);
+  ASSERT_TRUE(up.WaitForOutput("] ready", seconds(10))) << up.Output();
+  up.Signal(SIGINT);
+  ASSERT_TRUE(up.WaitForOutput("received SIGINT, stopping", seconds(5))) << up.Output();
+  up.Signal(SIGINT);
+  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_NE(up.Stderr().find("second signal: killing every agent process now"), std::string::npos)
+      << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+TEST(UpTest, ABadManifestExitsWithTwoAndNamesTheLine) {
+  TempDir dir;
+  std::string path = dir.path() + "/bad.yaml";
+  std::ofstream(path) << "agents:\n  A:\n    command: /bin/true\n    mode: sometimes\n";
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", path}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("bad.yaml:4: agents.A.mode: expected instance or pool, got 'sometimes'"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", dir.path() + "/missing.yaml"}, {}, &out, &err),
+            2);
+  EXPECT_NE(err.find("cannot read manifest"), std::string::npos) << err;
+}
+
+TEST(UpTest, HelpDescribesUp) {
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", "--help"}, {}, &out, &err), 0);
+  EXPECT_NE(out.find("--log-dir"), std::string::npos) << out;
+  EXPECT_NE(out.find("--fabric"), std::string::npos) << out;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up"}, {}, &out, &err), 2);  // APP is required
+}
+
+}  // namespace
+}  // namespace perper::testing
