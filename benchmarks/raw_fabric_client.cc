@@ -179,9 +179,15 @@ grpc::Status RawFabricClient::ListenAll(
   listen.mutable_stream()->set_start_key(0);
   listen.set_listener_name(listener);
   g2::StreamsListenItemsResponse item;
+  // The message and the unpacked value are reused, so reading allocates nothing per item.
+  google::protobuf::BytesValue bytes;
+  auto unpack = [&bytes](const google::protobuf::Any& any) -> const std::string& {
+    if (!any.UnpackTo(&bytes)) bytes.Clear();
+    return bytes.value();
+  };
   if (ack_every <= 0) {
     auto reader = streams_->ListenItems(&context, listen);
-    while (reader->Read(&item)) on_item(item.key(), UnpackBytes(item.value()));
+    while (reader->Read(&item)) on_item(item.key(), unpack(item.value()));
     return reader->Finish();
   }
   auto call = streams_->ListenItemsAndMove(&context);
@@ -190,7 +196,7 @@ grpc::Status RawFabricClient::ListenAll(
   if (!call->Write(first)) return call->Finish();
   int since_ack = 0;
   while (call->Read(&item)) {
-    on_item(item.key(), UnpackBytes(item.value()));
+    on_item(item.key(), unpack(item.value()));
     if (++since_ack == ack_every) {
       since_ack = 0;
       g2::StreamsListenItemsAndMoveRequest ack;

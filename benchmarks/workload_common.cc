@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Payloads, counts and the B3 worker logs shared by the Fabric and Redis workloads.
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <algorithm>
 #include <cstring>
@@ -67,6 +70,11 @@ void EventLog::Received(const std::string& id) {
   (void)!write(fd_, line.data(), line.size());
 }
 
+void EventLog::Held(const std::string& id) {
+  std::string line = "H " + id + "\n";
+  (void)!write(fd_, line.data(), line.size());
+}
+
 void EventLog::Completed(const std::string& id) {
   std::string line = "C " + id + "\n";
   (void)!write(fd_, line.data(), line.size());
@@ -125,6 +133,30 @@ JobOutcome ReadJobLogs(const std::vector<std::string>& logs, uint64_t jobs, int 
   for (size_t w = 0; w < per_worker.size(); ++w) split << (w ? "/" : "") << per_worker[w];
   outcome.split = split.str();
   return outcome;
+}
+
+namespace {
+std::atomic<bool> stalled{false};
+void OnStallSignal(int) { stalled.store(true); }
+}  // namespace
+
+void StallOnSignal() {
+  static_assert(kStallSignal == SIGUSR1);
+  struct sigaction action {};
+  action.sa_handler = OnStallSignal;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  sigaction(kStallSignal, &action, nullptr);
+}
+
+bool Stalled() { return stalled.load(); }
+
+uint64_t HeldJobs(const std::string& path) {
+  std::istringstream in(ReadFile(path));
+  std::string line;
+  uint64_t held = 0;
+  while (std::getline(in, line)) held += line.rfind("H ", 0) == 0 ? 1 : 0;
+  return held;
 }
 
 }  // namespace perper::bench

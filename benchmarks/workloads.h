@@ -72,6 +72,7 @@ class EventLog {
   ~EventLog();
   void Received(const std::string& id);
   void Completed(const std::string& id);
+  void Held(const std::string& id);
 
  private:
   int fd_;
@@ -93,6 +94,16 @@ struct JobOutcome {
 // completed, and no other worker received, was completed by it just before the kill.
 JobOutcome ReadJobLogs(const std::vector<std::string>& logs, uint64_t jobs, int dead_worker,
                        int64_t kill_ns);
+
+// B3 workers stop completing once they get kStallSignal: from then on they log each job they
+// receive as received and held ("H <id>", after its "R" line) and never complete it, so the
+// worker about to be killed holds jobs that were never completed (what recovery after the kill
+// is measured on). StallOnSignal installs the handler; Stalled says whether the signal came.
+inline constexpr int kStallSignal = 10;  // SIGUSR1
+void StallOnSignal();
+bool Stalled();
+// How many held jobs the worker log at `path` shows.
+uint64_t HeldJobs(const std::string& path);
 
 }  // namespace perper::bench
 

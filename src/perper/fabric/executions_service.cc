@@ -97,13 +97,14 @@ class FeedReactor : public Base {
     // Subscribe before scanning: an execution created during the scan is then either in the
     // scan or in a buffered hint (or both; reconciling deduplicates).
     subscription_ = context_.hub->Subscribe(Topic::kAgentExecutions, filter.agent, subscriber_);
-    std::vector<ExecutionRecord> existing =
-        context_.store->executions().ListExecutions(filter, std::numeric_limits<size_t>::max());
+    // IDs only: each is read when its turn comes (Reconcile).
+    std::vector<std::string> existing =
+        context_.store->executions().ListExecutionIds(filter, std::numeric_limits<size_t>::max());
     {
       absl::MutexLock lock(&mu_);
       std::deque<Entry> queue;
-      for (ExecutionRecord& record : existing)
-        queue.push_back({std::move(record.execution)});
+      for (std::string& id : existing)
+        queue.push_back({std::move(id)});
       queue.push_back({"", /*marker=*/true});
       for (Entry& entry : queue_)
         queue.push_back(std::move(entry));

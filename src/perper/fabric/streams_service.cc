@@ -55,6 +55,51 @@ absl::StatusOr<std::optional<int64_t>> ItemKey(const Message& message, const std
   }
 }
 
+// The batch a listen call is sending: responses parsed straight from the store's bytes into
+// slots that are kept from batch to batch, so a warm call allocates nothing per item (before,
+// each item was copied out of the store, parsed into a temporary Any and copied again).
+// Not thread-safe: used under the call's mutex.
+class ResponseQueue {
+ public:
+  bool empty() const { return head_ == size_; }
+  size_t size() const { return size_ - head_; }
+  int64_t back_key() const { return slots_[size_ - 1]->key(); }
+
+  // Appends {key, the Any stored as `value`}; empty bytes are the null (empty) Any.
+  void Push(int64_t key, std::string_view value) {
+    if (size_ == slots_.size()) slots_.push_back(std::make_unique<StreamsListenItemsResponse>());
+    StreamsListenItemsResponse& slot = *slots_[size_++];
+    slot.set_key(key);
+    google::protobuf::Any* any = slot.mutable_value();
+    if (value.empty()) {
+      any->Clear();
+    } else {
+      any->ParseFromArray(value.data(), static_cast<int>(value.size()));
+    }
+  }
+  // The oldest queued response; it stays valid until the next Recycle.
+  const StreamsListenItemsResponse* Pop() { return slots_[head_++].get(); }
+  // Drops what is queued (a write in flight keeps its slot).
+  void Clear() { head_ = size_ = 0; }
+  // Starts a new batch. REQUIRES: empty, and no write in flight (so no slot is in use). Slots
+  // that once held a large value are dropped, so an idle call holds no large buffers.
+  void Recycle() {
+    for (auto& slot : slots_) {
+      if (slot->value().value().capacity() > kKeepSlotBytes ||
+          slot->value().type_url().capacity() > kKeepSlotBytes) {
+        slot = std::make_unique<StreamsListenItemsResponse>();
+      }
+    }
+    head_ = size_ = 0;
+  }
+
+ private:
+  static constexpr size_t kKeepSlotBytes = 64 << 10;
+  std::vector<std::unique_ptr<StreamsListenItemsResponse>> slots_;
+  size_t head_ = 0;
+  size_t size_ = 0;
+};
+
 // A unique name for the transient listener of an anonymous listen call.
 std::string AnonymousListenerName() {
   static const int64_t process_tag = NowTicks();
@@ -172,7 +217,7 @@ class ListenCore {
       if (!ok && !final_status_.has_value()) {
         final_status_ =
             absl::CancelledError("the listen call on stream " + stream_ + " was cancelled");
-        queue_.clear();
+        queue_.Clear();
       }
       // An anonymous listener of plain ListenItems cannot acknowledge, and cannot resume either,
       // so its position follows delivery, once per batch: ephemeral items it was sent can go.
@@ -194,7 +239,7 @@ class ListenCore {
         final_status_ =
             absl::CancelledError("the listen call on stream " + stream_ + " was cancelled");
       }
-      queue_.clear();
+      queue_.Clear();
     }
     Pump();
   }
@@ -265,13 +310,13 @@ class ListenCore {
       mu_.Unlock();
       return;
     }
-    if (queue_.empty() && !final_status_.has_value()) Refill();
+    if (queue_.empty() && !final_status_.has_value()) {
+      queue_.Recycle();
+      Refill();
+    }
     if (!queue_.empty()) {
-      StreamItem item = std::move(queue_.front());
-      queue_.pop_front();
-      response_.set_key(item.key);
-      *response_.mutable_value() = ParseAny(item.value);
-      last_written_ = item.key;
+      const StreamsListenItemsResponse* response = queue_.Pop();
+      last_written_ = response->key();
       write_in_flight_ = true;
       // More queued: let gRPC coalesce writes; the last write of a batch flushes. Two limits
       // keep a hinted write from waiting for a flush that never comes (its completion would
@@ -284,7 +329,7 @@ class ListenCore {
       //   and the flushing write that follows (complete only once everything before it has
       //   left the buffer) starts a new budget.
       grpc::WriteOptions options;
-      size_t size = response_.ByteSizeLong() + kMessageOverhead;
+      size_t size = response->ByteSizeLong() + kMessageOverhead;
       if (wrote_any_ && !queue_.empty() && hinted_bytes_ + size <= kHintBudget) {
         options.set_buffer_hint();
         hinted_bytes_ += size;
@@ -293,7 +338,7 @@ class ListenCore {
       }
       wrote_any_ = true;
       mu_.Unlock();
-      DoStartWrite(&response_, options);
+      DoStartWrite(response, options);
       return;
     }
     if (final_status_.has_value()) {
@@ -342,13 +387,15 @@ class ListenCore {
   // Unpacked: every stored key >= cursor, in key order; the cursor then passes the last one, so
   // only keys strictly greater than the last delivered are delivered later.
   absl::Status ReadUnpacked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    absl::StatusOr<std::vector<StreamItem>> items =
-        context_.store->streams().ReadItems(stream_, cursor_, kBatchItems, kBatchBytes);
-    if (!items.ok()) return items.status();
-    if (items->empty()) return absl::OkStatus();
-    int64_t last = items->back().key;
-    for (StreamItem& item : *items)
-      queue_.push_back(std::move(item));
+    int64_t last = 0;
+    absl::StatusOr<size_t> count = context_.store->streams().VisitItems(
+        stream_, cursor_, kBatchItems, kBatchBytes,
+        [this, &last](int64_t key, std::string_view value) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          queue_.Push(key, value);  // Runs inside this call, under mu_.
+          last = key;
+        });
+    if (!count.ok()) return count.status();
+    if (*count == 0) return absl::OkStatus();
     if (last == std::numeric_limits<int64_t>::max()) {
       exhausted_ = true;
     } else {
@@ -389,7 +436,7 @@ class ListenCore {
           if (!aligned) continue;
           cursor_ = item.key;  // Skip the gap: it can no longer be filled.
         }
-        queue_.push_back(std::move(item));
+        queue_.Push(item.key, item.value);
         if (__builtin_add_overflow(cursor_, stride_, &cursor_)) {
           exhausted_ = true;
           break;
@@ -400,7 +447,7 @@ class ListenCore {
       if (stride_ < 0) {
         scan_from = cursor_;
         if (queue_.empty()) break;
-        if (queue_.back().key == scan_from) break;
+        if (queue_.back_key() == scan_from) break;
         continue;
       }
       if (items->size() < want) break;
@@ -427,8 +474,7 @@ class ListenCore {
   bool exhausted_ ABSL_GUARDED_BY(mu_) = false;  // The cursor ran past the largest key.
   bool deleted_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<StreamItem> queue_ ABSL_GUARDED_BY(mu_);
-  StreamsListenItemsResponse response_;  // Owned by the write in flight.
+  ResponseQueue queue_ ABSL_GUARDED_BY(mu_);  // Its last popped slot is the write in flight.
   std::optional<int64_t> last_written_ ABSL_GUARDED_BY(mu_);
   size_t hinted_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // Since the last flushing write.
   bool wrote_any_ ABSL_GUARDED_BY(mu_) = false;
@@ -609,17 +655,29 @@ grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (!status.ok()) return FinishUnary(call, status);
+  // The hot path of batched writes: per item no allocation beyond its stored bytes (the names
+  // used in error messages are only built for an error).
   std::vector<ItemToWrite> items(request->items_size());
   for (int i = 0; i < request->items_size(); ++i) {
     const auto& item = request->items(i);
-    std::string what = "items[" + std::to_string(i) + "]";
-    absl::StatusOr<std::optional<int64_t>> key = ItemKey(item, what);
-    if (!key.ok()) return FinishUnary(call, key.status());
-    status = CheckValueSize(item.value(), context_.limits,
-                            "the value of " + what + " of stream " + stream);
-    if (!status.ok()) return FinishUnary(call, status);
-    items[i].key = *key;
-    items[i].value = SerializeAny(item.value());
+    auto what = [i] { return "items[" + std::to_string(i) + "]"; };
+    if (item.item_key_case() == grpc2::StreamsWriteItemsRequest::Item::kKey) {
+      items[i].key = item.key();
+    } else if (item.item_key_case() != grpc2::StreamsWriteItemsRequest::Item::kAutoKey ||
+               !item.auto_key()) {
+      return FinishUnary(call, ItemKey(item, what()).status());
+    }
+    const google::protobuf::Any& value = item.value();
+    size_t size = value.ByteSizeLong();
+    if (size > context_.limits.max_value_bytes) {
+      return FinishUnary(call, CheckValueSize(value, context_.limits,
+                                              "the value of " + what() + " of stream " + stream));
+    }
+    // As SerializeAny: an empty Any is stored as no bytes.
+    if (!value.type_url().empty() || !value.value().empty()) {
+      items[i].value.resize(size);
+      value.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(items[i].value.data()));
+    }
   }
   return AnswerUnary(
       context_.writes, call,

@@ -14,6 +14,7 @@
 #include <google/protobuf/empty.pb.h>
 #include <grpcpp/grpcpp.h>
 
+#include "perper/fabric/arena_allocator.h"
 #include "perper/fabric/service_context.h"
 #include "perper/grpc2/streams.grpc.pb.h"
 
@@ -22,7 +23,9 @@ namespace perper::fabric {
 class StreamsService final : public perper::grpc2::FabricStreams::CallbackService {
  public:
   // `context` points at objects that outlive the service and every call it serves.
-  explicit StreamsService(const ServiceContext& context) : context_(context) {}
+  explicit StreamsService(const ServiceContext& context) : context_(context) {
+    SetMessageAllocatorFor_WriteItems(&write_items_allocator_);
+  }
 
   grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* call,
                                    const grpc2::StreamsCreateRequest* request,
@@ -53,6 +56,9 @@ class StreamsService final : public perper::grpc2::FabricStreams::CallbackServic
 
  private:
   ServiceContext context_;
+  // WriteItems requests are parsed on a per-call arena (one allocation per block, not per item).
+  ArenaMessageAllocator<grpc2::StreamsWriteItemsRequest, grpc2::StreamsWriteItemsResponse>
+      write_items_allocator_;
 };
 
 }  // namespace perper::fabric

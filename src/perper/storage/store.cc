@@ -11,4 +11,22 @@ bool Matches(const ExecutionFilter& filter, const ExecutionRecord& record) {
   return true;
 }
 
+std::vector<std::string> ExecutionStore::ListExecutionIds(const ExecutionFilter& filter,
+                                                          size_t limit) {
+  std::vector<std::string> ids;
+  for (ExecutionRecord& record : ListExecutions(filter, limit))
+    ids.push_back(std::move(record.execution));
+  return ids;
+}
+
+absl::StatusOr<size_t> StreamStore::VisitItems(
+    std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes,
+    absl::FunctionRef<void(int64_t key, std::string_view value)> visit) {
+  absl::StatusOr<std::vector<StreamItem>> items = ReadItems(stream, from_key, max_items, max_bytes);
+  if (!items.ok()) return items.status();
+  for (const StreamItem& item : *items)
+    visit(item.key, item.value);
+  return items->size();
+}
+
 }  // namespace perper::storage

@@ -106,6 +106,10 @@ class ExecutionStore {
   // Matching executions in creation order, at most `limit`.
   virtual std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
                                                       size_t limit) = 0;
+  // The IDs of what ListExecutions returns, in the same order, without copying the records
+  // (a listen call's initial scan needs only the IDs). The default forwards to ListExecutions;
+  // a backend overrides it to skip the copies.
+  virtual std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit);
 
   // Reservations: at most one holder per (execution, workgroup). They belong to live calls and
   // are not durable. Returns true when `holder` now holds it (or already did), false when another
@@ -180,6 +184,13 @@ class StreamStore {
   virtual absl::StatusOr<std::vector<StreamItem>> ReadItems(std::string_view stream,
                                                             int64_t from_key, size_t max_items,
                                                             size_t max_bytes) = 0;
+  // ReadItems without copies: calls `visit(key, value bytes)` for the same items, in key order,
+  // while the stream is locked for reading (so `visit` must not call the store, and the bytes are
+  // valid only during the call). Returns the number of items visited. The default forwards to
+  // ReadItems; a backend overrides it to hand out its stored bytes.
+  virtual absl::StatusOr<size_t> VisitItems(
+      std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes,
+      absl::FunctionRef<void(int64_t key, std::string_view value)> visit);
   // The largest stored key, nullopt when no item is stored.
   virtual absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) = 0;
 

@@ -305,6 +305,31 @@ std::vector<ExecutionRecord> ExecutionsEngine::ListExecutions(const ExecutionFil
   return matching;
 }
 
+std::vector<std::string> ExecutionsEngine::ListExecutionIds(const ExecutionFilter& filter,
+                                                            size_t limit) {
+  // As ListExecutions, but each match costs its ID and sequence: the records are decoded (to
+  // filter them) into one scratch record whose buffers are reused, never copied out.
+  std::vector<std::pair<uint64_t, std::string>> matching;
+  ExecutionRecord scratch;
+  for (Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    for (const auto& [id, stored] : shard.executions) {
+      if (stored.finished && !filter.include_finished) continue;
+      if (Decode(id, stored, &scratch) && Matches(filter, scratch)) {
+        matching.emplace_back(scratch.sequence, id);
+      }
+    }
+  }
+  std::sort(matching.begin(), matching.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (matching.size() > limit) matching.resize(limit);
+  std::vector<std::string> ids;
+  ids.reserve(matching.size());
+  for (auto& [sequence, id] : matching)
+    ids.push_back(std::move(id));
+  return ids;
+}
+
 absl::StatusOr<bool> ExecutionsEngine::TryReserve(std::string_view execution,
                                                   std::string_view workgroup,
                                                   std::string_view holder) {

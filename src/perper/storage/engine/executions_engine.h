@@ -52,6 +52,7 @@ class ExecutionsEngine final : public ExecutionStore {
                                   std::string_view holder) override;
   void ReleaseReservation(std::string_view execution, std::string_view workgroup,
                           std::string_view holder) override;
+  std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit) override;
   std::vector<ReservationRecord> ListReservations(std::string_view workgroup,
                                                   size_t limit) override;
 

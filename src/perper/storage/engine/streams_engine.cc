@@ -219,9 +219,11 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view 
     // Pass 1: choose and check every key, so that the batch is all or nothing.
     written.reserve(items.size());
     std::optional<int64_t> last = state->last_key;
+    bool any_explicit = false;
     for (const ItemToWrite& item : items) {
       int64_t key;
       if (item.key.has_value()) {
+        any_explicit = true;
         key = *item.key;
         if (state->items.contains(key)) {
           return absl::AlreadyExistsError("key " + std::to_string(key) + " of stream " +
@@ -243,7 +245,8 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view 
       if (!last.has_value() || *last < key) last = key;
       written.push_back(key);
     }
-    if (written.size() > 1) {
+    // Auto keys strictly increase, so only an explicit key can be used twice in a batch.
+    if (any_explicit && written.size() > 1) {
       std::vector<int64_t> sorted = written;
       std::sort(sorted.begin(), sorted.end());
       auto dup = std::adjacent_find(sorted.begin(), sorted.end());
@@ -290,6 +293,24 @@ absl::StatusOr<std::vector<StreamItem>> StreamsEngine::ReadItems(std::string_vie
     bytes += it->second.size() + sizeof(int64_t);
   }
   return result;
+}
+
+absl::StatusOr<size_t> StreamsEngine::VisitItems(
+    std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes,
+    absl::FunctionRef<void(int64_t key, std::string_view value)> visit) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  absl::ReaderMutexLock lock(&state->mu);
+  if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+  size_t count = 0;
+  size_t bytes = 0;
+  for (auto it = state->items.lower_bound(from_key);
+       it != state->items.end() && count < max_items && bytes < max_bytes; ++it) {
+    visit(it->first, it->second);
+    ++count;
+    bytes += it->second.size() + sizeof(int64_t);
+  }
+  return count;
 }
 
 absl::StatusOr<std::optional<int64_t>> StreamsEngine::LastKey(std::string_view stream) {

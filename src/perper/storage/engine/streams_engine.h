@@ -65,6 +65,9 @@ class StreamsEngine final : public StreamStore {
                                                   std::vector<ItemToWrite> items) override;
   absl::StatusOr<std::vector<StreamItem>> ReadItems(std::string_view stream, int64_t from_key,
                                                     size_t max_items, size_t max_bytes) override;
+  absl::StatusOr<size_t> VisitItems(
+      std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes,
+      absl::FunctionRef<void(int64_t key, std::string_view value)> visit) override;
   absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) override;
   absl::Status CompleteStream(std::string_view stream, std::optional<std::string> error) override;
   absl::StatusOr<bool> DeleteStream(std::string_view stream) override;

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+// What a listen call's start costs, over real gRPC: Listen and ListenAndReserve start from the
+// IDs of the waiting executions (ExecutionStore::ListExecutionIds), never from copies of every
+// waiting record (ListExecutions), and still deliver the backlog oldest first.
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "perper/fabric/fabric_server.h"
+#include "perper/storage/store_factory.h"
+
+#include "tests/integration/executions_helpers.h"
+#include "tests/support/temp_dir.h"
+
+namespace perper::testing {
+namespace {
+
+using storage::ExecutionFilter;
+using storage::ExecutionRecord;
+
+// An ExecutionStore that forwards to another and counts the two kinds of scan.
+class CountingExecutions final : public storage::ExecutionStore {
+ public:
+  explicit CountingExecutions(storage::ExecutionStore& inner) : inner_(inner) {}
+
+  std::atomic<int64_t> list_executions_calls{0};
+  std::atomic<int64_t> list_ids_calls{0};
+
+  absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override {
+    return inner_.CreateExecution(std::move(record));
+  }
+  absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override {
+    return inner_.GetExecution(execution);
+  }
+  bool ReadExecution(std::string_view execution,
+                     absl::FunctionRef<void(const ExecutionRecord&)> visit) override {
+    return inner_.ReadExecution(execution, visit);
+  }
+  absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
+                                 std::optional<std::string> error) override {
+    return inner_.CompleteExecution(execution, std::move(results), std::move(error));
+  }
+  absl::StatusOr<bool> DeleteExecution(std::string_view execution) override {
+    return inner_.DeleteExecution(execution);
+  }
+  std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
+                                              size_t limit) override {
+    ++list_executions_calls;
+    return inner_.ListExecutions(filter, limit);
+  }
+  std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit) override {
+    ++list_ids_calls;
+    return inner_.ListExecutionIds(filter, limit);
+  }
+  absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override {
+    return inner_.TryReserve(execution, workgroup, holder);
+  }
+  void ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                          std::string_view holder) override {
+    inner_.ReleaseReservation(execution, workgroup, holder);
+  }
+  std::vector<storage::ReservationRecord> ListReservations(std::string_view workgroup,
+                                                           size_t limit) override {
+    return inner_.ListReservations(workgroup, limit);
+  }
+
+ private:
+  storage::ExecutionStore& inner_;
+};
+
+class CountingStore final : public storage::Store {
+ public:
+  explicit CountingStore(std::unique_ptr<storage::Store> inner)
+      : inner_(std::move(inner)), executions_(inner_->executions()) {}
+  storage::ExecutionStore& executions() override { return executions_; }
+  storage::StreamStore& streams() override { return inner_->streams(); }
+  storage::StateStore& states() override { return inner_->states(); }
+  storage::DescriptorStore& descriptors() override { return inner_->descriptors(); }
+  void SetObserver(storage::ChangeObserver* observer) override { inner_->SetObserver(observer); }
+  CountingExecutions& counted() { return executions_; }
+
+ private:
+  std::unique_ptr<storage::Store> inner_;
+  CountingExecutions executions_;
+};
+
+// A Fabric in this process on a counting store of the given backend.
+class CountingFabric {
+ public:
+  explicit CountingFabric(const std::string& kind) {
+    fabric::FabricOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.store.kind = kind;
+    options.store.data_dir = dir_.path() + "/data";
+    auto inner = storage::OpenStore(options.store);
+    if (!inner.ok()) {
+      ADD_FAILURE() << inner.status();
+      std::abort();
+    }
+    auto store = std::make_unique<CountingStore>(std::move(inner).value());
+    store_ = store.get();
+    auto server = fabric::FabricServer::Start(options, std::move(store));
+    if (!server.ok()) {
+      ADD_FAILURE() << server.status();
+      std::abort();
+    }
+    server_ = std::move(server).value();
+    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+  }
+  ~CountingFabric() { server_->Shutdown(absl::Seconds(1)); }
+
+  CountingExecutions& executions() { return store_->counted(); }
+  std::unique_ptr<grpc2::FabricExecutions::Stub> Executions() {
+    return grpc2::FabricExecutions::NewStub(channel_);
+  }
+
+ private:
+  TempDir dir_;
+  CountingStore* store_ = nullptr;
+  std::unique_ptr<fabric::FabricServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+class ListenScanCostTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ListenScanCostTest, ListenStartsFromIdsAndDeliversTheBacklogOldestFirst) {
+  CountingFabric fabric(GetParam());
+  auto stub = fabric.Executions();
+  // IDs whose own order differs from their creation order.
+  const std::vector<std::string> created = {"job-c", "job-a", "job-d", "job-b"};
+  for (const std::string& id : created) {
+    ASSERT_TRUE(CreateExecution(*stub, id, "Worker", "w", "Run").ok());
+  }
+  ASSERT_TRUE(CreateExecution(*stub, "other", "Other", "w", "Run").ok());
+
+  ListenCall listen(*stub, "Worker");
+  EXPECT_EQ(listen.ReadInitial(), created);
+
+  ReserveCall reserve(*stub, "Worker", /*credits=*/4);
+  for (const std::string& id : created)
+    EXPECT_EQ(reserve.NextExecution(), id);
+
+  EXPECT_EQ(fabric.executions().list_executions_calls.load(), 0);
+  EXPECT_EQ(fabric.executions().list_ids_calls.load(), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ListenScanCostTest, ::testing::Values("memory", "rocksdb"));
+
+}  // namespace
+}  // namespace perper::testing
