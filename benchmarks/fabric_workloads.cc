@@ -20,22 +20,15 @@ namespace g2 = perper::grpc2;
 
 int EchoAgentRole(const std::string& fabric, const std::string& agent) {
   RawFabricClient client(fabric);
-  struct PendingComplete {
-    grpc::ClientContext context;
-    g2::ExecutionsCompleteRequest request;
-    google::protobuf::Empty response;
-  };
   grpc::Status status = ReserveLoop(
       client, agent, "echo", 4096,
       [&](const g2::ExecutionsListenResponse& message, CreditGrant& grant) {
-        // Completes asynchronously so that many executions are in flight at once.
-        auto* pending = new PendingComplete;
-        *pending->request.mutable_execution() = message.execution();
-        if (message.arguments_size() > 0) *pending->request.add_results() = message.arguments(0);
-        client.executions().async()->Complete(&pending->context, &pending->request,
-                                              &pending->response,
-                                              [pending](grpc::Status) { delete pending; });
-        grant.Grant(1);
+        // Completed on the reservation call with its credit; the writer coalesces what
+        // arrives while a write is in flight, so many executions are in flight at once.
+        g2::ExecutionsCompleteRequest completion;
+        *completion.mutable_execution() = message.execution();
+        if (message.arguments_size() > 0) *completion.add_results() = message.arguments(0);
+        grant.Complete(std::move(completion), 1);
       });
   std::fprintf(stderr, "echo agent: %s\n", status.error_message().c_str());
   return status.ok() ? 0 : 1;
@@ -45,74 +38,27 @@ int JobWorkerRole(const std::string& fabric, const std::string& agent, const std
   StallOnSignal();
   RawFabricClient client(fabric);
   EventLog events(log);
-  // The reading thread logs each job the moment it arrives and starts its Complete at once, so
-  // up to the worker's credits are completed concurrently (as an agent SDK runs its executions);
-  // each Complete's callback logs the completion and leaves the credit to the granting thread.
-  struct PendingComplete {
-    grpc::ClientContext context;
-    g2::ExecutionsCompleteRequest request;
-    google::protobuf::Empty response;
-  };
-  std::mutex mutex;
-  std::condition_variable due;
-  uint64_t credits_due = 0;  // Guarded by mutex, as are the two below.
-  CreditGrant* grant_to = nullptr;
-  uint64_t in_flight = 0;  // Completes whose callback has not run yet.
-  bool over = false;
-  std::thread granter([&] {
-    std::unique_lock<std::mutex> lock(mutex);
-    while (true) {
-      due.wait(lock, [&] { return credits_due > 0 || over; });
-      if (over) return;
-      uint64_t credits = credits_due;
-      credits_due = 0;
-      grant_to->Grant(credits);  // Under the lock: the call outlives it (see `over`).
-    }
-  });
+  // The reading thread logs each job the moment it arrives and hands its completion (with the
+  // credit it frees) to the call's writer, which sends whatever is queued in one message; a
+  // job is logged completed once the message carrying it was written. A completion written
+  // just before a kill that the Fabric never read leaves the job to be redelivered (counted as
+  // a duplicate, never as lost).
   grpc::Status status = ReserveLoop(
       client, agent, "workers", kWorkerCredits,
       [&](const g2::ExecutionsListenResponse& message, CreditGrant& grant) {
-        events.Received(message.execution().execution());
+        const std::string& id = message.execution().execution();
+        events.Received(id);
         if (Stalled()) {  // Held until this worker is killed.
-          events.Held(message.execution().execution());
+          events.Held(id);
           return;
         }
-        {
-          std::lock_guard<std::mutex> lock(mutex);
-          grant_to = &grant;
-        }
-        auto* pending = new PendingComplete;
-        *pending->request.mutable_execution() = message.execution();
-        *pending->request.add_results() = PackBytes(log);
-        {
-          std::lock_guard<std::mutex> lock(mutex);
-          ++in_flight;
-        }
-        client.executions().async()->Complete(
-            &pending->context, &pending->request, &pending->response,
-            [&, pending](grpc::Status done) {
-              // FAILED_PRECONDITION: already finished, by the Complete a killed worker had
-              // sent just before it died (its execution was redelivered here meanwhile).
-              if (done.ok() || done.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-                events.Completed(pending->request.execution().execution());
-              }
-              delete pending;
-              {
-                std::lock_guard<std::mutex> lock(mutex);
-                ++credits_due;
-                --in_flight;
-              }
-              due.notify_all();
-            });
+        g2::ExecutionsCompleteRequest completion;
+        *completion.mutable_execution() = message.execution();
+        *completion.add_results() = PackBytes(log);
+        grant.Complete(std::move(completion), 1, [&events, id](bool ok) {
+          if (ok) events.Completed(id);
+        });
       });
-  {
-    std::unique_lock<std::mutex> lock(mutex);
-    over = true;
-    due.notify_all();
-    // The callbacks use this frame: wait for them (they end promptly once the call is gone).
-    due.wait_for(lock, std::chrono::seconds(10), [&] { return in_flight == 0; });
-  }
-  granter.join();
   std::fprintf(stderr, "job worker: %s\n", status.error_message().c_str());
   return status.ok() ? 0 : 1;
 }
@@ -254,7 +200,8 @@ bool WriteAll(RawFabricClient& client, const std::string& stream, uint64_t count
 // the first write. Returns the slowest listener's items/s (from the first write to its last item).
 double PushToListeners(const std::string& address, RawFabricClient& client,
                        const std::string& stream, uint64_t count, int listeners, bool batched,
-                       Report& report, const std::string& what, double* writer_rate) {
+                       int items_per_message, Report& report, const std::string& what,
+                       double* writer_rate) {
   report.Check(client.CreateStream(stream, false).ok(), what + ": Create failed");
   std::vector<OrderCheck> checks(listeners);
   std::vector<grpc::Status> statuses(listeners);
@@ -262,8 +209,9 @@ double PushToListeners(const std::string& address, RawFabricClient& client,
   for (int l = 0; l < listeners; ++l) {
     threads.emplace_back([&, l] {
       RawFabricClient own(address);
-      statuses[l] = own.ListenAll(stream, "", 0,
-                                  [&](int64_t key, const std::string& v) { checks[l].See(key, v); });
+      statuses[l] = own.ListenAll(
+          stream, "", 0, [&](int64_t key, const std::string& v) { checks[l].See(key, v); },
+          items_per_message);
     });
   }
   size_t registered = 0;
@@ -303,7 +251,8 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     std::string stream = "push-" + std::to_string(listeners);
     double writer_rate = 0;
     double rate = PushToListeners(fabric.address, client, stream, n.stream_items, listeners, true,
-                                  report, "B2 push " + stream + " (" + mode + ")", &writer_rate);
+                                  config.items_per_message, report,
+                                  "B2 push " + stream + " (" + mode + ")", &writer_rate);
     char note[96];
     std::snprintf(note, sizeof note, "per listener, order checked; writer %.0f items/s",
                   writer_rate);
@@ -318,7 +267,8 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     ServerMeter meter(fabric.process.pid());
     double writer_rate = 0;
     PushToListeners(fabric.address, client, "sequential", n.stream_items_sequential, 1, false,
-                    report, "B2 sequential WriteItem (" + mode + ")", &writer_rate);
+                    config.items_per_message, report, "B2 sequential WriteItem (" + mode + ")",
+                    &writer_rate);
     Row row{.workload = workload, .key = Label("b2.write.seq", mode),
             .name = "WriteItem sequential, 1 listener", .mode = mode,
             .count = n.stream_items_sequential, .ops_per_s = writer_rate,
@@ -347,7 +297,8 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     OrderCheck check;
     int64_t start = NowNs();
     grpc::Status status = client.ListenAll(
-        "push-1", "", 0, [&](int64_t key, const std::string& v) { check.See(key, v); });
+        "push-1", "", 0, [&](int64_t key, const std::string& v) { check.See(key, v); },
+        config.items_per_message);
     double seconds = (NowNs() - start) / 1e9;
     report.Check(status.ok() && check.ordered && check.expected == n.stream_items,
                  "B2 replay lost or reordered items (" + mode + ")");
@@ -366,10 +317,13 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     OrderCheck check;
     std::thread listener([&] {
       RawFabricClient own(fabric.address);
-      own.ListenAll("paced", "", 0, [&](int64_t key, const std::string& v) {
-        check.See(key, v);
-        latencies.push_back(NowNs() - PayloadStamp(v));
-      });
+      own.ListenAll(
+          "paced", "", 0,
+          [&](int64_t key, const std::string& v) {
+            check.See(key, v);
+            latencies.push_back(NowNs() - PayloadStamp(v));
+          },
+          config.items_per_message);
     });
     size_t registered = 0;
     uint64_t items = 0;
@@ -412,8 +366,9 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     grpc::Status listen_status;
     std::thread listener([&] {
       RawFabricClient own(fabric.address);
-      listen_status = own.ListenAll("ephemeral", "acker", kStreamBatch,
-                                    [&](int64_t key, const std::string& v) { check.See(key, v); });
+      listen_status = own.ListenAll(
+          "ephemeral", "acker", kStreamBatch,
+          [&](int64_t key, const std::string& v) { check.See(key, v); }, config.items_per_message);
     });
     size_t registered = 0;
     uint64_t items = 0;
@@ -502,8 +457,11 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
                (client.CountUnfinished(kJobAgent, 1, unfinished).ok() && unfinished == 0);
       },
       std::chrono::seconds(5), std::chrono::milliseconds(1));
-  workers[0].Signal(SIGKILL);
+  // Stamped before the signal: once sent, the Fabric may see the broken connection and hand
+  // the jobs over before this thread runs again (on a busy machine it measured "recovered before
+  // the kill").
   int64_t kill_at = NowNs();
+  workers[0].Signal(SIGKILL);
   workers[0].Wait(std::chrono::seconds(5));
   bool drained = WaitFor(
       [&] {

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
                  "rocksdb mode: factor on the counts of calls, jobs, state and sequential "
                  "WriteItem (default 0.1)");
   app.add_flag("!--no-redis", config.run_redis, "skip the Redis baselines");
+  app.add_option("--items-per-message", config.items_per_message,
+                 "B2: items per listen response the listeners ask for (default 1000; 1 = one "
+                 "item per message)");
 
   // Hidden helper roles: perper-bench re-executes itself as agents, workers and servers.
   std::string role, address_file, fabric, agent, log, name;

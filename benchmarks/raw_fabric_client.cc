@@ -3,6 +3,8 @@
 
 #include <google/protobuf/wrappers.pb.h>
 
+#include <condition_variable>
+
 namespace perper::bench {
 
 namespace g2 = perper::grpc2;
@@ -172,22 +174,35 @@ grpc::Status RawFabricClient::CompleteStream(const std::string& stream) {
 
 grpc::Status RawFabricClient::ListenAll(
     const std::string& stream, const std::string& listener, int ack_every,
-    const std::function<void(int64_t, const std::string&)>& on_item) {
+    const std::function<void(int64_t, const std::string&)>& on_item, int items_per_message) {
   grpc::ClientContext context;
   g2::StreamsListenItemsRequest listen;
   listen.mutable_stream()->set_stream(stream);
   listen.mutable_stream()->set_start_key(0);
   listen.set_listener_name(listener);
-  g2::StreamsListenItemsResponse item;
+  listen.set_max_items_per_message(items_per_message);
+  g2::StreamsListenItemsResponse response;
   // The message and the unpacked value are reused, so reading allocates nothing per item.
   google::protobuf::BytesValue bytes;
-  auto unpack = [&bytes](const google::protobuf::Any& any) -> const std::string& {
+  auto deliver = [&bytes, &on_item](int64_t key, const google::protobuf::Any& any) {
     if (!any.UnpackTo(&bytes)) bytes.Clear();
-    return bytes.value();
+    on_item(key, bytes.value());
+  };
+  // Calls `each(key)` after delivering every item of `response`, packed or not.
+  auto deliver_all = [&](const auto& each) {
+    if (response.items_size() == 0) {
+      deliver(response.key(), response.value());
+      each(response.key());
+      return;
+    }
+    for (const auto& item : response.items()) {
+      deliver(item.key(), item.value());
+      each(item.key());
+    }
   };
   if (ack_every <= 0) {
     auto reader = streams_->ListenItems(&context, listen);
-    while (reader->Read(&item)) on_item(item.key(), unpack(item.value()));
+    while (reader->Read(&response)) deliver_all([](int64_t) {});
     return reader->Finish();
   }
   auto call = streams_->ListenItemsAndMove(&context);
@@ -195,14 +210,15 @@ grpc::Status RawFabricClient::ListenAll(
   *first.mutable_listen() = listen;
   if (!call->Write(first)) return call->Finish();
   int since_ack = 0;
-  while (call->Read(&item)) {
-    on_item(item.key(), unpack(item.value()));
-    if (++since_ack == ack_every) {
-      since_ack = 0;
-      g2::StreamsListenItemsAndMoveRequest ack;
-      ack.set_reached_key(item.key());
-      call->Write(ack);
-    }
+  while (call->Read(&response)) {
+    deliver_all([&](int64_t key) {
+      if (++since_ack == ack_every) {
+        since_ack = 0;
+        g2::StreamsListenItemsAndMoveRequest ack;
+        ack.set_reached_key(key);
+        call->Write(ack);
+      }
+    });
   }
   return call->Finish();
 }
@@ -255,19 +271,60 @@ grpc::Status ReserveLoop(
     const std::function<void(const g2::ExecutionsListenResponse&, CreditGrant&)>& handle) {
   using Call = grpc::ClientReaderWriter<g2::ExecutionsListenAndReserveRequest,
                                         g2::ExecutionsListenResponse>;
-  class Grants : public CreditGrant {
+  // Whoever queues something while no write is in flight writes it, and then whatever was
+  // queued meanwhile, in one message per turn: no writer thread, so no thread hop between an
+  // execution's arrival and its completion on the reading thread.
+  class Sender : public CreditGrant {
    public:
-    explicit Grants(Call& call) : call_(call) {}
+    explicit Sender(Call& call) : call_(call) {}
     void Grant(uint64_t count) override {
-      g2::ExecutionsListenAndReserveRequest more;
-      more.set_reserve_next(count);
-      std::lock_guard<std::mutex> lock(mutex_);  // one writer at a time on the call
-      call_.Write(more);
+      std::unique_lock<std::mutex> lock(mutex_);
+      credits_ += count;
+      Drain(lock);
+    }
+    void Complete(g2::ExecutionsCompleteRequest completion, uint64_t count,
+                  std::function<void(bool)> sent) override {
+      std::unique_lock<std::mutex> lock(mutex_);
+      *next_.add_completions() = std::move(completion);
+      credits_ += count;
+      if (sent) sent_.push_back(std::move(sent));
+      Drain(lock);
+    }
+    // Waits for the write in flight, if any (the call must outlive it).
+    void Quiesce() {
+      std::unique_lock<std::mutex> lock(mutex_);
+      idle_.wait(lock, [&] { return !writing_; });
     }
 
    private:
+    void Drain(std::unique_lock<std::mutex>& lock) {
+      if (writing_) return;  // The writer in flight takes it on its next turn.
+      writing_ = true;
+      g2::ExecutionsListenAndReserveRequest message;
+      std::vector<std::function<void(bool)>> sent;
+      while (credits_ > 0 || next_.completions_size() > 0) {
+        message.Swap(&next_);
+        message.set_reserve_next(credits_);
+        credits_ = 0;
+        sent.swap(sent_);
+        lock.unlock();
+        bool ok = call_.Write(message);
+        for (auto& done : sent) done(ok);
+        sent.clear();
+        message.Clear();
+        lock.lock();
+      }
+      writing_ = false;
+      idle_.notify_all();
+    }
+
     Call& call_;
     std::mutex mutex_;
+    std::condition_variable idle_;
+    g2::ExecutionsListenAndReserveRequest next_;  // Guarded by mutex_, as are the rest.
+    uint64_t credits_ = 0;
+    std::vector<std::function<void(bool)>> sent_;
+    bool writing_ = false;
   };
   grpc::ClientContext context;
   std::unique_ptr<Call> call = client.executions().ListenAndReserve(&context);
@@ -276,12 +333,13 @@ grpc::Status ReserveLoop(
   first.mutable_filter()->mutable_instance_filter()->set_agent(agent);
   first.set_workgroup(workgroup);
   if (!call->Write(first)) return call->Finish();
-  Grants grants(*call);
+  Sender sender(*call);
   g2::ExecutionsListenResponse message;
   while (call->Read(&message)) {
     if (message.start_of_stream() || message.deleted()) continue;
-    handle(message, grants);
+    handle(message, sender);
   }
+  sender.Quiesce();
   return call->Finish();
 }
 

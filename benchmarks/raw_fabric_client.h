@@ -57,8 +57,10 @@ class RawFabricClient {
   grpc::Status CompleteStream(const std::string& stream);
   // Reads every item from key 0 until the stream completes, calling `on_item(key, value)`.
   // Acks every `ack_every` items through ListenItemsAndMove under `listener` when ack_every > 0.
+  // Asks for up to `items_per_message` items per response (max_items_per_message).
   grpc::Status ListenAll(const std::string& stream, const std::string& listener, int ack_every,
-                         const std::function<void(int64_t, const std::string&)>& on_item);
+                         const std::function<void(int64_t, const std::string&)>& on_item,
+                         int items_per_message = 1);
   // FabricIntrospection.ListStreams: the stored item count and listener count of `stream`.
   grpc::Status StreamInfo(const std::string& stream, uint64_t& items, size_t& listeners);
 
@@ -78,16 +80,24 @@ class RawFabricClient {
   std::unique_ptr<perper::grpc2::FabricIntrospection::Stub> introspection_;
 };
 
-// Grants credits on an open ListenAndReserve call. Thread-safe; usable until the loop returns.
+// Sends on an open ListenAndReserve call: completions and credits, coalesced (everything
+// queued while a write is in flight goes in the next message, as an agent SDK does); the
+// caller that finds no write in flight does the write. Thread-safe; usable until the loop
+// returns.
 class CreditGrant {
  public:
   virtual ~CreditGrant() = default;
   virtual void Grant(uint64_t credits) = 0;
+  // Completes an execution on the call (field `completions`) and grants `credits` with it.
+  // `sent(ok)` runs once the message carrying it was written (or not), on the writing thread.
+  virtual void Complete(perper::grpc2::ExecutionsCompleteRequest completion, uint64_t credits,
+                        std::function<void(bool)> sent = nullptr) = 0;
 };
 
 // Runs ListenAndReserve for `agent` in `workgroup` with `credits`, calling `handle(execution,
 // grant)` on the reading thread as soon as each execution arrives. The handler (or whoever it
-// hands the execution to) grants credits back once done with it. Returns when the call ends.
+// hands the execution to) completes it and grants credits back through `grant`. Returns when
+// the call ends.
 grpc::Status ReserveLoop(
     RawFabricClient& client, const std::string& agent, const std::string& workgroup,
     uint64_t credits,

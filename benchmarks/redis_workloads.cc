@@ -466,8 +466,8 @@ void RunRedisJobs(const Config& config, RedisServer& server, const std::string& 
   workers[0].Signal(kStallSignal);
   WaitFor([&] { return HeldJobs(logs[0]) > 0 || done() >= static_cast<long long>(jobs); },
           std::chrono::seconds(5), std::chrono::milliseconds(1));
+  int64_t kill_at = NowNs();  // Before the signal, as in the Fabric's B3.
   workers[0].Signal(SIGKILL);
-  int64_t kill_at = NowNs();
   workers[0].Wait(std::chrono::seconds(5));
   bool drained = WaitFor(
       [&] {

@@ -43,6 +43,9 @@ struct Config {
   // In rocksdb mode, the counts of the workloads made of single durable writes (calls, jobs,
   // state, sequential WriteItem) are multiplied by this factor to keep the run short.
   double durable_scale = 0.1;
+  // Items per listen response the B2 listeners ask for (max_items_per_message; 1 = one item
+  // per message, as upstream clients).
+  int items_per_message = 1000;
 };
 
 // Baselines and workloads. Each adds its rows and checks to `report`.

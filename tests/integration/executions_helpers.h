@@ -136,6 +136,9 @@ class ReserveCall {
     ASSERT_TRUE(Read(&response));
     ASSERT_TRUE(response.start_of_stream()) << response.execution().execution();
   }
+  bool Write(const grpc2::ExecutionsListenAndReserveRequest& request) {
+    return stream_->Write(request);
+  }
   bool Grant(uint64_t credits) {
     grpc2::ExecutionsListenAndReserveRequest request;
     request.set_reserve_next(credits);

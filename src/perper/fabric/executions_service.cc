@@ -62,6 +62,55 @@ storage::ExecutionFilter FilterOf(const grpc2::ExecutionsListenRequest& request)
   return filter;
 }
 
+// A checked completion: what Complete and ListenAndReserve's `completions` apply.
+struct Completion {
+  std::string id;
+  std::vector<std::string> results;  // Serialized Anys.
+  std::optional<std::string> error;
+};
+
+// Checks a completion request (`field` prefixes the names in error messages, e.g.
+// "completions[2].").
+absl::StatusOr<Completion> CompletionFromRequest(const grpc2::ExecutionsCompleteRequest& request,
+                                                 const FabricLimits& limits,
+                                                 std::string_view field) {
+  Completion completion;
+  completion.id = request.execution().execution();
+  if (absl::Status s = RequireNonEmpty(completion.id, std::string(field) + "execution.execution");
+      !s.ok()) {
+    return s;
+  }
+  const std::string& id = completion.id;
+  completion.results.reserve(request.results_size());
+  for (int i = 0; i < request.results_size(); ++i) {
+    if (absl::Status s = CheckValueSize(request.results(i), limits,
+                                        std::string(field) + "results[" + std::to_string(i) +
+                                            "] of execution " + id);
+        !s.ok()) {
+      return s;
+    }
+    completion.results.push_back(SerializeAny(request.results(i)));
+  }
+  // An absent error and an empty message both mean success (upstream clients send either).
+  if (request.has_error() && !request.error().message().empty()) {
+    if (request.error().message().size() > limits.max_value_bytes) {
+      return absl::ResourceExhaustedError(std::string(field) + "error.message of execution " + id +
+                                          " is over the limit of " +
+                                          std::to_string(limits.max_value_bytes) + " bytes");
+    }
+    completion.error = request.error().message();
+  }
+  return completion;
+}
+
+// Stores the completion, then completes the execution's linked stream.
+absl::Status ApplyCompletion(const ServiceContext& context, Completion completion) {
+  absl::Status status = context.store->executions().CompleteExecution(
+      completion.id, std::move(completion.results), completion.error);
+  if (status.ok()) CompleteLinkedStream(context, completion.id, std::move(completion.error));
+  return status;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The feed behind Listen and ListenAndReserve.
 //
@@ -168,7 +217,65 @@ class FeedReactor : public Base {
     for (const std::string& id : held) {
       context_.store->executions().ReleaseReservation(id, workgroup, holder);
     }
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      if (tasks_ > 0) return;  // The last completion task deletes this.
+    }
     delete this;
+  }
+
+  // Applies completions sent on this call, then grants `credits`: inline with the memory
+  // backend (or when `inline_writes`), on the write pool with a durable one, so that an fsync
+  // never holds a gRPC thread. The reactor outlives its pool tasks (OnDone defers the delete).
+  void CompleteThenCredit(std::vector<Completion> completions, uint64_t credits,
+                          bool inline_writes) {
+    {
+      absl::MutexLock lock(&mu_);
+      for (const Completion& completion : completions) {
+        if (auto it = delivered_.find(Key(completion.id)); it != delivered_.end()) {
+          it->second.completed_here = true;
+        }
+      }
+      if (context_.writes != nullptr && !inline_writes) ++tasks_;
+    }
+    auto apply = [this, completions = std::move(completions), credits]() mutable {
+      for (Completion& completion : completions) {
+        std::string id = completion.id;
+        absl::Status status = ApplyCompletion(context_, std::move(completion));
+        // Deleted or finished already: a benign race with a cancellation or a retry.
+        bool settled = status.ok() || absl::IsNotFound(status) ||
+                       absl::IsFailedPrecondition(status);
+        if (!settled) {
+          PERPER_LOG_WARN(Logger::kFabric, "[exec={}] completion on the reservation stream: {}",
+                          id, status.ToString());
+        }
+        absl::MutexLock lock(&mu_);
+        if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
+          // Settled: nothing more to say about it. Not settled: it stays reserved by this call
+          // until the call ends, and is then handed to another member.
+          if (settled) {
+            Forget(it);
+          } else {
+            it->second.completed_here = false;
+          }
+        }
+      }
+      AddCredits(credits);
+    };
+    if (context_.writes == nullptr || inline_writes) {
+      apply();
+      return;
+    }
+    context_.writes->Post([this, apply = std::move(apply)]() mutable {
+      apply();
+      bool remove = false;
+      {
+        absl::MutexLock lock(&mu_);
+        remove = --tasks_ == 0 && done_;
+      }
+      if (remove) delete this;
+    });
   }
 
   const ServiceContext context_;
@@ -184,6 +291,8 @@ class FeedReactor : public Base {
   struct Delivered {
     uint64_t sequence;
     uint32_t instance, delegate;
+    // Completed on this call (being applied): no deleted=true for it.
+    bool completed_here = false;
   };
   // The instances and delegates of the delivered executions, each once, counted.
   struct Name {
@@ -263,6 +372,7 @@ class FeedReactor : public Base {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto& executions = context_.store->executions();
     if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
+      if (it->second.completed_here) return std::nullopt;  // Forgotten once applied.
       uint64_t sequence = 0;
       bool found = executions.ReadExecution(
           id, [&](const ExecutionRecord& record) { sequence = record.sequence; });
@@ -350,6 +460,8 @@ class FeedReactor : public Base {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
+  int tasks_ ABSL_GUARDED_BY(mu_) = 0;     // Completion tasks posted and not yet run.
+  bool done_ ABSL_GUARDED_BY(mu_) = false;  // OnDone ran: the last task deletes.
   std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> starved_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> waiting_ ABSL_GUARDED_BY(mu_);
@@ -384,6 +496,18 @@ class ListenAndReserveReactor final
     // !ok: the client half-closed (or the call broke). Half-close does not end the call: the
     // client may keep receiving; cancellation or disconnection ends it (OnCancel).
     if (!ok) return;
+    std::vector<Completion> completions;
+    completions.reserve(request_.completions_size());
+    for (int i = 0; i < request_.completions_size(); ++i) {
+      absl::StatusOr<Completion> completion = CompletionFromRequest(
+          request_.completions(i), context_.limits,
+          "completions[" + std::to_string(i) + "].");
+      if (!completion.ok()) {
+        FinishOnce(ToGrpcStatus(completion.status()));
+        return;
+      }
+      completions.push_back(std::move(completion).value());
+    }
     if (first_) {
       first_ = false;
       absl::Status status =
@@ -394,8 +518,10 @@ class ListenAndReserveReactor final
         FinishOnce(ToGrpcStatus(status));
         return;
       }
-      // Credits first, so the initial scan can already be delivered before start_of_stream.
-      AddCredits(request_.reserve_next());
+      // Completions (a reconnecting worker's) before the scan, so it does not deliver them
+      // again; credits first, so the scan can already be delivered before start_of_stream.
+      CompleteThenCredit(std::move(completions), request_.reserve_next(),
+                         /*inline_writes=*/true);
       grpc2::ExecutionsListenRequest filter = request_.filter();
       std::string workgroup = request_.workgroup();
       // One read outstanding, always: that is how further credits arrive.
@@ -405,7 +531,11 @@ class ListenAndReserveReactor final
     }
     uint64_t credits = request_.reserve_next();
     StartRead(&request_);
-    AddCredits(credits);
+    if (completions.empty()) {
+      AddCredits(credits);
+    } else {
+      CompleteThenCredit(std::move(completions), credits, /*inline_writes=*/false);
+    }
   }
 
  private:
@@ -607,38 +737,11 @@ grpc::ServerWriteReactor<google::protobuf::Empty>* ExecutionsService::Reserve(
 grpc::ServerUnaryReactor* ExecutionsService::Complete(
     grpc::CallbackServerContext* context, const grpc2::ExecutionsCompleteRequest* request,
     google::protobuf::Empty* /*response*/) {
-  const std::string& id = request->execution().execution();
-  if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
-    return FinishUnary(context, s);
-  }
-  std::vector<std::string> results;
-  for (int i = 0; i < request->results_size(); ++i) {
-    if (absl::Status s = CheckValueSize(request->results(i), context_.limits,
-                                        "results[" + std::to_string(i) + "] of execution " + id);
-        !s.ok()) {
-      return FinishUnary(context, s);
-    }
-    results.push_back(SerializeAny(request->results(i)));
-  }
-  std::optional<std::string> error;
-  // An absent error and an empty message both mean success (upstream clients send either).
-  if (request->has_error() && !request->error().message().empty()) {
-    if (request->error().message().size() > context_.limits.max_value_bytes) {
-      return FinishUnary(context,
-                         absl::ResourceExhaustedError(
-                             "error.message of execution " + id + " is over the limit of " +
-                             std::to_string(context_.limits.max_value_bytes) + " bytes"));
-    }
-    error = request->error().message();
-  }
+  absl::StatusOr<Completion> completion = CompletionFromRequest(*request, context_.limits, "");
+  if (!completion.ok()) return FinishUnary(context, completion.status());
   return AnswerUnary(context_.writes, context,
-                     [context = context_, id, results = std::move(results),
-                      error = std::move(error)]() mutable {
-                       absl::Status status =
-                           context.store->executions().CompleteExecution(id, std::move(results),
-                                                                         error);
-                       if (status.ok()) CompleteLinkedStream(context, id, std::move(error));
-                       return status;
+                     [context = context_, completion = std::move(completion).value()]() mutable {
+                       return ApplyCompletion(context, std::move(completion));
                      });
 }
 

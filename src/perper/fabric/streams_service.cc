@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "perper/fabric/streams_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -31,6 +32,10 @@ using storage::StreamItem;
 
 // One read from the store fills at most this much of a listen call's queue.
 constexpr size_t kBatchItems = 256;
+// Caps of a response carrying several items (max_items_per_message > 1). The count also sets how
+// many items one store read fetches for such a call.
+constexpr int kMaxItemsPerMessage = 1024;
+constexpr size_t kPackedMessageBytes = 256 << 10;
 constexpr size_t kBatchBytes = 1 << 20;
 // Bytes of buffer-hinted writes allowed between two flushing writes (see PumpAndUnlock), and the
 // framing each message adds on the wire.
@@ -79,15 +84,36 @@ class ResponseQueue {
   }
   // The oldest queued response; it stays valid until the next Recycle.
   const StreamsListenItemsResponse* Pop() { return slots_[head_++].get(); }
+  // The oldest queued items, at most `max_items` and (beyond the first) `max_bytes`, moved into
+  // one response of `items`; it stays valid until the next PopPacked or Recycle. The values are
+  // swapped, not copied, so their buffers keep circulating between slots and the response.
+  const StreamsListenItemsResponse* PopPacked(int max_items, size_t max_bytes) {
+    packed_.mutable_items()->Clear();  // Keeps the cleared items for reuse.
+    size_t bytes = 0;
+    while (head_ < size_ && packed_.items_size() < max_items) {
+      StreamsListenItemsResponse& slot = *slots_[head_];
+      size_t size = slot.value().ByteSizeLong() + kItemOverhead;
+      if (packed_.items_size() > 0 && bytes + size > max_bytes) break;
+      StreamsListenItemsResponse::Item* item = packed_.add_items();
+      item->set_key(slot.key());
+      item->mutable_value()->Swap(slot.mutable_value());
+      bytes += size;
+      ++head_;
+    }
+    return &packed_;
+  }
   // Drops what is queued (a write in flight keeps its slot).
   void Clear() { head_ = size_ = 0; }
   // Starts a new batch. REQUIRES: empty, and no write in flight (so no slot is in use). Slots
   // that once held a large value are dropped, so an idle call holds no large buffers.
   void Recycle() {
     for (auto& slot : slots_) {
-      if (slot->value().value().capacity() > kKeepSlotBytes ||
-          slot->value().type_url().capacity() > kKeepSlotBytes) {
-        slot = std::make_unique<StreamsListenItemsResponse>();
+      if (IsLarge(slot->value())) slot = std::make_unique<StreamsListenItemsResponse>();
+    }
+    for (const StreamsListenItemsResponse::Item& item : packed_.items()) {
+      if (IsLarge(item.value())) {
+        packed_ = StreamsListenItemsResponse();
+        break;
       }
     }
     head_ = size_ = 0;
@@ -95,7 +121,13 @@ class ResponseQueue {
 
  private:
   static constexpr size_t kKeepSlotBytes = 64 << 10;
+  static constexpr size_t kItemOverhead = 16;  // Key, tags and lengths of an item, roughly.
+  static bool IsLarge(const google::protobuf::Any& value) {
+    return value.value().capacity() > kKeepSlotBytes ||
+           value.type_url().capacity() > kKeepSlotBytes;
+  }
   std::vector<std::unique_ptr<StreamsListenItemsResponse>> slots_;
+  StreamsListenItemsResponse packed_;  // The response of items; see PopPacked.
   size_t head_ = 0;
   size_t size_ = 0;
 };
@@ -136,6 +168,11 @@ class ListenCore {
     stream_ = request.stream().stream();
     if (stream_.empty()) {
       FinishNow(absl::InvalidArgumentError("stream.stream must not be empty"));
+      return;
+    }
+    if (request.max_items_per_message() < 0) {
+      FinishNow(absl::InvalidArgumentError("max_items_per_message of the listen call on stream " +
+                                           stream_ + " must not be negative"));
       return;
     }
     // Subscribe before anything is read or registered: every item written after this point
@@ -197,6 +234,8 @@ class ListenCore {
     }
 
     mu_.Lock();
+    max_items_ = std::clamp(request.max_items_per_message(), 1, kMaxItemsPerMessage);
+    read_items_ = std::max(kBatchItems, static_cast<size_t>(max_items_));
     name_ = std::move(name);
     transient_ = !named;
     auto_advance_ = transient_ && ephemeral && auto_advance_anonymous_;
@@ -315,8 +354,14 @@ class ListenCore {
       Refill();
     }
     if (!queue_.empty()) {
-      const StreamsListenItemsResponse* response = queue_.Pop();
-      last_written_ = response->key();
+      const StreamsListenItemsResponse* response;
+      if (max_items_ > 1) {
+        response = queue_.PopPacked(max_items_, kPackedMessageBytes);
+        last_written_ = response->items(response->items_size() - 1).key();
+      } else {
+        response = queue_.Pop();
+        last_written_ = response->key();
+      }
       write_in_flight_ = true;
       // More queued: let gRPC coalesce writes; the last write of a batch flushes. Two limits
       // keep a hinted write from waiting for a flush that never comes (its completion would
@@ -389,7 +434,7 @@ class ListenCore {
   absl::Status ReadUnpacked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     int64_t last = 0;
     absl::StatusOr<size_t> count = context_.store->streams().VisitItems(
-        stream_, cursor_, kBatchItems, kBatchBytes,
+        stream_, cursor_, read_items_, kBatchBytes,
         [this, &last](int64_t key, std::string_view value) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           queue_.Push(key, value);  // Runs inside this call, under mu_.
           last = key;
@@ -418,8 +463,8 @@ class ListenCore {
       await_first_ = false;
     }
     int64_t scan_from = cursor_;
-    while (queue_.size() < kBatchItems && !exhausted_) {
-      size_t want = stride_ > 0 ? kBatchItems : 1;
+    while (queue_.size() < read_items_ && !exhausted_) {
+      size_t want = stride_ > 0 ? read_items_ : 1;
       absl::StatusOr<std::vector<StreamItem>> items =
           streams.ReadItems(stream_, scan_from, want, kBatchBytes);
       if (!items.ok()) return items.status();
@@ -469,6 +514,8 @@ class ListenCore {
   bool transient_ ABSL_GUARDED_BY(mu_) = false;
   bool auto_advance_ ABSL_GUARDED_BY(mu_) = false;
   int64_t stride_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_items_ ABSL_GUARDED_BY(mu_) = 1;        // Items per response message.
+  size_t read_items_ ABSL_GUARDED_BY(mu_) = kBatchItems;  // Items per store read.
   int64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;  // Next key to deliver (packed) or lower bound.
   bool await_first_ ABSL_GUARDED_BY(mu_) = false;
   bool exhausted_ ABSL_GUARDED_BY(mu_) = false;  // The cursor ran past the largest key.
