@@ -27,6 +27,7 @@
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
 
+#include "sdk/cpp/src/perper/agent/counters.h"
 #include "sdk/cpp/tests/child_process.h"
 #include "sdk/cpp/tests/drive.h"
 #include "tests/support/fabric_process.h"
@@ -253,6 +254,41 @@ TEST_F(AgentTest, CancellingACallerCancelsTheCallItIsWaitingFor) {
   EXPECT_TRUE(cancelled);
   runtime.RequestStop();
   EXPECT_EQ(runtime.Wait(), 0);
+}
+
+// Results travel on the ListenAndReserve call, with the credit they free: no unary Complete,
+// neither while serving nor at stop, and the callers get the right values and errors.
+TEST_F(AgentTest, ResultsAreSentOnTheReservationCallNotByUnaryComplete) {
+  constexpr int kCalls = 300;
+  internal::Counters& counters = internal::CountersForTest();
+  const uint64_t unary_before = counters.unary_completes.load();
+  const uint64_t stream_before = counters.stream_completions.load();
+  Agent calculator = CalculatorAgent();
+  Runtime runtime(calculator, Options(/*concurrency=*/8));
+  ASSERT_TRUE(runtime.Start().ok());
+
+  std::vector<Result<int64_t>> sums;
+  Result<void> thrown;
+  ASSERT_TRUE(DriveAgent(fabric_->address(), [&](Context& ctx) -> Task<void> {
+    std::vector<Task<Result<int64_t>>> calls;
+    for (int i = 0; i < kCalls; ++i) {
+      calls.push_back(ctx.agent("Calculator", "calc-1").call<int64_t>("Add", i, 7));
+    }
+    sums = co_await WhenAll(std::move(calls));
+    thrown = co_await ctx.agent("Calculator", "calc-1").call("Throw", std::string("x"));
+  }));
+  ASSERT_EQ(sums.size(), static_cast<size_t>(kCalls));
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(sums[i].ok()) << i << ": " << sums[i].status();
+    EXPECT_EQ(*sums[i], i + 7);
+  }
+  EXPECT_FALSE(thrown.ok());
+  EXPECT_THAT(thrown.message(), HasSubstr("thrown: x"));
+  EXPECT_EQ(counters.unary_completes.load() - unary_before, 0u);
+  EXPECT_EQ(counters.stream_completions.load() - stream_before, kCalls + 1u);
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+  EXPECT_EQ(counters.unary_completes.load() - unary_before, 0u);
 }
 
 // 10,000 calls in flight from one process into another, each a coroutine (no thread each); the

@@ -21,6 +21,7 @@
 #include "perper/agent/agent.h"
 #include "perper/grpc2/streams.grpc.pb.h"
 
+#include "sdk/cpp/src/perper/agent/counters.h"
 #include "sdk/cpp/tests/drive.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
@@ -460,6 +461,95 @@ TEST_F(StreamsTest, ANamedListenerResumesAtItsSavedPosition) {
   EXPECT_THAT(first.values(), ElementsAre(1, 2, 3, 4));
   EXPECT_TRUE(second.end.ok()) << second.end;
   EXPECT_THAT(second.values(), ElementsAre(4, 5, 6, 7, 8, 9, 10));
+}
+
+// Writes `count` items (the values 0 .. count-1) with WriteItems batches of 500, and completes
+// the stream, through a plain stub.
+void WriteAndComplete(const std::string& address, const std::string& stream, int64_t count) {
+  auto stub = grpc2::FabricStreams::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  for (int64_t i = 0; i < count;) {
+    grpc2::StreamsWriteItemsRequest request;
+    request.mutable_stream()->set_stream(stream);
+    for (int64_t end = std::min(count, i + 500); i < end; ++i) {
+      auto* item = request.add_items();
+      item->set_auto_key(true);
+      *item->mutable_value() = ToAny(i);
+    }
+    grpc::ClientContext context;
+    grpc2::StreamsWriteItemsResponse response;
+    ASSERT_TRUE(stub->WriteItems(&context, request, &response).ok());
+  }
+  grpc::ClientContext context;
+  grpc2::StreamsCompleteRequest request;
+  request.mutable_stream()->set_stream(stream);
+  google::protobuf::Empty empty;
+  ASSERT_TRUE(stub->Complete(&context, request, &empty).ok());
+}
+
+// The readers ask for several items per response: thousands of stored items come in far fewer
+// messages, in key order, within the reader's bound; a named listener's position is the last
+// item its consumer took (not the last one received), so a later reader resumes there.
+TEST_F(StreamsTest, ReadersTakeSeveralItemsPerResponseInOrderWithinTheirBound) {
+  constexpr int64_t kItems = 3000;
+  internal::Counters& counters = internal::CountersForTest();
+  Read<int64_t> anonymous;
+  Read<int64_t> small;
+  Read<int64_t> named_first;
+  Read<int64_t> named_rest;
+  absl::Status closed;
+  uint64_t responses = 0;
+  uint64_t items = 0;
+  std::size_t max_queued = 0;
+  std::size_t small_max_queued = 0;
+  ASSERT_TRUE(DriveAgent(fabric_->address(), [&](Context& ctx) -> Task<void> {
+    absl::StatusOr<Stream> stream = co_await ctx.blank_stream(/*ephemeral=*/false);
+    if (!stream.ok()) {
+      co_return;
+    }
+    WriteAndComplete(fabric_->address(), stream->id(), kItems);
+    uint64_t responses_before = counters.listen_responses.load();
+    uint64_t items_before = counters.listen_items.load();
+    StreamReader<int64_t> reader = stream->listen<int64_t>("", /*capacity=*/512);
+    anonymous = co_await ReadAll(reader);
+    responses = counters.listen_responses.load() - responses_before;
+    items = counters.listen_items.load() - items_before;
+    max_queued = reader.MaxQueuedForTest();
+    // A small bound: two items per response at most, never more than four waiting.
+    StreamReader<int64_t> small_reader = stream->listen<int64_t>("", /*capacity=*/4);
+    small = co_await ReadAll(small_reader);
+    small_max_queued = small_reader.MaxQueuedForTest();
+    // A named listener (ListenItemsAndMove): its consumer takes 1000 items, then stops.
+    StreamReader<int64_t> named = stream->listen<int64_t>("batched", /*capacity=*/512);
+    named_first = co_await ReadAll(named, 1000);
+    closed = co_await named.close();
+    StreamReader<int64_t> resumed = stream->listen<int64_t>("batched", /*capacity=*/512);
+    named_rest = co_await ReadAll(resumed);
+  }));
+  std::vector<int64_t> expected;
+  for (int64_t i = 0; i < kItems; ++i) {
+    expected.push_back(i);
+  }
+  ASSERT_TRUE(anonymous.end.ok()) << anonymous.end;
+  EXPECT_EQ(anonymous.values(), expected);
+  for (std::size_t i = 1; i < anonymous.items.size(); ++i) {
+    ASSERT_GT(anonymous.items[i].key, anonymous.items[i - 1].key);
+  }
+  EXPECT_EQ(items, static_cast<uint64_t>(kItems));
+  EXPECT_GT(responses, 0u);
+  EXPECT_LE(responses * 2, items) << responses << " responses for " << items << " items";
+  EXPECT_LE(max_queued, 512u);
+  ASSERT_TRUE(small.end.ok()) << small.end;
+  EXPECT_EQ(small.values(), expected);
+  EXPECT_LE(small_max_queued, 4u);
+  EXPECT_TRUE(closed.ok()) << closed;
+  ASSERT_EQ(named_first.items.size(), 1000u);
+  EXPECT_EQ(named_first.items.back().value, 999);
+  ASSERT_TRUE(named_rest.end.ok()) << named_rest.end;
+  // At-least-once from the last item taken: 999 again, then the rest, none skipped.
+  ASSERT_FALSE(named_rest.items.empty());
+  EXPECT_EQ(named_rest.items.front().key, named_first.items.back().key);
+  EXPECT_EQ(std::vector<int64_t>(expected.begin() + 999, expected.end()), named_rest.values());
 }
 
 TEST(StreamsRestartTest, AReaderResumesWithoutAGapAfterTheFabricRestarts) {

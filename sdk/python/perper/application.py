@@ -5,7 +5,10 @@ Stop, which get empty defaults) it keeps one FabricExecutions.ListenAndReserve c
 workgroup, with `concurrency` credits: the Fabric hands each execution to one member of the
 workgroup, so several processes share the work. Each execution runs as its own asyncio task in a
 context (perper.context) naming its instance and execution; deleting the execution cancels the
-task; a handler's exception fails the execution.
+task; a handler's exception fails the execution. A handler's completion rides on the
+delegate's ListenAndReserve call together with the credit for the next execution (completions
+that are ready together share one message); the unary Complete is the fallback while that call
+is reconnecting.
 
 Lifecycle handlers (the names upstream uses):
 - "Deploy": runs once when the process starts, in the instance "{agent}-deploy" (no execution).
@@ -21,12 +24,14 @@ import inspect
 import logging
 import os
 import signal
+from collections import deque
 from typing import Any, Callable, Mapping, Optional, Union
 
 import grpc
 
 from perper import values
 from perper._ambient import Context, current_context, set_default_context
+from perper._stats import COUNTERS
 from perper._stubs import executions_pb2, model_pb2, streams_pb2
 from perper.connection import Backoff, FabricConnection, is_retryable
 from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
@@ -111,6 +116,89 @@ class _BatchWriter:
                 self._error = e
 
 
+class _ReservationCall:
+    """One open FabricExecutions.ListenAndReserve call: its credits, and the completions that
+    ride on it (ExecutionsListenAndReserveRequest.completions).
+
+    push() queues a completion and/or credits; one writer task sends whatever has accumulated as
+    one message, so completions that are ready together cost one message. There is no reply to
+    a completion: it counts as applied once the Fabric has delivered an execution that needed
+    the credits of a later message (the Fabric reads a call's messages in order and applies a
+    message's completions before granting its credits). Until then it is unconfirmed, and close()
+    hands it back when the call has ended, to be sent again with the unary Complete (a repeat is
+    answered FAILED_PRECONDITION or NOT_FOUND, which is ignored). Use from one event loop.
+    """
+
+    # Completions per message are capped by size (each is at most MAX_COMPLETION_BYTES).
+    MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, call: Any, credits: int) -> None:
+        self.call = call
+        self.open = True
+        self._granted = credits  # credits in the messages written so far
+        self._delivered = 0
+        self._queue: list[executions_pb2.ExecutionsCompleteRequest] = []
+        self._credits = 0
+        # (credits granted before the message, its completions), oldest first.
+        self._sent: deque[tuple[int, list]] = deque()
+        self._wake = asyncio.Event()
+        self._writer: Optional[asyncio.Task] = None
+
+    def start_writer(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def push(self, completion: Optional[executions_pb2.ExecutionsCompleteRequest],
+             credits: int) -> None:
+        if completion is not None:
+            self._queue.append(completion)
+        self._credits += credits
+        self._wake.set()
+
+    def delivered(self) -> list[str]:
+        """Counts a delivered execution; returns the executions whose completions are now
+        known to be applied."""
+        self._delivered += 1
+        confirmed: list[str] = []
+        while self._sent and self._sent[0][0] < self._delivered:
+            confirmed += [c.execution.execution for c in self._sent.popleft()[1]]
+        return confirmed
+
+    def close(self) -> list[executions_pb2.ExecutionsCompleteRequest]:
+        """Marks the call ended; returns the completions not known to be applied."""
+        self.open = False
+        if self._writer is not None:
+            self._writer.cancel()
+        left = [c for _, sent in self._sent for c in sent] + self._queue
+        self._sent.clear()
+        self._queue = []
+        return left
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue or self._credits:
+                    batch, size = [], 0
+                    while self._queue and (not batch or size + self._queue[0].ByteSize()
+                                           <= self.MAX_MESSAGE_BYTES):
+                        size += self._queue[0].ByteSize()
+                        batch.append(self._queue.pop(0))
+                    credits, self._credits = self._credits, 0
+                    # Recorded before the write: if the write fails, the call has ended and
+                    # these completions are handed back by close().
+                    self._sent.append((self._granted, batch))
+                    self._granted += credits
+                    COUNTERS.reservation_messages += 1
+                    COUNTERS.reservation_completions += len(batch)
+                    await self.call.write(executions_pb2.ExecutionsListenAndReserveRequest(
+                        completions=batch, reserve_next=credits))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001  the call has ended; the listen loop reconnects
+            pass
+
+
 class Application:
     """Serves the handlers of one agent type. Use from one event loop.
 
@@ -118,6 +206,13 @@ class Application:
     (stream delegates with default options) or StreamDelegate objects. `instance` restricts the
     process to one instance (default: X_PERPER_INSTANCE, else every instance).
     """
+
+    # How long stop() waits for completions still being sent.
+    STOP_GRACE = 5.0
+    # A completion larger than this (serialized) goes with the unary Complete, which can report
+    # a refused value (the execution then fails instead); on the reservation call, a refused
+    # completion would end the call.
+    MAX_COMPLETION_BYTES = 1024 * 1024
 
     def __init__(self, agent: Optional[str] = None,
                  handlers: Optional[Mapping[str, Handler]] = None, *,
@@ -139,7 +234,12 @@ class Application:
         self._ready: dict[str, asyncio.Event] = {}
         self._running: dict[str, asyncio.Task] = {}
         self._inits: dict[str, asyncio.Task] = {}
-        self._pending: set[asyncio.Future] = set()
+        # The open ListenAndReserve call of each delegate (absent while reconnecting).
+        self._calls: dict[str, _ReservationCall] = {}
+        # Executions whose handler has returned and whose completion is not yet known to be
+        # applied, with it; a delivery of one of them again is not run again.
+        self._finishing: dict[str, executions_pb2.ExecutionsCompleteRequest] = {}
+        self._unary_completes: set[asyncio.Task] = set()
         self._stop_requested = asyncio.Event()
         self._started = False
         self._stopping = False
@@ -230,7 +330,11 @@ class Application:
             current_context.reset(token)
 
     async def stop(self) -> None:
-        """Ends the listen calls, cancels running executions, closes an owned connection."""
+        """Ends the listen calls, cancels running executions, closes an owned connection.
+
+        Completions not known to be applied are sent again with the unary Complete first
+        (waiting at most STOP_GRACE seconds for them).
+        """
         self._stopping = True
         tasks = list(self._listeners.values()) + list(self._running.values()) + list(
             self._inits.values())
@@ -238,17 +342,16 @@ class Application:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._listeners.clear()
+        if self._unary_completes:
+            _, late = await asyncio.wait(list(self._unary_completes), timeout=self.STOP_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._own_connection and self._connection is not None:
             await self._connection.close()
             self._connection = None
 
     # Listening.
-
-    def _background(self, coroutine: Any) -> None:
-        """Runs a short coroutine in the background, keeping a reference until it is done."""
-        task = asyncio.ensure_future(coroutine)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     def _listen_for(self, delegate: str) -> None:
         if delegate in self._listeners and not self._listeners[delegate].done():
@@ -267,20 +370,11 @@ class Application:
                 delegate=delegate))
         while not self._stopping:
             call = self.connection.executions.ListenAndReserve(wait_for_ready=True)
-            write_lock = asyncio.Lock()
-
-            async def grant(n: int = 1, call: Any = call, lock: asyncio.Lock = write_lock) -> None:
-                try:
-                    async with lock:
-                        if not call.done():
-                            await call.write(
-                                executions_pb2.ExecutionsListenAndReserveRequest(reserve_next=n))
-                except Exception:  # noqa: BLE001
-                    pass  # the call ended; its replacement starts with fresh credits
-
+            reservation = _ReservationCall(call, self.concurrency)
             try:
-                async with write_lock:
-                    await call.write(first)
+                await call.write(first)
+                self._calls[delegate] = reservation
+                reservation.start_writer()
                 while True:
                     message = await call.read()
                     if message is grpc.aio.EOF:
@@ -295,21 +389,17 @@ class Application:
                         if task is not None:
                             task.cancel()
                         continue
-                    if execution in self._running:  # delivered again after a reconnect
-                        self._background(grant())
+                    for applied in reservation.delivered():
+                        self._finishing.pop(applied, None)
+                    if execution in self._running or execution in self._finishing:
+                        reservation.push(None, 1)  # delivered again after a reconnect
                         continue
                     task = asyncio.create_task(self._run_execution(message, delegate),
                                                name=f"perper-execution-{execution}")
                     self._running[execution] = task
-
-                    def done(_: asyncio.Task, execution: str = execution,
-                             task: asyncio.Task = task, grant: Any = grant) -> None:
-                        if self._running.get(execution) is task:
-                            del self._running[execution]
-                        if not self._stopping:
-                            self._background(grant())
-
-                    task.add_done_callback(done)
+                    task.add_done_callback(
+                        lambda task, execution=execution, origin=reservation: self._finished(
+                            delegate, execution, task, origin))
             except grpc.aio.AioRpcError as e:
                 if self._stopping:
                     return
@@ -320,26 +410,85 @@ class Application:
                     _log.error("perper: listening for %s.%s failed: %s %s", self.agent, delegate,
                                e.code(), e.details())
             finally:
+                if self._calls.get(delegate) is reservation:
+                    del self._calls[delegate]
+                # Completions the Fabric may not have read: sent again (a repeat is harmless).
+                for request in reservation.close():
+                    self._complete_unary(request)
                 call.cancel()
             if not self._stopping:
                 await backoff.wait()
 
     # Executions.
 
-    async def _complete(self, execution: str, results: list, error: Optional[str]) -> None:
+    def _finished(self, delegate: str, execution: str, task: asyncio.Task,
+                  origin: _ReservationCall) -> None:
+        """Routes the completion of a finished execution task, and its credit.
+
+        The completion rides on the delegate's open reservation call, with the credit when that
+        call delivered the execution; with no open call (or a large completion) it goes with the
+        unary Complete.
+        """
+        if self._running.get(execution) is task:
+            del self._running[execution]
+        request = None
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                _log.error("perper: execution %s: %r", execution, error)
+                request = self._completion(execution, [], describe_error(error))
+            else:
+                request = task.result()
+        current = self._calls.get(delegate) if not self._stopping else None
+        credits = 1 if current is origin and origin.open else 0
+        if request is not None and current is not None and current.open and (
+                request.ByteSize() <= self.MAX_COMPLETION_BYTES):
+            self._finishing[execution] = request
+            current.push(request, credits)
+            return
+        if request is not None:
+            self._complete_unary(request)
+        if credits:
+            origin.push(None, credits)
+
+    @staticmethod
+    def _completion(execution: str, results: list,
+                    error: Optional[str]) -> executions_pb2.ExecutionsCompleteRequest:
         request = executions_pb2.ExecutionsCompleteRequest(
             execution=model_pb2.PerperExecution(execution=execution), results=results)
         if error is not None:
             request.error.message = error or "error"
+        return request
+
+    def _complete_unary(self, request: executions_pb2.ExecutionsCompleteRequest) -> None:
+        """Sends a completion with the unary Complete from a background task (stop() waits for
+        it); until it is answered, a new delivery of the execution is not run."""
+        execution = request.execution.execution
+        self._finishing[execution] = request
+        task = asyncio.ensure_future(self._complete(request))
+        self._unary_completes.add(task)
+
+        def done(task: asyncio.Task) -> None:
+            self._unary_completes.discard(task)
+            if self._finishing.get(execution) is request:
+                del self._finishing[execution]
+            if not task.cancelled() and task.exception() is not None:
+                _log.error("perper: completing execution %s failed: %r", execution,
+                           task.exception())
+        task.add_done_callback(done)
+
+    async def _complete(self, request: executions_pb2.ExecutionsCompleteRequest) -> None:
+        COUNTERS.unary_completes += 1
         try:
             await self.connection.retry(self.connection.executions.Complete, request)
         except grpc.aio.AioRpcError as e:
             if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                return  # deleted meanwhile, or completed by an earlier delivery
-            if error is not None:
+                return  # deleted meanwhile, or completed already (an earlier delivery, a repeat)
+            if request.HasField("error"):
                 raise
             # The results were refused (e.g. over the value limit): fail the execution instead.
-            await self._complete(execution, [], f"results refused: {describe_error(e)}")
+            await self._complete(self._completion(request.execution.execution, [],
+                                                  f"results refused: {describe_error(e)}"))
 
     async def _ensure_initialized(self, agent: Agent) -> None:
         handler = self._handlers.get("Init") or self._handlers.get("EnterContainer")
@@ -356,7 +505,9 @@ class Application:
         await asyncio.shield(task)
 
     async def _run_execution(self, message: executions_pb2.ExecutionsListenResponse,
-                             delegate: str) -> None:
+                             delegate: str) -> executions_pb2.ExecutionsCompleteRequest:
+        """Runs the handler of a delivered execution; returns its completion (_finished sends
+        it). Cancelled when the execution is deleted or the application stops."""
         execution = message.execution.execution
         agent = Agent(message.instance.agent, message.instance.instance)
         current_context.set(Context(self.connection, agent, execution, self))
@@ -382,9 +533,8 @@ class Application:
             raise  # the execution was deleted, or the application stops: nothing to complete
         except Exception as e:  # a handler's failure becomes the execution's error
             _log.info("perper: %s.%s (%s) failed: %r", agent.agent, delegate, execution, e)
-            await self._complete(execution, [], describe_error(e))
-            return
-        await self._complete(execution, results, None)
+            return self._completion(execution, [], describe_error(e))
+        return self._completion(execution, results, None)
 
     async def _produce(self, handler: StreamDelegate, args: list) -> None:
         """Runs a stream delegate's generator, writing its items to the stream args[0].

@@ -8,6 +8,7 @@ FabricConnection of the current context (perper._ambient).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any, AsyncIterator, Optional
 
@@ -16,12 +17,15 @@ from google.protobuf import any_pb2
 
 from perper import values
 from perper._ambient import get_connection
+from perper._stats import COUNTERS
 from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
 from perper.connection import Backoff, is_retryable
 from perper.errors import ExecutionCancelledError, ExecutionFailedError, StreamFailedError
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
+# How many stream items a listen call asks the Fabric to pack into one response message.
+MAX_ITEMS_PER_MESSAGE = 256
 
 
 def new_id(prefix: str) -> str:
@@ -137,7 +141,14 @@ async def _pump(call: Any, inbox: asyncio.Queue) -> None:
 
 class _Acks:
     """Acknowledges items of a named listener: on the ListenItemsAndMove call while it is open,
-    with MoveListener once it has ended. Not thread-safe."""
+    with MoveListener once it has ended. Use from one event loop.
+
+    note() records the last item the consumer has taken; a background task writes the latest
+    noted key whenever its previous write is done, so acknowledgements never hold up the consumer
+    and items taken together cost one acknowledgement. (Writing from the consumer itself could
+    deadlock: a write on a call the Fabric has ended waits for the call's status, which arrives
+    only after every response has been read, and the responses wait for the consumer.)
+    """
 
     def __init__(self, call: Any, stream: model_pb2.PerperStream, listener: str) -> None:
         self._call = call
@@ -145,22 +156,52 @@ class _Acks:
         self._listener = listener
         self._on_call = True
         self._last: Optional[int] = None
+        self._sent: Optional[int] = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = asyncio.create_task(self._run())
 
-    async def ack(self, key: int) -> None:
+    def note(self, key: int) -> None:
         self._last = key
-        if self._on_call:
-            try:
-                await self._call.write(streams_pb2.StreamsListenItemsAndMoveRequest(
-                    reached_key=key))
-                return
-            except Exception:  # the call has ended: acknowledge with MoveListener
-                self._on_call = False
-        await self._move(key)
+        self._idle.clear()
+        self._wake.set()
+
+    async def finish(self) -> None:
+        """Waits until the last noted key is sent, then stores it with a unary call (an
+        acknowledgement written as the call ended may be lost)."""
+        await self._idle.wait()
+        self._task.cancel()
+        await self.confirm()
+
+    def cancel(self) -> None:
+        self._task.cancel()
 
     async def confirm(self) -> None:
-        """Applies the last acknowledgement with a unary call (returns once it is stored)."""
+        """Applies the last noted key with a unary call (returns once it is stored)."""
         if self._last is not None:
             await self._move(self._last)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._last != self._sent:
+                key = self._sent = self._last
+                try:
+                    if self._on_call:
+                        try:
+                            await self._call.write(streams_pb2.StreamsListenItemsAndMoveRequest(
+                                reached_key=key))
+                            continue
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:  # the call has ended: acknowledge with MoveListener
+                            self._on_call = False
+                    await self._move(key)
+                except grpc.aio.AioRpcError:
+                    pass  # the stream is gone, or the Fabric for too long: at-least-once
+            self._idle.set()
 
     async def _move(self, key: int) -> None:
         connection = get_connection()
@@ -168,6 +209,13 @@ class _Acks:
                                streams_pb2.StreamsMoveListenerRequest(
                                    stream=self._stream, listener_name=self._listener,
                                    reached_key=key))
+
+
+def _items_of(message: streams_pb2.StreamsListenItemsResponse) -> Any:
+    """Returns the (key, value) items of one listen response, either form."""
+    if message.items:
+        return [(item.key, item.value) for item in message.items]
+    return [(message.key, message.value)]
 
 
 class Stream:
@@ -216,12 +264,15 @@ class Stream:
         """Yields (key, value) for each item, in key order, until the stream completes.
 
         With `listener`, the Fabric keeps a durable listener of that name: each item is
-        acknowledged when the next one is asked for (or the enumeration ends), and a later
-        enumeration with the same name resumes at the last acknowledged item (delivered again:
-        at-least-once). Without it the enumeration starts at `start_key` and cannot resume.
-        `type` checks each value's type. Raises StreamFailedError when the stream completes with
-        an error or is deleted. When the Fabric is unreachable, reconnects and continues after
-        the last item delivered.
+        acknowledged once the consumer asks for the next one (items taken together share one
+        acknowledgement, sent in the background; the last one is stored when the enumeration
+        ends or is closed), and a later enumeration with the same name resumes at the last
+        acknowledged item (delivered again: at-least-once). Without it the enumeration starts at
+        `start_key` and cannot resume. `type` checks each value's type. Raises StreamFailedError
+        when the stream completes with an error or is deleted. When the Fabric is unreachable,
+        reconnects and continues after the last item delivered to the consumer.
+
+        The Fabric sends up to MAX_ITEMS_PER_MESSAGE items per response message.
         """
         connection = get_connection()
         start_key = self.start_key
@@ -232,14 +283,15 @@ class Stream:
             request = streams_pb2.StreamsListenItemsRequest(
                 stream=model_pb2.PerperStream(stream=self.stream, start_key=start_key,
                                               stride=self.stride),
-                listener_name=listener or "", start_from_latest=from_latest)
+                listener_name=listener or "", start_from_latest=from_latest,
+                max_items_per_message=MAX_ITEMS_PER_MESSAGE)
             if listener:
                 call = connection.streams.ListenItemsAndMove(wait_for_ready=True)
             else:
                 call = connection.streams.ListenItems(request, wait_for_ready=True)
             # Reading runs in its own task, so that an acknowledgement written on a call the
             # Fabric has just ended fails at once (and falls back to MoveListener).
-            inbox: asyncio.Queue = asyncio.Queue(maxsize=64)
+            inbox: asyncio.Queue = asyncio.Queue(maxsize=8)
             reader = asyncio.create_task(_pump(call, inbox))
             acks = _Acks(call, self.to_message(), listener) if listener else None
             finished = False
@@ -250,18 +302,24 @@ class Stream:
                     message = await inbox.get()
                     if message is _END:
                         finished = True
+                        if acks is not None:
+                            with contextlib.suppress(grpc.aio.AioRpcError):
+                                await acks.finish()  # unless the stream is gone meanwhile
                         return
                     if isinstance(message, BaseException):
                         raise message
                     backoff.reset()
-                    key = message.key
-                    if last_key is not None and key == last_key:
-                        continue  # the resumed item, delivered again after a reconnect
-                    value = values.unpack(message.value, type)
-                    yield key, value
-                    last_key = key
-                    if acks is not None:
-                        await acks.ack(key)
+                    items = _items_of(message)
+                    COUNTERS.listen_responses += 1
+                    COUNTERS.listen_items += len(items)
+                    for key, packed in items:
+                        if last_key is not None and key == last_key:
+                            continue  # the resumed item, delivered again after a reconnect
+                        value = values.unpack(packed, type)
+                        yield key, value
+                        last_key = key
+                        if acks is not None:
+                            acks.note(key)
             except grpc.aio.AioRpcError as e:
                 if is_retryable(e):
                     if last_key is not None:
@@ -276,9 +334,13 @@ class Stream:
                 # The consumer stopped early: make sure the last acknowledgement is applied
                 # before the caller goes on (a new enumeration resumes from it).
                 if acks is not None and not finished:
+                    acks.cancel()
+                    call.cancel()
                     await acks.confirm()
                 raise
             finally:
+                if acks is not None:
+                    acks.cancel()
                 reader.cancel()
                 call.cancel()
 

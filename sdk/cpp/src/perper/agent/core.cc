@@ -16,10 +16,12 @@
 #include "absl/strings/str_format.h"
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/post.hpp>
 #include <asio/this_coro.hpp>
 
 #include "perper/agent/ambient.h"
+#include "perper/agent/counters.h"
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
 #include "perper/common/status_macros.h"
@@ -80,8 +82,15 @@ std::string NewUuid() {
 
 // The ListenAndReserve call of a process. Thin reactions: a received message is handed to Core
 // (which posts it to its dispatch strand) and the next read starts; only one read and one write
-// are outstanding. Credits granted while a write is in flight are summed into the next write.
+// are outstanding. Credits and completions handed over while a write is in flight are gathered
+// into the next write, so one message finishes several executions and asks for as many more.
 // A hold keeps OnDone away until Close, so a write is never started after OnDone.
+//
+// A completion is kept until the Fabric has certainly applied it. There is no reply per
+// message, but the Fabric reads messages in order and grants a message's credits only after
+// applying its completions: so once it has delivered more executions than the credits granted
+// before a message, it has read that message (Core::Confirmed is told). What is not known
+// applied when the call ends is handed back by TakeUnconfirmed.
 // Thread-safe.
 class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndReserveRequest,
                                                      grpc2::ExecutionsListenResponse> {
@@ -92,6 +101,10 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
   void Start(grpc2::FabricExecutions::Stub* stub, grpc2::ExecutionsListenAndReserveRequest first) {
     context_.set_wait_for_ready(true);
     first_ = std::move(first);
+    {
+      absl::MutexLock lock(&mu_);
+      granted_ = first_.reserve_next();
+    }
     stub->async()->ListenAndReserve(&context_, this);
     AddHold();
     StartWrite(&first_);
@@ -99,19 +112,31 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
     StartCall();
   }
 
-  void Grant(uint64_t credits) {
+  // Adds `credits` and, when given, `completion` to the next write. False, with nothing taken,
+  // once the call takes no more writes (closed, or a write failed).
+  bool Grant(uint64_t credits, SharedCompletion completion = nullptr) {
     bool write = false;
     {
       absl::MutexLock lock(&mu_);
-      if (closed_) {
-        return;
+      if (closed_ || write_failed_) {
+        return false;
       }
       pending_ += credits;
+      if (completion != nullptr) {
+        pending_completions_.push_back(std::move(completion));
+      }
       write = TakeWrite();
     }
     if (write) {
       StartWrite(&next_);
     }
+    return true;
+  }
+
+  // Waits (at most `timeout`) until everything handed over has been written, or will not be.
+  bool AwaitWritten(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(this, &ListenReactor::Written), timeout);
   }
 
   // Ends the call (when `cancel`) and lets OnDone happen once no write is in flight.
@@ -133,12 +158,31 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
     }
   }
 
+  // After OnDone: the completions not known applied, split into those never written (or whose
+  // write failed) and those written.
+  void TakeUnconfirmed(std::vector<SharedCompletion>& unwritten,
+                       std::vector<SharedCompletion>& written) {
+    absl::MutexLock lock(&mu_);
+    for (Sent& sent : sent_) {
+      auto& out = sent.written ? written : unwritten;
+      out.insert(out.end(), sent.completions.begin(), sent.completions.end());
+    }
+    sent_.clear();
+    unwritten.insert(unwritten.end(), pending_completions_.begin(), pending_completions_.end());
+    pending_completions_.clear();
+  }
+
   void OnWriteDone(bool ok) override {
     bool write = false;
     bool release = false;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
+      if (!in_flight_.empty()) {
+        sent_.push_back(Sent{next_credits_before_, ok, std::move(in_flight_)});
+        in_flight_.clear();
+      }
+      next_.clear_completions();
       if (!ok) {
         write_failed_ = true;
       }
@@ -164,6 +208,20 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
     }
     grpc2::ExecutionsListenResponse message;
     message.Swap(&response_);
+    std::vector<SharedCompletion> confirmed;
+    if (!message.start_of_stream() && !message.deleted()) {
+      absl::MutexLock lock(&mu_);
+      ++delivered_;
+      // The Fabric spent credits of this message at least, so it read every message before.
+      while (!sent_.empty() && sent_.front().credits_before < delivered_) {
+        confirmed.insert(confirmed.end(), sent_.front().completions.begin(),
+                         sent_.front().completions.end());
+        sent_.pop_front();
+      }
+    }
+    if (!confirmed.empty()) {
+      core_->Confirmed(confirmed);
+    }
     core_->OnListenMessage(this, std::move(message));
     StartRead(&response_);
   }
@@ -171,29 +229,73 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
   void OnDone(const grpc::Status& status) override { core_->OnListenDone(this, status); }
 
  private:
+  // The completions of one written message, and the credits granted before it.
+  struct Sent {
+    uint64_t credits_before = 0;
+    bool written = false;
+    std::vector<SharedCompletion> completions;
+  };
+
+  bool Written() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // (Once closed, or after a failed write, nothing more will be written.)
+    return !writing_ &&
+           (closed_ || write_failed_ || (pending_ == 0 && pending_completions_.empty()));
+  }
+
   bool TakeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || pending_ == 0 || write_failed_) {
+    if (writing_ || write_failed_ || (pending_ == 0 && pending_completions_.empty())) {
       return false;
     }
     next_.Clear();
     next_.set_reserve_next(pending_);
+    // Completions up to kMaxWriteBytes (at least one); the rest go in the next write.
+    size_t bytes = 0;
+    size_t taken = 0;
+    for (; taken < pending_completions_.size(); ++taken) {
+      const SharedCompletion& completion = pending_completions_[taken];
+      if (taken > 0 && bytes + completion->bytes > kMaxWriteBytes) {
+        break;
+      }
+      bytes += completion->bytes;
+      *next_.add_completions() = completion->request;
+    }
+    in_flight_.assign(pending_completions_.begin(), pending_completions_.begin() + taken);
+    pending_completions_.erase(pending_completions_.begin(), pending_completions_.begin() + taken);
+    next_credits_before_ = granted_;
+    granted_ += pending_;
     pending_ = 0;
     writing_ = true;
     return true;
   }
+
+  // The most completion bytes in one message (far below the Fabric's message limit).
+  static constexpr size_t kMaxWriteBytes = 4 << 20;
 
   Core* const core_;
   grpc::ClientContext context_;
   grpc2::ExecutionsListenAndReserveRequest first_;
   grpc2::ExecutionsListenAndReserveRequest next_;  // only touched while no write is in flight
   grpc2::ExecutionsListenResponse response_;       // only touched by the read chain
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = true;  // the first write, started by Start
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<SharedCompletion> pending_completions_ ABSL_GUARDED_BY(mu_);
+  std::vector<SharedCompletion> in_flight_ ABSL_GUARDED_BY(mu_);  // in next_, being written
+  // Credits granted by the messages written so far (the one in flight included), and by the
+  // ones before the message in flight; executions delivered on this call.
+  uint64_t granted_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_credits_before_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Sent> sent_ ABSL_GUARDED_BY(mu_);
 };
+
+Counters& CountersForTest() {
+  static Counters counters;
+  return counters;
+}
 
 Core::Core(const Agent& agent, RunOptions options)
     : agent_(agent),
@@ -205,6 +307,25 @@ Core::Core(const Agent& agent, RunOptions options)
 Core::~Core() {
   RequestStop(0);
   Wait();
+  absl::MutexLock lock(&contexts_->mu);
+  if (!contexts_->mu.AwaitWithTimeout(absl::Condition(contexts_.get(), &LiveContexts::None),
+                                      absl::Seconds(5))) {
+    PERPER_LOG_WARN(Logger::kSdk, "[agent={}] {} call contexts still held at exit", agent_.name(),
+                    contexts_->count);
+  }
+}
+
+std::shared_ptr<grpc::ClientContext> Core::NewContext() {
+  {
+    absl::MutexLock lock(&contexts_->mu);
+    ++contexts_->count;
+  }
+  return std::shared_ptr<grpc::ClientContext>(new grpc::ClientContext(),
+                                              [contexts = contexts_](grpc::ClientContext* context) {
+                                                delete context;
+                                                absl::MutexLock lock(&contexts->mu);
+                                                --contexts->count;
+                                              });
 }
 
 absl::Status Core::Start() {
@@ -318,10 +439,23 @@ int Core::Wait() {
   stopping_ = true;
   asio::post(dispatch_strand_, [this] { reconnect_timer_.cancel(); });
   if (std::shared_ptr<ListenReactor> listen = CurrentListen(); listen != nullptr) {
+    // Completions handed to the call go out before it is cancelled.
+    if (!listen->AwaitWritten(absl::Seconds(2))) {
+      PERPER_LOG_WARN(Logger::kSdk, "[agent={}] listen call writes did not finish", agent_.name());
+    }
     listen->Close(/*cancel=*/true);
     absl::MutexLock lock(&mu_);
     if (!mu_.AwaitWithTimeout(absl::Condition(this, &Core::ListenDone), absl::Seconds(5))) {
       PERPER_LOG_ERROR(Logger::kSdk, "[agent={}] listen call did not end", agent_.name());
+    }
+  }
+  {
+    // Completions the listen call could not send go by unary Complete, before those calls are
+    // cancelled.
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(this, &Core::UnaryCompletesDone), absl::Seconds(2))) {
+      PERPER_LOG_WARN(Logger::kSdk, "[agent={}] {} completions not sent at stop", agent_.name(),
+                      unary_completes_);
     }
   }
   CancelAll();
@@ -385,13 +519,28 @@ Strand Core::StrandOf(const std::string& instance) {
 }
 
 void Core::OnListenMessage(ListenReactor* from, grpc2::ExecutionsListenResponse message) {
-  asio::post(dispatch_strand_, [this, message = std::move(message)] {
+  asio::post(dispatch_strand_, [this, from, message = std::move(message)] {
     listen_backoff_.Reset();  // the connection works
-    HandleMessage(message);
+    HandleMessage(from, message);
   });
 }
 
 void Core::OnListenDone(ListenReactor* from, const grpc::Status& status) {
+  // Completions the Fabric may not have applied are sent by unary Complete. After a broken
+  // connection that includes the written ones; when this process ended the call itself (at
+  // stop, with every write finished first), what was written reached the Fabric, and should it
+  // not have, the Fabric delivers the execution again (at-least-once).
+  std::vector<SharedCompletion> unwritten;
+  std::vector<SharedCompletion> written;
+  from->TakeUnconfirmed(unwritten, written);
+  if (stopping_) {
+    Confirmed(written);
+  } else {
+    unwritten.insert(unwritten.end(), written.begin(), written.end());
+  }
+  for (auto& completion : unwritten) {
+    CompleteByUnary(std::move(completion));
+  }
   {
     absl::MutexLock lock(&mu_);
     if (listen_.get() != from) {
@@ -423,7 +572,8 @@ void Core::OnListenDone(ListenReactor* from, const grpc::Status& status) {
       });
 }
 
-void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
+void Core::HandleMessage(const ListenReactor* from,
+                         const grpc2::ExecutionsListenResponse& message) {
   if (message.start_of_stream()) {
     return;
   }
@@ -447,9 +597,27 @@ void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
     return;
   }
   bool duplicate = false;
+  SharedCompletion known;
   {
     absl::MutexLock lock(&mu_);
     duplicate = running_.contains(id);
+    // On the call that delivered it, an ID comes again only when it was deleted and created
+    // anew: that one runs.
+    if (auto it = unconfirmed_.find(id);
+        !duplicate && it != unconfirmed_.end() && it->second.delivered_by != from) {
+      known = it->second.completion;
+      it->second.delivered_by = from;
+    }
+  }
+  if (known != nullptr) {
+    // Finished here, but the Fabric had not applied the completion when it delivered the
+    // execution (again): complete it again on this call, returning the credit. The first
+    // completion to arrive wins; the Fabric skips the other.
+    CountersForTest().completed_again.fetch_add(1, std::memory_order_relaxed);
+    if (auto listen = CurrentListen(); listen != nullptr && listen->Grant(1, known)) {
+      CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
+    }
+    return;
   }
   if (duplicate) {
     // Delivered again (after a reconnect) while still running here: keep the running one,
@@ -464,6 +632,7 @@ void Core::HandleMessage(const grpc2::ExecutionsListenResponse& message) {
   execution->instance = message.instance();
   execution->delegate = message.delegate();
   execution->arguments.assign(message.arguments().begin(), message.arguments().end());
+  execution->delivered_by = from;
   {
     absl::MutexLock lock(&mu_);
     running_[id] = execution;
@@ -531,11 +700,8 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
     } else {
       request.mutable_error()->set_message(ErrorMessage(result.status()));
     }
-    absl::Status status = co_await core->ExecutionsComplete(std::move(request));
-    if (!status.ok() && !absl::IsNotFound(status)) {
-      PERPER_LOG_WARN(Logger::kSdk, "[agent={} exec={}] complete failed: {}", core->agent_.name(),
-                      execution->id, status.ToString());
-    }
+    core->CompleteExecution(execution, std::move(request));
+    co_return;
   }
   core->Finished(execution);
 }
@@ -600,6 +766,67 @@ void Core::Finished(const std::shared_ptr<ExecutionState>& execution) {
     listen->Grant(1);
   }
 }
+
+void Core::CompleteExecution(const std::shared_ptr<ExecutionState>& execution,
+                             grpc2::ExecutionsCompleteRequest request) {
+  size_t bytes = request.ByteSizeLong();
+  SharedCompletion completion =
+      std::make_shared<const Completion>(Completion{std::move(request), bytes});
+  {
+    // Under one lock: a new listen call counts this execution as running (its credit comes
+    // with the completion) or not (its credit is in the call's first message), never both, and
+    // a delivery finds the execution in running_ or in unconfirmed_.
+    absl::MutexLock lock(&mu_);
+    auto it = running_.find(execution->id);
+    if (it != running_.end() && it->second == execution) {
+      running_.erase(it);
+    }
+    unconfirmed_[execution->id] = Unconfirmed{completion, execution->delivered_by};
+    if (listen_ != nullptr && listen_->Grant(stopping_ ? 0 : 1, completion)) {
+      CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  CompleteByUnary(std::move(completion));
+}
+
+void Core::Confirmed(const std::vector<SharedCompletion>& completions) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& completion : completions) {
+    auto it = unconfirmed_.find(completion->request.execution().execution());
+    if (it != unconfirmed_.end() && it->second.completion == completion) {
+      unconfirmed_.erase(it);
+    }
+  }
+}
+
+void Core::CompleteByUnary(SharedCompletion completion) {
+  {
+    absl::MutexLock lock(&mu_);
+    // Kept (or put back) in unconfirmed_, with the call that delivered the execution, if known.
+    Unconfirmed& entry = unconfirmed_[completion->request.execution().execution()];
+    if (entry.completion != completion) {
+      entry = Unconfirmed{completion, nullptr};
+    }
+    ++unary_completes_;
+  }
+  asio::co_spawn(io_, UnaryComplete(this, std::move(completion)), asio::detached);
+}
+
+Task<void> Core::UnaryComplete(Core* core, SharedCompletion completion) {
+  CountersForTest().unary_completes.fetch_add(1, std::memory_order_relaxed);
+  absl::Status status = co_await core->ExecutionsComplete(completion->request);
+  // NOT_FOUND: deleted meanwhile; FAILED_PRECONDITION: a completion sent on a listen call was
+  // applied after all.
+  if (!status.ok() && !absl::IsNotFound(status) && !absl::IsFailedPrecondition(status)) {
+    PERPER_LOG_WARN(Logger::kSdk, "[agent={} exec={}] complete failed: {}", core->agent_.name(),
+                    completion->request.execution().execution(), status.ToString());
+  }
+  core->Confirmed({completion});
+  absl::MutexLock lock(&core->mu_);
+  --core->unary_completes_;
+}
+
 uint64_t Core::AddCall(std::shared_ptr<grpc::ClientContext> context) {
   absl::MutexLock lock(&mu_);
   uint64_t id = next_call_++;

@@ -37,6 +37,8 @@ namespace perper::internal {
 
 using Strand = asio::strand<asio::io_context::executor_type>;
 
+class ListenReactor;
+
 // One execution being handled (or Deploy, which is synthetic: not in the Fabric). Shared by the
 // dispatch coroutine, its Context and the runtime's table of running executions.
 // `cancel` is only touched on `strand`; `cancelled` and `deleted` from any thread.
@@ -54,7 +56,16 @@ struct ExecutionState {
   // The handler has returned (only touched on `strand`): cancelling now would only cancel the
   // Complete call, whose result the caller may already have.
   bool handler_returned = false;
+  // The listen call that delivered the execution (an identity only; none for Deploy).
+  const ListenReactor* delivered_by = nullptr;
 };
+
+// An execution's completion, shared by the listen calls and unary Completes that send it.
+struct Completion {
+  grpc2::ExecutionsCompleteRequest request;
+  size_t bytes = 0;  // request.ByteSizeLong()
+};
+using SharedCompletion = std::shared_ptr<const Completion>;
 
 // A random UUID in its text form.
 std::string NewUuid();
@@ -78,7 +89,6 @@ class Backoff {
 // Emits the terminal cancellation on `execution`'s strand, unless its handler has returned.
 void CancelExecution(const std::shared_ptr<ExecutionState>& execution);
 
-class ListenReactor;
 class Core;
 
 // Init of one instance in this process. Only touched on the instance's strand.
@@ -132,6 +142,12 @@ class Core {
   grpc2::FabricStatesList::Stub* lists() { return lists_.get(); }
   grpc2::FabricStreams::Stub* streams() { return streams_.get(); }
 
+  // A context for a call of this runtime. The Core outlives every one: a context holds the
+  // channel, and the channel must not be released last by a context freed on a gRPC thread
+  // after the call's callback (gRPC's callback threads would then be stopped from one of
+  // themselves).
+  std::shared_ptr<grpc::ClientContext> NewContext();
+
   // Registers a streaming call's context, so that stopping cancels it and waits for it.
   uint64_t AddCall(std::shared_ptr<grpc::ClientContext> context);
   void RemoveCall(uint64_t id);
@@ -142,28 +158,49 @@ class Core {
   // Called by a listen reactor, on a gRPC thread.
   void OnListenMessage(ListenReactor* from, grpc2::ExecutionsListenResponse message);
   void OnListenDone(ListenReactor* from, const grpc::Status& status);
+  // The Fabric has applied `completions` (or they are given up).
+  void Confirmed(const std::vector<SharedCompletion>& completions);
 
  private:
-  bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return running_.empty() && calls_.empty(); }
+  bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return running_.empty() && calls_.empty() && unary_completes_ == 0;
+  }
   bool StopRequested() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_requested_; }
   bool ListenDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return listen_done_; }
+  bool UnaryCompletesDone() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return unary_completes_ == 0; }
 
   // Opens a ListenAndReserve call, replacing the previous one (at start and after a reconnect
   // delay); credits are the concurrency minus the executions still running.
   void StartListen();
   std::shared_ptr<ListenReactor> CurrentListen();
   Strand StrandOf(const std::string& instance);
-  void HandleMessage(const grpc2::ExecutionsListenResponse& message);  // on dispatch_strand_
+  // On dispatch_strand_.
+  void HandleMessage(const ListenReactor* from, const grpc2::ExecutionsListenResponse& message);
   void Launch(std::shared_ptr<ExecutionState> execution);
   void Finished(const std::shared_ptr<ExecutionState>& execution);
+  // Finishes `execution` with its completion: on the listen call, with the credit it frees;
+  // when no live call takes it, by a unary Complete.
+  void CompleteExecution(const std::shared_ptr<ExecutionState>& execution,
+                         grpc2::ExecutionsCompleteRequest request);
+  // Completes by a unary Complete (the fallback when no listen call can take a completion).
+  void CompleteByUnary(SharedCompletion completion);
+  static Task<void> UnaryComplete(Core* core, SharedCompletion completion);
   static Task<void> Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
                              std::shared_ptr<Context> context);
   // Runs Init for the execution's instance if this process has not yet (on its strand).
   Task<absl::Status> EnsureInit(const std::shared_ptr<ExecutionState>& execution, Context& context);
   void CancelAll();
 
+  // The contexts made by NewContext and not yet freed.
+  struct LiveContexts {
+    absl::Mutex mu;
+    int count ABSL_GUARDED_BY(mu) = 0;
+    bool None() const ABSL_SHARED_LOCKS_REQUIRED(mu) { return count == 0; }
+  };
+
   const Agent& agent_;
   const RunOptions options_;
+  const std::shared_ptr<LiveContexts> contexts_ = std::make_shared<LiveContexts>();
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   Strand dispatch_strand_;
@@ -189,6 +226,15 @@ class Core {
   std::map<std::string, std::shared_ptr<ExecutionState>> running_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Strand> strands_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<InstanceInit>> inits_ ABSL_GUARDED_BY(mu_);
+  // Completions sent (on a listen call or by unary Complete) and not known applied, by
+  // execution ID: if the Fabric delivers one of these executions (again), it is completed
+  // again instead of run again.
+  struct Unconfirmed {
+    SharedCompletion completion;
+    const ListenReactor* delivered_by = nullptr;  // the call that delivered the execution
+  };
+  std::map<std::string, Unconfirmed> unconfirmed_ ABSL_GUARDED_BY(mu_);
+  int unary_completes_ ABSL_GUARDED_BY(mu_) = 0;  // unary Complete calls in flight
   // Unary calls in flight, so that stopping can cancel them and wait for their callbacks.
   uint64_t next_call_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, std::shared_ptr<grpc::ClientContext>> calls_ ABSL_GUARDED_BY(mu_);
@@ -203,7 +249,7 @@ template <typename Request, typename Response, typename StartFn>
 Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
   struct Attempt {
     std::shared_ptr<const Request> request;
-    std::shared_ptr<grpc::ClientContext> context = std::make_shared<grpc::ClientContext>();
+    std::shared_ptr<grpc::ClientContext> context;
     Response response;
     Oneshot<grpc::Status> done;
   };
@@ -215,6 +261,7 @@ Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
       co_return absl::CancelledError("the calling execution was cancelled");
     }
     auto attempt = std::make_shared<Attempt>();
+    attempt->context = NewContext();
     attempt->request = shared_request;
     // While the Fabric is unreachable (restarting), the call waits for it instead of failing.
     attempt->context->set_wait_for_ready(true);

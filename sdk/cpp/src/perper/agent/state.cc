@@ -55,10 +55,11 @@ class CollectReactor final : public grpc::ClientReadReactor<Response> {
   }
 
  private:
-  explicit CollectReactor(Core* core) : core_(core), call_id_(core->AddCall(context_)) {}
+  explicit CollectReactor(Core* core)
+      : core_(core), context_(core->NewContext()), call_id_(core->AddCall(context_)) {}
 
   Core* const core_;
-  std::shared_ptr<grpc::ClientContext> context_ = std::make_shared<grpc::ClientContext>();
+  const std::shared_ptr<grpc::ClientContext> context_;
   const uint64_t call_id_;
   std::shared_ptr<Oneshot<Result>> done_ = std::make_shared<Oneshot<Result>>();
   Request request_;

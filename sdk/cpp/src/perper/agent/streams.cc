@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include <asio/detached.hpp>
@@ -16,6 +17,7 @@
 
 #include "perper/agent/context.h"
 #include "perper/agent/core.h"
+#include "perper/agent/counters.h"
 #include "perper/agent/stream.h"
 #include "perper/agent/stream_delegate.h"
 #include "perper/common/grpc_status.h"
@@ -27,7 +29,7 @@ namespace {
 
 // The listener name of an action stream's trigger (the convention every SDK shares).
 constexpr char kTriggerListener[] = "-trigger";
-// Items in one WriteItems batch.
+// Items in one WriteItems batch, and the most items a reader asks for in one listen response.
 constexpr std::size_t kMaxBatch = 256;
 constexpr std::chrono::milliseconds kFirstBackoff(50);
 constexpr std::chrono::milliseconds kMaxBackoff(2000);
@@ -103,19 +105,37 @@ Task<absl::Status> StreamDelete(Core* core, grpc2::model::PerperStream stream) {
 // ---------------------------------------------------------------------------------------------
 // Readers.
 
+// How many items a reader with room for `capacity` asks for in one listen response: half its
+// room (so one response can arrive while the consumer works through the other half), at least
+// one, at most kMaxBatch. One means the upstream form (one item per response).
+std::size_t ItemsPerResponse(std::size_t capacity) {
+  return std::clamp<std::size_t>(capacity / 2, 1, kMaxBatch);
+}
+
 // One listen call: the queue of received items and the end, shared by the two call kinds.
-// Backpressure: a read is outstanding only while fewer than `capacity` items wait unread; Next
-// restarts reading when it makes room. A hold keeps OnDone away while a read or a write may
-// still start; it is released once neither will. Keeps itself alive until OnDone.
+// Each response carries up to `batch` items (ItemsPerResponse). Backpressure: a read is
+// outstanding only while a whole response fits in the room left (`capacity` minus the items
+// waiting unread); Next restarts reading when it makes that room. A response is always taken
+// whole, so a Fabric that sent more than asked only delays the next read. A hold keeps OnDone
+// away while a read or a write may still start; it is released once neither will. Keeps itself
+// alive until OnDone.
 // Thread-safe.
 class ItemsCall {
  public:
-  ItemsCall(Core* core, std::size_t capacity) : core_(core), capacity_(capacity) {}
+  ItemsCall(Core* core, std::size_t capacity)
+      : core_(core),
+        capacity_(capacity),
+        batch_(ItemsPerResponse(capacity)),
+        context_(core->NewContext()) {}
   virtual ~ItemsCall() = default;
 
   // Sends an acknowledgement (the listener reached `key`) on the call; false when the call can
   // no longer take one.
   virtual bool Ack(int64_t key) { return false; }
+
+  // Acknowledges `key` on the call and returns once no acknowledgement is waiting or being
+  // written (at once when the call takes none).
+  virtual Task<void> AckAndFlush(int64_t key) { co_return; }
 
   // Ends the call; Next returns the end (CANCELLED) once the queue is empty.
   void Cancel() {
@@ -133,7 +153,7 @@ class ItemsCall {
       if (!queue_.empty()) {
         ready.emplace(std::move(queue_.front()));
         queue_.pop_front();
-        read = !reading_ && !ended_;
+        read = !reading_ && RoomForResponse();
         reading_ = reading_ || read;
       } else if (end_.has_value()) {
         ready.emplace(StreamEvent{0, {}, end_});
@@ -172,27 +192,58 @@ class ItemsCall {
 
   void Registered() { call_id_ = core_->AddCall(context_); }
 
-  void Received(StreamEvent event) {
+  // The request of every listen call: how many items a response may carry.
+  static void AskForBatches(std::size_t capacity, grpc2::StreamsListenItemsRequest& request) {
+    request.set_max_items_per_message(static_cast<int32_t>(ItemsPerResponse(capacity)));
+  }
+
+  // Takes the items of one response (in `items` when the Fabric packed several, else in `key`
+  // and `value`) and starts the next read if there is room for another response.
+  void Received(grpc2::StreamsListenItemsResponse& response) {
+    std::vector<StreamEvent> events;
+    if (response.items_size() > 0) {
+      events.reserve(response.items_size());
+      for (auto& item : *response.mutable_items()) {
+        events.push_back(StreamEvent{item.key(), std::move(*item.mutable_value()), std::nullopt});
+      }
+    } else {
+      events.push_back(
+          StreamEvent{response.key(), std::move(*response.mutable_value()), std::nullopt});
+    }
+    response.Clear();
+    Counters& counters = CountersForTest();
+    counters.listen_responses.fetch_add(1, std::memory_order_relaxed);
+    counters.listen_items.fetch_add(events.size(), std::memory_order_relaxed);
+
     std::shared_ptr<Oneshot<StreamEvent>> waiter;
+    std::optional<StreamEvent> first;
     bool read = false;
     {
       absl::MutexLock lock(&mu_);
+      auto it = events.begin();
       if (waiter_ != nullptr) {
         waiter = std::move(waiter_);
         waiter_.reset();
-      } else {
-        queue_.push_back(std::move(event));
-        max_queued_ = std::max(max_queued_, queue_.size());
+        first.emplace(std::move(*it++));
       }
-      read = queue_.size() < capacity_ && !ended_;
+      for (; it != events.end(); ++it) {
+        queue_.push_back(std::move(*it));
+      }
+      max_queued_ = std::max(max_queued_, queue_.size());
+      read = RoomForResponse();
       reading_ = read;
     }
     if (waiter != nullptr) {
-      waiter->Set(std::move(event));
+      waiter->Set(*std::move(first));
     }
     if (read) {
       ReadMore();
     }
+  }
+
+  // Whether a read may start: a whole response fits in the room left.
+  bool RoomForResponse() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !ended_ && queue_.size() + batch_ <= capacity_;
   }
 
   // No read will start again.
@@ -237,7 +288,8 @@ class ItemsCall {
 
   Core* const core_;
   const std::size_t capacity_;
-  std::shared_ptr<grpc::ClientContext> context_ = std::make_shared<grpc::ClientContext>();
+  const std::size_t batch_;  // the most items one response carries
+  const std::shared_ptr<grpc::ClientContext> context_;
   uint64_t call_id_ = 0;
   std::shared_ptr<ItemsCall> self_;
   Oneshot<bool> done_;
@@ -263,6 +315,7 @@ class ListenCall final : public grpc::ClientReadReactor<grpc2::StreamsListenItem
     auto call = std::make_shared<ListenCall>(core, capacity);
     call->self_ = call;
     call->request_ = std::move(request);
+    AskForBatches(capacity, call->request_);
     call->Registered();
     call->context_->set_wait_for_ready(true);
     core->streams()->async()->ListenItems(call->context_.get(), &call->request_, call.get());
@@ -278,9 +331,7 @@ class ListenCall final : public grpc::ClientReadReactor<grpc2::StreamsListenItem
       EndReading();
       return;
     }
-    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
-    response_.Clear();
-    Received(std::move(event));
+    Received(response_);
   }
 
   void OnDone(const grpc::Status& status) override { Done(status); }
@@ -307,6 +358,7 @@ class ListenAndMoveCall final
     auto call = std::make_shared<ListenAndMoveCall>(core, capacity);
     call->self_ = call;
     *call->first_.mutable_listen() = std::move(request);
+    AskForBatches(capacity, *call->first_.mutable_listen());
     call->Registered();
     call->context_->set_wait_for_ready(true);
     core->streams()->async()->ListenItemsAndMove(call->context_.get(), call.get());
@@ -337,9 +389,28 @@ class ListenAndMoveCall final
     return true;
   }
 
+  Task<void> AckAndFlush(int64_t key) override {
+    auto flushed = std::make_shared<Oneshot<bool>>();
+    {
+      absl::MutexLock lock(&mu_);
+      flushed_ = flushed;
+    }
+    if (!Ack(key)) {
+      co_return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!writing_) {
+        co_return;
+      }
+    }
+    (void)co_await flushed->Wait();
+  }
+
   void OnWriteDone(bool ok) override {
     bool write = false;
     bool release = false;
+    std::shared_ptr<Oneshot<bool>> flushed;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
@@ -351,7 +422,14 @@ class ListenAndMoveCall final
         write = true;
       }
       pending_ack_.reset();
+      if (!writing_) {
+        flushed = std::move(flushed_);
+        flushed_.reset();
+      }
       release = TakeRelease();
+    }
+    if (flushed != nullptr) {
+      flushed->Set(true);
     }
     if (write) {
       StartWrite(&ack_);
@@ -366,9 +444,7 @@ class ListenAndMoveCall final
       EndReading();
       return;
     }
-    StreamEvent event{response_.key(), std::move(*response_.mutable_value()), std::nullopt};
-    response_.Clear();
-    Received(std::move(event));
+    Received(response_);
   }
 
   void OnDone(const grpc::Status& status) override { Done(status); }
@@ -382,6 +458,7 @@ class ListenAndMoveCall final
   grpc2::StreamsListenItemsResponse response_;   // only touched by the read chain
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<int64_t> pending_ack_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Oneshot<bool>> flushed_ ABSL_GUARDED_BY(mu_);  // AckAndFlush's waiter
 };
 
 ItemsReader::ItemsReader(Core* core, grpc2::model::PerperStream stream, std::string listener,
@@ -465,12 +542,18 @@ Task<absl::Status> ItemsReader::Close() {
     co_return absl::OkStatus();
   }
   closed_ = true;
+  if (!listener_.empty() && last_key_.has_value()) {
+    // The last acknowledgement goes on the call, after the earlier ones, before the call is
+    // cancelled: the Fabric applies a call's acknowledgements in order, so none of them can
+    // land after the MoveListener below and move the position back.
+    unacked_key_.reset();
+    co_await call_->AckAndFlush(*last_key_);
+  }
   call_->Cancel();
   co_await call_->WaitDone();
   if (listener_.empty() || !last_key_.has_value()) {
     co_return absl::OkStatus();
   }
-  unacked_key_.reset();
   co_return co_await MoveListener(core_, stream_, listener_, *last_key_);
 }
 
