@@ -2,6 +2,7 @@
 #include "perper/storage/engine/executions_engine.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -286,29 +287,27 @@ absl::StatusOr<bool> ExecutionsEngine::DeleteExecution(std::string_view executio
 
 std::vector<ExecutionRecord> ExecutionsEngine::ListExecutions(const ExecutionFilter& filter,
                                                               size_t limit) {
-  std::vector<ExecutionRecord> matching;
-  for (Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
-    for (const auto& [id, stored] : shard.executions) {
-      if (stored.finished && !filter.include_finished) continue;
-      ExecutionRecord record;
-      if (Decode(id, stored, &record) && Matches(filter, record)) {
-        matching.push_back(std::move(record));
+  // The IDs of every match first (cheap: no record is copied), then records are read oldest
+  // first until `limit` still match: a listing of the first few among many (the CLI's, a count
+  // of what is left) no longer copies every match. An execution that finished or went away
+  // since the scan is passed over, so a match is never missed because an older one just ended.
+  std::vector<ExecutionRecord> records;
+  for (const std::string& id :
+       ListExecutionIds(filter, std::numeric_limits<size_t>::max())) {
+    if (records.size() >= limit) break;
+    ReadExecution(id, [&](const ExecutionRecord& record) {
+      if ((filter.include_finished || !record.finished) && Matches(filter, record)) {
+        records.push_back(record);
       }
-    }
+    });
   }
-  std::sort(matching.begin(), matching.end(),
-            [](const ExecutionRecord& a, const ExecutionRecord& b) {
-              return a.sequence < b.sequence;
-            });
-  if (matching.size() > limit) matching.resize(limit);
-  return matching;
+  return records;
 }
 
 std::vector<std::string> ExecutionsEngine::ListExecutionIds(const ExecutionFilter& filter,
                                                             size_t limit) {
-  // As ListExecutions, but each match costs its ID and sequence: the records are decoded (to
-  // filter them) into one scratch record whose buffers are reused, never copied out.
+  // Each match costs its ID and sequence: the records are decoded (to filter them) into one
+  // scratch record whose buffers are reused, never copied out.
   std::vector<std::pair<uint64_t, std::string>> matching;
   ExecutionRecord scratch;
   for (Shard& shard : shards_) {
@@ -320,9 +319,12 @@ std::vector<std::string> ExecutionsEngine::ListExecutionIds(const ExecutionFilte
       }
     }
   }
-  std::sort(matching.begin(), matching.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  if (matching.size() > limit) matching.resize(limit);
+  auto older = [](const auto& a, const auto& b) { return a.first < b.first; };
+  if (matching.size() > limit) {
+    std::nth_element(matching.begin(), matching.begin() + limit, matching.end(), older);
+    matching.resize(limit);
+  }
+  std::sort(matching.begin(), matching.end(), older);
   std::vector<std::string> ids;
   ids.reserve(matching.size());
   for (auto& [sequence, id] : matching)
