@@ -7,7 +7,6 @@
 #include <fstream>
 #include <sstream>
 
-#include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 
@@ -18,6 +17,7 @@
 #include "perper/grpc2/states.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
 #include "tests/scaler/process_helpers.h"
+#include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -26,22 +26,6 @@ namespace {
 
 using nlohmann::json;
 using std::chrono::seconds;
-
-google::protobuf::Any String(const std::string& text) {
-  google::protobuf::StringValue value;
-  value.set_value(text);
-  google::protobuf::Any any;
-  any.PackFrom(value);
-  return any;
-}
-
-google::protobuf::Any Int(int64_t number) {
-  google::protobuf::Int64Value value;
-  value.set_value(number);
-  google::protobuf::Any any;
-  any.PackFrom(value);
-  return any;
-}
 
 struct Result {
   int code;
@@ -87,7 +71,7 @@ class CliTest : public ::testing::Test {
       grpc2::ExecutionsCompleteRequest request;
       request.mutable_execution()->set_execution(id);
       if (error.empty()) {
-        *request.add_results() = String("ok");
+        *request.add_results() = StringValue("ok");
       } else {
         request.mutable_error()->set_message(error);
       }
@@ -96,10 +80,10 @@ class CliTest : public ::testing::Test {
       ASSERT_TRUE(executions->Complete(&context, request, &empty).ok()) << id;
     };
     create("calc-1", "Registry", "Calculator", "Run", {});
-    create("Add-1", "Calc", "c-1", "Add", {Int(1), Int(2)});
+    create("Add-1", "Calc", "c-1", "Add", {Int64Value(1), Int64Value(2)});
     create("Done-1", "Calc", "c-1", "Done", {});
     complete("Done-1", "");
-    create("Fail-1", "Calc", "c-2", "Fail", {String("x")});
+    create("Fail-1", "Calc", "c-2", "Fail", {StringValue("x")});
     complete("Fail-1", "boom");
 
     auto streams = grpc2::FabricStreams::NewStub(channel);
@@ -115,7 +99,7 @@ class CliTest : public ::testing::Test {
         grpc2::StreamsWriteItemRequest write;
         write.mutable_stream()->set_stream(id);
         write.set_key(key);
-        *write.mutable_value() = String(words[key - 1]);
+        *write.mutable_value() = StringValue(words[key - 1]);
         grpc::ClientContext write_context;
         ASSERT_TRUE(streams->WriteItem(&write_context, write, &empty).ok());
       }
@@ -138,10 +122,11 @@ class CliTest : public ::testing::Test {
     }
 
     auto states = grpc2::FabricStatesDictionary::NewStub(channel);
-    for (auto [key, value] : {std::pair{"counter", Int(3)}, std::pair{"name", String("perper")}}) {
+    for (auto [key, value] :
+         {std::pair{"counter", Int64Value(3)}, std::pair{"name", StringValue("perper")}}) {
       grpc2::StatesDictionaryOperateRequest request;
       request.mutable_dictionary()->set_dictionary("stats");
-      *request.mutable_key() = String(key);
+      *request.mutable_key() = StringValue(key);
       request.set_set_new_value(true);
       *request.mutable_new_value() = value;
       grpc2::StatesDictionaryOperateResponse response;

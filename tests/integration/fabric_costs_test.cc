@@ -11,10 +11,9 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "perper/fabric/fabric_server.h"
 #include "perper/fabric/write_pool.h"
-#include "perper/storage/store_factory.h"
 #include "tests/integration/executions_helpers.h"
+#include "tests/support/wrapped_store_fabric.h"
 
 namespace perper::testing {
 namespace {
@@ -80,63 +79,28 @@ class InstrumentedExecutions final : public storage::ExecutionStore {
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class InstrumentedStore final : public storage::Store {
- public:
-  explicit InstrumentedStore(std::unique_ptr<storage::Store> inner)
-      : inner_(std::move(inner)), executions_(inner_->executions()) {}
-  storage::ExecutionStore& executions() override { return executions_; }
-  storage::StreamStore& streams() override { return inner_->streams(); }
-  storage::StateStore& states() override { return inner_->states(); }
-  storage::DescriptorStore& descriptors() override { return inner_->descriptors(); }
-  void SetObserver(storage::ChangeObserver* observer) override { inner_->SetObserver(observer); }
-  InstrumentedExecutions& counted() { return executions_; }
-
- private:
-  std::unique_ptr<storage::Store> inner_;
-  InstrumentedExecutions executions_;
-};
-
 // A Fabric in this process on an instrumented store of the given backend.
 class InstrumentedFabric {
  public:
-  explicit InstrumentedFabric(const std::string& kind) {
-    fabric::FabricOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.store.kind = kind;
-    options.store.data_dir = dir_.path() + "/data";
-    auto inner = storage::OpenStore(options.store);
-    if (!inner.ok()) {
-      ADD_FAILURE() << inner.status();
-      std::abort();
-    }
-    auto store = std::make_unique<InstrumentedStore>(std::move(inner).value());
-    store_ = store.get();
-    auto server = fabric::FabricServer::Start(options, std::move(store));
-    if (!server.ok()) {
-      ADD_FAILURE() << server.status();
-      std::abort();
-    }
-    server_ = std::move(server).value();
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-  }
-  ~InstrumentedFabric() {
-    store_->counted().ReleaseSlow();
-    server_->Shutdown(absl::Seconds(1));
-  }
+  explicit InstrumentedFabric(const std::string& kind)
+      : fabric_(kind, [this](WrappedStore& store) {
+          executions_ = std::make_unique<InstrumentedExecutions>(store.inner().executions());
+          store.set_executions(executions_.get());
+        }) {}
+  // Held writes are let go before the server shuts down (which waits for them).
+  ~InstrumentedFabric() { executions_->ReleaseSlow(); }
 
-  InstrumentedExecutions& executions() { return store_->counted(); }
+  InstrumentedExecutions& executions() { return *executions_; }
   std::unique_ptr<grpc2::FabricExecutions::Stub> Executions() {
-    return grpc2::FabricExecutions::NewStub(channel_);
+    return grpc2::FabricExecutions::NewStub(fabric_.channel());
   }
   std::unique_ptr<grpc2::FabricStatesDictionary::Stub> Dictionary() {
-    return grpc2::FabricStatesDictionary::NewStub(channel_);
+    return grpc2::FabricStatesDictionary::NewStub(fabric_.channel());
   }
 
  private:
-  TempDir dir_;
-  InstrumentedStore* store_ = nullptr;
-  std::unique_ptr<fabric::FabricServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<InstrumentedExecutions> executions_;  // Outlives the server.
+  WrappedStoreFabric fabric_;
 };
 
 class FabricCostsTest : public ::testing::TestWithParam<std::string> {};

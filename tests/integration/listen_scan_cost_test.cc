@@ -8,11 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "perper/fabric/fabric_server.h"
-#include "perper/storage/store_factory.h"
 
 #include "tests/integration/executions_helpers.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/wrapped_store_fabric.h"
 
 namespace perper::testing {
 namespace {
@@ -71,57 +69,23 @@ class CountingExecutions final : public storage::ExecutionStore {
   storage::ExecutionStore& inner_;
 };
 
-class CountingStore final : public storage::Store {
- public:
-  explicit CountingStore(std::unique_ptr<storage::Store> inner)
-      : inner_(std::move(inner)), executions_(inner_->executions()) {}
-  storage::ExecutionStore& executions() override { return executions_; }
-  storage::StreamStore& streams() override { return inner_->streams(); }
-  storage::StateStore& states() override { return inner_->states(); }
-  storage::DescriptorStore& descriptors() override { return inner_->descriptors(); }
-  void SetObserver(storage::ChangeObserver* observer) override { inner_->SetObserver(observer); }
-  CountingExecutions& counted() { return executions_; }
-
- private:
-  std::unique_ptr<storage::Store> inner_;
-  CountingExecutions executions_;
-};
-
 // A Fabric in this process on a counting store of the given backend.
 class CountingFabric {
  public:
-  explicit CountingFabric(const std::string& kind) {
-    fabric::FabricOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.store.kind = kind;
-    options.store.data_dir = dir_.path() + "/data";
-    auto inner = storage::OpenStore(options.store);
-    if (!inner.ok()) {
-      ADD_FAILURE() << inner.status();
-      std::abort();
-    }
-    auto store = std::make_unique<CountingStore>(std::move(inner).value());
-    store_ = store.get();
-    auto server = fabric::FabricServer::Start(options, std::move(store));
-    if (!server.ok()) {
-      ADD_FAILURE() << server.status();
-      std::abort();
-    }
-    server_ = std::move(server).value();
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-  }
-  ~CountingFabric() { server_->Shutdown(absl::Seconds(1)); }
+  explicit CountingFabric(const std::string& kind)
+      : fabric_(kind, [this](WrappedStore& store) {
+          executions_ = std::make_unique<CountingExecutions>(store.inner().executions());
+          store.set_executions(executions_.get());
+        }) {}
 
-  CountingExecutions& executions() { return store_->counted(); }
+  CountingExecutions& executions() { return *executions_; }
   std::unique_ptr<grpc2::FabricExecutions::Stub> Executions() {
-    return grpc2::FabricExecutions::NewStub(channel_);
+    return grpc2::FabricExecutions::NewStub(fabric_.channel());
   }
 
  private:
-  TempDir dir_;
-  CountingStore* store_ = nullptr;
-  std::unique_ptr<fabric::FabricServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<CountingExecutions> executions_;  // Outlives the server.
+  WrappedStoreFabric fabric_;
 };
 
 class ListenScanCostTest : public ::testing::TestWithParam<std::string> {};

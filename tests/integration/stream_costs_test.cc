@@ -9,11 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "perper/fabric/fabric_server.h"
-#include "perper/storage/store_factory.h"
 
 #include "tests/integration/stream_test_helpers.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/wrapped_store_fabric.h"
 
 namespace perper::testing {
 namespace {
@@ -83,57 +81,23 @@ class CountingStreams final : public storage::StreamStore {
   storage::StreamStore& inner_;
 };
 
-class CountingStore final : public storage::Store {
- public:
-  explicit CountingStore(std::unique_ptr<storage::Store> inner)
-      : inner_(std::move(inner)), streams_(inner_->streams()) {}
-  storage::ExecutionStore& executions() override { return inner_->executions(); }
-  storage::StreamStore& streams() override { return streams_; }
-  storage::StateStore& states() override { return inner_->states(); }
-  storage::DescriptorStore& descriptors() override { return inner_->descriptors(); }
-  void SetObserver(storage::ChangeObserver* observer) override { inner_->SetObserver(observer); }
-  CountingStreams& counted() { return streams_; }
-
- private:
-  std::unique_ptr<storage::Store> inner_;
-  CountingStreams streams_;
-};
-
 // A Fabric in this process on a counting store of the given backend.
 class CountingFabric {
  public:
-  explicit CountingFabric(const std::string& kind) {
-    fabric::FabricOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.store.kind = kind;
-    options.store.data_dir = dir_.path() + "/data";
-    auto inner = storage::OpenStore(options.store);
-    if (!inner.ok()) {
-      ADD_FAILURE() << inner.status();
-      std::abort();
-    }
-    auto store = std::make_unique<CountingStore>(std::move(inner).value());
-    store_ = store.get();
-    auto server = fabric::FabricServer::Start(options, std::move(store));
-    if (!server.ok()) {
-      ADD_FAILURE() << server.status();
-      std::abort();
-    }
-    server_ = std::move(server).value();
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-  }
-  ~CountingFabric() { server_->Shutdown(absl::Seconds(1)); }
+  explicit CountingFabric(const std::string& kind)
+      : fabric_(kind, [this](WrappedStore& store) {
+          streams_ = std::make_unique<CountingStreams>(store.inner().streams());
+          store.set_streams(streams_.get());
+        }) {}
 
-  CountingStreams& streams() { return store_->counted(); }
+  CountingStreams& streams() { return *streams_; }
   std::unique_ptr<grpc2::FabricStreams::Stub> Streams() {
-    return grpc2::FabricStreams::NewStub(channel_);
+    return grpc2::FabricStreams::NewStub(fabric_.channel());
   }
 
  private:
-  TempDir dir_;
-  CountingStore* store_ = nullptr;
-  std::unique_ptr<fabric::FabricServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<CountingStreams> streams_;  // Outlives the server.
+  WrappedStoreFabric fabric_;
 };
 
 // Writes `values` under keys first_key, first_key + 1, ... in one WriteItems.
