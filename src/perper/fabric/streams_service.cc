@@ -235,7 +235,6 @@ class ListenCore {
 
     mu_.Lock();
     max_items_ = std::clamp(request.max_items_per_message(), 1, kMaxItemsPerMessage);
-    read_items_ = std::max(kBatchItems, static_cast<size_t>(max_items_));
     name_ = std::move(name);
     transient_ = !named;
     auto_advance_ = transient_ && ephemeral && auto_advance_anonymous_;
@@ -429,12 +428,17 @@ class ListenCore {
     }
   }
 
+  // Items per store read: a batch, or one packed response's worth if that is more.
+  size_t ReadBatchItems() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return std::max(kBatchItems, static_cast<size_t>(max_items_));
+  }
+
   // Unpacked: every stored key >= cursor, in key order; the cursor then passes the last one, so
   // only keys strictly greater than the last delivered are delivered later.
   absl::Status ReadUnpacked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     int64_t last = 0;
     absl::StatusOr<size_t> count = context_.store->streams().VisitItems(
-        stream_, cursor_, read_items_, kBatchBytes,
+        stream_, cursor_, ReadBatchItems(), kBatchBytes,
         [this, &last](int64_t key, std::string_view value) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           queue_.Push(key, value);  // Runs inside this call, under mu_.
           last = key;
@@ -463,8 +467,8 @@ class ListenCore {
       await_first_ = false;
     }
     int64_t scan_from = cursor_;
-    while (queue_.size() < read_items_ && !exhausted_) {
-      size_t want = stride_ > 0 ? read_items_ : 1;
+    while (queue_.size() < ReadBatchItems() && !exhausted_) {
+      size_t want = stride_ > 0 ? ReadBatchItems() : 1;
       absl::StatusOr<std::vector<StreamItem>> items =
           streams.ReadItems(stream_, scan_from, want, kBatchBytes);
       if (!items.ok()) return items.status();
@@ -515,7 +519,6 @@ class ListenCore {
   bool auto_advance_ ABSL_GUARDED_BY(mu_) = false;
   int64_t stride_ ABSL_GUARDED_BY(mu_) = 0;
   int max_items_ ABSL_GUARDED_BY(mu_) = 1;        // Items per response message.
-  size_t read_items_ ABSL_GUARDED_BY(mu_) = kBatchItems;  // Items per store read.
   int64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;  // Next key to deliver (packed) or lower bound.
   bool await_first_ ABSL_GUARDED_BY(mu_) = false;
   bool exhausted_ ABSL_GUARDED_BY(mu_) = false;  // The cursor ran past the largest key.
