@@ -2,12 +2,18 @@
 #include "perper/common/grpc_status.h"
 
 #include <string>
+#include <string_view>
+
+#include "perper/common/text.h"
 
 namespace perper {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  // Debian's abseil has its own string_view.
+  std::string_view message(status.message().data(), status.message().size());
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      BoundedText(message, kMaxStatusMessageBytes));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The one place where absl::Status and grpc::Status meet. The numeric codes are the same, so the
-// mapping keeps code and message.
+// mapping keeps the code, and the message cut to kMaxStatusMessageBytes (perper/common/text.h).
 #pragma once
 
 #include <grpcpp/support/status.h>
