@@ -171,6 +171,24 @@ TEST_P(StateStoreTest, DictionaryListsInKeyOrderAndDeletes) {
   EXPECT_EQ(states().CountDictionary("d"), 1u);
 }
 
+// Deleting without keep_cache drops the object from the registry while its lock is held; the
+// object must outlive that lock (it once did not, and this loop crashed the process).
+TEST_P(StateStoreTest, WriteThenDeleteWithoutKeepCacheRepeatedly) {
+  ListOperation append;
+  append.location = Location::kAtBack;
+  append.insert_values = {V(1)};
+  for (int round = 0; round < 3000; ++round) {
+    Op(false, true, false, S("k"), V(round));
+    ASSERT_EQ(states().CountDictionary("d"), 1u) << round;
+    ASSERT_TRUE(states().DeleteDictionary("d", /*keep_cache=*/false).ok()) << round;
+    ASSERT_EQ(states().CountDictionary("d"), 0u) << round;
+    ASSERT_TRUE(states().OperateList("l", append).ok()) << round;
+    ASSERT_EQ(states().CountList("l"), 1u) << round;
+    ASSERT_TRUE(states().DeleteList("l", /*keep_cache=*/false).ok()) << round;
+    ASSERT_EQ(states().CountList("l"), 0u) << round;
+  }
+}
+
 // Restart and reopen tests need a durable backend.
 class StateStoreDurabilityTest : public StateStoreTest {};
 

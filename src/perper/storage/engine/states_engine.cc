@@ -8,6 +8,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 
+#include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
@@ -18,7 +19,7 @@ namespace {
 // Debian's abseil has its own string_view, which absl::StrCat wants.
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-std::string Quoted(std::string_view name) { return absl::StrCat("\"", Sv(name), "\""); }
+std::string Quoted(std::string_view name) { return absl::StrCat("\"", ShortId(name), "\""); }
 
 absl::Status CheckName(std::string_view name, std::string_view what) {
   if (!name.empty()) return absl::OkStatus();
@@ -91,6 +92,17 @@ std::shared_ptr<T> StatesEngine::Find(std::array<Shard<T>, kShards>& shards, std
   auto object = std::make_shared<T>();
   shard.objects.emplace(std::string(name), object);
   return object;
+}
+
+template <typename T>
+void StatesEngine::Drop(std::array<Shard<T>, kShards>& shards, std::string_view name,
+                        const T* object) {
+  Shard<T>& shard = ShardFor(shards, name);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.objects.find(absl::string_view(name.data(), name.size()));
+  // Until this erase the entry maps to `object` (a lookup finds it removed and tries again);
+  // the comparison only guards against ever dropping a successor.
+  if (it != shard.objects.end() && it->second.get() == object) shard.objects.erase(it);
 }
 
 absl::Status StatesEngine::Load() {
@@ -271,20 +283,22 @@ absl::Status StatesEngine::DeleteDictionary(std::string_view name, bool keep_cac
       return absl::OkStatus();
     }
   }
-  Shard<Dictionary>& shard = ShardFor(dictionaries_, name);
-  absl::MutexLock shard_lock(&shard.mu);
-  auto it = shard.objects.find(absl::string_view(name.data(), name.size()));
-  if (it == shard.objects.end()) return absl::OkStatus();
-  Dictionary& dictionary = *it->second;
-  absl::MutexLock lock(&dictionary.mu);
-  JournalBatch batch;
-  batch.Delete(keys::Simple(keys::kDictionary, name));
-  batch.DeleteRange(entries_begin, keys::PrefixEnd(entries_begin));
-  if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-  dictionary.removed = true;
-  dictionary.entries.clear();
-  shard.objects.erase(it);
-  return absl::OkStatus();
+  while (true) {
+    // `dictionary` is declared before the lock, so it outlives the lock's release even when
+    // Drop takes the registry's reference.
+    std::shared_ptr<Dictionary> dictionary = Find(dictionaries_, name, /*create=*/false);
+    if (dictionary == nullptr) return absl::OkStatus();
+    absl::MutexLock lock(&dictionary->mu);
+    if (dictionary->removed) continue;
+    JournalBatch batch;
+    batch.Delete(keys::Simple(keys::kDictionary, name));
+    batch.DeleteRange(entries_begin, keys::PrefixEnd(entries_begin));
+    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+    dictionary->removed = true;
+    dictionary->entries.clear();
+    Drop(dictionaries_, name, dictionary.get());
+    return absl::OkStatus();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,20 +543,20 @@ absl::Status StatesEngine::DeleteList(std::string_view name, bool keep_cache) {
       return absl::OkStatus();
     }
   }
-  Shard<List>& shard = ShardFor(lists_, name);
-  absl::MutexLock shard_lock(&shard.mu);
-  auto it = shard.objects.find(absl::string_view(name.data(), name.size()));
-  if (it == shard.objects.end()) return absl::OkStatus();
-  List& list = *it->second;
-  absl::MutexLock lock(&list.mu);
-  JournalBatch batch;
-  batch.Delete(keys::Simple(keys::kList, name));
-  batch.DeleteRange(items_begin, keys::PrefixEnd(items_begin));
-  if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-  list.removed = true;
-  list.items.clear();
-  shard.objects.erase(it);
-  return absl::OkStatus();
+  while (true) {
+    std::shared_ptr<List> list = Find(lists_, name, /*create=*/false);  // Outlives `lock`.
+    if (list == nullptr) return absl::OkStatus();
+    absl::MutexLock lock(&list->mu);
+    if (list->removed) continue;
+    JournalBatch batch;
+    batch.Delete(keys::Simple(keys::kList, name));
+    batch.DeleteRange(items_begin, keys::PrefixEnd(items_begin));
+    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+    list->removed = true;
+    list->items.clear();
+    Drop(lists_, name, list.get());
+    return absl::OkStatus();
+  }
 }
 
 }  // namespace perper::storage

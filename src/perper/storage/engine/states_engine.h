@@ -10,9 +10,12 @@
 // A registry maps names to objects; it is split into shards, each with its own mutex held only
 // to find, create or drop an object. Every dictionary and every list has its own mutex, held for
 // the whole of one operation (journal commit included), so each operation is atomic and
-// operations on different objects never wait for each other. Lock order: registry shard, then
-// object. An object removed from the registry is marked `removed`; an operation that found it
-// before the removal sees the mark under the object's lock and looks the name up again.
+// operations on different objects never wait for each other. Lock order: object, then registry
+// shard (a shard lock is held only to look up or drop an entry, never while waiting for an
+// object). A deletion marks the object `removed` under its lock and then drops it from the
+// registry; an operation that found it before sees the mark under the object's lock and looks
+// the name up again. Every holder keeps the object alive by a shared_ptr declared before its
+// lock, so an object is never freed while its mutex is held.
 //
 // Dictionaries are ordered by key bytes. A list is a deque whose items have raw indices
 // start_index .. end_index-1; logical index i is raw index start_index + i. Which raw indices an
@@ -104,6 +107,11 @@ class StatesEngine final : public StateStore {
   template <typename T>
   static std::shared_ptr<T> Find(std::array<Shard<T>, kShards>& shards, std::string_view name,
                                  bool create);
+
+  // Drops `name` from the registry if it still maps to `object`.
+  // REQUIRES: the caller holds object->mu and keeps `object` alive past that lock.
+  template <typename T>
+  static void Drop(std::array<Shard<T>, kShards>& shards, std::string_view name, const T* object);
 
   absl::StatusOr<std::vector<std::string>> OperateListLocked(List& list, std::string_view name,
                                                              const ListOperation& op)
