@@ -193,6 +193,26 @@ TEST_P(ExecutionStoreTest, DeleteDropsEveryReservation) {
   EXPECT_TRUE(s.TryReserve("e1", "w", "h2").value());  // The old holder is gone.
 }
 
+TEST_P(ExecutionStoreTest, CompletionDropsEveryReservationAndNoneCanBeTaken) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(s.TryReserve("e1", "w", "h1").value());
+  ASSERT_TRUE(s.TryReserve("e1", "v", "h1").value());
+  TakeChanges();
+  ASSERT_TRUE(s.CompleteExecution("e1", {"r"}, std::nullopt).ok());
+  EXPECT_TRUE(s.ListReservations("w", 10).empty());
+  EXPECT_TRUE(s.ListReservations("v", 10).empty());
+  // Nobody could take a finished execution, so no release is reported.
+  for (const Change& change : TakeChanges()) {
+    EXPECT_NE(change.kind, Change::Kind::kReservationReleased);
+  }
+  absl::StatusOr<bool> reserved = s.TryReserve("e1", "w", "h2");
+  EXPECT_EQ(reserved.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(s.ListReservations("w", 10).empty());
+  s.ReleaseReservation("e1", "w", "h1");  // The old holder's release is a no-op.
+  EXPECT_TRUE(TakeChanges().empty());
+}
+
 TEST_P(ExecutionStoreTest, RecreatedIdGetsALaterSequence) {
   auto& s = store().executions();
   ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());

@@ -95,7 +95,8 @@ class ExecutionStore {
     return true;
   }
 
-  // Finishes an execution. NOT_FOUND when absent; FAILED_PRECONDITION when already finished.
+  // Finishes an execution and drops its reservations (a finished execution is never dispatched
+  // again). NOT_FOUND when absent; FAILED_PRECONDITION when already finished.
   virtual absl::Status CompleteExecution(std::string_view execution,
                                          std::vector<std::string> results,
                                          std::optional<std::string> error) = 0;
@@ -112,8 +113,9 @@ class ExecutionStore {
   virtual std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit);
 
   // Reservations: at most one holder per (execution, workgroup). They belong to live calls and
-  // are not durable. Returns true when `holder` now holds it (or already did), false when another
-  // holder does. NOT_FOUND when the execution is absent.
+  // are not durable, and end when the execution is completed or deleted. Returns true when
+  // `holder` now holds it (or already did), false when another holder does. NOT_FOUND when the
+  // execution is absent, FAILED_PRECONDITION when it is finished.
   virtual absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
                                           std::string_view holder) = 0;
   // Releases the reservation if `holder` holds it, reporting kReservationReleased.

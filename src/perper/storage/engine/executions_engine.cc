@@ -5,10 +5,11 @@
 #include <limits>
 #include <utility>
 
+#include "absl/hash/hash.h"
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
-#include "absl/hash/hash.h"
+#include "perper/common/text.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
 
@@ -197,11 +198,11 @@ absl::StatusOr<ExecutionRecord> ExecutionsEngine::GetExecution(std::string_view 
   absl::MutexLock lock(&shard.mu);
   auto it = shard.executions.find(Key(execution));
   if (it == shard.executions.end()) {
-    return absl::NotFoundError("execution " + std::string(execution) + " not found");
+    return absl::NotFoundError("execution " + ShortId(execution) + " not found");
   }
   ExecutionRecord record;
   if (!Decode(execution, it->second, &record)) {
-    return absl::DataLossError("execution " + std::string(execution) + " cannot be decoded");
+    return absl::DataLossError("execution " + ShortId(execution) + " cannot be decoded");
   }
   return record;
 }
@@ -227,16 +228,16 @@ absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
     absl::MutexLock lock(&shard.mu);
     auto it = shard.executions.find(Key(execution));
     if (it == shard.executions.end()) {
-      return absl::NotFoundError("execution " + std::string(execution) + " not found");
+      return absl::NotFoundError("execution " + ShortId(execution) + " not found");
     }
     Stored& stored = it->second;
     if (stored.finished) {
-      return absl::FailedPreconditionError("execution " + std::string(execution) +
+      return absl::FailedPreconditionError("execution " + ShortId(execution) +
                                            " is already finished");
     }
     ExecutionRecord& record = Scratch();
     if (!Decode(execution, stored, &record)) {
-      return absl::DataLossError("execution " + std::string(execution) + " cannot be decoded");
+      return absl::DataLossError("execution " + ShortId(execution) + " cannot be decoded");
     }
     // An unfinished record has no finished, results or error fields (they are cleared at
     // creation and proto3 omits defaults), so appending them encodes the finished record.
@@ -256,6 +257,9 @@ absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
     }
     stored.data = std::move(data);
     stored.finished = true;
+    // A finished execution is never dispatched again, so nothing is left to hold; no release
+    // is reported, since no member could take it.
+    shard.reservations.erase(Key(execution));
     change = MakeChange(Change::Kind::kExecutionCompleted, record);
   }
   notifier_->Notify(change);
@@ -337,8 +341,13 @@ absl::StatusOr<bool> ExecutionsEngine::TryReserve(std::string_view execution,
                                                   std::string_view holder) {
   Shard& shard = ShardFor(execution);
   absl::MutexLock lock(&shard.mu);
-  if (!shard.executions.contains(Key(execution))) {
-    return absl::NotFoundError("execution " + std::string(execution) + " not found");
+  auto stored = shard.executions.find(Key(execution));
+  if (stored == shard.executions.end()) {
+    return absl::NotFoundError("execution " + ShortId(execution) + " not found");
+  }
+  if (stored->second.finished) {
+    return absl::FailedPreconditionError("execution " + ShortId(execution) +
+                                         " is already finished");
   }
   auto& by_workgroup = shard.reservations[Key(execution)];
   auto [it, inserted] = by_workgroup.try_emplace(Key(workgroup), holder);

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The executions part of the engine backends: executions in sharded in-memory maps, each kept
-// as its serialized journal record, journaled under `x/<execution>` when a Journal is set, plus the reservation table (not journaled:
-// reservations belong to live calls and vanish with them).
+// as its serialized journal record, journaled under `x/<execution>` when a Journal is set, plus
+// the reservation table (not journaled: reservations belong to live calls and vanish with them).
 //
 // Each shard has its own mutex and holds both the executions whose ID hashes to it and their
-// reservations, so deleting an execution drops its reservations atomically and TryReserve can
-// check existence under the same lock. Creation order comes from a process-wide sequence that
-// Load() continues after the largest stored one.
+// reservations, so completing or deleting an execution drops its reservations atomically and
+// TryReserve can check existence and completion under the same lock. Creation order comes from
+// a process-wide sequence that Load() continues after the largest stored one.
 //
 // Thread safety: every method is safe to call concurrently; changes are reported to the Notifier
 // after the shard lock is released.
