@@ -276,6 +276,72 @@ TEST_P(InstancesTest, ChildrenAreListedAndStoppedWithTheirParent) {
   EXPECT_EQ(states.CountList("child-children"), 0u);
 }
 
+TEST_P(InstancesTest, AnInstanceCannotBeItsOwnParent) {
+  auto calc = StartAgent("Calc");
+  grpc2::ExecutionsGetResultResponse response;
+  grpc::Status status = CreateAndStart("self", "Calc", {}, &response, "self", "Calc");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("instance self cannot be its own parent"));
+  // Refused before anything was written.
+  EXPECT_EQ(StoreExecutions().GetExecution("self").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fabric().server().store().states().CountList("self-children"), 0u);
+}
+
+TEST_P(InstancesTest, AParentLinkThatClosesACycleIsRefused) {
+  auto calc = StartAgent("Calc");
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(CreateAndStart("a", "Calc", {}, &response).ok());
+  ASSERT_TRUE(CreateAndStart("b", "Calc", {}, &response, "a", "Calc").ok());
+  ASSERT_TRUE(CreateAndStart("c", "Calc", {}, &response, "b", "Calc").ok());
+  // a -> b -> c: making a a child of c (a retried creation of a with another parent) closes it.
+  grpc::Status status = CreateAndStart("a", "Calc", {}, &response, "c", "Calc");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("parent c is a descendant of instance a: the parent link would form a "
+                        "cycle"));
+  EXPECT_EQ(fabric().server().store().states().CountList("c-children"), 0u);
+  status = CreateAndStart("a", "Calc", {}, &response, "b", "Calc");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  status = StopAndDelete("a", "Calc", {}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  for (const std::string id : {"a", "b", "c"}) {
+    EXPECT_EQ(StoreExecutions().GetExecution(id).status().code(), absl::StatusCode::kNotFound)
+        << id;
+  }
+}
+
+// Two concurrent creations can each pass the cycle check; the cascade must end anyway. The
+// cycle is written straight into the children lists, as such a race would leave them.
+TEST_P(InstancesTest, StopAndDeleteVisitsEachInstanceOnceEvenAroundACycle) {
+  auto calc = StartAgent("Calc");
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(CreateAndStart("x", "Calc", {}, &response).ok());
+  ASSERT_TRUE(CreateAndStart("y", "Calc", {}, &response, "x", "Calc").ok());
+  auto& states = fabric().server().store().states();
+  for (const auto& [list, child] : {std::pair{"y-children", "x"}, std::pair{"x-children", "x"}}) {
+    grpc2::model::PerperInstance instance;
+    instance.set_instance(child);
+    instance.set_agent("Calc");
+    google::protobuf::Any any;
+    any.PackFrom(instance);
+    storage::ListOperation append;
+    append.location = storage::ListOperation::Location::kAtBack;
+    append.insert_values.push_back(SerializeAny(any));
+    ASSERT_TRUE(states.OperateList(list, append).ok());
+  }
+
+  grpc::Status status = StopAndDelete("x", "Calc", {}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<std::string> stops;
+  for (const std::string& call : Calls()) {
+    if (call.rfind("Stop:", 0) == 0) stops.push_back(call);
+  }
+  EXPECT_THAT(stops, ElementsAre("Stop:x", "Stop:y"));
+  EXPECT_EQ(StoreExecutions().GetExecution("x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(StoreExecutions().GetExecution("y").status().code(), absl::StatusCode::kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, InstancesTest, AllBackends(), BackendName);
 
 }  // namespace

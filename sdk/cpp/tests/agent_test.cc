@@ -125,6 +125,7 @@ TEST_F(AgentTest, HandlerErrorsReachTheCallerWithTheirMessage) {
 
   Result<std::tuple<int64_t, int64_t>> by_zero;
   Result<void> thrown;
+  Result<void> long_thrown;
   Result<int64_t> unknown;
   Result<int64_t> mismatch;
   Result<int64_t> too_many;
@@ -133,6 +134,8 @@ TEST_F(AgentTest, HandlerErrorsReachTheCallerWithTheirMessage) {
     Instance calc = ctx.agent("Calculator", "calc-1");
     by_zero = co_await calc.call<std::tuple<int64_t, int64_t>>("DivMod", 1, 0);
     thrown = co_await calc.call("Throw", "bad input");
+    // Longer than the Fabric's limit on error texts: cut by the SDK, so the call still fails.
+    long_thrown = co_await calc.call("Throw", std::string(100000, 'x'));
     unknown = co_await calc.call<int64_t>("Multiply", 2, 3);
     mismatch = co_await calc.call<int64_t>("Add", "one", 2);
     too_many = co_await calc.call<int64_t>("Add", 1, 2, 3);
@@ -144,6 +147,10 @@ TEST_F(AgentTest, HandlerErrorsReachTheCallerWithTheirMessage) {
   EXPECT_THAT(by_zero.status().message(), HasSubstr("failed: division by zero"));
   ASSERT_FALSE(thrown.ok());
   EXPECT_THAT(thrown.message(), HasSubstr("thrown: bad input"));
+  ASSERT_FALSE(long_thrown.ok());
+  EXPECT_THAT(long_thrown.message(), HasSubstr("thrown: xxxxxxxx"));
+  EXPECT_THAT(long_thrown.message(), HasSubstr(" bytes in all]"));
+  EXPECT_LT(long_thrown.message().size(), 70000u);
   ASSERT_FALSE(unknown.ok());
   EXPECT_THAT(unknown.status().message(), HasSubstr("agent Calculator has no delegate Multiply"));
   ASSERT_FALSE(mismatch.ok());
@@ -269,6 +276,7 @@ TEST_F(AgentTest, ResultsAreSentOnTheReservationCallNotByUnaryComplete) {
 
   std::vector<Result<int64_t>> sums;
   Result<void> thrown;
+  Result<void> long_thrown;
   ASSERT_TRUE(DriveAgent(fabric_->address(), [&](Context& ctx) -> Task<void> {
     std::vector<Task<Result<int64_t>>> calls;
     for (int i = 0; i < kCalls; ++i) {

@@ -34,6 +34,7 @@ from perper._ambient import Context, current_context, set_default_context
 from perper._stats import COUNTERS
 from perper._stubs import executions_pb2, model_pb2, streams_pb2
 from perper.connection import Backoff, FabricConnection, is_retryable
+from perper.errors import bounded_error_text
 from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
 from perper.model import Agent, Stream
 
@@ -457,7 +458,7 @@ class Application:
         request = executions_pb2.ExecutionsCompleteRequest(
             execution=model_pb2.PerperExecution(execution=execution), results=results)
         if error is not None:
-            request.error.message = error or "error"
+            request.error.message = bounded_error_text(error or "error")
         return request
 
     def _complete_unary(self, request: executions_pb2.ExecutionsCompleteRequest) -> None:
@@ -575,7 +576,7 @@ class Application:
     async def _complete_stream(self, stream: Stream, error: Optional[str]) -> None:
         request = streams_pb2.StreamsCompleteRequest(stream=stream.to_message())
         if error is not None:
-            request.error.message = error
+            request.error.message = bounded_error_text(error)
         try:
             await self.connection.retry(self.connection.streams.Complete, request)
         except grpc.aio.AioRpcError as e:

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+# The Fabric's limit on an error text (an execution's or a stream's), in UTF-8 bytes.
+MAX_ERROR_BYTES = 64 * 1024
+
+
+def bounded_error_text(text: str) -> str:
+    """`text` cut to what the Fabric accepts as an error message, with a note of its length, so
+    that a handler's long exception still fails its execution or stream instead of the completion
+    being refused."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= MAX_ERROR_BYTES:
+        return text
+    note = f" …[cut: {len(data)} bytes in all]"
+    kept = data[:MAX_ERROR_BYTES - len(note.encode("utf-8"))].decode("utf-8", "ignore")
+    return kept + note
+
 
 class PerperError(Exception):
     """Base class of every error the SDK raises."""

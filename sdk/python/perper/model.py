@@ -20,7 +20,8 @@ from perper._ambient import get_connection
 from perper._stats import COUNTERS
 from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
 from perper.connection import Backoff, is_retryable
-from perper.errors import ExecutionCancelledError, ExecutionFailedError, StreamFailedError
+from perper.errors import (ExecutionCancelledError, ExecutionFailedError, StreamFailedError,
+                           bounded_error_text)
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -358,7 +359,7 @@ class Stream:
         """Completes the stream (with `error`, if given): its readers end after the last item."""
         request = streams_pb2.StreamsCompleteRequest(stream=self.to_message())
         if error is not None:
-            request.error.message = error
+            request.error.message = bounded_error_text(error)
         await get_connection().retry(get_connection().streams.Complete, request)
 
     async def wait_for_listener(self) -> None:

@@ -51,6 +51,33 @@ def test_handler_exception_fails_the_execution(fabric):
     run(body())
 
 
+def test_a_handler_exception_longer_than_the_fabric_takes_still_fails_the_execution(fabric):
+    # The Fabric refuses error texts over 64 KiB; the SDK cuts them so the execution still fails.
+    def boom():
+        raise ValueError("é" * 100_000)
+
+    async def body():
+        async with session(fabric.address, handlers={"Boom": boom}):
+            with pytest.raises(perper.ExecutionFailedError) as error:
+                await asyncio.wait_for(perper.call("Boom"), 10)
+            message = error.value.message
+            assert message.startswith("ValueError: éé")
+            assert message.endswith(" bytes in all]")
+            assert len(message.encode("utf-8")) <= 64 * 1024
+    run(body())
+
+
+def test_bounded_error_text_cuts_at_a_character_boundary():
+    from perper.errors import MAX_ERROR_BYTES, bounded_error_text
+    assert bounded_error_text("short") == "short"
+    text = "€" * 30_000  # 90,000 bytes
+    cut = bounded_error_text(text)
+    assert len(cut.encode("utf-8")) <= MAX_ERROR_BYTES
+    kept, note = cut.split(" …[cut: ")
+    assert text.startswith(kept)
+    assert note == "90000 bytes in all]"
+
+
 def test_start_agent_init_call_and_destroy(fabric):
     log: list[str] = []
 

@@ -14,6 +14,9 @@ namespace perper::fabric {
 grpc::ServerUnaryReactor* DescriptorsService::Register(
     grpc::CallbackServerContext* context,
     const grpc2::FabricProtobufDescriptorsRegisterRequest* request, google::protobuf::Empty*) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   using Request = grpc2::FabricProtobufDescriptorsRegisterRequest;
   if (absl::Status s = RequireNonEmpty(request->type_url(), "type_url"); !s.ok()) {
     return FinishUnary(context, s);
@@ -41,6 +44,9 @@ grpc::ServerUnaryReactor* DescriptorsService::Register(
 grpc::ServerUnaryReactor* DescriptorsService::Get(
     grpc::CallbackServerContext* context, const grpc2::FabricProtobufDescriptorsGetRequest* request,
     grpc2::FabricProtobufDescriptorsGetResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   using Stored = grpc2::FabricProtobufDescriptorsRegisterRequest;
   if (absl::Status s = RequireNonEmpty(request->type_url(), "type_url"); !s.ok()) {
     return FinishUnary(context, s);

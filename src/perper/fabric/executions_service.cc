@@ -17,6 +17,7 @@
 #include "perper/common/logging.h"
 #include "perper/common/values.h"
 #include "perper/fabric/execution_calls.h"
+#include "perper/fabric/first_message_timer.h"
 #include "perper/fabric/unary.h"
 
 namespace perper::fabric {
@@ -92,12 +93,8 @@ absl::StatusOr<Completion> CompletionFromRequest(const grpc2::ExecutionsComplete
     completion.results.push_back(SerializeAny(request.results(i)));
   }
   // An absent error and an empty message both mean success (upstream clients send either).
+  // Its length was checked with the request's strings (max_error_bytes).
   if (request.has_error() && !request.error().message().empty()) {
-    if (request.error().message().size() > limits.max_value_bytes) {
-      return absl::ResourceExhaustedError(std::string(field) + "error.message of execution " + id +
-                                          " is over the limit of " +
-                                          std::to_string(limits.max_value_bytes) + " bytes");
-    }
     completion.error = request.error().message();
   }
   return completion;
@@ -129,7 +126,15 @@ absl::Status ApplyCompletion(const ServiceContext& context, Completion completio
 template <class Base>
 class FeedReactor : public Base {
  protected:
-  explicit FeedReactor(const ServiceContext& context) : context_(context) {}
+  explicit FeedReactor(const ServiceContext& context)
+      : context_(context), slot_(context.open_calls->TryOpen()) {}
+
+  // Finishes with RESOURCE_EXHAUSTED when no open-call slot was free; then returns false.
+  bool HasSlot(const std::string& what) {
+    if (slot_) return true;
+    FinishOnce(ToGrpcStatus(context_.open_calls->Refusal(what)));
+    return false;
+  }
 
   // Subscribes, scans, and starts delivering. REQUIRES: called once.
   void Begin(storage::ExecutionFilter filter, bool reserve, std::string workgroup) {
@@ -281,6 +286,7 @@ class FeedReactor : public Base {
   const ServiceContext context_;
 
  private:
+  const OpenCalls::Slot slot_;
   struct Entry {
     std::string id;
     bool marker = false;  // start_of_stream
@@ -476,7 +482,10 @@ class ListenReactor final : public FeedReactor<grpc::ServerWriteReactor<Executio
  public:
   ListenReactor(const ServiceContext& context, const grpc2::ExecutionsListenRequest& request)
       : FeedReactor(context) {
-    if (absl::Status status = CheckFilter(request, ""); !status.ok()) {
+    if (!HasSlot("Listen")) return;
+    absl::Status status = CheckRequestStrings(request, context.limits);
+    if (status.ok()) status = CheckFilter(request, "");
+    if (!status.ok()) {
       FinishOnce(ToGrpcStatus(status));
       return;
     }
@@ -489,13 +498,37 @@ class ListenAndReserveReactor final
                                                  ExecutionsListenResponse>> {
  public:
   explicit ListenAndReserveReactor(const ServiceContext& context) : FeedReactor(context) {
+    if (!HasSlot("ListenAndReserve")) return;
+    const absl::Duration timeout = context.limits.first_message_timeout;
+    first_message_timer_.Arm(timeout, [this, timeout] {
+      expired_ = true;
+      FinishOnce(ToGrpcStatus(absl::DeadlineExceededError(
+          "no first message within " + absl::FormatDuration(timeout) +
+          ": ListenAndReserve must open with a message carrying filter")));
+    });
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    // !ok: the client half-closed (or the call broke). Half-close does not end the call: the
-    // client may keep receiving; cancellation or disconnection ends it (OnCancel).
-    if (!ok) return;
+    if (first_) {
+      first_message_timer_.Disarm();  // Returns after a running expiry.
+      if (expired_) return;
+    }
+    // !ok: the client half-closed (or the call broke, or a message did not parse). After the
+    // first message, half-close does not end the call: the client may keep receiving;
+    // cancellation or disconnection ends it (OnCancel).
+    if (!ok) {
+      if (first_) {
+        FinishOnce(ToGrpcStatus(absl::InvalidArgumentError(
+            "the first message of ListenAndReserve is missing or could not be parsed; it must "
+            "carry filter")));
+      }
+      return;
+    }
+    if (absl::Status s = CheckRequestStrings(request_, context_.limits); !s.ok()) {
+      FinishOnce(ToGrpcStatus(s));
+      return;
+    }
     std::vector<Completion> completions;
     completions.reserve(request_.completions_size());
     for (int i = 0; i < request_.completions_size(); ++i) {
@@ -541,6 +574,8 @@ class ListenAndReserveReactor final
  private:
   bool first_ = true;  // Only OnReadDone touches it, one at a time.
   grpc2::ExecutionsListenAndReserveRequest request_;
+  std::atomic<bool> expired_{false};       // The first message did not come in time.
+  FirstMessageTimer first_message_timer_;  // Its destructor waits for a running expiry.
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -551,8 +586,12 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
       : context_(context),
         execution_(request.execution().execution()),
         workgroup_(request.workgroup()),
-        holder_(NewHolderId("reserve")) {
-    if (absl::Status status = RequireNonEmpty(execution_, "execution.execution"); !status.ok()) {
+        holder_(NewHolderId("reserve")),
+        slot_(context.open_calls->TryOpen()) {
+    absl::Status status = slot_ ? CheckRequestStrings(request, context.limits)
+                                : context.open_calls->Refusal("Reserve");
+    if (status.ok()) status = RequireNonEmpty(execution_, "execution.execution");
+    if (!status.ok()) {
       FinishOnce(ToGrpcStatus(status));
       return;
     }
@@ -627,6 +666,7 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
   const std::string execution_;
   const std::string workgroup_;
   const std::string holder_;
+  const OpenCalls::Slot slot_;
   std::shared_ptr<GuardedSubscriber> subscriber_;
   ChangeHub::Subscription subscription_;
   google::protobuf::Empty empty_;
@@ -641,9 +681,13 @@ class GetResultReactor final : public grpc::ServerUnaryReactor {
  public:
   GetResultReactor(const ServiceContext& context, const grpc2::ExecutionsGetResultRequest& request,
                    grpc2::ExecutionsGetResultResponse* response)
-      : answer_(std::make_shared<Answer<grpc2::ExecutionsGetResultResponse>>(this, response)) {
+      : answer_(std::make_shared<Answer<grpc2::ExecutionsGetResultResponse>>(this, response)),
+        slot_(context.open_calls->TryOpen()) {
     const std::string& id = request.execution().execution();
-    if (absl::Status status = RequireNonEmpty(id, "execution.execution"); !status.ok()) {
+    absl::Status status = slot_ ? CheckRequestStrings(request, context.limits)
+                                : context.open_calls->Refusal("GetResult");
+    if (status.ok()) status = RequireNonEmpty(id, "execution.execution");
+    if (!status.ok()) {
       answer_->Finish(status);
       return;
     }
@@ -661,6 +705,7 @@ class GetResultReactor final : public grpc::ServerUnaryReactor {
 
  private:
   std::shared_ptr<Answer<grpc2::ExecutionsGetResultResponse>> answer_;
+  const OpenCalls::Slot slot_;
   std::shared_ptr<ResultWaiter> waiter_;
 };
 
@@ -711,6 +756,9 @@ void CompleteLinkedStream(const ServiceContext& context, const std::string& exec
 grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext* context,
                                                     const grpc2::ExecutionsCreateRequest* request,
                                                     google::protobuf::Empty* /*response*/) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
   if (!record.ok()) return FinishUnary(context, record.status());
   return AnswerUnary(context_.writes, context,
@@ -737,6 +785,9 @@ grpc::ServerWriteReactor<google::protobuf::Empty>* ExecutionsService::Reserve(
 grpc::ServerUnaryReactor* ExecutionsService::Complete(
     grpc::CallbackServerContext* context, const grpc2::ExecutionsCompleteRequest* request,
     google::protobuf::Empty* /*response*/) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   absl::StatusOr<Completion> completion = CompletionFromRequest(*request, context_.limits, "");
   if (!completion.ok()) return FinishUnary(context, completion.status());
   return AnswerUnary(context_.writes, context,
@@ -754,6 +805,9 @@ grpc::ServerUnaryReactor* ExecutionsService::GetResult(
 grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext* context,
                                                     const grpc2::ExecutionsDeleteRequest* request,
                                                     google::protobuf::Empty* /*response*/) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& id = request->execution().execution();
   if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
     return FinishUnary(context, s);

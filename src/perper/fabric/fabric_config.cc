@@ -39,7 +39,7 @@ absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
 }
 
 // Applies the YAML file. Keys: listen, storage, data_dir, log_level, address_file,
-// max_value_size, sync.
+// max_value_size, max_open_calls, sync.
 absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
   YAML::Node root;
   try {
@@ -69,6 +69,8 @@ absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
       config.address_file = text;
     } else if (key == "max_value_size") {
       PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes, ParseSize(text, where));
+    } else if (key == "max_open_calls") {
+      PERPER_ASSIGN_OR_RETURN(config.options.limits.max_open_calls, ParseSize(text, where));
     } else if (key == "sync") {
       PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(text, where));
     } else {
@@ -87,6 +89,10 @@ absl::Status ApplyEnvironment(FabricConfig& config) {
   if (const char* v = Env("PERPER_MAX_VALUE_SIZE")) {
     PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes,
                             ParseSize(v, "PERPER_MAX_VALUE_SIZE"));
+  }
+  if (const char* v = Env("PERPER_MAX_OPEN_CALLS")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.limits.max_open_calls,
+                            ParseSize(v, "PERPER_MAX_OPEN_CALLS"));
   }
   if (const char* v = Env("PERPER_SYNC")) {
     PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(v, "PERPER_SYNC"));
@@ -114,6 +120,9 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
   app.add_option("--max-value-size", flags.max_value_size,
                  "Largest value accepted (a serialized Any), in bytes; the default fits a 16 MiB "
                  "payload [env PERPER_MAX_VALUE_SIZE, default 17825792]");
+  app.add_option("--max-open-calls", flags.max_open_calls,
+                 "Most long-lived calls (listen, reservation, waiting) held at once; more get "
+                 "RESOURCE_EXHAUSTED [env PERPER_MAX_OPEN_CALLS, default 50000]");
   app.add_option("--sync", flags.sync,
                  "rocksdb: fsync each acknowledged write (false survives process crashes but "
                  "not power loss) [env PERPER_SYNC, default true]");
@@ -131,6 +140,7 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
   if (flags.log_level) config.log_level = *flags.log_level;
   if (flags.address_file) config.address_file = *flags.address_file;
   if (flags.max_value_size) config.options.limits.max_value_bytes = *flags.max_value_size;
+  if (flags.max_open_calls) config.options.limits.max_open_calls = *flags.max_open_calls;
   if (flags.sync) config.options.store.sync_writes = *flags.sync;
 
   const std::string& kind = config.options.store.kind;
@@ -144,6 +154,9 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
   }
   if (config.options.limits.max_value_bytes > (512u << 20)) {
     return absl::InvalidArgumentError("max_value_size: at most 536870912 bytes");
+  }
+  if (config.options.limits.max_open_calls == 0) {
+    return absl::InvalidArgumentError("max_open_calls: must be at least 1");
   }
   return config;
 }

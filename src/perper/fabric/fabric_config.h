@@ -34,6 +34,7 @@ struct FabricConfigFlags {
   std::optional<std::string> log_level;
   std::optional<std::string> address_file;
   std::optional<size_t> max_value_size;
+  std::optional<size_t> max_open_calls;
   std::optional<bool> sync;
 };
 

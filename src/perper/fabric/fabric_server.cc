@@ -45,7 +45,9 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   server->store_ = std::move(store);
   server->store_->SetObserver(&server->hub_);
 
+  server->open_calls_ = std::make_unique<OpenCalls>(options.limits.max_open_calls);
   ServiceContext context{server->store_.get(), &server->hub_, options.limits};
+  context.open_calls = server->open_calls_.get();
   if (options.store.kind == "rocksdb" && options.store.sync_writes && options.write_threads > 0) {
     server->writes_ = std::make_unique<WritePool>(options.write_threads);
     context.writes = server->writes_.get();
@@ -62,6 +64,19 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   size_t max_message = options.limits.max_value_bytes * 4 + (4 << 20);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(max_message, INT32_MAX)));
   builder.SetMaxSendMessageSize(static_cast<int>(std::min<size_t>(max_message, INT32_MAX)));
+  // A client that vanished without closing its connection (its host died, the network broke)
+  // is noticed by pings: its calls end, and what they held (reservations, transient listeners)
+  // is released, within keepalive time + timeout. Clients may ping as often as every 10 s.
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.limits.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.limits.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  // A listen call with nothing to send must still be pinged.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   Services& s = *server->services_;
   builder.RegisterService(&s.executions);
   builder.RegisterService(&s.instances);
@@ -99,6 +114,7 @@ FabricServer::~FabricServer() {
   Shutdown(absl::ZeroDuration());
   server_.reset();
   writes_.reset();  // Every call has finished, so every write it posted has run.
+  open_calls_.reset();
   services_.reset();
   store_->SetObserver(nullptr);
 }

@@ -53,6 +53,8 @@ class FabricServer {
   const std::string& address() const { return address_; }
   storage::Store& store() { return *store_; }
   ChangeHub& hub() { return hub_; }
+  // How many long-lived calls are open now (open_calls.h).
+  size_t open_calls() const { return open_calls_->open(); }
 
   // Stops accepting calls, lets in-flight calls finish until `grace` has passed, cancels the
   // rest, then closes the store.
@@ -68,6 +70,7 @@ class FabricServer {
   std::unique_ptr<storage::Store> store_;
   ChangeHub hub_;
   std::unique_ptr<WritePool> writes_;  // Null unless the store's writes wait for fsync.
+  std::unique_ptr<OpenCalls> open_calls_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;

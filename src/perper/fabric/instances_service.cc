@@ -7,7 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
+
 #include "perper/common/logging.h"
+#include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/fabric/execution_calls.h"
 #include "perper/fabric/executions_service.h"
@@ -82,9 +85,15 @@ class CancelSlot {
 
 class FlowReactor final : public grpc::ServerUnaryReactor {
  public:
-  explicit FlowReactor(ExecutionsGetResultResponse* response)
+  FlowReactor(const ServiceContext& context, ExecutionsGetResultResponse* response)
       : answer_(std::make_shared<Answer<ExecutionsGetResultResponse>>(this, response)),
-        cancel_(std::make_shared<CancelSlot>()) {}
+        cancel_(std::make_shared<CancelSlot>()),
+        slot_(context.open_calls->TryOpen()) {}
+
+  // An open-call slot for this call, or the status refusing it.
+  absl::Status CheckSlot(const ServiceContext& context, const std::string& what) const {
+    return slot_ ? absl::OkStatus() : context.open_calls->Refusal(what);
+  }
 
   const std::shared_ptr<Answer<ExecutionsGetResultResponse>>& answer() { return answer_; }
   const std::shared_ptr<CancelSlot>& cancel_slot() { return cancel_; }
@@ -103,10 +112,52 @@ class FlowReactor final : public grpc::ServerUnaryReactor {
  private:
   std::shared_ptr<Answer<ExecutionsGetResultResponse>> answer_;
   std::shared_ptr<CancelSlot> cancel_;
+  const OpenCalls::Slot slot_;
 };
+
+// The instances in the children lists below `root` (not `root` itself), each once. The lists
+// are read one by one, so a list changing meanwhile may be seen before or after its change.
+absl::flat_hash_set<std::string> Descendants(const ServiceContext& context,
+                                             const std::string& root) {
+  absl::flat_hash_set<std::string> seen;
+  std::vector<std::string> pending = {root};
+  while (!pending.empty()) {
+    std::string instance = std::move(pending.back());
+    pending.pop_back();
+    for (const storage::ListEntry& entry :
+         context.store->states().ListList(ChildrenList(instance))) {
+      grpc2::model::PerperInstance child;
+      if (ParseAny(entry.value).UnpackTo(&child) && !child.instance().empty() &&
+          child.instance() != root && seen.insert(child.instance()).second) {
+        pending.push_back(child.instance());
+      }
+    }
+  }
+  return seen;
+}
+
+// INVALID_ARGUMENT when making `instance` a child of `parent` would close a cycle: an instance
+// that is its own ancestor could never finish StopAndDelete's cascade.
+absl::Status CheckNoCycle(const ServiceContext& context, const std::string& instance,
+                          const std::string& parent) {
+  if (instance == parent) {
+    return absl::InvalidArgumentError("instance " + ShortId(instance) +
+                                      " cannot be its own parent");
+  }
+  if (Descendants(context, instance).contains(parent)) {
+    return absl::InvalidArgumentError("parent " + ShortId(parent) +
+                                      " is a descendant of instance " + ShortId(instance) +
+                                      ": the parent link would form a cycle");
+  }
+  return absl::OkStatus();
+}
 
 // Stops and deletes one instance: Stop, then every child (recursively, one after another),
 // then the children list, then the Registry execution. Reports Stop's result.
+//
+// One cascade visits each instance once (`visited`, shared by the ops of one StopAndDelete),
+// so children lists that form a cycle despite CheckNoCycle (two concurrent creations can each
+// pass it) still end.
 //
 // Thread safety: Start and Cancel from any thread; steps run on whichever thread completed the
 // previous one.
@@ -114,20 +165,39 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
  public:
   using Done = std::function<void(absl::StatusOr<ExecutionsGetResultResponse>)>;
 
+  // The instances a cascade has reached. Thread-safe.
+  class Visited {
+   public:
+    // Whether `instance` was not visited before (and is now).
+    bool Visit(const std::string& instance) {
+      absl::MutexLock lock(&mu_);
+      return instances_.insert(instance).second;
+    }
+
+   private:
+    absl::Mutex mu_;
+    absl::flat_hash_set<std::string> instances_ ABSL_GUARDED_BY(mu_);
+  };
+
   StopAndDeleteOp(const ServiceContext& context, std::string instance, std::string agent,
-                  Done done)
+                  std::shared_ptr<Visited> visited, Done done)
       : context_(context),
         instance_(std::move(instance)),
         agent_(std::move(agent)),
+        visited_(std::move(visited)),
         done_(std::move(done)) {}
 
-  // `agent` empty: any agent type.
-  static std::shared_ptr<StopAndDeleteOp> Start(const ServiceContext& context,
-                                                std::string instance, std::string agent,
+  // `agent` empty: any agent type. `visited` null: a new cascade, rooted here.
+  static std::shared_ptr<StopAndDeleteOp> Start(const ServiceContext& context, std::string instance,
+                                                std::string agent,
                                                 std::vector<std::string> stop_parameters,
-                                                Done done) {
+                                                std::shared_ptr<Visited> visited, Done done) {
+    if (visited == nullptr) {
+      visited = std::make_shared<Visited>();
+      visited->Visit(instance);
+    }
     auto op = std::make_shared<StopAndDeleteOp>(context, std::move(instance), std::move(agent),
-                                                std::move(done));
+                                                std::move(visited), std::move(done));
     op->Begin(std::move(stop_parameters));
     return op;
   }
@@ -201,17 +271,17 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
 
   void NextChild() {
     grpc2::model::PerperInstance child;
-    size_t generation;
+    size_t generation = 0;  // 0: no child left; fall through to the last step.
     {
       absl::MutexLock lock(&mu_);
       if (cancelled_) return;
       child_ = nullptr;
-      if (next_child_ == children_.size()) {
-        // Fall through to the last step, outside the lock.
-        generation = 0;
-      } else {
+      while (next_child_ < children_.size()) {
         child = children_[next_child_++];
-        generation = next_child_;
+        if (visited_->Visit(child.instance())) {
+          generation = next_child_;
+          break;
+        }
       }
     }
     if (generation == 0) {
@@ -220,10 +290,9 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
     }
     std::shared_ptr<StopAndDeleteOp> self = shared_from_this();
     // A child already gone (NOT_FOUND) or failing to stop does not stop the cascade.
-    auto op = StopAndDeleteOp::Start(context_, child.instance(), child.agent(), {},
-                                     [self](absl::StatusOr<ExecutionsGetResultResponse>) {
-                                       self->NextChild();
-                                     });
+    auto op = StopAndDeleteOp::Start(
+        context_, child.instance(), child.agent(), {}, visited_,
+        [self](absl::StatusOr<ExecutionsGetResultResponse>) { self->NextChild(); });
     absl::MutexLock lock(&mu_);
     if (next_child_ == generation && !cancelled_) child_ = std::move(op);
   }
@@ -257,6 +326,7 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
   const ServiceContext context_;
   const std::string instance_;
   const std::string agent_;
+  const std::shared_ptr<Visited> visited_;
   absl::Mutex mu_;
   Done done_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
@@ -286,20 +356,26 @@ absl::Status CheckArguments(const google::protobuf::RepeatedPtrField<google::pro
 grpc::ServerUnaryReactor* InstancesService::CreateAndStart(
     grpc::CallbackServerContext* /*context*/, const grpc2::InstancesCreateAndStartRequest* request,
     ExecutionsGetResultResponse* response) {
-  auto* reactor = new FlowReactor(response);
+  auto* reactor = new FlowReactor(context_, response);
   auto answer = reactor->answer();
-  if (absl::Status s = CheckInstance(request->instance(), request->has_instance(), "instance");
-      !s.ok()) {
-    answer->Finish(s);
+  absl::Status checked = reactor->CheckSlot(context_, "CreateAndStart");
+  if (checked.ok()) checked = CheckRequestStrings(*request, context_.limits);
+  if (checked.ok()) {
+    checked = CheckInstance(request->instance(), request->has_instance(), "instance");
+  }
+  if (!checked.ok()) {
+    answer->Finish(checked);
     return reactor;
   }
+  const std::string& id = request->instance().instance();
   if (request->has_parent()) {
-    if (absl::Status s = CheckInstance(request->parent(), true, "parent"); !s.ok()) {
+    absl::Status s = CheckInstance(request->parent(), true, "parent");
+    if (s.ok()) s = CheckNoCycle(context_, id, request->parent().instance());
+    if (!s.ok()) {
       answer->Finish(s);
       return reactor;
     }
   }
-  const std::string& id = request->instance().instance();
   const std::string& agent = request->instance().agent();
   ExecutionRecord start;
   if (absl::Status s =
@@ -350,8 +426,14 @@ grpc::ServerUnaryReactor* InstancesService::CreateAndStart(
 grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*context*/,
                                                  const grpc2::ExecutionsCreateRequest* request,
                                                  ExecutionsGetResultResponse* response) {
-  auto* reactor = new FlowReactor(response);
+  auto* reactor = new FlowReactor(context_, response);
   auto answer = reactor->answer();
+  absl::Status checked = reactor->CheckSlot(context_, "Call");
+  if (checked.ok()) checked = CheckRequestStrings(*request, context_.limits);
+  if (absl::Status s = checked; !s.ok()) {
+    answer->Finish(s);
+    return reactor;
+  }
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
   if (!record.ok()) {
     answer->Finish(record.status());
@@ -377,11 +459,15 @@ grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*
 grpc::ServerUnaryReactor* InstancesService::StopAndDelete(
     grpc::CallbackServerContext* /*context*/, const grpc2::InstancesStopAndDeleteRequest* request,
     ExecutionsGetResultResponse* response) {
-  auto* reactor = new FlowReactor(response);
+  auto* reactor = new FlowReactor(context_, response);
   auto answer = reactor->answer();
-  if (absl::Status s = CheckInstance(request->instance(), request->has_instance(), "instance");
-      !s.ok()) {
-    answer->Finish(s);
+  absl::Status checked = reactor->CheckSlot(context_, "StopAndDelete");
+  if (checked.ok()) checked = CheckRequestStrings(*request, context_.limits);
+  if (checked.ok()) {
+    checked = CheckInstance(request->instance(), request->has_instance(), "instance");
+  }
+  if (!checked.ok()) {
+    answer->Finish(checked);
     return reactor;
   }
   std::vector<std::string> parameters;
@@ -391,11 +477,11 @@ grpc::ServerUnaryReactor* InstancesService::StopAndDelete(
     answer->Finish(s);
     return reactor;
   }
-  auto op = StopAndDeleteOp::Start(context_, request->instance().instance(),
-                                   request->instance().agent(), std::move(parameters),
-                                   [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
-                                     answer->Finish(std::move(result));
-                                   });
+  auto op = StopAndDeleteOp::Start(
+      context_, request->instance().instance(), request->instance().agent(), std::move(parameters),
+      /*visited=*/nullptr, [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+        answer->Finish(std::move(result));
+      });
   reactor->SetCancel([op] { op->Cancel(); });
   return reactor;
 }

@@ -28,6 +28,9 @@ absl::StatusOr<size_t> ResolveLimit(uint32_t limit) {
 grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListExecutionsRequest* request,
     grpc2::IntrospectionListExecutionsResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
   storage::ExecutionFilter filter;
@@ -55,6 +58,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
 grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListInstancesRequest* request,
     grpc2::IntrospectionListInstancesResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
   // An instance is an unfinished Registry execution whose `instance` field names the agent type.
@@ -73,6 +79,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
 grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListStreamsRequest* request,
     grpc2::IntrospectionListStreamsResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
   for (const storage::StreamSummary& stream :
@@ -101,6 +110,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
     grpc::CallbackServerContext* context,
     const grpc2::IntrospectionListReservationsRequest* request,
     grpc2::IntrospectionListReservationsResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
   for (const storage::ReservationRecord& reservation :

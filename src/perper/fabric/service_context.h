@@ -6,19 +6,41 @@
 #include <string>
 #include <string_view>
 
-#include <google/protobuf/any.pb.h>
-
 #include "absl/status/status.h"
+#include "absl/time/time.h"
+#include <google/protobuf/any.pb.h>
+#include <google/protobuf/message.h>
+
 #include "perper/fabric/change_hub.h"
+#include "perper/fabric/open_calls.h"
 #include "perper/fabric/write_pool.h"
 #include "perper/storage/store.h"
 
 namespace perper::fabric {
 
+// The bounds every request is checked against (docs/limits.md lists them with what a client
+// gets past each).
 struct FabricLimits {
   // The largest value (argument, result, item, state value) accepted, in bytes of its serialized
   // Any. The default leaves room for a 16 MiB payload with its type URL and wrapper.
   size_t max_value_bytes = 17 * 1024 * 1024;
+  // The longest ID or name (execution, instance, agent, delegate, stream, listener, workgroup,
+  // dictionary, list, type URL, filter) accepted, in bytes. Past it: INVALID_ARGUMENT.
+  size_t max_id_bytes = 1024;
+  // The longest free text (an execution's or a stream's error message) accepted, in bytes.
+  // Past it: RESOURCE_EXHAUSTED.
+  size_t max_error_bytes = 64 * 1024;
+  // How long a bidirectional call (ListenAndReserve, ListenItemsAndMove) may go without its
+  // first message before it ends with DEADLINE_EXCEEDED.
+  absl::Duration first_message_timeout = absl::Seconds(10);
+  // How many long-lived calls (listen, reservation, and waiting calls) one Fabric process holds
+  // at once. Past it a new one gets RESOURCE_EXHAUSTED (open_calls.h).
+  size_t max_open_calls = 50000;
+  // How often the Fabric pings a connection, and how long it waits for the answer before it
+  // drops the connection: a client whose host died or whose network broke is noticed within
+  // their sum, and its calls end (releasing reservations and transient listeners).
+  absl::Duration keepalive_time = absl::Seconds(20);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
 };
 
 // Borrowed pointers; the FabricServer owns what they point to and outlives its services.
@@ -29,6 +51,8 @@ struct ServiceContext {
   // Where unary handlers run their store writes: null runs them inline on gRPC's thread (the
   // memory backend, whose writes take microseconds); set for a durable backend (write_pool.h).
   WritePool* writes = nullptr;
+  // The long-lived calls held now; every such call takes a slot for its life.
+  OpenCalls* open_calls = nullptr;
 };
 
 // INVALID_ARGUMENT "<what> must not be empty" when `value` is empty.
@@ -47,5 +71,12 @@ inline absl::Status CheckValueSize(const google::protobuf::Any& value, const Fab
                                       std::to_string(limits.max_value_bytes) +
                                       " bytes (--max-value-size)");
 }
+
+// Checks every string field of `request` (and of the messages in it, recursively; values in an
+// Any are CheckValueSize's) against `limits`: free texts (PerperError.message, sql) against
+// max_error_bytes, RESOURCE_EXHAUSTED; every other string, an ID or name, against max_id_bytes,
+// INVALID_ARGUMENT. The message names the field's path, e.g. "completions[2].execution.execution".
+absl::Status CheckRequestStrings(const google::protobuf::Message& request,
+                                 const FabricLimits& limits);
 
 }  // namespace perper::fabric

@@ -14,13 +14,14 @@
 #include "absl/synchronization/mutex.h"
 
 #include "perper/common/grpc_status.h"
+#include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/fabric/unary.h"
 
 namespace perper::fabric {
 namespace {
 
-std::string Quoted(const std::string& name) { return "\"" + name + "\""; }
+std::string Quoted(const std::string& name) { return "\"" + ShortId(name) + "\""; }
 
 // Writes a prepared sequence of responses, one write in flight at a time, then finishes OK.
 // A cancelled call finishes CANCELLED once no write is in flight. Deletes itself in OnDone.
@@ -105,6 +106,9 @@ absl::Status CheckValue(const google::protobuf::Any& value, const FabricLimits& 
 grpc::ServerUnaryReactor* StatesDictionaryService::Create(
     grpc::CallbackServerContext* context, const grpc2::StatesDictionaryCreateRequest* request,
     google::protobuf::Empty*) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
@@ -115,6 +119,9 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Create(
 grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
     grpc::CallbackServerContext* context, const grpc2::StatesDictionaryOperateRequest* request,
     grpc2::StatesDictionaryOperateResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
@@ -157,6 +164,9 @@ grpc::ServerWriteReactor<grpc2::StatesDictionaryListItemsResponse>*
 StatesDictionaryService::ListItems(grpc::CallbackServerContext* context,
                                    const grpc2::StatesDictionaryListItemsRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesDictionaryListItemsResponse>;
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return new Writer({}, s);
+  }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return new Writer({}, s);
@@ -173,6 +183,9 @@ StatesDictionaryService::ListItems(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* StatesDictionaryService::CountItems(
     grpc::CallbackServerContext* context, const grpc2::StatesDictionaryCountItemsRequest* request,
     grpc2::StatesDictionaryCountItemsResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
@@ -188,6 +201,9 @@ grpc::ServerWriteReactor<grpc2::StatesDictionaryQuerySQLResponse>*
 StatesDictionaryService::QuerySQL(grpc::CallbackServerContext* context,
                                   const grpc2::StatesDictionaryQuerySQLRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesDictionaryQuerySQLResponse>;
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return new Writer({}, s);
+  }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return new Writer({}, s);
@@ -200,6 +216,9 @@ StatesDictionaryService::QuerySQL(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* StatesDictionaryService::Delete(
     grpc::CallbackServerContext* context, const grpc2::StatesDictionaryDeleteRequest* request,
     google::protobuf::Empty*) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
@@ -214,6 +233,9 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Delete(
 grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext* context,
                                                     const grpc2::StatesListCreateRequest* request,
                                                     google::protobuf::Empty*) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   return FinishUnary(context, context_.store->states().CreateList(name));
@@ -222,6 +244,9 @@ grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext* context,
                                                      const grpc2::StatesListOperateRequest* request,
                                                      grpc2::StatesListOperateResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   using Location = storage::ListOperation::Location;
   using Request = grpc2::StatesListOperateRequest;
   const std::string& name = request->list().list();
@@ -283,6 +308,9 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext* context,
                                                     const grpc2::StatesListLocateRequest* request,
                                                     grpc2::StatesListLocateResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   if (absl::Status s =
@@ -303,6 +331,9 @@ grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext*
 grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* StatesListService::ListItems(
     grpc::CallbackServerContext* context, const grpc2::StatesListListItemsRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesListListItemsResponse>;
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return new Writer({}, s);
+  }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return new Writer({}, s);
   std::vector<grpc2::StatesListListItemsResponse> responses;
@@ -318,6 +349,9 @@ grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* StatesListService:
 grpc::ServerUnaryReactor* StatesListService::CountItems(
     grpc::CallbackServerContext* context, const grpc2::StatesListCountItemsRequest* request,
     grpc2::StatesListCountItemsResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   uint64_t count = context_.store->states().CountList(name);
@@ -329,6 +363,9 @@ grpc::ServerUnaryReactor* StatesListService::CountItems(
 grpc::ServerWriteReactor<grpc2::StatesListQuerySQLResponse>* StatesListService::QuerySQL(
     grpc::CallbackServerContext* context, const grpc2::StatesListQuerySQLRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesListQuerySQLResponse>;
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return new Writer({}, s);
+  }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return new Writer({}, s);
   return new Writer(
@@ -339,6 +376,9 @@ grpc::ServerWriteReactor<grpc2::StatesListQuerySQLResponse>* StatesListService::
 grpc::ServerUnaryReactor* StatesListService::Delete(grpc::CallbackServerContext* context,
                                                     const grpc2::StatesListDeleteRequest* request,
                                                     google::protobuf::Empty*) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
   return FinishUnary(context, context_.store->states().DeleteList(name, request->keep_cache()));

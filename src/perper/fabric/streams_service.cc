@@ -18,6 +18,7 @@
 #include "perper/common/grpc_status.h"
 #include "perper/common/values.h"
 #include "perper/fabric/change_hub.h"
+#include "perper/fabric/first_message_timer.h"
 #include "perper/fabric/unary.h"
 
 namespace perper::fabric {
@@ -153,7 +154,9 @@ std::string AnonymousListenerName() {
 class ListenCore {
  public:
   ListenCore(const ServiceContext& context, bool auto_advance_anonymous)
-      : context_(context), auto_advance_anonymous_(auto_advance_anonymous) {}
+      : context_(context),
+        slot_(context.open_calls->TryOpen()),
+        auto_advance_anonymous_(auto_advance_anonymous) {}
   virtual ~ListenCore() = default;
 
  protected:
@@ -165,6 +168,11 @@ class ListenCore {
   // finish the call; the caller must not touch the reactor afterwards unless it runs inside a
   // gRPC reaction (which keeps OnDone away until it returns).
   void Begin(const StreamsListenItemsRequest& request) {
+    if (!HasSlot()) return;
+    if (absl::Status s = CheckRequestStrings(request, context_.limits); !s.ok()) {
+      FinishNow(s);
+      return;
+    }
     stream_ = request.stream().stream();
     if (stream_.empty()) {
       FinishNow(absl::InvalidArgumentError("stream.stream must not be empty"));
@@ -304,6 +312,13 @@ class ListenCore {
       remove = started_ && transient_;
     }
     if (remove) context_.store->streams().DeleteListener(stream_, name_).IgnoreError();
+  }
+
+  // Finishes with RESOURCE_EXHAUSTED when no open-call slot was free; then returns false.
+  bool HasSlot() {
+    if (slot_) return true;
+    FinishNow(context_.open_calls->Refusal("the listen call"));
+    return false;
   }
 
   // Finishes before the call started delivering (a bad request, or no first message).
@@ -508,6 +523,7 @@ class ListenCore {
   }
 
   const ServiceContext context_;
+  const OpenCalls::Slot slot_;
   const bool auto_advance_anonymous_;
   std::shared_ptr<GuardedSubscriber> subscriber_;  // Set in Begin, before any hint.
   ChangeHub::Subscription subscription_;
@@ -560,12 +576,29 @@ class ListenItemsAndMoveReactor final
  public:
   explicit ListenItemsAndMoveReactor(const ServiceContext& context)
       : ListenCore(context, /*auto_advance_anonymous=*/false) {
+    if (!HasSlot()) return;
+    const absl::Duration timeout = context.limits.first_message_timeout;
+    first_message_timer_.Arm(timeout, [this, timeout] {
+      expired_ = true;
+      FinishNow(absl::DeadlineExceededError(
+          "no first message within " + absl::FormatDuration(timeout) +
+          ": ListenItemsAndMove must open with a message carrying listen"));
+    });
     StartRead(&request_);
   }
   void OnReadDone(bool ok) override {
+    if (!begun_) {
+      first_message_timer_.Disarm();  // Returns after a running expiry.
+      if (expired_) return;
+    }
     if (!ok) {
-      // The client closed its side: acks are over, delivery goes on.
-      if (!begun_) FinishNow(absl::InvalidArgumentError("the first message must carry listen"));
+      // The client closed its side: acks are over, delivery goes on. Before the first message
+      // this is also how a message that did not parse arrives.
+      if (!begun_) {
+        FinishNow(absl::InvalidArgumentError(
+            "the first message of ListenItemsAndMove is missing or could not be parsed; it must "
+            "carry listen"));
+      }
       return;
     }
     if (!begun_) {
@@ -604,6 +637,8 @@ class ListenItemsAndMoveReactor final
 
   StreamsListenItemsAndMoveRequest request_;
   std::atomic<bool> begun_{false};
+  std::atomic<bool> expired_{false};       // The first message did not come in time.
+  FirstMessageTimer first_message_timer_;  // Its destructor waits for a running expiry.
 };
 
 // WaitForListener without a thread: completes on the first listener change that leaves a
@@ -611,7 +646,11 @@ class ListenItemsAndMoveReactor final
 class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
  public:
   WaitForListenerReactor(const ServiceContext& context, std::string stream)
-      : context_(context), stream_(std::move(stream)) {
+      : context_(context), stream_(std::move(stream)), slot_(context.open_calls->TryOpen()) {
+    if (!slot_) {
+      TryFinish(context_.open_calls->Refusal("WaitForListener"));
+      return;
+    }
     if (stream_.empty()) {
       TryFinish(absl::InvalidArgumentError("stream.stream must not be empty"));
       return;
@@ -657,6 +696,7 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
 
   const ServiceContext context_;
   const std::string stream_;
+  const OpenCalls::Slot slot_;
   std::shared_ptr<GuardedSubscriber> subscriber_;
   ChangeHub::Subscription subscription_;
   absl::Mutex mu_;
@@ -668,6 +708,9 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* StreamsService::Create(grpc::CallbackServerContext* call,
                                                  const grpc2::StreamsCreateRequest* request,
                                                  google::protobuf::Empty* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   absl::Status status = RequireNonEmpty(request->stream().stream(), "stream.stream");
   if (status.ok()) {
     storage::StreamRecord record;
@@ -682,6 +725,9 @@ grpc::ServerUnaryReactor* StreamsService::Create(grpc::CallbackServerContext* ca
 grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext* call,
                                                     const grpc2::StreamsWriteItemRequest* request,
                                                     google::protobuf::Empty* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (!status.ok()) return FinishUnary(call, status);
@@ -702,6 +748,9 @@ grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext* call,
                                                      const grpc2::StreamsWriteItemsRequest* request,
                                                      grpc2::StreamsWriteItemsResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (!status.ok()) return FinishUnary(call, status);
@@ -756,6 +805,9 @@ StreamsService::ListenItemsAndMove(grpc::CallbackServerContext* call) {
 grpc::ServerUnaryReactor* StreamsService::MoveListener(
     grpc::CallbackServerContext* call, const grpc2::StreamsMoveListenerRequest* request,
     google::protobuf::Empty* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (status.ok()) status = RequireNonEmpty(request->listener_name(), "listener_name");
@@ -782,12 +834,18 @@ grpc::ServerUnaryReactor* StreamsService::MoveListener(
 grpc::ServerUnaryReactor* StreamsService::WaitForListener(
     grpc::CallbackServerContext* call, const grpc2::StreamsWaitForListenerRequest* request,
     google::protobuf::Empty* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   return new WaitForListenerReactor(context_, request->stream().stream());
 }
 
 grpc::ServerUnaryReactor* StreamsService::Delete(grpc::CallbackServerContext* call,
                                                  const grpc2::StreamsDeleteRequest* request,
                                                  google::protobuf::Empty* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (status.ok()) {
@@ -804,6 +862,9 @@ grpc::ServerUnaryReactor* StreamsService::Delete(grpc::CallbackServerContext* ca
 grpc::ServerUnaryReactor* StreamsService::Complete(grpc::CallbackServerContext* call,
                                                    const grpc2::StreamsCompleteRequest* request,
                                                    google::protobuf::Empty* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (status.ok()) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "perper/common/status_macros.h"
+#include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
@@ -15,7 +16,7 @@ namespace perper::storage {
 namespace {
 
 std::string StreamNotFound(std::string_view stream) {
-  return "stream " + std::string(stream) + " not found";
+  return "stream " + ShortId(stream) + " not found";
 }
 
 std::string EncodeRecord(const StreamRecord& record, const std::optional<int64_t>& last_key,

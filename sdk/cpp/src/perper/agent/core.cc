@@ -25,6 +25,7 @@
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
 #include "perper/common/status_macros.h"
+#include "perper/common/text.h"
 
 namespace perper {
 namespace internal {
@@ -698,7 +699,8 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
         *request.add_results() = std::move(value);
       }
     } else {
-      request.mutable_error()->set_message(ErrorMessage(result.status()));
+      request.mutable_error()->set_message(
+          BoundedText(ErrorMessage(result.status()), kMaxErrorTextBytes));
     }
     core->CompleteExecution(execution, std::move(request));
     co_return;

@@ -21,6 +21,7 @@
 #include "perper/agent/stream.h"
 #include "perper/agent/stream_delegate.h"
 #include "perper/common/grpc_status.h"
+#include "perper/common/text.h"
 
 namespace perper {
 namespace internal {
@@ -79,7 +80,7 @@ Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream,
   grpc2::StreamsCompleteRequest request;
   *request.mutable_stream() = std::move(stream);
   if (!error.empty()) {
-    request.mutable_error()->set_message(std::move(error));
+    request.mutable_error()->set_message(BoundedText(error, kMaxErrorTextBytes));
   }
   auto result = co_await core->Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
       std::move(request), PERPER_STREAMS_CALL(Complete));
