@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 
@@ -38,8 +39,20 @@ absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
   return static_cast<size_t>(value);
 }
 
+absl::StatusOr<std::chrono::milliseconds> ParseMilliseconds(std::string_view text,
+                                                            std::string_view what) {
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value == 0 ||
+      value > 86'400'000) {
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": expected milliseconds, 1 to 86400000, got '" +
+                                      std::string(text) + "'");
+  }
+  return std::chrono::milliseconds(value);
+}
+
 // Applies the YAML file. Keys: listen, storage, data_dir, log_level, address_file,
-// max_value_size, sync.
+// max_value_size, max_stream_retained_bytes, stream_write_wait_ms, sync.
 absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
   YAML::Node root;
   try {
@@ -69,6 +82,12 @@ absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
       config.address_file = text;
     } else if (key == "max_value_size") {
       PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes, ParseSize(text, where));
+    } else if (key == "max_stream_retained_bytes") {
+      PERPER_ASSIGN_OR_RETURN(config.options.limits.max_stream_retained_bytes,
+                              ParseSize(text, where));
+    } else if (key == "stream_write_wait_ms") {
+      PERPER_ASSIGN_OR_RETURN(config.options.limits.stream_write_wait,
+                              ParseMilliseconds(text, where));
     } else if (key == "sync") {
       PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(text, where));
     } else {
@@ -87,6 +106,14 @@ absl::Status ApplyEnvironment(FabricConfig& config) {
   if (const char* v = Env("PERPER_MAX_VALUE_SIZE")) {
     PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes,
                             ParseSize(v, "PERPER_MAX_VALUE_SIZE"));
+  }
+  if (const char* v = Env("PERPER_MAX_STREAM_RETAINED_BYTES")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.limits.max_stream_retained_bytes,
+                            ParseSize(v, "PERPER_MAX_STREAM_RETAINED_BYTES"));
+  }
+  if (const char* v = Env("PERPER_STREAM_WRITE_WAIT_MS")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.limits.stream_write_wait,
+                            ParseMilliseconds(v, "PERPER_STREAM_WRITE_WAIT_MS"));
   }
   if (const char* v = Env("PERPER_SYNC")) {
     PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(v, "PERPER_SYNC"));
@@ -114,6 +141,13 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
   app.add_option("--max-value-size", flags.max_value_size,
                  "Largest value accepted (a serialized Any), in bytes; the default fits a 16 MiB "
                  "payload [env PERPER_MAX_VALUE_SIZE, default 17825792]");
+  app.add_option("--max-stream-retained-bytes", flags.max_stream_retained_bytes,
+                 "Bytes an ephemeral stream may hold that not every listener has passed; a "
+                 "write past it waits for the slowest listener [env "
+                 "PERPER_MAX_STREAM_RETAINED_BYTES, default 67108864]");
+  app.add_option("--stream-write-wait-ms", flags.stream_write_wait_ms,
+                 "How long such a write waits before RESOURCE_EXHAUSTED, in milliseconds [env "
+                 "PERPER_STREAM_WRITE_WAIT_MS, default 30000]");
   app.add_option("--sync", flags.sync,
                  "rocksdb: fsync each acknowledged write (false survives process crashes but "
                  "not power loss) [env PERPER_SYNC, default true]");
@@ -131,6 +165,12 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
   if (flags.log_level) config.log_level = *flags.log_level;
   if (flags.address_file) config.address_file = *flags.address_file;
   if (flags.max_value_size) config.options.limits.max_value_bytes = *flags.max_value_size;
+  if (flags.max_stream_retained_bytes) {
+    config.options.limits.max_stream_retained_bytes = *flags.max_stream_retained_bytes;
+  }
+  if (flags.stream_write_wait_ms) {
+    config.options.limits.stream_write_wait = std::chrono::milliseconds(*flags.stream_write_wait_ms);
+  }
   if (flags.sync) config.options.store.sync_writes = *flags.sync;
 
   const std::string& kind = config.options.store.kind;
@@ -144,6 +184,13 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
   }
   if (config.options.limits.max_value_bytes > (512u << 20)) {
     return absl::InvalidArgumentError("max_value_size: at most 536870912 bytes");
+  }
+  if (config.options.limits.max_stream_retained_bytes == 0) {
+    return absl::InvalidArgumentError("max_stream_retained_bytes: must be positive");
+  }
+  if (config.options.limits.stream_write_wait <= std::chrono::milliseconds(0) ||
+      config.options.limits.stream_write_wait > std::chrono::hours(24)) {
+    return absl::InvalidArgumentError("stream_write_wait_ms: expected 1 to 86400000");
   }
   return config;
 }

@@ -34,6 +34,8 @@ struct FabricConfigFlags {
   std::optional<std::string> log_level;
   std::optional<std::string> address_file;
   std::optional<size_t> max_value_size;
+  std::optional<size_t> max_stream_retained_bytes;
+  std::optional<size_t> stream_write_wait_ms;
   std::optional<bool> sync;
 };
 

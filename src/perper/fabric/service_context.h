@@ -2,6 +2,7 @@
 // What every Fabric service is built with, and the request checks they share.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -19,6 +20,12 @@ struct FabricLimits {
   // The largest value (argument, result, item, state value) accepted, in bytes of its serialized
   // Any. The default leaves room for a 16 MiB payload with its type URL and wrapper.
   size_t max_value_bytes = 17 * 1024 * 1024;
+  // What an ephemeral stream may retain (items that not every listener has passed), in bytes
+  // as storage::RetainedBytes counts them. A write past it is held until a listener moves.
+  size_t max_stream_retained_bytes = 64 * 1024 * 1024;
+  // How long such a write is held before it is answered RESOURCE_EXHAUSTED (less when the
+  // client's deadline comes first).
+  std::chrono::milliseconds stream_write_wait{30'000};
 };
 
 // Borrowed pointers; the FabricServer owns what they point to and outlives its services.
