@@ -4,6 +4,9 @@
 #include <malloc.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -60,5 +63,29 @@ void NoteBulkFree(std::size_t bytes) {
 }
 
 uint64_t BulkFreeTrimCount() { return TheTrimmer().trims(); }
+
+std::string HeapStats() {
+  struct mallinfo2 info = mallinfo2();
+  // malloc_info lists one <heap> per arena.
+  int arenas = 0;
+  char* xml = nullptr;
+  size_t xml_size = 0;
+  if (FILE* out = open_memstream(&xml, &xml_size)) {
+    malloc_info(0, out);
+    std::fclose(out);
+    for (const char* p = xml; (p = std::strstr(p, "<heap nr=")) != nullptr; ++p)
+      ++arenas;
+    std::free(xml);
+  }
+  constexpr double kMiB = 1 << 20;
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "heap: in use %.1f MiB (%.1f in arenas + %.1f mmapped), free in arenas %.1f MiB "
+                "(top releasable %.1f), arenas %.1f MiB in %d arenas, %llu trims",
+                (info.uordblks + info.hblkhd) / kMiB, info.uordblks / kMiB, info.hblkhd / kMiB,
+                info.fordblks / kMiB, info.keepcost / kMiB, info.arena / kMiB, arenas,
+                static_cast<unsigned long long>(BulkFreeTrimCount()));
+  return line;
+}
 
 }  // namespace perper

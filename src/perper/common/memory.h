@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace perper {
 
@@ -24,5 +25,9 @@ void NoteBulkFree(std::size_t bytes);
 
 // Trims done so far in this process (for tests and logs).
 uint64_t BulkFreeTrimCount();
+
+// glibc's view of the heap, one line: bytes in use (small blocks and mmapped ones), free in the
+// arenas, the arenas' total and their count. For the SIGUSR1 report of perper-fabric.
+std::string HeapStats();
 
 }  // namespace perper

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "perper/common/logging.h"
+#include "perper/common/memory.h"
 #include "perper/common/status_macros.h"
 
 namespace perper::fabric {
@@ -200,6 +201,7 @@ void BlockShutdownSignals() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
@@ -236,8 +238,16 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   int signal = 0;
-  sigwait(&signals, &signal);
+  // SIGUSR1 logs glibc's heap statistics (what is in use against what is only kept free),
+  // trims the heap and logs them again: that tells a leak from fragmentation in a running
+  // Fabric (benchmarks/chaos_main.cc uses it).
+  while (sigwait(&signals, &signal) == 0 && signal == SIGUSR1) {
+    PERPER_LOG_INFO(Logger::kFabric, "{}", HeapStats());
+    malloc_trim(0);
+    PERPER_LOG_INFO(Logger::kFabric, "after malloc_trim, {}", HeapStats());
+  }
   PERPER_LOG_INFO(Logger::kFabric, "received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
   // Listen calls never end on their own, so the grace period only serves calls that are about
   // to answer; the rest are cancelled when it ends and their clients reconnect.
