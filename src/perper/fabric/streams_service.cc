@@ -666,6 +666,14 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// The keys of written items into a WriteItems response (null for WriteItem).
+void FillKeys(const std::vector<int64_t>& keys, grpc2::StreamsWriteItemsResponse* response) {
+  if (response == nullptr) return;
+  response->mutable_keys()->Reserve(static_cast<int>(keys.size()));
+  for (int64_t key : keys)
+    response->add_keys(key);
+}
+
 // A WriteItem or WriteItems call. The write goes to the store at once. When the stream's
 // retention bound refuses it (a listener is behind), the call is held, without a thread, and
 // the write is retried on every listener change of the stream, until it fits, fails otherwise
@@ -793,10 +801,8 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
           break;
       }
       absl::Status status = keys.status();
-      if (keys.ok() && response_ != nullptr) {
-        response_->mutable_keys()->Reserve(static_cast<int>(keys->size()));
-        for (int64_t key : *keys)
-          response_->add_keys(key);
+      if (keys.ok()) {
+        FillKeys(*keys, response_);
       } else if (full && held) {
         auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - held_since_);
@@ -867,6 +873,24 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Writes `items` for a WriteItem (`response` null) or WriteItems call. Inline (memory backend),
+// a write that fits is answered on the default reactor, as any unary call; only a refused one
+// gets a WriteReactor, which tries once more and holds the call.
+grpc::ServerUnaryReactor* WriteOrHold(const ServiceContext& context,
+                                      grpc::CallbackServerContext* call, const std::string& stream,
+                                      std::vector<ItemToWrite> items,
+                                      grpc2::StreamsWriteItemsResponse* response) {
+  if (context.writes == nullptr) {
+    absl::StatusOr<std::vector<int64_t>> keys = context.store->streams().WriteItemsBounded(
+        stream, items, context.limits.max_stream_retained_bytes);
+    if (!absl::IsResourceExhausted(keys.status())) {
+      if (keys.ok()) FillKeys(*keys, response);
+      return FinishUnary(call, keys.status());
+    }
+  }
+  return (new WriteReactor(context, call, stream, std::move(items), response))->Start();
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* StreamsService::Create(grpc::CallbackServerContext* call,
@@ -897,7 +921,7 @@ grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext*
   std::vector<ItemToWrite> items(1);
   items[0].key = *key;
   items[0].value = SerializeAny(request->value());
-  return (new WriteReactor(context_, call, stream, std::move(items), nullptr))->Start();
+  return WriteOrHold(context_, call, stream, std::move(items), nullptr);
 }
 
 grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext* call,
@@ -930,7 +954,7 @@ grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext
       value.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(items[i].value.data()));
     }
   }
-  return (new WriteReactor(context_, call, stream, std::move(items), response))->Start();
+  return WriteOrHold(context_, call, stream, std::move(items), response);
 }
 
 grpc::ServerWriteReactor<StreamsListenItemsResponse>* StreamsService::ListenItems(
