@@ -211,9 +211,10 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view 
 absl::Status StreamsEngine::RetentionFull(std::string_view stream, const StreamState& data,
                                           size_t bytes, size_t limit) {
   std::string message = "stream " + std::string(stream) + " retains " +
-                        std::to_string(data.retained_bytes) + " bytes of items (" +
+                        std::to_string(data.retained_bytes) + " bytes in " +
                         std::to_string(data.items.size()) +
-                        ") that not every listener has passed; writing " + std::to_string(bytes) +
+                        " items that not every listener has passed; writing " +
+                        std::to_string(bytes) +
                         " more would pass its limit of " + std::to_string(limit) +
                         " bytes (--max-stream-retained-bytes): ";
   const std::string* lowest_name = nullptr;
