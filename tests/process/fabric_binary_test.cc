@@ -33,7 +33,8 @@ TEST(FabricBinaryTest, HelpListsEveryOption) {
   std::string output;
   EXPECT_EQ(RunFabricBinary({"--help"}, &output), 0);
   for (const char* option : {"--listen", "--storage", "--data-dir", "--log-level", "--config",
-                             "--address-file", "--max-value-size", "--sync"}) {
+                             "--address-file", "--max-value-size",
+                             "--max-stream-retained-bytes", "--stream-write-wait-ms", "--sync"}) {
     EXPECT_THAT(output, HasSubstr(option));
   }
   EXPECT_THAT(output, HasSubstr("127.0.0.1:40400"));
@@ -53,6 +54,19 @@ TEST(FabricBinaryTest, BadLogLevelIsRejected) {
                             &output),
             2);
   EXPECT_THAT(output, HasSubstr("unknown log level 'chatty'"));
+}
+
+TEST(FabricBinaryTest, BadRetentionSettingsAreRejected) {
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:0",
+                             "--max-stream-retained-bytes", "0"},
+                            &output),
+            2);
+  EXPECT_THAT(output, HasSubstr("max_stream_retained_bytes"));
+  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:0"}, &output,
+                            {"PERPER_STREAM_WRITE_WAIT_MS=soon"}),
+            2);
+  EXPECT_THAT(output, HasSubstr("PERPER_STREAM_WRITE_WAIT_MS"));
 }
 
 TEST(FabricBinaryTest, ConfigFileErrorNamesFileLineAndKey) {

@@ -13,6 +13,20 @@ absl::StatusOr<Manifest> Parse(const std::string& text) {
   return ParseManifest(text, "app.yaml", "/apps/demo");
 }
 
+TEST(ManifestTest, ParsesTheFabricLimits) {
+  auto manifest = Parse(
+      "fabric:\n  max_value_size: 1024\n  max_stream_retained_bytes: 4096\n"
+      "  stream_write_wait_ms: 250\nagents:\n  A:\n    command: /bin/true\n");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->fabric.max_value_size, 1024u);
+  EXPECT_EQ(manifest->fabric.max_stream_retained_bytes, 4096u);
+  EXPECT_EQ(manifest->fabric.stream_write_wait_ms, 250u);
+  auto bad = Parse("fabric:\n  stream_write_wait_ms: soon\nagents:\n  A:\n    command: /bin/true\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("fabric.stream_write_wait_ms"), std::string::npos)
+      << bad.status();
+}
+
 TEST(ManifestTest, ParsesEveryKey) {
   setenv("PERPER_MANIFEST_TEST_DIR", "/opt/bin", 1);
   auto manifest = Parse(R"(name: demo

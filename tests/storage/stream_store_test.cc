@@ -206,7 +206,10 @@ TEST_P(StreamStoreDurabilityTest, ReopenKeepsItemsListenersCompletionAndOptions)
   ASSERT_TRUE(streams().CompleteStream("p", std::string("bad")).ok());
   Create("e", true);
   Write("e", {1});
+  const uint64_t retained = streams().ListStreams("e", 1)[0].retained_bytes;
+  EXPECT_GT(retained, 0u);
   Reopen();
+  EXPECT_EQ(streams().ListStreams("e", 1)[0].retained_bytes, retained);  // Counted on load.
   auto record = streams().GetStream("p");
   ASSERT_TRUE(record.ok()) << record.status();
   EXPECT_FALSE(record->ephemeral);
@@ -423,6 +426,48 @@ TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
   std::sort(all.begin(), all.end());
   EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
   EXPECT_EQ(StoredKeys("s").size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+TEST_P(StreamStoreTest, BoundedWriteRefusesPastTheRetentionLimitAndKeepsTheItems) {
+  Create("s", /*ephemeral=*/true);
+  ASSERT_TRUE(streams().MoveListener("s", "slow", 0).ok());
+  const size_t per_item = storage::RetainedBytes(std::string(100, 'v'));
+  const size_t limit = 3 * per_item;
+  for (int64_t key = 1; key <= 3; ++key) {
+    std::vector<ItemToWrite> items{ItemToWrite{key, std::string(100, 'v')}};
+    ASSERT_TRUE(streams().WriteItemsBounded("s", items, limit).ok()) << key;
+  }
+  EXPECT_EQ(streams().ListStreams("s", 1)[0].retained_bytes, limit);
+
+  std::vector<ItemToWrite> items{ItemToWrite{4, std::string(100, 'w')}};
+  auto refused = streams().WriteItemsBounded("s", items, limit);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("listener slow at position 0"), std::string::npos)
+      << refused.status();
+  ASSERT_EQ(items.size(), 1u);  // Left for a retry.
+  EXPECT_EQ(items[0].value, std::string(100, 'w'));
+  EXPECT_EQ(streams().ListStreams("s", 1)[0].item_count, 3u);
+
+  // Collection makes room, and the same items go through.
+  ASSERT_TRUE(streams().MoveListener("s", "slow", 2).ok());
+  EXPECT_EQ(streams().ListStreams("s", 1)[0].retained_bytes, 2 * per_item);
+  auto written = streams().WriteItemsBounded("s", items, limit);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(*written, std::vector<int64_t>{4});
+  EXPECT_EQ(streams().ListStreams("s", 1)[0].retained_bytes, limit);
+}
+
+TEST_P(StreamStoreTest, BoundedWriteTakesAnyItemIntoAnEmptyStreamAndIgnoresPersistentOnes) {
+  Create("e", /*ephemeral=*/true);
+  Create("p", /*ephemeral=*/false);
+  for (const char* id : {"e", "p"}) {
+    std::vector<ItemToWrite> big{ItemToWrite{1, std::string(1000, 'b')}};
+    EXPECT_TRUE(streams().WriteItemsBounded(id, big, 10).ok()) << id;
+  }
+  std::vector<ItemToWrite> more{ItemToWrite{2, "x"}};
+  EXPECT_EQ(streams().WriteItemsBounded("e", more, 10).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(streams().WriteItemsBounded("p", more, 10).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StreamStoreTest, AllBackends(), BackendName);

@@ -37,6 +37,7 @@ class FabricProcess {
   void Kill(int signal);
   int Wait();
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   // What the process wrote to stdout and stderr so far.
   std::string Log() const;
 

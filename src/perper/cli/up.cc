@@ -28,6 +28,8 @@ absl::StatusOr<fabric::FabricConfig> EmbeddedConfig(const scaler::FabricSpec& sp
   flags.data_dir = spec.data_dir;
   flags.log_level = spec.log_level;
   flags.max_value_size = spec.max_value_size;
+  flags.max_stream_retained_bytes = spec.max_stream_retained_bytes;
+  flags.stream_write_wait_ms = spec.stream_write_wait_ms;
   flags.sync = spec.sync;
   if (!flags.listen && !flags.config_file && std::getenv("PERPER_LISTEN") == nullptr) {
     flags.listen = "127.0.0.1:0";

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 
@@ -12,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "perper/common/logging.h"
+#include "perper/common/memory.h"
 #include "perper/common/status_macros.h"
 
 namespace perper::fabric {
@@ -38,8 +40,20 @@ absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
   return static_cast<size_t>(value);
 }
 
+absl::StatusOr<std::chrono::milliseconds> ParseMilliseconds(std::string_view text,
+                                                            std::string_view what) {
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value == 0 ||
+      value > 86'400'000) {
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": expected milliseconds, 1 to 86400000, got '" +
+                                      std::string(text) + "'");
+  }
+  return std::chrono::milliseconds(value);
+}
+
 // Applies the YAML file. Keys: listen, storage, data_dir, log_level, address_file,
-// max_value_size, max_open_calls, sync.
+// max_value_size, max_open_calls, max_stream_retained_bytes, stream_write_wait_ms, sync.
 absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
   YAML::Node root;
   try {
@@ -71,6 +85,12 @@ absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
       PERPER_ASSIGN_OR_RETURN(config.options.limits.max_value_bytes, ParseSize(text, where));
     } else if (key == "max_open_calls") {
       PERPER_ASSIGN_OR_RETURN(config.options.limits.max_open_calls, ParseSize(text, where));
+    } else if (key == "max_stream_retained_bytes") {
+      PERPER_ASSIGN_OR_RETURN(config.options.limits.max_stream_retained_bytes,
+                              ParseSize(text, where));
+    } else if (key == "stream_write_wait_ms") {
+      PERPER_ASSIGN_OR_RETURN(config.options.limits.stream_write_wait,
+                              ParseMilliseconds(text, where));
     } else if (key == "sync") {
       PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(text, where));
     } else {
@@ -93,6 +113,14 @@ absl::Status ApplyEnvironment(FabricConfig& config) {
   if (const char* v = Env("PERPER_MAX_OPEN_CALLS")) {
     PERPER_ASSIGN_OR_RETURN(config.options.limits.max_open_calls,
                             ParseSize(v, "PERPER_MAX_OPEN_CALLS"));
+  }
+  if (const char* v = Env("PERPER_MAX_STREAM_RETAINED_BYTES")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.limits.max_stream_retained_bytes,
+                            ParseSize(v, "PERPER_MAX_STREAM_RETAINED_BYTES"));
+  }
+  if (const char* v = Env("PERPER_STREAM_WRITE_WAIT_MS")) {
+    PERPER_ASSIGN_OR_RETURN(config.options.limits.stream_write_wait,
+                            ParseMilliseconds(v, "PERPER_STREAM_WRITE_WAIT_MS"));
   }
   if (const char* v = Env("PERPER_SYNC")) {
     PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(v, "PERPER_SYNC"));
@@ -123,6 +151,13 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
   app.add_option("--max-open-calls", flags.max_open_calls,
                  "Most long-lived calls (listen, reservation, waiting) held at once; more get "
                  "RESOURCE_EXHAUSTED [env PERPER_MAX_OPEN_CALLS, default 50000]");
+  app.add_option("--max-stream-retained-bytes", flags.max_stream_retained_bytes,
+                 "Bytes an ephemeral stream may hold that not every listener has passed; a "
+                 "write past it waits for the slowest listener [env "
+                 "PERPER_MAX_STREAM_RETAINED_BYTES, default 67108864]");
+  app.add_option("--stream-write-wait-ms", flags.stream_write_wait_ms,
+                 "How long such a write waits before RESOURCE_EXHAUSTED, in milliseconds [env "
+                 "PERPER_STREAM_WRITE_WAIT_MS, default 30000]");
   app.add_option("--sync", flags.sync,
                  "rocksdb: fsync each acknowledged write (false survives process crashes but "
                  "not power loss) [env PERPER_SYNC, default true]");
@@ -141,6 +176,12 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
   if (flags.address_file) config.address_file = *flags.address_file;
   if (flags.max_value_size) config.options.limits.max_value_bytes = *flags.max_value_size;
   if (flags.max_open_calls) config.options.limits.max_open_calls = *flags.max_open_calls;
+  if (flags.max_stream_retained_bytes) {
+    config.options.limits.max_stream_retained_bytes = *flags.max_stream_retained_bytes;
+  }
+  if (flags.stream_write_wait_ms) {
+    config.options.limits.stream_write_wait = std::chrono::milliseconds(*flags.stream_write_wait_ms);
+  }
   if (flags.sync) config.options.store.sync_writes = *flags.sync;
 
   const std::string& kind = config.options.store.kind;
@@ -158,6 +199,13 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
   if (config.options.limits.max_open_calls == 0) {
     return absl::InvalidArgumentError("max_open_calls: must be at least 1");
   }
+  if (config.options.limits.max_stream_retained_bytes == 0) {
+    return absl::InvalidArgumentError("max_stream_retained_bytes: must be positive");
+  }
+  if (config.options.limits.stream_write_wait <= std::chrono::milliseconds(0) ||
+      config.options.limits.stream_write_wait > std::chrono::hours(24)) {
+    return absl::InvalidArgumentError("stream_write_wait_ms: expected 1 to 86400000");
+  }
   return config;
 }
 
@@ -166,6 +214,7 @@ void BlockShutdownSignals() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
@@ -202,8 +251,16 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   int signal = 0;
-  sigwait(&signals, &signal);
+  // SIGUSR1 logs glibc's heap statistics (what is in use against what is only kept free),
+  // trims the heap and logs them again: that tells a leak from fragmentation in a running
+  // Fabric (benchmarks/chaos_main.cc uses it).
+  while (sigwait(&signals, &signal) == 0 && signal == SIGUSR1) {
+    PERPER_LOG_INFO(Logger::kFabric, "{}", HeapStats());
+    malloc_trim(0);
+    PERPER_LOG_INFO(Logger::kFabric, "after malloc_trim, {}", HeapStats());
+  }
   PERPER_LOG_INFO(Logger::kFabric, "received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
   // Listen calls never end on their own, so the grace period only serves calls that are about
   // to answer; the rest are cancelled when it ends and their clients reconnect.

@@ -35,6 +35,8 @@ struct FabricConfigFlags {
   std::optional<std::string> address_file;
   std::optional<size_t> max_value_size;
   std::optional<size_t> max_open_calls;
+  std::optional<size_t> max_stream_retained_bytes;
+  std::optional<size_t> stream_write_wait_ms;
   std::optional<bool> sync;
 };
 
@@ -44,8 +46,10 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags);
 // INVALID_ARGUMENT names the offending key (and the file and line for YAML errors).
 absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags);
 
-// Runs a Fabric until SIGINT or SIGTERM, then shuts it down gracefully. Returns the exit code.
-// REQUIRES: SIGINT and SIGTERM are blocked in every thread (call BlockShutdownSignals() first
+// Runs a Fabric until SIGINT or SIGTERM, then shuts it down gracefully; on SIGUSR1 it logs the
+// heap statistics (HeapStats in perper/common/memory.h), trims the heap and logs them again.
+// Returns the exit code.
+// REQUIRES: SIGINT, SIGTERM and SIGUSR1 are blocked in every thread (call BlockShutdownSignals() first
 // thing in main, before any thread starts).
 int RunFabricUntilSignalled(const FabricConfig& config);
 void BlockShutdownSignals();

@@ -2,14 +2,16 @@
 // What every Fabric service is built with, and the request checks they share.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
 
-#include "absl/status/status.h"
-#include "absl/time/time.h"
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/message.h>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
 
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/open_calls.h"
@@ -41,6 +43,12 @@ struct FabricLimits {
   // their sum, and its calls end (releasing reservations and transient listeners).
   absl::Duration keepalive_time = absl::Seconds(20);
   absl::Duration keepalive_timeout = absl::Seconds(10);
+  // What an ephemeral stream may retain (items that not every listener has passed), in bytes
+  // as storage::RetainedBytes counts them. A write past it is held until a listener moves.
+  size_t max_stream_retained_bytes = 64 * 1024 * 1024;
+  // How long such a write is held before it is answered RESOURCE_EXHAUSTED (less when the
+  // client's deadline comes first).
+  std::chrono::milliseconds stream_write_wait{30'000};
 };
 
 // Borrowed pointers; the FabricServer owns what they point to and outlives its services.

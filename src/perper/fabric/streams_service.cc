@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <limits>
@@ -11,6 +12,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <grpcpp/alarm.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -703,6 +706,231 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// The keys of written items into a WriteItems response (null for WriteItem).
+void FillKeys(const std::vector<int64_t>& keys, grpc2::StreamsWriteItemsResponse* response) {
+  if (response == nullptr) return;
+  response->mutable_keys()->Reserve(static_cast<int>(keys.size()));
+  for (int64_t key : keys)
+    response->add_keys(key);
+}
+
+// A WriteItem or WriteItems call. The write goes to the store at once. When the stream's
+// retention bound refuses it (a listener is behind), the call is held, without a thread, and
+// the write is retried on every listener change of the stream, until it fits, fails otherwise
+// (the stream was deleted or completed), the client cancels, or the wait allowed runs out
+// (--stream-write-wait-ms, or the client's deadline less a margin): then the answer is the
+// store's RESOURCE_EXHAUSTED, naming the listener that holds the stream back. So a slow
+// consumer slows its producers instead of making the Fabric keep everything.
+//
+// Concurrency: attempts run one at a time (attempting_, under mu_), inline or on the write
+// pool; a hint, the timer or a cancellation during an attempt asks for one more (again_).
+// Finish is called once, by the attempt that ends the call or by OnCancel when none runs, and
+// is the last thing that thread does with the reactor. Hints and the timer reach the reactor
+// through guards that OnDone closes before deleting it.
+class WriteReactor final : public grpc::ServerUnaryReactor {
+ public:
+  // `response` is null for WriteItem.
+  WriteReactor(const ServiceContext& context, grpc::CallbackServerContext* call,
+               std::string stream, std::vector<ItemToWrite> items,
+               grpc2::StreamsWriteItemsResponse* response)
+      : context_(context),
+        call_(call),
+        stream_(std::move(stream)),
+        items_(std::move(items)),
+        response_(response) {}
+
+  // Makes the first attempt; may finish the call before returning.
+  WriteReactor* Start() {
+    {
+      absl::MutexLock lock(&mu_);
+      attempting_ = true;
+    }
+    Dispatch();
+    return this;
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (finished_) return;
+      if (attempting_) {
+        again_ = true;  // The running attempt ends the call.
+        return;
+      }
+      finished_ = true;
+    }
+    Finish(ToGrpcStatus(absl::CancelledError("the write to stream " + stream_ +
+                                             " was cancelled while held")));
+  }
+
+  void OnDone() override {
+    if (subscriber_ != nullptr) subscriber_->Close();
+    subscription_.Reset();
+    if (timer_guard_ != nullptr) {
+      absl::MutexLock lock(&timer_guard_->mu);
+      timer_guard_->reactor = nullptr;
+    }
+    if (alarm_ != nullptr) alarm_->Cancel();
+    delete this;
+  }
+
+ private:
+  struct TimerGuard {
+    absl::Mutex mu;
+    WriteReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  enum class Next { kFinish, kRetry, kHold, kStartHolding };
+
+  void Dispatch() {
+    if (context_.writes == nullptr) {
+      Attempt();
+    } else {
+      context_.writes->Post([this] { Attempt(); });
+    }
+  }
+
+  // A listener change, or the timer (`give_up`): try again.
+  void Kick(bool give_up) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (give_up) give_up_ = true;
+      if (attempting_) {
+        again_ = true;
+        return;
+      }
+      attempting_ = true;
+    }
+    Dispatch();
+  }
+
+  void Attempt() {
+    for (;;) {
+      absl::StatusOr<std::vector<int64_t>> keys = context_.store->streams().WriteItemsBounded(
+          stream_, items_, context_.limits.max_stream_retained_bytes);
+      bool full = !keys.ok() && absl::IsResourceExhausted(keys.status());
+      Next next;
+      bool held;
+      {
+        absl::MutexLock lock(&mu_);
+        held = holding_;
+        if (!full || cancelled_ || give_up_) {
+          next = Next::kFinish;
+          finished_ = true;
+        } else if (!holding_) {
+          next = Next::kStartHolding;
+          holding_ = true;
+        } else if (again_) {
+          next = Next::kRetry;
+          again_ = false;
+        } else {
+          next = Next::kHold;
+          attempting_ = false;
+        }
+      }
+      switch (next) {
+        case Next::kRetry:
+          continue;
+        case Next::kHold:
+          return;
+        case Next::kStartHolding:
+          StartHolding();
+          continue;  // A listener may have moved before the subscription: try once more.
+        case Next::kFinish:
+          break;
+      }
+      absl::Status status = keys.status();
+      if (keys.ok()) {
+        FillKeys(*keys, response_);
+      } else if (full && held) {
+        auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - held_since_);
+        status = absl::ResourceExhaustedError(
+            std::string(status.message()) + "; the write was held " +
+            std::to_string(waited.count()) + " ms (at most " +
+            std::to_string(context_.limits.stream_write_wait.count()) +
+            " ms, --stream-write-wait-ms, or until shortly before the client's deadline)");
+      }
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+  }
+
+  // Subscribes to the stream's listener changes and sets the timer. Runs within an attempt.
+  void StartHolding() {
+    held_since_ = std::chrono::steady_clock::now();
+    subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
+      if (change.kind == Change::Kind::kListenerChanged ||
+          change.kind == Change::Kind::kStreamDeleted) {
+        Kick(/*give_up=*/false);
+      }
+    });
+    subscription_ = context_.hub->Subscribe(Topic::kStreamListeners, stream_, subscriber_);
+    // Answer a little before the client's deadline, so that it gets the reason rather than
+    // DEADLINE_EXCEEDED; at once when that leaves no time to wait.
+    constexpr auto kDeadlineMargin = std::chrono::milliseconds(100);
+    auto now = std::chrono::system_clock::now();
+    auto give_up_at = now + context_.limits.stream_write_wait;
+    auto deadline = call_->deadline();
+    if (deadline < give_up_at + kDeadlineMargin) give_up_at = deadline - kDeadlineMargin;
+    if (give_up_at <= now) {
+      absl::MutexLock lock(&mu_);
+      give_up_ = true;
+      return;
+    }
+    timer_guard_ = std::make_shared<TimerGuard>();
+    {
+      absl::MutexLock lock(&timer_guard_->mu);
+      timer_guard_->reactor = this;
+    }
+    alarm_ = std::make_unique<grpc::Alarm>();
+    alarm_->Set(give_up_at, [guard = timer_guard_](bool fired) {
+      if (!fired) return;
+      absl::MutexLock lock(&guard->mu);
+      if (guard->reactor != nullptr) guard->reactor->Kick(/*give_up=*/true);
+    });
+  }
+
+  const ServiceContext context_;
+  grpc::CallbackServerContext* const call_;
+  const std::string stream_;
+  std::vector<ItemToWrite> items_;  // Left intact by a refused attempt.
+  grpc2::StreamsWriteItemsResponse* const response_;
+  // Set by the first refused attempt, before the call can be woken; read by attempts only.
+  std::chrono::steady_clock::time_point held_since_;
+  std::shared_ptr<GuardedSubscriber> subscriber_;
+  ChangeHub::Subscription subscription_;
+  std::shared_ptr<TimerGuard> timer_guard_;
+  std::unique_ptr<grpc::Alarm> alarm_;
+
+  absl::Mutex mu_;
+  bool attempting_ ABSL_GUARDED_BY(mu_) = false;
+  bool again_ ABSL_GUARDED_BY(mu_) = false;
+  bool holding_ ABSL_GUARDED_BY(mu_) = false;
+  bool give_up_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Writes `items` for a WriteItem (`response` null) or WriteItems call. Inline (memory backend),
+// a write that fits is answered on the default reactor, as any unary call; only a refused one
+// gets a WriteReactor, which tries once more and holds the call.
+grpc::ServerUnaryReactor* WriteOrHold(const ServiceContext& context,
+                                      grpc::CallbackServerContext* call, const std::string& stream,
+                                      std::vector<ItemToWrite> items,
+                                      grpc2::StreamsWriteItemsResponse* response) {
+  if (context.writes == nullptr) {
+    absl::StatusOr<std::vector<int64_t>> keys = context.store->streams().WriteItemsBounded(
+        stream, items, context.limits.max_stream_retained_bytes);
+    if (!absl::IsResourceExhausted(keys.status())) {
+      if (keys.ok()) FillKeys(*keys, response);
+      return FinishUnary(call, keys.status());
+    }
+  }
+  return (new WriteReactor(context, call, stream, std::move(items), response))->Start();
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* StreamsService::Create(grpc::CallbackServerContext* call,
@@ -739,10 +967,7 @@ grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext*
   std::vector<ItemToWrite> items(1);
   items[0].key = *key;
   items[0].value = SerializeAny(request->value());
-  return AnswerUnary(context_.writes, call,
-                     [store = context_.store, stream, items = std::move(items)]() mutable {
-                       return store->streams().WriteItems(stream, std::move(items)).status();
-                     });
+  return WriteOrHold(context_, call, stream, std::move(items), nullptr);
 }
 
 grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext* call,
@@ -778,18 +1003,7 @@ grpc::ServerUnaryReactor* StreamsService::WriteItems(grpc::CallbackServerContext
       value.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(items[i].value.data()));
     }
   }
-  return AnswerUnary(
-      context_.writes, call,
-      [store = context_.store, stream, items = std::move(items), response]() mutable {
-        absl::StatusOr<std::vector<int64_t>> keys =
-            store->streams().WriteItems(stream, std::move(items));
-        if (keys.ok()) {
-          response->mutable_keys()->Reserve(static_cast<int>(keys->size()));
-          for (int64_t key : *keys)
-            response->add_keys(key);
-        }
-        return keys.status();
-      });
+  return WriteOrHold(context_, call, stream, std::move(items), response);
 }
 
 grpc::ServerWriteReactor<StreamsListenItemsResponse>* StreamsService::ListenItems(

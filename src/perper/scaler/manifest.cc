@@ -210,12 +210,21 @@ absl::Status ParseFabric(const Errors& errors, const std::string& dir, const YAM
       fabric.data_dir = Absolute(dir, text);
     } else if (key == "log_level") {
       fabric.log_level = text;
-    } else if (key == "max_value_size") {
+    } else if (key == "max_value_size" || key == "max_stream_retained_bytes" ||
+               key == "stream_write_wait_ms") {
       uint64_t size = 0;
       if (!absl::SimpleAtoi(text, &size) || size == 0) {
-        return errors.At(entry.second, where, "expected a positive number of bytes");
+        return errors.At(entry.second, where,
+                         key == "stream_write_wait_ms" ? "expected a positive number of ms"
+                                                       : "expected a positive number of bytes");
       }
-      fabric.max_value_size = size;
+      if (key == "max_value_size") {
+        fabric.max_value_size = size;
+      } else if (key == "max_stream_retained_bytes") {
+        fabric.max_stream_retained_bytes = size;
+      } else {
+        fabric.stream_write_wait_ms = size;
+      }
     } else if (key == "sync") {
       if (text == "true") {
         fabric.sync = true;

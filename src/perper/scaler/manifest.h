@@ -43,7 +43,7 @@ struct FabricSpec {
   std::string address;
   // Settings of the embedded Fabric: the keys of the Fabric's YAML config (docs/configuration.md).
   std::optional<std::string> config_file, listen, storage, data_dir, log_level;
-  std::optional<size_t> max_value_size;
+  std::optional<size_t> max_value_size, max_stream_retained_bytes, stream_write_wait_ms;
   std::optional<bool> sync;
 };
 

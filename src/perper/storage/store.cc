@@ -19,6 +19,11 @@ std::vector<std::string> ExecutionStore::ListExecutionIds(const ExecutionFilter&
   return ids;
 }
 
+absl::StatusOr<std::vector<int64_t>> StreamStore::WriteItemsBounded(
+    std::string_view stream, std::vector<ItemToWrite>& items, size_t max_retained_bytes) {
+  return WriteItems(stream, std::move(items));
+}
+
 absl::StatusOr<size_t> StreamStore::VisitItems(
     std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes,
     absl::FunctionRef<void(int64_t key, std::string_view value)> visit) {

@@ -22,6 +22,7 @@
 // Thread safety: every method of a Store is safe to call concurrently from any thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -150,6 +151,13 @@ struct ItemToWrite {
   std::string value;
 };
 
+// What an item counts against a stream's retention bound: its value and a fixed allowance for
+// its key and the engine's bookkeeping (measured at about 160 bytes an item in RSS).
+inline constexpr size_t kRetainedItemOverhead = 128;
+inline size_t RetainedBytes(std::string_view value) {
+  return value.size() + kRetainedItemOverhead;
+}
+
 struct ListenerRecord {
   std::string name;
   int64_t position = kPositionNotStarted;  // The last key processed.
@@ -159,6 +167,7 @@ struct ListenerRecord {
 struct StreamSummary {
   StreamRecord record;
   uint64_t item_count = 0;
+  uint64_t retained_bytes = 0;  // As WriteItemsBounded counts them (RetainedBytes).
   std::optional<int64_t> first_key;
   std::optional<int64_t> last_key;
   std::vector<ListenerRecord> listeners;
@@ -179,6 +188,17 @@ class StreamStore {
   // the batch); FAILED_PRECONDITION the stream is completed.
   virtual absl::StatusOr<std::vector<int64_t>> WriteItems(std::string_view stream,
                                                           std::vector<ItemToWrite> items) = 0;
+  // WriteItems under a bound on what an ephemeral stream retains (items kept because some
+  // listener has not passed them, counted as RetainedBytes): when the stream is ephemeral, holds
+  // items, and would hold more than `max_retained_bytes` with these, nothing is written, `items`
+  // is left as it was, and the status is RESOURCE_EXHAUSTED (which WriteItems never returns)
+  // naming the stream, the limit and the lowest listener with its position. A write into an
+  // empty stream always fits, so an item larger than the bound can still be written. On success
+  // the values are moved out of `items`. Persistent streams are not bounded. The default ignores
+  // the bound and forwards to WriteItems.
+  virtual absl::StatusOr<std::vector<int64_t>> WriteItemsBounded(std::string_view stream,
+                                                                 std::vector<ItemToWrite>& items,
+                                                                 size_t max_retained_bytes);
 
   // Stored items with key >= from_key in key order, at most `max_items` and stopping after the
   // item that reaches `max_bytes` (always at least one item when any is stored). NOT_FOUND when

@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "perper/common/memory.h"
 #include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
@@ -108,6 +109,7 @@ absl::Status StreamsEngine::Load() {
                             absl::MutexLock lock(&state.mu);
                             int64_t item_key = keys::DecodeInt64(suffix);
                             state.items.emplace(item_key, std::string(value));
+                            state.retained_bytes += RetainedBytes(value);
                             if (!state.last_key.has_value() || *state.last_key < item_key)
                               state.last_key = item_key;
                           });
@@ -204,6 +206,42 @@ absl::StatusOr<StreamRecord> StreamsEngine::GetStream(std::string_view stream) {
 
 absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view stream,
                                                                std::vector<ItemToWrite> items) {
+  return WriteItemsBounded(stream, items, std::numeric_limits<size_t>::max());
+}
+
+absl::Status StreamsEngine::RetentionFull(std::string_view stream, const StreamState& data,
+                                          size_t bytes, size_t limit) {
+  std::string message = "stream " + std::string(stream) + " retains " +
+                        std::to_string(data.retained_bytes) + " bytes in " +
+                        std::to_string(data.items.size()) +
+                        " items that not every listener has passed; writing " +
+                        std::to_string(bytes) +
+                        " more would pass its limit of " + std::to_string(limit) +
+                        " bytes (--max-stream-retained-bytes): ";
+  const std::string* lowest_name = nullptr;
+  int64_t lowest = 0;
+  for (const auto& [name, listener] : data.listeners) {
+    if (listener.position == kPositionTrigger) continue;
+    if (lowest_name == nullptr || listener.position < lowest) {
+      lowest_name = &name;
+      lowest = listener.position;
+    }
+  }
+  if (lowest_name != nullptr) {
+    message += "listener " + *lowest_name + " at position " +
+               (lowest == kPositionNotStarted ? std::string("not started")
+                                              : std::to_string(lowest)) +
+               " holds them back";
+  } else if (data.listeners.empty()) {
+    message += "the stream has no listener, so nothing is collected";
+  } else {
+    message += "its only listeners are triggers; items go at the next listener change";
+  }
+  return absl::ResourceExhaustedError(message);
+}
+
+absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
+    std::string_view stream, std::vector<ItemToWrite>& items, size_t max_retained_bytes) {
   std::shared_ptr<StreamState> state = Find(stream);
   if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
   std::vector<int64_t> written;
@@ -216,6 +254,15 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view 
                                            " is completed; no more items can be written");
     }
     if (items.empty()) return written;
+    size_t bytes = 0;
+    for (const ItemToWrite& item : items)
+      bytes += RetainedBytes(item.value);
+    // An empty stream takes any write, so an item larger than the bound still goes through.
+    if (state->record.ephemeral && !state->items.empty() &&
+        (state->retained_bytes > max_retained_bytes ||
+         bytes > max_retained_bytes - state->retained_bytes)) {
+      return RetentionFull(stream, *state, bytes, max_retained_bytes);
+    }
 
     // Pass 1: choose and check every key, so that the batch is all or nothing.
     written.reserve(items.size());
@@ -272,6 +319,7 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItems(std::string_view 
     for (size_t i = 0; i < items.size(); ++i) {
       state->items.emplace(written[i], std::move(items[i].value));
     }
+    state->retained_bytes += bytes;
     state->last_key = last;
     largest = *std::max_element(written.begin(), written.end());
   }
@@ -350,6 +398,7 @@ absl::Status StreamsEngine::CompleteStream(std::string_view stream,
 absl::StatusOr<bool> StreamsEngine::DeleteStream(std::string_view stream) {
   std::shared_ptr<StreamState> state = Find(stream);
   if (state == nullptr) return false;
+  size_t freed = 0;
   {
     absl::MutexLock lock(&state->mu);
     if (state->deleted) return false;
@@ -361,9 +410,12 @@ absl::StatusOr<bool> StreamsEngine::DeleteStream(std::string_view stream) {
     batch.DeleteRange(listeners, keys::PrefixEnd(listeners));
     PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
     state->deleted = true;
+    freed = state->retained_bytes;
     state->items.clear();
+    state->retained_bytes = 0;
     state->listeners.clear();
   }
+  NoteBulkFree(freed);
   {
     absl::MutexLock lock(&registry_mu_);
     auto it = streams_.find(std::string(stream));
@@ -414,14 +466,21 @@ StreamsEngine::Collection StreamsEngine::PlanCollection(std::string_view stream,
   return collection;
 }
 
-void StreamsEngine::ApplyCollection(StreamState& data, const Collection& collection) {
-  if (!collection.any) return;
+size_t StreamsEngine::ApplyCollection(StreamState& data, const Collection& collection) {
+  if (!collection.any) return 0;
+  size_t freed = 0;
   if (collection.all) {
+    freed = data.retained_bytes;
     data.items.clear();
   } else {
-    data.items.erase(data.items.begin(), data.items.lower_bound(collection.keep_from));
+    auto end = data.items.lower_bound(collection.keep_from);
+    for (auto it = data.items.begin(); it != end; ++it)
+      freed += RetainedBytes(it->second);
+    data.items.erase(data.items.begin(), end);
   }
+  data.retained_bytes -= freed;
   data.gc_floor = collection.new_floor;
+  return freed;
 }
 
 absl::StatusOr<ListenerRecord> StreamsEngine::RegisterListener(std::string_view stream,
@@ -457,6 +516,7 @@ absl::Status StreamsEngine::MoveListener(std::string_view stream, std::string_vi
   if (name.empty()) return absl::InvalidArgumentError("listener name must not be empty");
   std::shared_ptr<StreamState> state = Find(stream);
   if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  size_t freed = 0;
   {
     absl::MutexLock lock(&state->mu);
     if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
@@ -471,8 +531,9 @@ absl::Status StreamsEngine::MoveListener(std::string_view stream, std::string_vi
     } else {
       state->listeners.emplace(std::string(name), Listener{position, false});
     }
-    ApplyCollection(*state, collection);
+    freed = ApplyCollection(*state, collection);
   }
+  NoteBulkFree(freed);
   NotifyChange(Change::Kind::kListenerChanged, stream);
   return absl::OkStatus();
 }
@@ -480,6 +541,7 @@ absl::Status StreamsEngine::MoveListener(std::string_view stream, std::string_vi
 absl::StatusOr<bool> StreamsEngine::DeleteListener(std::string_view stream, std::string_view name) {
   std::shared_ptr<StreamState> state = Find(stream);
   if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  size_t freed = 0;
   {
     absl::MutexLock lock(&state->mu);
     if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
@@ -490,8 +552,9 @@ absl::StatusOr<bool> StreamsEngine::DeleteListener(std::string_view stream, std:
     Collection collection = PlanCollection(stream, *state, name, std::nullopt, batch);
     PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
     state->listeners.erase(it);
-    ApplyCollection(*state, collection);
+    freed = ApplyCollection(*state, collection);
   }
+  NoteBulkFree(freed);
   NotifyChange(Change::Kind::kListenerChanged, stream);
   return true;
 }
@@ -528,6 +591,7 @@ std::vector<StreamSummary> StreamsEngine::ListStreams(std::string_view prefix, s
     StreamSummary summary;
     summary.record = state->record;
     summary.item_count = state->items.size();
+    summary.retained_bytes = state->retained_bytes;
     if (!state->items.empty()) {
       summary.first_key = state->items.begin()->first;
       summary.last_key = state->items.rbegin()->first;

@@ -28,6 +28,11 @@
 // Persistent streams are never collected. Transient listeners (those of a live call) take part
 // in collection but are never journaled.
 //
+// Retention bound: WriteItemsBounded refuses a write that would make an ephemeral stream hold
+// more than a limit (RetainedBytes of its items), so a stalled listener cannot make the Fabric
+// keep everything; the service holds such a write until a listener moves. Bytes freed by
+// collection and deletion are reported to NoteBulkFree, so that glibc returns them.
+//
 // Thread safety: every method is safe to call concurrently; changes are reported to the
 // Notifier after every lock is released.
 #pragma once
@@ -63,6 +68,9 @@ class StreamsEngine final : public StreamStore {
   absl::StatusOr<StreamRecord> GetStream(std::string_view stream) override;
   absl::StatusOr<std::vector<int64_t>> WriteItems(std::string_view stream,
                                                   std::vector<ItemToWrite> items) override;
+  absl::StatusOr<std::vector<int64_t>> WriteItemsBounded(std::string_view stream,
+                                                         std::vector<ItemToWrite>& items,
+                                                         size_t max_retained_bytes) override;
   absl::StatusOr<std::vector<StreamItem>> ReadItems(std::string_view stream, int64_t from_key,
                                                     size_t max_items, size_t max_bytes) override;
   absl::StatusOr<size_t> VisitItems(
@@ -94,6 +102,7 @@ class StreamsEngine final : public StreamStore {
     std::optional<int64_t> last_key ABSL_GUARDED_BY(mu);  // Largest key ever written.
     std::optional<int64_t> gc_floor ABSL_GUARDED_BY(mu);  // Largest key ever collected.
     absl::btree_map<int64_t, std::string> items ABSL_GUARDED_BY(mu);
+    size_t retained_bytes ABSL_GUARDED_BY(mu) = 0;  // RetainedBytes of every stored item.
     absl::btree_map<std::string, Listener> listeners ABSL_GUARDED_BY(mu);
   };
 
@@ -111,9 +120,14 @@ class StreamsEngine final : public StreamStore {
   Collection PlanCollection(std::string_view stream, StreamState& data, std::string_view name,
                             std::optional<int64_t> position, JournalBatch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(data.mu);
-  // Applies a planned collection once its batch is committed.
-  static void ApplyCollection(StreamState& data, const Collection& collection)
+  // Applies a planned collection once its batch is committed; returns the bytes it freed (to
+  // report to NoteBulkFree once the lock is released).
+  static size_t ApplyCollection(StreamState& data, const Collection& collection)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(data.mu);
+  // RESOURCE_EXHAUSTED for a write of `bytes` that would pass `limit`, naming what holds the
+  // retained items back.
+  static absl::Status RetentionFull(std::string_view stream, const StreamState& data,
+                                    size_t bytes, size_t limit) ABSL_SHARED_LOCKS_REQUIRED(data.mu);
   void NotifyChange(Change::Kind kind, std::string_view stream, int64_t key = 0) const;
 
   Journal* const journal_;

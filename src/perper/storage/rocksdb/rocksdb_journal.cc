@@ -28,7 +28,13 @@ absl::StatusOr<std::unique_ptr<RocksDbJournal>> RocksDbJournal::Open(const std::
   rocksdb::Options options;
   options.create_if_missing = true;
   options.IncreaseParallelism(2);
-  options.OptimizeLevelStyleCompaction();
+  // Memtables hold every journaled item again, beside the engines' copy, until flushed. The
+  // default budget (512 MiB: 128 MiB memtables, flushed two at a time) let 256 MiB written
+  // behind a stalled listener raise RSS by 310 MiB though the stream held 32 MiB; the journal
+  // is only read at start-up, so small memtables cost little: 8 MiB each, flushed one by one.
+  options.OptimizeLevelStyleCompaction(32 << 20);
+  options.min_write_buffer_number_to_merge = 1;
+  options.max_write_buffer_number = 4;
   // Several threads' commits share one log write; the pipeline lets the next group start its
   // log write while the previous group applies to the memtable.
   options.enable_pipelined_write = true;
