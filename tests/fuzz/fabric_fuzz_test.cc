@@ -6,7 +6,7 @@
 //   hang           a unary call does not answer within 5 s (calls that wait by design excepted),
 //                  or a call does not end within 5 s of its cancellation;
 //   first-message  a client-streaming call without a parsable first message does not end with
-//                  INVALID_ARGUMENT within 5 s;
+//                  INVALID_ARGUMENT within 3 s;
 //   status-code    INTERNAL or UNKNOWN from the Fabric (UNKNOWN is a stream's failure on a
 //                  stream listen call; INTERNAL is gRPC's own answer to unparsable bytes);
 //   status-size    a status message over 1,024 bytes, or one so large that the client got gRPC's
@@ -18,7 +18,8 @@
 // PERPER_FUZZ_ITERATIONS (default: unbounded within the time), PERPER_FUZZ_CORPUS (default the
 // source tree's tests/fuzz/corpus), PERPER_FUZZ_SAVE_DIR (write each failing request there, as
 // a corpus file), PERPER_FUZZ_SKIP (comma-separated Service.Method names not to call, to look
-// past a known defect), PERPER_FUZZ_LOG_LEVEL (the Fabric's log level, default off).
+// past a known defect), PERPER_FUZZ_MAX_LONG (the longest long string, default 20000; lower it
+// to look past defects of long IDs), PERPER_FUZZ_LOG_LEVEL (the Fabric's log level, default off).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +51,8 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr milliseconds kAnswerWithin = seconds(5);
+// A call without a first message has nothing to wait for: the Fabric can answer at once.
+constexpr milliseconds kRejectWithin = seconds(3);
 constexpr size_t kMaxStatusMessage = 1024;
 constexpr size_t kMaxParked = 6;
 constexpr size_t kMaxPrintedFailures = 30;
@@ -61,6 +64,7 @@ struct FuzzConfig {
   std::string corpus_dir = PERPER_FUZZ_CORPUS_DIR;
   std::string save_dir;
   std::set<std::string> skip;
+  uint64_t max_long = 20000;
 };
 
 FuzzConfig ConfigFromEnv() {
@@ -76,6 +80,7 @@ FuzzConfig ConfigFromEnv() {
   number("PERPER_FUZZ_SECONDS", &seconds_value);
   config.duration = seconds(seconds_value);
   number("PERPER_FUZZ_ITERATIONS", &config.max_iterations);
+  number("PERPER_FUZZ_MAX_LONG", &config.max_long);
   if (const char* dir = std::getenv("PERPER_FUZZ_CORPUS")) config.corpus_dir = dir;
   if (const char* dir = std::getenv("PERPER_FUZZ_SAVE_DIR")) config.save_dir = dir;
   if (const char* skip = std::getenv("PERPER_FUZZ_SKIP")) {
@@ -152,7 +157,9 @@ class Fuzzer {
         backend_(std::move(backend)),
         gen_(config_.seed),
         channel_(fabric.NewChannel()),
-        stub_(channel_) {}
+        stub_(channel_) {
+    gen_.set_max_long(config_.max_long);
+  }
 
   void Run() {
     std::vector<MethodInfo> all = LoadMethods(config_.corpus_dir);
@@ -244,11 +251,13 @@ class Fuzzer {
     return request;
   }
 
-  // How long to wait for an answer: kAnswerWithin, or much less once this kind of failure has
+  // How long to wait for an answer: kAnswerWithin (kRejectWithin for a call without a first
+  // message), or much less once this kind of failure has
   // been seen (the run goes on looking for other defects instead of waiting on a known one).
   milliseconds Patience(const std::string& invariant, const MethodInfo& info) const {
     auto it = failures_.find(invariant + " " + info.name);
-    return it != failures_.end() ? milliseconds(300) : kAnswerWithin;
+    if (it != failures_.end()) return milliseconds(300);
+    return invariant == "first-message" ? kRejectWithin : kAnswerWithin;
   }
 
   void Unary(const MethodInfo& info, const Request& request) {
@@ -277,8 +286,12 @@ class Fuzzer {
     call->Write(request.bytes);
     call->WritesDone();
     if (IsFiniteStream(info)) {
-      std::optional<grpc::Status> status = call->Finish(Patience("hang", info));
-      if (!status.has_value()) return Fail("hang", info, "a finite stream did not end in 5 s");
+      milliseconds wait = Patience("hang", info);
+      std::optional<grpc::Status> status = call->Finish(wait);
+      if (!status.has_value()) {
+        return Fail("hang", info, absl::StrCat("a finite stream did not end in ", wait.count(),
+                                               " ms"));
+      }
       return CheckStatus(info, *status, request.parsable);
     }
     uint64_t roll = gen_.Below(100);
@@ -309,6 +322,7 @@ class Fuzzer {
                               " iteration=", iteration_, " ", info.name,
                               " [no first message: the client half-closed at once]");
       RecentCases::Record(current_);
+      request_ = nullptr;  // Nothing was sent: no corpus file to save.
       call->WritesDone();
       return ExpectInvalidArgument(info, *call);
     }
@@ -316,6 +330,8 @@ class Fuzzer {
       // An unparsable first message, the write side left open.
       std::string bytes = first.parsable ? gen_.Unparsable(*info.method->input_type()) : first.bytes;
       current_ += " [unparsable first message: " + Describe(nullptr, bytes, 200) + "]";
+      Request sent{nullptr, bytes, false};
+      request_ = &sent;  // What a corpus file should hold is what was sent.
       call->Write(bytes);
       return ExpectInvalidArgument(info, *call);
     }
@@ -358,10 +374,12 @@ class Fuzzer {
   }
 
   void ExpectInvalidArgument(const MethodInfo& info, RawCall& call) {
-    std::optional<grpc::Status> status = call.Finish(Patience("first-message", info));
+    milliseconds wait = Patience("first-message", info);
+    std::optional<grpc::Status> status = call.Finish(wait);
     if (!status.has_value()) {
       return Fail("first-message", info,
-                  "without a parsable first message the call did not end within 5 s");
+                  absl::StrCat("without a parsable first message the call did not end within ",
+                               wait.count(), " ms"));
     }
     if (status->error_code() != grpc::StatusCode::INVALID_ARGUMENT) {
       Fail("first-message", info,

@@ -181,7 +181,7 @@ std::string RequestGenerator::StringFor(const FD* field) {
   if (roll < 91) return RandomText(24);
   if (roll < 96) {
     // Long: up to about 20 KB (IDs over any sane limit, messages of every size).
-    std::string text(1000 + Below(19000), 'x');
+    std::string text(LongLength(), 'x');
     if (!kind.empty()) text = Id(kind) + text;
     return text;
   }
@@ -210,11 +210,11 @@ pb::Any RequestGenerator::RandomAny(int depth) {
     any.PackFrom(v);
   } else if (roll < 45) {
     pb::StringValue v;
-    v.set_value(Chance(10) ? std::string(1000 + Below(19000), 's') : RandomText(16));
+    v.set_value(Chance(10) ? std::string(LongLength(), 's') : RandomText(16));
     any.PackFrom(v);
   } else if (roll < 55) {
     pb::BytesValue v;
-    v.set_value(RandomBytes(Chance(10) ? 20000 : 32));
+    v.set_value(RandomBytes(Chance(10) ? max_long_ : 32));
     any.PackFrom(v);
   } else if (roll < 65) {
     // Null: an empty type URL.
@@ -271,7 +271,7 @@ void RequestGenerator::AddOrSet(pb::Message* message, const FD* field, int depth
   const bool repeated = field->is_repeated();
   switch (field->cpp_type()) {
     case FD::CPPTYPE_STRING: {
-      std::string value = field->type() == FD::TYPE_BYTES ? RandomBytes(Chance(5) ? 20000 : 40)
+      std::string value = field->type() == FD::TYPE_BYTES ? RandomBytes(Chance(5) ? max_long_ : 40)
                                                           : StringFor(field);
       repeated ? r->AddString(message, field, value) : r->SetString(message, field, value);
       break;

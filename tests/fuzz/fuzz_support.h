@@ -11,6 +11,7 @@
 //   std::optional<grpc::Status> status = call.Finish(std::chrono::seconds(6));
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -66,6 +67,10 @@ class RequestGenerator {
  public:
   explicit RequestGenerator(uint64_t seed) : rng_(seed) {}
 
+  // The longest "long" string or bytes value generated (default about 20 KB). A smaller cap
+  // looks past defects that only long IDs trigger.
+  void set_max_long(size_t bytes) { max_long_ = std::max<size_t>(bytes, 1); }
+
   uint64_t Next() { return rng_(); }
   // A number in [0, n); n > 0.
   uint64_t Below(uint64_t n) { return rng_() % n; }
@@ -98,8 +103,10 @@ class RequestGenerator {
                 int depth);
   std::string StringFor(const google::protobuf::FieldDescriptor* field);
   int64_t IntFor(const google::protobuf::FieldDescriptor* field);
+  size_t LongLength() { return std::min<size_t>(1000 + Below(19000), max_long_); }
 
   std::mt19937_64 rng_;
+  size_t max_long_ = 20000;
 };
 
 // One call over the generic API, driven step by step on its own completion queue. Each step
