@@ -29,13 +29,14 @@
 #include <map>
 #include <mutex>
 
-#include <google/protobuf/stubs/logging.h>
-#include <google/protobuf/text_format.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/text_format.h>
+
 #include "perper/common/logging.h"
+
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/support/fabric_fixture.h"
 
@@ -106,7 +107,9 @@ class RecentCases {
     ++next;
   }
   static void PrintRecent() {
-    std::fprintf(stderr, "\n=== fuzz: the last cases sent before the crash (oldest first) ===\n");
+    std::fprintf(
+        stderr,
+        "\n=== fuzz: the last cases sent before this sanitizer report (oldest first) ===\n");
     for (int round = 0; round < kCount; ++round) {
       int oldest = -1;
       for (int i = 0; i < kCount; ++i) {
@@ -137,7 +140,8 @@ struct Request {
 };
 
 bool IsStreamListen(const MethodInfo& info) {
-  return info.name == "FabricStreams.ListenItems" || info.name == "FabricStreams.ListenItemsAndMove";
+  return info.name == "FabricStreams.ListenItems" ||
+         info.name == "FabricStreams.ListenItemsAndMove";
 }
 
 // Server-streaming calls that end by themselves once they have sent what exists.
@@ -171,7 +175,9 @@ class Fuzzer {
     ASSERT_EQ(services.size(), ServiceNames().size()) << "a grpc2 service is not linked in";
     ASSERT_FALSE(methods_.empty());
     size_t corpus_files = 0;
-    for (const MethodInfo& info : methods_) corpus_files += info.corpus.size() + info.raw_corpus.size();
+    for (const MethodInfo& info : methods_) {
+      corpus_files += info.corpus.size() + info.raw_corpus.size();
+    }
     std::fprintf(stderr, "fuzz: backend=%s seed=%llu seconds=%lld methods=%zu corpus files=%zu\n",
                  backend_.c_str(), static_cast<unsigned long long>(config_.seed),
                  static_cast<long long>(config_.duration.count() / 1000), methods_.size(),
@@ -185,7 +191,8 @@ class Fuzzer {
       iteration_ = iteration;
       OneCase();
     }
-    while (!parked_.empty()) CloseParked(0);
+    while (!parked_.empty())
+      CloseParked(0);
     worker.reset();
     std::fprintf(stderr, "fuzz: backend=%s seed=%llu ran %llu iterations, %zu failures\n",
                  backend_.c_str(), static_cast<unsigned long long>(config_.seed),
@@ -289,8 +296,8 @@ class Fuzzer {
       milliseconds wait = Patience("hang", info);
       std::optional<grpc::Status> status = call->Finish(wait);
       if (!status.has_value()) {
-        return Fail("hang", info, absl::StrCat("a finite stream did not end in ", wait.count(),
-                                               " ms"));
+        return Fail("hang", info,
+                    absl::StrCat("a finite stream did not end in ", wait.count(), " ms"));
       }
       return CheckStatus(info, *status, request.parsable);
     }
@@ -328,18 +335,22 @@ class Fuzzer {
     }
     if (roll < 20 || !first.parsable) {
       // An unparsable first message, the write side left open.
-      std::string bytes = first.parsable ? gen_.Unparsable(*info.method->input_type()) : first.bytes;
+      std::string bytes =
+          first.parsable ? gen_.Unparsable(*info.method->input_type()) : first.bytes;
       current_ += " [unparsable first message: " + Describe(nullptr, bytes, 200) + "]";
       Request sent{nullptr, bytes, false};
       request_ = &sent;  // What a corpus file should hold is what was sent.
       call->Write(bytes);
       return ExpectInvalidArgument(info, *call);
     }
-    call->Write(first.bytes);
-    uint64_t more = gen_.Below(5);
-    for (uint64_t i = 0; i < more; ++i) {
-      Request next = MakeRequest(info);
-      if (!next.parsable) continue;  // A later unparsable message is covered by the raw cases.
+    // Everything random is drawn before anything is sent, so that the sequence a seed gives
+    // does not depend on how the Fabric answers.
+    std::vector<Request> more(gen_.Below(5));
+    std::vector<bool> read_after(more.size());
+    for (size_t i = 0; i < more.size(); ++i) {
+      more[i] = MakeRequest(info);
+      read_after[i] = gen_.Chance(50);
+      Request& next = more[i];
       if (next.message != nullptr && gen_.Chance(70)) {
         // Later messages mostly carry only what later messages are for.
         const pb::Descriptor* type = next.message->GetDescriptor();
@@ -351,9 +362,13 @@ class Fuzzer {
         }
         next.bytes = next.message->SerializeAsString();
       }
-      current_ += " then " + Describe(next.message.get(), next.bytes, 300);
-      if (call->Write(next.bytes) != RawCall::Outcome::kOk) break;
-      if (gen_.Chance(50)) call->Read(nullptr, milliseconds(50));
+    }
+    call->Write(first.bytes);
+    for (size_t i = 0; i < more.size(); ++i) {
+      if (!more[i].parsable) continue;  // A later unparsable message is left to the raw cases.
+      current_ += " then " + Describe(more[i].message.get(), more[i].bytes, 300);
+      if (call->Write(more[i].bytes) != RawCall::Outcome::kOk) break;
+      if (read_after[i]) call->Read(nullptr, milliseconds(50));
     }
     RecentCases::Record(current_);
     roll = gen_.Below(100);
@@ -404,8 +419,8 @@ class Fuzzer {
     Parked parked = std::move(parked_[index]);
     parked_.erase(parked_.begin() + static_cast<std::ptrdiff_t>(index));
     std::string saved = std::move(current_);
-    current_ = parked.description + " [parked, closed at iteration " +
-               std::to_string(iteration_) + "]";
+    current_ =
+        parked.description + " [parked, closed at iteration " + std::to_string(iteration_) + "]";
     if (gen_.Chance(50)) {
       for (int i = 0; i < 3; ++i) {
         if (parked.call->Read(nullptr, milliseconds(20)) != RawCall::Outcome::kOk) break;
@@ -437,8 +452,8 @@ class Fuzzer {
       Fail("status-size", info, "the status did not reach the client: " + StatusText(status));
     } else if (status.error_message().size() > kMaxStatusMessage) {
       Fail("status-size", info,
-           absl::StrCat("a status message of ", status.error_message().size(), " bytes: ",
-                        StatusText(status)));
+           absl::StrCat("a status message of ", status.error_message().size(),
+                        " bytes: ", StatusText(status)));
     }
   }
 
@@ -460,8 +475,8 @@ class Fuzzer {
     std::string key = invariant + " " + info.name;
     std::string text = absl::StrCat("[", invariant, "] ", info.name, ": ", detail,
                                     "\n  reproduce: PERPER_FUZZ_SEED=", config_.seed,
-                                    " PERPER_FUZZ_ITERATIONS=", iteration_ + 1,
-                                    " (backend ", backend_, ")\n  ", current_);
+                                    " PERPER_FUZZ_ITERATIONS=", iteration_ + 1, " (backend ",
+                                    backend_, ")\n  ", current_);
     if (failure_count_ <= kMaxPrintedFailures) std::fprintf(stderr, "%s\n", text.c_str());
     auto [it, inserted] = failures_.try_emplace(key, text, 0);
     ++it->second.second;

@@ -63,7 +63,8 @@ class FabricScenariosTest : public FabricTest {
         Introspection()->ListInstances(Context(kAnswerWithin).get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     std::vector<std::string> ids;
-    for (const auto& instance : response.instances()) ids.push_back(instance.instance());
+    for (const auto& instance : response.instances())
+      ids.push_back(instance.instance());
     return ids;
   }
 
@@ -246,7 +247,8 @@ TEST_P(FabricScenariosTest, StateDeletedWhileOthersWriteTheSameName) {
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (std::thread& thread : threads)
+    thread.join();
   EXPECT_EQ(failures.load(), 0);
 }
 

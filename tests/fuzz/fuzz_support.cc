@@ -8,14 +8,14 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "perper/grpc2/descriptors.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
@@ -29,9 +29,9 @@ using FD = pb::FieldDescriptor;
 
 const std::vector<std::string>& ServiceNames() {
   static const auto* names = new std::vector<std::string>{
-      "perper.grpc2.FabricExecutions",       "perper.grpc2.FabricInstances",
-      "perper.grpc2.FabricStreams",          "perper.grpc2.FabricStatesDictionary",
-      "perper.grpc2.FabricStatesList",       "perper.grpc2.FabricProtobufDescriptors",
+      "perper.grpc2.FabricExecutions",   "perper.grpc2.FabricInstances",
+      "perper.grpc2.FabricStreams",      "perper.grpc2.FabricStatesDictionary",
+      "perper.grpc2.FabricStatesList",   "perper.grpc2.FabricProtobufDescriptors",
       "perper.grpc2.FabricIntrospection"};
   return *names;
 }
@@ -97,7 +97,8 @@ std::vector<MethodInfo> LoadMethods(const std::string& corpus_dir) {
       info.name = absl::StrCat(service->name(), ".", info.method->name());
       info.path = absl::StrCat("/", service->full_name(), "/", info.method->name());
       const std::string& m = info.method->name();
-      info.waits = m == "GetResult" || m == "WaitForListener" || service->name() == "FabricInstances";
+      info.waits =
+          m == "GetResult" || m == "WaitForListener" || service->name() == "FabricInstances";
       std::filesystem::path dir = std::filesystem::path(corpus_dir) / info.name;
       std::error_code error;
       if (!corpus_dir.empty() && std::filesystem::is_directory(dir, error)) {
@@ -162,14 +163,16 @@ std::string RequestGenerator::RandomText(size_t max_length) {
   static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_./:{}";
   size_t length = Below(max_length + 1);
   std::string text(length, 'a');
-  for (char& c : text) c = kChars[Below(sizeof(kChars) - 1)];
+  for (char& c : text)
+    c = kChars[Below(sizeof(kChars) - 1)];
   return text;
 }
 
 std::string RequestGenerator::RandomBytes(size_t max_length) {
   size_t length = Below(max_length + 1);
   std::string bytes(length, '\0');
-  for (char& c : bytes) c = static_cast<char>(Below(256));
+  for (char& c : bytes)
+    c = static_cast<char>(Below(256));
   return bytes;
 }
 
@@ -260,7 +263,8 @@ void RequestGenerator::Fill(pb::Message* message, int depth) {
 void RequestGenerator::SetField(pb::Message* message, const FD* field, int depth) {
   if (field->is_repeated()) {
     uint64_t count = Chance(85) ? Below(4) : Below(12);
-    for (uint64_t i = 0; i < count; ++i) AddOrSet(message, field, depth);
+    for (uint64_t i = 0; i < count; ++i)
+      AddOrSet(message, field, depth);
   } else {
     AddOrSet(message, field, depth);
   }
@@ -460,7 +464,8 @@ RawCall::Outcome RawCall::Read(std::string* bytes, std::chrono::milliseconds wai
     std::vector<grpc::Slice> slices;
     read_buffer_.Dump(&slices);
     bytes->clear();
-    for (const auto& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    for (const auto& s : slices)
+      bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   return outcome;
 }
@@ -515,9 +520,11 @@ ExecutionWorker::~ExecutionWorker() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    for (grpc::ClientContext* context : contexts_) context->TryCancel();
+    for (grpc::ClientContext* context : contexts_)
+      context->TryCancel();
   }
-  for (std::thread& t : threads_) t.join();
+  for (std::thread& t : threads_)
+    t.join();
 }
 
 void ExecutionWorker::Serve(const std::string& agent, uint64_t seed) {

@@ -23,13 +23,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
-#include "absl/synchronization/mutex.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 
 namespace perper::testing::fuzz {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "perper/common/values.h"
+
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -63,10 +64,13 @@ class StatesStressTest : public StoreTest {
     const std::string name = kSharedNames[rng() % std::size(kSharedNames)];
     const int64_t key = static_cast<int64_t>(rng() % 16);
     switch (rng() % 12) {
-      case 0: return states().CreateDictionary(name);
+      case 0:
+        return states().CreateDictionary(name);
       case 1:
-      case 2: return Set(name, key, thread);
-      case 3: return states().DeleteDictionary(name, /*keep_cache=*/rng() % 2 == 0);
+      case 2:
+        return Set(name, key, thread);
+      case 3:
+        return states().DeleteDictionary(name, /*keep_cache=*/rng() % 2 == 0);
       case 4: {
         // Listing and counting race with writers; a listing is never larger than the key space.
         size_t listed = states().ListDictionary(name).size();
@@ -76,11 +80,15 @@ class StatesStressTest : public StoreTest {
         }
         return absl::OkStatus();
       }
-      case 5: return states().CreateList(name);
+      case 5:
+        return states().CreateList(name);
       case 6:
-      case 7: return Push(name, thread, rng() % 2 == 0);
-      case 8: return Pop(name, rng() % 2 == 0).status();
-      case 9: return states().DeleteList(name, /*keep_cache=*/rng() % 2 == 0);
+      case 7:
+        return Push(name, thread, rng() % 2 == 0);
+      case 8:
+        return Pop(name, rng() % 2 == 0).status();
+      case 9:
+        return states().DeleteList(name, /*keep_cache=*/rng() % 2 == 0);
       case 10: {
         states().LocateInList(name, V(thread));
         states().ListList(name);
@@ -119,7 +127,8 @@ class StatesStressTest : public StoreTest {
     if (uint64_t n = states().CountDictionary(dictionary); n != keys + carried) {
       return fail("the count of " + dictionary, n, keys + carried);
     }
-    if (uint64_t n = states().CountList(list); n != keys) return fail("the count of " + list, n, keys);
+    if (uint64_t n = states().CountList(list); n != keys)
+      return fail("the count of " + list, n, keys);
     if (uint64_t n = states().ListDictionary(dictionary).size(); n != keys + carried) {
       return fail("the listing of " + dictionary, n, keys + carried);
     }
@@ -165,7 +174,8 @@ TEST_P(StatesStressTest, ManyThreadsChurnTheSameNames) {
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (std::thread& thread : threads)
+    thread.join();
   ASSERT_EQ(failed_threads.load(), 0);
 
   // Quiescent: every count agrees with its listing, and the owned names hold what their last
@@ -181,7 +191,8 @@ TEST_P(StatesStressTest, ManyThreadsChurnTheSameNames) {
   if (!IsDurable()) return;
   // What was acknowledged survives a reopen.
   std::vector<uint64_t> shared_counts;
-  for (const char* name : kSharedNames) shared_counts.push_back(states().CountDictionary(name));
+  for (const char* name : kSharedNames)
+    shared_counts.push_back(states().CountDictionary(name));
   Reopen();
   for (size_t i = 0; i < std::size(kSharedNames); ++i) {
     EXPECT_EQ(states().CountDictionary(kSharedNames[i]), shared_counts[i]) << kSharedNames[i];
@@ -215,7 +226,8 @@ TEST_P(StatesStressTest, DeleteWithoutKeepingTheCacheWhileOthersWrite) {
       }
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (std::thread& thread : threads)
+    thread.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_LE(states().CountDictionary("churn"), 8u);
   EXPECT_EQ(states().CountDictionary("churn"), states().ListDictionary("churn").size());
