@@ -18,5 +18,11 @@ for arg in "$@"; do
   esac
 done
 
+# Compiler cache: paths are hashed relative to the checkout, so another clone of the same code
+# (CI's) reuses what this one compiled.
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+  cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
 cmake -S "$root" -B "$build_dir" "${cmake_args[@]}" >/dev/null
 ninja -C "$build_dir" "${targets[@]}"

@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libasio-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   nlohmann-json3-dev librocksdb-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev valgrind ccache
   redis-server
   python3-grpcio python3-protobuf python3-pytest
 )
