@@ -137,11 +137,12 @@ TEST_P(StreamsTest, WriteItemsIsAtomicAndReturnsTheKeys) {
   EXPECT_GT(response.keys(2), response.keys(1));
   EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{10, response.keys(1), response.keys(2)}));
 
-  // One duplicate spoils the whole batch.
+  // One conflicting key spoils the whole batch.
   grpc2::StreamsWriteItemsRequest bad;
   bad.mutable_stream()->set_stream("s");
   bad.add_items()->set_key(20);
   bad.add_items()->set_key(10);
+  *bad.mutable_items(1)->mutable_value() = Int64Value(10);  // Key 10 holds no value.
   grpc2::StreamsWriteItemsResponse bad_response;
   grpc::Status status = stub->WriteItems(Context().get(), bad, &bad_response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
@@ -344,6 +345,36 @@ TEST_P(StreamsDurabilityTest, ItemsListenersAndCompletionSurviveARestart) {
   EXPECT_EQ(listen.NextKeys(2), (std::vector<int64_t>{2, 3}));
   EXPECT_TRUE(listen.Finish().ok());
   EXPECT_EQ(Complete(*stub, "s").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// A producer that runs again rewrites the keys it wrote before with the same values: accepted,
+// and a listener receives each key exactly once, whether the stream is persistent or ephemeral
+// (there, the rewritten keys were collected already), and after the stream completed.
+TEST_P(StreamsTest, AReRunProducerRewritesItsKeysAndEachIsDeliveredOnce) {
+  auto stub = Streams();
+  for (bool ephemeral : {false, true}) {
+    const std::string stream = ephemeral ? "ephemeral" : "persistent";
+    ASSERT_TRUE(CreateStream(*stub, stream, ephemeral).ok());
+    Listen listen(*stub, ListenRequest(stream, 0, "consumer"));
+    ASSERT_TRUE(WriteKeys(*stub, stream, {1, 2, 3}).ok());
+    EXPECT_EQ(listen.NextKeys(3), (std::vector<int64_t>{1, 2, 3})) << stream;
+    ASSERT_TRUE(MoveListener(*stub, stream, "consumer", 3).ok());  // Collects 1 and 2.
+    // The re-run: every key again, then the rest.
+    for (int64_t key : {1, 2, 3}) {
+      grpc::Status status = WriteItem(*stub, stream, key, Int64Value(key));
+      EXPECT_TRUE(status.ok()) << stream << " key " << key << ": " << Message(status);
+    }
+    ASSERT_TRUE(WriteKeys(*stub, stream, {1, 2, 3, 4, 5}).ok()) << stream;
+    ASSERT_TRUE(Complete(*stub, stream).ok());
+    EXPECT_TRUE(WriteKeys(*stub, stream, {4, 5}).ok()) << stream;  // Replays after completion.
+    grpc::Status status = listen.Finish();
+    EXPECT_TRUE(status.ok()) << Message(status);
+    EXPECT_EQ(listen.extra_keys(), (std::vector<int64_t>{4, 5})) << stream;
+    // A different value under a used key is still refused, naming stream and key.
+    grpc::Status conflict = WriteItem(*stub, stream, 5, Int64Value(50));
+    EXPECT_EQ(conflict.error_code(), grpc::StatusCode::ALREADY_EXISTS) << stream;
+    EXPECT_THAT(Message(conflict), HasSubstr("key 5 of stream " + stream));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StreamsTest, AllBackends(), BackendName);

@@ -44,6 +44,11 @@ size_t RssBytes(pid_t pid) {
 class StreamMemoryTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(StreamMemoryTest, RssStaysNearTheBoundAndDropsAfterTheDrain) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer, RSS is mostly its shadow memory and the quarantine of freed blocks:
+  // it says nothing about what the Fabric keeps. The ordinary build runs this test.
+  GTEST_SKIP() << "RSS is not the Fabric's under AddressSanitizer";
+#endif
   TempDir data;
   FabricProcess fabric({"--storage", GetParam(), "--data-dir", data.path() + "/db", "--sync",
                         "false", "--max-stream-retained-bytes", std::to_string(kLimit),

@@ -249,39 +249,34 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
   {
     absl::MutexLock lock(&state->mu);
     if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
-    if (state->record.completed) {
-      return absl::FailedPreconditionError("stream " + std::string(stream) +
-                                           " is completed; no more items can be written");
-    }
     if (items.empty()) return written;
-    size_t bytes = 0;
-    for (const ItemToWrite& item : items)
-      bytes += RetainedBytes(item.value);
-    // An empty stream takes any write, so an item larger than the bound still goes through.
-    if (state->record.ephemeral && !state->items.empty() &&
-        (state->retained_bytes > max_retained_bytes ||
-         bytes > max_retained_bytes - state->retained_bytes)) {
-      return RetentionFull(stream, *state, bytes, max_retained_bytes);
-    }
 
-    // Pass 1: choose and check every key, so that the batch is all or nothing.
+    // Pass 1: choose and check every key, so that the batch is all or nothing. An explicit key
+    // that already holds the same bytes, or that garbage collection has passed, is a replay of
+    // a write that happened: it is answered with its key and changes nothing.
     written.reserve(items.size());
+    std::vector<bool> replayed(items.size(), false);
+    size_t fresh = 0;
+    size_t bytes = 0;
     std::optional<int64_t> last = state->last_key;
     bool any_explicit = false;
-    for (const ItemToWrite& item : items) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      const ItemToWrite& item = items[i];
       int64_t key;
       if (item.key.has_value()) {
         any_explicit = true;
         key = *item.key;
-        if (state->items.contains(key)) {
-          return absl::AlreadyExistsError("key " + std::to_string(key) + " of stream " +
-                                          std::string(stream) + " already exists");
-        }
-        if (state->gc_floor.has_value() && key <= *state->gc_floor) {
-          return absl::AlreadyExistsError(
-              "key " + std::to_string(key) + " of stream " + std::string(stream) +
-              " is at or below " + std::to_string(*state->gc_floor) +
-              ", the largest key already collected (used, and passed by every listener)");
+        if (auto stored = state->items.find(key); stored != state->items.end()) {
+          if (stored->second != item.value) {
+            return absl::AlreadyExistsError("key " + std::to_string(key) + " of stream " +
+                                            ShortId(stream) +
+                                            " already holds a different value");
+          }
+          replayed[i] = true;
+        } else if (state->gc_floor.has_value() && key <= *state->gc_floor) {
+          // Every listener has passed it and it was collected: nothing can receive it again,
+          // and what it held is gone, so a replay cannot be told from a conflict here.
+          replayed[i] = true;
         }
       } else {
         if (last.has_value() && *last == std::numeric_limits<int64_t>::max()) {
@@ -290,7 +285,11 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
         }
         key = last.has_value() ? std::max(NowTicks(), *last + 1) : NowTicks();
       }
-      if (!last.has_value() || *last < key) last = key;
+      if (!replayed[i]) {
+        if (!last.has_value() || *last < key) last = key;
+        bytes += RetainedBytes(item.value);
+        ++fresh;
+      }
       written.push_back(key);
     }
     // Auto keys strictly increase, so only an explicit key can be used twice in a batch.
@@ -303,11 +302,25 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
                                         std::string(stream) + " is used twice in the batch");
       }
     }
+    if (fresh == 0) return written;  // Only replays: nothing to store, nobody to wake.
+    // A completed stream still answers replays, so a producer re-run after it completed the
+    // stream can run through again.
+    if (state->record.completed) {
+      return absl::FailedPreconditionError("stream " + std::string(stream) +
+                                           " is completed; no more items can be written");
+    }
+    // An empty stream takes any write, so an item larger than the bound still goes through.
+    if (state->record.ephemeral && !state->items.empty() &&
+        (state->retained_bytes > max_retained_bytes ||
+         bytes > max_retained_bytes - state->retained_bytes)) {
+      return RetentionFull(stream, *state, bytes, max_retained_bytes);
+    }
 
     // Pass 2: journal, then apply.
     if (journal_ != nullptr) {
       JournalBatch batch;
       for (size_t i = 0; i < items.size(); ++i) {
+        if (replayed[i]) continue;
         batch.Put(keys::CompositeInt(keys::kItem, stream, written[i]), items[i].value);
       }
       if (last != state->last_key) {
@@ -316,12 +329,14 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
       }
       PERPER_RETURN_IF_ERROR(journal_->Commit(batch));
     }
+    largest = std::numeric_limits<int64_t>::min();
     for (size_t i = 0; i < items.size(); ++i) {
+      if (replayed[i]) continue;
       state->items.emplace(written[i], std::move(items[i].value));
+      largest = std::max(largest, written[i]);
     }
     state->retained_bytes += bytes;
     state->last_key = last;
-    largest = *std::max_element(written.begin(), written.end());
   }
   NotifyChange(Change::Kind::kStreamItemsWritten, stream, largest);
   return written;

@@ -14,9 +14,11 @@
 //
 // Keys. An auto key is max(NowTicks(), last_key + 1), where last_key is the largest key ever
 // written to the stream (kept across garbage collection and restarts), so auto keys strictly
-// increase per stream. An explicit key that is stored, or that is at or below the stream's GC
-// floor (the largest key garbage collection ever removed: such a key was used, or was passed by
-// every listener), is ALREADY_EXISTS.
+// increase per stream. Writing an explicit key again is a replay when it holds the same bytes
+// (answered with its key, nothing stored, nobody woken; in a completed stream too), and
+// ALREADY_EXISTS when it holds different ones. A key at or below the stream's GC floor (the
+// largest key garbage collection ever removed: every listener passed it) is a replay too: what
+// it held is gone, so a replay cannot be told from a conflict there.
 //
 // Ephemeral garbage collection runs when a listener of an ephemeral stream moves or is deleted,
 // never on a write: an item is kept until every listener has passed it. It deletes every item
