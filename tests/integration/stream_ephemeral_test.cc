@@ -155,11 +155,20 @@ TEST_P(StreamEphemeralTest, ManyWritersAndListenersSeeEveryItemOnceInKeyOrder) {
   }));
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
+  absl::Mutex failure_mu;
+  std::string first_failure;
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
       auto writer = grpc2::FabricStreams::NewStub(fabric().NewChannel());
       for (int i = 0; i < per_writer; ++i) {
-        if (!WriteItem(*writer, "c", std::nullopt, Int64Value(w * 100000 + i)).ok()) ++failures;
+        grpc::Status status = WriteItem(*writer, "c", std::nullopt, Int64Value(w * 100000 + i));
+        if (status.ok()) continue;
+        ++failures;
+        absl::MutexLock lock(&failure_mu);
+        if (first_failure.empty()) {
+          first_failure = "writer " + std::to_string(w) + " item " + std::to_string(i) + ": " +
+                          std::to_string(status.error_code()) + " " + status.error_message();
+        }
       }
     });
   }
@@ -182,7 +191,7 @@ TEST_P(StreamEphemeralTest, ManyWritersAndListenersSeeEveryItemOnceInKeyOrder) {
     t.join();
   for (auto& t : readers)
     t.join();
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(failures.load(), 0) << first_failure;
   for (int l = 0; l < kListeners; ++l) {
     ASSERT_EQ(keys[l].size(), static_cast<size_t>(total)) << "listener " << l;
     EXPECT_TRUE(std::is_sorted(keys[l].begin(), keys[l].end()));
