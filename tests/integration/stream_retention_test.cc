@@ -117,7 +117,9 @@ TEST_P(StreamRetentionTest, WriteItemsIsHeldToo) {
     }
     grpc2::StreamsWriteItemsResponse response;
     grpc::Status status = stub_->WriteItems(Context().get(), request, &response);
-    if (status.ok()) EXPECT_THAT(response.keys(), ::testing::ElementsAre(last + 1, last + 2));
+    if (status.ok()) {
+      EXPECT_THAT(response.keys(), ::testing::ElementsAre(last + 1, last + 2));
+    }
     return status;
   });
   EXPECT_EQ(held.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
@@ -238,7 +240,9 @@ TEST_P(StreamRetentionTest, RetainedBytesNeverPassTheBound) {
     ASSERT_TRUE(key.has_value()) << "after " << n - 1 << " items";
     EXPECT_GT(*key, previous);
     previous = *key;
-    if (n % 5 == 0 || n == kTotal) ASSERT_TRUE(MoveListener(*stub_, "s", "reader", *key).ok());
+    if (n % 5 == 0 || n == kTotal) {
+      ASSERT_TRUE(MoveListener(*stub_, "s", "reader", *key).ok());
+    }
   }
   for (std::thread& writer : writers)
     writer.join();
