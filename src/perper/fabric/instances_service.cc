@@ -430,8 +430,8 @@ grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*
   auto answer = reactor->answer();
   absl::Status checked = reactor->CheckSlot(context_, "Call");
   if (checked.ok()) checked = CheckRequestStrings(*request, context_.limits);
-  if (absl::Status s = checked; !s.ok()) {
-    answer->Finish(s);
+  if (!checked.ok()) {
+    answer->Finish(checked);
     return reactor;
   }
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);

@@ -5,10 +5,10 @@
 #include <limits>
 #include <utility>
 
-#include "absl/hash/hash.h"
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include "absl/hash/hash.h"
 #include "perper/common/text.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
