@@ -501,7 +501,6 @@ class ListenAndReserveReactor final
     if (!HasSlot("ListenAndReserve")) return;
     const absl::Duration timeout = context.limits.first_message_timeout;
     first_message_timer_.Arm(timeout, [this, timeout] {
-      expired_ = true;
       FinishOnce(ToGrpcStatus(absl::DeadlineExceededError(
           "no first message within " + absl::FormatDuration(timeout) +
           ": ListenAndReserve must open with a message carrying filter")));
@@ -510,10 +509,8 @@ class ListenAndReserveReactor final
   }
 
   void OnReadDone(bool ok) override {
-    if (first_) {
-      first_message_timer_.Disarm();  // Returns after a running expiry.
-      if (expired_) return;
-    }
+    // Disarm returns after a running expiry; a first message that came too late is dropped.
+    if (first_ && first_message_timer_.Disarm()) return;
     // !ok: the client half-closed (or the call broke, or a message did not parse). After the
     // first message, half-close does not end the call: the client may keep receiving;
     // cancellation or disconnection ends it (OnCancel).
@@ -574,7 +571,6 @@ class ListenAndReserveReactor final
  private:
   bool first_ = true;  // Only OnReadDone touches it, one at a time.
   grpc2::ExecutionsListenAndReserveRequest request_;
-  std::atomic<bool> expired_{false};       // The first message did not come in time.
   FirstMessageTimer first_message_timer_;  // Its destructor waits for a running expiry.
 };
 

@@ -19,7 +19,8 @@ namespace perper::fabric {
 // A one-shot timer owned by a reactor. Arm() starts it; `expire` runs once on a gRPC thread
 // when the timeout passes first, and never after Disarm() has returned. Disarm() waits for an
 // `expire` already running, so a reactor that calls Disarm() in OnDone may delete itself after.
-// `expire` must not call Disarm() (it would wait for itself).
+// `expire` must not call Disarm() (it would wait for itself). Disarm() tells whether `expire`
+// ran, so the reactor needs no flag of its own to skip a first message that came too late.
 //
 // Thread safety: Arm once, from one thread; Disarm from any thread, any number of times.
 class FirstMessageTimer {
@@ -39,18 +40,21 @@ class FirstMessageTimer {
       absl::MutexLock lock(&state->mu);
       if (!fired || state->disarmed) return;
       state->disarmed = true;
+      state->expired = true;
       state->expire();
     });
   }
 
-  void Disarm() {
+  // Returns whether the timeout had passed (and `expire` ran) before.
+  bool Disarm() {
     {
       absl::MutexLock lock(&state_->mu);
-      if (state_->disarmed) return;
+      if (state_->disarmed) return state_->expired;
       state_->disarmed = true;
-      if (!state_->armed) return;
+      if (!state_->armed) return false;
     }
     alarm_.Cancel();
+    return false;
   }
 
  private:
@@ -59,6 +63,7 @@ class FirstMessageTimer {
     absl::Mutex mu;
     bool armed ABSL_GUARDED_BY(mu) = false;
     bool disarmed ABSL_GUARDED_BY(mu) = false;
+    bool expired ABSL_GUARDED_BY(mu) = false;
     std::function<void()> expire ABSL_GUARDED_BY(mu);
   };
   std::shared_ptr<State> state_ = std::make_shared<State>();

@@ -582,7 +582,6 @@ class ListenItemsAndMoveReactor final
     if (!HasSlot()) return;
     const absl::Duration timeout = context.limits.first_message_timeout;
     first_message_timer_.Arm(timeout, [this, timeout] {
-      expired_ = true;
       FinishNow(absl::DeadlineExceededError(
           "no first message within " + absl::FormatDuration(timeout) +
           ": ListenItemsAndMove must open with a message carrying listen"));
@@ -590,10 +589,8 @@ class ListenItemsAndMoveReactor final
     StartRead(&request_);
   }
   void OnReadDone(bool ok) override {
-    if (!begun_) {
-      first_message_timer_.Disarm();  // Returns after a running expiry.
-      if (expired_) return;
-    }
+    // Disarm returns after a running expiry; a first message that came too late is dropped.
+    if (!begun_ && first_message_timer_.Disarm()) return;
     if (!ok) {
       // The client closed its side: acks are over, delivery goes on. Before the first message
       // this is also how a message that did not parse arrives.
@@ -640,7 +637,6 @@ class ListenItemsAndMoveReactor final
 
   StreamsListenItemsAndMoveRequest request_;
   std::atomic<bool> begun_{false};
-  std::atomic<bool> expired_{false};       // The first message did not come in time.
   FirstMessageTimer first_message_timer_;  // Its destructor waits for a running expiry.
 };
 
