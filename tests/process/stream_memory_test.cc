@@ -31,6 +31,12 @@ constexpr size_t kTotal = 256 * kMiB;  // Eight times the bound.
 // 22 MiB baseline); rocksdb adds its memtables (up to 4 of 8 MiB) and the write pool's
 // arenas (measured peaks: 103-118 MiB from 24 MiB).
 size_t Margin(const std::string& storage) { return (storage == "rocksdb" ? 96 : 48) * kMiB; }
+// What may stay after the drain beyond the baseline: the allocator's slack, and with rocksdb its
+// memtables, which keep the drained items' journal entries until they are flushed (up to 4 of
+// 8 MiB, src/perper/storage/rocksdb/).
+size_t DrainedMargin(const std::string& storage) {
+  return (storage == "rocksdb" ? 16 + 4 * 8 : 16) * kMiB;
+}
 
 size_t RssBytes(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -137,7 +143,7 @@ TEST_P(StreamMemoryTest, RssStaysNearTheBoundAndDropsAfterTheDrain) {
   EXPECT_TRUE(WaitFor(
       [&] {
         rss = RssBytes(fabric.pid());
-        return rss <= baseline + 16 * kMiB;
+        return rss <= baseline + DrainedMargin(GetParam());
       },
       std::chrono::seconds(15)))
       << "baseline " << baseline / kMiB << " MiB, peak " << peak / kMiB << " MiB, after the drain "
