@@ -14,7 +14,7 @@ if _stubs_dir and os.path.join(_stubs_dir, "perper") not in __path__:
 
 from perper.errors import (  # noqa: E402
     ExecutionCancelledError, ExecutionFailedError, PerperError, PerperTypeError,
-    StreamFailedError)
+    PerperValueError, StreamFailedError)
 from perper.values import pack, unpack  # noqa: E402
 from perper.connection import FabricConnection  # noqa: E402
 from perper.model import Agent, Dictionary, Execution, List, Stream  # noqa: E402
@@ -28,7 +28,8 @@ from perper.application import (  # noqa: E402
 __all__ = [
     "Agent", "Application", "DeclaredStream", "Dictionary", "Execution",
     "ExecutionCancelledError", "ExecutionFailedError", "FabricConnection", "List", "PerperError",
-    "PerperTypeError", "Stream", "StreamDelegate", "StreamFailedError", "blank_stream", "call",
+    "PerperTypeError",
+    "PerperValueError", "Stream", "StreamDelegate", "StreamFailedError", "blank_stream", "call",
     "connect", "current_agent", "current_execution", "declare_stream", "dictionary",
     "get_connection", "list_state", "pack", "run", "run_notebook", "start_agent", "state",
     "stream", "stream_delegate", "unpack",
