@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from typing import Any, AsyncIterator, Optional
 
 import grpc
 from google.protobuf import any_pb2
 
 from perper import values
-from perper._ambient import get_connection
+from perper._ambient import get_connection, in_execution, new_id  # noqa: F401  (re-exported)
 from perper._stats import COUNTERS
 from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
 from perper.connection import Backoff, is_retryable
@@ -27,11 +26,8 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 # How many stream items a listen call asks the Fabric to pack into one response message.
 MAX_ITEMS_PER_MESSAGE = 256
-
-
-def new_id(prefix: str) -> str:
-    """Returns a fresh ID "{prefix}-{uuid}" (the upstream convention)."""
-    return f"{prefix}-{uuid.uuid4()}"
+# How long a cancelled call inside an execution tries to delete its callee's execution.
+CANCEL_DELETE_TIMEOUT = 5.0
 
 
 def results_of_response(execution: str, response: executions_pb2.ExecutionsGetResultResponse,
@@ -42,6 +38,26 @@ def results_of_response(execution: str, response: executions_pb2.ExecutionsGetRe
     if response.HasField("error") and response.error.message:
         raise ExecutionFailedError(execution, response.error.message)
     return values.unpack_results(response.results, result_type)
+
+
+async def _call_kept(request: executions_pb2.ExecutionsCreateRequest
+                     ) -> executions_pb2.ExecutionsGetResultResponse:
+    """Creates the execution (an identical one, finished or not, is left as it is) and waits for
+    its result without deleting it. Cancellation deletes it, as FabricInstances.Call does."""
+    connection = get_connection()
+    await connection.retry(connection.executions.Create, request)
+    try:
+        return await connection.retry(
+            connection.executions.GetResult,
+            executions_pb2.ExecutionsGetResultRequest(execution=request.execution))
+    except asyncio.CancelledError:
+        # Bounded: a process stopping while the Fabric is away does not hang here.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
+            await asyncio.wait_for(connection.retry(
+                connection.executions.Delete,
+                executions_pb2.ExecutionsDeleteRequest(execution=request.execution)),
+                CANCEL_DELETE_TIMEOUT)
+        raise
 
 
 class Agent:
@@ -69,12 +85,21 @@ class Agent:
         tuple of types for several results) checks the results' types. Raises
         ExecutionFailedError when the handler failed, ExecutionCancelledError when the execution
         was deleted. Cancelling the awaiting task cancels the execution.
+
+        Inside a real execution the call's ID is derived (see perper._ambient.DerivedIds) and
+        the finished call is kept (it goes when this instance is destroyed), so a re-run of the
+        calling execution gets the stored result instead of running the callee again. Elsewhere
+        the call is deleted once answered (FabricInstances.Call).
         """
         execution = new_id(delegate)
         request = executions_pb2.ExecutionsCreateRequest(
             execution=model_pb2.PerperExecution(execution=execution), instance=self.to_message(),
             delegate=delegate, arguments=values.pack_all(args))
-        response = await get_connection().retry(get_connection().instances.Call, request)
+        connection = get_connection()
+        if in_execution():
+            response = await _call_kept(request)
+        else:
+            response = await connection.retry(connection.instances.Call, request)
         return results_of_response(execution, response, result_type)
 
     async def destroy(self, *stop_args: Any) -> Any:
