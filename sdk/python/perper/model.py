@@ -360,9 +360,11 @@ class Stream:
         acknowledgement, sent in the background; the last one is stored when the enumeration
         ends or is closed), and a later enumeration with the same name resumes at the last
         acknowledged item (delivered again: at-least-once). Without it the enumeration starts at
-        `start_key` and cannot resume. `type` checks each value's type. Raises StreamFailedError
-        when the stream completes with an error or is deleted. When the Fabric is unreachable,
-        reconnects and continues after the last item delivered to the consumer.
+        `start_key` and cannot resume. A named listener that does not exist yet is created just
+        below `start_key` (nothing processed), so that Stream.step accounts for the first item
+        too. `type` checks each value's type. Raises StreamFailedError when the stream completes
+        with an error or is deleted. When the Fabric is unreachable, reconnects and continues
+        after the last item delivered to the consumer.
 
         The Fabric sends up to MAX_ITEMS_PER_MESSAGE items per response message.
         """
