@@ -124,15 +124,24 @@ async def until_finished_calls_are(connection: perper.FabricConnection, delegate
         pytest.fail(f"finished {delegate} calls: {held}, expected {expected}")
 
 
-def test_the_calls_an_execution_kept_go_when_it_completes(fabric):
+@pytest.mark.parametrize("fails", [False, True], ids=["results", "error"])
+def test_the_calls_an_execution_kept_go_when_it_completes(fabric, fails):
     async def caller():
-        return perper.current_execution(), [await perper.call("Double", n) for n in range(3)]
+        results = [await perper.call("Double", n) for n in range(3)]
+        if fails:
+            raise ValueError(perper.current_execution())
+        return perper.current_execution(), results
 
     async def body():
         async with session(fabric.address, handlers={"Caller": caller,
                                                      "Double": lambda n: 2 * n}):
-            execution, results = await perper.call("Caller")
-            assert results == [0, 2, 4]
+            if fails:
+                with pytest.raises(perper.ExecutionFailedError) as error:
+                    await perper.call("Caller")
+                execution = re.search(r"Caller-" + UUID, str(error.value)).group(0)
+            else:
+                execution, results = await perper.call("Caller")
+                assert results == [0, 2, 4]
             # Gone once Caller completed (they are kept while it runs: see the next test).
             await until_finished_calls_are(perper.get_connection(), "Double", [])
             for n in (1, 2, 3):  # an unknown execution answers deleted=true
