@@ -350,6 +350,17 @@ TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   r = Perper({"call", "Calculator", "calc-1", "Add", "one", "2"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("argument 1 is not JSON: one"), std::string::npos) << r.err;
+  r = Perper({"call", "Calculator", "calc-1", "Add", "1", "18446744073709551615"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("argument 2: 18446744073709551615 does not fit in a 64-bit signed integer"),
+            std::string::npos)
+      << r.err;
+  // Beyond 2^53: exact both ways, a string in JSON.
+  r = Perper({"call", "Calculator", "calc-1", "Add", "9007199254740992", "1", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::parse(R"({"results": ["9007199254740993"]})"));
+  r = Perper({"call", "Calculator", "calc-1", "Add", "9007199254740992", "1"});
+  EXPECT_EQ(r.out, "9007199254740993\n");
 }
 
 TEST_F(CliTest, StatesListsDictionariesThenLists) {
