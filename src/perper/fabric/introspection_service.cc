@@ -91,6 +91,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
     summary->set_ephemeral(stream.record.ephemeral);
     summary->set_stride(stream.record.stride);
     summary->set_item_count(stream.item_count);
+    summary->set_written_count(stream.written_count);
     summary->set_has_items(stream.first_key.has_value());
     summary->set_first_key(stream.first_key.value_or(0));
     summary->set_last_key(stream.last_key.value_or(0));
@@ -121,6 +122,26 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
     summary->mutable_execution()->set_execution(reservation.execution);
     summary->set_workgroup(reservation.workgroup);
     summary->set_holder(reservation.holder);
+  }
+  return FinishUnary(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IntrospectionService::ListStates(
+    grpc::CallbackServerContext* context, const grpc2::IntrospectionListStatesRequest* request,
+    grpc2::IntrospectionListStatesResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
+  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  if (!limit.ok()) return FinishUnary(context, limit.status());
+  for (const storage::StateSummary& state :
+       context_.store->states().ListStates(request->name_prefix(), *limit)) {
+    grpc2::StateSummary* summary = response->add_states();
+    summary->set_name(state.name);
+    summary->set_kind(state.kind == storage::StateSummary::Kind::kList
+                          ? grpc2::StateSummary::LIST
+                          : grpc2::StateSummary::DICTIONARY);
+    summary->set_count(state.count);
   }
   return FinishUnary(context, absl::OkStatus());
 }
