@@ -73,7 +73,10 @@ grpc::Status ExecutionsOf(const Calls& calls, const std::string& instance,
   grpc::ClientContext context;
   calls.Prepare(context);
   grpc::Status status = stub->ListExecutions(&context, request, &response);
-  for (const auto& e : response.executions()) ids->push_back(e.execution().execution());
+  for (const auto& e : response.executions()) {
+    // A Registry record whose agent type is spelled like the instance is another instance.
+    if (e.instance().agent() != "Registry") ids->push_back(e.execution().execution());
+  }
   return status;
 }
 
