@@ -511,6 +511,39 @@ TEST_F(CliTest, DestroyRemovesWhatTheInstanceOwns) {
   EXPECT_EQ(json::parse(r.out), json::array()) << r.out;
 }
 
+// A Deploy instance has no Registry record: --agent names its type, --force destroys what it
+// made (its children, executions and state), as `perper up --reset` does.
+TEST_F(CliTest, DestroyADeployInstanceWithAgentAndForce) {
+  CreateExecution("Shop-deploy-deploy", "perper.Deploy", "Shop-deploy", "Deploy");
+  CreateInstance("Run-shop-1", "Cart");
+  grpc2::model::PerperInstance child;
+  child.set_instance("Run-shop-1");
+  child.set_agent("Cart");
+  google::protobuf::Any packed;
+  packed.PackFrom(child);
+  Append("Shop-deploy-children", packed);
+  SetEntry("Shop-deploy-", "runs", Int64Value(1));
+
+  Result r = Perper({"destroy", "Shop-deploy"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'Shop-deploy' (see perper instances; --agent A --force"),
+            std::string::npos)
+      << r.err;
+  r = Perper({"destroy", "Shop-deploy", "--agent", "Shop"});  // Stop needs a Registry record
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'Shop-deploy' of agent 'Shop'"), std::string::npos) << r.err;
+  r = Perper({"destroy", "Shop-deploy", "--agent", "Shop", "--force"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "destroyed instance Shop-deploy\n");
+  EXPECT_EQ(json::parse(Perper({"instances", "--agent", "Cart", "--json"}).out), json::array());
+  EXPECT_EQ(json::parse(Perper({"executions", "--instance", "Shop-deploy", "--json"}).out),
+            json::array());
+  EXPECT_EQ(json::parse(Perper({"states", "--prefix", "Shop-", "--json"}).out), json::array());
+  r = Perper({"destroy", "Shop-deploy", "--agent", "Shop", "--force"});  // nothing left
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'Shop-deploy' of agent 'Shop'"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, DestroyCallsStopOnAServedInstance) {
   ChildProcess calculator({PERPER_CALCULATOR_BINARY},
                           {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
