@@ -178,6 +178,17 @@ class CliTest : public ::testing::Test {
     ASSERT_TRUE(stub->Operate(&context, request, &response).ok());
   }
 
+  // Lists instance `child` of type `agent` in "<parent>-children", as CreateAndStart does.
+  static void AddChild(const std::string& parent, const std::string& child,
+                       const std::string& agent) {
+    grpc2::model::PerperInstance model;
+    model.set_instance(child);
+    model.set_agent(agent);
+    google::protobuf::Any packed;
+    packed.PackFrom(model);
+    Append(parent + "-children", packed);
+  }
+
   static void WriteItem(const std::string& stream, int64_t key, google::protobuf::Any value) {
     auto stub = grpc2::FabricStreams::NewStub(fabric_->NewChannel());
     grpc2::StreamsWriteItemRequest write;
@@ -485,12 +496,7 @@ TEST_F(CliTest, DestroyWithoutAServedStopNeedsForce) {
 TEST_F(CliTest, DestroyRemovesWhatTheInstanceOwns) {
   CreateInstance("w-parent", "Worker");
   CreateInstance("w-child", "Worker");
-  grpc2::model::PerperInstance child;
-  child.set_instance("w-child");
-  child.set_agent("Worker");
-  google::protobuf::Any packed;
-  packed.PackFrom(child);
-  Append("w-parent-children", packed);
+  AddChild("w-parent", "w-child", "Worker");
   SetEntry("w-parent-", "total", Int64Value(5));
   Append("w-parent-", StringValue("entry"));
   SetEntry("w-child-", "total", Int64Value(6));
@@ -516,12 +522,7 @@ TEST_F(CliTest, DestroyRemovesWhatTheInstanceOwns) {
 TEST_F(CliTest, DestroyADeployInstanceWithAgentAndForce) {
   CreateExecution("Shop-deploy-deploy", "perper.Deploy", "Shop-deploy", "Deploy");
   CreateInstance("Run-shop-1", "Cart");
-  grpc2::model::PerperInstance child;
-  child.set_instance("Run-shop-1");
-  child.set_agent("Cart");
-  google::protobuf::Any packed;
-  packed.PackFrom(child);
-  Append("Shop-deploy-children", packed);
+  AddChild("Shop-deploy", "Run-shop-1", "Cart");
   SetEntry("Shop-deploy-", "runs", Int64Value(1));
 
   Result r = Perper({"destroy", "Shop-deploy"});
