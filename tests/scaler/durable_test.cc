@@ -298,5 +298,37 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
+// A Deploy killed halfway is not finished: the next `perper up` runs it again, and its derived
+// IDs make the instance it had started the same one, not a second.
+TEST(DurableUpTest, AnInterruptedDeployRunsAgainAndStartsTheSameInstances) {
+  std::string marker = TestMarker();
+  TempDir dir;
+  std::vector<std::string> env = Env(marker);
+  env.push_back("DURABLE_DATA_DIR=" + dir.path() + "/fabric");
+  std::string manifest = kApps + "durable.yaml";
+  std::vector<std::string> held = env;
+  held.push_back("DURABLE_HOLD_AFTER_FIRST=1");
+  ChildProcess first({PERPER_BINARY, "up", manifest, "--address-file", dir.path() + "/address-1"},
+                     held);
+  ASSERT_TRUE(first.WaitForOutput("] Holding after the first worker", seconds(30)))
+      << first.Output();
+  std::set<std::string> started = InstancesOf(ReadAddress(dir.path() + "/address-1"), "Worker");
+  ASSERT_EQ(started.size(), 1u);
+  first.Signal(SIGKILL);  // the embedded Fabric goes too; its agents follow (parent-death signal)
+  EXPECT_EQ(first.Wait(seconds(10)), 128 + SIGKILL);
+  ASSERT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker).empty(); }, seconds(10)));
+
+  ChildProcess second({PERPER_BINARY, "up", manifest, "--address-file", dir.path() + "/address-2"},
+                      env);
+  ASSERT_TRUE(second.WaitForOutput("] Deployed\n", seconds(30))) << second.Output();
+  EXPECT_NE(second.Stdout().find("] Deploy run 2\n"), std::string::npos) << second.Output();
+  std::set<std::string> workers = InstancesOf(ReadAddress(dir.path() + "/address-2"), "Worker");
+  EXPECT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers.count(*started.begin()), 1u);
+  second.Signal(SIGTERM);
+  EXPECT_EQ(second.Wait(seconds(20)), 0) << second.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
 }  // namespace
 }  // namespace perper::testing

@@ -11,7 +11,9 @@
 //                answers (the test kills N), prints "worker restarted" and "Test passed";
 //     durable:   counts its runs in its own dictionary (key "deploy_runs"), prints
 //                "Deploy run N", starts two Worker instances, prints "Deployed" and keeps
-//                serving (the application runs until SIGTERM).
+//                serving (the application runs until SIGTERM). With DURABLE_HOLD_AFTER_FIRST
+//                set, it prints "Holding after the first worker" after the first one and waits
+//                to be killed (an interrupted Deploy).
 #include <signal.h>
 #include <unistd.h>
 
@@ -115,6 +117,10 @@ perper::Task<int> Durable(perper::Context& ctx) {
     if (!worker.ok()) {
       Say("start_agent failed: " + worker.status().ToString());
       co_return 1;
+    }
+    if (i == 0 && std::getenv("DURABLE_HOLD_AFTER_FIRST") != nullptr) {
+      Say("Holding after the first worker");
+      while (true) co_await Pause(std::chrono::milliseconds(100));
     }
   }
   Say("Deployed");
