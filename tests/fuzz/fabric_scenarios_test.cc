@@ -5,6 +5,7 @@
 // longer than any status message should be. Every call has a deadline, so a hang fails the test
 // instead of blocking it.
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +67,30 @@ class FabricScenariosTest : public FabricTest {
     for (const auto& instance : response.instances())
       ids.push_back(instance.instance());
     return ids;
+  }
+
+  // Runs `step(t, round)` for rounds 0 .. rounds-1 on each of `threads` threads at once; a thread
+  // stops at its first status that is not OK, which fails the test.
+  void InThreads(int threads, int rounds,
+                 const std::function<grpc::Status(int t, int round)>& step) {
+    std::vector<std::thread> running;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < threads; ++t) {
+      running.emplace_back([&, t] {
+        for (int round = 0; round < rounds; ++round) {
+          grpc::Status status = step(t, round);
+          if (!status.ok()) {
+            ADD_FAILURE() << "thread " << t << " round " << round << ": " << status.error_code()
+                          << " " << status.error_message();
+            ++failures;
+            return;
+          }
+        }
+      });
+    }
+    for (std::thread& thread : running)
+      thread.join();
+    EXPECT_EQ(failures.load(), 0);
   }
 
   std::unique_ptr<ExecutionWorker> worker_;
@@ -199,57 +224,97 @@ TEST_P(FabricScenariosTest, StateDeletedRightAfterWriting) {
 }
 
 TEST_P(FabricScenariosTest, StateDeletedWhileOthersWriteTheSameName) {
-  constexpr int kThreads = 4;
-  constexpr int kRounds = 40;
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto dictionary = grpc2::FabricStatesDictionary::NewStub(channel());
-      auto list = grpc2::FabricStatesList::NewStub(channel());
-      google::protobuf::Empty empty;
-      for (int round = 0; round < kRounds; ++round) {
-        grpc::Status status;
-        if ((round + t) % 3 == 0) {
-          grpc2::StatesDictionaryDeleteRequest remove;
-          remove.mutable_dictionary()->set_dictionary("shared");
-          remove.set_keep_cache(round % 2 == 0);
-          status = dictionary->Delete(Context().get(), remove, &empty);
-          if (status.ok()) {
-            grpc2::StatesListDeleteRequest remove_list;
-            remove_list.mutable_list()->set_list("shared");
-            remove_list.set_keep_cache(round % 2 == 1);
-            status = list->Delete(Context().get(), remove_list, &empty);
-          }
-        } else {
-          grpc2::StatesDictionaryOperateRequest set;
-          set.mutable_dictionary()->set_dictionary("shared");
-          *set.mutable_key() = Int64Value(t * 1000 + round);
-          set.set_set_new_value(true);
-          *set.mutable_new_value() = Int64Value(round);
-          grpc2::StatesDictionaryOperateResponse response;
-          status = dictionary->Operate(Context().get(), set, &response);
-          if (status.ok()) {
-            grpc2::StatesListOperateRequest push;
-            push.mutable_list()->set_list("shared");
-            push.set_at_front(true);
-            *push.add_insert_values() = Int64Value(round);
-            grpc2::StatesListOperateResponse pushed;
-            status = list->Operate(Context().get(), push, &pushed);
-          }
-        }
-        if (!status.ok()) {
-          ADD_FAILURE() << "thread " << t << " round " << round << ": " << status.error_code()
-                        << " " << status.error_message();
-          ++failures;
-          return;
+  InThreads(4, 40, [&](int t, int round) {
+    auto dictionary = grpc2::FabricStatesDictionary::NewStub(channel());
+    auto list = grpc2::FabricStatesList::NewStub(channel());
+    google::protobuf::Empty empty;
+    grpc::Status status;
+    if ((round + t) % 3 == 0) {
+      grpc2::StatesDictionaryDeleteRequest remove;
+      remove.mutable_dictionary()->set_dictionary("shared");
+      remove.set_keep_cache(round % 2 == 0);
+      status = dictionary->Delete(Context().get(), remove, &empty);
+      if (status.ok()) {
+        grpc2::StatesListDeleteRequest remove_list;
+        remove_list.mutable_list()->set_list("shared");
+        remove_list.set_keep_cache(round % 2 == 1);
+        status = list->Delete(Context().get(), remove_list, &empty);
+      }
+    } else {
+      grpc2::StatesDictionaryOperateRequest set;
+      set.mutable_dictionary()->set_dictionary("shared");
+      *set.mutable_key() = Int64Value(t * 1000 + round);
+      set.set_set_new_value(true);
+      *set.mutable_new_value() = Int64Value(round);
+      grpc2::StatesDictionaryOperateResponse response;
+      status = dictionary->Operate(Context().get(), set, &response);
+      if (status.ok()) {
+        grpc2::StatesListOperateRequest push;
+        push.mutable_list()->set_list("shared");
+        push.set_at_front(true);
+        *push.add_insert_values() = Int64Value(round);
+        grpc2::StatesListOperateResponse pushed;
+        status = list->Operate(Context().get(), push, &pushed);
+      }
+    }
+    return status;
+  });
+}
+
+// Steps of one listener from several threads while the dictionary and the stream are deleted
+// and created again under them: every step answers promptly, with OK or NOT_FOUND (the stream
+// gone), and the Fabric stays consistent (each applied step moved the listener forward).
+TEST_P(FabricScenariosTest, StepsWhileTheirStreamAndDictionaryAreDeleted) {
+  InThreads(4, 40, [&](int t, int round) {
+    auto streams = grpc2::FabricStreams::NewStub(channel());
+    auto dictionary = grpc2::FabricStatesDictionary::NewStub(channel());
+    google::protobuf::Empty empty;
+    grpc::Status status;
+    switch ((round + t) % 5) {
+      case 0: {
+        grpc2::StreamsDeleteRequest remove;
+        remove.mutable_stream()->set_stream("stepped");
+        status = streams->Delete(Context(kAnswerWithin).get(), remove, &empty);
+        if (status.error_code() == grpc::StatusCode::NOT_FOUND) status = grpc::Status::OK;
+        break;
+      }
+      case 1: {
+        grpc2::StatesDictionaryDeleteRequest remove;
+        remove.mutable_dictionary()->set_dictionary("stepped-state");
+        status = dictionary->Delete(Context(kAnswerWithin).get(), remove, &empty);
+        break;
+      }
+      case 2: {
+        grpc2::StreamsCreateRequest create;
+        create.mutable_stream()->set_stream("stepped");
+        create.set_ephemeral(true);
+        status = streams->Create(Context(kAnswerWithin).get(), create, &empty);
+        break;
+      }
+      default: {
+        grpc2::StreamsStepRequest step;
+        step.mutable_stream()->set_stream("stepped");
+        step.set_listener_name("consumer");
+        step.set_reached_key(round);
+        step.mutable_dictionary()->set_dictionary("stepped-state");
+        grpc2::StatesDictionaryOperateRequest* op = step.add_operations();
+        *op->mutable_key() = StringValue("last");
+        op->set_get_existing_value(true);
+        op->set_set_new_value(true);
+        *op->mutable_new_value() = Int64Value(round);
+        grpc2::StreamsStepResponse response;
+        status = streams->Step(Context(kAnswerWithin).get(), step, &response);
+        if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+          status = grpc::Status::OK;  // The stream is gone for now.
+        } else if (status.ok() && response.applied() && response.position() != round) {
+          status = grpc::Status(grpc::StatusCode::INTERNAL, "an applied step is elsewhere");
+        } else if (status.ok() && response.already_taken() && response.position() < round) {
+          status = grpc::Status(grpc::StatusCode::INTERNAL, "taken below its position");
         }
       }
-    });
-  }
-  for (std::thread& thread : threads)
-    thread.join();
-  EXPECT_EQ(failures.load(), 0);
+    }
+    return status;
+  });
 }
 
 TEST_P(FabricScenariosTest, ListenAndReserveWithoutAFirstMessageEndsWithInvalidArgument) {

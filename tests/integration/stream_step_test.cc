@@ -4,6 +4,7 @@
 // request checks, durability across a restart, and that a late acknowledgement on
 // ListenItemsAndMove never moves a stepped listener back.
 #include <chrono>
+#include <csignal>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
+#include "tests/support/fabric_process.h"
 
 namespace perper::testing {
 namespace {
@@ -166,6 +168,7 @@ TEST_P(StreamStepTest, ChecksItsRequest) {
   grpc::Status no_listener = Step(StepRequest("s", "", 1), &response);
   EXPECT_EQ(no_listener.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(Message(no_listener), HasSubstr("listener_name"));
+  EXPECT_THAT(Message(no_listener), HasSubstr("stream s"));
   grpc::Status no_dictionary = Step(StepRequest("s", "l", 1, {SetOp("k", 1)}, ""), &response);
   EXPECT_EQ(no_dictionary.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(Message(no_dictionary), HasSubstr("dictionary"));
@@ -255,6 +258,47 @@ TEST_P(StreamStepDurabilityTest, AStepSurvivesARestart) {
   EXPECT_EQ(Position("s", "l"), std::optional<int64_t>(5));
   ASSERT_TRUE(Step(StepRequest("s", "l", 5, {SetOp("k", 6)}), &response).ok());
   EXPECT_TRUE(response.already_taken());
+}
+
+TEST(StreamStepKillTest, AnAnsweredStepSurvivesKillDashNineOfARocksdbFabric) {
+  TempDir data;
+  std::vector<std::string> args = {"--storage", "rocksdb", "--data-dir", data.path() + "/db",
+                                   "--log-level", "warn"};
+  {
+    FabricProcess first(args);
+    ASSERT_TRUE(first.Start()) << first.Log();
+    auto stub = grpc2::FabricStreams::NewStub(first.NewChannel());
+    ASSERT_TRUE(CreateStream(*stub, "e", /*ephemeral=*/true).ok());
+    ASSERT_TRUE(WriteKeys(*stub, "e", {1, 2, 3}).ok());
+    grpc2::StreamsStepResponse response;
+    ASSERT_TRUE(stub->Step(Context().get(), StepRequest("e", "l", 2, {SetOp("k", 2)}), &response)
+                    .ok());
+    ASSERT_TRUE(response.applied());
+    first.Kill(SIGKILL);
+    EXPECT_EQ(first.Wait(), 128 + SIGKILL);
+  }
+  FabricProcess second(args);
+  ASSERT_TRUE(second.Start()) << second.Log();
+  auto channel = second.NewChannel();
+  auto stub = grpc2::FabricStreams::NewStub(channel);
+  grpc2::StreamsStepResponse response;
+  ASSERT_TRUE(
+      stub->Step(Context().get(), StepRequest("e", "l", 2, {SetOp("k", 9)}), &response).ok());
+  EXPECT_TRUE(response.already_taken());
+  EXPECT_EQ(response.position(), 2);
+  grpc2::StatesDictionaryOperateRequest get;
+  get.mutable_dictionary()->set_dictionary("state");
+  *get.mutable_key() = StringValue("k");
+  get.set_get_existing_value(true);
+  grpc2::StatesDictionaryOperateResponse value;
+  ASSERT_TRUE(
+      grpc2::FabricStatesDictionary::NewStub(channel)->Operate(Context().get(), get, &value).ok());
+  EXPECT_EQ(IntOf(value.previous_value()), 2);
+  grpc2::StreamsGetProgressRequest progress_request;
+  progress_request.mutable_stream()->set_stream("e");
+  grpc2::StreamsGetProgressResponse progress;
+  ASSERT_TRUE(stub->GetProgress(Context().get(), progress_request, &progress).ok());
+  EXPECT_EQ(progress.written_count(), 3u);  // Item 1, collected by the step, still counts.
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StreamStepTest, AllBackends(), BackendName);

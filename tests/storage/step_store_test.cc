@@ -58,7 +58,7 @@ DictionaryOperation CompareAndSet(const std::string& key, const std::string& exp
   return op;
 }
 
-class StreamStepTest : public StoreTest {
+class StepStoreTest : public StoreTest {
  protected:
   storage::StreamStore& streams() { return store().streams(); }
   storage::StateStore& states() { return store().states(); }
@@ -135,7 +135,7 @@ class StreamStepTest : public StoreTest {
 
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-TEST_P(StreamStepTest, AppliesEveryOperationAndMovesTheListener) {
+TEST_P(StepStoreTest, AppliesEveryOperationAndMovesTheListener) {
   Create("s", false);
   Write("s", {1, 2, 3});
   StepResult result =
@@ -156,7 +156,7 @@ TEST_P(StreamStepTest, AppliesEveryOperationAndMovesTheListener) {
   EXPECT_FALSE((*listeners)[0].transient);  // A step makes a durable listener.
 }
 
-TEST_P(StreamStepTest, OperationsSeeTheOnesBeforeThem) {
+TEST_P(StepStoreTest, OperationsSeeTheOnesBeforeThem) {
   Create("s", false);
   StepResult result = Step(Request(
       "s", "l", 1, {CompareAndSet("k", "", "a"), CompareAndSet("k", "a", "b"), Set("k", "c")}));
@@ -169,7 +169,7 @@ TEST_P(StreamStepTest, OperationsSeeTheOnesBeforeThem) {
   EXPECT_EQ(Entries("state"), (Pairs{{"k", "c"}}));
 }
 
-TEST_P(StreamStepTest, AStepAlreadyTakenChangesNothing) {
+TEST_P(StepStoreTest, AStepAlreadyTakenChangesNothing) {
   Create("s", false);
   ASSERT_TRUE(Step(Request("s", "l", 5, {Set("k", "1")})).applied);
   for (int64_t reached : {5, 4}) {
@@ -183,7 +183,7 @@ TEST_P(StreamStepTest, AStepAlreadyTakenChangesNothing) {
   EXPECT_EQ(Position("s", "l"), std::optional<int64_t>(5));
 }
 
-TEST_P(StreamStepTest, AListenerThatDoesNotExistIsNotStarted) {
+TEST_P(StepStoreTest, AListenerThatDoesNotExistIsNotStarted) {
   Create("s", false);
   StepRequest request = Request("s", "fresh", -100, {Set("k", "1")});
   request.expected_position = kPositionNotStarted;
@@ -192,7 +192,7 @@ TEST_P(StreamStepTest, AListenerThatDoesNotExistIsNotStarted) {
   EXPECT_EQ(result.position, -100);
 }
 
-TEST_P(StreamStepTest, APositionMismatchChangesNothing) {
+TEST_P(StepStoreTest, APositionMismatchChangesNothing) {
   Create("s", false);
   ASSERT_TRUE(streams().MoveListener("s", "l", 3).ok());
   StepRequest request = Request("s", "l", 7, {Set("k", "1")});
@@ -215,7 +215,7 @@ TEST_P(StreamStepTest, APositionMismatchChangesNothing) {
   EXPECT_TRUE(Step(fresh).position_mismatch);
 }
 
-TEST_P(StreamStepTest, AFailedCompareAppliesNothing) {
+TEST_P(StepStoreTest, AFailedCompareAppliesNothing) {
   Create("s", false);
   ASSERT_TRUE(Step(Request("s", "l", 1, {Set("k", "old"), Set("other", "x")})).applied);
   StepResult result = Step(Request(
@@ -236,7 +236,7 @@ TEST_P(StreamStepTest, AFailedCompareAppliesNothing) {
   EXPECT_EQ(Position("s", "l"), std::optional<int64_t>(1));
 }
 
-TEST_P(StreamStepTest, AStepWithoutOperationsOnlyMovesTheListener) {
+TEST_P(StepStoreTest, AStepWithoutOperationsOnlyMovesTheListener) {
   Create("s", false);
   StepRequest request = Request("s", "l", 4, {}, /*dictionary=*/"");
   StepResult result = Step(request);
@@ -245,7 +245,7 @@ TEST_P(StreamStepTest, AStepWithoutOperationsOnlyMovesTheListener) {
   EXPECT_EQ(Position("s", "l"), std::optional<int64_t>(4));
 }
 
-TEST_P(StreamStepTest, RefusesBadRequests) {
+TEST_P(StepStoreTest, RefusesBadRequests) {
   Create("s", false);
   EXPECT_EQ(store().Step(Request("", "l", 1)).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store().Step(Request("s", "", 1)).status().code(), absl::StatusCode::kInvalidArgument);
@@ -264,7 +264,7 @@ TEST_P(StreamStepTest, RefusesBadRequests) {
   EXPECT_EQ(Position("s", "l"), std::nullopt);
 }
 
-TEST_P(StreamStepTest, CollectsAnEphemeralStreamAsMoveListenerDoes) {
+TEST_P(StepStoreTest, CollectsAnEphemeralStreamAsMoveListenerDoes) {
   Create("e", true);
   Write("e", {1, 2, 3, 4});
   ASSERT_TRUE(streams().RegisterListener("e", "l", kPositionNotStarted, false).ok());
@@ -280,7 +280,7 @@ TEST_P(StreamStepTest, CollectsAnEphemeralStreamAsMoveListenerDoes) {
   EXPECT_EQ(StoredKeys("e"), (std::vector<int64_t>{3, 4}));
 }
 
-TEST_P(StreamStepTest, ReportsAListenerChange) {
+TEST_P(StepStoreTest, ReportsAListenerChange) {
   Create("s", false);
   TakeChanges();
   ASSERT_TRUE(Step(Request("s", "l", 1, {Set("k", "1")})).applied);
@@ -293,7 +293,7 @@ TEST_P(StreamStepTest, ReportsAListenerChange) {
   EXPECT_TRUE(listener_changed);
 }
 
-TEST_P(StreamStepTest, SurvivesAReopen) {
+TEST_P(StepStoreTest, SurvivesAReopen) {
   Create("s", false);
   Write("s", {1, 2});
   ASSERT_TRUE(Step(Request("s", "l", 2, {Set("total", "3"), Set("count", "2")})).applied);
@@ -303,7 +303,7 @@ TEST_P(StreamStepTest, SurvivesAReopen) {
   EXPECT_TRUE(Step(Request("s", "l", 2, {Set("total", "99")})).already_taken);
 }
 
-TEST_P(StreamStepTest, ConcurrentStepsOfOneListenerApplyOnce) {
+TEST_P(StepStoreTest, ConcurrentStepsOfOneListenerApplyOnce) {
   Create("s", false);
   constexpr int kThreads = 4;
   constexpr int64_t kSteps = 50;
@@ -342,7 +342,7 @@ TEST_P(StreamStepTest, ConcurrentStepsOfOneListenerApplyOnce) {
   EXPECT_EQ(Position("s", "l"), std::optional<int64_t>(kSteps));
 }
 
-TEST_P(StreamStepTest, StepsAndDictionaryOperationsInterleaveWithoutDeadlock) {
+TEST_P(StepStoreTest, StepsAndDictionaryOperationsInterleaveWithoutDeadlock) {
   Create("a", true);
   Create("b", true);
   std::vector<std::thread> threads;
@@ -366,7 +366,7 @@ TEST_P(StreamStepTest, StepsAndDictionaryOperationsInterleaveWithoutDeadlock) {
   EXPECT_EQ(Position("b", "l3"), std::optional<int64_t>(1003));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StreamStepTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StepStoreTest, AllBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -19,7 +19,7 @@ using storage::kPositionNotStarted;
 using storage::StreamProgress;
 using storage::StreamRecord;
 
-class StreamProgressTest : public StoreTest {
+class StreamProgressStoreTest : public StoreTest {
  protected:
   storage::StreamStore& streams() { return store().streams(); }
 
@@ -51,13 +51,13 @@ class StreamProgressTest : public StoreTest {
   }
 };
 
-TEST_P(StreamProgressTest, UnknownStreamIsNotFound) {
+TEST_P(StreamProgressStoreTest, UnknownStreamIsNotFound) {
   auto progress = streams().GetProgress("nope");
   EXPECT_EQ(progress.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(progress.status().message().find("nope"), std::string::npos);
 }
 
-TEST_P(StreamProgressTest, AFreshStreamHasNoItems) {
+TEST_P(StreamProgressStoreTest, AFreshStreamHasNoItems) {
   Create("s", true);
   StreamProgress progress = Progress("s");
   EXPECT_FALSE(progress.last_key.has_value());
@@ -66,7 +66,7 @@ TEST_P(StreamProgressTest, AFreshStreamHasNoItems) {
   EXPECT_FALSE(progress.error.has_value());
 }
 
-TEST_P(StreamProgressTest, CountsWritesButNotReplays) {
+TEST_P(StreamProgressStoreTest, CountsWritesButNotReplays) {
   Create("s", false);
   Write("s", {1, 2, 3});
   Write("s", {2, 3});        // Identical rewrites: replays.
@@ -81,7 +81,7 @@ TEST_P(StreamProgressTest, CountsWritesButNotReplays) {
   EXPECT_EQ(progress.written_count, 5u);
 }
 
-TEST_P(StreamProgressTest, SurvivesCollectionOfAnEphemeralStreamAndReopen) {
+TEST_P(StreamProgressStoreTest, SurvivesCollectionOfAnEphemeralStreamAndReopen) {
   Create("e", true);
   Write("e", {10, 20, 30, 40});
   ASSERT_TRUE(streams().MoveListener("e", "l", 30).ok());  // Collects 10 and 20.
@@ -108,7 +108,7 @@ TEST_P(StreamProgressTest, SurvivesCollectionOfAnEphemeralStreamAndReopen) {
   EXPECT_EQ(summaries[0].written_count, 5u);
 }
 
-TEST_P(StreamProgressTest, RepeatedCollectionsAddUp) {
+TEST_P(StreamProgressStoreTest, RepeatedCollectionsAddUp) {
   Create("e", true);
   ASSERT_TRUE(streams().RegisterListener("e", "l", kPositionNotStarted, false).ok());
   for (int64_t key = 1; key <= 5; ++key) {
@@ -122,7 +122,7 @@ TEST_P(StreamProgressTest, RepeatedCollectionsAddUp) {
   EXPECT_EQ(streams().ListStreams("e", 1)[0].item_count, 0u);
 }
 
-TEST_P(StreamProgressTest, ReportsCompletionAndItsError) {
+TEST_P(StreamProgressStoreTest, ReportsCompletionAndItsError) {
   Create("s", false);
   Write("s", {7});
   ASSERT_TRUE(streams().CompleteStream("s", std::string("bad input")).ok());
@@ -134,7 +134,7 @@ TEST_P(StreamProgressTest, ReportsCompletionAndItsError) {
   EXPECT_EQ(progress.written_count, 1u);
 }
 
-TEST_P(StreamProgressTest, ADeletedStreamStartsAfreshWhenCreatedAgain) {
+TEST_P(StreamProgressStoreTest, ADeletedStreamStartsAfreshWhenCreatedAgain) {
   Create("s", true);
   Write("s", {1, 2});
   ASSERT_TRUE(streams().DeleteStream("s").ok());
@@ -146,7 +146,7 @@ TEST_P(StreamProgressTest, ADeletedStreamStartsAfreshWhenCreatedAgain) {
   EXPECT_EQ(progress.written_count, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StreamProgressTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StreamProgressStoreTest, AllBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -1141,9 +1141,14 @@ grpc::ServerUnaryReactor* StreamsService::Step(grpc::CallbackServerContext* call
   const std::string& stream = request->stream().stream();
   const std::string& listener = request->listener_name();
   const std::string& dictionary = request->dictionary().dictionary();
-  absl::Status status = RequireNonEmpty(stream, "stream.stream");
-  if (status.ok()) status = RequireNonEmpty(listener, "listener_name");
-  if (!status.ok()) return FinishUnary(call, status);
+  if (absl::Status s = RequireNonEmpty(stream, "stream.stream"); !s.ok()) {
+    return FinishUnary(call, s);
+  }
+  if (listener.empty()) {
+    return FinishUnary(call, absl::InvalidArgumentError(
+                                 "listener_name must not be empty (a step on stream " +
+                                 ShortId(stream) + ")"));
+  }
   auto where = [&] {
     return "the step of listener " + ShortId(listener) + " on stream " + ShortId(stream);
   };
