@@ -210,6 +210,21 @@ TEST_P(StreamStepTest, ALateAckOnListenItemsAndMoveDoesNotMoveTheListenerBack) {
   EXPECT_TRUE(WaitFor([&] { return Position("s", "consumer") == std::optional<int64_t>(4); }));
 }
 
+TEST_P(StreamStepTest, ANewNamedListenerHasProcessedNothingSoTheFirstItemsStepApplies) {
+  auto stub = Streams();
+  ASSERT_TRUE(CreateStream(*stub, "s", false).ok());
+  ASSERT_TRUE(WriteKeys(*stub, "s", {0, 1}).ok());
+  ListenAndMove call(*stub, ListenRequest("s", 0, "consumer"));
+  ASSERT_EQ(call.NextKeys(2), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(Position("s", "consumer"), std::optional<int64_t>(-1));
+  grpc2::StreamsStepResponse response;
+  ASSERT_TRUE(Step(StepRequest("s", "consumer", 0, {SetOp("count", 1)}), &response).ok());
+  EXPECT_TRUE(response.applied());
+  EXPECT_FALSE(response.already_taken());
+  EXPECT_EQ(Get("state", "count"), std::optional<int64_t>(1));
+  EXPECT_EQ(Position("s", "consumer"), std::optional<int64_t>(0));
+}
+
 TEST_P(StreamStepTest, AnAnonymousListenerStillFollowsItsAcks) {
   auto stub = Streams();
   ASSERT_TRUE(CreateStream(*stub, "e", /*ephemeral=*/true).ok());

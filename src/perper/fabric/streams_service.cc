@@ -232,8 +232,14 @@ class ListenCore {
 
     bool named = !request.listener_name().empty();
     std::string name = named ? request.listener_name() : AnonymousListenerName();
+    // A new named listener has processed nothing yet: it starts just below its first key, so
+    // that a consumer's Step for that first item applies (a position is the last key processed).
+    int64_t registered_at = named && start != storage::kPositionNotStarted &&
+                                    start != storage::kPositionTrigger
+                                ? start - 1
+                                : start;
     absl::StatusOr<storage::ListenerRecord> listener =
-        streams.RegisterListener(stream_, name, start, /*transient=*/!named);
+        streams.RegisterListener(stream_, name, registered_at, /*transient=*/!named);
     if (!listener.ok()) {
       FinishNow(listener.status());
       return;
