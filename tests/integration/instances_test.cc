@@ -445,6 +445,25 @@ TEST_P(InstancesTest, SkipStopDestroysAnInstanceWhoseProcessIsGone) {
             grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_P(InstancesTest, SkipStopDestroysWhatAnUnregisteredInstanceOwns) {
+  // "app-deploy" has no Registry record, as the instance a recorded Deploy runs in: it has a
+  // child, executions and state only.
+  auto calc = StartAgent("Calc");
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(CreateAndStart("app-child", "Calc", {}, &response, "app-deploy", "App").ok());
+  GiveState("app-deploy");
+  // With Stop, it is not an instance that could answer one.
+  EXPECT_EQ(StopAndDelete("app-deploy", "App", {}, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_FALSE(Everything().empty());
+  grpc::Status status = StopAndDelete("app-deploy", "App", {}, &response, /*skip_stop=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(Everything(), ::testing::IsEmpty());
+  // An instance that owns nothing is still unknown.
+  EXPECT_EQ(StopAndDelete("app-deploy", "App", {}, &response, true).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, InstancesTest, AllBackends(), BackendName);
 
 }  // namespace

@@ -4,12 +4,10 @@
 //   DestroyResult r = DestroyInstance(channel, "Shop-deploy", "Shop", /*skip_stop=*/true,
 //                                     absl::Seconds(30));
 //
-// InstancesStopAndDelete does the work (the children cascade and the Fabric's retention rule:
-// the instance's executions, their streams, its "<ID>-" dictionary and list). An instance
-// without a Registry record — a Deploy instance "<Agent>-deploy" — is answered NOT_FOUND by a
-// Fabric that only destroys Registry instances; with skip_stop it is then swept here by the same
-// rule: every child in "<ID>-children" (StopAndDelete, skip_stop), that list, the executions of
-// the instance and the streams of the same IDs, the dictionary and the list "<ID>-".
+// InstancesStopAndDelete does the work: the children cascade and the Fabric's retention rule
+// (the instance's executions, their streams, its "<ID>-" dictionary and list). With skip_stop the
+// Fabric also destroys an instance that has no Registry record but owns something (the Deploy
+// instance "<Agent>-deploy": its children and the recorded Deploy execution).
 //
 // Stateless functions over synchronous stubs; thread-safe.
 #pragma once

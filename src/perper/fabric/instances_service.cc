@@ -272,7 +272,14 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
   void Begin(std::vector<std::string> stop_parameters) {
     absl::StatusOr<ExecutionRecord> registry =
         context_.store->executions().GetExecution(instance_);
-    if (!registry.ok() || registry->agent != kRegistryAgent) {
+    bool registered = registry.ok() && registry->agent == kRegistryAgent;
+    if (!registered) {
+      // Without Stop, what an unregistered instance owns can still go (the "{agent}-deploy"
+      // instance a recorded Deploy runs in has children, executions and state, but no record).
+      if (skip_stop_ && OwnsAnything()) {
+        OnStopped(ExecutionsGetResultResponse());
+        return;
+      }
       Report(absl::NotFoundError("instance " + instance_ + " not found"));
       return;
     }
@@ -350,6 +357,16 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
         [self](absl::StatusOr<ExecutionsGetResultResponse>) { self->NextChild(); });
     absl::MutexLock lock(&mu_);
     if (next_child_ == generation && !cancelled_) child_ = std::move(op);
+  }
+
+  bool OwnsAnything() {
+    storage::StateStore& states = context_.store->states();
+    if (states.CountList(ChildrenList(instance_)) > 0) return true;
+    storage::ExecutionFilter filter;
+    filter.any_agent = true;
+    filter.instance = instance_;
+    filter.include_finished = true;
+    return !context_.store->executions().ListExecutionIds(filter, 1).empty();
   }
 
   void DeleteInstance() {
