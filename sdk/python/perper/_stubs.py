@@ -10,6 +10,7 @@ from __future__ import annotations
 try:
     from perper.grpc2 import executions_pb2, executions_pb2_grpc  # noqa: F401
     from perper.grpc2 import instances_pb2, instances_pb2_grpc  # noqa: F401
+    from perper.grpc2 import introspection_pb2, introspection_pb2_grpc  # noqa: F401
     from perper.grpc2 import model_pb2  # noqa: F401
     from perper.grpc2 import states_pb2, states_pb2_grpc  # noqa: F401
     from perper.grpc2 import streams_pb2, streams_pb2_grpc  # noqa: F401

@@ -30,19 +30,24 @@ from typing import Any, Callable, Mapping, Optional, Union
 import grpc
 
 from perper import values
-from perper._ambient import Context, current_context, set_default_context
+from perper._ambient import Context, DerivedIds, current_context, set_default_context
 from perper._stats import COUNTERS
-from perper._stubs import executions_pb2, model_pb2, streams_pb2
+from perper._stubs import executions_pb2, introspection_pb2, model_pb2, streams_pb2
 from perper.connection import Backoff, FabricConnection, is_retryable
 from perper.errors import bounded_error_text
 from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
-from perper.model import Agent, Stream
+from perper.model import Agent, Stream, results_of_response
 
 _log = logging.getLogger("perper")
 
 Handler = Union[Callable[..., Any], StreamDelegate]
 LIFECYCLE = ("Deploy", "Init", "EnterContainer")
 STREAM_SUFFIX = "-stream"
+# Set to "1" (the scaler does, for the deploy process) to record Deploy as an execution.
+RECORD_DEPLOY_VARIABLE = "X_PERPER_RECORD_DEPLOY"
+# The recorded Deploy execution: agent and delegate (its instance is "{agent}-deploy").
+DEPLOY_RECORD_AGENT = "perper.Deploy"
+DEPLOY_RECORD_DELEGATE = "Deploy"
 
 
 async def _invoke(function: Callable[..., Any], args: list) -> Any:
@@ -318,17 +323,63 @@ class Application:
             await self.stop()
 
     async def run_deploy(self) -> Any:
-        """Runs the Deploy handler (if any) in the "{agent}-deploy" context; returns its result."""
+        """Runs the Deploy handler (if any) in the "{agent}-deploy" context; returns its result.
+
+        With X_PERPER_RECORD_DEPLOY=1, Deploy is recorded as the execution
+        "{agent}-deploy-deploy" first: if that execution is finished already, Deploy does not
+        run again and its recorded result is returned (its recorded error raised as
+        ExecutionFailedError); otherwise Deploy runs with derived IDs (a re-run after a crash
+        finds what the first run made) and its result or error completes the execution.
+        """
         handler = self._handlers.get("Deploy")
         if handler is None:
             return None
         agent = self.deploy_agent()
-        token = current_context.set(Context(self.connection, agent,
-                                            f"{agent.instance}-deploy", self))
+        execution = f"{agent.instance}-deploy"
+        record = os.environ.get(RECORD_DEPLOY_VARIABLE, "") == "1"
+        if record:
+            recorded = await self._record_deploy(agent, execution)
+            if recorded is not None:
+                _log.warning("Deploy already ran on this Fabric (execution %s); "
+                             "`perper up --reset` runs it anew", execution)
+                return results_of_response(execution, recorded)
+        token = current_context.set(Context(self.connection, agent, execution, self,
+                                            DerivedIds(execution) if record else None))
         try:
-            return await _invoke(handler, [])
+            returned = await _invoke(handler, [])
+            if record:
+                await self._complete(self._completion(execution, values.results_of(returned),
+                                                      None))
+            return returned
+        except asyncio.CancelledError:
+            raise  # not finished: a later run runs Deploy again
+        except Exception as e:
+            if record:
+                await self._complete(self._completion(execution, [], describe_error(e)))
+            raise
         finally:
             current_context.reset(token)
+
+    async def _record_deploy(self, agent: Agent, execution: str
+                             ) -> Optional[executions_pb2.ExecutionsGetResultResponse]:
+        """Creates the Deploy record (idempotent); returns its result when it is finished."""
+        connection = self.connection
+        await connection.retry(connection.executions.Create, executions_pb2.ExecutionsCreateRequest(
+            execution=model_pb2.PerperExecution(execution=execution),
+            instance=model_pb2.PerperInstance(instance=agent.instance, agent=DEPLOY_RECORD_AGENT),
+            delegate=DEPLOY_RECORD_DELEGATE))
+        listing = await connection.retry(
+            connection.introspection.ListExecutions,
+            introspection_pb2.IntrospectionListExecutionsRequest(
+                agent=DEPLOY_RECORD_AGENT, instance=agent.instance,
+                delegate=DEPLOY_RECORD_DELEGATE, include_finished=True))
+        if not any(summary.execution.execution == execution and summary.finished
+                   for summary in listing.executions):
+            return None
+        return await connection.retry(connection.executions.GetResult,
+                                      executions_pb2.ExecutionsGetResultRequest(
+                                          execution=model_pb2.PerperExecution(
+                                              execution=execution)))
 
     async def stop(self) -> None:
         """Ends the listen calls, cancels running executions, closes an owned connection.
@@ -511,7 +562,8 @@ class Application:
         it). Cancelled when the execution is deleted or the application stops."""
         execution = message.execution.execution
         agent = Agent(message.instance.agent, message.instance.instance)
-        current_context.set(Context(self.connection, agent, execution, self))
+        current_context.set(Context(self.connection, agent, execution, self,
+                                    DerivedIds(execution)))
         try:
             await self._ensure_initialized(agent)
             args = [values.unpack(a) for a in message.arguments]

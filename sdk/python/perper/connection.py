@@ -10,8 +10,8 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 import grpc
 
-from perper._stubs import (executions_pb2_grpc, instances_pb2_grpc, states_pb2_grpc,
-                           streams_pb2_grpc)
+from perper._stubs import (executions_pb2_grpc, instances_pb2_grpc, introspection_pb2_grpc,
+                           states_pb2_grpc, streams_pb2_grpc)
 
 _log = logging.getLogger("perper")
 T = TypeVar("T")
@@ -75,6 +75,7 @@ class FabricConnection:
         self.streams = streams_pb2_grpc.FabricStreamsStub(self.channel)
         self.dictionaries = states_pb2_grpc.FabricStatesDictionaryStub(self.channel)
         self.lists = states_pb2_grpc.FabricStatesListStub(self.channel)
+        self.introspection = introspection_pb2_grpc.FabricIntrospectionStub(self.channel)
 
     async def retry(self, method: Callable[..., Awaitable[T]], request: Any,
                     timeout: Optional[float] = None) -> T:

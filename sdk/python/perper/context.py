@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional
 from perper import values
 from perper._ambient import Context, current, get_connection  # noqa: F401  (re-exported)
 from perper._stubs import executions_pb2, instances_pb2, model_pb2, streams_pb2
-from perper.model import INT64_MAX, Agent, Dictionary, List, Stream, new_id, results_of_response
+from perper.model import (INT64_MAX, Agent, Dictionary, List, Stream, StreamProgress, new_id,
+                          results_of_response)
 
 TRIGGER_LISTENER = "-trigger"
 
@@ -87,6 +88,12 @@ async def start_agent(agent: str, *args: Any) -> Agent:
     response = await get_connection().retry(get_connection().instances.CreateAndStart, request)
     start_result = results_of_response(f"Start of {instance}", response)
     return Agent(agent, instance, start_result)
+
+
+async def stream_progress() -> StreamProgress:
+    """Returns the progress of the stream the running stream handler produces (its ID is the
+    execution's ID): a producer that runs again resumes from it (see Stream.progress)."""
+    return await Stream(current().execution).progress()
 
 
 def state() -> Dictionary:

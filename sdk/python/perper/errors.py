@@ -26,6 +26,11 @@ class PerperTypeError(PerperError, TypeError):
     """A value could not be packed, or a stored value is not of the type the reader asked for."""
 
 
+class PerperValueError(PerperError, ValueError):
+    """A value of a packable type that cannot travel exactly (an int beyond 2**53 inside a
+    Struct); the message names the key path."""
+
+
 class ExecutionFailedError(PerperError):
     """The called delegate failed; `message` is the error it completed its execution with."""
 

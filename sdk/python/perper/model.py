@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import weakref
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
 import grpc
 from google.protobuf import any_pb2
 
 from perper import values
-from perper._ambient import get_connection
+from perper._ambient import get_connection, in_execution, new_id  # noqa: F401  (re-exported)
 from perper._stats import COUNTERS
 from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
 from perper.connection import Backoff, is_retryable
@@ -27,11 +28,8 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 # How many stream items a listen call asks the Fabric to pack into one response message.
 MAX_ITEMS_PER_MESSAGE = 256
-
-
-def new_id(prefix: str) -> str:
-    """Returns a fresh ID "{prefix}-{uuid}" (the upstream convention)."""
-    return f"{prefix}-{uuid.uuid4()}"
+# How long a cancelled call inside an execution tries to delete its callee's execution.
+CANCEL_DELETE_TIMEOUT = 5.0
 
 
 def results_of_response(execution: str, response: executions_pb2.ExecutionsGetResultResponse,
@@ -42,6 +40,26 @@ def results_of_response(execution: str, response: executions_pb2.ExecutionsGetRe
     if response.HasField("error") and response.error.message:
         raise ExecutionFailedError(execution, response.error.message)
     return values.unpack_results(response.results, result_type)
+
+
+async def _call_kept(request: executions_pb2.ExecutionsCreateRequest
+                     ) -> executions_pb2.ExecutionsGetResultResponse:
+    """Creates the execution (an identical one, finished or not, is left as it is) and waits for
+    its result without deleting it. Cancellation deletes it, as FabricInstances.Call does."""
+    connection = get_connection()
+    await connection.retry(connection.executions.Create, request)
+    try:
+        return await connection.retry(
+            connection.executions.GetResult,
+            executions_pb2.ExecutionsGetResultRequest(execution=request.execution))
+    except asyncio.CancelledError:
+        # Bounded: a process stopping while the Fabric is away does not hang here.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
+            await asyncio.wait_for(connection.retry(
+                connection.executions.Delete,
+                executions_pb2.ExecutionsDeleteRequest(execution=request.execution)),
+                CANCEL_DELETE_TIMEOUT)
+        raise
 
 
 class Agent:
@@ -69,12 +87,21 @@ class Agent:
         tuple of types for several results) checks the results' types. Raises
         ExecutionFailedError when the handler failed, ExecutionCancelledError when the execution
         was deleted. Cancelling the awaiting task cancels the execution.
+
+        Inside a real execution the call's ID is derived (see perper._ambient.DerivedIds) and
+        the finished call is kept (it goes when this instance is destroyed), so a re-run of the
+        calling execution gets the stored result instead of running the callee again. Elsewhere
+        the call is deleted once answered (FabricInstances.Call).
         """
         execution = new_id(delegate)
         request = executions_pb2.ExecutionsCreateRequest(
             execution=model_pb2.PerperExecution(execution=execution), instance=self.to_message(),
             delegate=delegate, arguments=values.pack_all(args))
-        response = await get_connection().retry(get_connection().instances.Call, request)
+        connection = get_connection()
+        if in_execution():
+            response = await _call_kept(request)
+        else:
+            response = await connection.retry(connection.instances.Call, request)
         return results_of_response(execution, response, result_type)
 
     async def destroy(self, *stop_args: Any) -> Any:
@@ -140,9 +167,42 @@ async def _pump(call: Any, inbox: asyncio.Queue) -> None:
         await inbox.put(e)
 
 
+class _ListenerGuard:
+    """Keeps this process's own acknowledgements of one named listener from moving it back below
+    a step (Stream.step) taken on it: `floor` is the highest position a step reported, and
+    acknowledgements at or below it are dropped. `lock` orders MoveListener calls with steps, so
+    a MoveListener sent before a step cannot arrive after it. (An acknowledgement on the
+    ListenItemsAndMove call is never held by the lock: the Fabric ignores a backward one there,
+    and waiting on it could hold up the consumer.) Use from one event loop.
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.floor: Optional[int] = None
+
+    def allows(self, key: int) -> bool:
+        return self.floor is None or key > self.floor
+
+    def raise_floor(self, position: int) -> None:
+        self.floor = position if self.floor is None else max(self.floor, position)
+
+
+# The guards of the listeners an enumeration or a step is using now, by (stream, listener).
+_guards: "weakref.WeakValueDictionary[tuple[str, str], _ListenerGuard]" = (
+    weakref.WeakValueDictionary())
+
+
+def _guard_of(stream: str, listener: str) -> _ListenerGuard:
+    guard = _guards.get((stream, listener))
+    if guard is None:
+        guard = _guards[(stream, listener)] = _ListenerGuard()
+    return guard
+
+
 class _Acks:
     """Acknowledges items of a named listener: on the ListenItemsAndMove call while it is open,
-    with MoveListener once it has ended. Use from one event loop.
+    with MoveListener once it has ended. Never moves the listener below a step (_ListenerGuard).
+    Use from one event loop.
 
     note() records the last item the consumer has taken; a background task writes the latest
     noted key whenever its previous write is done, so acknowledgements never hold up the consumer
@@ -155,6 +215,7 @@ class _Acks:
         self._call = call
         self._stream = stream
         self._listener = listener
+        self._guard = _guard_of(stream.stream, listener)
         self._on_call = True
         self._last: Optional[int] = None
         self._sent: Optional[int] = None
@@ -189,6 +250,8 @@ class _Acks:
             self._wake.clear()
             while self._last != self._sent:
                 key = self._sent = self._last
+                if not self._guard.allows(key):
+                    continue  # a step has moved the listener past it
                 try:
                     if self._on_call:
                         try:
@@ -206,10 +269,13 @@ class _Acks:
 
     async def _move(self, key: int) -> None:
         connection = get_connection()
-        await connection.retry(connection.streams.MoveListener,
-                               streams_pb2.StreamsMoveListenerRequest(
-                                   stream=self._stream, listener_name=self._listener,
-                                   reached_key=key))
+        async with self._guard.lock:
+            if not self._guard.allows(key):
+                return  # MoveListener can move backwards: never below a step
+            await connection.retry(connection.streams.MoveListener,
+                                   streams_pb2.StreamsMoveListenerRequest(
+                                       stream=self._stream, listener_name=self._listener,
+                                       reached_key=key))
 
 
 def _items_of(message: streams_pb2.StreamsListenItemsResponse) -> Any:
@@ -217,6 +283,31 @@ def _items_of(message: streams_pb2.StreamsListenItemsResponse) -> Any:
     if message.items:
         return [(item.key, item.value) for item in message.items]
     return [(message.key, message.value)]
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """Where a stream stands (Stream.progress): the largest key ever written (None before the
+    first item), the number of items ever written (items an ephemeral stream has collected
+    still count; an identical rewrite of a key does not), and whether it is completed."""
+
+    last_key: Optional[int]
+    written_count: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What Stream.step did. `applied`: the changes were applied and the listener moved to the
+    key. Otherwise nothing changed, because the step was taken before (`already_taken`: the
+    listener is at or past the key), the listener was not at `expected_position`
+    (`position_mismatch`), or, with both false, a compare_and_set found another value.
+    `position` is the listener's position after the call."""
+
+    applied: bool
+    already_taken: bool
+    position_mismatch: bool
+    position: int
 
 
 class Stream:
@@ -362,6 +453,44 @@ class Stream:
             request.error.message = bounded_error_text(error)
         await get_connection().retry(get_connection().streams.Complete, request)
 
+    async def progress(self) -> StreamProgress:
+        """Returns where the stream stands (FabricStreams.GetProgress): what a producer that
+        runs again needs to resume. Raises grpc.aio.AioRpcError NOT_FOUND for an unknown
+        stream."""
+        request = streams_pb2.StreamsGetProgressRequest(stream=self.to_message())
+        response = await get_connection().retry(get_connection().streams.GetProgress, request)
+        return StreamProgress(last_key=response.last_key if response.has_items else None,
+                              written_count=response.written_count, completed=response.completed)
+
+    async def step(self, listener: str, key: int, changes: Optional["Changes"] = None, *,
+                   expected_position: Optional[int] = None) -> StepResult:
+        """Applies `changes` (to one dictionary) and moves the named listener `listener` to
+        `key`, as one operation that happens entirely or not at all (FabricStreams.Step).
+
+        A step whose key is not above the listener's position has been taken already: nothing
+        applies (`already_taken`). So a consumer that steps each item it took, and is restarted
+        anywhere, accounts for every item exactly once in the Fabric's state. With
+        `expected_position`, the step applies only when the listener is at that position (a
+        fence against a second consumer). From then on, this process's own acknowledgements of
+        the listener (items()) never move it back below the step.
+        """
+        request = streams_pb2.StreamsStepRequest(stream=self.to_message(), listener_name=listener,
+                                                 reached_key=key)
+        if changes is not None and changes.operations:
+            request.dictionary.CopyFrom(changes.dictionary.to_message())
+            request.operations.extend(changes.operations)
+        if expected_position is not None:
+            request.expected_position = expected_position
+        connection = get_connection()
+        guard = _guard_of(self.stream, listener)
+        async with guard.lock:
+            # A retry after a lost answer finds the step taken: already_taken, nothing twice.
+            response = await connection.retry(connection.streams.Step, request)
+            guard.raise_floor(response.position)
+        return StepResult(applied=response.applied, already_taken=response.already_taken,
+                          position_mismatch=response.position_mismatch,
+                          position=response.position)
+
     async def wait_for_listener(self) -> None:
         """Returns once the stream has a listener."""
         request = streams_pb2.StreamsWaitForListenerRequest(stream=self.to_message())
@@ -381,6 +510,46 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"Stream({self.stream!r}, start_key={self.start_key}, stride={self.stride})"
+
+
+class Changes:
+    """A batch of operations on one dictionary, applied together by Stream.step.
+
+    Built with chainable calls (`state.changes().set("a", 1).remove("b")`); each operation has
+    the meaning of the Dictionary method of the same name. Nothing is sent until the step.
+    """
+
+    __slots__ = ("dictionary", "operations")
+
+    def __init__(self, dictionary: "Dictionary") -> None:
+        self.dictionary = dictionary
+        self.operations: list[states_pb2.StatesDictionaryOperateRequest] = []
+
+    def set(self, key: Any, value: Any) -> "Changes":
+        """Sets `key` to `value` (None removes the key)."""
+        self.operations.append(states_pb2.StatesDictionaryOperateRequest(
+            key=values.pack(key), set_new_value=True, new_value=values.pack(value)))
+        return self
+
+    def remove(self, key: Any) -> "Changes":
+        """Removes `key` (nothing when absent)."""
+        self.operations.append(states_pb2.StatesDictionaryOperateRequest(
+            key=values.pack(key), set_new_value=True, new_value=any_pb2.Any()))
+        return self
+
+    def compare_and_set(self, key: Any, expected: Any, new: Any) -> "Changes":
+        """Sets `key` to `new` if it holds `expected` (None: absent); if it does not, the whole
+        step applies nothing."""
+        self.operations.append(states_pb2.StatesDictionaryOperateRequest(
+            key=values.pack(key), set_new_value=True, new_value=values.pack(new),
+            compare_existing_value=True, expected_existing_value=values.pack(expected)))
+        return self
+
+    def __len__(self) -> int:
+        return len(self.operations)
+
+    def __repr__(self) -> str:
+        return f"Changes({self.dictionary!r}, {len(self.operations)} operations)"
 
 
 class Dictionary:
@@ -465,6 +634,10 @@ class Dictionary:
                 expected_existing_value=expected)
             if result.operation_successful:
                 return new
+
+    def changes(self) -> Changes:
+        """Returns an empty batch of operations on this dictionary, for Stream.step."""
+        return Changes(self)
 
     async def items(self, *, type: Any = None) -> AsyncIterator[tuple[Any, Any]]:  # noqa: A002
         """Yields every (key, value), in key byte order (a snapshot)."""

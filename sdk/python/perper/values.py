@@ -10,9 +10,15 @@
 | bytes / bytearray               | BytesValue                      |                          |
 | Agent, Stream, Dictionary, List | perper.grpc2.model.Perper*      |                          |
 | Execution                       | perper.grpc2.model.PerperExecution |                       |
+| dict (str keys)                 | Struct                          | Value holding a struct   |
+| list                            | ListValue                       | Value holding a list     |
 | any protobuf message            | the message itself              |                          |
 
-Several results of one execution are several Anys (a Python tuple).
+Inside a Struct or ListValue: None, bool, str, float, nested dict and list/tuple, and int only
+when |n| <= 2**53 (a number there is a double; a larger int raises PerperValueError naming its
+key path). On reading, a number that is integral and within 2**53 becomes int, any other float.
+A tuple at the top level is not a value: returned by a handler it is several results (several
+Anys, read back as a tuple).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from google.protobuf import any_pb2, struct_pb2, symbol_database, wrappers_pb2
 from google.protobuf.message import Message
 
 from perper._stubs import model_pb2  # noqa: F401  (model descriptors in the pool)
-from perper.errors import PerperTypeError
+from perper.errors import PerperTypeError, PerperValueError
 
 
 _INT_TYPES = {
@@ -43,6 +49,9 @@ _SCALAR_TYPES = {
     "google.protobuf.BytesValue": (wrappers_pb2.BytesValue, bytes),
 }
 
+# A number inside a Struct or ListValue is a double: integers up to this magnitude are exact.
+MAX_EXACT_INT = 1 << 53
+
 # Model wrappers (perper.model) register themselves here: message full name -> (python class,
 # from_message). Kept as a registry so values.py does not import model.py.
 _MODEL_TYPES: dict[str, tuple[type, Callable[[Message], AnyType]]] = {}
@@ -60,8 +69,57 @@ def type_name_of(value: any_pb2.Any) -> str:
 
 
 def _pack_message(message: Message) -> any_pb2.Any:
+    # Deterministic: map entries (a Struct's fields) in key order, so that equal values have
+    # equal bytes (dictionary keys and compare_and_set compare bytes).
     result = any_pb2.Any()
-    result.Pack(message)
+    result.Pack(message, deterministic=True)
+    return result
+
+
+def _child_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _to_struct_value(value: AnyType, path: str) -> struct_pb2.Value:
+    """Converts a value inside a Struct or ListValue; `path` names it in errors."""
+    if value is None:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(value, bool):  # before int: bool is a subclass of int
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, int):
+        if abs(value) > MAX_EXACT_INT:
+            raise PerperValueError(
+                f"int {value} at key path {path!r} is beyond 2**53: a number inside a Struct is "
+                "a double and would lose digits (store it outside the dict, or as a str)")
+        return struct_pb2.Value(number_value=float(value))
+    if isinstance(value, float):
+        return struct_pb2.Value(number_value=value)
+    if isinstance(value, str):
+        return struct_pb2.Value(string_value=value)
+    if isinstance(value, dict):
+        return struct_pb2.Value(struct_value=_to_struct(value, path))
+    if isinstance(value, (list, tuple)):
+        return struct_pb2.Value(list_value=_to_list_value(value, path))
+    raise PerperTypeError(
+        f"cannot put a value of Python type {type(value).__name__} inside a Struct (at key path "
+        f"{path!r}): use None, bool, int, float, str, dict or list")
+
+
+def _to_struct(value: dict, path: str = "") -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise PerperTypeError(
+                f"cannot pack a dict with a key of Python type {type(key).__name__} (key {key!r}"
+                f"{' in ' + repr(path) if path else ''}): a Struct's keys are str")
+        result.fields[key].CopyFrom(_to_struct_value(item, _child_path(path, key)))
+    return result
+
+
+def _to_list_value(value: list | tuple, path: str = "") -> struct_pb2.ListValue:
+    result = struct_pb2.ListValue()
+    for index, item in enumerate(value):
+        result.values.append(_to_struct_value(item, f"{path}[{index}]"))
     return result
 
 
@@ -83,14 +141,22 @@ def pack(value: AnyType) -> any_pb2.Any:
         return _pack_message(wrappers_pb2.StringValue(value=value))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _pack_message(wrappers_pb2.BytesValue(value=bytes(value)))
+    if isinstance(value, dict):
+        return _pack_message(_to_struct(value))
+    if isinstance(value, list):
+        return _pack_message(_to_list_value(value))
     to_message = getattr(value, "to_message", None)
     if to_message is not None:
         return _pack_message(to_message())
     if isinstance(value, Message):
         return _pack_message(value)
+    if isinstance(value, tuple):
+        raise PerperTypeError(
+            "cannot pack a tuple: a handler returning a tuple returns several results; pack a "
+            "list to send one list (google.protobuf.ListValue)")
     raise PerperTypeError(
         f"cannot pack a value of Python type {type(value).__name__}: use None, bool, int, float, "
-        "str, bytes, a Perper model object or a protobuf message")
+        "str, bytes, dict, list, a Perper model object or a protobuf message")
 
 
 def pack_all(values: tuple | list) -> list[any_pb2.Any]:
@@ -114,19 +180,41 @@ def _mismatch(value: any_pb2.Any, expected: AnyType) -> PerperTypeError:
         f"cannot read a value of type {type_name_of(value) or 'null'} as {_describe(expected)}")
 
 
+def _from_number(number: float) -> AnyType:
+    """An integral number within 2**53 reads as int (it was most likely written as one)."""
+    if number.is_integer() and abs(number) <= MAX_EXACT_INT:
+        return int(number)
+    return number
+
+
+def _from_struct(struct: struct_pb2.Struct) -> dict:
+    return {k: _from_struct_value(x) for k, x in struct.fields.items()}
+
+
+def _from_list_value(list_value: struct_pb2.ListValue) -> list:
+    return [_from_struct_value(x) for x in list_value.values]
+
+
 def _from_struct_value(v: struct_pb2.Value) -> AnyType:
     kind = v.WhichOneof("kind")
     if kind in (None, "null_value"):
         return None
     if kind == "number_value":
-        return v.number_value
+        return _from_number(v.number_value)
     if kind == "string_value":
         return v.string_value
     if kind == "bool_value":
         return v.bool_value
     if kind == "list_value":
-        return [_from_struct_value(x) for x in v.list_value.values]
-    return {k: _from_struct_value(x) for k, x in v.struct_value.fields.items()}
+        return _from_list_value(v.list_value)
+    return _from_struct(v.struct_value)
+
+
+# Struct and ListValue read as dict and list (the messages themselves when asked for by type).
+_STRUCTURED_TYPES = {
+    "google.protobuf.Struct": (struct_pb2.Struct, dict, _from_struct),
+    "google.protobuf.ListValue": (struct_pb2.ListValue, list, _from_list_value),
+}
 
 
 def is_null(value: any_pb2.Any) -> bool:
@@ -173,10 +261,24 @@ def unpack(value: Optional[any_pb2.Any], expected: AnyType = None) -> AnyType:
     if name == "google.protobuf.Value":
         message = struct_pb2.Value()
         value.Unpack(message)
+        if expected is struct_pb2.Value:
+            return message
         result = _from_struct_value(message)
-        if expected not in (None, struct_pb2.Value) and not isinstance(result, expected):
+        if expected is float and type(result) is int:
+            return float(result)
+        if expected is not None and (not isinstance(result, expected) or (
+                expected is int and isinstance(result, bool))):
             raise _mismatch(value, expected)
-        return message if expected is struct_pb2.Value else result
+        return result
+    if name in _STRUCTURED_TYPES:
+        message_type, python_type, convert = _STRUCTURED_TYPES[name]
+        message = message_type()
+        value.Unpack(message)
+        if expected is message_type:
+            return message
+        if expected not in (None, python_type):
+            raise _mismatch(value, expected)
+        return convert(message)
     if name in _MODEL_TYPES:
         python_type, from_message = _MODEL_TYPES[name]
         message_type = symbol_database.Default().GetSymbol(name)

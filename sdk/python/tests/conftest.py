@@ -111,6 +111,23 @@ async def session(address: str, agent: str = "test",
         _ambient.set_default_context(None)
 
 
+def start_restart_agent(role: str, address: str, **env: str) -> subprocess.Popen:
+    """Starts a process of tests/restart_agents.py in `role` (see there) on the Fabric at
+    `address`, with extra environment variables `env`."""
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("restart_agents.py")),
+                             role], env=python_env(address, **env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def kill(*processes: Optional[subprocess.Popen]) -> None:
+    """Kills the processes (SIGKILL, as a crash would) and waits for them; None is skipped."""
+    for process in processes:
+        if process is not None:
+            process.kill()
+            process.wait()
+            process.stderr.close()
+
+
 def python_env(address: str, **extra: str) -> dict[str, str]:
     """The environment of an agent process: PYTHONPATH, PERPER_FABRIC_ENDPOINT, extras."""
     env = dict(os.environ)

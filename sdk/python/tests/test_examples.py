@@ -65,3 +65,15 @@ def test_basic_sample(fabric):
     assert "DoSomething called: 123" in lines
     assert "DoSomethingAsync called: 456" in lines
     assert lines[-1] == "Basic sample done."
+
+
+def test_restart_pipeline_deploys_once_with_the_recorded_deploy(fabric):
+    env = python_env(fabric.address, X_PERPER_RECORD_DEPLOY="1")
+    runs = [subprocess.run([sys.executable, str(EXAMPLES / "restart" / "average_pipeline.py")],
+                           env=env, capture_output=True, text=True, timeout=60) for _ in range(2)]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["Average of 100 readings: 50.5"]
+    assert "Deploy already ran" not in runs[0].stderr
+    assert ("Deploy already ran on this Fabric (execution AveragePipeline-deploy-deploy)"
+            in runs[1].stderr)

@@ -145,3 +145,119 @@ def test_16_mib_values_travel_end_to_end_with_the_default_limits(fabric):
             items = [item async for item in stream]
             assert items == [big]
     run(body(), timeout=60)
+
+
+# Structured values: dict <-> google.protobuf.Struct, list <-> google.protobuf.ListValue.
+
+NESTED = {"name": "sensor", "ok": True, "none": None, "ratio": 0.25, "count": 3,
+          "limits": [-(1 << 53), 1 << 53, 1.5, "x", None, False, {"deep": [[], {}]}],
+          "empty": {}}
+
+
+def test_a_dict_travels_as_a_struct_and_comes_back_equal():
+    any_value = values.pack(NESTED)
+    assert values.type_name_of(any_value) == "google.protobuf.Struct"
+    struct = struct_pb2.Struct()
+    any_value.Unpack(struct)
+    assert struct.fields["count"].number_value == 3.0
+    assert struct.fields["limits"].list_value.values[2].number_value == 1.5
+    assert struct.fields["none"].WhichOneof("kind") == "null_value"
+    result = values.unpack(any_value)
+    assert result == NESTED
+    # Integers come back as int, other numbers as float, exactly.
+    assert type(result["count"]) is int and type(result["ratio"]) is float
+    assert [type(v) for v in result["limits"][:3]] == [int, int, float]
+    assert values.unpack(any_value, dict) == NESTED
+    assert values.unpack(any_value, struct_pb2.Struct) == struct
+
+
+def test_a_top_level_list_travels_as_a_list_value_and_tuples_inside_as_lists():
+    any_value = values.pack([1, "two", (3, 4.5), {"five": [6]}])
+    assert values.type_name_of(any_value) == "google.protobuf.ListValue"
+    assert values.unpack(any_value) == [1, "two", [3, 4.5], {"five": [6]}]
+    assert values.unpack(any_value, list) == [1, "two", [3, 4.5], {"five": [6]}]
+    assert values.unpack(values.pack({"t": (1, 2)})) == {"t": [1, 2]}
+    with pytest.raises(PerperTypeError, match="ListValue.*dict"):
+        values.unpack(any_value, dict)
+
+
+def test_a_top_level_tuple_is_still_several_results_not_a_value():
+    assert values.results_of((1, [2, 3])) == [values.pack(1), values.pack([2, 3])]
+    with pytest.raises(PerperTypeError, match="several results"):
+        values.pack((1, 2))
+
+
+def test_a_top_level_int_stays_an_int64_value_even_beyond_2_53():
+    big = (1 << 62) + 1
+    assert values.type_name_of(values.pack(big)) == "google.protobuf.Int64Value"
+    assert values.unpack(values.pack(big)) == big
+
+
+def test_an_int_beyond_2_53_inside_a_struct_is_refused_with_its_key_path():
+    assert values.unpack(values.pack({"n": -(1 << 53)})) == {"n": -(1 << 53)}
+    with pytest.raises(ValueError, match=r"'outer\.inner\[1\]'") as error:
+        values.pack({"outer": {"inner": [0, (1 << 53) + 1]}})
+    assert isinstance(error.value, perper.PerperValueError)
+    assert str((1 << 53) + 1) in str(error.value)
+    with pytest.raises(ValueError, match=r"'\[0\]\.k'"):
+        values.pack([{"k": -(1 << 60)}])
+
+
+def test_what_a_struct_cannot_hold_is_a_clear_error():
+    with pytest.raises(PerperTypeError, match="key of Python type int"):
+        values.pack({1: "a"})
+    with pytest.raises(PerperTypeError, match=r"bytes.*'a\.b'"):
+        values.pack({"a": {"b": b"raw"}})
+    with pytest.raises(PerperTypeError, match=r"Stream.*'\[0\]'"):
+        values.pack([perper.Stream("s")])
+
+
+def test_numbers_read_as_int_only_when_integral_and_exact():
+    message = struct_pb2.Struct()
+    message.update({"a": 2.0, "b": 2.5, "c": float(1 << 60), "d": float("inf")})
+    result = values.unpack(packed(message))
+    assert result["a"] == 2 and type(result["a"]) is int
+    assert type(result["b"]) is float
+    assert type(result["c"]) is float  # beyond 2**53: not known to be exact
+    assert result["d"] == float("inf")
+
+
+def test_a_value_holding_a_struct_reads_as_a_dict():
+    # What `perper call` (the CLI) sends for a JSON object or array.
+    message = struct_pb2.Value()
+    message.struct_value.update({"n": 7, "list": [1, "x"]})
+    assert values.unpack(packed(message)) == {"n": 7, "list": [1, "x"]}
+    number = packed(struct_pb2.Value(number_value=4.0))
+    assert values.unpack(number) == 4 and values.unpack(number, float) == 4.0
+    assert type(values.unpack(number, float)) is float
+    with pytest.raises(PerperTypeError):
+        values.unpack(packed(struct_pb2.Value(bool_value=True)), int)
+
+
+def test_structured_values_come_back_from_the_fabric_in_state_and_streams(fabric):
+    async def produce():
+        yield NESTED
+        yield [1, [2, {"three": 3}]]
+
+    async def body():
+        async with session(fabric.address, handlers={"Produce": produce,
+                                                     "Echo": lambda value: value}):
+            state = perper.state()
+            await state.set("nested", NESTED)
+            assert await state.get("nested") == NESTED
+            assert await state.get("nested", type=dict) == NESTED
+            # A dict is a key too (compared on its packed bytes).
+            await state.set({"k": 1}, [1, 2])
+            assert await state.get({"k": 1}) == [1, 2]
+            assert await state.compare_and_set("nested", NESTED, {"replaced": True})
+            assert await state.get("nested") == {"replaced": True}
+            stream = await perper.stream("Produce")
+            assert [item async for item in stream] == [NESTED, [1, [2, {"three": 3}]]]
+            assert await perper.call("Echo", NESTED) == NESTED
+    run(body())
+
+
+def test_equal_dicts_pack_to_equal_bytes_whatever_their_insertion_order():
+    first = values.pack({"b": 1, "a": {"y": 2, "x": 3}})
+    second = values.pack({"a": {"x": 3, "y": 2}, "b": 1})
+    assert first.SerializeToString() == second.SerializeToString()
