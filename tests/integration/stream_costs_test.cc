@@ -53,6 +53,9 @@ class CountingStreams final : public storage::StreamStore {
   absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) override {
     return inner_.LastKey(stream);
   }
+  absl::StatusOr<storage::StreamProgress> GetProgress(std::string_view stream) override {
+    return inner_.GetProgress(stream);
+  }
   absl::Status CompleteStream(std::string_view stream, std::optional<std::string> error) override {
     return inner_.CompleteStream(stream, std::move(error));
   }

@@ -157,6 +157,51 @@ class Listen {
   bool finished_ = false;
 };
 
+// A ListenItemsAndMove call read synchronously, with acknowledgements; cancelled when
+// destroyed.
+class ListenAndMove {
+ public:
+  ListenAndMove(grpc2::FabricStreams::Stub& stub, const grpc2::StreamsListenItemsRequest& listen,
+                std::chrono::milliseconds timeout = std::chrono::seconds(20))
+      : context_(Context(timeout)), call_(stub.ListenItemsAndMove(context_.get())) {
+    grpc2::StreamsListenItemsAndMoveRequest first;
+    *first.mutable_listen() = listen;
+    EXPECT_TRUE(call_->Write(first));
+  }
+  ~ListenAndMove() {
+    call_->WritesDone();
+    context_->TryCancel();
+    call_->Finish().IgnoreError();
+  }
+
+  // The next item's key, or nullopt when the call ended.
+  std::optional<int64_t> NextKey() {
+    grpc2::StreamsListenItemsResponse response;
+    if (!call_->Read(&response)) return std::nullopt;
+    return response.key();
+  }
+  std::vector<int64_t> NextKeys(size_t n) {
+    std::vector<int64_t> keys;
+    for (size_t i = 0; i < n; ++i) {
+      std::optional<int64_t> key = NextKey();
+      if (!key.has_value()) break;
+      keys.push_back(*key);
+    }
+    return keys;
+  }
+  bool Ack(int64_t key) {
+    grpc2::StreamsListenItemsAndMoveRequest ack;
+    ack.set_reached_key(key);
+    return call_->Write(ack);
+  }
+
+ private:
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<grpc2::StreamsListenItemsAndMoveRequest,
+                                           grpc2::StreamsListenItemsResponse>>
+      call_;
+};
+
 inline std::string Message(const grpc::Status& status) { return status.error_message(); }
 
 }  // namespace perper::testing

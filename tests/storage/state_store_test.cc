@@ -456,6 +456,47 @@ TEST_P(StateStoreDurabilityTest, ListSurvivesReopen) {
   EXPECT_EQ(RawAndValues().front(), (std::pair<int64_t, int64_t>{-2, -5}));
 }
 
+TEST_P(StateStoreTest, ListStatesListsWhatExistsByPrefixAndKind) {
+  ASSERT_TRUE(states().CreateDictionary("p-b").ok());
+  Op(false, true, false, S("k"), V(1));  // Writes dictionary "d".
+  DictionaryOperation op;
+  op.key = S("k");
+  op.set_new_value = true;
+  op.new_value = V(1);
+  ASSERT_TRUE(states().OperateDictionary("p-a", op).ok());
+  op.key = S("j");
+  ASSERT_TRUE(states().OperateDictionary("p-a", op).ok());
+  ASSERT_TRUE(states().CreateList("p-a").ok());
+  ListOp(Location::kAtBack, 0, 0, false, false, {V(1), V(2)}, "p-c");
+  // Neither a read nor a refused write makes a dictionary exist.
+  DictionaryOperation refused = op;
+  refused.compare_existing_value = true;
+  refused.expected_existing_value = V(5);
+  ASSERT_TRUE(states().OperateDictionary("p-x", refused).ok());
+  EXPECT_EQ(states().CountDictionary("p-y"), 0u);
+
+  auto names = [&](std::string_view prefix, size_t limit) {
+    std::vector<std::string> out;
+    for (const storage::StateSummary& state : states().ListStates(prefix, limit)) {
+      out.push_back((state.kind == storage::StateSummary::Kind::kList ? "L " : "D ") + state.name +
+                    " " + std::to_string(state.count));
+    }
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names("p-", 100), (Names{"D p-a 2", "D p-b 0", "L p-a 0", "L p-c 2"}));
+  EXPECT_EQ(names("", 100), (Names{"D d 1", "D p-a 2", "D p-b 0", "L p-a 0", "L p-c 2"}));
+  EXPECT_EQ(names("p-", 3), (Names{"D p-a 2", "D p-b 0", "L p-a 0"}));
+  EXPECT_EQ(names("q", 100), Names{});
+  if (IsDurable()) {
+    Reopen();
+    EXPECT_EQ(names("p-", 100), (Names{"D p-a 2", "D p-b 0", "L p-a 0", "L p-c 2"}));
+  }
+  ASSERT_TRUE(states().DeleteDictionary("p-a", /*keep_cache=*/false).ok());
+  ASSERT_TRUE(states().DeleteList("p-c", /*keep_cache=*/true).ok());
+  EXPECT_EQ(names("p-", 100), (Names{"D p-b 0", "L p-a 0", "L p-c 0"}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StateStoreTest, AllBackends(), BackendName);
 INSTANTIATE_TEST_SUITE_P(Durable, StateStoreDurabilityTest,
                          ::testing::Values(std::string("rocksdb")), BackendName);

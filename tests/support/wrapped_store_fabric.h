@@ -48,6 +48,9 @@ class WrappedStore final : public storage::Store {
   storage::StateStore& states() override { return inner_->states(); }
   storage::DescriptorStore& descriptors() override { return inner_->descriptors(); }
   void SetObserver(storage::ChangeObserver* observer) override { inner_->SetObserver(observer); }
+  absl::StatusOr<storage::StepResult> Step(const storage::StepRequest& request) override {
+    return inner_->Step(request);
+  }
 
  private:
   std::unique_ptr<storage::Store> inner_;

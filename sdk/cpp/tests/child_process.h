@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// An SDK example binary run as a child process, with extra environment, output to a file.
+// An SDK example binary (or a test binary re-run with a filter) as a child process, with extra
+// environment and arguments, output to a file.
 //
 //   ChildProcess child(PERPER_CALCULATOR_BINARY, {"PERPER_FABRIC_ENDPOINT=" + address});
 //   child.Kill(SIGTERM);
@@ -28,7 +29,8 @@ namespace perper::testing {
 
 class ChildProcess {
  public:
-  ChildProcess(const std::string& binary, const std::vector<std::string>& env) {
+  ChildProcess(const std::string& binary, const std::vector<std::string>& env,
+               const std::vector<std::string>& args = {}) {
     log_path_ = dir_.path() + "/output.log";
     // Everything the child needs is built before fork: after fork only exec-safe calls.
     std::vector<std::string> env_strings;
@@ -41,8 +43,13 @@ class ChildProcess {
       envp.push_back(s.data());
     }
     envp.push_back(nullptr);
-    std::string path = binary;
-    char* argv[] = {path.data(), nullptr};
+    std::vector<std::string> arg_strings{binary};
+    arg_strings.insert(arg_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : arg_strings) {
+      argv.push_back(s.data());
+    }
+    argv.push_back(nullptr);
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     pid_ = fork();
     if (pid_ == 0) {
@@ -51,7 +58,7 @@ class ChildProcess {
       sigset_t none;
       sigemptyset(&none);
       sigprocmask(SIG_SETMASK, &none, nullptr);
-      execve(argv[0], argv, envp.data());
+      execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     close(fd);

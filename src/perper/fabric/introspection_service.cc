@@ -91,6 +91,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
     summary->set_ephemeral(stream.record.ephemeral);
     summary->set_stride(stream.record.stride);
     summary->set_item_count(stream.item_count);
+    summary->set_written_count(stream.written_count);
     summary->set_has_items(stream.first_key.has_value());
     summary->set_first_key(stream.first_key.value_or(0));
     summary->set_last_key(stream.last_key.value_or(0));

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "perper/common/grpc_status.h"
+#include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/first_message_timer.h"
@@ -293,16 +294,28 @@ class ListenCore {
     Pump();
   }
 
-  // Moves the call's listener to `key` (an acknowledgement from the client).
+  // Moves the call's listener to `key` (an acknowledgement from the client). A named listener
+  // only moves forward: an ack at or below its position is ignored, so that a late ack cannot
+  // undo a Step that moved it further (the check and the move are one store step).
   void Ack(int64_t key) {
     std::string name;
+    bool transient;
     {
       absl::MutexLock lock(&mu_);
       if (!started_ || final_status_.has_value()) return;
       name = name_;
+      transient = transient_;
     }
     // A failure means the stream is gone; its deletion hint ends the call.
-    context_.store->streams().MoveListener(stream_, name, key).IgnoreError();
+    if (transient) {
+      context_.store->streams().MoveListener(stream_, name, key).IgnoreError();
+      return;
+    }
+    storage::StepRequest step;
+    step.stream = stream_;
+    step.listener = std::move(name);
+    step.reached_key = key;
+    context_.store->Step(step).IgnoreError();
   }
 
   // Called from OnDone: no callback runs after this, and a transient listener is removed.
@@ -1083,6 +1096,98 @@ grpc::ServerUnaryReactor* StreamsService::Complete(grpc::CallbackServerContext* 
     status = context_.store->streams().CompleteStream(stream, std::move(error));
   }
   return FinishUnary(call, status);
+}
+
+grpc::ServerUnaryReactor* StreamsService::GetProgress(
+    grpc::CallbackServerContext* call, const grpc2::StreamsGetProgressRequest* request,
+    grpc2::StreamsGetProgressResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
+  const std::string& stream = request->stream().stream();
+  if (absl::Status s = RequireNonEmpty(stream, "stream.stream"); !s.ok()) {
+    return FinishUnary(call, s);
+  }
+  absl::StatusOr<storage::StreamProgress> progress =
+      context_.store->streams().GetProgress(stream);
+  if (!progress.ok()) return FinishUnary(call, progress.status());
+  response->set_has_items(progress->last_key.has_value());
+  response->set_last_key(progress->last_key.value_or(0));
+  response->set_written_count(progress->written_count);
+  response->set_completed(progress->completed);
+  if (progress->error.has_value()) response->mutable_error()->set_message(*progress->error);
+  return FinishUnary(call, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* StreamsService::Step(grpc::CallbackServerContext* call,
+                                               const grpc2::StreamsStepRequest* request,
+                                               grpc2::StreamsStepResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(call, s);
+  }
+  const std::string& stream = request->stream().stream();
+  const std::string& listener = request->listener_name();
+  const std::string& dictionary = request->dictionary().dictionary();
+  absl::Status status = RequireNonEmpty(stream, "stream.stream");
+  if (status.ok()) status = RequireNonEmpty(listener, "listener_name");
+  if (!status.ok()) return FinishUnary(call, status);
+  auto where = [&] {
+    return "the step of listener " + ShortId(listener) + " on stream " + ShortId(stream);
+  };
+  if (request->operations_size() > 0 && dictionary.empty()) {
+    return FinishUnary(call, absl::InvalidArgumentError(
+                                 where() + " has operations but no dictionary "
+                                           "(dictionary.dictionary is empty)"));
+  }
+  storage::StepRequest step;
+  step.stream = stream;
+  step.listener = listener;
+  step.reached_key = request->reached_key();
+  if (request->has_expected_position()) step.expected_position = request->expected_position();
+  step.dictionary = dictionary;
+  step.operations.reserve(request->operations_size());
+  for (int i = 0; i < request->operations_size(); ++i) {
+    // Each operation's own `dictionary` is ignored: a step changes one dictionary.
+    const grpc2::StatesDictionaryOperateRequest& in = request->operations(i);
+    auto what = [&](const char* field) {
+      return "operations[" + std::to_string(i) + "]." + field + " of dictionary \"" +
+             ShortId(dictionary) + "\" in " + where();
+    };
+    for (const auto& [value, field] :
+         {std::pair{&in.key(), "key"}, std::pair{&in.new_value(), "new_value"},
+          std::pair{&in.expected_existing_value(), "expected_existing_value"}}) {
+      if (absl::Status s = CheckValueSize(*value, context_.limits, what(field)); !s.ok()) {
+        return FinishUnary(call, s);
+      }
+    }
+    storage::DictionaryOperation& op = step.operations.emplace_back();
+    op.key = SerializeAny(in.key());
+    if (IsNullValue(op.key)) {
+      return FinishUnary(call, absl::InvalidArgumentError(what("key") + " must not be null"));
+    }
+    op.get_existing_value = in.get_existing_value();
+    op.set_new_value = in.set_new_value();
+    op.new_value = SerializeAny(in.new_value());
+    op.compare_existing_value = in.compare_existing_value();
+    op.expected_existing_value = SerializeAny(in.expected_existing_value());
+  }
+  return AnswerUnary(context_.writes, call,
+                     [store = context_.store, step = std::move(step), response]() {
+                       absl::StatusOr<storage::StepResult> result = store->Step(step);
+                       if (!result.ok()) return result.status();
+                       response->set_applied(result->applied);
+                       response->set_already_taken(result->already_taken);
+                       response->set_position_mismatch(result->position_mismatch);
+                       response->set_position(result->position);
+                       for (const storage::DictionaryOutcome& outcome : result->outcomes) {
+                         grpc2::StatesDictionaryOperateResponse* out = response->add_outcomes();
+                         out->set_operation_successful(outcome.operation_successful);
+                         if (outcome.previous_value.has_value()) {
+                           *out->mutable_previous_value() = ParseAny(*outcome.previous_value);
+                         }
+                       }
+                       return absl::OkStatus();
+                     });
 }
 
 }  // namespace perper::fabric

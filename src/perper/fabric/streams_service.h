@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // StreamsService: the FabricStreams gRPC service (perper/grpc2/streams.proto), with the
-// extensions WriteItems, Complete and ListenItemsAndMove. docs/protocol/streams.md describes
+// extensions WriteItems, Complete, ListenItemsAndMove, GetProgress and Step. docs/protocol/streams.md describes
 // every RPC, its ordering and delivery guarantees and its status codes.
 //
 // Listen calls are pull-based reactors: they subscribe to the stream's topic on the ChangeHub,
@@ -53,6 +53,12 @@ class StreamsService final : public perper::grpc2::FabricStreams::CallbackServic
   grpc::ServerBidiReactor<grpc2::StreamsListenItemsAndMoveRequest,
                           grpc2::StreamsListenItemsResponse>*
   ListenItemsAndMove(grpc::CallbackServerContext* call) override;
+  grpc::ServerUnaryReactor* GetProgress(grpc::CallbackServerContext* call,
+                                        const grpc2::StreamsGetProgressRequest* request,
+                                        grpc2::StreamsGetProgressResponse* response) override;
+  grpc::ServerUnaryReactor* Step(grpc::CallbackServerContext* call,
+                                 const grpc2::StreamsStepRequest* request,
+                                 grpc2::StreamsStepResponse* response) override;
 
  private:
   ServiceContext context_;

@@ -167,10 +167,24 @@ struct ListenerRecord {
 struct StreamSummary {
   StreamRecord record;
   uint64_t item_count = 0;
+  uint64_t written_count = 0;  // As StreamProgress::written_count.
   uint64_t retained_bytes = 0;  // As WriteItemsBounded counts them (RetainedBytes).
   std::optional<int64_t> first_key;
   std::optional<int64_t> last_key;
   std::vector<ListenerRecord> listeners;
+};
+
+// Where a stream stands, for a producer that is run again and resumes.
+struct StreamProgress {
+  // The largest key ever written (kept when an ephemeral stream collects its items); nullopt
+  // until the first item is written.
+  std::optional<int64_t> last_key;
+  // Items ever written: those stored now plus those garbage collection removed. A replay (an
+  // identical rewrite, or a key at or below the collected floor) stores nothing and does not
+  // count.
+  uint64_t written_count = 0;
+  bool completed = false;
+  std::optional<std::string> error;  // Set when completed with an error.
 };
 
 class StreamStore {
@@ -215,6 +229,8 @@ class StreamStore {
       absl::FunctionRef<void(int64_t key, std::string_view value)> visit);
   // The largest stored key, nullopt when no item is stored.
   virtual absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) = 0;
+  // The stream's progress; durable with the stream. NOT_FOUND when the stream is unknown.
+  virtual absl::StatusOr<StreamProgress> GetProgress(std::string_view stream) = 0;
 
   // Marks the stream completed, with an error or not. FAILED_PRECONDITION when already completed.
   virtual absl::Status CompleteStream(std::string_view stream,
@@ -276,6 +292,14 @@ struct ListEntry {
   std::string value;
 };
 
+// A dictionary or a list, as ListStates reports it.
+struct StateSummary {
+  enum class Kind { kDictionary, kList };
+  std::string name;
+  Kind kind = Kind::kDictionary;
+  uint64_t count = 0;  // Entries of a dictionary, items of a list.
+};
+
 class StateStore {
  public:
   virtual ~StateStore() = default;
@@ -301,6 +325,11 @@ class StateStore {
   virtual std::vector<ListEntry> ListList(std::string_view list) = 0;
   virtual uint64_t CountList(std::string_view list) = 0;
   virtual absl::Status DeleteList(std::string_view list, bool keep_cache) = 0;
+
+  // The dictionaries, then the lists, whose name starts with `prefix`, each kind in name order,
+  // at most `limit` in all. A dictionary or list is listed once it exists (created, or written
+  // to) until it is deleted; one emptied with keep_cache is listed, empty.
+  virtual std::vector<StateSummary> ListStates(std::string_view prefix, size_t limit) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -315,6 +344,34 @@ class DescriptorStore {
 };
 
 // ---------------------------------------------------------------------------------------------
+// A consumer's step: one dictionary and one stream listener, changed together
+
+struct StepRequest {
+  std::string stream;
+  std::string listener;  // A listener name; must not be empty.
+  // The listener's new position: the key of the last item the step accounts for.
+  int64_t reached_key = 0;
+  // Set: the step applies only when the listener is at this position now (kPositionNotStarted
+  // when it does not exist).
+  std::optional<int64_t> expected_position;
+  std::string dictionary;  // May be empty only when `operations` is.
+  std::vector<DictionaryOperation> operations;
+};
+
+struct StepResult {
+  bool applied = false;
+  // The listener exists and is at or past reached_key: the step was taken before.
+  bool already_taken = false;
+  // expected_position was set and the listener is elsewhere.
+  bool position_mismatch = false;
+  // The listener's position after the call (kPositionNotStarted when it does not exist).
+  int64_t position = kPositionNotStarted;
+  // One per operation, in order, as OperateDictionary answers it given the operations before
+  // it; reported also when the step does not apply (then nothing was written).
+  std::vector<DictionaryOutcome> outcomes;
+};
+
+// ---------------------------------------------------------------------------------------------
 
 // A backend: the four stores, sharing one durability and notification path.
 class Store {
@@ -325,6 +382,16 @@ class Store {
   virtual StreamStore& streams() = 0;
   virtual StateStore& states() = 0;
   virtual DescriptorStore& descriptors() = 0;
+
+  // A consumer's step, atomic and (in a durable backend) one durable commit: unless the
+  // listener already is at or past reached_key (already_taken; a listener that does not exist
+  // is not started, below every key), or is not at expected_position (position_mismatch), or an
+  // operation's compare fails, every operation applies in order, with the semantics of
+  // OperateDictionary, and the listener moves to reached_key, as MoveListener does (creating a
+  // durable listener when absent, collecting what an ephemeral stream no longer needs).
+  // Otherwise nothing changes. NOT_FOUND unknown stream; INVALID_ARGUMENT empty stream or
+  // listener, operations without a dictionary, a null operation key.
+  virtual absl::StatusOr<StepResult> Step(const StepRequest& request) = 0;
 
   // Sets who hears about committed changes. REQUIRES: called before any mutating call;
   // `observer` outlives the store's use.

@@ -4,6 +4,13 @@
 // With a Journal (rocksdb), each change is committed to it before it is applied in memory and
 // acknowledged; Open() reads the Journal back.
 //
+// A step (Step) spans two engines: the streams engine takes the stream's lock and decides the
+// listener's half, then, inside it, the states engine takes the dictionary's lock, evaluates
+// the operations and commits one batch holding both halves, and each engine applies its half in
+// memory. Lock order: stream, then dictionary (then a states registry shard, briefly). Nothing
+// takes a stream's lock while holding a dictionary's, so steps cannot deadlock with each other
+// or with other operations.
+//
 // Thread safety: as Store.
 #pragma once
 
@@ -30,6 +37,7 @@ class EngineStore final : public Store {
   StateStore& states() override { return states_; }
   DescriptorStore& descriptors() override { return descriptors_; }
   void SetObserver(ChangeObserver* observer) override { notifier_.SetObserver(observer); }
+  absl::StatusOr<StepResult> Step(const StepRequest& request) override;
 
  private:
   explicit EngineStore(std::unique_ptr<Journal> journal);

@@ -2,6 +2,7 @@
 #include "perper/storage/engine/states_engine.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/container/btree_map.h"
@@ -92,6 +93,23 @@ std::shared_ptr<T> StatesEngine::Find(std::array<Shard<T>, kShards>& shards, std
   auto object = std::make_shared<T>();
   shard.objects.emplace(std::string(name), object);
   return object;
+}
+
+template <typename T>
+std::vector<std::pair<std::string, std::shared_ptr<T>>> StatesEngine::WithPrefix(
+    std::array<Shard<T>, kShards>& shards, std::string_view prefix) {
+  std::vector<std::pair<std::string, std::shared_ptr<T>>> found;
+  for (Shard<T>& shard : shards) {
+    absl::MutexLock lock(&shard.mu);
+    for (const auto& [name, object] : shard.objects) {
+      if (std::string_view(name).substr(0, prefix.size()) == prefix) {
+        found.emplace_back(name, object);
+      }
+    }
+  }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return found;
 }
 
 template <typename T>
@@ -242,6 +260,104 @@ absl::StatusOr<DictionaryOutcome> StatesEngine::OperateDictionary(std::string_vi
       dictionary->entries.emplace(op.key, op.new_value);
     }
     return std::move(decision.outcome);
+  }
+}
+
+namespace {
+
+// Operations evaluated in order against a dictionary without changing it: what each answers and
+// the value each changed key ends with (nullopt: removed).
+struct Evaluation {
+  bool compares_hold = true;
+  absl::btree_map<std::string, std::optional<std::string>> changes;
+};
+
+Evaluation Evaluate(const absl::btree_map<std::string, std::string>* entries,
+                    const std::vector<DictionaryOperation>& operations,
+                    std::vector<DictionaryOutcome>& outcomes) {
+  Evaluation evaluation;
+  outcomes.clear();
+  outcomes.reserve(operations.size());
+  for (const DictionaryOperation& op : operations) {
+    const std::string* current = nullptr;
+    if (auto changed = evaluation.changes.find(op.key); changed != evaluation.changes.end()) {
+      if (changed->second.has_value()) current = &*changed->second;
+    } else if (entries != nullptr) {
+      if (auto it = entries->find(op.key); it != entries->end()) current = &it->second;
+    }
+    DictionaryDecision decision =
+        Decide(current, op, IsNullValue(op.expected_existing_value), IsNullValue(op.new_value));
+    if (op.compare_existing_value && !decision.outcome.operation_successful) {
+      evaluation.compares_hold = false;
+    }
+    // `current` may point into `changes`: it is not used past here.
+    if (decision.write) {
+      evaluation.changes[op.key] =
+          decision.remove ? std::nullopt : std::optional<std::string>(op.new_value);
+    }
+    outcomes.push_back(std::move(decision.outcome));
+  }
+  return evaluation;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> StatesEngine::StepDictionary(std::string_view name,
+                                                  const std::vector<DictionaryOperation>& operations,
+                                                  bool allowed, JournalBatch& batch,
+                                                  std::vector<DictionaryOutcome>& outcomes) {
+  outcomes.clear();
+  if (operations.empty()) {
+    if (!allowed) return false;
+    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+    return true;
+  }
+  const bool any_set = std::any_of(operations.begin(), operations.end(),
+                                   [](const DictionaryOperation& op) { return op.set_new_value; });
+  while (true) {
+    // As OperateDictionary: only a step that may write creates the dictionary.
+    std::shared_ptr<Dictionary> dictionary =
+        Find(dictionaries_, name, /*create=*/allowed && any_set);
+    if (dictionary == nullptr) {
+      // Absent, and nothing here can write: every operation reads an empty dictionary.
+      Evaluation evaluation = Evaluate(nullptr, operations, outcomes);
+      if (!allowed || !evaluation.compares_hold) return false;
+      if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+      return true;
+    }
+    absl::MutexLock lock(&dictionary->mu);
+    if (dictionary->removed) continue;
+    Evaluation evaluation = Evaluate(&dictionary->entries, operations, outcomes);
+    if (!allowed || !evaluation.compares_hold) return false;
+    // Only the keys whose final value differs from the stored one are written.
+    std::vector<std::pair<const std::string*, const std::optional<std::string>*>> writes;
+    for (const auto& [key, value] : evaluation.changes) {
+      auto it = dictionary->entries.find(key);
+      const bool same = value.has_value()
+                            ? it != dictionary->entries.end() && it->second == *value
+                            : it == dictionary->entries.end();
+      if (same) continue;
+      std::string entry_key = keys::Composite(keys::kDictionaryEntry, name, key);
+      if (value.has_value()) {
+        batch.Put(std::move(entry_key), *value);
+      } else {
+        batch.Delete(std::move(entry_key));
+      }
+      writes.emplace_back(&key, &value);
+    }
+    if (!writes.empty() && !dictionary->journaled) {
+      batch.Put(keys::Simple(keys::kDictionary, name), "");
+    }
+    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+    if (!writes.empty()) dictionary->journaled = true;
+    for (const auto& [key, value] : writes) {
+      if (value->has_value()) {
+        dictionary->entries.insert_or_assign(*key, **value);
+      } else {
+        dictionary->entries.erase(*key);
+      }
+    }
+    return true;
   }
 }
 
@@ -557,6 +673,28 @@ absl::Status StatesEngine::DeleteList(std::string_view name, bool keep_cache) {
     Drop(lists_, name, list.get());
     return absl::OkStatus();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+std::vector<StateSummary> StatesEngine::ListStates(std::string_view prefix, size_t limit) {
+  std::vector<StateSummary> result;
+  // An object in the registry that was never journaled only exists in memory, made by a read
+  // or a refused write (its backend would not have it after a restart): it is not listed.
+  for (auto& [name, dictionary] : WithPrefix(dictionaries_, prefix)) {
+    if (result.size() >= limit) return result;
+    absl::MutexLock lock(&dictionary->mu);
+    if (dictionary->removed || !dictionary->journaled) continue;
+    result.push_back({name, StateSummary::Kind::kDictionary, dictionary->entries.size()});
+  }
+  for (auto& [name, list] : WithPrefix(lists_, prefix)) {
+    if (result.size() >= limit) return result;
+    absl::MutexLock lock(&list->mu);
+    if (list->removed || !list->journaled) continue;
+    result.push_back({name, StateSummary::Kind::kList, list->items.size()});
+  }
+  return result;
 }
 
 }  // namespace perper::storage

@@ -12,7 +12,9 @@
 // the whole of one operation (journal commit included), so each operation is atomic and
 // operations on different objects never wait for each other. Lock order: object, then registry
 // shard (a shard lock is held only to look up or drop an entry, never while waiting for an
-// object). A deletion marks the object `removed` under its lock and then drops it from the
+// object). A step (StepDictionary) is called under a stream's lock (StreamsEngine), so across
+// engines the order is: stream, then dictionary, then registry shard; no code of this engine
+// ever waits for a stream's lock, so the order cannot be inverted. A deletion marks the object `removed` under its lock and then drops it from the
 // registry; an operation that found it before sees the mark under the object's lock and looks
 // the name up again. Every holder keeps the object alive by a shared_ptr declared before its
 // lock, so an object is never freed while its mutex is held.
@@ -74,6 +76,21 @@ class StatesEngine final : public StateStore {
   std::vector<ListEntry> ListList(std::string_view list) override;
   uint64_t CountList(std::string_view list) override;
   absl::Status DeleteList(std::string_view list, bool keep_cache) override;
+  std::vector<StateSummary> ListStates(std::string_view prefix, size_t limit) override;
+
+  // The dictionary half of a step (Store::Step, engine_store.cc): evaluates `operations` in
+  // order against dictionary `name`, each seeing the effect of those before it, and reports
+  // each in `outcomes` as OperateDictionary would. When `allowed` and no compare failed, adds
+  // their writes to `batch`, commits the batch (with what the caller put in it) and applies
+  // them, returning true; otherwise commits nothing and returns false. Without operations the
+  // dictionary is not touched and the batch is committed alone when `allowed`.
+  // REQUIRES: `name` non-empty when there are operations, and no operation key null. Runs under
+  // the caller's stream lock and takes the dictionary's lock inside it (see the lock order
+  // above).
+  absl::StatusOr<bool> StepDictionary(std::string_view name,
+                                      const std::vector<DictionaryOperation>& operations,
+                                      bool allowed, JournalBatch& batch,
+                                      std::vector<DictionaryOutcome>& outcomes);
 
  private:
   struct Dictionary {
@@ -107,6 +124,11 @@ class StatesEngine final : public StateStore {
   template <typename T>
   static std::shared_ptr<T> Find(std::array<Shard<T>, kShards>& shards, std::string_view name,
                                  bool create);
+
+  // Every object whose name starts with `prefix`, in name order (taken shard by shard).
+  template <typename T>
+  static std::vector<std::pair<std::string, std::shared_ptr<T>>> WithPrefix(
+      std::array<Shard<T>, kShards>& shards, std::string_view prefix);
 
   // Drops `name` from the registry if it still maps to `object`.
   // REQUIRES: the caller holds object->mu and keeps `object` alive past that lock.

@@ -21,7 +21,7 @@ std::string StreamNotFound(std::string_view stream) {
 }
 
 std::string EncodeRecord(const StreamRecord& record, const std::optional<int64_t>& last_key,
-                         const std::optional<int64_t>& gc_floor) {
+                         const std::optional<int64_t>& gc_floor, uint64_t collected_count) {
   StreamData data;
   data.set_ephemeral(record.ephemeral);
   data.set_stride(record.stride);
@@ -38,6 +38,7 @@ std::string EncodeRecord(const StreamRecord& record, const std::optional<int64_t
     data.set_has_gc_floor(true);
     data.set_gc_floor(*gc_floor);
   }
+  data.set_collected_count(collected_count);
   return data.SerializeAsString();
 }
 
@@ -90,6 +91,7 @@ absl::Status StreamsEngine::Load() {
         if (data.has_error()) state->record.error = data.error();
         if (data.has_last_key()) state->last_key = data.last_key();
         if (data.has_gc_floor()) state->gc_floor = data.gc_floor();
+        state->collected_count = data.collected_count();
         streams_[state->record.stream] = std::move(state);
       });
   if (!status.ok()) return status;
@@ -160,7 +162,7 @@ absl::StatusOr<bool> StreamsEngine::CreateStream(StreamRecord record) {
     if (fresh) {
       JournalBatch batch;
       batch.Put(keys::Simple(keys::kStream, record.stream),
-                EncodeRecord(record, std::nullopt, std::nullopt));
+                EncodeRecord(record, std::nullopt, std::nullopt, 0));
       absl::Status status = CommitIfDurable(journal_, batch);
       if (!status.ok()) state->deleted = true;
       state->mu.Unlock();
@@ -325,7 +327,7 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
       }
       if (last != state->last_key) {
         batch.Put(keys::Simple(keys::kStream, stream),
-                  EncodeRecord(state->record, last, state->gc_floor));
+                  EncodeRecord(state->record, last, state->gc_floor, state->collected_count));
       }
       PERPER_RETURN_IF_ERROR(journal_->Commit(batch));
     }
@@ -386,6 +388,19 @@ absl::StatusOr<std::optional<int64_t>> StreamsEngine::LastKey(std::string_view s
   return std::optional<int64_t>(state->items.rbegin()->first);
 }
 
+absl::StatusOr<StreamProgress> StreamsEngine::GetProgress(std::string_view stream) {
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  absl::ReaderMutexLock lock(&state->mu);
+  if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+  StreamProgress progress;
+  progress.last_key = state->last_key;
+  progress.written_count = state->collected_count + state->items.size();
+  progress.completed = state->record.completed;
+  progress.error = state->record.error;
+  return progress;
+}
+
 absl::Status StreamsEngine::CompleteStream(std::string_view stream,
                                            std::optional<std::string> error) {
   std::shared_ptr<StreamState> state = Find(stream);
@@ -402,7 +417,7 @@ absl::Status StreamsEngine::CompleteStream(std::string_view stream,
     record.error = std::move(error);
     JournalBatch batch;
     batch.Put(keys::Simple(keys::kStream, stream),
-              EncodeRecord(record, state->last_key, state->gc_floor));
+              EncodeRecord(record, state->last_key, state->gc_floor, state->collected_count));
     PERPER_RETURN_IF_ERROR(CommitIfDurable(journal_, batch));
     state->record = std::move(record);
   }
@@ -464,12 +479,15 @@ StreamsEngine::Collection StreamsEngine::PlanCollection(std::string_view stream,
     // No listener left, or only triggers: every item goes.
     collection.all = true;
     collection.new_floor = data.items.rbegin()->first;
+    collection.count = data.items.size();
     end = keys::PrefixEnd(begin);
   } else {
     auto first_kept = data.items.lower_bound(*lowest);
     if (first_kept == data.items.begin()) return collection;
     collection.keep_from = *lowest;
     collection.new_floor = std::prev(first_kept)->first;
+    // Linear in the items collected, as their deletion from the map is.
+    collection.count = static_cast<uint64_t>(std::distance(data.items.begin(), first_kept));
     end = keys::CompositeInt(keys::kItem, stream, *lowest);
   }
   if (data.gc_floor.has_value())
@@ -477,7 +495,8 @@ StreamsEngine::Collection StreamsEngine::PlanCollection(std::string_view stream,
   collection.any = true;
   batch.DeleteRange(std::move(begin), std::move(end));
   batch.Put(keys::Simple(keys::kStream, stream),
-            EncodeRecord(data.record, data.last_key, collection.new_floor));
+            EncodeRecord(data.record, data.last_key, collection.new_floor,
+                         data.collected_count + collection.count));
   return collection;
 }
 
@@ -495,6 +514,7 @@ size_t StreamsEngine::ApplyCollection(StreamState& data, const Collection& colle
   }
   data.retained_bytes -= freed;
   data.gc_floor = collection.new_floor;
+  data.collected_count += collection.count;
   return freed;
 }
 
@@ -553,6 +573,55 @@ absl::Status StreamsEngine::MoveListener(std::string_view stream, std::string_vi
   return absl::OkStatus();
 }
 
+absl::StatusOr<StreamsEngine::ListenerStep> StreamsEngine::StepListener(
+    std::string_view stream, std::string_view name, int64_t reached_key,
+    std::optional<int64_t> expected_position,
+    absl::FunctionRef<absl::StatusOr<bool>(bool allowed, JournalBatch& batch)> body) {
+  if (name.empty()) return absl::InvalidArgumentError("listener name must not be empty");
+  std::shared_ptr<StreamState> state = Find(stream);
+  if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
+  ListenerStep step;
+  size_t freed = 0;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (state->deleted) return absl::NotFoundError(StreamNotFound(stream));
+    auto it = state->listeners.find(std::string(name));
+    const bool exists = it != state->listeners.end();
+    const int64_t current = exists ? it->second.position : kPositionNotStarted;
+    step.position = current;
+    step.already_taken = exists && reached_key <= current;
+    step.position_mismatch =
+        !step.already_taken && expected_position.has_value() && *expected_position != current;
+    const bool allowed = !step.already_taken && !step.position_mismatch;
+    JournalBatch batch;
+    Collection collection;
+    if (allowed) {
+      // As MoveListener: a transient listener of an open call stays transient.
+      if (!exists || !it->second.transient) {
+        batch.Put(ListenerKey(stream, name), EncodeListener(reached_key));
+      }
+      collection = PlanCollection(stream, *state, name, reached_key, batch);
+    }
+    PERPER_ASSIGN_OR_RETURN(bool applied, body(allowed, batch));
+    if (applied) {
+      PERPER_CHECK(allowed) << "a step applied that its listener did not allow";
+      if (exists) {
+        it->second.position = reached_key;
+      } else {
+        state->listeners.emplace(std::string(name), Listener{reached_key, false});
+      }
+      freed = ApplyCollection(*state, collection);
+      step.applied = true;
+      step.position = reached_key;
+    }
+  }
+  if (step.applied) {
+    NoteBulkFree(freed);
+    NotifyChange(Change::Kind::kListenerChanged, stream);
+  }
+  return step;
+}
+
 absl::StatusOr<bool> StreamsEngine::DeleteListener(std::string_view stream, std::string_view name) {
   std::shared_ptr<StreamState> state = Find(stream);
   if (state == nullptr) return absl::NotFoundError(StreamNotFound(stream));
@@ -606,6 +675,7 @@ std::vector<StreamSummary> StreamsEngine::ListStreams(std::string_view prefix, s
     StreamSummary summary;
     summary.record = state->record;
     summary.item_count = state->items.size();
+    summary.written_count = state->collected_count + state->items.size();
     summary.retained_bytes = state->retained_bytes;
     if (!state->items.empty()) {
       summary.first_key = state->items.begin()->first;

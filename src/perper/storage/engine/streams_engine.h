@@ -2,7 +2,8 @@
 // The streams part of the engine backends: a registry of streams, each with its items in key
 // order, its listeners and its completion, journaled when a Journal is set:
 //
-//   s/<stream>                       StreamData (options, completion, last key, GC floor)
+//   s/<stream>                       StreamData (options, completion, last key, GC floor,
+//                                    items collected)
 //   i/<len><stream><key>             item value (Any bytes)
 //   l/<len><stream><listener name>   ListenerData (durable listeners only)
 //
@@ -30,6 +31,11 @@
 // Persistent streams are never collected. Transient listeners (those of a live call) take part
 // in collection but are never journaled.
 //
+// Progress: the number of items ever written is the items stored plus the items collected; the
+// collected count is journaled in the stream record by the collection that changes it (in its
+// batch), so a write journals nothing extra and the count survives restarts. The largest key
+// ever written is journaled in the stream record by the write that raises it.
+//
 // Retention bound: WriteItemsBounded refuses a write that would make an ephemeral stream hold
 // more than a limit (RetainedBytes of its items), so a stalled listener cannot make the Fabric
 // keep everything; the service holds such a write until a listener moves. Bytes freed by
@@ -48,6 +54,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -79,6 +86,7 @@ class StreamsEngine final : public StreamStore {
       std::string_view stream, int64_t from_key, size_t max_items, size_t max_bytes,
       absl::FunctionRef<void(int64_t key, std::string_view value)> visit) override;
   absl::StatusOr<std::optional<int64_t>> LastKey(std::string_view stream) override;
+  absl::StatusOr<StreamProgress> GetProgress(std::string_view stream) override;
   absl::Status CompleteStream(std::string_view stream, std::optional<std::string> error) override;
   absl::StatusOr<bool> DeleteStream(std::string_view stream) override;
   absl::StatusOr<ListenerRecord> RegisterListener(std::string_view stream, std::string_view name,
@@ -88,6 +96,24 @@ class StreamsEngine final : public StreamStore {
   absl::StatusOr<bool> DeleteListener(std::string_view stream, std::string_view name) override;
   absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) override;
   std::vector<StreamSummary> ListStreams(std::string_view prefix, size_t limit) override;
+
+  // The listener half of a step (Store::Step, engine_store.cc). Under the stream's lock: finds
+  // whether listener `name` may move to `reached_key` (it is not at or past it already, and is
+  // at `expected_position` when that is set; an absent listener is at kPositionNotStarted),
+  // puts the move and the collection it causes into a batch, and calls
+  // `body(allowed, batch)`, which settles the other half of the step and, when the step
+  // applies, commits the batch and returns true. Then the move is applied in memory. `body`
+  // must not call this engine.
+  struct ListenerStep {
+    bool applied = false;
+    bool already_taken = false;
+    bool position_mismatch = false;
+    int64_t position = kPositionNotStarted;  // After the call.
+  };
+  absl::StatusOr<ListenerStep> StepListener(
+      std::string_view stream, std::string_view name, int64_t reached_key,
+      std::optional<int64_t> expected_position,
+      absl::FunctionRef<absl::StatusOr<bool>(bool allowed, JournalBatch& batch)> body);
 
  private:
   struct Listener {
@@ -103,6 +129,7 @@ class StreamsEngine final : public StreamStore {
     StreamRecord record ABSL_GUARDED_BY(mu);
     std::optional<int64_t> last_key ABSL_GUARDED_BY(mu);  // Largest key ever written.
     std::optional<int64_t> gc_floor ABSL_GUARDED_BY(mu);  // Largest key ever collected.
+    uint64_t collected_count ABSL_GUARDED_BY(mu) = 0;     // Items collection ever removed.
     absl::btree_map<int64_t, std::string> items ABSL_GUARDED_BY(mu);
     size_t retained_bytes ABSL_GUARDED_BY(mu) = 0;  // RetainedBytes of every stored item.
     absl::btree_map<std::string, Listener> listeners ABSL_GUARDED_BY(mu);
@@ -116,6 +143,7 @@ class StreamsEngine final : public StreamStore {
     int64_t keep_from = 0;  // Every stored key below this goes (when !all).
     bool all = false;       // Every stored item goes.
     int64_t new_floor = 0;  // The GC floor afterwards.
+    uint64_t count = 0;     // How many items go.
   };
   // Plans the collection that follows setting listener `name` to `position` (nullopt: deleting
   // it) and adds its journal writes to `batch`.

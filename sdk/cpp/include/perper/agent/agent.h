@@ -96,9 +96,9 @@ absl::StatusOr<Values> PackResult(R result) {
     }
     return PackResult(*std::move(result));
   } else if constexpr (IsTuple<R>::value) {
-    return std::apply([](const auto&... v) { return Values{ToAny(v)...}; }, result);
+    return std::apply([](const auto&... v) { return PackAll(v...); }, result);
   } else {
-    return Values{ToAny(result)};
+    return PackAll(result);
   }
 }
 
@@ -189,8 +189,9 @@ class Agent {
     return *this;
   }
 
-  // Registers Deploy: run once when the process starts, as a synthetic execution (not stored
-  // in the Fabric) on the instance "<name>-deploy", ID "<name>-deploy-deploy".
+  // Registers Deploy: run once when the process starts, as a synthetic execution on the
+  // instance "<name>-deploy", ID "<name>-deploy-deploy" (stored in the Fabric only with
+  // RunOptions::record_deploy, which also skips a Deploy that finished there before).
   // Its form is (perper::Context&) -> perper::Task<void>.
   template <typename F>
   Agent& on_deploy(F handler) {
@@ -263,6 +264,11 @@ struct RunOptions {
   int threads = 2;
   // Stop on SIGINT and SIGTERM.
   bool handle_signals = false;
+  // Record Deploy in the Fabric as the execution "<name>-deploy-deploy" (agent "perper.Deploy",
+  // instance "<name>-deploy"): Deploy then runs only if that execution has not finished yet,
+  // with derived IDs, and its result or error completes it. X_PERPER_RECORD_DEPLOY=1 (set by
+  // `perper up` for the deploy process).
+  bool record_deploy = false;
 
   // Defaults overridden by the environment; an unparsable number is INVALID_ARGUMENT. When
   // X_PERPER_AGENT is set and differs from `agent`, FAILED_PRECONDITION.

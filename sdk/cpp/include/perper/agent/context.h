@@ -52,6 +52,7 @@ namespace internal {
 
 class Core;
 struct ExecutionState;
+struct ContextAccess;
 
 // Calls `delegate` on `instance` through the Fabric (create, wait for the result, delete) and
 // returns the raw results. An execution error is UNKNOWN with the remote message; a deleted
@@ -148,8 +149,11 @@ class Instance {
   Task<Result<T>> call(std::string delegate, Args... args) const {
     // Not a coroutine itself: everything is copied into TypedCall's frame before returning, so
     // `co_await ctx.agent(x).call(...)` on a temporary is safe.
-    return internal::TypedCall<T>(core_, model_, std::move(delegate),
-                                  std::vector<google::protobuf::Any>{ToAny(args)...});
+    auto values = internal::PackAll(args...);
+    if (!values.ok()) {
+      return internal::Ready<Result<T>>(values.status());
+    }
+    return internal::TypedCall<T>(core_, model_, std::move(delegate), *std::move(values));
   }
 
   // Starts the stream delegate `delegate` of this instance with `args` (by calling it: the
@@ -157,8 +161,11 @@ class Instance {
   // which replays from key 0. Suspends.
   template <typename... Args>
   Task<absl::StatusOr<Stream>> stream(std::string delegate, Args... args) const {
-    return internal::StreamOfCall(core_, model_, std::move(delegate),
-                                  std::vector<google::protobuf::Any>{ToAny(args)...});
+    auto values = internal::PackAll(args...);
+    if (!values.ok()) {
+      return internal::Ready<absl::StatusOr<Stream>>(values.status());
+    }
+    return internal::StreamOfCall(core_, model_, std::move(delegate), *std::move(values));
   }
 
   // Stops and deletes the instance and its children (FabricInstances.StopAndDelete). Suspends.
@@ -231,15 +238,19 @@ class Context {
   Instance agent(std::string agent, std::string instance_id) const;
 
   // Creates an instance of `agent_type` as a child of this instance and calls its Start with
-  // `args` (FabricInstances.CreateAndStart). The ID is "Run-<uuid>". Yields the Instance, or with
+  // `args` (FabricInstances.CreateAndStart). The ID is "Run-<uuid>" (derived inside an
+  // execution: see docs/sdk-cpp.md, "Stable IDs"). Yields the Instance, or with
   // R given, the Instance and Start's result read as R (as for call<R>). Suspends.
   //
   //   absl::StatusOr<perper::Instance> printer = co_await ctx.start_agent("Printer");
   //   auto counter = co_await ctx.start_agent<int64_t>("Counter", 10);   // {Instance, int64_t}
   template <typename R = void, typename... Args>
   Task<absl::StatusOr<Started<R>>> start_agent(std::string agent_type, Args... args) const {
-    return internal::TypedStart<R>(
-        StartAgentRaw(std::move(agent_type), std::vector<google::protobuf::Any>{ToAny(args)...}));
+    auto values = internal::PackAll(args...);
+    if (!values.ok()) {
+      return internal::Ready<absl::StatusOr<Started<R>>>(values.status());
+    }
+    return internal::TypedStart<R>(StartAgentRaw(std::move(agent_type), *std::move(values)));
   }
 
   // The dictionary of this execution's instance, "<instance>-".
@@ -257,8 +268,12 @@ class Context {
   // process (perper::Agent::stream). Suspends.
   template <typename... Args>
   Task<absl::StatusOr<Stream>> stream(std::string delegate, Args... args) const {
+    auto values = internal::PackAll(args...);
+    if (!values.ok()) {
+      return internal::Ready<absl::StatusOr<Stream>>(values.status());
+    }
     return internal::StartStream(core_, instance(), std::move(delegate), std::nullopt,
-                                 std::vector<google::protobuf::Any>{ToAny(args)...});
+                                 *std::move(values));
   }
   // Creates the stream of this instance's stream delegate `delegate` without starting its
   // producer; `co_await declared.start(args...)` starts it. Without `options`, the registered
@@ -270,12 +285,25 @@ class Context {
   // A list by name (perper/agent/state.h).
   List list(std::string name) const { return List(core_, std::move(name)); }
 
+  // Inside a stream producer: how far the stream it produces (whose ID is this execution's)
+  // got, so a restarted producer can go on where it stopped. Suspends.
+  //
+  //   absl::StatusOr<perper::StreamProgress> done = co_await ctx.stream_progress();
+  //   for (uint64_t i = done->written_count; i < n; ++i) co_await out.write(...);
+  Task<absl::StatusOr<StreamProgress>> stream_progress() const {
+    grpc2::model::PerperStream model;
+    model.set_stream(execution());
+    return internal::StreamGetProgress(core_, std::move(model));
+  }
+
   // Asks the process to stop (as SIGTERM would); Run then returns `exit_code`. Does not block.
   void stop_process(int exit_code = 0) const;
 
  private:
   Task<absl::StatusOr<std::pair<Instance, internal::Values>>> StartAgentRaw(
       std::string agent_type, internal::Values args) const;
+
+  friend struct internal::ContextAccess;
 
   internal::Core* core_;
   std::shared_ptr<internal::ExecutionState> execution_;
@@ -315,6 +343,9 @@ inline Task<absl::StatusOr<DeclaredStream>> declare_stream(
   return context().declare_stream(std::move(delegate), std::move(options));
 }
 inline List list(std::string name) { return context().list(std::move(name)); }
+inline Task<absl::StatusOr<StreamProgress>> stream_progress() {
+  return context().stream_progress();
+}
 inline bool cancelled() { return context().cancelled(); }
 inline void stop_process(int exit_code = 0) { context().stop_process(exit_code); }
 

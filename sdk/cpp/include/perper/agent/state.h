@@ -6,6 +6,8 @@
 //                        compare-and-set, contains, count, items, clear
 //   perper::List         a reference to a list, a deque (FabricStatesList): push and pop at both
 //                        ends, get/set/insert/remove by index, count, items, locate, clear
+//   perper::Changes      a batch of operations on one dictionary, applied atomically together
+//                        with a listener's move by perper::Stream::step (perper/agent/stream.h)
 //
 // Every instance has its own dictionary "<instance>-", returned by Context::state(). Both are
 // passed to other agents as their model messages (PerperDictionary, PerperList): model().
@@ -180,6 +182,75 @@ inline Task<absl::Status> StatusOf(
 
 }  // namespace internal
 
+// A batch of operations on one dictionary, applied in order and atomically with the move of a
+// stream listener by Stream::step (FabricStreams.Step): all of them and the move, or nothing.
+// Each operation means what the Dictionary method of the same name means. The methods chain:
+//
+//   perper::Changes changes = state.changes();
+//   changes.set("total", total + reading).set("count", count + 1);
+//   co_await stream.step("average", key, std::move(changes));
+//
+// A value that cannot be packed (a structured value with an integer beyond 2^53) is kept as
+// the batch's error, which step() returns without applying anything. Thread-compatible.
+class Changes {
+ public:
+  // No dictionary: a step with no operations only moves its listener.
+  Changes() = default;
+  explicit Changes(std::string dictionary) : dictionary_(std::move(dictionary)) {}
+
+  // Puts `value` under `key` (a null value, e.g. std::nullopt, removes the key).
+  template <typename K, typename V>
+  Changes& set(K key, V value) {
+    Add(internal::PackAll(key, value), /*compare=*/false);
+    return *this;
+  }
+  // Removes `key`.
+  template <typename K>
+  Changes& remove(K key) {
+    Add(internal::PackAll(key, std::nullopt), /*compare=*/false);
+    return *this;
+  }
+  // Puts `value` under `key` only if its current value equals `expected` (std::nullopt: the
+  // key is absent); when this compare fails, the whole step applies nothing.
+  template <typename K, typename E, typename V>
+  Changes& compare_and_set(K key, E expected, V value) {
+    Add(internal::PackAll(key, value, expected), /*compare=*/true);
+    return *this;
+  }
+
+  const std::string& dictionary() const { return dictionary_; }
+  // The operations, in order (their dictionary field is not set).
+  const std::vector<grpc2::StatesDictionaryOperateRequest>& operations() const {
+    return operations_;
+  }
+  // OK, or the first value that could not be packed.
+  const absl::Status& status() const { return status_; }
+  bool empty() const { return operations_.empty(); }
+
+ private:
+  // `packed` is key, new value[, expected value].
+  void Add(absl::StatusOr<std::vector<google::protobuf::Any>> packed, bool compare) {
+    if (!packed.ok()) {
+      if (status_.ok()) {
+        status_ = packed.status();
+      }
+      return;
+    }
+    grpc2::StatesDictionaryOperateRequest& operation = operations_.emplace_back();
+    *operation.mutable_key() = std::move((*packed)[0]);
+    operation.set_set_new_value(true);
+    *operation.mutable_new_value() = std::move((*packed)[1]);
+    if (compare) {
+      operation.set_compare_existing_value(true);
+      *operation.mutable_expected_existing_value() = std::move((*packed)[2]);
+    }
+  }
+
+  std::string dictionary_;
+  std::vector<grpc2::StatesDictionaryOperateRequest> operations_;
+  absl::Status status_;
+};
+
 // A reference to one dictionary. Cheap to copy; valid while the runtime runs. Each operation is
 // one atomic Fabric call and suspends. Keys and values follow perper/agent/value.h; comparisons
 // are of the packed bytes (an int64_t is an Int64Value: it does not equal an int32_t 1).
@@ -203,7 +274,11 @@ class Dictionary {
   // Puts `value` under `key` (a null value, e.g. std::nullopt, removes the key).
   template <typename K, typename V>
   Task<absl::Status> set(K key, V value) const {
-    return internal::DictionarySet(core_, name_, ToAny(key), ToAny(value));
+    auto values = internal::PackAll(key, value);
+    if (!values.ok()) {
+      return internal::Ready<absl::Status>(values.status());
+    }
+    return internal::DictionarySet(core_, name_, std::move((*values)[0]), std::move((*values)[1]));
   }
 
   // Removes `key`; true when a value was removed.
@@ -219,8 +294,12 @@ class Dictionary {
   //   co_await dict.compare_and_set("owner", std::nullopt, std::string("me"));  // if absent
   template <typename K, typename E, typename V>
   Task<absl::StatusOr<bool>> compare_and_set(K key, E expected, V value) const {
-    return internal::DictionaryCompareAndSet(core_, name_, ToAny(key), ToAny(expected),
-                                             ToAny(value));
+    auto values = internal::PackAll(key, expected, value);
+    if (!values.ok()) {
+      return internal::Ready<absl::StatusOr<bool>>(values.status());
+    }
+    return internal::DictionaryCompareAndSet(core_, name_, std::move((*values)[0]),
+                                             std::move((*values)[1]), std::move((*values)[2]));
   }
 
   // Whether `key` is present.
@@ -240,6 +319,9 @@ class Dictionary {
 
   // Removes every key.
   Task<absl::Status> clear() const { return internal::DictionaryClear(core_, name_); }
+
+  // An empty batch of operations on this dictionary, for Stream::step.
+  Changes changes() const { return Changes(name_); }
 
  private:
   internal::Core* core_;
@@ -270,8 +352,7 @@ class List {
   Task<absl::Status> push_back(V... values) const {
     auto request = Request();
     request.set_at_back(true);
-    ((*request.add_insert_values() = ToAny(values)), ...);
-    return internal::StatusOf(internal::ListOperate(core_, std::move(request)));
+    return Insert(std::move(request), values...);
   }
 
   // Inserts the values at the front, as a block in their order.
@@ -279,8 +360,7 @@ class List {
   Task<absl::Status> push_front(V... values) const {
     auto request = Request();
     request.set_at_front(true);
-    ((*request.add_insert_values() = ToAny(values)), ...);
-    return internal::StatusOf(internal::ListOperate(core_, std::move(request)));
+    return Insert(std::move(request), values...);
   }
 
   // Removes and returns the first (last) item; nullopt when the list is empty.
@@ -315,7 +395,11 @@ class List {
   // Replaces item `index` (0 <= index < count).
   template <typename V>
   Task<absl::Status> set(int64_t index, V value) const {
-    return internal::ListSet(core_, name_, index, ToAny(value));
+    absl::StatusOr<google::protobuf::Any> packed = TryToAny(value);
+    if (!packed.ok()) {
+      return internal::Ready<absl::Status>(packed.status());
+    }
+    return internal::ListSet(core_, name_, index, *std::move(packed));
   }
 
   // Inserts `value` before item `index` (index == count appends).
@@ -323,8 +407,7 @@ class List {
   Task<absl::Status> insert(int64_t index, V value) const {
     auto request = Request();
     request.set_index(index);
-    *request.add_insert_values() = ToAny(value);
-    return internal::StatusOf(internal::ListOperate(core_, std::move(request)));
+    return Insert(std::move(request), value);
   }
 
   // Removes item `index` and returns it.
@@ -362,6 +445,17 @@ class List {
     grpc2::StatesListOperateRequest request;
     request.mutable_list()->set_list(name_);
     return request;
+  }
+  template <typename... V>
+  Task<absl::Status> Insert(grpc2::StatesListOperateRequest request, const V&... values) const {
+    auto packed = internal::PackAll(values...);
+    if (!packed.ok()) {
+      return internal::Ready<absl::Status>(packed.status());
+    }
+    for (auto& value : *packed) {
+      *request.add_insert_values() = std::move(value);
+    }
+    return internal::StatusOf(internal::ListOperate(core_, std::move(request)));
   }
   template <typename T>
   Task<absl::StatusOr<std::optional<T>>> Take(grpc2::StatesListOperateRequest request) const {

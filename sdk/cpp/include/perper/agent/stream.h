@@ -6,6 +6,8 @@
 //   perper::StreamReader<T> reads a stream in key order: `co_await reader.next()` until the
 //                           stream completes; resumes by itself when the Fabric connection breaks
 //   perper::StreamItem<T>   one item: its key and value
+//   perper::StreamProgress  how far a stream's producer got (Stream::progress)
+//   perper::StepResult      what Stream::step did
 //
 // Stream producers (delegates whose handler writes a stream) are in perper/agent/stream_delegate.h.
 //
@@ -32,11 +34,37 @@
 #include "absl/status/statusor.h"
 #include <google/protobuf/any.pb.h>
 
+#include "perper/agent/state.h"
 #include "perper/agent/task.h"
 #include "perper/agent/value.h"
 #include "perper/grpc2/model.pb.h"
 
 namespace perper {
+
+// How far a stream's producer got, for a producer that restarts (Stream::progress,
+// Context::stream_progress).
+struct StreamProgress {
+  // The largest key ever written; nullopt before the first item. Kept after an ephemeral
+  // stream dropped its items.
+  std::optional<int64_t> last_key;
+  // How many items were ever written (an identical rewrite of a key, a replay, does not count).
+  uint64_t written_count = 0;
+  bool completed = false;
+};
+
+// What Stream::step did.
+struct StepResult {
+  // The operations were applied and the listener moved to the step's key.
+  bool applied = false;
+  // Nothing changed because the listener was already at or past the key: the step was taken
+  // before (by an earlier run of this consumer).
+  bool already_taken = false;
+  // Nothing changed because the listener was not at the expected position.
+  bool position_mismatch = false;
+  // The listener's position after the call. (applied, already_taken and position_mismatch all
+  // false: a compare_and_set of the changes failed, so nothing applied.)
+  int64_t position = 0;
+};
 
 // One item of a stream.
 template <typename T>
@@ -62,7 +90,9 @@ struct StreamEvent {
 // `capacity` received items: when the queue is full no read is outstanding, so the Fabric (and
 // the producer's stream) waits. When the call ends with UNAVAILABLE, a new one is opened after
 // a back-off, from the item after the last one delivered (a named listener from its saved
-// position, skipping what was delivered already), so the consumer sees no gap.
+// position, skipping what was delivered already), so the consumer sees no gap. A named
+// listener on a replayed reference opens its call at the first Next, after placing the
+// listener just below the start key (so that a Stream::step of the first item applies).
 // Next and Close are called by one coroutine at a time.
 class ItemsReader {
  public:
@@ -78,12 +108,14 @@ class ItemsReader {
 
  private:
   void Open();
+  Task<void> PlaceNewListener();
 
   Core* const core_;
   const grpc2::model::PerperStream stream_;
   const std::string listener_;
   const std::size_t capacity_;
-  std::shared_ptr<ItemsCall> call_;
+  const bool needs_floor_;  // a named listener on a replayed reference
+  std::shared_ptr<ItemsCall> call_;  // null until opened
   std::optional<int64_t> last_key_;
   std::optional<int64_t> unacked_key_;  // delivered, not yet acknowledged (named listener)
   std::size_t max_queued_ = 0;
@@ -96,6 +128,11 @@ Task<absl::Status> StreamWrite(Core* core, grpc2::model::PerperStream stream,
 Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream, std::string error);
 Task<absl::Status> StreamWaitForListener(Core* core, grpc2::model::PerperStream stream);
 Task<absl::Status> StreamDelete(Core* core, grpc2::model::PerperStream stream);
+Task<absl::StatusOr<StreamProgress>> StreamGetProgress(Core* core,
+                                                       grpc2::model::PerperStream stream);
+Task<absl::StatusOr<StepResult>> StreamStep(Core* core, grpc2::model::PerperStream stream,
+                                            std::string listener, int64_t key, Changes changes,
+                                            std::optional<int64_t> expected_position);
 
 template <typename T>
 Task<absl::StatusOr<std::optional<StreamItem<T>>>> TypedNextItem(
@@ -188,12 +225,12 @@ class Stream {
   // Appends `value` with a key assigned by the Fabric. Suspends.
   template <typename V>
   Task<absl::Status> write(V value) const {
-    return internal::StreamWrite(core_, model_, std::nullopt, ToAny(value));
+    return Write(std::nullopt, value);
   }
   // Writes `value` under `key` (a used key is ALREADY_EXISTS). Suspends.
   template <typename V>
   Task<absl::Status> write(int64_t key, V value) const {
-    return internal::StreamWrite(core_, model_, key, ToAny(value));
+    return Write(key, value);
   }
 
   // Completes the stream: listeners receive every item, then the end (an error when `error` is
@@ -210,6 +247,31 @@ class Stream {
   // Deletes the stream, its items and its listeners. Suspends.
   Task<absl::Status> remove() const { return internal::StreamDelete(core_, model_); }
 
+  // How far the stream's producer got (FabricStreams.GetProgress); NOT_FOUND for an unknown
+  // stream. Suspends.
+  Task<absl::StatusOr<StreamProgress>> progress() const {
+    return internal::StreamGetProgress(core_, model_);
+  }
+
+  // Applies `changes` and moves the named listener `listener` to `key` (the last item the
+  // changes account for), atomically (FabricStreams.Step): a consumer that keeps its results
+  // in a dictionary and steps once per item counts each item exactly once, however often it
+  // is restarted. Nothing applies when the listener is already at or past `key`
+  // (already_taken: a re-run), when `expected_position` is given and the listener is elsewhere
+  // (position_mismatch), or when a compare_and_set of `changes` fails. Suspends.
+  //
+  //   for (auto item = co_await reader.next_item(); item.ok() && item->has_value();
+  //        item = co_await reader.next_item()) {
+  //     ... read the totals ...
+  //     co_await stream.step("average", (*item)->key, state.changes().set("total", total));
+  //   }
+  Task<absl::StatusOr<StepResult>> step(
+      std::string listener, int64_t key, Changes changes = {},
+      std::optional<int64_t> expected_position = std::nullopt) const {
+    return internal::StreamStep(core_, model_, std::move(listener), key, std::move(changes),
+                                expected_position);
+  }
+
   // Starts listening from the reference's start key, or, with a listener name, from the
   // listener's saved position (created at the start key the first time). At most `capacity`
   // items are buffered.
@@ -222,6 +284,15 @@ class Stream {
  private:
   template <typename T>
   friend class StreamWriter;
+
+  template <typename V>
+  Task<absl::Status> Write(std::optional<int64_t> key, const V& value) const {
+    absl::StatusOr<google::protobuf::Any> packed = TryToAny(value);
+    if (!packed.ok()) {
+      return internal::Ready<absl::Status>(packed.status());
+    }
+    return internal::StreamWrite(core_, model_, key, *std::move(packed));
+  }
 
   internal::Core* core_;
   grpc2::model::PerperStream model_;

@@ -113,16 +113,24 @@ class StreamWriter {
       key = next_key_;
       next_key_ += stride_;
     }
-    return writer_->Put(key, ToAny(value));
+    return Put(key, value);
   }
 
   // Writes `value` under `key`. Suspends.
-  Task<absl::Status> write(int64_t key, T value) { return writer_->Put(key, ToAny(value)); }
+  Task<absl::Status> write(int64_t key, T value) { return Put(key, value); }
 
   // Waits until everything written so far is stored. Suspends.
   Task<absl::Status> flush() { return writer_->Flush(); }
 
  private:
+  Task<absl::Status> Put(std::optional<int64_t> key, const T& value) {
+    absl::StatusOr<google::protobuf::Any> packed = TryToAny(value);
+    if (!packed.ok()) {
+      return internal::Ready<absl::Status>(packed.status());
+    }
+    return writer_->Put(key, *std::move(packed));
+  }
+
   Stream stream_;
   int64_t stride_;
   int64_t next_key_ = 0;
@@ -151,7 +159,11 @@ class DeclaredStream {
   // arguments (stream, args...). Suspends.
   template <typename... Args>
   Task<absl::StatusOr<Stream>> start(Args... args) const {
-    return start_values(std::vector<google::protobuf::Any>{ToAny(args)...});
+    auto values = internal::PackAll(args...);
+    if (!values.ok()) {
+      return internal::Ready<absl::StatusOr<Stream>>(values.status());
+    }
+    return start_values(*std::move(values));
   }
   Task<absl::StatusOr<Stream>> start_values(std::vector<google::protobuf::Any> args) const;
 

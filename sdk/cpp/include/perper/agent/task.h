@@ -125,6 +125,12 @@ struct JoinState {
   Oneshot<bool> done;
 };
 
+// A task that yields `value` at once: an operation refused before it starts.
+template <typename R>
+Task<R> Ready(R value) {
+  co_return value;
+}
+
 }  // namespace internal
 
 // Runs every task concurrently on the current coroutine's executor and returns their results in

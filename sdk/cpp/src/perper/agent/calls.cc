@@ -24,17 +24,57 @@ absl::StatusOr<Values> ReadResponse(const std::string& what,
   return Values(response->results().begin(), response->results().end());
 }
 
+namespace {
+
+// Creates the call's execution (an identical one, finished or not, is left as it is) and waits
+// for its result, keeping it: a re-run of the calling execution, which makes the same ID, gets
+// the stored result instead of running the callee again. The execution goes when its instance
+// is destroyed. A cancelled caller deletes it, as FabricInstances.Call does.
+Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> KeptCall(
+    Core* core, grpc2::ExecutionsCreateRequest request) {
+  std::string id = request.execution().execution();
+  auto created = co_await core->Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
+      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+        core->executions()->async()->Create(context, req, resp, std::move(done));
+      });
+  if (!created.ok()) {
+    if (absl::IsCancelled(created.status())) {
+      core->DeleteExecutionDetached(id);
+    }
+    co_return created.status();
+  }
+  grpc2::ExecutionsGetResultRequest get;
+  get.mutable_execution()->set_execution(id);
+  auto result =
+      co_await core->Unary<grpc2::ExecutionsGetResultRequest, grpc2::ExecutionsGetResultResponse>(
+          std::move(get), [core](auto* context, auto* req, auto* resp, auto done) {
+            core->executions()->async()->GetResult(context, req, resp, std::move(done));
+          });
+  if (!result.ok() && absl::IsCancelled(result.status())) {
+    core->DeleteExecutionDetached(id);
+  }
+  co_return result;
+}
+
+}  // namespace
+
 Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
                                      std::string delegate, Values arguments) {
   grpc2::ExecutionsCreateRequest request;
-  std::string id = absl::StrCat(delegate, "-", NewUuid());
+  bool derived = false;
+  std::string id = NewId(delegate, &derived);
   request.mutable_execution()->set_execution(id);
   *request.mutable_instance() = instance;
   request.set_delegate(delegate);
   for (auto& argument : arguments) {
     *request.add_arguments() = std::move(argument);
   }
-  auto response = co_await core->InstancesCall(std::move(request));
+  absl::StatusOr<grpc2::ExecutionsGetResultResponse> response;
+  if (derived) {
+    response = co_await KeptCall(core, std::move(request));
+  } else {
+    response = co_await core->InstancesCall(std::move(request));
+  }
   co_return ReadResponse(absl::StrCat(instance.agent(), ".", delegate, " (execution ", id, ")"),
                          std::move(response));
 }
@@ -63,9 +103,10 @@ Task<absl::StatusOr<std::pair<Instance, internal::Values>>> Context::StartAgentR
     std::string agent_type, internal::Values args) const {
   internal::Core* core = core_;
   grpc2::InstancesCreateAndStartRequest request;
-  request.mutable_instance()->set_instance(absl::StrCat("Run-", internal::NewUuid()));
+  request.mutable_instance()->set_instance(internal::NewId("Run"));
   request.mutable_instance()->set_agent(agent_type);
-  if (!execution_->synthetic) {
+  // A recorded Deploy is the parent of what it starts, so `perper up --reset` finds it.
+  if (!execution_->synthetic || execution_->recorded) {
     *request.mutable_parent() = execution_->instance;
   }
   for (auto& arg : args) {

@@ -42,7 +42,32 @@ std::string ErrorMessage(const absl::Status& status) {
 
 thread_local Context* current_context = nullptr;
 
+// The agent and delegate of the recorded Deploy execution (its instance is "<agent>-deploy").
+constexpr std::string_view kDeployRecordAgent = "perper.Deploy";
+constexpr std::string_view kDeployDelegate = "Deploy";
+
 }  // namespace
+
+struct ContextAccess {
+  static ExecutionState& Of(Context& context) { return *context.execution_; }
+};
+
+std::string NewId(std::string_view prefix, bool* derived) {
+  if (derived != nullptr) {
+    *derived = false;
+  }
+  if (Context* context = current_context; context != nullptr) {
+    ExecutionState& execution = ContextAccess::Of(*context);
+    if (execution.derive_ids) {
+      if (derived != nullptr) {
+        *derived = true;
+      }
+      uint64_t n = execution.ids_made.fetch_add(1) + 1;
+      return absl::StrCat(std::string(prefix), "-", DerivedUuid(execution.id, n));
+    }
+  }
+  return absl::StrCat(std::string(prefix), "-", NewUuid());
+}
 
 ScopedAmbientContext::ScopedAmbientContext(Context* context) : previous_(current_context) {
   current_context = context;
@@ -71,14 +96,6 @@ absl::Duration Backoff::Next() {
   thread_local std::mt19937 random(std::random_device{}());
   // Up to 20 % less, so that processes that lost the Fabric together do not return in step.
   return delay - delay * (std::uniform_int_distribution<int>(0, 20)(random) / 100.0);
-}
-
-std::string NewUuid() {
-  thread_local std::mt19937_64 random(std::random_device{}());
-  uint64_t a = random();
-  uint64_t b = random();
-  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
-                         b >> 48, b & 0xffffffffffffULL);
 }
 
 // The ListenAndReserve call of a process. Thin reactions: a received message is handed to Core
@@ -352,6 +369,7 @@ absl::Status Core::Start() {
   dictionaries_ = grpc2::FabricStatesDictionary::NewStub(channel_);
   lists_ = grpc2::FabricStatesList::NewStub(channel_);
   streams_ = grpc2::FabricStreams::NewStub(channel_);
+  introspection_ = grpc2::FabricIntrospection::NewStub(channel_);
 
   for (int i = 0; i < options_.threads; ++i) {
     threads_.emplace_back([this] { io_.run(); });
@@ -376,13 +394,19 @@ absl::Status Core::Start() {
     deploy->id = instance + "-deploy";
     deploy->instance.set_instance(instance);
     deploy->instance.set_agent(agent_.name());
-    deploy->delegate = "Deploy";
+    deploy->delegate = std::string(kDeployDelegate);
     deploy->synthetic = true;
+    deploy->recorded = options_.record_deploy;
+    deploy->derive_ids = options_.record_deploy;
     {
       absl::MutexLock lock(&mu_);
       running_[deploy->id] = deploy;
     }
-    asio::post(dispatch_strand_, [this, deploy] { Launch(deploy); });
+    if (deploy->recorded) {
+      asio::co_spawn(io_, RecordAndLaunchDeploy(this, deploy), asio::detached);
+    } else {
+      asio::post(dispatch_strand_, [this, deploy] { Launch(deploy); });
+    }
   }
   return absl::OkStatus();
 }
@@ -634,6 +658,7 @@ void Core::HandleMessage(const ListenReactor* from,
   execution->delegate = message.delegate();
   execution->arguments.assign(message.arguments().begin(), message.arguments().end());
   execution->delivered_by = from;
+  execution->derive_ids = true;
   {
     absl::MutexLock lock(&mu_);
     running_[id] = execution;
@@ -686,12 +711,12 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
   }
   execution->handler_returned = true;
   context.reset();
-  if (execution->synthetic) {
-    if (!result.ok()) {
-      PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] {} failed: {}", core->agent_.name(),
-                       execution->id, execution->delegate, result.status().ToString());
-    }
-  } else if (!execution->deleted && !(core->stopping() && execution->cancelled)) {
+  bool complete = !execution->deleted && !(core->stopping() && execution->cancelled);
+  if (execution->synthetic && !result.ok()) {
+    PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] {} failed: {}", core->agent_.name(),
+                     execution->id, execution->delegate, result.status().ToString());
+  }
+  if (complete && (!execution->synthetic || execution->recorded)) {
     grpc2::ExecutionsCompleteRequest request;
     request.mutable_execution()->set_execution(execution->id);
     if (result.ok()) {
@@ -702,10 +727,74 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
       request.mutable_error()->set_message(
           BoundedText(ErrorMessage(result.status()), kMaxErrorTextBytes));
     }
-    core->CompleteExecution(execution, std::move(request));
-    co_return;
+    if (!execution->synthetic) {
+      core->CompleteExecution(execution, std::move(request));
+      co_return;
+    }
+    // A recorded Deploy: not on the listen call, since Deploy holds none of its credits.
+    size_t bytes = request.ByteSizeLong();
+    core->CompleteByUnary(std::make_shared<const Completion>(Completion{std::move(request), bytes}));
   }
   core->Finished(execution);
+}
+
+Task<void> Core::RecordAndLaunchDeploy(Core* core, std::shared_ptr<ExecutionState> deploy) {
+  grpc2::ExecutionsCreateRequest create;
+  create.mutable_execution()->set_execution(deploy->id);
+  create.mutable_instance()->set_instance(deploy->instance.instance());
+  create.mutable_instance()->set_agent(std::string(kDeployRecordAgent));
+  create.set_delegate(deploy->delegate);
+  model::PerperInstance recorded_instance = create.instance();
+  // Create is idempotent: the record of an earlier run is left as it is.
+  auto created = co_await core->Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
+      std::move(create), [core](auto* context, auto* req, auto* resp, auto done) {
+        core->executions()->async()->Create(context, req, resp, std::move(done));
+      });
+  absl::StatusOr<bool> finished = false;
+  if (created.ok()) {
+    finished = co_await core->ExecutionFinished(recorded_instance, deploy->delegate, deploy->id);
+  } else {
+    finished = created.status();
+  }
+  if (!finished.ok()) {
+    PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] cannot record Deploy: {}",
+                     core->agent_.name(), deploy->id, finished.status().ToString());
+    core->Finished(deploy);
+    co_return;
+  }
+  if (*finished) {
+    PERPER_LOG_INFO(Logger::kSdk,
+                    "[agent={}] Deploy already ran on this Fabric (execution {}); `perper up "
+                    "--reset` runs it anew",
+                    core->agent_.name(), deploy->id);
+    CountersForTest().deploys_skipped.fetch_add(1, std::memory_order_relaxed);
+    core->Finished(deploy);
+    co_return;
+  }
+  asio::post(core->dispatch_strand_, [core, deploy] { core->Launch(deploy); });
+}
+
+Task<absl::StatusOr<bool>> Core::ExecutionFinished(const model::PerperInstance& instance,
+                                                   std::string delegate, std::string id) {
+  grpc2::IntrospectionListExecutionsRequest request;
+  request.set_agent(instance.agent());
+  request.set_instance(instance.instance());
+  request.set_delegate(std::move(delegate));
+  request.set_include_finished(true);
+  auto listing = co_await Unary<grpc2::IntrospectionListExecutionsRequest,
+                                grpc2::IntrospectionListExecutionsResponse>(
+      std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
+        introspection_->async()->ListExecutions(context, req, resp, std::move(done));
+      });
+  if (!listing.ok()) {
+    co_return listing.status();
+  }
+  for (const auto& summary : listing->executions()) {
+    if (summary.execution().execution() == id) {
+      co_return summary.finished();
+    }
+  }
+  co_return false;
 }
 
 Task<absl::Status> Core::EnsureInit(const std::shared_ptr<ExecutionState>& execution,
@@ -865,6 +954,24 @@ Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesStopAndD
       });
 }
 
+void Core::DeleteExecutionDetached(std::string id) {
+  grpc2::ExecutionsDeleteRequest request;
+  request.mutable_execution()->set_execution(std::move(id));
+  asio::co_spawn(
+      io_,
+      [](Core* core, grpc2::ExecutionsDeleteRequest request) -> Task<void> {
+        auto deleted = co_await core->Unary<grpc2::ExecutionsDeleteRequest, google::protobuf::Empty>(
+            std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+              core->executions()->async()->Delete(context, req, resp, std::move(done));
+            });
+        if (!deleted.ok() && !absl::IsNotFound(deleted.status())) {
+          PERPER_LOG_WARN(Logger::kSdk, "[agent={}] delete of a cancelled call failed: {}",
+                          core->agent_.name(), deleted.status().ToString());
+        }
+      }(this, std::move(request)),
+      asio::detached);
+}
+
 Task<absl::Status> Core::ExecutionsComplete(grpc2::ExecutionsCompleteRequest request) {
   auto result = co_await Unary<grpc2::ExecutionsCompleteRequest, google::protobuf::Empty>(
       std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
@@ -898,6 +1005,9 @@ absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
   }
   if (const char* value = std::getenv("PERPER_WORKGROUP"); value != nullptr) {
     options.workgroup = value;
+  }
+  if (const char* value = std::getenv("X_PERPER_RECORD_DEPLOY"); value != nullptr) {
+    options.record_deploy = std::string_view(value) == "1";
   }
   if (const char* value = std::getenv("PERPER_CONCURRENCY"); value != nullptr && *value) {
     if (!absl::SimpleAtoi(value, &options.concurrency) || options.concurrency == 0) {

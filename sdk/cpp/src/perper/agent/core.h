@@ -27,9 +27,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include "perper/agent/agent.h"
+#include "perper/agent/ids.h"
 #include "perper/common/grpc_status.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
+#include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
 
@@ -49,6 +51,13 @@ struct ExecutionState {
   std::string delegate;
   Values arguments;
   bool synthetic = false;
+  // A synthetic Deploy recorded in the Fabric as an execution (RunOptions::record_deploy): it
+  // is completed there when the handler returns.
+  bool recorded = false;
+  // IDs made for the handler are derived from `id` (ids.h): a real execution, or a recorded
+  // Deploy. `ids_made` counts them, so a re-run makes the same ones.
+  bool derive_ids = false;
+  std::atomic<uint64_t> ids_made{0};
   Strand strand;
   asio::cancellation_signal cancel;
   std::atomic<bool> cancelled{false};
@@ -66,9 +75,6 @@ struct Completion {
   size_t bytes = 0;  // request.ByteSizeLong()
 };
 using SharedCompletion = std::shared_ptr<const Completion>;
-
-// A random UUID in its text form.
-std::string NewUuid();
 
 // Whether a call that failed with `status` may succeed if made again once the Fabric is back
 // (UNAVAILABLE after a restart, a cancelled stream at shutdown), as opposed to a refusal.
@@ -134,6 +140,9 @@ class Core {
   Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesStopAndDelete(
       grpc2::InstancesStopAndDeleteRequest request);
   Task<absl::Status> ExecutionsComplete(grpc2::ExecutionsCompleteRequest request);
+  // Deletes execution `id` from a coroutine of its own (not cancelled with its caller), for a
+  // cancelled call whose execution is kept otherwise.
+  void DeleteExecutionDetached(std::string id);
 
   // The stubs, for Unary and streaming calls.
   grpc2::FabricExecutions::Stub* executions() { return executions_.get(); }
@@ -141,6 +150,7 @@ class Core {
   grpc2::FabricStatesDictionary::Stub* dictionaries() { return dictionaries_.get(); }
   grpc2::FabricStatesList::Stub* lists() { return lists_.get(); }
   grpc2::FabricStreams::Stub* streams() { return streams_.get(); }
+  grpc2::FabricIntrospection::Stub* introspection() { return introspection_.get(); }
 
   // A context for a call of this runtime. The Core outlives every one: a context holds the
   // channel, and the channel must not be released last by a context freed on a gRPC thread
@@ -187,6 +197,11 @@ class Core {
   static Task<void> UnaryComplete(Core* core, SharedCompletion completion);
   static Task<void> Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
                              std::shared_ptr<Context> context);
+  // Records Deploy as an execution in the Fabric, then runs it unless it finished before.
+  static Task<void> RecordAndLaunchDeploy(Core* core, std::shared_ptr<ExecutionState> deploy);
+  // Whether execution `id` (of `instance`, `delegate`) exists and has finished.
+  Task<absl::StatusOr<bool>> ExecutionFinished(const model::PerperInstance& instance,
+                                               std::string delegate, std::string id);
   // Runs Init for the execution's instance if this process has not yet (on its strand).
   Task<absl::Status> EnsureInit(const std::shared_ptr<ExecutionState>& execution, Context& context);
   void CancelAll();
@@ -213,6 +228,7 @@ class Core {
   std::unique_ptr<grpc2::FabricStatesDictionary::Stub> dictionaries_;
   std::unique_ptr<grpc2::FabricStatesList::Stub> lists_;
   std::unique_ptr<grpc2::FabricStreams::Stub> streams_;
+  std::unique_ptr<grpc2::FabricIntrospection::Stub> introspection_;
   // The current ListenAndReserve call, and the ones it replaced (kept until the runtime ends,
   // since gRPC may still be returning from their OnDone).
   std::shared_ptr<ListenReactor> listen_ ABSL_GUARDED_BY(mu_);

@@ -19,6 +19,8 @@ struct Counters {
   std::atomic<uint64_t> unary_completes{0};
   // Redelivered executions whose result was already known, completed again without running.
   std::atomic<uint64_t> completed_again{0};
+  // Recorded Deploys not run because their execution had finished on the Fabric before.
+  std::atomic<uint64_t> deploys_skipped{0};
 };
 
 Counters& CountersForTest();

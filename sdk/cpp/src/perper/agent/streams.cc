@@ -21,6 +21,7 @@
 #include "perper/agent/stream.h"
 #include "perper/agent/stream_delegate.h"
 #include "perper/common/grpc_status.h"
+#include "perper/common/logging.h"
 #include "perper/common/text.h"
 
 namespace perper {
@@ -58,7 +59,78 @@ Task<absl::Status> MoveListener(Core* core, grpc2::model::PerperStream stream, s
   co_return result.status();
 }
 
+Task<absl::StatusOr<grpc2::StreamsStepResponse>> Step(Core* core,
+                                                      grpc2::StreamsStepRequest request) {
+  return core->Unary<grpc2::StreamsStepRequest, grpc2::StreamsStepResponse>(
+      std::move(request), PERPER_STREAMS_CALL(Step));
+}
+
+// Stores a named listener's position once its listen call has ended. A Step without
+// operations, not MoveListener: a Step never moves a listener backwards, so an
+// acknowledgement of this process can never undo a step the consumer took (Stream::step)
+// after the item was delivered. (A Fabric without Step gets MoveListener.)
+Task<absl::Status> Acknowledge(Core* core, grpc2::model::PerperStream stream,
+                               std::string listener, int64_t key) {
+  grpc2::StreamsStepRequest request;
+  *request.mutable_stream() = stream;
+  request.set_listener_name(listener);
+  request.set_reached_key(key);
+  auto stepped = co_await Step(core, std::move(request));
+  if (absl::IsUnimplemented(stepped.status())) {
+    co_return co_await MoveListener(core, std::move(stream), std::move(listener), key);
+  }
+  co_return stepped.status();
+}
+
 }  // namespace
+
+Task<absl::StatusOr<StreamProgress>> StreamGetProgress(Core* core,
+                                                       grpc2::model::PerperStream stream) {
+  grpc2::StreamsGetProgressRequest request;
+  *request.mutable_stream() = std::move(stream);
+  auto response =
+      co_await core->Unary<grpc2::StreamsGetProgressRequest, grpc2::StreamsGetProgressResponse>(
+          std::move(request), PERPER_STREAMS_CALL(GetProgress));
+  if (!response.ok()) {
+    co_return response.status();
+  }
+  StreamProgress progress;
+  if (response->has_items()) {
+    progress.last_key = response->last_key();
+  }
+  progress.written_count = response->written_count();
+  progress.completed = response->completed();
+  co_return progress;
+}
+
+Task<absl::StatusOr<StepResult>> StreamStep(Core* core, grpc2::model::PerperStream stream,
+                                            std::string listener, int64_t key, Changes changes,
+                                            std::optional<int64_t> expected_position) {
+  if (!changes.status().ok()) {
+    co_return changes.status();
+  }
+  grpc2::StreamsStepRequest request;
+  *request.mutable_stream() = std::move(stream);
+  request.set_listener_name(std::move(listener));
+  request.set_reached_key(key);
+  if (expected_position.has_value()) {
+    request.set_expected_position(*expected_position);
+  }
+  if (!changes.empty()) {
+    request.mutable_dictionary()->set_dictionary(changes.dictionary());
+    for (const auto& operation : changes.operations()) {
+      *request.add_operations() = operation;
+    }
+  }
+  auto response = co_await Step(core, std::move(request));
+  if (!response.ok()) {
+    co_return response.status();
+  }
+  co_return StepResult{.applied = response->applied(),
+                       .already_taken = response->already_taken(),
+                       .position_mismatch = response->position_mismatch(),
+                       .position = response->position()};
+}
 
 Task<absl::Status> StreamWrite(Core* core, grpc2::model::PerperStream stream,
                                std::optional<int64_t> key, google::protobuf::Any value) {
@@ -467,11 +539,36 @@ ItemsReader::ItemsReader(Core* core, grpc2::model::PerperStream stream, std::str
     : core_(core),
       stream_(std::move(stream)),
       listener_(std::move(listener)),
-      capacity_(capacity == 0 ? 1 : capacity) {
-  Open();
+      capacity_(capacity == 0 ? 1 : capacity),
+      needs_floor_(!listener_.empty() && stream_.start_key() != -1 &&
+                   stream_.start_key() != std::numeric_limits<int64_t>::min()) {
+  if (!needs_floor_) {
+    Open();
+  }
 }
 
-ItemsReader::~ItemsReader() { call_->Cancel(); }
+ItemsReader::~ItemsReader() {
+  if (call_ != nullptr) {
+    call_->Cancel();
+  }
+}
+
+Task<void> ItemsReader::PlaceNewListener() {
+  // The Fabric registers a new named listener at the start key, as if that item had been
+  // consumed: a Step for it would count as taken already. Placed first just below the start
+  // key, the listener has consumed nothing, and the first item's step applies. A Step never
+  // moves a listener back, so a listener that exists is left where it is.
+  grpc2::StreamsStepRequest request;
+  *request.mutable_stream() = stream_;
+  request.set_listener_name(listener_);
+  request.set_reached_key(stream_.start_key() - 1);
+  auto placed = co_await Step(core_, std::move(request));
+  if (!placed.ok() && !absl::IsUnimplemented(placed.status()) &&
+      !absl::IsNotFound(placed.status())) {
+    PERPER_LOG_DEBUG(Logger::kSdk, "[stream={} listener={}] placing the listener failed: {}",
+                     stream_.stream(), listener_, placed.status().ToString());
+  }
+}
 
 void ItemsReader::Open() {
   grpc2::StreamsListenItemsRequest request;
@@ -500,13 +597,18 @@ Task<StreamEvent> ItemsReader::Next() {
     if (closed_) {
       co_return StreamEvent{0, {}, absl::CancelledError("the stream reader was closed")};
     }
+    if (call_ == nullptr) {
+      // (A NOT_FOUND stream is reported by the listen call.)
+      co_await PlaceNewListener();
+      Open();
+    }
     if (unacked_key_.has_value()) {
       int64_t key = *unacked_key_;
       unacked_key_.reset();
       if (!call_->Ack(key)) {
         // The call has ended (the stream completed, or the connection broke): store the
         // position directly. A failure only means the item may be delivered again later.
-        (void)co_await MoveListener(core_, stream_, listener_, key);
+        (void)co_await Acknowledge(core_, stream_, listener_, key);
       }
     }
     StreamEvent event = co_await call_->Next();
@@ -543,10 +645,13 @@ Task<absl::Status> ItemsReader::Close() {
     co_return absl::OkStatus();
   }
   closed_ = true;
+  if (call_ == nullptr) {
+    co_return absl::OkStatus();  // never opened
+  }
   if (!listener_.empty() && last_key_.has_value()) {
     // The last acknowledgement goes on the call, after the earlier ones, before the call is
     // cancelled: the Fabric applies a call's acknowledgements in order, so none of them can
-    // land after the MoveListener below and move the position back.
+    // land after the Acknowledge below (which never moves back anyway).
     unacked_key_.reset();
     co_await call_->AckAndFlush(*last_key_);
   }
@@ -555,11 +660,11 @@ Task<absl::Status> ItemsReader::Close() {
   if (listener_.empty() || !last_key_.has_value()) {
     co_return absl::OkStatus();
   }
-  co_return co_await MoveListener(core_, stream_, listener_, *last_key_);
+  co_return co_await Acknowledge(core_, stream_, listener_, *last_key_);
 }
 
 std::size_t ItemsReader::MaxQueuedForTest() const {
-  return std::max(max_queued_, call_->max_queued());
+  return call_ == nullptr ? max_queued_ : std::max(max_queued_, call_->max_queued());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -694,7 +799,7 @@ Task<absl::StatusOr<DeclaredStream>> DeclareStream(Core* core,
     options = registered != nullptr ? *registered : StreamOptions{};
   }
   grpc2::StreamsCreateRequest request;
-  request.mutable_stream()->set_stream(absl::StrCat(delegate, "-stream-", NewUuid()));
+  request.mutable_stream()->set_stream(NewId(absl::StrCat(delegate, "-stream")));
   request.mutable_stream()->set_start_key(0);
   request.mutable_stream()->set_stride(options->stride);
   request.set_ephemeral(options->ephemeral);
@@ -767,7 +872,7 @@ Task<absl::StatusOr<Stream>> DeclaredStream::start_values(
 Task<absl::StatusOr<Stream>> Context::blank_stream(bool ephemeral) const {
   internal::Core* core = core_;
   grpc2::StreamsCreateRequest request;
-  request.mutable_stream()->set_stream(absl::StrCat("-", internal::NewUuid()));
+  request.mutable_stream()->set_stream(internal::NewId(""));
   request.mutable_stream()->set_start_key(0);
   request.set_ephemeral(ephemeral);
   grpc2::model::PerperStream model = request.stream();

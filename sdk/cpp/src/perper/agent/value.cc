@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include "perper/agent/value.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 namespace perper::value_internal {
 
@@ -28,6 +33,116 @@ bool IsNull(const google::protobuf::Any& any) {
   google::protobuf::Value value;
   return any.Is<google::protobuf::Value>() && any.UnpackTo(&value) &&
          value.kind_case() == google::protobuf::Value::kNullValue;
+}
+
+namespace {
+
+// absl::StrCat takes absl::string_view, which is not std::string_view in Debian's abseil.
+absl::string_view A(std::string_view text) { return absl::string_view(text.data(), text.size()); }
+
+// The largest magnitude a double holds every integer up to: 2^53.
+constexpr int64_t kExactLimit = int64_t{1} << 53;
+
+std::string Where(std::string_view path) {
+  return path.empty() ? std::string() : absl::StrCat(" at ", A(path));
+}
+
+absl::Status Inexact(std::string_view number, std::string_view path) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "integer ", A(number), Where(path),
+      " is beyond 2^53: a google.protobuf.Value number (a double) cannot hold it exactly; "
+      "send it as a string or as a top-level int64_t"));
+}
+
+std::string_view KindName(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kNullValue:
+      return "null";
+    case google::protobuf::Value::kNumberValue:
+      return "a number";
+    case google::protobuf::Value::kStringValue:
+      return "a string";
+    case google::protobuf::Value::kBoolValue:
+      return "a bool";
+    case google::protobuf::Value::kStructValue:
+      return "a struct";
+    case google::protobuf::Value::kListValue:
+      return "a list";
+    default:
+      return "an empty google.protobuf.Value";
+  }
+}
+
+}  // namespace
+
+std::string KeyPath(std::string_view parent, std::string_view key) {
+  return parent.empty() ? std::string(key) : absl::StrCat(A(parent), ".", A(key));
+}
+
+std::string IndexPath(std::string_view parent, size_t index) {
+  return absl::StrCat(A(parent), "[", index, "]");
+}
+
+absl::Status SetInteger(int64_t n, std::string_view path, google::protobuf::Value* out) {
+  if (n > kExactLimit || n < -kExactLimit) {
+    return Inexact(std::to_string(n), path);
+  }
+  out->set_number_value(static_cast<double>(n));
+  return absl::OkStatus();
+}
+
+absl::Status SetUnsigned(uint64_t n, std::string_view path, google::protobuf::Value* out) {
+  if (n > static_cast<uint64_t>(kExactLimit)) {
+    return Inexact(std::to_string(n), path);
+  }
+  out->set_number_value(static_cast<double>(n));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> IntegralNumber(const google::protobuf::Value& value, std::string_view path,
+                                      double min, double end, std::string_view cpp_type) {
+  if (value.kind_case() != google::protobuf::Value::kNumberValue) {
+    return KindMismatch(value, path, cpp_type);
+  }
+  double number = value.number_value();
+  if (!std::isfinite(number) || std::trunc(number) != number) {
+    return absl::InvalidArgumentError(absl::StrCat("number ", number, Where(path),
+                                                   " is not an integer: cannot read it as ",
+                                                   A(cpp_type), " (read it as double)"));
+  }
+  if (number < min || number >= end) {
+    return absl::OutOfRangeError(absl::StrCat("number ", number, Where(path),
+                                              " does not fit the requested integer type"));
+  }
+  return number;
+}
+
+absl::Status KindMismatch(const google::protobuf::Value& value, std::string_view path,
+                          std::string_view cpp_type) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot read ", A(KindName(value)), Where(path), " as ", A(cpp_type)));
+}
+
+google::protobuf::Any PackDeterministic(const google::protobuf::Message& message) {
+  google::protobuf::Any any;
+  any.set_type_url(absl::StrCat("type.googleapis.com/", message.GetDescriptor()->full_name()));
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  any.set_value(std::move(bytes));
+  return any;
+}
+
+void PackFailed(const absl::Status& status) {
+  std::fprintf(stderr,
+               "perper::ToAny: %s (perper::TryToAny and the SDK's operations return this error "
+               "instead)\n",
+               std::string(status.message()).c_str());
+  std::abort();
 }
 
 }  // namespace perper::value_internal
