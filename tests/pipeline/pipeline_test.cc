@@ -148,11 +148,12 @@ class PipelineRun {
     ASSERT_EQ(up_->Wait(seconds(180)), 0) << Report();
     std::optional<std::pair<int64_t, int64_t>> state = State();
     ASSERT_TRUE(state.has_value()) << Report();
-    EXPECT_EQ(state->first, kReadings) << Report();
-    EXPECT_EQ(state->second, kTotal) << Report();
+    EXPECT_EQ(state->first, kReadings);
+    EXPECT_EQ(state->second, kTotal);
     ASSERT_GT(state->first, 0);
     EXPECT_EQ(static_cast<double>(state->second) / static_cast<double>(state->first), 24.5);
-    EXPECT_NE(up_->Stdout().find("] 1000 readings, average 24.5\n"), std::string::npos) << Report();
+    EXPECT_NE(up_->Stdout().find("] 1000 readings, average 24.5\n"), std::string::npos);
+    if (::testing::Test::HasFailure()) ADD_FAILURE() << "the run:\n" << Report();
   }
 
   std::string Report() {
@@ -161,6 +162,8 @@ class PipelineRun {
   }
 
  private:
+  // --sync false: the faults are process kills, which unsynced writes survive (the kernel has
+  // them); a machine crash is not what this test makes.
   void StartFabric(const std::string& listen) {
     fabric_ = std::make_unique<FabricProcess>(
         std::vector<std::string>{"--storage", "rocksdb", "--data-dir", data_.path() + "/db",
