@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_split.h"
 #include "perper/grpc2/executions.grpc.pb.h"
+#include "perper/grpc2/instances.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
 #include "tests/scaler/process_helpers.h"
@@ -133,6 +134,80 @@ class CliTest : public ::testing::Test {
       grpc::ClientContext context;
       ASSERT_TRUE(states->Operate(&context, request, &response).ok());
     }
+  }
+
+  static void CreateExecution(const std::string& id, const std::string& agent,
+                              const std::string& instance, const std::string& delegate) {
+    auto stub = grpc2::FabricExecutions::NewStub(fabric_->NewChannel());
+    grpc2::ExecutionsCreateRequest request;
+    request.mutable_execution()->set_execution(id);
+    request.mutable_instance()->set_agent(agent);
+    request.mutable_instance()->set_instance(instance);
+    request.set_delegate(delegate);
+    google::protobuf::Empty empty;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->Create(&context, request, &empty).ok()) << id;
+  }
+
+  // The Registry record of a live instance `id` of agent type `agent` (no process serves it).
+  static void CreateInstance(const std::string& id, const std::string& agent) {
+    CreateExecution(id, "Registry", agent, "Run");
+  }
+
+  static void SetEntry(const std::string& dictionary, const std::string& key,
+                       google::protobuf::Any value) {
+    auto stub = grpc2::FabricStatesDictionary::NewStub(fabric_->NewChannel());
+    grpc2::StatesDictionaryOperateRequest request;
+    request.mutable_dictionary()->set_dictionary(dictionary);
+    *request.mutable_key() = StringValue(key);
+    request.set_set_new_value(true);
+    *request.mutable_new_value() = std::move(value);
+    grpc2::StatesDictionaryOperateResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->Operate(&context, request, &response).ok());
+  }
+
+  static void Append(const std::string& list, google::protobuf::Any value) {
+    auto stub = grpc2::FabricStatesList::NewStub(fabric_->NewChannel());
+    grpc2::StatesListOperateRequest request;
+    request.mutable_list()->set_list(list);
+    request.set_at_back(true);
+    *request.add_insert_values() = std::move(value);
+    grpc2::StatesListOperateResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->Operate(&context, request, &response).ok());
+  }
+
+  // Lists instance `child` of type `agent` in "<parent>-children", as CreateAndStart does.
+  static void AddChild(const std::string& parent, const std::string& child,
+                       const std::string& agent) {
+    grpc2::model::PerperInstance model;
+    model.set_instance(child);
+    model.set_agent(agent);
+    google::protobuf::Any packed;
+    packed.PackFrom(model);
+    Append(parent + "-children", packed);
+  }
+
+  static void WriteItem(const std::string& stream, int64_t key, google::protobuf::Any value) {
+    auto stub = grpc2::FabricStreams::NewStub(fabric_->NewChannel());
+    grpc2::StreamsWriteItemRequest write;
+    write.mutable_stream()->set_stream(stream);
+    write.set_key(key);
+    *write.mutable_value() = std::move(value);
+    google::protobuf::Empty empty;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->WriteItem(&context, write, &empty).ok());
+  }
+
+  static void CreateStream(const std::string& stream) {
+    auto stub = grpc2::FabricStreams::NewStub(fabric_->NewChannel());
+    grpc2::StreamsCreateRequest request;
+    request.mutable_stream()->set_stream(stream);
+    request.set_ephemeral(false);
+    google::protobuf::Empty empty;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->Create(&context, request, &empty).ok());
   }
 
   static Result Perper(std::vector<std::string> args, bool with_fabric = true) {
@@ -286,11 +361,205 @@ TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   r = Perper({"call", "Calculator", "calc-1", "Add", "one", "2"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("argument 1 is not JSON: one"), std::string::npos) << r.err;
+  r = Perper({"call", "Calculator", "calc-1", "Add", "1", "18446744073709551615"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("argument 2: 18446744073709551615 does not fit in a 64-bit signed integer"),
+            std::string::npos)
+      << r.err;
+  // Beyond 2^53: exact both ways, a string in JSON.
+  r = Perper({"call", "Calculator", "calc-1", "Add", "9007199254740992", "1", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::parse(R"({"results": ["9007199254740993"]})"));
+  r = Perper({"call", "Calculator", "calc-1", "Add", "9007199254740992", "1"});
+  EXPECT_EQ(r.out, "9007199254740993\n");
+}
+
+TEST_F(CliTest, StatesListsDictionariesThenLists) {
+  Append("queue", StringValue("a"));
+  Append("queue", StringValue("b"));
+  Result r = Perper({"states"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Row(r.out, "NAME"), (std::vector<std::string>{"NAME", "KIND", "ENTRIES"})) << r.out;
+  EXPECT_EQ(Row(r.out, "stats"), (std::vector<std::string>{"stats", "dictionary", "2"}));
+  EXPECT_EQ(Row(r.out, "queue"), (std::vector<std::string>{"queue", "list", "2"}));
+  r = Perper({"states", "--prefix", "sta", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out),
+            json::parse(R"([{"name": "stats", "kind": "dictionary", "count": 2}])"));
+}
+
+// JSON readers that parse numbers as doubles get 64-bit integers beyond 2^53 intact, as strings;
+// text output prints them as numbers.
+TEST_F(CliTest, LargeIntegersAreStringsInJson) {
+  const int64_t big = (int64_t{1} << 53) + 1;  // not a double
+  const int64_t exact = int64_t{1} << 53;      // still exact in a double
+  CreateStream("wide");
+  WriteItem("wide", exact, Int64Value(-big));
+  WriteItem("wide", big, Int64Value(exact));
+  Result r = Perper({"streams", "--prefix", "wide", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0]["first_key"], exact);
+  EXPECT_EQ(rows[0]["last_key"], "9007199254740993");
+  EXPECT_EQ(rows[0]["written_count"], 2);
+
+  r = Perper({"stream", "tail", "wide", "--no-follow", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"key\":9007199254740992,\"value\":\"-9007199254740993\"}\n"
+            "{\"key\":\"9007199254740993\",\"value\":9007199254740992}\n");
+  r = Perper({"stream", "tail", "wide", "--no-follow"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "9007199254740992  -9007199254740993\n9007199254740993  9007199254740992\n");
+
+  SetEntry("wide", "n", Int64Value(big));
+  r = Perper({"state", "get", "wide", "n", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), "9007199254740993");
+  r = Perper({"state", "get", "wide", "n"});
+  EXPECT_EQ(r.out, "9007199254740993\n");
+  r = Perper({"state", "list", "wide", "--json"});
+  EXPECT_EQ(json::parse(r.out), json::parse(R"([{"key": "n", "value": "9007199254740993"}])"));
+}
+
+TEST_F(CliTest, DeleteExecutionStreamAndState) {
+  CreateExecution("Doomed-1", "Calc", "c-9", "Add");
+  Result r = Perper({"delete", "execution", "Doomed-1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted execution Doomed-1\n");
+  EXPECT_TRUE(Row(Perper({"executions"}).out, "Doomed-1").empty());
+  r = Perper({"delete", "execution", "Doomed-1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no execution 'Doomed-1' (see perper executions)"), std::string::npos)
+      << r.err;
+  r = Perper({"delete", "execution", "calc-1"});  // an instance: destroy it instead
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("`perper destroy calc-1`"), std::string::npos) << r.err;
+  EXPECT_FALSE(Row(Perper({"instances"}).out, "calc-1").empty());
+
+  CreateStream("doomed-stream");
+  WriteItem("doomed-stream", 1, StringValue("x"));
+  r = Perper({"delete", "stream", "doomed-stream"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted stream doomed-stream\n");
+  EXPECT_EQ(json::parse(Perper({"streams", "--prefix", "doomed", "--json"}).out), json::array());
+  r = Perper({"delete", "stream", "doomed-stream"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no stream 'doomed-stream' (see perper streams)"), std::string::npos)
+      << r.err;
+
+  // A dictionary and a list of the same name: the dictionary first, --list for the list.
+  SetEntry("both", "k", StringValue("v"));
+  Append("both", StringValue("item"));
+  r = Perper({"delete", "state", "both"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted dictionary both\n");
+  EXPECT_NE(r.err.find("a list 'both' remains"), std::string::npos) << r.err;
+  EXPECT_EQ(json::parse(Perper({"states", "--prefix", "both", "--json"}).out),
+            json::parse(R"([{"name": "both", "kind": "list", "count": 1}])"));
+  r = Perper({"delete", "state", "both"});  // only the list is left: it goes
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted list both\n");
+  EXPECT_EQ(json::parse(Perper({"states", "--prefix", "both", "--json"}).out), json::array());
+  r = Perper({"delete", "state", "both"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no dictionary or list 'both' (see perper states)"), std::string::npos)
+      << r.err;
+  SetEntry("dict-only", "k", StringValue("v"));
+  r = Perper({"delete", "state", "dict-only", "--list"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no list 'dict-only'"), std::string::npos) << r.err;
+  EXPECT_EQ(Perper({"delete", "state", "dict-only"}).code, 0);
+}
+
+TEST_F(CliTest, DestroyWithoutAServedStopNeedsForce) {
+  CreateInstance("w-orphan", "Worker");
+  Result r = Perper({"destroy", "w-orphan", "--timeout", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no process served Stop of instance w-orphan within 1 s, so nothing was "
+                       "destroyed; `perper destroy w-orphan --force` destroys it without calling "
+                       "Stop"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(Row(Perper({"instances"}).out, "w-orphan").empty());
+  r = Perper({"destroy", "w-orphan", "--force", "--timeout", "10"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "destroyed instance w-orphan\n");
+  EXPECT_TRUE(Row(Perper({"instances"}).out, "w-orphan").empty());
+  r = Perper({"destroy", "w-orphan"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'w-orphan' (see perper instances"), std::string::npos) << r.err;
+}
+
+// The retention rule: an instance's children, executions, their streams and its state go with it.
+TEST_F(CliTest, DestroyRemovesWhatTheInstanceOwns) {
+  CreateInstance("w-parent", "Worker");
+  CreateInstance("w-child", "Worker");
+  AddChild("w-parent", "w-child", "Worker");
+  SetEntry("w-parent-", "total", Int64Value(5));
+  Append("w-parent-", StringValue("entry"));
+  SetEntry("w-child-", "total", Int64Value(6));
+  CreateExecution("Produce-w1", "Worker", "w-parent", "Produce");
+  CreateStream("Produce-w1");
+  WriteItem("Produce-w1", 1, StringValue("x"));
+  CreateExecution("Job-w1", "Worker", "w-child", "Job");
+
+  Result r = Perper({"destroy", "w-parent", "--force"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Perper({"instances", "--agent", "Worker", "--json"});
+  EXPECT_EQ(json::parse(r.out), json::array()) << r.out;
+  r = Perper({"executions", "--agent", "Worker", "--json"});
+  EXPECT_EQ(json::parse(r.out), json::array()) << r.out;
+  r = Perper({"streams", "--prefix", "Produce-w1", "--json"});
+  EXPECT_EQ(json::parse(r.out), json::array()) << r.out;
+  r = Perper({"states", "--prefix", "w-", "--json"});
+  EXPECT_EQ(json::parse(r.out), json::array()) << r.out;
+}
+
+// A Deploy instance has no Registry record: --agent names its type, --force destroys what it
+// made (its children, executions and state), as `perper up --reset` does.
+TEST_F(CliTest, DestroyADeployInstanceWithAgentAndForce) {
+  CreateExecution("Shop-deploy-deploy", "perper.Deploy", "Shop-deploy", "Deploy");
+  CreateInstance("Run-shop-1", "Cart");
+  AddChild("Shop-deploy", "Run-shop-1", "Cart");
+  SetEntry("Shop-deploy-", "runs", Int64Value(1));
+
+  Result r = Perper({"destroy", "Shop-deploy"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'Shop-deploy' (see perper instances; --agent A --force"),
+            std::string::npos)
+      << r.err;
+  r = Perper({"destroy", "Shop-deploy", "--agent", "Shop"});  // Stop needs a Registry record
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'Shop-deploy' of agent 'Shop'"), std::string::npos) << r.err;
+  r = Perper({"destroy", "Shop-deploy", "--agent", "Shop", "--force"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "destroyed instance Shop-deploy\n");
+  EXPECT_EQ(json::parse(Perper({"instances", "--agent", "Cart", "--json"}).out), json::array());
+  EXPECT_EQ(json::parse(Perper({"executions", "--instance", "Shop-deploy", "--json"}).out),
+            json::array());
+  EXPECT_EQ(json::parse(Perper({"states", "--prefix", "Shop-", "--json"}).out), json::array());
+  r = Perper({"destroy", "Shop-deploy", "--agent", "Shop", "--force"});  // nothing left
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no instance 'Shop-deploy' of agent 'Shop'"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, DestroyCallsStopOnAServedInstance) {
+  ChildProcess calculator({PERPER_CALCULATOR_BINARY},
+                          {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
+  CreateInstance("calc-doomed", "Calculator");
+  Result r = Perper({"destroy", "calc-doomed"});
+  ASSERT_EQ(r.code, 0) << r.err << calculator.Output();
+  EXPECT_EQ(r.out, "destroyed instance calc-doomed\n");
+  EXPECT_TRUE(Row(Perper({"instances"}).out, "calc-doomed").empty());
 }
 
 TEST(CliErrorsTest, AnUnreachableFabricIsExplained) {
   for (std::vector<std::string> command :
-       {std::vector<std::string>{"instances"}, {"executions"}, {"streams"}, {"state", "list", "d"}}) {
+       {std::vector<std::string>{"instances"}, {"executions"}, {"streams"}, {"state", "list", "d"},
+        {"states"}, {"destroy", "i"}, {"destroy", "i", "--agent", "A", "--force"},
+        {"delete", "execution", "e"}, {"delete", "stream", "s"}, {"delete", "state", "d"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.insert(argv.end(), {"--fabric", "127.0.0.1:1", "--timeout", "5"});
@@ -303,7 +572,9 @@ TEST(CliErrorsTest, AnUnreachableFabricIsExplained) {
 TEST(CliErrorsTest, EveryCommandHasHelp) {
   for (std::vector<std::string> command :
        {std::vector<std::string>{}, {"up"}, {"fabric"}, {"executions"}, {"instances"}, {"streams"},
-        {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}}) {
+        {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}, {"states"},
+        {"destroy"}, {"delete"}, {"delete", "execution"}, {"delete", "stream"},
+        {"delete", "state"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.push_back("--help");
@@ -312,8 +583,14 @@ TEST(CliErrorsTest, EveryCommandHasHelp) {
     EXPECT_NE(out.find("Usage:"), std::string::npos) << out;
   }
   std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "destroy", "--help"}, {}, &out, &err), 0);
+  EXPECT_NE(out.find("--force"), std::string::npos) << out;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "delete", "state", "--help"}, {}, &out, &err), 0);
+  EXPECT_NE(out.find("--list"), std::string::npos) << out;
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "frobnicate"}, {}, &out, &err), 2);
   EXPECT_EQ(RunToCompletion({PERPER_BINARY}, {}, &out, &err), 2);
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "delete", "table", "x"}, {}, &out, &err), 2);
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "destroy"}, {}, &out, &err), 2);  // INSTANCE needed
 }
 
 TEST(CliFabricTest, PerperFabricServesUntilSigterm) {

@@ -79,6 +79,7 @@ std::string PoolKind(const FD* field) {
   if (name == "workgroup") return "workgroup";
   if (name == "type_url") return "type_url";
   if (name == "stream_prefix") return "stream";
+  if (name == "name_prefix") return "dictionary";
   return "";
 }
 

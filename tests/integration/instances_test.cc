@@ -75,12 +75,69 @@ class InstancesTest : public FabricTest {
 
   grpc::Status StopAndDelete(const std::string& id, const std::string& agent,
                              std::vector<google::protobuf::Any> params,
-                             grpc2::ExecutionsGetResultResponse* response) {
+                             grpc2::ExecutionsGetResultResponse* response,
+                             bool skip_stop = false) {
     grpc2::InstancesStopAndDeleteRequest request;
     request.mutable_instance()->set_instance(id);
     request.mutable_instance()->set_agent(agent);
     for (auto& p : params) *request.add_stop_parameters() = std::move(p);
+    request.set_skip_stop(skip_stop);
     return Instances()->StopAndDelete(Context().get(), request, response);
+  }
+
+  // What introspection lists of everything stored: executions (finished too, "id/agent"),
+  // streams, and states ("dictionary NAME" / "list NAME").
+  std::vector<std::string> Everything() {
+    std::vector<std::string> all;
+    grpc2::IntrospectionListExecutionsRequest executions;
+    executions.set_include_finished(true);
+    grpc2::IntrospectionListExecutionsResponse listed_executions;
+    EXPECT_TRUE(
+        Introspection()->ListExecutions(Context().get(), executions, &listed_executions).ok());
+    for (const auto& e : listed_executions.executions()) {
+      all.push_back("execution " + e.execution().execution() + "/" + e.instance().agent());
+    }
+    grpc2::IntrospectionListStreamsResponse listed_streams;
+    EXPECT_TRUE(Introspection()
+                    ->ListStreams(Context().get(), grpc2::IntrospectionListStreamsRequest(),
+                                  &listed_streams)
+                    .ok());
+    for (const auto& stream : listed_streams.streams())
+      all.push_back("stream " + stream.stream());
+    grpc2::IntrospectionListStatesResponse listed_states;
+    EXPECT_TRUE(Introspection()
+                    ->ListStates(Context().get(), grpc2::IntrospectionListStatesRequest(),
+                                 &listed_states)
+                    .ok());
+    for (const auto& state : listed_states.states()) {
+      all.push_back((state.kind() == grpc2::StateSummary::LIST ? "list " : "dictionary ") +
+                    state.name());
+    }
+    return all;
+  }
+
+  // Gives instance `id` what an agent instance leaves behind: executions of it (one finished,
+  // one not, each producing a stream of its ID), its dictionary and its list "{id}-".
+  void GiveState(const std::string& id) {
+    auto executions = Executions();
+    auto streams = Streams();
+    for (const std::string suffix : {"done", "running"}) {
+      const std::string execution = id + "-" + suffix;
+      ASSERT_TRUE(CreateExecution(*executions, execution, "Worker", id, "Generate").ok());
+      grpc2::StreamsCreateRequest create;
+      create.mutable_stream()->set_stream(execution);
+      create.set_ephemeral(false);
+      google::protobuf::Empty empty;
+      ASSERT_TRUE(streams->Create(Context().get(), create, &empty).ok());
+    }
+    ASSERT_TRUE(CompleteExecution(*executions, id + "-done", {Int64Value(1)}).ok());
+    auto& states = fabric().server().store().states();
+    storage::DictionaryOperation set;
+    set.key = SerializeAny(StringValue("k"));
+    set.set_new_value = true;
+    set.new_value = SerializeAny(Int64Value(1));
+    ASSERT_TRUE(states.OperateDictionary(id + "-", set).ok());
+    ASSERT_TRUE(states.CreateList(id + "-").ok());
   }
 
   // Executions still stored, other than Registry records.
@@ -340,6 +397,52 @@ TEST_P(InstancesTest, StopAndDeleteVisitsEachInstanceOnceEvenAroundACycle) {
   EXPECT_THAT(stops, ElementsAre("Stop:x", "Stop:y"));
   EXPECT_EQ(StoreExecutions().GetExecution("x").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(StoreExecutions().GetExecution("y").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(InstancesTest, StopAndDeleteLeavesNothingOfTheInstanceOrItsChildren) {
+  auto calc = StartAgent("Calc");
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(CreateAndStart("gone", "Calc", {}, &response).ok());
+  ASSERT_TRUE(CreateAndStart("gone-child", "Calc", {}, &response, "gone", "Calc").ok());
+  ASSERT_TRUE(CreateAndStart("kept", "Calc", {}, &response).ok());
+  GiveState("gone");
+  GiveState("gone-child");
+  GiveState("kept");
+  std::vector<std::string> before = Everything();
+  EXPECT_THAT(before, ::testing::Contains("execution gone-done/Worker"));
+  EXPECT_THAT(before, ::testing::Contains("dictionary gone-"));
+
+  grpc::Status status = StopAndDelete("gone", "Calc", {}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(StringOf(response.results(0)), "stopped gone");
+  // Only the other instance is left, with everything it had.
+  EXPECT_THAT(Everything(), UnorderedElementsAre(
+                                "execution kept/Registry", "execution kept-done/Worker",
+                                "execution kept-running/Worker", "stream kept-done",
+                                "stream kept-running", "dictionary kept-", "list kept-"));
+}
+
+TEST_P(InstancesTest, SkipStopDestroysAnInstanceWhoseProcessIsGone) {
+  grpc2::ExecutionsGetResultResponse response;
+  {
+    auto calc = StartAgent("Calc");
+    ASSERT_TRUE(CreateAndStart("orphan", "Calc", {}, &response).ok());
+    ASSERT_TRUE(CreateAndStart("orphan-child", "Calc", {}, &response, "orphan", "Calc").ok());
+  }  // The agent's process is gone: nobody would answer Stop.
+  GiveState("orphan");
+  GiveState("orphan-child");
+  grpc::Status status = StopAndDelete("orphan", "Calc", {}, &response, /*skip_stop=*/true);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.results_size(), 0);
+  EXPECT_FALSE(response.has_error());
+  EXPECT_THAT(Everything(), ::testing::IsEmpty());
+  std::vector<std::string> calls = Calls();
+  EXPECT_EQ(std::count_if(calls.begin(), calls.end(),
+                          [](const std::string& c) { return c.rfind("Stop:", 0) == 0; }),
+            0);
+  // The instance is gone: a second destruction finds nothing.
+  EXPECT_EQ(StopAndDelete("orphan", "Calc", {}, &response, true).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, InstancesTest, AllBackends(), BackendName);

@@ -204,6 +204,69 @@ TEST_P(IntrospectionTest, ListReservationsOfAWorkgroup) {
   EXPECT_EQ(response.reservations(1).holder(), "holder-1");
 }
 
+TEST_P(IntrospectionTest, ListStatesShowsDictionariesThenListsWithCounts) {
+  auto& states = store().states();
+  ASSERT_TRUE(states.CreateDictionary("run-1-").ok());
+  storage::DictionaryOperation set;
+  set.set_new_value = true;
+  for (const char* key : {"a", "b"}) {
+    set.key = SerializeAny(StringValue(key));
+    set.new_value = SerializeAny(Int64Value(1));
+    ASSERT_TRUE(states.OperateDictionary("run-0-", set).ok());  // Written: exists.
+  }
+  storage::ListOperation push;
+  push.insert_values = {SerializeAny(Int64Value(1)), SerializeAny(Int64Value(2)),
+                        SerializeAny(Int64Value(3))};
+  ASSERT_TRUE(states.OperateList("run-0-children", push).ok());
+  ASSERT_TRUE(states.CreateList("run-0-").ok());
+  ASSERT_TRUE(states.CreateDictionary("other").ok());
+  // Reads, and refused writes, do not make a dictionary exist.
+  storage::DictionaryOperation get;
+  get.key = SerializeAny(StringValue("a"));
+  get.get_existing_value = true;
+  ASSERT_TRUE(states.OperateDictionary("run-9-", get).ok());
+  storage::DictionaryOperation failed_compare = set;
+  failed_compare.compare_existing_value = true;
+  failed_compare.expected_existing_value = SerializeAny(Int64Value(7));
+  ASSERT_TRUE(states.OperateDictionary("run-8-", failed_compare).ok());
+
+  auto list = [&](const std::string& prefix, uint32_t limit) {
+    grpc2::IntrospectionListStatesRequest request;
+    request.set_name_prefix(prefix);
+    request.set_limit(limit);
+    grpc2::IntrospectionListStatesResponse response;
+    grpc::Status status = Introspection()->ListStates(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<std::string> out;
+    for (const auto& state : response.states()) {
+      out.push_back((state.kind() == grpc2::StateSummary::LIST ? "list " : "dictionary ") +
+                    state.name() + " " + std::to_string(state.count()));
+    }
+    return out;
+  };
+  EXPECT_EQ(list("run-", 0), (Ids{"dictionary run-0- 2", "dictionary run-1- 0", "list run-0- 0",
+                                  "list run-0-children 3"}));
+  EXPECT_EQ(list("", 0), (Ids{"dictionary other 0", "dictionary run-0- 2", "dictionary run-1- 0",
+                              "list run-0- 0", "list run-0-children 3"}));
+  EXPECT_EQ(list("run-", 3), (Ids{"dictionary run-0- 2", "dictionary run-1- 0", "list run-0- 0"}));
+  // Deleted ones go; emptied ones (keep_cache) stay, empty.
+  ASSERT_TRUE(states.DeleteDictionary("run-1-", /*keep_cache=*/false).ok());
+  ASSERT_TRUE(states.DeleteList("run-0-children", /*keep_cache=*/true).ok());
+  EXPECT_EQ(list("run-", 0),
+            (Ids{"dictionary run-0- 2", "list run-0- 0", "list run-0-children 0"}));
+
+  grpc2::IntrospectionListStatesRequest too_many;
+  too_many.set_limit(100001);
+  grpc2::IntrospectionListStatesResponse response;
+  EXPECT_EQ(Introspection()->ListStates(Context().get(), too_many, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc2::IntrospectionListStatesRequest long_prefix;
+  long_prefix.set_name_prefix(std::string(2000, 'p'));
+  grpc::Status refused = Introspection()->ListStates(Context().get(), long_prefix, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("name_prefix"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, IntrospectionTest, AllBackends(), BackendName);
 
 }  // namespace

@@ -214,6 +214,40 @@ TEST_P(StreamsTest, DeleteRemovesItemsAndListenersAndUnknownIsNotFound) {
   EXPECT_TRUE(Listeners("s").empty());
 }
 
+TEST_P(StreamsTest, DeleteAlsoDeletesTheFinishedProducerOfTheStream) {
+  auto stub = Streams();
+  auto executions = Executions();
+  auto& store_executions = fabric().server().store().executions();
+  google::protobuf::Empty empty;
+  for (const std::string id : {"finished-producer", "running-producer"}) {
+    grpc2::ExecutionsCreateRequest create;
+    create.mutable_execution()->set_execution(id);
+    create.mutable_instance()->set_agent("Worker");
+    create.mutable_instance()->set_instance("w-1");
+    create.set_delegate("Generate");
+    ASSERT_TRUE(executions->Create(Context().get(), create, &empty).ok());
+    ASSERT_TRUE(CreateStream(*stub, id, true).ok());
+  }
+  grpc2::ExecutionsCompleteRequest complete;
+  complete.mutable_execution()->set_execution("finished-producer");
+  ASSERT_TRUE(executions->Complete(Context().get(), complete, &empty).ok());
+
+  ASSERT_TRUE(DeleteStream(*stub, "finished-producer").ok());
+  EXPECT_EQ(store_executions.GetExecution("finished-producer").status().code(),
+            absl::StatusCode::kNotFound);
+  // A producer still running is left alone (it may be working on a re-created stream).
+  ASSERT_TRUE(DeleteStream(*stub, "running-producer").ok());
+  EXPECT_TRUE(store_executions.GetExecution("running-producer").ok());
+  // An execution without a stream of its ID is not touched by a refused Delete.
+  ASSERT_TRUE(executions->Complete(Context().get(), [] {
+    grpc2::ExecutionsCompleteRequest request;
+    request.mutable_execution()->set_execution("running-producer");
+    return request;
+  }(), &empty).ok());
+  EXPECT_EQ(DeleteStream(*stub, "running-producer").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(store_executions.GetExecution("running-producer").ok());
+}
+
 TEST_P(StreamsTest, MoveListenerChecksItsRequest) {
   auto stub = Streams();
   ASSERT_TRUE(CreateStream(*stub, "s", true).ok());

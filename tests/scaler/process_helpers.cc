@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace perper::testing {
@@ -183,6 +184,11 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+}
+
+std::string TestMarker() {
+  std::random_device random;
+  return "PERPER_TEST_MARKER=" + std::to_string(random()) + std::to_string(random());
 }
 
 }  // namespace perper::testing

@@ -58,6 +58,9 @@ int RunToCompletion(std::vector<std::string> argv, std::vector<std::string> env,
 std::vector<pid_t> ChildrenOf(pid_t parent);
 // Live processes whose environment contains `entry` ("NAME=value").
 std::vector<pid_t> ProcessesWithEnv(const std::string& entry);
+// "PERPER_TEST_MARKER=<random>": given to `perper up`, it marks every process it starts (for
+// ProcessesWithEnv).
+std::string TestMarker();
 // Polls `condition` every 10 ms until it holds or `timeout` passes; returns its last value.
 bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 

@@ -3,7 +3,6 @@
 // perper-fabric process for the tests that drive it directly).
 #include <chrono>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include <grpcpp/grpcpp.h>
@@ -23,11 +22,6 @@ namespace {
 using std::chrono::seconds;
 
 const std::string kApps = std::string(PERPER_SOURCE_DIR) + "/tests/scaler/apps/";
-
-std::string Marker() {
-  std::random_device random;
-  return "PERPER_TEST_MARKER=" + std::to_string(random()) + std::to_string(random());
-}
 
 std::vector<std::string> Env(const std::string& marker) {
   return {marker, std::string("PERPER_TEST_AGENT=") + PERPER_TEST_AGENT,
@@ -59,7 +53,7 @@ size_t Count(const std::string& text, const std::string& what) {
 }
 
 TEST(UpTest, GreetingExamplePrintsTheGreetingAndExits) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   TempDir dir;
   ChildProcess up(
       {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/greeting.yaml",
@@ -77,7 +71,7 @@ TEST(UpTest, GreetingExamplePrintsTheGreetingAndExits) {
 
 // The README's application: S2 across two processes, the printer's started for its instance.
 TEST(UpTest, HelloExamplePrintsTheSentenceThroughAStreamAndExits) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   std::vector<std::string> env = Env(marker);
   env.push_back("HELLO_DELAY_MS=5");
   ChildProcess up(
@@ -93,7 +87,7 @@ TEST(UpTest, HelloExamplePrintsTheSentenceThroughAStreamAndExits) {
 
 // S5 with the SDK's examples: one process per instance, both stopped once destroyed.
 TEST(UpTest, InstancesExampleRoutesCallsAndStopsBothInstanceProcesses) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up(
       {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/instances.yaml"},
       Env(marker));
@@ -110,7 +104,7 @@ TEST(UpTest, InstancesExampleRoutesCallsAndStopsBothInstanceProcesses) {
 }
 
 TEST(UpTest, InstancesRunOneProcessEachAndStopWhenDestroyed) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   TempDir logs;
   ChildProcess up({PERPER_BINARY, "up", kApps + "instances.yaml", "--log-dir", logs.path()},
                   Env(marker));
@@ -132,7 +126,7 @@ TEST(UpTest, InstancesRunOneProcessEachAndStopWhenDestroyed) {
 }
 
 TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "restart.yaml"}, Env(marker));
   ASSERT_TRUE(up.WaitForOutput("] worker pid ", seconds(20))) << up.Output();
   std::string out = up.Stdout();
@@ -151,7 +145,7 @@ TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
 }
 
 TEST(UpTest, ACrashLoopIsReported) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "crash.yaml"}, Env(marker));
   ASSERT_TRUE(up.WaitForOutput("crash loop: exited with code 3 (5 exits", seconds(15)))
       << up.Output();
@@ -172,7 +166,7 @@ class ExternalFabricTest : public ::testing::Test {
 };
 
 TEST_F(ExternalFabricTest, DestroyingAnInstanceStopsItsProcess) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "per_instance.yaml", "--fabric", fabric_.address()},
                   Env(marker));
   ASSERT_TRUE(up.WaitForOutput("is up", seconds(10))) << up.Output();
@@ -219,7 +213,7 @@ TEST_F(ExternalFabricTest, DestroyingAnInstanceStopsItsProcess) {
 }
 
 TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "pool.yaml", "--fabric", fabric_.address()},
                   Env(marker));
   ASSERT_TRUE(up.WaitForOutput("is up", seconds(10))) << up.Output();
@@ -259,7 +253,7 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
 }
 
 TEST(UpTest, SigtermStopsEveryProcess) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "pool_min2.yaml"}, Env(marker));
   ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
       << up.Output();
@@ -270,7 +264,7 @@ TEST(UpTest, SigtermStopsEveryProcess) {
 }
 
 TEST(UpTest, AgentProcessesDoNotOutliveAKilledPerperUp) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "pool_min2.yaml"}, Env(marker));
   ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
       << up.Output();
@@ -280,7 +274,7 @@ TEST(UpTest, AgentProcessesDoNotOutliveAKilledPerperUp) {
 }
 
 TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "stubborn.yaml"}, Env(marker));
   ASSERT_TRUE(up.WaitForOutput("] ready", seconds(10))) << up.Output();
   up.Signal(SIGTERM);
@@ -293,7 +287,7 @@ TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
 }
 
 TEST(UpTest, ASecondSignalKillsAtOnce) {
-  std::string marker = Marker();
+  std::string marker = TestMarker();
   std::vector<std::string> env = Env(marker);
   env.push_back("STUBBORN_GRACE=60");
   ChildProcess up({PERPER_BINARY, "up", kApps + "stubborn.yaml"}, env);

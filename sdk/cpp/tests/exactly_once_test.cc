@@ -39,7 +39,7 @@ using ::perper::testing::WaitFor;
 using ::testing::ElementsAre;
 using namespace std::chrono_literals;
 
-// Writes the values `from` .. `to` with auto keys, through a plain stub.
+// Writes the values `from` .. `to` under the keys 0, 1, ..., through a plain stub.
 void WriteValues(const std::string& address, const std::string& stream, int64_t from, int64_t to,
                  bool complete) {
   auto stub = grpc2::FabricStreams::NewStub(
@@ -49,7 +49,7 @@ void WriteValues(const std::string& address, const std::string& stream, int64_t 
     request.mutable_stream()->set_stream(stream);
     for (int64_t end = std::min(to + 1, i + 500); i < end; ++i) {
       auto* item = request.add_items();
-      item->set_auto_key(true);
+      item->set_key(i - from);
       *item->mutable_value() = ToAny(i);
     }
     grpc::ClientContext context;
@@ -156,7 +156,7 @@ TEST_F(ExactlyOnceTest, TheStepLoopCountsEachItemOnceAcrossReruns) {
   ASSERT_TRUE(retaken.ok()) << retaken.status();
   EXPECT_FALSE(retaken->applied);
   EXPECT_TRUE(retaken->already_taken);
-  EXPECT_EQ(retaken->position, 99);  // auto keys count from 0
+  EXPECT_EQ(retaken->position, 99);
 }
 
 TEST_F(ExactlyOnceTest, AStepAppliesNothingOnAFailedCompareOrAnotherPosition) {
@@ -287,6 +287,7 @@ TEST_F(ExactlyOnceTest, AProducerResumesFromItsStreamsProgress) {
   }
   absl::StatusOr<StreamProgress> after = absl::UnknownError("not run");
   std::vector<int64_t> values;
+  int64_t last_key = 0;
   absl::StatusOr<StreamProgress> unknown = absl::UnknownError("not run");
   ASSERT_TRUE(DriveAgent(fabric_->address(), [&](Context& ctx) -> Task<void> {
     grpc2::model::PerperStream model;
@@ -294,11 +295,12 @@ TEST_F(ExactlyOnceTest, AProducerResumesFromItsStreamsProgress) {
     Stream stream = ctx.stream(model);
     StreamReader<int64_t> reader = stream.listen<int64_t>();
     while (true) {
-      absl::StatusOr<std::optional<int64_t>> value = co_await reader.next();
-      if (!value.ok() || !value->has_value()) {
+      absl::StatusOr<std::optional<StreamItem<int64_t>>> item = co_await reader.next_item();
+      if (!item.ok() || !item->has_value()) {
         break;
       }
-      values.push_back(**value);
+      values.push_back((*item)->value);
+      last_key = (*item)->key;
     }
     after = co_await stream.progress();
     grpc2::model::PerperStream missing;
@@ -312,7 +314,7 @@ TEST_F(ExactlyOnceTest, AProducerResumesFromItsStreamsProgress) {
   // The producer wrote only what the earlier run had not.
   EXPECT_THAT(values, ElementsAre(0, 1, 2, 3, 4));
   ASSERT_TRUE(after.ok()) << after.status();
-  EXPECT_EQ(after->last_key, 4);
+  EXPECT_EQ(after->last_key, last_key);
   EXPECT_EQ(after->written_count, 5u);
   EXPECT_TRUE(after->completed);
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);

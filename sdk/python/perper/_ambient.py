@@ -12,7 +12,7 @@ from perper.errors import PerperError
 
 if TYPE_CHECKING:
     from perper.connection import FabricConnection
-    from perper.model import Agent
+    from perper.model import Agent, KeptCalls
 
 
 class DerivedIds:
@@ -41,6 +41,7 @@ class Context:
 
     `ids` is set for a real execution (one handed out by the Fabric, or a recorded Deploy): the
     IDs its handler makes are derived from the execution's ID. Elsewhere they are random.
+    `kept` holds the finished calls that run keeps for a re-run (perper.model.KeptCalls).
     """
 
     connection: "FabricConnection"
@@ -48,6 +49,7 @@ class Context:
     execution: str
     application: Optional[Any] = None
     ids: Optional[DerivedIds] = None
+    kept: Optional["KeptCalls"] = None
 
 
 current_context: contextvars.ContextVar[Context] = contextvars.ContextVar("perper_context")

@@ -8,7 +8,8 @@ context (perper.context) naming its instance and execution; deleting the executi
 task; a handler's exception fails the execution. A handler's completion rides on the
 delegate's ListenAndReserve call together with the credit for the next execution (completions
 that are ready together share one message); the unary Complete is the fallback while that call
-is reconnecting.
+is reconnecting, and is used by an execution that kept calls (perper.model.KeptCalls), whose
+answer lets the SDK delete them.
 
 Lifecycle handlers (the names upstream uses):
 - "Deploy": runs once when the process starts, in the instance "{agent}-deploy" (no execution).
@@ -36,7 +37,7 @@ from perper._stubs import executions_pb2, introspection_pb2, model_pb2, streams_
 from perper.connection import Backoff, FabricConnection, is_retryable
 from perper.errors import bounded_error_text
 from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
-from perper.model import Agent, Stream, results_of_response
+from perper.model import Agent, KeptCalls, Stream, results_of_response
 
 _log = logging.getLogger("perper")
 
@@ -246,6 +247,10 @@ class Application:
         # applied, with it; a delivery of one of them again is not run again.
         self._finishing: dict[str, executions_pb2.ExecutionsCompleteRequest] = {}
         self._unary_completes: set[asyncio.Task] = set()
+        # The calls each running execution keeps (perper.model.KeptCalls), until it finishes.
+        self._kept_calls: dict[str, KeptCalls] = {}
+        # Deletions of kept calls, in the background (stop() waits for them).
+        self._deletions: set[asyncio.Task] = set()
         self._stop_requested = asyncio.Event()
         self._started = False
         self._stopping = False
@@ -343,19 +348,22 @@ class Application:
                 _log.warning("Deploy already ran on this Fabric (execution %s); "
                              "`perper up --reset` runs it anew", execution)
                 return results_of_response(execution, recorded)
+        kept = KeptCalls(self.connection, self._deletions) if record else None
         token = current_context.set(Context(self.connection, agent, execution, self,
-                                            DerivedIds(execution) if record else None))
+                                            DerivedIds(execution) if record else None, kept))
         try:
             returned = await _invoke(handler, [])
-            if record:
+            if kept is not None:
                 await self._complete(self._completion(execution, values.results_of(returned),
                                                       None))
+                kept.release()
             return returned
         except asyncio.CancelledError:
             raise  # not finished: a later run runs Deploy again
         except Exception as e:
-            if record:
+            if kept is not None:
                 await self._complete(self._completion(execution, [], describe_error(e)))
+                kept.release()
             raise
         finally:
             current_context.reset(token)
@@ -385,7 +393,8 @@ class Application:
         """Ends the listen calls, cancels running executions, closes an owned connection.
 
         Completions not known to be applied are sent again with the unary Complete first
-        (waiting at most STOP_GRACE seconds for them).
+        (waiting at most STOP_GRACE seconds for them), then the deletions of completed
+        executions' kept calls are given STOP_GRACE seconds.
         """
         self._stopping = True
         tasks = list(self._listeners.values()) + list(self._running.values()) + list(
@@ -394,11 +403,12 @@ class Application:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._listeners.clear()
-        if self._unary_completes:
-            _, late = await asyncio.wait(list(self._unary_completes), timeout=self.STOP_GRACE)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        for pending in (self._unary_completes, self._deletions):
+            if pending:
+                _, late = await asyncio.wait(list(pending), timeout=self.STOP_GRACE)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
         if self._own_connection and self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -483,6 +493,8 @@ class Application:
         """
         if self._running.get(execution) is task:
             del self._running[execution]
+        # A cancelled execution keeps its calls: it was deleted, or it runs again elsewhere.
+        kept = self._kept_calls.pop(execution, None)
         request = None
         if not task.cancelled():
             error = task.exception()
@@ -493,13 +505,15 @@ class Application:
                 request = task.result()
         current = self._calls.get(delegate) if not self._stopping else None
         credits = 1 if current is origin and origin.open else 0
+        # An execution that kept calls completes with the unary Complete, whose answer tells
+        # when they can go; on the reservation call that could wait for the next delivery.
         if request is not None and current is not None and current.open and (
-                request.ByteSize() <= self.MAX_COMPLETION_BYTES):
+                request.ByteSize() <= self.MAX_COMPLETION_BYTES) and not kept:
             self._finishing[execution] = request
             current.push(request, credits)
             return
         if request is not None:
-            self._complete_unary(request)
+            self._complete_unary(request, kept)
         if credits:
             origin.push(None, credits)
 
@@ -512,9 +526,11 @@ class Application:
             request.error.message = bounded_error_text(error or "error")
         return request
 
-    def _complete_unary(self, request: executions_pb2.ExecutionsCompleteRequest) -> None:
+    def _complete_unary(self, request: executions_pb2.ExecutionsCompleteRequest,
+                        kept: Optional[KeptCalls] = None) -> None:
         """Sends a completion with the unary Complete from a background task (stop() waits for
-        it); until it is answered, a new delivery of the execution is not run."""
+        it); until it is answered, a new delivery of the execution is not run. Once it is
+        acknowledged, the execution's `kept` calls are released."""
         execution = request.execution.execution
         self._finishing[execution] = request
         task = asyncio.ensure_future(self._complete(request))
@@ -524,9 +540,13 @@ class Application:
             self._unary_completes.discard(task)
             if self._finishing.get(execution) is request:
                 del self._finishing[execution]
-            if not task.cancelled() and task.exception() is not None:
+            if task.cancelled():
+                return
+            if task.exception() is not None:
                 _log.error("perper: completing execution %s failed: %r", execution,
                            task.exception())
+            elif kept is not None:
+                kept.release()
         task.add_done_callback(done)
 
     async def _complete(self, request: executions_pb2.ExecutionsCompleteRequest) -> None:
@@ -562,8 +582,10 @@ class Application:
         it). Cancelled when the execution is deleted or the application stops."""
         execution = message.execution.execution
         agent = Agent(message.instance.agent, message.instance.instance)
+        kept = KeptCalls(self.connection, self._deletions)
+        self._kept_calls[execution] = kept
         current_context.set(Context(self.connection, agent, execution, self,
-                                    DerivedIds(execution)))
+                                    DerivedIds(execution), kept))
         try:
             await self._ensure_initialized(agent)
             args = [values.unpack(a) for a in message.arguments]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
@@ -17,7 +19,8 @@ import grpc
 from google.protobuf import any_pb2
 
 from perper import values
-from perper._ambient import get_connection, in_execution, new_id  # noqa: F401  (re-exported)
+from perper._ambient import (current, get_connection, in_execution,  # noqa: F401  (re-exported)
+                            new_id)
 from perper._stats import COUNTERS
 from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
 from perper.connection import Backoff, is_retryable
@@ -30,6 +33,13 @@ INT64_MAX = (1 << 63) - 1
 MAX_ITEMS_PER_MESSAGE = 256
 # How long a cancelled call inside an execution tries to delete its callee's execution.
 CANCEL_DELETE_TIMEOUT = 5.0
+# How many finished calls one running execution keeps for a re-run (the most recent ones).
+# Read at each call, so a test can lower it.
+MAX_KEPT_CALLS = 1000
+# How many kept calls are deleted concurrently.
+KEPT_DELETE_BATCH = 32
+
+_log = logging.getLogger("perper")
 
 
 def results_of_response(execution: str, response: executions_pb2.ExecutionsGetResultResponse,
@@ -62,6 +72,72 @@ async def _call_kept(request: executions_pb2.ExecutionsCreateRequest
         raise
 
 
+class KeptCalls:
+    """The finished call executions one run of an execution keeps, so that a re-run of that
+    execution gets their stored results instead of running the callees again (Agent.call).
+
+    While the execution runs, the most recent MAX_KEPT_CALLS are kept: when a newer call
+    finishes beyond that, the oldest kept one is deleted. Once the Fabric has acknowledged the
+    execution's completion (release()), every kept call is deleted, and a call finishing after
+    that is deleted at once: a completed execution never runs again. Deletions run in the
+    background (tasks held in `tasks`, which the owner may await), best effort: a failure is
+    logged at debug level and the call stays until its instance is destroyed. Use from one
+    event loop.
+    """
+
+    def __init__(self, connection: Any, tasks: set) -> None:
+        self._connection = connection
+        self._tasks = tasks
+        self._kept: deque[str] = deque()
+        self._released = False
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def keep(self, execution: str) -> None:
+        """Keeps a finished call; deletes the oldest kept ones beyond MAX_KEPT_CALLS."""
+        if self._released:
+            self._delete([execution])
+            return
+        self._kept.append(execution)
+        excess = []
+        while len(self._kept) > max(MAX_KEPT_CALLS, 0):
+            excess.append(self._kept.popleft())
+        self._delete(excess)
+
+    def release(self) -> None:
+        """The execution has completed: deletes every kept call."""
+        self._released = True
+        calls = list(self._kept)
+        self._kept.clear()
+        self._delete(calls)
+
+    def _delete(self, calls: list[str]) -> None:
+        if not calls:
+            return
+        task = asyncio.ensure_future(self._delete_all(calls))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delete_all(self, calls: list[str]) -> None:
+        for start in range(0, len(calls), KEPT_DELETE_BATCH):
+            await asyncio.gather(*(self._delete_one(call)
+                                   for call in calls[start:start + KEPT_DELETE_BATCH]))
+
+    async def _delete_one(self, call: str) -> None:
+        try:
+            await self._connection.retry(
+                self._connection.executions.Delete,
+                executions_pb2.ExecutionsDeleteRequest(
+                    execution=model_pb2.PerperExecution(execution=call)))
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:  # gone already (its instance destroyed)
+                _log.debug("perper: deleting the kept call %s failed: %s %s", call, e.code(),
+                           e.details())
+        except Exception as e:  # noqa: BLE001  best effort; e.g. the connection was closed
+            _log.debug("perper: deleting the kept call %s failed: %r", call, e)
+
+
 class Agent:
     """A reference to an agent instance: (agent type, instance ID)."""
 
@@ -89,9 +165,10 @@ class Agent:
         was deleted. Cancelling the awaiting task cancels the execution.
 
         Inside a real execution the call's ID is derived (see perper._ambient.DerivedIds) and
-        the finished call is kept (it goes when this instance is destroyed), so a re-run of the
-        calling execution gets the stored result instead of running the callee again. Elsewhere
-        the call is deleted once answered (FabricInstances.Call).
+        the finished call is kept (see KeptCalls: until the calling execution has completed, at
+        most the most recent MAX_KEPT_CALLS of its calls), so a re-run of the calling execution
+        gets the stored result instead of running the callee again. Elsewhere the call is
+        deleted once answered (FabricInstances.Call).
         """
         execution = new_id(delegate)
         request = executions_pb2.ExecutionsCreateRequest(
@@ -100,6 +177,9 @@ class Agent:
         connection = get_connection()
         if in_execution():
             response = await _call_kept(request)
+            kept = current().kept
+            if kept is not None and not response.deleted:
+                kept.keep(execution)
         else:
             response = await connection.retry(connection.instances.Call, request)
         return results_of_response(execution, response, result_type)
@@ -360,9 +440,11 @@ class Stream:
         acknowledgement, sent in the background; the last one is stored when the enumeration
         ends or is closed), and a later enumeration with the same name resumes at the last
         acknowledged item (delivered again: at-least-once). Without it the enumeration starts at
-        `start_key` and cannot resume. `type` checks each value's type. Raises StreamFailedError
-        when the stream completes with an error or is deleted. When the Fabric is unreachable,
-        reconnects and continues after the last item delivered to the consumer.
+        `start_key` and cannot resume. A named listener that does not exist yet is created just
+        below `start_key` (nothing processed), so that Stream.step accounts for the first item
+        too. `type` checks each value's type. Raises StreamFailedError when the stream completes
+        with an error or is deleted. When the Fabric is unreachable, reconnects and continues
+        after the last item delivered to the consumer.
 
         The Fabric sends up to MAX_ITEMS_PER_MESSAGE items per response message.
         """
@@ -371,6 +453,8 @@ class Stream:
         from_latest = self.start_key == -1
         last_key: Optional[int] = None
         backoff = Backoff()
+        if listener and not from_latest and start_key > INT64_MIN:
+            await self._register_listener(listener, start_key)
         while True:
             request = streams_pb2.StreamsListenItemsRequest(
                 stream=model_pb2.PerperStream(stream=self.stream, start_key=start_key,
@@ -435,6 +519,27 @@ class Stream:
                     acks.cancel()
                 reader.cancel()
                 call.cancel()
+
+    async def _register_listener(self, listener: str, start_key: int) -> None:
+        """Creates the named listener `listener`, if it does not exist, at `start_key - 1`:
+        nothing processed yet.
+
+        A listen call would create it at `start_key` itself, which counts the first item as
+        processed, so that the consumer's step of it would be taken already and the item never
+        accounted for. A step without operations that expects the listener to be absent
+        (position INT64_MIN) creates it atomically, and does nothing to an existing one.
+        """
+        connection = get_connection()
+        request = streams_pb2.StreamsStepRequest(
+            stream=self.to_message(), listener_name=listener, reached_key=start_key - 1,
+            expected_position=INT64_MIN)
+        try:
+            await connection.retry(connection.streams.Step, request)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise StreamFailedError(self.stream, e.details() or str(e.code())) from None
+            if e.code() != grpc.StatusCode.UNIMPLEMENTED:  # a Fabric without Step: as before
+                raise
 
     async def write(self, value: Any, key: Optional[int] = None) -> None:
         """Writes one item: under `key`, or under a key chosen by the Fabric (unpacked)."""

@@ -60,6 +60,17 @@ def test_python_calls_cpp_with_every_value_type(fabric, cpp_agent):
     run(body(), timeout=30)
 
 
+def test_a_python_dict_reaches_cpp_as_a_struct_and_comes_back(fabric, cpp_agent):
+    sent = {"n": 1 << 53, "ratio": 0.5, "list": [1, "x", None, [True]], "nested": {"f": -3}}
+
+    async def body():
+        async with py_session(fabric):
+            echoed = await perper.Agent("CppInterop", "cpp").call("EchoStruct", sent)
+            assert echoed == dict(sent, from_cpp=True)
+            assert type(echoed["n"]) is int and type(echoed["ratio"]) is float
+    run(body(), timeout=30)
+
+
 def test_cpp_calls_python_with_every_value_type(fabric, cpp_agent):
     async def body():
         async with py_session(fabric):

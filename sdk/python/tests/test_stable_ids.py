@@ -11,8 +11,9 @@ import re
 import pytest
 
 import perper
+import perper.model
 from perper import _ambient
-from perper.grpc2 import executions_pb2, model_pb2
+from perper.grpc2 import executions_pb2, introspection_pb2, model_pb2
 
 from conftest import kill, run, session, start_restart_agent
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -96,6 +97,107 @@ def test_a_re_run_gets_its_calls_stored_results_without_running_the_callees_agai
             # The same dictionary and the same call, in both runs.
             assert await log.get("run-1") == await log.get("run-2") == [made, 1]
     run(body(), timeout=40)
+
+
+async def finished_calls(connection: perper.FabricConnection, delegate: str) -> list[str]:
+    """The finished executions of `delegate` the Fabric holds, in creation order."""
+    listing = await connection.introspection.ListExecutions(
+        introspection_pb2.IntrospectionListExecutionsRequest(delegate=delegate,
+                                                             include_finished=True))
+    return [s.execution.execution for s in sorted(listing.executions, key=lambda s: s.sequence)
+            if s.finished]
+
+
+async def until_finished_calls_are(connection: perper.FabricConnection, delegate: str,
+                                   expected: list[str], timeout: float = 10.0) -> None:
+    """Waits until the finished executions of `delegate` are `expected` (kept calls are deleted
+    in the background); fails after `timeout` seconds showing what is there."""
+    held: list[str] = []
+
+    async def poll() -> None:
+        nonlocal held
+        while (held := await finished_calls(connection, delegate)) != expected:
+            await asyncio.sleep(0.01)
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except asyncio.TimeoutError:
+        pytest.fail(f"finished {delegate} calls: {held}, expected {expected}")
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["results", "error"])
+def test_the_calls_an_execution_kept_go_when_it_completes(fabric, fails):
+    async def caller():
+        results = [await perper.call("Double", n) for n in range(3)]
+        if fails:
+            raise ValueError(perper.current_execution())
+        return perper.current_execution(), results
+
+    async def body():
+        async with session(fabric.address, handlers={"Caller": caller,
+                                                     "Double": lambda n: 2 * n}):
+            if fails:
+                with pytest.raises(perper.ExecutionFailedError) as error:
+                    await perper.call("Caller")
+                execution = re.search(r"Caller-" + UUID, str(error.value)).group(0)
+            else:
+                execution, results = await perper.call("Caller")
+                assert results == [0, 2, 4]
+            # Gone once Caller completed (they are kept while it runs: see the next test).
+            await until_finished_calls_are(perper.get_connection(), "Double", [])
+            for n in (1, 2, 3):  # an unknown execution answers deleted=true
+                response = await perper.get_connection().executions.GetResult(
+                    executions_pb2.ExecutionsGetResultRequest(execution=model_pb2.PerperExecution(
+                        execution=derived(execution, n, "Double"))), timeout=5)
+                assert response.deleted
+    run(body())
+
+
+def test_a_running_execution_keeps_only_its_most_recent_calls(fabric, monkeypatch):
+    bound = 3
+    monkeypatch.setattr(perper.model, "MAX_KEPT_CALLS", bound)
+
+    async def body():
+        made, release = asyncio.Event(), asyncio.Event()
+
+        async def caller():
+            results = [await perper.call("Double", n) for n in range(bound + 5)]
+            made.set()
+            await release.wait()
+            return perper.current_execution(), results
+
+        async with session(fabric.address, handlers={"Caller": caller,
+                                                     "Double": lambda n: 2 * n}):
+            connection = perper.get_connection()
+            pending = asyncio.create_task(perper.call("Caller"))
+            await asyncio.wait_for(made.wait(), 10)
+            # While Caller runs: its last `bound` calls, the older ones deleted.
+            (running,) = [s.execution.execution for s in (await connection.introspection.
+                          ListExecutions(introspection_pb2.IntrospectionListExecutionsRequest(
+                              delegate="Caller"))).executions]
+            await until_finished_calls_are(connection, "Double", [
+                derived(running, n, "Double") for n in range(6, bound + 6)])
+            release.set()
+            execution, results = await pending
+            assert execution == running and results == [2 * n for n in range(bound + 5)]
+            await until_finished_calls_are(connection, "Double", [])
+    run(body())
+
+
+def test_a_recorded_deploy_s_calls_go_when_it_completes(fabric, monkeypatch):
+    monkeypatch.setenv("X_PERPER_RECORD_DEPLOY", "1")
+
+    async def body():
+        runs: list[str] = []
+        application = perper.Application("Recorded", deploy_handlers(runs),
+                                          endpoint=fabric.address)
+        assert (await application.serve(stop_after_deploy=True))[1] == "deployed"
+        connection = perper.FabricConnection(fabric.address)
+        try:
+            await until_finished_calls_are(connection, "Deploy", ["Recorded-deploy-deploy"])
+            await until_finished_calls_are(connection, "Echo", [])
+        finally:
+            await connection.close()
+    run(body())
 
 
 def deploy_handlers(runs: list):

@@ -13,14 +13,15 @@
 namespace perper::cli {
 namespace {
 
-// `timeout` is shared by every command; each applies its own default when it runs.
+// `timeout` is shared by every command; each applies its own default when it runs. Commands
+// that print only a confirmation take no --json.
 void AddTargetOptions(CLI::App& command, FabricTarget& target, std::optional<double>& timeout,
-                      double default_timeout) {
+                      double default_timeout, bool json = true) {
   command.add_option("--fabric", target.address,
                      "Address of the Fabric, host:port [env PERPER_FABRIC_ENDPOINT, default "
                      "127.0.0.1:40400]")
       ->envname("PERPER_FABRIC_ENDPOINT");
-  command.add_flag("--json", target.json, "Print JSON instead of a table");
+  if (json) command.add_flag("--json", target.json, "Print JSON instead of a table");
   command.add_option("--timeout", timeout,
                      "Seconds to wait for the Fabric [default " +
                          std::to_string(static_cast<int>(default_timeout)) + "]");
@@ -54,6 +55,10 @@ int Main(int argc, char** argv) {
                      "Also keep each process's output in DIR/<agent>.<instance>.log");
   up_cmd->add_option("--address-file", up.address_file,
                      "Write the Fabric's address to this file once it is up");
+  up_cmd->add_flag("--reset", up.reset,
+                   "Start over: before Deploy starts, destroy the instances the previous Deploy "
+                   "started (without Stop) and delete its recorded execution and state, so "
+                   "Deploy runs anew");
   up_cmd->callback([&] { action = [&] { return RunUp(up); }; });
 
   fabric::FabricConfigFlags fabric_flags;
@@ -126,6 +131,57 @@ int Main(int argc, char** argv) {
   AddTargetOptions(*list_cmd, target, timeout, 10);
   list_cmd->add_option("DICTIONARY", dictionary, "The dictionary")->required();
   list_cmd->callback([&] { action = [&] { return RunStateList(with_timeout(10), dictionary); }; });
+
+  std::string states_prefix;
+  CLI::App* states_cmd = app.add_subcommand(
+      "states", "List state dictionaries and lists with their number of entries");
+  AddTargetOptions(*states_cmd, target, timeout, 10);
+  states_cmd->add_option("--prefix", states_prefix, "Only names that start with this");
+  states_cmd->callback([&] { action = [&] { return RunStates(with_timeout(10), states_prefix); }; });
+
+  DestroyOptions destroy;
+  CLI::App* destroy_cmd = app.add_subcommand(
+      "destroy", "Destroy INSTANCE: call its Stop, destroy the instances it started, and delete "
+                 "its executions, their streams and its state");
+  AddTargetOptions(*destroy_cmd, target, timeout, 30, /*json=*/false);
+  destroy_cmd->add_option("INSTANCE", destroy.instance, "The instance ID (see perper instances)")
+      ->required();
+  destroy_cmd->add_flag("--force", destroy.force,
+                        "Destroy without calling Stop (when no process serves the instance)");
+  destroy_cmd->add_option("--agent", destroy.agent,
+                          "The agent type, for an instance that is not live (with --force: a "
+                          "Deploy instance AGENT-deploy)");
+  destroy_cmd->callback([&] { action = [&] { return RunDestroy(with_timeout(30), destroy); }; });
+
+  std::string delete_id;
+  bool delete_list = false;
+  CLI::App* delete_cmd = app.add_subcommand("delete", "Delete one execution, stream or state");
+  delete_cmd->require_subcommand(1);
+  CLI::App* delete_execution_cmd = delete_cmd->add_subcommand(
+      "execution", "Delete execution ID (an unfinished one is cancelled; an instance's Registry "
+                   "record is refused: use perper destroy)");
+  AddTargetOptions(*delete_execution_cmd, target, timeout, 10, /*json=*/false);
+  delete_execution_cmd->add_option("ID", delete_id, "The execution (see perper executions)")
+      ->required();
+  delete_execution_cmd->callback(
+      [&] { action = [&] { return RunDeleteExecution(with_timeout(10), delete_id); }; });
+  CLI::App* delete_stream_cmd = delete_cmd->add_subcommand(
+      "stream", "Delete stream ID with its items and listeners (and its finished producer "
+                "execution)");
+  AddTargetOptions(*delete_stream_cmd, target, timeout, 10, /*json=*/false);
+  delete_stream_cmd->add_option("ID", delete_id, "The stream (see perper streams)")->required();
+  delete_stream_cmd->callback(
+      [&] { action = [&] { return RunDeleteStream(with_timeout(10), delete_id); }; });
+  CLI::App* delete_state_cmd = delete_cmd->add_subcommand(
+      "state", "Delete the dictionary NAME (or the list NAME when there is no such dictionary)");
+  AddTargetOptions(*delete_state_cmd, target, timeout, 10, /*json=*/false);
+  delete_state_cmd->add_option("NAME", delete_id, "The dictionary or list (see perper states)")
+      ->required();
+  delete_state_cmd->add_flag("--list", delete_list,
+                             "Delete the list NAME (when a dictionary has the same name)");
+  delete_state_cmd->callback([&] {
+    action = [&] { return RunDeleteState(with_timeout(10), delete_id, delete_list); };
+  });
 
   CallOptions call;
   CLI::App* call_cmd = app.add_subcommand(

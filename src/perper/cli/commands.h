@@ -37,11 +37,18 @@ struct CallOptions {
   bool any_instance = false;
 };
 
+struct DestroyOptions {
+  std::string instance;
+  std::string agent;   // empty: the live instance's agent type
+  bool force = false;  // skip_stop: no Stop call
+};
+
 struct UpOptions {
   std::string manifest;
   std::string fabric;  // a running Fabric; empty: the manifest's, or an embedded one
   std::string log_dir;
   std::string address_file;
+  bool reset = false;  // destroy what the previous Deploy recorded before Deploy starts
 };
 
 int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options);
@@ -51,7 +58,13 @@ int RunStreamTail(const FabricTarget& target, const TailOptions& options);
 int RunStateGet(const FabricTarget& target, const std::string& dictionary, const std::string& key,
                 bool json_key);
 int RunStateList(const FabricTarget& target, const std::string& dictionary);
+int RunStates(const FabricTarget& target, const std::string& prefix);
 int RunCall(const FabricTarget& target, const CallOptions& options);
+int RunDestroy(const FabricTarget& target, const DestroyOptions& options);
+int RunDeleteExecution(const FabricTarget& target, const std::string& id);
+int RunDeleteStream(const FabricTarget& target, const std::string& id);
+// `list`: delete the list NAME; otherwise the dictionary NAME, or the list when no dictionary.
+int RunDeleteState(const FabricTarget& target, const std::string& name, bool list);
 int RunUp(const UpOptions& options);
 int RunFabric(const fabric::FabricConfigFlags& flags);
 

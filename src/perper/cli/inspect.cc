@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "perper/cli/commands.h"
+#include "perper/cli/fabric_client.h"
 #include "perper/cli/table.h"
 #include "perper/cli/values.h"
 #include "perper/grpc2/executions.grpc.pb.h"
@@ -21,65 +22,8 @@
 #include "perper/grpc2/streams.grpc.pb.h"
 
 namespace perper::cli {
-namespace {
 
 using nlohmann::json;
-
-std::string Address(const FabricTarget& target) {
-  std::string address = target.address;
-  for (const char* scheme : {"http://", "https://"}) {
-    if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
-  }
-  return address;
-}
-
-std::shared_ptr<grpc::Channel> Channel(const FabricTarget& target) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  return grpc::CreateCustomChannel(Address(target), grpc::InsecureChannelCredentials(), args);
-}
-
-void Deadline(grpc::ClientContext& context, const FabricTarget& target) {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(static_cast<int64_t>(target.timeout_seconds * 1000)));
-}
-
-// Prints a failed call in words a person understands; returns the exit code 1.
-int Fail(const FabricTarget& target, const grpc::Status& status, const std::string& what) {
-  std::string message;
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      message = absl::StrCat("cannot reach the Fabric at ", Address(target), " (",
-                             status.error_message(),
-                             "); is it running? Give its address with --fabric");
-      break;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      message = absl::StrCat("the Fabric at ", Address(target), " did not answer ", what,
-                             " within ", target.timeout_seconds, " s");
-      break;
-    case grpc::StatusCode::NOT_FOUND:
-      message = absl::StrCat(what, ": not found: ", status.error_message());
-      break;
-    default:
-      message = absl::StrCat(what, " failed: ", status.error_message());
-  }
-  std::fprintf(stderr, "perper: %s\n", message.c_str());
-  return 1;
-}
-
-int Error(const std::string& message) {
-  std::fprintf(stderr, "perper: %s\n", message.c_str());
-  return 1;
-}
-
-void Print(const std::string& text) {
-  std::fputs(text.c_str(), stdout);
-  std::fflush(stdout);
-}
-
-void PrintJson(const json& value) { Print(value.dump(2) + "\n"); }
-
-}  // namespace
 
 int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) {
   static const std::set<std::string> kStates = {"all",     "unfinished", "waiting",
@@ -136,7 +80,7 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) 
                     {"state", state},
                     {"argument_count", e.argument_count()},
                     {"result_count", e.result_count()},
-                    {"sequence", e.sequence()}});
+                    {"sequence", JsonInteger(e.sequence())}});
   }
   if (target.json) {
     PrintJson(rows);
@@ -147,18 +91,12 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) 
 }
 
 int RunInstances(const FabricTarget& target, const std::string& agent) {
-  auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
-  grpc2::IntrospectionListInstancesRequest request;
-  request.set_agent(agent);
-  request.set_limit(100000);
-  grpc2::IntrospectionListInstancesResponse response;
-  grpc::ClientContext context;
-  Deadline(context, target);
-  grpc::Status status = stub->ListInstances(&context, request, &response);
+  std::vector<grpc2::model::PerperInstance> instances;
+  grpc::Status status = ListInstances(target, agent, &instances);
   if (!status.ok()) return Fail(target, status, "listing instances");
   Table table({"INSTANCE", "AGENT"});
   json rows = json::array();
-  for (const auto& i : response.instances()) {
+  for (const auto& i : instances) {
     table.AddRow({i.instance(), i.agent()});
     rows.push_back({{"instance", i.instance()}, {"agent", i.agent()}});
   }
@@ -204,19 +142,24 @@ int RunStreams(const FabricTarget& target, const std::string& prefix) {
     for (const auto& l : s.listeners()) {
       std::string name = l.transient() ? "(call)" : l.name();
       listeners.push_back(absl::StrCat(name, "@", l.position()));
-      listeners_json.push_back(
-          {{"name", l.name()}, {"position", l.position()}, {"transient", l.transient()}});
+      listeners_json.push_back({{"name", l.name()},
+                                {"position", JsonInteger(l.position())},
+                                {"transient", l.transient()}});
     }
     table.AddRow({s.stream(), s.ephemeral() ? "ephemeral" : "persistent",
                   std::to_string(s.stride()), std::to_string(s.item_count()),
                   s.has_items() ? absl::StrCat(s.first_key(), "..", s.last_key()) : "-", state,
                   listeners.empty() ? "-" : absl::StrJoin(listeners, ", ")});
-    json row = {{"stream", s.stream()},         {"ephemeral", s.ephemeral()},
-                {"stride", s.stride()},         {"item_count", s.item_count()},
-                {"completed", s.completed()},   {"listeners", listeners_json}};
+    json row = {{"stream", s.stream()},
+                {"ephemeral", s.ephemeral()},
+                {"stride", JsonInteger(s.stride())},
+                {"item_count", JsonInteger(s.item_count())},
+                {"written_count", JsonInteger(s.written_count())},
+                {"completed", s.completed()},
+                {"listeners", listeners_json}};
     if (s.has_items()) {
-      row["first_key"] = s.first_key();
-      row["last_key"] = s.last_key();
+      row["first_key"] = JsonInteger(s.first_key());
+      row["last_key"] = JsonInteger(s.last_key());
     }
     if (!s.error().empty()) row["error"] = s.error();
     rows.push_back(std::move(row));
@@ -255,7 +198,8 @@ int RunStreamTail(const FabricTarget& target, const TailOptions& options) {
   grpc2::StreamsListenItemsResponse item;
   while (reader->Read(&item)) {
     if (target.json) {
-      Print(json({{"key", item.key()}, {"value", AnyToJson(item.value())}}).dump() + "\n");
+      Print(json({{"key", JsonInteger(item.key())}, {"value", AnyToJson(item.value())}}).dump() +
+            "\n");
     } else {
       Print(absl::StrCat(item.key(), "  ", AnyToText(item.value()), "\n"));
     }
@@ -272,6 +216,25 @@ int RunStreamTail(const FabricTarget& target, const TailOptions& options) {
                               status.error_message()));
   }
   return Fail(target, status, "reading stream " + options.stream);
+}
+
+int RunStates(const FabricTarget& target, const std::string& prefix) {
+  std::vector<grpc2::StateSummary> states;
+  grpc::Status status = ListStates(target, prefix, &states);
+  if (!status.ok()) return Fail(target, status, "listing states");
+  Table table({"NAME", "KIND", "ENTRIES"});
+  json rows = json::array();
+  for (const auto& s : states) {
+    std::string kind = s.kind() == grpc2::StateSummary::LIST ? "list" : "dictionary";
+    table.AddRow({s.name(), kind, std::to_string(s.count())});
+    rows.push_back({{"name", s.name()}, {"kind", kind}, {"count", JsonInteger(s.count())}});
+  }
+  if (target.json) {
+    PrintJson(rows);
+  } else {
+    Print(table.Render());
+  }
+  return 0;
 }
 
 namespace {
@@ -360,17 +323,11 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
   }
   auto channel = Channel(target);
   if (!options.any_instance) {
-    auto introspection = grpc2::FabricIntrospection::NewStub(channel);
-    grpc2::IntrospectionListInstancesRequest list;
-    list.set_agent(options.agent);
-    list.set_limit(100000);
-    grpc2::IntrospectionListInstancesResponse instances;
-    grpc::ClientContext context;
-    Deadline(context, target);
-    grpc::Status status = introspection->ListInstances(&context, list, &instances);
+    std::vector<grpc2::model::PerperInstance> instances;
+    grpc::Status status = ListInstances(target, options.agent, &instances);
     if (!status.ok()) return Fail(target, status, "listing instances");
     bool found = false;
-    for (const auto& i : instances.instances()) found = found || i.instance() == options.instance;
+    for (const auto& i : instances) found = found || i.instance() == options.instance;
     if (!found) {
       return Error(absl::StrCat("no instance '", options.instance, "' of agent '", options.agent,
                                 "' (see perper instances; --any-instance calls it anyway)"));
@@ -395,12 +352,12 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
     return Error(absl::StrCat(what, " failed: ", response.error().message()));
   }
   if (response.deleted()) return Error(absl::StrCat(what, ": the execution was deleted"));
-  json results = json::array();
-  for (const auto& r : response.results()) results.push_back(AnyToJson(r));
   if (target.json) {
+    json results = json::array();
+    for (const auto& r : response.results()) results.push_back(AnyToJson(r));
     PrintJson({{"results", results}});
   } else {
-    for (const auto& r : results) Print(r.dump() + "\n");
+    for (const auto& r : response.results()) Print(AnyToText(r) + "\n");
   }
   return 0;
 }

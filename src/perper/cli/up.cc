@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "perper/cli/commands.h"
+#include "perper/cli/destroy.h"
 #include "perper/common/logging.h"
 #include "perper/fabric/fabric_server.h"
 #include "perper/scaler/fabric_watchers.h"
@@ -56,6 +57,11 @@ int RunUp(const UpOptions& options) {
     std::fprintf(stderr, "perper up: %s\n", std::string(manifest.status().message()).c_str());
     return 2;
   }
+  if (options.reset && manifest->deploy.empty()) {
+    std::fprintf(stderr, "perper up: --reset starts Deploy over, but %s names no deploy: agent\n",
+                 options.manifest.c_str());
+    return 2;
+  }
   std::string address = !options.fabric.empty() ? options.fabric : manifest->fabric.address;
   for (const char* scheme : {"http://", "https://"}) {
     if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
@@ -90,6 +96,28 @@ int RunUp(const UpOptions& options) {
   } else {
     PERPER_LOG_INFO(Logger::kScaler, "using the Fabric at {}", address);
   }
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  // Before any process starts: nothing serves the old instances, so they go without Stop.
+  if (options.reset) {
+    std::string instance = DeployInstance(manifest->deploy);
+    DestroyResult reset = DestroyInstance(channel, instance, manifest->deploy,
+                                          /*skip_stop=*/true, absl::Seconds(30));
+    if (reset.status.error_code() == grpc::StatusCode::NOT_FOUND) {
+      PERPER_LOG_INFO(Logger::kScaler, "reset: no earlier Deploy of {} on this Fabric",
+                      manifest->deploy);
+    } else if (!reset.status.ok()) {
+      std::fprintf(stderr, "perper up: --reset: destroying %s failed: %s\n", instance.c_str(),
+                   reset.status.error_message().c_str());
+      return 1;
+    } else {
+      PERPER_LOG_INFO(Logger::kScaler,
+                      "reset: destroyed {} (the instances the earlier Deploy started, its "
+                      "executions and state); Deploy runs anew",
+                      instance);
+    }
+  }
   if (!options.address_file.empty()) WriteAddressFile(options.address_file, address);
 
   scaler::SupervisorOptions supervisor_options;
@@ -100,9 +128,6 @@ int RunUp(const UpOptions& options) {
     std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());
     return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  grpc::ChannelArguments args;
-  args.SetInt("grpc.use_local_subchannel_pool", 1);
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   std::vector<std::string> pools;
   int max_pending = 1;
   for (const scaler::AgentSpec& agent : manifest->agents) {

@@ -26,9 +26,10 @@ nlohmann::json Unknown(const pb::Any& value) {
   return {{"@type", value.type_url()}, {"bytes", value.value().size()}};
 }
 
-}  // namespace
-
-nlohmann::json AnyToJson(const pb::Any& value) {
+nlohmann::json ToJson(const pb::Any& value, bool exact_integers) {
+  auto integer = [exact_integers](auto v) -> nlohmann::json {
+    return exact_integers ? nlohmann::json(v) : JsonInteger(v);
+  };
   if (value.type_url().empty()) return nullptr;
   std::string type = TypeName(value);
   if (type == "google.protobuf.StringValue") {
@@ -42,13 +43,13 @@ nlohmann::json AnyToJson(const pb::Any& value) {
     if (value.UnpackTo(&v)) return v.value();
   } else if (type == "google.protobuf.Int64Value") {
     pb::Int64Value v;
-    if (value.UnpackTo(&v)) return v.value();
+    if (value.UnpackTo(&v)) return integer(static_cast<int64_t>(v.value()));
   } else if (type == "google.protobuf.UInt32Value") {
     pb::UInt32Value v;
     if (value.UnpackTo(&v)) return v.value();
   } else if (type == "google.protobuf.UInt64Value") {
     pb::UInt64Value v;
-    if (value.UnpackTo(&v)) return v.value();
+    if (value.UnpackTo(&v)) return integer(static_cast<uint64_t>(v.value()));
   } else if (type == "google.protobuf.FloatValue") {
     pb::FloatValue v;
     if (value.UnpackTo(&v)) return v.value();
@@ -76,7 +77,23 @@ nlohmann::json AnyToJson(const pb::Any& value) {
   return json;
 }
 
-std::string AnyToText(const pb::Any& value) { return AnyToJson(value).dump(); }
+}  // namespace
+
+nlohmann::json JsonInteger(int64_t value) {
+  if (value > kMaxExactJsonInteger || value < -kMaxExactJsonInteger) return std::to_string(value);
+  return value;
+}
+
+nlohmann::json JsonInteger(uint64_t value) {
+  if (value > static_cast<uint64_t>(kMaxExactJsonInteger)) return std::to_string(value);
+  return value;
+}
+
+nlohmann::json AnyToJson(const pb::Any& value) { return ToJson(value, /*exact_integers=*/false); }
+
+std::string AnyToText(const pb::Any& value) {
+  return ToJson(value, /*exact_integers=*/true).dump();
+}
 
 absl::StatusOr<pb::Any> JsonToAny(const nlohmann::json& value) {
   pb::Any any;
@@ -85,6 +102,10 @@ absl::StatusOr<pb::Any> JsonToAny(const nlohmann::json& value) {
     pb::BoolValue v;
     v.set_value(value.get<bool>());
     any.PackFrom(v);
+  } else if (value.is_number_unsigned() &&
+             value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(value.dump(), " does not fit in a 64-bit signed integer"));
   } else if (value.is_number_integer()) {
     pb::Int64Value v;
     v.set_value(value.get<int64_t>());

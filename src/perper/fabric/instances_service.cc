@@ -152,8 +152,55 @@ absl::Status CheckNoCycle(const ServiceContext& context, const std::string& inst
   return absl::OkStatus();
 }
 
-// Stops and deletes one instance: Stop, then every child (recursively, one after another),
-// then the children list, then the Registry execution. Reports Stop's result.
+// Deletes what instance `instance` owns beyond its children and its Registry execution (the
+// retention rule of docs/protocol/instances.md): every execution of the instance, finished or
+// not, the stream of each (a producer's stream has its execution's ID), and the instance's own
+// state, the dictionary and the list "{instance}-". Failures are logged: a cascade goes on.
+void DeleteOwnedState(const ServiceContext& context, const std::string& instance) {
+  storage::ExecutionStore& executions = context.store->executions();
+  storage::ExecutionFilter filter;
+  filter.any_agent = true;
+  filter.instance = instance;
+  filter.include_finished = true;
+  constexpr size_t kBatch = 1000;
+  for (;;) {
+    std::vector<std::string> ids = executions.ListExecutionIds(filter, kBatch);
+    size_t deleted = 0;
+    for (const std::string& id : ids) {
+      // A Registry record names its agent type in `instance`: one whose type is spelled like
+      // this instance's ID is another instance, not something this one owns.
+      bool registry = false;
+      executions.ReadExecution(id, [&](const ExecutionRecord& record) {
+        registry = record.agent == kRegistryAgent;
+      });
+      if (registry) continue;
+      if (absl::StatusOr<bool> gone = context.store->streams().DeleteStream(id); !gone.ok()) {
+        PERPER_LOG_WARN(Logger::kFabric, "[instance={}] stream {} not deleted: {}", instance,
+                        ShortId(id), gone.status().ToString());
+      }
+      if (absl::StatusOr<bool> gone = executions.DeleteExecution(id); !gone.ok()) {
+        PERPER_LOG_WARN(Logger::kFabric, "[instance={}] execution {} not deleted: {}", instance,
+                        ShortId(id), gone.status().ToString());
+        continue;
+      }
+      ++deleted;
+    }
+    if (ids.size() < kBatch || deleted == 0) break;
+  }
+  const std::string state = instance + "-";
+  if (absl::Status s = context.store->states().DeleteDictionary(state, false); !s.ok()) {
+    PERPER_LOG_WARN(Logger::kFabric, "[instance={}] dictionary not deleted: {}", instance,
+                    s.ToString());
+  }
+  if (absl::Status s = context.store->states().DeleteList(state, false); !s.ok()) {
+    PERPER_LOG_WARN(Logger::kFabric, "[instance={}] list not deleted: {}", instance,
+                    s.ToString());
+  }
+}
+
+// Stops and deletes one instance: Stop (unless skipped), then every child (recursively, one
+// after another, the same way), then what the instance owns (DeleteOwnedState), its children
+// list and its Registry execution. Reports Stop's result (an empty one when Stop is skipped).
 //
 // One cascade visits each instance once (`visited`, shared by the ops of one StopAndDelete),
 // so children lists that form a cycle despite CheckNoCycle (two concurrent creations can each
@@ -180,24 +227,28 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
   };
 
   StopAndDeleteOp(const ServiceContext& context, std::string instance, std::string agent,
-                  std::shared_ptr<Visited> visited, Done done)
+                  bool skip_stop, std::shared_ptr<Visited> visited, Done done)
       : context_(context),
         instance_(std::move(instance)),
         agent_(std::move(agent)),
+        skip_stop_(skip_stop),
         visited_(std::move(visited)),
         done_(std::move(done)) {}
 
-  // `agent` empty: any agent type. `visited` null: a new cascade, rooted here.
+  // `agent` empty: any agent type. `visited` null: a new cascade, rooted here. With
+  // `skip_stop`, no Stop is called (here or in the children): the whole cascade runs before
+  // this returns.
   static std::shared_ptr<StopAndDeleteOp> Start(const ServiceContext& context, std::string instance,
                                                 std::string agent,
                                                 std::vector<std::string> stop_parameters,
-                                                std::shared_ptr<Visited> visited, Done done) {
+                                                bool skip_stop, std::shared_ptr<Visited> visited,
+                                                Done done) {
     if (visited == nullptr) {
       visited = std::make_shared<Visited>();
       visited->Visit(instance);
     }
     auto op = std::make_shared<StopAndDeleteOp>(context, std::move(instance), std::move(agent),
-                                                std::move(visited), std::move(done));
+                                                skip_stop, std::move(visited), std::move(done));
     op->Begin(std::move(stop_parameters));
     return op;
   }
@@ -228,6 +279,10 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
     if (!agent_.empty() && registry->instance != agent_) {
       Report(absl::InvalidArgumentError("instance " + instance_ + " is of agent " +
                                         registry->instance + ", not " + agent_));
+      return;
+    }
+    if (skip_stop_) {
+      OnStopped(ExecutionsGetResultResponse());
       return;
     }
     ExecutionRecord stop;
@@ -291,13 +346,14 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
     std::shared_ptr<StopAndDeleteOp> self = shared_from_this();
     // A child already gone (NOT_FOUND) or failing to stop does not stop the cascade.
     auto op = StopAndDeleteOp::Start(
-        context_, child.instance(), child.agent(), {}, visited_,
+        context_, child.instance(), child.agent(), {}, skip_stop_, visited_,
         [self](absl::StatusOr<ExecutionsGetResultResponse>) { self->NextChild(); });
     absl::MutexLock lock(&mu_);
     if (next_child_ == generation && !cancelled_) child_ = std::move(op);
   }
 
   void DeleteInstance() {
+    DeleteOwnedState(context_, instance_);
     absl::Status status = context_.store->states().DeleteList(ChildrenList(instance_), false);
     if (!status.ok() && !absl::IsNotFound(status)) {
       PERPER_LOG_WARN(Logger::kFabric, "[instance={}] children list not deleted: {}", instance_,
@@ -326,6 +382,7 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
   const ServiceContext context_;
   const std::string instance_;
   const std::string agent_;
+  const bool skip_stop_;
   const std::shared_ptr<Visited> visited_;
   absl::Mutex mu_;
   Done done_ ABSL_GUARDED_BY(mu_);
@@ -477,12 +534,23 @@ grpc::ServerUnaryReactor* InstancesService::StopAndDelete(
     answer->Finish(s);
     return reactor;
   }
-  auto op = StopAndDeleteOp::Start(
-      context_, request->instance().instance(), request->instance().agent(), std::move(parameters),
-      /*visited=*/nullptr, [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
-        answer->Finish(std::move(result));
-      });
-  reactor->SetCancel([op] { op->Cancel(); });
+  auto start = [context = context_, answer, slot = reactor->cancel_slot(),
+                instance = request->instance().instance(), agent = request->instance().agent(),
+                parameters = std::move(parameters), skip_stop = request->skip_stop()]() mutable {
+    auto op = StopAndDeleteOp::Start(
+        context, std::move(instance), std::move(agent), std::move(parameters), skip_stop,
+        /*visited=*/nullptr, [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+          answer->Finish(std::move(result));
+        });
+    slot->Set([op] { op->Cancel(); });
+  };
+  // Without Stop the whole cascade is store writes, done at once: with a write pool they run
+  // there (see write_pool.h), not on gRPC's thread.
+  if (request->skip_stop() && context_.writes != nullptr) {
+    context_.writes->Post(std::move(start));
+  } else {
+    start();
+  }
   return reactor;
 }
 

@@ -126,4 +126,24 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
   return FinishUnary(context, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* IntrospectionService::ListStates(
+    grpc::CallbackServerContext* context, const grpc2::IntrospectionListStatesRequest* request,
+    grpc2::IntrospectionListStatesResponse* response) {
+  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
+    return FinishUnary(context, s);
+  }
+  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  if (!limit.ok()) return FinishUnary(context, limit.status());
+  for (const storage::StateSummary& state :
+       context_.store->states().ListStates(request->name_prefix(), *limit)) {
+    grpc2::StateSummary* summary = response->add_states();
+    summary->set_name(state.name);
+    summary->set_kind(state.kind == storage::StateSummary::Kind::kList
+                          ? grpc2::StateSummary::LIST
+                          : grpc2::StateSummary::DICTIONARY);
+    summary->set_count(state.count);
+  }
+  return FinishUnary(context, absl::OkStatus());
+}
+
 }  // namespace perper::fabric

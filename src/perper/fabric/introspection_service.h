@@ -9,6 +9,7 @@
 //                     {instance = the Registry execution's ID, agent = its `instance` field}
 //   ListStreams       streams by ID prefix, with sizes and listener positions
 //   ListReservations  reservations of one workgroup
+//   ListStates        dictionaries, then lists, by name prefix, with their entry counts
 //
 // Thread safety: stateless beyond its context; calls may run concurrently on any gRPC thread.
 #pragma once
@@ -41,6 +42,9 @@ class IntrospectionService final : public grpc2::FabricIntrospection::CallbackSe
       grpc::CallbackServerContext* context,
       const grpc2::IntrospectionListReservationsRequest* request,
       grpc2::IntrospectionListReservationsResponse* response) override;
+  grpc::ServerUnaryReactor* ListStates(grpc::CallbackServerContext* context,
+                                       const grpc2::IntrospectionListStatesRequest* request,
+                                       grpc2::IntrospectionListStatesResponse* response) override;
 
  private:
   ServiceContext context_;

@@ -1071,13 +1071,26 @@ grpc::ServerUnaryReactor* StreamsService::Delete(grpc::CallbackServerContext* ca
   }
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
-  if (status.ok()) {
-    absl::StatusOr<bool> deleted = context_.store->streams().DeleteStream(stream);
-    if (!deleted.ok()) {
-      status = deleted.status();
-    } else if (!*deleted) {
-      status = absl::NotFoundError("stream " + stream + " not found");
-    }
+  if (!status.ok()) return FinishUnary(call, status);
+  storage::Store& store = *context_.store;
+  if (!store.streams().GetStream(stream).ok()) {
+    return FinishUnary(call, absl::NotFoundError("stream " + stream + " not found"));
+  }
+  // The stream's producer (the execution of the same ID) goes with it once it has finished: it
+  // has nothing left to do, and a finished execution is only kept for its result. It goes
+  // first, so that a Delete retried after a failure between the two still finds the stream.
+  bool finished = false;
+  store.executions().ReadExecution(
+      stream, [&](const storage::ExecutionRecord& record) { finished = record.finished; });
+  if (finished) {
+    absl::StatusOr<bool> gone = store.executions().DeleteExecution(stream);
+    if (!gone.ok()) return FinishUnary(call, gone.status());
+  }
+  absl::StatusOr<bool> deleted = store.streams().DeleteStream(stream);
+  if (!deleted.ok()) {
+    status = deleted.status();
+  } else if (!*deleted) {
+    status = absl::NotFoundError("stream " + stream + " not found");
   }
   return FinishUnary(call, status);
 }

@@ -422,6 +422,11 @@ void Supervisor::Spawn(Slot& slot) {
   for (const auto& [name, value] : spec.env) {
     if (overridden.count(name) == 0) add(name, value);
   }
+  // The SDK records Deploy as an execution, so a finished Deploy is not run again after a
+  // restart on durable storage (the manifest's env may turn it off with "0").
+  if (slot.deploy && overridden.count("X_PERPER_RECORD_DEPLOY") == 0) {
+    add("X_PERPER_RECORD_DEPLOY", "1");
+  }
   if (slot.instance.empty()) overridden.insert("X_PERPER_INSTANCE");
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry(*e);

@@ -2,8 +2,9 @@
 // The process supervisor of the local scaler: starts, watches and stops the agent processes of
 // one application manifest.
 //
-// - the Deploy agent: one process, started at once; when it exits, everything stops and Run()
-//   returns its exit code;
+// - the Deploy agent: one process, started at once, with X_PERPER_RECORD_DEPLOY=1 (the SDK
+//   records Deploy, so it is not run again once finished); when it exits, everything stops and
+//   Run() returns its exit code;
 // - per-instance agents: one process per live instance (X_PERPER_INSTANCE set), started when
 //   AddInstance/SetInstances reports the instance and stopped when it is removed;
 // - pool agents: between min and max processes, following SetPending (see PoolPolicy).

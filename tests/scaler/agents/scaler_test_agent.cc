@@ -8,7 +8,12 @@
 //                came from the right instance, destroys both, checks their processes are gone,
 //                prints "Test passed" and exits 0;
 //     restart:   starts one Worker, prints "worker pid N", calls Pid until another process
-//                answers (the test kills N), prints "worker restarted" and "Test passed".
+//                answers (the test kills N), prints "worker restarted" and "Test passed";
+//     durable:   counts its runs in its own dictionary (key "deploy_runs"), prints
+//                "Deploy run N", starts two Worker instances, prints "Deployed" and keeps
+//                serving (the application runs until SIGTERM). With DURABLE_HOLD_AFTER_FIRST
+//                set, it prints "Holding after the first worker" after the first one and waits
+//                to be killed (an interrupted Deploy).
 #include <signal.h>
 #include <unistd.h>
 
@@ -94,6 +99,34 @@ perper::Task<int> Restart(perper::Context& ctx) {
   co_return 1;
 }
 
+perper::Task<int> Durable(perper::Context& ctx) {
+  perper::Dictionary state = ctx.state();
+  auto runs = co_await state.get<int64_t>("deploy_runs");
+  if (!runs.ok()) {
+    Say("reading deploy_runs failed: " + runs.status().ToString());
+    co_return 1;
+  }
+  int64_t run = runs->value_or(0) + 1;
+  if (absl::Status s = co_await state.set("deploy_runs", run); !s.ok()) {
+    Say("writing deploy_runs failed: " + s.ToString());
+    co_return 1;
+  }
+  Say("Deploy run " + std::to_string(run));
+  for (int i = 0; i < 2; ++i) {
+    auto worker = co_await ctx.start_agent("Worker");
+    if (!worker.ok()) {
+      Say("start_agent failed: " + worker.status().ToString());
+      co_return 1;
+    }
+    if (i == 0 && std::getenv("DURABLE_HOLD_AFTER_FIRST") != nullptr) {
+      Say("Holding after the first worker");
+      while (true) co_await Pause(std::chrono::milliseconds(100));
+    }
+  }
+  Say("Deployed");
+  co_return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -118,6 +151,11 @@ int main(int argc, char** argv) {
     app.on_deploy([](perper::Context& ctx) -> perper::Task<void> {
       const char* scenario = std::getenv("TEST_SCENARIO");
       std::string name = scenario != nullptr ? scenario : "";
+      if (name == "durable") {
+        int code = co_await Durable(ctx);
+        if (code != 0) ctx.stop_process(code);
+        co_return;
+      }
       int code = 2;
       if (name == "instances") {
         code = co_await Instances(ctx);

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/message_differencer.h>
 
@@ -47,6 +48,13 @@ int main() {
          PerperStream stream, PerperInstance instance, Timestamp time) -> Task<AllValues> {
         co_return AllValues{b, i, d, s, bytes, none, stream, instance, time};
       });
+
+  // A google.protobuf.Struct (what a Python dict travels as), read as the message and returned
+  // with a field added.
+  app.on("EchoStruct", [](google::protobuf::Struct value) -> Task<google::protobuf::Struct> {
+    (*value.mutable_fields())["from_cpp"].set_bool_value(true);
+    co_return value;
+  });
 
   // The narrower C++ types: Int32Value, UInt64Value and FloatValue.
   app.on("Narrow", []() -> Task<std::tuple<int32_t, uint64_t, float>> {

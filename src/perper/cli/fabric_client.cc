@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+#include "perper/cli/fabric_client.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "perper/grpc2/introspection.grpc.pb.h"
+
+namespace perper::cli {
+
+std::string Address(const FabricTarget& target) {
+  std::string address = target.address;
+  for (const char* scheme : {"http://", "https://"}) {
+    if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
+  }
+  return address;
+}
+
+std::shared_ptr<grpc::Channel> Channel(const FabricTarget& target) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(Address(target), grpc::InsecureChannelCredentials(), args);
+}
+
+void Deadline(grpc::ClientContext& context, const FabricTarget& target) {
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(target.timeout_seconds * 1000)));
+}
+
+int Fail(const FabricTarget& target, const grpc::Status& status, const std::string& what) {
+  std::string message;
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      message = absl::StrCat("cannot reach the Fabric at ", Address(target), " (",
+                             status.error_message(),
+                             "); is it running? Give its address with --fabric");
+      break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      message = absl::StrCat("the Fabric at ", Address(target), " did not answer ", what,
+                             " within ", target.timeout_seconds, " s");
+      break;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      message = absl::StrCat("the Fabric at ", Address(target), " does not support ", what,
+                             " (an older version?)");
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      message = absl::StrCat(what, ": not found: ", status.error_message());
+      break;
+    default:
+      message = absl::StrCat(what, " failed: ", status.error_message());
+  }
+  return Error(message);
+}
+
+int Error(const std::string& message) {
+  std::fprintf(stderr, "perper: %s\n", message.c_str());
+  return 1;
+}
+
+grpc::Status ListInstances(const FabricTarget& target, const std::string& agent,
+                           std::vector<grpc2::model::PerperInstance>* instances) {
+  auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
+  grpc2::IntrospectionListInstancesRequest request;
+  request.set_agent(agent);
+  request.set_limit(100000);
+  grpc2::IntrospectionListInstancesResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  grpc::Status status = stub->ListInstances(&context, request, &response);
+  instances->assign(response.instances().begin(), response.instances().end());
+  return status;
+}
+
+grpc::Status ListStates(const FabricTarget& target, const std::string& prefix,
+                        std::vector<grpc2::StateSummary>* states) {
+  auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
+  grpc2::IntrospectionListStatesRequest request;
+  request.set_name_prefix(prefix);
+  request.set_limit(100000);
+  grpc2::IntrospectionListStatesResponse response;
+  grpc::ClientContext context;
+  Deadline(context, target);
+  grpc::Status status = stub->ListStates(&context, request, &response);
+  states->assign(response.states().begin(), response.states().end());
+  return status;
+}
+
+void Print(const std::string& text) {
+  std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+void PrintJson(const nlohmann::json& value) { Print(value.dump(2) + "\n"); }
+
+}  // namespace perper::cli
