@@ -6,6 +6,10 @@ Readings stream and hands it to Average, whose call returns once the stream is c
 call depends on the processes staying up: the Fabric keeps both executions and hands each to the
 agent's next process when one dies, so Deploy just waits. The process exits when Deploy returns,
 which ends `perper up`.
+
+Under `perper up`, Deploy is recorded in the Fabric: if this process dies (and `perper up` with
+it), the next `perper up` on the same Fabric runs Deploy again, and since the IDs it makes are
+derived from its execution, it finds the same instances, call and stream and waits for them.
 """
 
 import perper

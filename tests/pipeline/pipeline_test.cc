@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Restart-safe pipelines end to end (docs/restarts.md): tests/pipeline/pipeline.yaml under
 // `perper up`, against a rocksdb perper-fabric process the test owns, while the test kills -9
-// the producer's process (Python, Readings), the consumer's (C++, Average), both, or the Fabric
-// (restarted on the same port and data directory), at random points. Every run must end with
+// the producer's process (Python, Readings), the consumer's (C++, Average), both, the Fabric
+// (restarted on the same port and data directory) or `perper up` with Deploy (started again on
+// the same Fabric), at random points. Every run must end with
 // exactly count == 1000 and total / count == 24.5 in the consumer's dictionary, read through
 // the Fabric: nothing lost, nothing counted twice.
 //
@@ -42,7 +43,7 @@ using std::chrono::seconds;
 constexpr int64_t kReadings = 1000;
 constexpr int64_t kTotal = 24500;  // the sum of i % 50 for i in 0..999
 
-enum class Fault { kProducer, kConsumer, kBoth, kFabric };
+enum class Fault { kProducer, kConsumer, kBoth, kFabric, kUp };
 
 const char* Name(Fault fault) {
   switch (fault) {
@@ -54,6 +55,8 @@ const char* Name(Fault fault) {
       return "both";
     case Fault::kFabric:
       return "fabric";
+    case Fault::kUp:
+      return "perper up";
   }
   return "?";
 }
@@ -97,25 +100,7 @@ class PipelineRun {
   void Start() {
     ASSERT_NO_FATAL_FAILURE(StartFabric("127.0.0.1:0"));
     listen_ = fabric_->address();  // a restart listens here again
-    up_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{PERPER_BINARY, "up",
-                                 std::string(PERPER_PIPELINE_DIR) + "/pipeline.yaml", "--fabric",
-                                 fabric_->address()},
-        std::vector<std::string>{marker_, std::string("PERPER_BUILD_DIR=") + PERPER_BUILD_DIR,
-                                 "READINGS_DELAY_MS=" + std::to_string(reading_delay_ms_)});
-    const std::string named = "] Average instance: ";
-    ASSERT_TRUE(WaitUntil(
-        [&] {
-          std::string out = up_->Stdout();
-          size_t at = out.find(named);
-          if (at == std::string::npos || out.find('\n', at) == std::string::npos) return false;
-          at += named.size();
-          average_ = out.substr(at, out.find('\n', at) - at);
-          return true;
-        },
-        seconds(60)))
-        << Report();
-    ASSERT_FALSE(average_.empty()) << Report();
+    ASSERT_NO_FATAL_FAILURE(StartUp());
   }
 
   // Injects one fault at once (the caller chooses the moment).
@@ -132,6 +117,9 @@ class PipelineRun {
         break;
       case Fault::kFabric:
         ASSERT_NO_FATAL_FAILURE(RestartFabric());
+        break;
+      case Fault::kUp:
+        ASSERT_NO_FATAL_FAILURE(RestartUp());
         break;
     }
   }
@@ -157,11 +145,52 @@ class PipelineRun {
   }
 
   std::string Report() {
-    return (up_ != nullptr ? up_->Output() : std::string()) + "--- fabric:\n" + fabric_logs_ +
-           (fabric_ != nullptr ? fabric_->Log() : std::string());
+    return up_logs_ + (up_ != nullptr ? up_->Output() : std::string()) + "--- fabric:\n" +
+           fabric_logs_ + (fabric_ != nullptr ? fabric_->Log() : std::string());
   }
 
  private:
+  // Starts `perper up` and waits until Deploy names the Average instance (the same one when
+  // Deploy runs again).
+  void StartUp() {
+    up_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{PERPER_BINARY, "up",
+                                 std::string(PERPER_PIPELINE_DIR) + "/pipeline.yaml", "--fabric",
+                                 listen_},
+        std::vector<std::string>{marker_, std::string("PERPER_BUILD_DIR=") + PERPER_BUILD_DIR,
+                                 "READINGS_DELAY_MS=" + std::to_string(reading_delay_ms_)});
+    const std::string named = "] Average instance: ";
+    std::string average;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          std::string out = up_->Stdout();
+          size_t at = out.find(named);
+          if (at == std::string::npos || out.find('\n', at) == std::string::npos) return false;
+          at += named.size();
+          average = out.substr(at, out.find('\n', at) - at);
+          return true;
+        },
+        seconds(60)))
+        << Report();
+    ASSERT_FALSE(average.empty()) << Report();
+    if (!average_.empty()) {
+      ASSERT_EQ(average, average_) << "Deploy ran again and started another Average\n" << Report();
+    }
+    average_ = average;
+  }
+
+  // kill -9 `perper up` (its agent processes die with it), then starts it again on the same
+  // Fabric: the interrupted Deploy runs again and finds the instances and the stream it made.
+  void RestartUp() {
+    up_->Signal(SIGKILL);
+    up_->Wait(seconds(10));
+    up_logs_ += up_->Output() + "--- (perper up killed; started again)\n";
+    ASSERT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker_).empty(); }, seconds(10)))
+        << "agent processes outlived perper up\n"
+        << Report();
+    ASSERT_NO_FATAL_FAILURE(StartUp());
+  }
+
   // --sync false: the faults are process kills, which unsynced writes survive (the kernel has
   // them); a machine crash is not what this test makes.
   void StartFabric(const std::string& listen) {
@@ -239,6 +268,7 @@ class PipelineRun {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<grpc2::FabricStatesDictionary::Stub> states_;
   std::unique_ptr<ChildProcess> up_;
+  std::string up_logs_;  // of the `perper up` processes killed so far
   std::string average_;  // the Average instance
 };
 
@@ -289,6 +319,16 @@ TEST(PipelineTest, ARestartedRocksdbFabricLosesAndRepeatsNothing) {
   std::vector<Fault> injected;
   RunWithFaults(faults, 4, milliseconds(800), random, &injected);
   EXPECT_EQ(injected.size(), 3u) << "the pipeline finished before every fault was injected";
+}
+
+// Deploy's own process dies with `perper up`; the next `perper up` on the same Fabric runs the
+// interrupted Deploy again, which makes the same instances, call and stream (derived IDs).
+TEST(PipelineTest, AKilledPerperUpRunsAgainOnTheSameFabricToTheSameResult) {
+  std::mt19937_64 random(Seed());
+  std::vector<Fault> faults = {Fault::kUp, AnyProcessFault(random)};
+  std::vector<Fault> injected;
+  RunWithFaults(faults, 4, milliseconds(800), random, &injected);
+  EXPECT_EQ(injected.size(), 2u) << "the pipeline finished before every fault was injected";
 }
 
 // Runs the pipeline again and again, with the faults `draw` returns for each run, until
