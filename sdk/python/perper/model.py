@@ -440,9 +440,9 @@ class Stream:
         acknowledgement, sent in the background; the last one is stored when the enumeration
         ends or is closed), and a later enumeration with the same name resumes at the last
         acknowledged item (delivered again: at-least-once). Without it the enumeration starts at
-        `start_key` and cannot resume. A named listener that does not exist yet is created just
-        below `start_key` (nothing processed), so that Stream.step accounts for the first item
-        too. `type` checks each value's type. Raises StreamFailedError when the stream completes
+        `start_key` and cannot resume. A named listener that does not exist yet is created by the
+        Fabric just below `start_key` (nothing processed), so that Stream.step accounts for the
+        first item too. `type` checks each value's type. Raises StreamFailedError when the stream completes
         with an error or is deleted. When the Fabric is unreachable, reconnects and continues
         after the last item delivered to the consumer.
 
@@ -453,8 +453,6 @@ class Stream:
         from_latest = self.start_key == -1
         last_key: Optional[int] = None
         backoff = Backoff()
-        if listener and not from_latest and start_key > INT64_MIN:
-            await self._register_listener(listener, start_key)
         while True:
             request = streams_pb2.StreamsListenItemsRequest(
                 stream=model_pb2.PerperStream(stream=self.stream, start_key=start_key,
@@ -519,27 +517,6 @@ class Stream:
                     acks.cancel()
                 reader.cancel()
                 call.cancel()
-
-    async def _register_listener(self, listener: str, start_key: int) -> None:
-        """Creates the named listener `listener`, if it does not exist, at `start_key - 1`:
-        nothing processed yet.
-
-        A listen call would create it at `start_key` itself, which counts the first item as
-        processed, so that the consumer's step of it would be taken already and the item never
-        accounted for. A step without operations that expects the listener to be absent
-        (position INT64_MIN) creates it atomically, and does nothing to an existing one.
-        """
-        connection = get_connection()
-        request = streams_pb2.StreamsStepRequest(
-            stream=self.to_message(), listener_name=listener, reached_key=start_key - 1,
-            expected_position=INT64_MIN)
-        try:
-            await connection.retry(connection.streams.Step, request)
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise StreamFailedError(self.stream, e.details() or str(e.code())) from None
-            if e.code() != grpc.StatusCode.UNIMPLEMENTED:  # a Fabric without Step: as before
-                raise
 
     async def write(self, value: Any, key: Optional[int] = None) -> None:
         """Writes one item: under `key`, or under a key chosen by the Fabric (unpacked)."""
