@@ -925,8 +925,9 @@ void Core::CompleteExecution(const std::shared_ptr<ExecutionState>& execution,
   }
   if (!on_listen) {
     CompleteByUnary(std::move(completion));
-  } else if (!completion->kept_calls->Empty()) {
-    // (Outside mu_: co_spawn may start the coroutine on this thread, and its call takes mu_.)
+  } else if (!stopping_ && !completion->kept_calls->Empty()) {
+    // (Not when stopping: a call started after the stop cancelled the others would hold it up.
+    // Outside mu_: co_spawn may start the coroutine on this thread, and its call takes mu_.)
     asio::co_spawn(io_, ReleaseWhenApplied(this, std::move(completion)), asio::detached);
   }
 }
@@ -935,6 +936,8 @@ Task<void> Core::ReleaseWhenApplied(Core* core, SharedCompletion completion) {
   grpc2::ExecutionsGetResultRequest request;
   *request.mutable_execution() = completion->request.execution();
   // Answers once the execution has finished (or is gone): either way it will not run again.
+  // (The answer carries the results again: the price of an acknowledgement, paid only by an
+  // execution that kept calls.)
   auto result =
       co_await core->Unary<grpc2::ExecutionsGetResultRequest, grpc2::ExecutionsGetResultResponse>(
           std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {

@@ -66,7 +66,8 @@ class KeptCalls {
 
 // One execution being handled (or Deploy, which is synthetic: not in the Fabric). Shared by the
 // dispatch coroutine, its Context and the runtime's table of running executions.
-// `cancel` is only touched on `strand`; `cancelled` and `deleted` from any thread.
+// `cancel` is only touched on `strand`; `cancelled`, `deleted`, `ids_made` and `kept_calls`
+// (under its own mutex) from any thread.
 struct ExecutionState {
   ExecutionState(Strand s) : strand(std::move(s)) {}
   std::string id;
