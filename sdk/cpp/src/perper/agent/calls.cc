@@ -29,9 +29,9 @@ namespace {
 // Creates the call's execution (an identical one, finished or not, is left as it is) and waits
 // for its result, keeping it in `kept` (the calling execution's): a re-run of the calling
 // execution, which makes the same ID, gets the stored result instead of running the callee
-// again. It is deleted when the calling execution completes, when `kept` holds more than
-// RunOptions::max_kept_calls newer ones, or with its instance. A cancelled caller deletes it,
-// as FabricInstances.Call does.
+// again. It is deleted when the calling execution completes, once RunOptions::max_kept_calls
+// newer calls of that execution have finished, or with its instance. A cancelled caller deletes
+// it, as FabricInstances.Call does.
 Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> KeptCall(
     Core* core, grpc2::ExecutionsCreateRequest request, std::shared_ptr<KeptCalls> kept) {
   std::string id = request.execution().execution();
