@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // What makes a handler safe to run again: the IDs it makes are derived from its execution, so a
-// re-run finds the calls, instances and streams of the first run; and a recorded Deploy runs
-// once per Fabric.
+// re-run finds the calls, instances and streams of the first run; the calls it keeps for that
+// are bounded and go when it completes; and a recorded Deploy runs once per Fabric.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -9,10 +10,13 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -72,13 +76,22 @@ class RestartTest : public ::testing::Test {
 
   // GetResult of `id`, waiting up to `timeout` for it to finish.
   grpc::Status GetResult(const std::string& id, grpc2::ExecutionsGetResultResponse* response,
-                         std::chrono::seconds timeout = 20s) {
+                         std::chrono::seconds timeout = 20s, bool wait_for_creation = false) {
     auto stub = grpc2::FabricExecutions::NewStub(fabric_->NewChannel());
     grpc2::ExecutionsGetResultRequest request;
     request.mutable_execution()->set_execution(id);
+    request.set_wait_for_creation(wait_for_creation);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + timeout);
     return stub->GetResult(&context, request, response);
+  }
+
+  // Whether execution `id` is gone (GetResult answers NOT_FOUND, or deleted).
+  bool Gone(const std::string& id) {
+    grpc2::ExecutionsGetResultResponse response;
+    grpc::Status status = GetResult(id, &response, 1s);
+    return status.error_code() == grpc::StatusCode::NOT_FOUND ||
+           (status.ok() && response.deleted());
   }
 
   // The executions of `instance` (finished ones included), as the Fabric lists them.
@@ -182,16 +195,147 @@ TEST_F(RestartTest, AReRunExecutionFindsWhatItsFirstRunMade) {
                                                       "Run-" + DerivedUuid("Outer-1", 2)));
   EXPECT_THAT(seen->streams, ::testing::ElementsAre("Numbers-stream-" + DerivedUuid("Outer-1", 3),
                                                     "Numbers-stream-" + DerivedUuid("Outer-1", 3)));
-  // The call is kept (finished) on the callee's instance until that instance is destroyed.
-  bool kept = false;
-  for (const auto& summary : Executions("rerun-1")) {
-    if (summary.execution().execution() == "Inner-" + DerivedUuid("Outer-1", 1)) {
-      kept = summary.finished();
-    }
-  }
-  EXPECT_TRUE(kept);
+  // Once Outer-1 has completed, nothing can run it again: the call it kept goes.
+  EXPECT_TRUE(WaitFor([&] { return Gone("Inner-" + DerivedUuid("Outer-1", 1)); }, 20s));
   second.RequestStop();
   EXPECT_EQ(second.Wait(), 0);
+}
+
+// Where a "Gated" handler waits after its calls, until the test opens the gate.
+struct Gate {
+  std::mutex mu;
+  std::shared_ptr<asio::steady_timer> timer;
+  std::optional<asio::any_io_executor> executor;
+  std::promise<void> waiting;
+
+  void Open() {
+    std::lock_guard lock(mu);
+    asio::post(*executor, [timer = timer] { timer->cancel(); });
+  }
+};
+
+// "Calls" makes n calls of "Inner" in turn and returns their sum; "Gated" makes n calls, then
+// waits at the gate. With `deploy`, Deploy makes two calls.
+Agent KeepingAgent(std::shared_ptr<std::atomic<int>> inner_runs, std::shared_ptr<Gate> gate,
+                   bool deploy = false) {
+  Agent app("Keeper");
+  app.on("Inner", [inner_runs](int64_t x) -> Task<int64_t> {
+    ++*inner_runs;
+    co_return x + 1;
+  });
+  auto calls = [](int64_t n) -> Task<absl::StatusOr<int64_t>> {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      Result<int64_t> inner = co_await call<int64_t>("Inner", i);
+      if (!inner.ok()) {
+        co_return inner.status();
+      }
+      sum += *inner;
+    }
+    co_return sum;
+  };
+  app.on("Calls", calls);
+  app.on("Gated", [calls, gate](int64_t n) -> Task<absl::StatusOr<int64_t>> {
+    std::shared_ptr<Gate> g = gate;
+    absl::StatusOr<int64_t> sum = co_await calls(n);
+    auto executor = co_await asio::this_coro::executor;
+    auto timer = std::make_shared<asio::steady_timer>(executor, std::chrono::hours(1));
+    {
+      std::lock_guard lock(g->mu);
+      g->timer = timer;
+      g->executor = executor;
+    }
+    g->waiting.set_value();
+    co_await timer->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    co_return sum;
+  });
+  if (deploy) {
+    app.on_deploy([calls]() -> Task<absl::Status> { co_return (co_await calls(2)).status(); });
+  }
+  return app;
+}
+
+// The IDs of the finished "Inner" executions of `instance`.
+std::vector<std::string> FinishedInner(const std::vector<grpc2::ExecutionSummary>& executions) {
+  std::vector<std::string> ids;
+  for (const auto& summary : executions) {
+    if (summary.delegate() == "Inner" && summary.finished()) {
+      ids.push_back(summary.execution().execution());
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+TEST_F(RestartTest, ACompletedExecutionDeletesTheCallsItKept) {
+  auto inner_runs = std::make_shared<std::atomic<int>>(0);
+  Agent app = KeepingAgent(inner_runs, std::make_shared<Gate>());
+  Runtime runtime(app, Options());
+  ASSERT_TRUE(runtime.Start().ok());
+  ASSERT_TRUE(CreateExecution("Calls-1", "Keeper", "keeper-1", "Calls", {ToAny(int64_t{3})}).ok());
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(GetResult("Calls-1", &response).ok());
+  ASSERT_EQ(response.results_size(), 1) << response.error().message();
+  EXPECT_EQ(*FromAny<int64_t>(response.results(0)), 1 + 2 + 3);
+  EXPECT_EQ(inner_runs->load(), 3);
+  for (uint64_t n = 1; n <= 3; ++n) {
+    std::string id = "Inner-" + DerivedUuid("Calls-1", n);
+    EXPECT_TRUE(WaitFor([&] { return Gone(id); }, 20s)) << id;
+  }
+  EXPECT_THAT(FinishedInner(Executions("keeper-1")), ::testing::IsEmpty());
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+}
+
+TEST_F(RestartTest, ARunningExecutionKeepsOnlyItsMostRecentCalls) {
+  constexpr uint64_t kBound = 3;
+  auto inner_runs = std::make_shared<std::atomic<int>>(0);
+  auto gate = std::make_shared<Gate>();
+  Agent app = KeepingAgent(inner_runs, gate);
+  RunOptions options = Options();
+  options.max_kept_calls = kBound;
+  Runtime runtime(app, options);
+  ASSERT_TRUE(runtime.Start().ok());
+  ASSERT_TRUE(
+      CreateExecution("Gated-1", "Keeper", "keeper-1", "Gated", {ToAny(int64_t{kBound + 5})}).ok());
+  ASSERT_EQ(gate->waiting.get_future().wait_for(20s), std::future_status::ready);
+
+  // While it runs: the most recent kBound calls are kept, the older ones are gone.
+  std::vector<std::string> recent;
+  for (uint64_t n = 6; n <= kBound + 5; ++n) {
+    recent.push_back("Inner-" + DerivedUuid("Gated-1", n));
+  }
+  std::sort(recent.begin(), recent.end());
+  EXPECT_TRUE(WaitFor([&] { return FinishedInner(Executions("keeper-1")) == recent; }, 20s))
+      << ::testing::PrintToString(FinishedInner(Executions("keeper-1")));
+  EXPECT_TRUE(Gone("Inner-" + DerivedUuid("Gated-1", 1)));
+  EXPECT_EQ(inner_runs->load(), kBound + 5);
+
+  // Completed: the rest go too.
+  gate->Open();
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(GetResult("Gated-1", &response).ok());
+  ASSERT_EQ(response.results_size(), 1) << response.error().message();
+  EXPECT_TRUE(WaitFor([&] { return FinishedInner(Executions("keeper-1")).empty(); }, 20s));
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+}
+
+TEST_F(RestartTest, ARecordedDeployDeletesTheCallsItKeptWhenItCompletes) {
+  auto inner_runs = std::make_shared<std::atomic<int>>(0);
+  Agent app = KeepingAgent(inner_runs, std::make_shared<Gate>(), /*deploy=*/true);
+  Runtime runtime(app, Options(/*record_deploy=*/true));
+  ASSERT_TRUE(runtime.Start().ok());
+  grpc2::ExecutionsGetResultResponse response;
+  ASSERT_TRUE(GetResult("Keeper-deploy-deploy", &response, 20s, /*wait_for_creation=*/true).ok());
+  EXPECT_TRUE(response.error().message().empty()) << response.error().message();
+  EXPECT_EQ(inner_runs->load(), 2);
+  for (uint64_t n = 1; n <= 2; ++n) {
+    std::string id = "Inner-" + DerivedUuid("Keeper-deploy-deploy", n);
+    EXPECT_TRUE(WaitFor([&] { return Gone(id); }, 20s)) << id;
+  }
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
 }
 
 // A Deploy that starts an instance and counts its runs.

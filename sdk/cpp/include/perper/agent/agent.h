@@ -20,6 +20,7 @@
 //   }
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -250,6 +251,9 @@ class Agent {
   std::map<std::string, StreamOptions> stream_options_;
 };
 
+// The most finished calls a running execution keeps for a re-run (RunOptions::max_kept_calls).
+inline constexpr size_t kMaxKeptCalls = 1000;
+
 // Options of a running agent process. FromEnvironment reads what the scaler sets.
 struct RunOptions {
   // host:port of the Fabric (an "http://" prefix is accepted). PERPER_FABRIC_ENDPOINT.
@@ -269,6 +273,10 @@ struct RunOptions {
   // with derived IDs, and its result or error completes it. X_PERPER_RECORD_DEPLOY=1 (set by
   // `perper up` for the deploy process).
   bool record_deploy = false;
+  // The most finished calls one running execution keeps so that a re-run gets their stored
+  // results (docs/sdk-cpp.md, "Stable IDs"): when a newer call finishes, the oldest beyond this
+  // is deleted. Lowered by tests; not read from the environment.
+  size_t max_kept_calls = kMaxKeptCalls;
 
   // Defaults overridden by the environment; an unparsable number is INVALID_ARGUMENT. When
   // X_PERPER_AGENT is set and differs from `agent`, FAILED_PRECONDITION.

@@ -27,11 +27,13 @@ absl::StatusOr<Values> ReadResponse(const std::string& what,
 namespace {
 
 // Creates the call's execution (an identical one, finished or not, is left as it is) and waits
-// for its result, keeping it: a re-run of the calling execution, which makes the same ID, gets
-// the stored result instead of running the callee again. The execution goes when its instance
-// is destroyed. A cancelled caller deletes it, as FabricInstances.Call does.
+// for its result, keeping it in `kept` (the calling execution's): a re-run of the calling
+// execution, which makes the same ID, gets the stored result instead of running the callee
+// again. It is deleted when the calling execution completes, once RunOptions::max_kept_calls
+// newer calls of that execution have finished, or with its instance. A cancelled caller deletes
+// it, as FabricInstances.Call does.
 Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> KeptCall(
-    Core* core, grpc2::ExecutionsCreateRequest request) {
+    Core* core, grpc2::ExecutionsCreateRequest request, std::shared_ptr<KeptCalls> kept) {
   std::string id = request.execution().execution();
   auto created = co_await core->Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
       std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
@@ -53,6 +55,9 @@ Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> KeptCall(
   if (!result.ok() && absl::IsCancelled(result.status())) {
     core->DeleteExecutionDetached(id);
   }
+  if (result.ok() && !result->deleted()) {
+    core->DeleteKeptCalls(kept->Add(id, core->max_kept_calls()));
+  }
   co_return result;
 }
 
@@ -70,8 +75,9 @@ Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
     *request.add_arguments() = std::move(argument);
   }
   absl::StatusOr<grpc2::ExecutionsGetResultResponse> response;
-  if (derived) {
-    response = co_await KeptCall(core, std::move(request));
+  // (A derived ID means the ambient context is a real execution's, whose kept calls these are.)
+  if (std::shared_ptr<KeptCalls> kept = derived ? CurrentKeptCalls() : nullptr; kept != nullptr) {
+    response = co_await KeptCall(core, std::move(request), std::move(kept));
   } else {
     response = co_await core->InstancesCall(std::move(request));
   }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <iterator>
 #include <random>
 #include <utility>
 
@@ -50,7 +51,48 @@ constexpr std::string_view kDeployDelegate = "Deploy";
 
 struct ContextAccess {
   static ExecutionState& Of(Context& context) { return *context.execution_; }
+  static const std::shared_ptr<ExecutionState>& Shared(Context& context) {
+    return context.execution_;
+  }
 };
+
+std::shared_ptr<KeptCalls> CurrentKeptCalls() {
+  Context* context = current_context;
+  if (context == nullptr) {
+    return nullptr;
+  }
+  const std::shared_ptr<ExecutionState>& execution = ContextAccess::Shared(*context);
+  return std::shared_ptr<KeptCalls>(execution, &execution->kept_calls);
+}
+
+std::vector<std::string> KeptCalls::Add(std::string id, size_t limit) {
+  std::vector<std::string> dropped;
+  absl::MutexLock lock(&mu_);
+  if (released_) {
+    dropped.push_back(std::move(id));
+    return dropped;
+  }
+  ids_.push_back(std::move(id));
+  while (ids_.size() > limit) {
+    dropped.push_back(std::move(ids_.front()));
+    ids_.pop_front();
+  }
+  return dropped;
+}
+
+bool KeptCalls::Empty() {
+  absl::MutexLock lock(&mu_);
+  return ids_.empty();
+}
+
+std::vector<std::string> KeptCalls::Release() {
+  absl::MutexLock lock(&mu_);
+  released_ = true;
+  std::vector<std::string> ids(std::make_move_iterator(ids_.begin()),
+                               std::make_move_iterator(ids_.end()));
+  ids_.clear();
+  return ids;
+}
 
 std::string NewId(std::string_view prefix, bool* derived) {
   if (derived != nullptr) {
@@ -238,7 +280,7 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
       }
     }
     if (!confirmed.empty()) {
-      core_->Confirmed(confirmed);
+      core_->Confirmed(confirmed, /*applied=*/true);
     }
     core_->OnListenMessage(this, std::move(message));
     StartRead(&response_);
@@ -559,7 +601,7 @@ void Core::OnListenDone(ListenReactor* from, const grpc::Status& status) {
   std::vector<SharedCompletion> written;
   from->TakeUnconfirmed(unwritten, written);
   if (stopping_) {
-    Confirmed(written);
+    Confirmed(written, /*applied=*/false);
   } else {
     unwritten.insert(unwritten.end(), written.begin(), written.end());
   }
@@ -733,7 +775,9 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
     }
     // A recorded Deploy: not on the listen call, since Deploy holds none of its credits.
     size_t bytes = request.ByteSizeLong();
-    core->CompleteByUnary(std::make_shared<const Completion>(Completion{std::move(request), bytes}));
+    core->CompleteByUnary(std::make_shared<const Completion>(Completion{
+        std::move(request), bytes,
+        std::shared_ptr<KeptCalls>(execution, &execution->kept_calls)}));
   }
   core->Finished(execution);
 }
@@ -861,8 +905,9 @@ void Core::Finished(const std::shared_ptr<ExecutionState>& execution) {
 void Core::CompleteExecution(const std::shared_ptr<ExecutionState>& execution,
                              grpc2::ExecutionsCompleteRequest request) {
   size_t bytes = request.ByteSizeLong();
-  SharedCompletion completion =
-      std::make_shared<const Completion>(Completion{std::move(request), bytes});
+  SharedCompletion completion = std::make_shared<const Completion>(Completion{
+      std::move(request), bytes, std::shared_ptr<KeptCalls>(execution, &execution->kept_calls)});
+  bool on_listen = false;
   {
     // Under one lock: a new listen call counts this execution as running (its credit comes
     // with the completion) or not (its credit is in the call's first message), never both, and
@@ -875,18 +920,51 @@ void Core::CompleteExecution(const std::shared_ptr<ExecutionState>& execution,
     unconfirmed_[execution->id] = Unconfirmed{completion, execution->delivered_by};
     if (listen_ != nullptr && listen_->Grant(stopping_ ? 0 : 1, completion)) {
       CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
-      return;
+      on_listen = true;
     }
   }
-  CompleteByUnary(std::move(completion));
+  if (!on_listen) {
+    CompleteByUnary(std::move(completion));
+  } else if (!stopping_ && !completion->kept_calls->Empty()) {
+    // (Not when stopping: a call started after the stop cancelled the others would hold it up.
+    // Outside mu_: co_spawn may start the coroutine on this thread, and its call takes mu_.)
+    asio::co_spawn(io_, ReleaseWhenApplied(this, std::move(completion)), asio::detached);
+  }
 }
 
-void Core::Confirmed(const std::vector<SharedCompletion>& completions) {
-  absl::MutexLock lock(&mu_);
+Task<void> Core::ReleaseWhenApplied(Core* core, SharedCompletion completion) {
+  grpc2::ExecutionsGetResultRequest request;
+  *request.mutable_execution() = completion->request.execution();
+  // Answers once the execution has finished (or is gone): either way it will not run again.
+  // (The answer carries the results again: the price of an acknowledgement, paid only by an
+  // execution that kept calls.)
+  auto result =
+      co_await core->Unary<grpc2::ExecutionsGetResultRequest, grpc2::ExecutionsGetResultResponse>(
+          std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+            core->executions()->async()->GetResult(context, req, resp, std::move(done));
+          });
+  if (result.ok() || absl::IsNotFound(result.status())) {
+    core->DeleteKeptCalls(completion->kept_calls->Release());
+  }
+}
+
+void Core::Confirmed(const std::vector<SharedCompletion>& completions, bool applied) {
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& completion : completions) {
+      auto it = unconfirmed_.find(completion->request.execution().execution());
+      if (it != unconfirmed_.end() && it->second.completion == completion) {
+        unconfirmed_.erase(it);
+      }
+    }
+  }
+  if (!applied) {
+    return;
+  }
+  // A completed execution is never run again, so the calls it kept for a re-run can go.
   for (const auto& completion : completions) {
-    auto it = unconfirmed_.find(completion->request.execution().execution());
-    if (it != unconfirmed_.end() && it->second.completion == completion) {
-      unconfirmed_.erase(it);
+    if (completion->kept_calls != nullptr) {
+      DeleteKeptCalls(completion->kept_calls->Release());
     }
   }
 }
@@ -908,12 +986,14 @@ Task<void> Core::UnaryComplete(Core* core, SharedCompletion completion) {
   CountersForTest().unary_completes.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = co_await core->ExecutionsComplete(completion->request);
   // NOT_FOUND: deleted meanwhile; FAILED_PRECONDITION: a completion sent on a listen call was
-  // applied after all.
-  if (!status.ok() && !absl::IsNotFound(status) && !absl::IsFailedPrecondition(status)) {
+  // applied after all. Either way the execution will not run again.
+  bool final =
+      status.ok() || absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+  if (!final) {
     PERPER_LOG_WARN(Logger::kSdk, "[agent={} exec={}] complete failed: {}", core->agent_.name(),
                     completion->request.execution().execution(), status.ToString());
   }
-  core->Confirmed({completion});
+  core->Confirmed({completion}, /*applied=*/final);
   absl::MutexLock lock(&core->mu_);
   --core->unary_completes_;
 }
@@ -954,22 +1034,36 @@ Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesStopAndD
       });
 }
 
-void Core::DeleteExecutionDetached(std::string id) {
+void Core::DeleteExecutionDetached(std::string id, bool kept_call) {
   grpc2::ExecutionsDeleteRequest request;
   request.mutable_execution()->set_execution(std::move(id));
   asio::co_spawn(
       io_,
-      [](Core* core, grpc2::ExecutionsDeleteRequest request) -> Task<void> {
+      [](Core* core, grpc2::ExecutionsDeleteRequest request, bool kept_call) -> Task<void> {
         auto deleted = co_await core->Unary<grpc2::ExecutionsDeleteRequest, google::protobuf::Empty>(
-            std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+            request, [core](auto* context, auto* req, auto* resp, auto done) {
               core->executions()->async()->Delete(context, req, resp, std::move(done));
             });
-        if (!deleted.ok() && !absl::IsNotFound(deleted.status())) {
+        if (deleted.ok() || absl::IsNotFound(deleted.status())) {
+          co_return;
+        }
+        if (kept_call) {
+          // Harmless: the call goes with its instance at the latest.
+          PERPER_LOG_DEBUG(Logger::kSdk, "[agent={}] delete of kept call {} failed: {}",
+                           core->agent_.name(), request.execution().execution(),
+                           deleted.status().ToString());
+        } else {
           PERPER_LOG_WARN(Logger::kSdk, "[agent={}] delete of a cancelled call failed: {}",
                           core->agent_.name(), deleted.status().ToString());
         }
-      }(this, std::move(request)),
+      }(this, std::move(request), kept_call),
       asio::detached);
+}
+
+void Core::DeleteKeptCalls(std::vector<std::string> ids) {
+  for (std::string& id : ids) {
+    DeleteExecutionDetached(std::move(id), /*kept_call=*/true);
+  }
 }
 
 Task<absl::Status> Core::ExecutionsComplete(grpc2::ExecutionsCompleteRequest request) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,9 +42,32 @@ using Strand = asio::strand<asio::io_context::executor_type>;
 
 class ListenReactor;
 
+// The finished call executions one execution run keeps (KeptCall in calls.cc), so that a re-run
+// of the execution gets their stored results: at most a limit of the most recent ones while the
+// execution runs, none once its completion is acknowledged (a completed execution never runs
+// again). Add and Release hand back the IDs to delete; the caller deletes them.
+// Thread-safe (mu_): a handler's calls may finish on any thread, and Release runs where the
+// Fabric's acknowledgement arrives (a gRPC thread, or a unary Complete's coroutine).
+class KeptCalls {
+ public:
+  // Keeps call `id`, finished just now. Returns what is to be deleted: the oldest kept calls
+  // beyond `limit`, or `id` itself once released (a call that finished after its execution
+  // completed, in work the handler left running).
+  std::vector<std::string> Add(std::string id, size_t limit);
+  // Everything kept, once; from then on every Add returns its own call.
+  std::vector<std::string> Release();
+  bool Empty();
+
+ private:
+  absl::Mutex mu_;
+  std::deque<std::string> ids_ ABSL_GUARDED_BY(mu_);  // oldest first
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // One execution being handled (or Deploy, which is synthetic: not in the Fabric). Shared by the
 // dispatch coroutine, its Context and the runtime's table of running executions.
-// `cancel` is only touched on `strand`; `cancelled` and `deleted` from any thread.
+// `cancel` is only touched on `strand`; `cancelled`, `deleted`, `ids_made` and `kept_calls`
+// (under its own mutex) from any thread.
 struct ExecutionState {
   ExecutionState(Strand s) : strand(std::move(s)) {}
   std::string id;
@@ -58,6 +82,9 @@ struct ExecutionState {
   // Deploy. `ids_made` counts them, so a re-run makes the same ones.
   bool derive_ids = false;
   std::atomic<uint64_t> ids_made{0};
+  // The finished calls this run keeps (only with derive_ids); its completion releases them.
+  // Shared (aliasing this state) with the completion, which outlives the handler.
+  KeptCalls kept_calls;
   Strand strand;
   asio::cancellation_signal cancel;
   std::atomic<bool> cancelled{false};
@@ -73,6 +100,8 @@ struct ExecutionState {
 struct Completion {
   grpc2::ExecutionsCompleteRequest request;
   size_t bytes = 0;  // request.ByteSizeLong()
+  // The calls the execution kept, deleted once the Fabric acknowledges the completion.
+  std::shared_ptr<KeptCalls> kept_calls;
 };
 using SharedCompletion = std::shared_ptr<const Completion>;
 
@@ -91,6 +120,10 @@ class Backoff {
   static constexpr absl::Duration kMax = absl::Seconds(5);
   absl::Duration next_ = kInitial;
 };
+
+// The kept calls of the execution whose handler is running on this thread (the ambient
+// context), or null outside a handler.
+std::shared_ptr<KeptCalls> CurrentKeptCalls();
 
 // Emits the terminal cancellation on `execution`'s strand, unless its handler has returned.
 void CancelExecution(const std::shared_ptr<ExecutionState>& execution);
@@ -140,9 +173,14 @@ class Core {
   Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> InstancesStopAndDelete(
       grpc2::InstancesStopAndDeleteRequest request);
   Task<absl::Status> ExecutionsComplete(grpc2::ExecutionsCompleteRequest request);
-  // Deletes execution `id` from a coroutine of its own (not cancelled with its caller), for a
-  // cancelled call whose execution is kept otherwise.
-  void DeleteExecutionDetached(std::string id);
+  // Deletes execution `id` from a coroutine of its own (not cancelled with its caller), best
+  // effort: a cancelled call's execution (a failure is logged as a warning), or a kept call no
+  // longer needed (`kept_call`; a failure is logged at debug level).
+  void DeleteExecutionDetached(std::string id, bool kept_call = false);
+  // Deletes each of `ids` (kept calls no longer needed) by DeleteExecutionDetached.
+  void DeleteKeptCalls(std::vector<std::string> ids);
+  // The most finished calls a running execution keeps (RunOptions::max_kept_calls).
+  size_t max_kept_calls() const { return options_.max_kept_calls; }
 
   // The stubs, for Unary and streaming calls.
   grpc2::FabricExecutions::Stub* executions() { return executions_.get(); }
@@ -168,8 +206,9 @@ class Core {
   // Called by a listen reactor, on a gRPC thread.
   void OnListenMessage(ListenReactor* from, grpc2::ExecutionsListenResponse message);
   void OnListenDone(ListenReactor* from, const grpc::Status& status);
-  // The Fabric has applied `completions` (or they are given up).
-  void Confirmed(const std::vector<SharedCompletion>& completions);
+  // `completions` need not be sent again: the Fabric has applied them (`applied`: the calls
+  // their executions kept are deleted), or they are given up or assumed applied.
+  void Confirmed(const std::vector<SharedCompletion>& completions, bool applied);
 
  private:
   bool Idle() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -195,6 +234,10 @@ class Core {
   // Completes by a unary Complete (the fallback when no listen call can take a completion).
   void CompleteByUnary(SharedCompletion completion);
   static Task<void> UnaryComplete(Core* core, SharedCompletion completion);
+  // Waits until the Fabric has finished the execution of `completion`, sent on a listen call
+  // (which answers no message; the usual confirmation waits for later deliveries), then deletes
+  // the calls it kept.
+  static Task<void> ReleaseWhenApplied(Core* core, SharedCompletion completion);
   static Task<void> Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
                              std::shared_ptr<Context> context);
   // Records Deploy as an execution in the Fabric, then runs it unless it finished before.
