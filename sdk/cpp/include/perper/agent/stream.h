@@ -108,13 +108,11 @@ class ItemsReader {
 
  private:
   void Open();
-  Task<void> PlaceNewListener();
 
   Core* const core_;
   const grpc2::model::PerperStream stream_;
   const std::string listener_;
   const std::size_t capacity_;
-  const bool needs_floor_;  // a named listener on a replayed reference
   std::shared_ptr<ItemsCall> call_;  // null until opened
   std::optional<int64_t> last_key_;
   std::optional<int64_t> unacked_key_;  // delivered, not yet acknowledged (named listener)

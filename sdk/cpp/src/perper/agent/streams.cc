@@ -539,34 +539,13 @@ ItemsReader::ItemsReader(Core* core, grpc2::model::PerperStream stream, std::str
     : core_(core),
       stream_(std::move(stream)),
       listener_(std::move(listener)),
-      capacity_(capacity == 0 ? 1 : capacity),
-      needs_floor_(!listener_.empty() && stream_.start_key() != -1 &&
-                   stream_.start_key() != std::numeric_limits<int64_t>::min()) {
-  if (!needs_floor_) {
-    Open();
-  }
+      capacity_(capacity == 0 ? 1 : capacity) {
+  Open();
 }
 
 ItemsReader::~ItemsReader() {
   if (call_ != nullptr) {
     call_->Cancel();
-  }
-}
-
-Task<void> ItemsReader::PlaceNewListener() {
-  // The Fabric registers a new named listener at the start key, as if that item had been
-  // consumed: a Step for it would count as taken already. Placed first just below the start
-  // key, the listener has consumed nothing, and the first item's step applies. A Step never
-  // moves a listener back, so a listener that exists is left where it is.
-  grpc2::StreamsStepRequest request;
-  *request.mutable_stream() = stream_;
-  request.set_listener_name(listener_);
-  request.set_reached_key(stream_.start_key() - 1);
-  auto placed = co_await Step(core_, std::move(request));
-  if (!placed.ok() && !absl::IsUnimplemented(placed.status()) &&
-      !absl::IsNotFound(placed.status())) {
-    PERPER_LOG_DEBUG(Logger::kSdk, "[stream={} listener={}] placing the listener failed: {}",
-                     stream_.stream(), listener_, placed.status().ToString());
   }
 }
 
@@ -598,8 +577,6 @@ Task<StreamEvent> ItemsReader::Next() {
       co_return StreamEvent{0, {}, absl::CancelledError("the stream reader was closed")};
     }
     if (call_ == nullptr) {
-      // (A NOT_FOUND stream is reported by the listen call.)
-      co_await PlaceNewListener();
       Open();
     }
     if (unacked_key_.has_value()) {
