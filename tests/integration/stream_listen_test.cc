@@ -187,7 +187,7 @@ TEST_P(StreamListenTest, NamedListenerIsRegisteredAtomicallyAndOutlivesTheCall) 
     auto listeners = Listeners("s");
     ASSERT_EQ(listeners.size(), 1u);
     EXPECT_EQ(listeners[0].name, "consumer");
-    EXPECT_EQ(listeners[0].position, 0);
+    EXPECT_EQ(listeners[0].position, -1);  // just below the start key: nothing processed
     EXPECT_FALSE(listeners[0].transient);
     listen.Cancel();
   }
@@ -226,14 +226,14 @@ TEST_P(StreamListenTest, NamedListenerResumesFromItsSavedPositionRedeliveringTha
   // A start key above the saved position wins.
   Listen later(*stub, ListenRequest("s", 4, "n"));
   EXPECT_EQ(later.NextKey(), std::optional<int64_t>(4));
-  // A fresh name starts at the start key and is registered there.
+  // A fresh name starts at the start key and is registered just below it (nothing processed).
   Listen fresh(*stub, ListenRequest("s", 2, "m"));
   EXPECT_EQ(fresh.NextKey(), std::optional<int64_t>(2));
   bool found = false;
   for (const auto& listener : Listeners("s")) {
     if (listener.name == "m") {
       found = true;
-      EXPECT_EQ(listener.position, 2);
+      EXPECT_EQ(listener.position, 1);
     }
   }
   EXPECT_TRUE(found);
