@@ -90,9 +90,7 @@ struct StreamEvent {
 // `capacity` received items: when the queue is full no read is outstanding, so the Fabric (and
 // the producer's stream) waits. When the call ends with UNAVAILABLE, a new one is opened after
 // a back-off, from the item after the last one delivered (a named listener from its saved
-// position, skipping what was delivered already), so the consumer sees no gap. A named
-// listener on a replayed reference opens its call at the first Next, after placing the
-// listener just below the start key (so that a Stream::step of the first item applies).
+// position, skipping what was delivered already), so the consumer sees no gap.
 // Next and Close are called by one coroutine at a time.
 class ItemsReader {
  public:
