@@ -431,6 +431,7 @@ class Application:
                                                          instance=self.instance),
                 delegate=delegate))
         while not self._stopping:
+            endpoint = self.connection.endpoint
             call = self.connection.executions.ListenAndReserve(wait_for_ready=True)
             reservation = _ReservationCall(call, self.concurrency)
             try:
@@ -468,6 +469,7 @@ class Application:
                 if is_retryable(e):
                     _log.warning("perper: listening for %s.%s: Fabric unavailable; reconnecting",
                                  self.agent, delegate)
+                    self.connection.moved_from(endpoint)
                 else:
                     _log.error("perper: listening for %s.%s failed: %s %s", self.agent, delegate,
                                e.code(), e.details())

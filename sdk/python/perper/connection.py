@@ -1,4 +1,5 @@
-"""The connection to the Fabric: one gRPC channel and the grpc2 stubs, with retries."""
+"""The connection to the Fabric: gRPC channels to its addresses and the grpc2 stubs, with retries
+and moving between the addresses."""
 
 from __future__ import annotations
 
@@ -20,14 +21,42 @@ DEFAULT_ENDPOINT = "127.0.0.1:40400"
 # Values of 16 MiB must travel in every direction; leave room for several of them per message.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024 * 1024
 
+ENDPOINT_VARIABLE = "PERPER_FABRIC_ENDPOINT"
+# Pins the start index into the address list; meant for tests only (the default spreads the
+# processes of one machine over the Fabric processes).
+ENDPOINT_INDEX_VARIABLE = "PERPER_FABRIC_ENDPOINT_INDEX"
 
-def endpoint_from_env() -> str:
-    """Returns PERPER_FABRIC_ENDPOINT without any http:// prefix (default 127.0.0.1:40400)."""
-    endpoint = os.environ.get("PERPER_FABRIC_ENDPOINT", "") or DEFAULT_ENDPOINT
-    for prefix in ("http://", "https://", "dns:///"):
-        if endpoint.startswith(prefix):
-            endpoint = endpoint[len(prefix):]
-    return endpoint.rstrip("/")
+
+def parse_endpoints(value: str, source: str = ENDPOINT_VARIABLE) -> list[str]:
+    """Splits a comma-separated address list, dropping http://, https:// and dns:/// prefixes and
+    the whitespace around entries. An empty entry is an error naming `source` and the value."""
+    endpoints = []
+    for entry in value.split(","):
+        endpoint = entry.strip()
+        for prefix in ("http://", "https://", "dns:///"):
+            if endpoint.startswith(prefix):
+                endpoint = endpoint[len(prefix):]
+        endpoint = endpoint.rstrip("/")
+        if not endpoint:
+            raise ValueError(f"{source}: empty address in {value!r}")
+        endpoints.append(endpoint)
+    return endpoints
+
+
+def endpoints_from_env() -> list[str]:
+    """Returns the addresses of PERPER_FABRIC_ENDPOINT (default 127.0.0.1:40400)."""
+    return parse_endpoints(os.environ.get(ENDPOINT_VARIABLE, "") or DEFAULT_ENDPOINT)
+
+
+def first_index(count: int) -> int:
+    """The index of the first address: PERPER_FABRIC_ENDPOINT_INDEX (tests) or pid % count."""
+    pinned = os.environ.get(ENDPOINT_INDEX_VARIABLE, "")
+    if pinned:
+        try:
+            return int(pinned) % count
+        except ValueError:
+            raise ValueError(f"{ENDPOINT_INDEX_VARIABLE}: not an integer: {pinned!r}") from None
+    return os.getpid() % count
 
 
 class Backoff:
@@ -52,34 +81,111 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
 
 
+class _Method:
+    """A stub method bound late: every call goes to the connection's current address, so a call
+    retried after a move reaches the new one."""
+
+    def __init__(self, connection: "FabricConnection", service: type, name: str) -> None:
+        self._connection = connection
+        self._service = service
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        connection = self._connection
+        if len(connection.endpoints) > 1 and "wait_for_ready" in kwargs:
+            # Waiting for an unreachable address would never move on: fail fast instead, and let
+            # the caller's back-off and move do the waiting.
+            kwargs["wait_for_ready"] = False
+        stub = connection._stub(self._service)
+        return getattr(stub, self._name)(*args, **kwargs)
+
+
+class _Service:
+    """The stub of one grpc2 service on the connection's current address."""
+
+    def __init__(self, connection: "FabricConnection", service: type) -> None:
+        self._connection = connection
+        self._service = service
+        self._methods: dict[str, _Method] = {}
+
+    def __getattr__(self, name: str) -> _Method:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = self._methods.get(name)
+        if method is None:
+            method = self._methods[name] = _Method(self._connection, self._service, name)
+        return method
+
+
 class FabricConnection:
-    """One process's connection to the Fabric: a grpc.aio channel and the grpc2 stubs.
+    """One process's connection to the Fabric: grpc.aio channels and the grpc2 stubs.
+
+    `endpoint` is one address or a comma-separated list of the processes of one Fabric (default:
+    PERPER_FABRIC_ENDPOINT). The connection uses one address at a time, starting at `start_index`
+    (default: PERPER_FABRIC_ENDPOINT_INDEX, else pid % count); when a call finds it unavailable,
+    `moved_from` switches to the next one (round robin). It keeps one channel per address it has
+    used.
 
     Create it inside a running event loop; use it from that loop only. Unary calls go through
     `retry`, which waits for the channel to be ready and retries UNAVAILABLE with back-off, so a
     restarting Fabric is waited for (up to `retry_timeout` seconds per call).
     """
 
-    def __init__(self, endpoint: Optional[str] = None, *, retry_timeout: float = 60.0) -> None:
-        self.endpoint = endpoint or endpoint_from_env()
+    def __init__(self, endpoint: Optional[str] = None, *, retry_timeout: float = 60.0,
+                 start_index: Optional[int] = None) -> None:
+        self.endpoints = parse_endpoints(endpoint, "endpoint") if endpoint \
+            else endpoints_from_env()
+        count = len(self.endpoints)
+        self._index = (start_index if start_index is not None else first_index(count)) % count
         self.retry_timeout = retry_timeout
-        self.channel = grpc.aio.insecure_channel(self.endpoint, options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.enable_retries", 0),
-            ("grpc.initial_reconnect_backoff_ms", 50),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-        ])
-        self.executions = executions_pb2_grpc.FabricExecutionsStub(self.channel)
-        self.instances = instances_pb2_grpc.FabricInstancesStub(self.channel)
-        self.streams = streams_pb2_grpc.FabricStreamsStub(self.channel)
-        self.dictionaries = states_pb2_grpc.FabricStatesDictionaryStub(self.channel)
-        self.lists = states_pb2_grpc.FabricStatesListStub(self.channel)
-        self.introspection = introspection_pb2_grpc.FabricIntrospectionStub(self.channel)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[str, type], Any] = {}
+        self.executions = _Service(self, executions_pb2_grpc.FabricExecutionsStub)
+        self.instances = _Service(self, instances_pb2_grpc.FabricInstancesStub)
+        self.streams = _Service(self, streams_pb2_grpc.FabricStreamsStub)
+        self.dictionaries = _Service(self, states_pb2_grpc.FabricStatesDictionaryStub)
+        self.lists = _Service(self, states_pb2_grpc.FabricStatesListStub)
+        self.introspection = _Service(self, introspection_pb2_grpc.FabricIntrospectionStub)
+
+    @property
+    def endpoint(self) -> str:
+        """The address in use."""
+        return self.endpoints[self._index]
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to the address in use."""
+        endpoint = self.endpoint
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.enable_retries", 0),
+                ("grpc.initial_reconnect_backoff_ms", 50),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ])
+        return channel
+
+    def _stub(self, service: type) -> Any:
+        key = (self.endpoint, service)
+        stub = self._stubs.get(key)
+        if stub is None:
+            stub = self._stubs[key] = service(self.channel)
+        return stub
+
+    def moved_from(self, endpoint: str) -> None:
+        """Tells that a call to `endpoint` found it unavailable: moves to the next address, unless
+        another call has already moved away from it (so concurrent failures move once)."""
+        if len(self.endpoints) == 1 or self.endpoint != endpoint:
+            return
+        self._index = (self._index + 1) % len(self.endpoints)
+        _log.warning("perper: Fabric at %s unavailable; moving to %s", endpoint, self.endpoint)
 
     async def retry(self, method: Callable[..., Awaitable[T]], request: Any,
                     timeout: Optional[float] = None) -> T:
-        """Calls a unary RPC, retrying UNAVAILABLE with back-off until `retry_timeout` passes.
+        """Calls a unary RPC, retrying UNAVAILABLE with back-off until `retry_timeout` passes,
+        moving to the next address after each failure.
 
         Every request the SDK retries is safe to repeat: IDs are chosen by the client, and the
         Fabric accepts an identical retry of a create.
@@ -88,15 +194,21 @@ class FabricConnection:
         give_up = loop.time() + self.retry_timeout
         backoff = Backoff()
         while True:
+            endpoint = self.endpoint
             try:
                 return await method(request, timeout=timeout, wait_for_ready=True)
             except grpc.aio.AioRpcError as e:
                 if not is_retryable(e) or loop.time() >= give_up:
                     raise
-                _log.warning("perper: Fabric at %s unavailable (%s); retrying", self.endpoint,
-                             e.details())
+                if len(self.endpoints) == 1:
+                    _log.warning("perper: Fabric at %s unavailable (%s); retrying", endpoint,
+                                 e.details())
+                self.moved_from(endpoint)
                 await backoff.wait()
 
     async def close(self) -> None:
-        """Closes the channel; open calls end with CANCELLED."""
-        await self.channel.close()
+        """Closes the channels; open calls end with CANCELLED."""
+        channels, self._channels = list(self._channels.values()), {}
+        self._stubs.clear()
+        for channel in channels:
+            await channel.close()

@@ -459,6 +459,7 @@ class Stream:
                                               stride=self.stride),
                 listener_name=listener or "", start_from_latest=from_latest,
                 max_items_per_message=MAX_ITEMS_PER_MESSAGE)
+            endpoint = connection.endpoint
             if listener:
                 call = connection.streams.ListenItemsAndMove(wait_for_ready=True)
             else:
@@ -496,6 +497,7 @@ class Stream:
                             acks.note(key)
             except grpc.aio.AioRpcError as e:
                 if is_retryable(e):
+                    connection.moved_from(endpoint)
                     if last_key is not None:
                         start_key = last_key if listener else last_key + (self.stride or 1)
                         from_latest = False

@@ -6,6 +6,8 @@ Usage: restart_agents.py ROLE   (with PERPER_FABRIC_ENDPOINT set)
   logs both in the dictionary "rerun-log"; its first run then hangs until it is killed.
 - producer: serves agent "Producer", stream delegate "Numbers" (persistent, action): the resume
   recipe (auto keys from progress.written_count); its first run holds after half the items.
+- mover: serves agent "Mover", delegate "Where": returns the Fabric address its connection uses
+  (the connection tests give it several addresses and kill the first).
 - consumer: the exactly-once step loop over the stream named in $STREAM (listener "average"),
   then exits 0.
 """
@@ -55,12 +57,18 @@ async def consume() -> None:
         await application.stop()
 
 
+def where() -> str:
+    return perper.get_connection().endpoint
+
+
 def main() -> None:
     role = sys.argv[1]
     if role == "rerun":
         perper.run("Rerun", {"Outer": outer})
     elif role == "producer":
         perper.run("Producer", {"Numbers": numbers})
+    elif role == "mover":
+        perper.run("Mover", {"Where": where})
     elif role == "consumer":
         asyncio.run(consume())
     else:

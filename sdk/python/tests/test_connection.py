@@ -3,18 +3,106 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+
+import pytest
 
 import perper
-from perper.connection import endpoint_from_env
+from perper.connection import FabricConnection, endpoints_from_env
 
-from conftest import FabricProcess, run, session
+from conftest import FabricProcess, kill, run, session, start_restart_agent
 
 
 def test_endpoint_from_environment(monkeypatch):
     monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", "http://127.0.0.1:1234")
-    assert endpoint_from_env() == "127.0.0.1:1234"
+    assert endpoints_from_env() == ["127.0.0.1:1234"]
     monkeypatch.delenv("PERPER_FABRIC_ENDPOINT")
-    assert endpoint_from_env() == "127.0.0.1:40400"
+    assert endpoints_from_env() == ["127.0.0.1:40400"]
+
+
+def test_endpoint_lists_from_environment(monkeypatch):
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", "a:1,b:2,http://c:3")
+    assert endpoints_from_env() == ["a:1", "b:2", "c:3"]
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", " https://a:1/ ,  b:2\t")
+    assert endpoints_from_env() == ["a:1", "b:2"]
+    for value in ("a:1,,b:2", "a:1,", " , b:2", "http://"):
+        monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", value)
+        with pytest.raises(ValueError) as error:
+            endpoints_from_env()
+        assert str(error.value) == f"PERPER_FABRIC_ENDPOINT: empty address in {value!r}"
+    with pytest.raises(ValueError) as error:
+        FabricConnection("a:1, ,b:2")
+    assert str(error.value) == "endpoint: empty address in 'a:1, ,b:2'"
+
+
+def test_the_start_address_is_pid_modulo_count_unless_pinned(monkeypatch):
+    monkeypatch.delenv("PERPER_FABRIC_ENDPOINT_INDEX", raising=False)
+    connection = FabricConnection("a:1,b:2,c:3")
+    assert connection.endpoint == ["a:1", "b:2", "c:3"][os.getpid() % 3]
+    assert FabricConnection("a:1").endpoint == "a:1"
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT_INDEX", "4")
+    assert FabricConnection("a:1,b:2,c:3").endpoint == "b:2"
+    assert FabricConnection("a:1,b:2,c:3", start_index=2).endpoint == "c:3"
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT_INDEX", "x")
+    with pytest.raises(ValueError):
+        FabricConnection("a:1,b:2")
+
+
+def test_moving_goes_round_robin_once_per_failed_address():
+    connection = FabricConnection("a:1,b:2,c:3", start_index=2)
+    connection.moved_from("c:3")
+    assert connection.endpoint == "a:1"
+    connection.moved_from("c:3")  # a second call that failed on c: already moved away
+    assert connection.endpoint == "a:1"
+    connection.moved_from("a:1")
+    assert connection.endpoint == "b:2"
+
+
+def free_address() -> str:
+    """A loopback address with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_client_whose_start_address_is_dead_reaches_the_next(fabric, monkeypatch):
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT_INDEX", "0")
+    dead = free_address()
+
+    async def body():
+        async with session(f"{dead},{fabric.address}", handlers={"Echo": lambda x: x}):
+            assert await perper.call("Echo", 1) == 1
+            await perper.state().set("reached", True)
+            assert await perper.state().get("reached") is True
+            assert perper.get_connection().endpoint == fabric.address
+    run(body(), timeout=30)
+
+
+def test_an_agent_moves_to_the_next_fabric_when_its_fabric_is_killed():
+    a, b = FabricProcess(), FabricProcess()
+    agent = None
+    try:
+        agent = start_restart_agent("mover", f"{a.address},{b.address}",
+                                    PERPER_FABRIC_ENDPOINT_INDEX="0")
+
+        async def on(address: str) -> str:
+            async with session(address):
+                return await perper.Agent("Mover", "mover-1").call("Where")
+
+        assert run(on(a.address), timeout=30) == a.address
+        a.kill()
+        # Created on B after A died: served by the agent, which has moved to B.
+        assert run(on(b.address), timeout=30) == b.address
+        agent.kill()
+        agent.wait()
+        # One line names the old and the new address.
+        assert f"perper: Fabric at {a.address} unavailable; moving to {b.address}" in \
+            agent.stderr.read().decode()
+    finally:
+        kill(agent)
+        a.stop()
+        b.stop()
 
 
 def test_calls_and_listeners_carry_on_after_the_fabric_crashes_and_restarts(fabric):
