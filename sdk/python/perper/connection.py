@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import random
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeVar
 
 import grpc
 
@@ -205,6 +205,30 @@ class FabricConnection:
                                  e.details())
                 self.moved_from(endpoint)
                 await backoff.wait()
+
+    async def snapshot(self, method: Callable[..., Any], request: Any) -> AsyncIterator[Any]:
+        """Yields the responses of a server-streaming snapshot read. UNAVAILABLE before the first
+        response is retried like `retry` does (moving on); after it, the error is raised, since
+        a snapshot cannot be resumed."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.retry_timeout
+        backoff = Backoff()
+        while True:
+            endpoint = self.endpoint
+            call = method(request, wait_for_ready=True)
+            started = False
+            try:
+                async for response in call:
+                    started = True
+                    yield response
+                return
+            except grpc.aio.AioRpcError as e:
+                if started or not is_retryable(e) or loop.time() >= give_up:
+                    raise
+                self.moved_from(endpoint)
+            finally:
+                call.cancel()
+            await backoff.wait()
 
     async def close(self) -> None:
         """Closes the channels; open calls end with CANCELLED."""

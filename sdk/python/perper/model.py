@@ -726,8 +726,8 @@ class Dictionary:
     async def items(self, *, type: Any = None) -> AsyncIterator[tuple[Any, Any]]:  # noqa: A002
         """Yields every (key, value), in key byte order (a snapshot)."""
         request = states_pb2.StatesDictionaryListItemsRequest(dictionary=self.to_message())
-        call = get_connection().dictionaries.ListItems(request, wait_for_ready=True)
-        async for item in call:
+        connection = get_connection()
+        async for item in connection.snapshot(connection.dictionaries.ListItems, request):
             yield values.unpack(item.key), values.unpack(item.value, type)
 
     async def count(self) -> int:
@@ -846,8 +846,8 @@ class List:
     async def items(self, *, type: Any = None) -> AsyncIterator[Any]:  # noqa: A002
         """Yields every item in index order (a snapshot)."""
         request = states_pb2.StatesListListItemsRequest(list=self.to_message())
-        call = get_connection().lists.ListItems(request, wait_for_ready=True)
-        async for item in call:
+        connection = get_connection()
+        async for item in connection.snapshot(connection.lists.ListItems, request):
             yield values.unpack(item.value, type)
 
     async def clear(self) -> None:

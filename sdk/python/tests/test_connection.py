@@ -9,6 +9,8 @@ import socket
 import pytest
 
 import perper
+from perper import values
+from perper._stubs import states_pb2
 from perper.connection import FabricConnection, endpoints_from_env
 
 from conftest import FabricProcess, kill, run, session, start_restart_agent
@@ -152,3 +154,24 @@ def test_stream_enumeration_carries_on_after_the_fabric_crashes(tmp_path):
         run(body(), timeout=30)
     finally:
         fabric.stop()
+
+
+def test_snapshot_reads_move_past_a_dead_start_address(fabric):
+    dead = free_address()
+
+    async def body():
+        async with session(fabric.address):
+            dictionary = perper.dictionary("moved")
+            await dictionary.set("a", 1)
+            await dictionary.set("b", 2)
+            connection = FabricConnection(f"{dead},{fabric.address}", start_index=0)
+            try:
+                request = states_pb2.StatesDictionaryListItemsRequest(
+                    dictionary=dictionary.to_message())
+                items = [(values.unpack(item.key), values.unpack(item.value)) async for item in
+                         connection.snapshot(connection.dictionaries.ListItems, request)]
+            finally:
+                await connection.close()
+            assert items == [("a", 1), ("b", 2)]
+            assert connection.endpoint == fabric.address
+    run(body(), timeout=30)
