@@ -277,6 +277,31 @@ TEST_F(CliTest, Instances) {
   EXPECT_EQ(json::parse(r.out), json::array());
 }
 
+// --fabric takes a list, tried in order: a dead address (a killed Fabric's) is passed over; a
+// live one answers, even when the next holds other data.
+TEST_F(CliTest, FabricListIsTriedInOrder) {
+  FabricProcess dead({"--storage", "memory"});
+  ASSERT_TRUE(dead.Start()) << dead.Log();
+  dead.Kill(SIGKILL);
+  dead.Wait();
+  FabricProcess empty({"--storage", "memory"});
+  ASSERT_TRUE(empty.Start()) << empty.Log();
+  const std::string calc = "INSTANCE  AGENT\ncalc-1    Calculator\n";
+
+  Result r = Perper({"instances", "--fabric", dead.address() + ", http://" + fabric_->address()},
+                    /*with_fabric=*/false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, calc);
+  r = Perper({"instances", "--fabric", fabric_->address() + "," + empty.address()},
+             /*with_fabric=*/false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, calc);
+  r = Perper({"instances", "--fabric", empty.address() + "," + fabric_->address()},
+             /*with_fabric=*/false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find("calc-1"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTest, StreamsShowListenersAndCounts) {
   Result r = Perper({"streams"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -567,6 +592,34 @@ TEST(CliErrorsTest, AnUnreachableFabricIsExplained) {
     EXPECT_EQ(RunToCompletion(argv, {}, &out, &err), 1) << command[0];
     EXPECT_NE(err.find("cannot reach the Fabric at 127.0.0.1:1"), std::string::npos) << err;
   }
+}
+
+TEST(CliErrorsTest, NoAnsweringFabricInAListNamesEveryAddress) {
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "instances", "--fabric", "127.0.0.1:1,127.0.0.1:2",
+                             "--timeout", "5"},
+                            {}, &out, &err),
+            1);
+  EXPECT_NE(err.find("cannot reach the Fabric at 127.0.0.1:1, 127.0.0.1:2"), std::string::npos)
+      << err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "instances", "--fabric", "127.0.0.1:1,,127.0.0.1:2"},
+                            {}, &out, &err),
+            2);
+  EXPECT_NE(err.find("--fabric '127.0.0.1:1,,127.0.0.1:2' has an empty address"),
+            std::string::npos)
+      << err;
+}
+
+TEST(CliErrorsTest, UpTakesASingleFabricAddress) {
+  TempDir dir;
+  std::string manifest = dir.path() + "/app.yaml";
+  std::ofstream(manifest) << "agents:\n  A:\n    command: [/bin/true]\n";
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", manifest, "--fabric", "127.0.0.1:1,127.0.0.1:2"},
+                            {}, &out, &err),
+            2);
+  EXPECT_NE(err.find("'127.0.0.1:1,127.0.0.1:2' must be a single host:port"), std::string::npos)
+      << err;
 }
 
 TEST(CliErrorsTest, EveryCommandHasHelp) {

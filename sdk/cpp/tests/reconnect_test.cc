@@ -24,6 +24,7 @@
 #include "perper/grpc2/instances.grpc.pb.h"
 
 #include "sdk/cpp/src/perper/agent/counters.h"
+#include "sdk/cpp/tests/call_add.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
 #include <signal.h>
@@ -60,27 +61,8 @@ class ReconnectTest : public ::testing::Test {
     return options;
   }
 
-  // FabricInstances.Call from a plain gRPC client, with a deadline.
   grpc::Status CallAdd(int64_t a, int64_t b, int64_t* sum) {
-    auto stub = grpc2::FabricInstances::NewStub(fabric_->NewChannel());
-    grpc2::ExecutionsCreateRequest request;
-    request.mutable_execution()->set_execution("Add-" + std::to_string(a) + "-" +
-                                               std::to_string(b));
-    request.mutable_instance()->set_agent("Calculator");
-    request.mutable_instance()->set_instance("calc");
-    request.set_delegate("Add");
-    *request.add_arguments() = ToAny(a);
-    *request.add_arguments() = ToAny(b);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + 30s);
-    context.set_wait_for_ready(true);
-    grpc2::ExecutionsGetResultResponse response;
-    grpc::Status status = stub->Call(&context, request, &response);
-    if (status.ok()) {
-      auto value = FromAny<int64_t>(response.results(0));
-      *sum = value.ok() ? *value : -1;
-    }
-    return status;
+    return testing::CallAdd(fabric_->NewChannel(), a, b, sum);
   }
 
   TempDir data_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "perper/cli/cli.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "perper/cli/commands.h"
+#include "perper/cli/fabric_client.h"
 
 namespace perper::cli {
 namespace {
@@ -18,8 +20,8 @@ namespace {
 void AddTargetOptions(CLI::App& command, FabricTarget& target, std::optional<double>& timeout,
                       double default_timeout, bool json = true) {
   command.add_option("--fabric", target.address,
-                     "Address of the Fabric, host:port [env PERPER_FABRIC_ENDPOINT, default "
-                     "127.0.0.1:40400]")
+                     "Address of the Fabric, host:port, or a comma-separated list of them "
+                     "(tried in order) [env PERPER_FABRIC_ENDPOINT, default 127.0.0.1:40400]")
       ->envname("PERPER_FABRIC_ENDPOINT");
   if (json) command.add_flag("--json", target.json, "Print JSON instead of a table");
   command.add_option("--timeout", timeout,
@@ -203,6 +205,10 @@ int Main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (!action) return 2;
+  if (auto addresses = Addresses(target); !addresses.ok()) {
+    std::fprintf(stderr, "perper: %s\n", std::string(addresses.status().message()).c_str());
+    return 2;
+  }
   return action();
 }
 

@@ -14,7 +14,7 @@ namespace perper::cli {
 
 // Options every inspection command takes.
 struct FabricTarget {
-  std::string address;  // host:port (an http:// prefix is accepted)
+  std::string address;  // host:port, or a comma-separated list (see Addresses)
   bool json = false;
   double timeout_seconds = 10;
 };

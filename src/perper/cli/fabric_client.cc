@@ -4,23 +4,72 @@
 #include <chrono>
 #include <cstdio>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 
 namespace perper::cli {
 
-std::string Address(const FabricTarget& target) {
-  std::string address = target.address;
-  for (const char* scheme : {"http://", "https://"}) {
-    if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
+absl::StatusOr<std::vector<std::string>> Addresses(const FabricTarget& target) {
+  std::vector<std::string> addresses;
+  for (absl::string_view entry : absl::StrSplit(target.address, ',')) {
+    absl::string_view address = absl::StripAsciiWhitespace(entry);
+    if (!absl::ConsumePrefix(&address, "http://")) absl::ConsumePrefix(&address, "https://");
+    if (address.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--fabric '", target.address, "' has an empty address"));
+    }
+    addresses.emplace_back(address);
   }
-  return address;
+  return addresses;
 }
+
+std::string Address(const FabricTarget& target) {
+  auto addresses = Addresses(target);
+  return addresses.ok() ? absl::StrJoin(*addresses, ", ") : target.address;
+}
+
+namespace {
+
+// Whether a connection to `channel` is established before `deadline` (false as soon as it
+// fails: refused or unreachable).
+bool Connects(grpc::Channel& channel, std::chrono::system_clock::time_point deadline) {
+  grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN ||
+        !channel.WaitForStateChange(state, deadline)) {
+      return false;
+    }
+    state = channel.GetState(/*try_to_connect=*/true);
+  }
+  return true;
+}
+
+}  // namespace
 
 std::shared_ptr<grpc::Channel> Channel(const FabricTarget& target) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  return grpc::CreateCustomChannel(Address(target), grpc::InsecureChannelCredentials(), args);
+  auto addresses = Addresses(target);
+  if (!addresses.ok() || addresses->empty()) {  // rejected by Main before any command runs
+    return grpc::CreateCustomChannel(target.address, grpc::InsecureChannelCredentials(), args);
+  }
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (const std::string& address : *addresses) {
+    channels.push_back(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  if (channels.size() > 1) {
+    auto deadline = std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(target.timeout_seconds * 1000));
+    for (const auto& channel : channels) {
+      if (Connects(*channel, deadline)) return channel;
+    }
+  }
+  return channels.front();
 }
 
 void Deadline(grpc::ClientContext& context, const FabricTarget& target) {

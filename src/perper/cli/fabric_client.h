@@ -11,6 +11,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/status/statusor.h"
+
 #include <nlohmann/json.hpp>
 
 #include "perper/cli/commands.h"
@@ -19,8 +21,15 @@
 
 namespace perper::cli {
 
-// host:port of the target (an http:// or https:// prefix dropped).
+// The addresses of --fabric, a comma-separated list of host:port (each may carry an http:// or
+// https:// prefix, dropped; spaces around entries ignored). An empty entry is an error naming
+// the flag and the value.
+absl::StatusOr<std::vector<std::string>> Addresses(const FabricTarget& target);
+// The target's addresses for messages: "a:1" or "a:1, b:2".
 std::string Address(const FabricTarget& target);
+// A channel to the first of the target's addresses that answers, tried in order (an address
+// that refuses the connection or is unreachable is passed over). With one address, or when
+// none answers, a channel to the first: its calls then fail as the Fabric there does.
 std::shared_ptr<grpc::Channel> Channel(const FabricTarget& target);
 // Sets the call's deadline to the target's timeout from now.
 void Deadline(grpc::ClientContext& context, const FabricTarget& target);

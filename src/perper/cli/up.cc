@@ -63,6 +63,13 @@ int RunUp(const UpOptions& options) {
     return 2;
   }
   std::string address = !options.fabric.empty() ? options.fabric : manifest->fabric.address;
+  // The scaler and the processes it starts are given one address; a list would reach them as
+  // a host name.
+  if (address.find(',') != std::string::npos) {
+    std::fprintf(stderr, "perper up: the Fabric address '%s' must be a single host:port\n",
+                 address.c_str());
+    return 2;
+  }
   for (const char* scheme : {"http://", "https://"}) {
     if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
   }

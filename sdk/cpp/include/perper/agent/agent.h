@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -256,8 +257,13 @@ inline constexpr size_t kMaxKeptCalls = 1000;
 
 // Options of a running agent process. FromEnvironment reads what the scaler sets.
 struct RunOptions {
-  // host:port of the Fabric (an "http://" prefix is accepted). PERPER_FABRIC_ENDPOINT.
+  // host:port of the Fabric (an "http://" prefix is accepted), or a comma-separated list of
+  // them (the processes of one Fabric): the runtime starts at the one at index pid % n and moves
+  // to the next when its address becomes unavailable. PERPER_FABRIC_ENDPOINT.
   std::string fabric_endpoint = "127.0.0.1:40400";
+  // Pins the start address of fabric_endpoint (taken modulo its length); unset: pid % n. For
+  // tests. PERPER_FABRIC_ENDPOINT_INDEX.
+  std::optional<size_t> fabric_endpoint_index;
   // Serve only this instance; empty: every instance of the agent. X_PERPER_INSTANCE.
   std::string instance;
   // The reservation workgroup: each execution goes to one member. PERPER_WORKGROUP.

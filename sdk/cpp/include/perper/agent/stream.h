@@ -116,6 +116,7 @@ class ItemsReader {
   std::optional<int64_t> unacked_key_;  // delivered, not yet acknowledged (named listener)
   std::size_t max_queued_ = 0;
   int calls_ = 0;
+  size_t endpoint_ = 0;  // the Fabric address the current call is made to
   bool closed_ = false;
 };
 

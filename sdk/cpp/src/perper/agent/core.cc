@@ -11,10 +11,15 @@
 #include <random>
 #include <utility>
 
+#include <unistd.h>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -155,11 +160,15 @@ absl::Duration Backoff::Next() {
 class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndReserveRequest,
                                                      grpc2::ExecutionsListenResponse> {
  public:
-  explicit ListenReactor(Core* core) : core_(core) {}
+  explicit ListenReactor(Core* core) : core_(core), endpoint_(core->endpoint_index()) {}
+
+  // The index of the Fabric address the call is made to.
+  size_t endpoint() const { return endpoint_; }
 
   // REQUIRES: called once. Grants before Start are summed into the write after the first.
-  void Start(grpc2::FabricExecutions::Stub* stub, grpc2::ExecutionsListenAndReserveRequest first) {
-    context_.set_wait_for_ready(true);
+  void Start(grpc2::ExecutionsListenAndReserveRequest first) {
+    grpc2::FabricExecutions::Stub* stub = core_->executions(endpoint_);
+    context_.set_wait_for_ready(core_->wait_for_ready());
     first_ = std::move(first);
     {
       absl::MutexLock lock(&mu_);
@@ -332,6 +341,7 @@ class ListenReactor : public grpc::ClientBidiReactor<grpc2::ExecutionsListenAndR
   static constexpr size_t kMaxWriteBytes = 4 << 20;
 
   Core* const core_;
+  const size_t endpoint_;
   grpc::ClientContext context_;
   grpc2::ExecutionsListenAndReserveRequest first_;
   grpc2::ExecutionsListenAndReserveRequest next_;  // only touched while no write is in flight
@@ -388,16 +398,37 @@ std::shared_ptr<grpc::ClientContext> Core::NewContext() {
                                               });
 }
 
-absl::Status Core::Start() {
-  std::string endpoint = options_.fabric_endpoint;
-  if (absl::StartsWith(endpoint, "http://")) {
-    endpoint = endpoint.substr(7);
-  } else if (absl::StartsWith(endpoint, "https://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fabric endpoint ", endpoint, ": TLS is not supported yet"));
+void Core::MoveFrom(size_t endpoint) {
+  size_t next = (endpoint + 1) % endpoints_.size();
+  if (next != endpoint && endpoint_.compare_exchange_strong(endpoint, next)) {
+    PERPER_LOG_WARN(Logger::kSdk, "[agent={}] Fabric {} unavailable; moving to {}",
+                    agent_.name(), endpoints_[endpoint]->address, endpoints_[next]->address);
   }
-  if (endpoint.empty()) {
-    return absl::InvalidArgumentError("fabric endpoint is empty");
+}
+
+absl::StatusOr<std::vector<std::string>> ParseFabricEndpoints(absl::string_view value,
+                                                              absl::string_view source) {
+  std::vector<std::string> addresses;
+  for (absl::string_view entry : absl::StrSplit(value, ',')) {
+    absl::string_view address = absl::StripAsciiWhitespace(entry);
+    if (absl::StartsWith(address, "https://")) {
+      return absl::InvalidArgumentError(absl::StrCat(source, " '", value, "': ", address,
+                                                     ": TLS is not supported yet"));
+    }
+    absl::ConsumePrefix(&address, "http://");
+    if (address.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, " '", value, "' has an empty address"));
+    }
+    addresses.emplace_back(address);
+  }
+  return addresses;
+}
+
+absl::Status Core::Start() {
+  auto addresses = ParseFabricEndpoints(options_.fabric_endpoint, "fabric endpoint");
+  if (!addresses.ok()) {
+    return addresses.status();
   }
   if (options_.concurrency == 0 || options_.threads <= 0) {
     return absl::InvalidArgumentError("concurrency and threads must be positive");
@@ -405,13 +436,23 @@ absl::Status Core::Start() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
-  channel_ = grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
-  executions_ = grpc2::FabricExecutions::NewStub(channel_);
-  instances_ = grpc2::FabricInstances::NewStub(channel_);
-  dictionaries_ = grpc2::FabricStatesDictionary::NewStub(channel_);
-  lists_ = grpc2::FabricStatesList::NewStub(channel_);
-  streams_ = grpc2::FabricStreams::NewStub(channel_);
-  introspection_ = grpc2::FabricIntrospection::NewStub(channel_);
+  for (const std::string& address : *addresses) {
+    auto endpoint = std::make_unique<Endpoint>();
+    endpoint->address = address;
+    endpoint->channel =
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    endpoint->executions = grpc2::FabricExecutions::NewStub(endpoint->channel);
+    endpoint->instances = grpc2::FabricInstances::NewStub(endpoint->channel);
+    endpoint->dictionaries = grpc2::FabricStatesDictionary::NewStub(endpoint->channel);
+    endpoint->lists = grpc2::FabricStatesList::NewStub(endpoint->channel);
+    endpoint->streams = grpc2::FabricStreams::NewStub(endpoint->channel);
+    endpoint->introspection = grpc2::FabricIntrospection::NewStub(endpoint->channel);
+    endpoints_.push_back(std::move(endpoint));
+  }
+  // The processes of one machine start at different addresses, spreading them over the Fabric.
+  endpoint_ = options_.fabric_endpoint_index.value_or(static_cast<size_t>(getpid())) %
+              endpoints_.size();
+  const std::string& endpoint = endpoints_[endpoint_]->address;
 
   for (int i = 0; i < options_.threads; ++i) {
     threads_.emplace_back([this] { io_.run(); });
@@ -478,7 +519,7 @@ void Core::StartListen() {
     listen_ = listen;
     listen_done_ = false;
   }
-  listen->Start(executions_.get(), std::move(first));
+  listen->Start(std::move(first));
 }
 
 std::shared_ptr<ListenReactor> Core::CurrentListen() {
@@ -623,6 +664,9 @@ void Core::OnListenDone(ListenReactor* from, const grpc::Status& status) {
                      static_cast<int>(status.error_code()), status.error_message());
     RequestStop(1);
     return;
+  }
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    MoveFrom(from->endpoint());
   }
   asio::post(
       dispatch_strand_, [this, code = status.error_code(), message = status.error_message()] {
@@ -828,7 +872,7 @@ Task<absl::StatusOr<bool>> Core::ExecutionFinished(const model::PerperInstance& 
   auto listing = co_await Unary<grpc2::IntrospectionListExecutionsRequest,
                                 grpc2::IntrospectionListExecutionsResponse>(
       std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        introspection_->async()->ListExecutions(context, req, resp, std::move(done));
+        introspection()->async()->ListExecutions(context, req, resp, std::move(done));
       });
   if (!listing.ok()) {
     co_return listing.status();
@@ -1014,7 +1058,7 @@ Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesCall(
     grpc2::ExecutionsCreateRequest request) {
   return Unary<grpc2::ExecutionsCreateRequest, grpc2::ExecutionsGetResultResponse>(
       std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        instances_->async()->Call(context, req, resp, std::move(done));
+        instances()->async()->Call(context, req, resp, std::move(done));
       });
 }
 
@@ -1022,7 +1066,7 @@ Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesCreateAn
     grpc2::InstancesCreateAndStartRequest request) {
   return Unary<grpc2::InstancesCreateAndStartRequest, grpc2::ExecutionsGetResultResponse>(
       std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        instances_->async()->CreateAndStart(context, req, resp, std::move(done));
+        instances()->async()->CreateAndStart(context, req, resp, std::move(done));
       });
 }
 
@@ -1030,7 +1074,7 @@ Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> Core::InstancesStopAndD
     grpc2::InstancesStopAndDeleteRequest request) {
   return Unary<grpc2::InstancesStopAndDeleteRequest, grpc2::ExecutionsGetResultResponse>(
       std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        instances_->async()->StopAndDelete(context, req, resp, std::move(done));
+        instances()->async()->StopAndDelete(context, req, resp, std::move(done));
       });
 }
 
@@ -1069,7 +1113,7 @@ void Core::DeleteKeptCalls(std::vector<std::string> ids) {
 Task<absl::Status> Core::ExecutionsComplete(grpc2::ExecutionsCompleteRequest request) {
   auto result = co_await Unary<grpc2::ExecutionsCompleteRequest, google::protobuf::Empty>(
       std::move(request), [this](auto* context, auto* req, auto* resp, auto done) {
-        executions_->async()->Complete(context, req, resp, std::move(done));
+        executions()->async()->Complete(context, req, resp, std::move(done));
       });
   co_return result.status();
 }
@@ -1092,7 +1136,21 @@ absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
         "X_PERPER_AGENT is ", value, " but this process serves agent ", std::string(agent)));
   }
   if (const char* value = std::getenv("PERPER_FABRIC_ENDPOINT"); value != nullptr && *value) {
+    if (auto parsed = internal::ParseFabricEndpoints(value, "PERPER_FABRIC_ENDPOINT");
+        !parsed.ok()) {
+      return parsed.status();
+    }
     options.fabric_endpoint = value;
+  }
+  // Only for tests: pins the start address, otherwise chosen by the process ID.
+  if (const char* value = std::getenv("PERPER_FABRIC_ENDPOINT_INDEX");
+      value != nullptr && *value) {
+    size_t index = 0;
+    if (!absl::SimpleAtoi(value, &index)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "PERPER_FABRIC_ENDPOINT_INDEX must be a non-negative integer, got '", value, "'"));
+    }
+    options.fabric_endpoint_index = index;
   }
   if (const char* value = std::getenv("X_PERPER_INSTANCE"); value != nullptr) {
     options.instance = value;

@@ -28,6 +28,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "perper/agent/agent.h"
+#include "perper/agent/endpoints.h"
 #include "perper/agent/ids.h"
 #include "perper/common/grpc_status.h"
 #include "perper/grpc2/executions.grpc.pb.h"
@@ -182,13 +183,25 @@ class Core {
   // The most finished calls a running execution keeps (RunOptions::max_kept_calls).
   size_t max_kept_calls() const { return options_.max_kept_calls; }
 
-  // The stubs, for Unary and streaming calls.
-  grpc2::FabricExecutions::Stub* executions() { return executions_.get(); }
-  grpc2::FabricInstances::Stub* instances() { return instances_.get(); }
-  grpc2::FabricStatesDictionary::Stub* dictionaries() { return dictionaries_.get(); }
-  grpc2::FabricStatesList::Stub* lists() { return lists_.get(); }
-  grpc2::FabricStreams::Stub* streams() { return streams_.get(); }
-  grpc2::FabricIntrospection::Stub* introspection() { return introspection_.get(); }
+  // The stubs of the current Fabric address, for Unary and streaming calls.
+  grpc2::FabricExecutions::Stub* executions() { return Current().executions.get(); }
+  grpc2::FabricInstances::Stub* instances() { return Current().instances.get(); }
+  grpc2::FabricStatesDictionary::Stub* dictionaries() { return Current().dictionaries.get(); }
+  grpc2::FabricStatesList::Stub* lists() { return Current().lists.get(); }
+  grpc2::FabricStreams::Stub* streams() { return Current().streams.get(); }
+  grpc2::FabricIntrospection::Stub* introspection() { return Current().introspection.get(); }
+  grpc2::FabricExecutions::Stub* executions(size_t endpoint) {
+    return endpoints_[endpoint]->executions.get();
+  }
+
+  // The index of the current Fabric address. A call notes it before starting, and on
+  // UNAVAILABLE calls MoveFrom with it: the next attempts go to the next address (round robin),
+  // unless another call has moved already.
+  size_t endpoint_index() const { return endpoint_.load(); }
+  void MoveFrom(size_t endpoint);
+  // Whether calls wait for the Fabric to be reachable: with one address they wait (for it to
+  // restart); with several, they fail at once so that the caller moves to another address.
+  bool wait_for_ready() const { return endpoints_.size() == 1; }
 
   // A context for a call of this runtime. The Core outlives every one: a context holds the
   // channel, and the channel must not be released last by a context freed on a gRPC thread
@@ -265,13 +278,20 @@ class Core {
   std::unique_ptr<asio::signal_set> signals_;
   std::vector<std::thread> threads_;
 
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<grpc2::FabricExecutions::Stub> executions_;
-  std::unique_ptr<grpc2::FabricInstances::Stub> instances_;
-  std::unique_ptr<grpc2::FabricStatesDictionary::Stub> dictionaries_;
-  std::unique_ptr<grpc2::FabricStatesList::Stub> lists_;
-  std::unique_ptr<grpc2::FabricStreams::Stub> streams_;
-  std::unique_ptr<grpc2::FabricIntrospection::Stub> introspection_;
+  // One channel per Fabric address, made at Start and kept until the runtime ends.
+  struct Endpoint {
+    std::string address;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<grpc2::FabricExecutions::Stub> executions;
+    std::unique_ptr<grpc2::FabricInstances::Stub> instances;
+    std::unique_ptr<grpc2::FabricStatesDictionary::Stub> dictionaries;
+    std::unique_ptr<grpc2::FabricStatesList::Stub> lists;
+    std::unique_ptr<grpc2::FabricStreams::Stub> streams;
+    std::unique_ptr<grpc2::FabricIntrospection::Stub> introspection;
+  };
+  Endpoint& Current() { return *endpoints_[endpoint_.load()]; }
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;  // fixed after Start
+  std::atomic<size_t> endpoint_{0};
   // The current ListenAndReserve call, and the ones it replaced (kept until the runtime ends,
   // since gRPC may still be returning from their OnDone).
   std::shared_ptr<ListenReactor> listen_ ABSL_GUARDED_BY(mu_);
@@ -323,8 +343,9 @@ Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
     attempt->context = NewContext();
     attempt->request = shared_request;
     // While the Fabric is unreachable (restarting), the call waits for it instead of failing.
-    attempt->context->set_wait_for_ready(true);
+    attempt->context->set_wait_for_ready(wait_for_ready());
     uint64_t id = AddCall(attempt->context);
+    size_t endpoint = endpoint_index();
     auto slot = state.slot();
     if (slot.is_connected()) {
       slot.assign([attempt](asio::cancellation_type) { attempt->context->TryCancel(); });
@@ -344,6 +365,7 @@ Task<absl::StatusOr<Response>> Core::Unary(Request request, StartFn start) {
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE || stopping()) {
       co_return FromGrpcStatus(status);
     }
+    MoveFrom(endpoint);
     // The connection broke mid-call (the Fabric restarted). Every Fabric operation the SDK
     // makes is keyed by ID, so sending it again is safe; at worst an item is appended twice.
     auto timer = asio::steady_timer(co_await asio::this_coro::executor,

@@ -390,7 +390,7 @@ class ListenCall final : public grpc::ClientReadReactor<grpc2::StreamsListenItem
     call->request_ = std::move(request);
     AskForBatches(capacity, call->request_);
     call->Registered();
-    call->context_->set_wait_for_ready(true);
+    call->context_->set_wait_for_ready(core->wait_for_ready());
     core->streams()->async()->ListenItems(call->context_.get(), &call->request_, call.get());
     call->AddHold();
     call->reading_ = true;
@@ -433,7 +433,7 @@ class ListenAndMoveCall final
     *call->first_.mutable_listen() = std::move(request);
     AskForBatches(capacity, *call->first_.mutable_listen());
     call->Registered();
-    call->context_->set_wait_for_ready(true);
+    call->context_->set_wait_for_ready(core->wait_for_ready());
     core->streams()->async()->ListenItemsAndMove(call->context_.get(), call.get());
     call->AddHold();
     call->reading_ = true;
@@ -565,6 +565,7 @@ void ItemsReader::Open() {
   if (call_ != nullptr) {
     max_queued_ = std::max(max_queued_, call_->max_queued());
   }
+  endpoint_ = core_->endpoint_index();
   call_ = listener_.empty() ? ListenCall::Start(core_, capacity_, std::move(request))
                             : ListenAndMoveCall::Start(core_, capacity_, std::move(request));
   ++calls_;
@@ -602,7 +603,8 @@ Task<StreamEvent> ItemsReader::Next() {
     if (!absl::IsUnavailable(*event.end) || closed_ || core_->stopping()) {
       co_return event;
     }
-    // The connection broke: open a new call after a back-off.
+    // The connection broke: open a new call after a back-off (at the next address, if several).
+    core_->MoveFrom(endpoint_);
     auto state = co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) {
       co_return StreamEvent{0, {}, absl::CancelledError("the reading handler was cancelled")};
