@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ClusterClient against a real 3-master Redis Cluster: routing over every slot, MOVED after a
-// slot migration, ASK and TRYAGAIN during one, scripts inside one hash tag.
+// slot migration, ASK and TRYAGAIN during one, CLUSTERDOWN, scripts inside one hash tag.
 #include <string>
 #include <vector>
 
@@ -261,6 +261,30 @@ TEST_F(ClusterTest, KeepsWorkingWhileRedisCliReshardsASlot) {
   auto untouched = client_->Command(key, {"GET", key});
   ASSERT_TRUE(untouched.ok());
   EXPECT_EQ(untouched->str, "1");
+}
+
+TEST_F(ClusterTest, RetriesClusterDownUntilTheSlotIsServedAgain) {
+  const std::string key = "down-key";
+  const std::string slot = std::to_string(KeySlot(key));
+  ExpectOk(client_->Command(key, {"SET", key, "kept"}));
+  auto owner = Direct(client_->NodeForSlot(KeySlot(key)));
+  ASSERT_NE(owner, nullptr);
+  ASSERT_TRUE(owner->Run({"CLUSTER", "DELSLOTS", slot}).ok());
+
+  // Nobody serves the slot: CLUSTERDOWN, retried (with map reloads) until the deadline.
+  auto impatient = Client(std::chrono::milliseconds(300));
+  ASSERT_NE(impatient, nullptr);
+  auto down = impatient->Command(key, {"GET", key});
+  EXPECT_TRUE(absl::IsUnavailable(down.status())) << down.status();
+  EXPECT_TRUE(absl::StrContains(down.status().message(), "CLUSTERDOWN")) << down.status();
+  EXPECT_GT(impatient->stats().retries, 0);
+  EXPECT_GT(impatient->stats().refreshes, 0);
+
+  // Served again: the patient client's call goes through once the node says so.
+  ASSERT_TRUE(owner->Run({"CLUSTER", "ADDSLOTS", slot}).ok());
+  auto get = client_->Command(key, {"GET", key});
+  ASSERT_TRUE(get.ok()) << get.status();
+  EXPECT_EQ(get->str, "kept");
 }
 
 TEST_F(ClusterTest, ScriptRunsInsideOneHashTag) {
