@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
+#include "perper/common/status_macros.h"
 #include "perper/storage/redis/redis_connection.h"
 
 #include <arpa/inet.h>
@@ -166,14 +167,12 @@ absl::Status RedisCluster::Start(std::chrono::milliseconds timeout) {
   std::vector<std::string> args = {"--cluster", "create"};
   for (int i = 0; i < count; ++i) {
     nodes_.push_back(std::make_unique<RedisProcess>(true));
-    absl::Status started = nodes_.back()->Start();
-    if (!started.ok()) return started;
+    PERPER_RETURN_IF_ERROR(nodes_.back()->Start());
     args.push_back(nodes_.back()->address());
   }
   if (replicas_ > 0) args.insert(args.end(), {"--cluster-replicas", std::to_string(replicas_)});
   args.push_back("--cluster-yes");
-  absl::StatusOr<std::string> created = RedisCli(args);
-  if (!created.ok()) return created.status();
+  PERPER_RETURN_IF_ERROR(RedisCli(args).status());
   return WaitUntilOk(
       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
 }

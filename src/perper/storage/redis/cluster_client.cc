@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "perper/common/status_macros.h"
 #include "perper/storage/redis/key_slot.h"
 
 namespace perper::storage::redis {
@@ -45,7 +46,7 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Create(ClusterOpti
   if (options.seeds.empty()) return absl::InvalidArgumentError("redis: no seed node given");
   std::unique_ptr<ClusterClient> client(new ClusterClient(std::move(options)));
   absl::MutexLock lock(&client->mu_);
-  if (absl::Status s = client->Discover(); !s.ok()) return s;
+  PERPER_RETURN_IF_ERROR(client->Discover());
   return client;
 }
 
@@ -263,10 +264,9 @@ absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
   auto it = script_sha_.find(script_key);
   if (it == script_sha_.end()) {
     // SCRIPT LOAD returns the SHA1 the server will know the script by.
-    absl::StatusOr<RedisReply> loaded = Execute(slot, {"SCRIPT", "LOAD", script});
-    if (!loaded.ok()) return loaded.status();
-    if (loaded->is_error()) return ReplyStatus(*loaded);
-    it = script_sha_.emplace(script_key, loaded->str).first;
+    PERPER_ASSIGN_OR_RETURN(RedisReply loaded, Execute(slot, {"SCRIPT", "LOAD", script}));
+    PERPER_RETURN_IF_ERROR(ReplyStatus(loaded));
+    it = script_sha_.emplace(script_key, loaded.str).first;
   }
   std::string numkeys = absl::StrCat(keys.size());
   std::vector<std::string_view> argv = {"EVALSHA", it->second, numkeys};

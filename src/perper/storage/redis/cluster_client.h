@@ -44,6 +44,7 @@ struct ClusterStats {
 // A client for one Redis deployment: a standalone server (INFO says cluster_enabled:0) or a
 // cluster (slot map from CLUSTER SLOTS, one lazily opened connection per node).
 //
+// Owned by whoever talks to the deployment (the redis backend, a test); it owns its connections.
 // Thread safety: every public method takes an internal mutex for its whole duration. A node
 // connection carries one request/reply exchange at a time and a redirection changes the shared
 // slot map, so the simplest correct rule is to serialise; a caller that needs parallel
@@ -64,7 +65,8 @@ class ClusterClient {
 
   // Runs a Lua script with EVALSHA, falling back to EVAL when the node answers NOSCRIPT (the
   // script cache is per node and lost on restart). All keys must share one slot, as Redis
-  // Cluster requires of a script; otherwise INVALID_ARGUMENT before anything is sent.
+  // Cluster requires of a script; otherwise INVALID_ARGUMENT before anything is sent. A script
+  // without keys runs on the node of slot 0.
   absl::StatusOr<RedisReply> RunScript(std::string_view script,
                                        const std::vector<std::string_view>& keys,
                                        const std::vector<std::string_view>& args);

@@ -4,6 +4,8 @@
 #include "absl/strings/str_cat.h"
 #include <hiredis/hiredis.h>
 
+#include "perper/common/status_macros.h"
+
 #include <sys/time.h>
 
 namespace perper::storage::redis {
@@ -137,7 +139,7 @@ absl::StatusOr<RedisReply> RedisConnection::Read() {
 absl::StatusOr<RedisReply> RedisConnection::Command(const std::vector<std::string_view>& argv) {
   if (broken_) return Unavailable("send");
   if (argv.empty()) return absl::InvalidArgumentError("redis: empty command");
-  if (absl::Status s = Append(argv); !s.ok()) return s;
+  PERPER_RETURN_IF_ERROR(Append(argv));
   return Read();
 }
 
@@ -153,15 +155,13 @@ absl::StatusOr<std::vector<RedisReply>> RedisConnection::Pipeline(
   for (const auto& argv : commands) {
     if (argv.empty()) return absl::InvalidArgumentError("redis: empty command");
   }
-  for (const auto& argv : commands) {
-    if (absl::Status s = Append(argv); !s.ok()) return s;
-  }
+  for (const auto& argv : commands)
+    PERPER_RETURN_IF_ERROR(Append(argv));
   std::vector<RedisReply> replies;
   replies.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
-    absl::StatusOr<RedisReply> reply = Read();
-    if (!reply.ok()) return reply.status();
-    replies.push_back(*std::move(reply));
+    PERPER_ASSIGN_OR_RETURN(RedisReply reply, Read());
+    replies.push_back(std::move(reply));
   }
   return replies;
 }

@@ -47,7 +47,7 @@ struct ConnectionOptions {
 
 // Owns one hiredis context. After a network error (timeout, reset, EOF) the context is unusable
 // and every later call answers UNAVAILABLE; the owner drops it and connects again.
-// Not thread-safe: one caller at a time (ClusterClient serialises its use).
+// Owned by one user (a ClusterClient, a test). Not thread-safe: one caller at a time.
 class RedisConnection {
  public:
   static absl::StatusOr<std::unique_ptr<RedisConnection>> Connect(
