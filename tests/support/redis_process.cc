@@ -102,44 +102,57 @@ RedisProcess::RedisProcess(bool cluster_node, std::vector<std::string> extra)
 RedisProcess::~RedisProcess() { Kill(); }
 
 absl::Status RedisProcess::Start(std::chrono::milliseconds timeout) {
-  if (port_ == 0) port_ = FreePort(cluster_node_);
-  if (port_ == 0) return absl::UnavailableError("no free port for redis-server");
-  std::vector<std::string> argv = {"redis-server",
-                                   "--port",
-                                   std::to_string(port_),
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--dir",
-                                   dir_.path(),
-                                   "--save",
-                                   "",
-                                   "--appendonly",
-                                   "no",
-                                   "--daemonize",
-                                   "no"};
-  if (cluster_node_) {
-    argv.insert(argv.end(),
-                {"--cluster-enabled", "yes", "--cluster-config-file", dir_.path() + "/nodes.conf",
-                 "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"});
-  }
-  argv.insert(argv.end(), extra_.begin(), extra_.end());
-  pid_ = Spawn(argv, dir_.path() + "/log");
   const Clock::time_point deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return absl::InternalError(
-          absl::StrCat("redis-server exited: ", ReadFile(dir_.path() + "/log")));
+  // A port found free can be taken by another process before redis-server binds it: then the
+  // server exits and the next attempt takes another port.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    port_ = FreePort(cluster_node_);
+    if (port_ == 0) return absl::UnavailableError("no free port for redis-server");
+    std::vector<std::string> argv = {"redis-server",
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--dir",
+                                     dir_.path(),
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "no",
+                                     "--daemonize",
+                                     "no"};
+    if (cluster_node_) {
+      argv.insert(argv.end(),
+                  {"--cluster-enabled", "yes", "--cluster-config-file", dir_.path() + "/nodes.conf",
+                   "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"});
     }
-    auto connection = RedisConnection::Connect("127.0.0.1", port_);
-    if (connection.ok()) {
-      auto pong = (*connection)->Run({"PING"});
-      if (pong.ok() && pong->str == "PONG") return absl::OkStatus();
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    pid_ = Spawn(argv, dir_.path() + "/log");
+    // The answer must come from this process, not from whoever else holds the port.
+    const std::string own_pid = "process_id:" + std::to_string(pid_) + "\r\n";
+    bool exited = false;
+    while (!exited && Clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        exited = true;
+        break;
+      }
+      auto connection = RedisConnection::Connect("127.0.0.1", port_);
+      if (connection.ok()) {
+        auto info = (*connection)->Run({"INFO", "server"});
+        if (info.ok() && absl::StrContains(info->str, own_pid)) return absl::OkStatus();
+      }
+      // Polling interval, not synchronisation: the loop ends on an answer, an exit or the deadline.
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    // Polling interval, not synchronisation: the loop ends on PONG or the deadline.
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!exited) break;
+    std::string log = ReadFile(dir_.path() + "/log");
+    if (!absl::StrContains(log, "Address already in use")) {
+      return absl::InternalError(absl::StrCat("redis-server exited: ", log));
+    }
   }
+  Kill();
   return absl::DeadlineExceededError(
       absl::StrCat("redis-server on ", address(), " did not answer"));
 }

@@ -120,6 +120,12 @@ absl::Status ClusterClient::LoadSlots(int from) {
     for (long long s = start; s <= end; ++s)
       slots[s] = node;
   }
+  // A node that knows no slot (just started, cut off, reset) must not wipe a good map: the
+  // caller then asks the next node.
+  if (reply->elements.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("redis ", nodes_[from].address, ": CLUSTER SLOTS lists no slot"));
+  }
   slot_node_ = std::move(slots);
   return absl::OkStatus();
 }
