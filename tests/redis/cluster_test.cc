@@ -313,6 +313,25 @@ TEST_F(ClusterTest, ScriptRunsInsideOneHashTag) {
   EXPECT_FALSE(failing.ok());
 }
 
+TEST_F(ClusterTest, AnyReachableSeedIsEnough) {
+  int dead_port = 0;
+  {
+    perper::testing::RedisProcess gone;
+    ASSERT_TRUE(gone.Start().ok());
+    dead_port = gone.port();
+  }
+  ClusterOptions options;
+  options.seeds = {{"127.0.0.1", dead_port}, {"127.0.0.1", cluster_.nodes()[2]->port()}};
+  auto client = ClusterClient::Create(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_TRUE((*client)->cluster_mode());
+  ExpectOk((*client)->Command("seeded", {"SET", "seeded", "1"}));
+  auto get = client_->Command("seeded", {"GET", "seeded"});
+  ASSERT_TRUE(get.ok()) << get.status();
+  EXPECT_EQ(get->str, "1");
+  EXPECT_EQ((*client)->stats().moved, 0);
+}
+
 TEST_F(ClusterTest, CrossSlotScriptIsRefusedBeforeSending) {
   auto reply = client_->RunScript("return 1", {"{a}.x", "{b}.x"}, {});
   EXPECT_TRUE(absl::IsInvalidArgument(reply.status())) << reply.status();
