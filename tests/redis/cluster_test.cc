@@ -2,6 +2,7 @@
 // ClusterClient against a real 3-master Redis Cluster: routing over every slot, MOVED after a
 // slot migration, ASK and TRYAGAIN during one, CLUSTERDOWN, scripts inside one hash tag.
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -330,6 +331,30 @@ TEST_F(ClusterTest, AnyReachableSeedIsEnough) {
   ASSERT_TRUE(get.ok()) << get.status();
   EXPECT_EQ(get->str, "1");
   EXPECT_EQ((*client)->stats().moved, 0);
+}
+
+TEST_F(ClusterTest, OneClientSharedByThreads) {
+  // The internal mutex serialises calls: every increment lands exactly once.
+  constexpr int kThreads = 4;
+  constexpr int kIncrements = 300;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this] {
+      for (int i = 0; i < kIncrements; ++i) {
+        std::string key = "shared:" + std::to_string(i % 10);
+        auto incr = client_->Command(key, {"INCR", key});
+        ASSERT_TRUE(incr.ok()) << incr.status();
+      }
+    });
+  }
+  for (std::thread& thread : threads)
+    thread.join();
+  for (int k = 0; k < 10; ++k) {
+    std::string key = "shared:" + std::to_string(k);
+    auto value = client_->Command(key, {"GET", key});
+    ASSERT_TRUE(value.ok()) << value.status();
+    EXPECT_EQ(value->str, std::to_string(kThreads * kIncrements / 10));
+  }
 }
 
 TEST_F(ClusterTest, CrossSlotScriptIsRefusedBeforeSending) {
