@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: MIT
+#include "perper/storage/redis/cluster_client.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include "perper/common/status_macros.h"
+#include "perper/storage/redis/key_slot.h"
+
+namespace perper::storage::redis {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Redirect {
+  bool ask = false;
+  std::string host;  // empty: the host of the node that answered
+  int port = 0;
+};
+
+// Parses "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>".
+bool ParseRedirect(std::string_view error, Redirect* out) {
+  if (error.starts_with("MOVED ")) {
+    out->ask = false;
+  } else if (error.starts_with("ASK ")) {
+    out->ask = true;
+  } else {
+    return false;
+  }
+  size_t space = error.rfind(' ');
+  std::string_view address = error.substr(space + 1);
+  size_t colon = address.rfind(':');  // rfind: an IPv6 host has colons of its own
+  if (colon == std::string_view::npos) return false;
+  out->host = std::string(address.substr(0, colon));
+  return absl::SimpleAtoi(std::string(address.substr(colon + 1)), &out->port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Create(ClusterOptions options) {
+  if (options.seeds.empty()) return absl::InvalidArgumentError("redis: no seed node given");
+  std::unique_ptr<ClusterClient> client(new ClusterClient(std::move(options)));
+  absl::MutexLock lock(&client->mu_);
+  PERPER_RETURN_IF_ERROR(client->Discover());
+  return client;
+}
+
+ClusterClient::ClusterClient(ClusterOptions options)
+    : options_(std::move(options)), slot_node_(kSlotCount, -1) {}
+
+absl::Status ClusterClient::Discover() {
+  std::vector<std::string> failures;
+  for (const auto& [host, port] : options_.seeds) {
+    int index = NodeIndex(host, port);
+    absl::StatusOr<RedisConnection*> connection = Connection(index);
+    if (!connection.ok()) {
+      failures.push_back(std::string(connection.status().message()));
+      continue;
+    }
+    absl::StatusOr<RedisReply> info = (*connection)->Run({"INFO", "cluster"});
+    if (!info.ok()) {
+      failures.push_back(std::string(info.status().message()));
+      continue;
+    }
+    if (!absl::StrContains(info->str, "cluster_enabled:1")) {
+      // A standalone server owns every slot; the other seeds are not used.
+      cluster_mode_ = false;
+      std::fill(slot_node_.begin(), slot_node_.end(), index);
+      return absl::OkStatus();
+    }
+    cluster_mode_ = true;
+    absl::Status loaded = LoadSlots(index);
+    if (loaded.ok()) return loaded;
+    failures.push_back(std::string(loaded.message()));
+  }
+  return absl::UnavailableError(
+      absl::StrCat("no redis seed answered: ", absl::StrJoin(failures, "; ")));
+}
+
+absl::Status ClusterClient::RefreshSlots() {
+  absl::MutexLock lock(&mu_);
+  return RefreshLocked();
+}
+
+absl::Status ClusterClient::RefreshLocked() {
+  if (!cluster_mode_) return absl::OkStatus();
+  ++stats_.refreshes;
+  absl::Status last = absl::UnavailableError("redis: no known cluster node");
+  // Indices, not references: LoadSlots may add nodes.
+  for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
+    last = LoadSlots(i);
+    if (last.ok()) return last;
+  }
+  return last;
+}
+
+absl::Status ClusterClient::LoadSlots(int from) {
+  absl::StatusOr<RedisConnection*> connection = Connection(from);
+  if (!connection.ok()) return connection.status();
+  absl::StatusOr<RedisReply> reply = (*connection)->Run({"CLUSTER", "SLOTS"});
+  if (!reply.ok()) {
+    if (absl::IsUnavailable(reply.status())) nodes_[from].connection.reset();
+    return reply.status();
+  }
+  std::string from_host = nodes_[from].host;
+  std::vector<int> slots(kSlotCount, -1);
+  for (const RedisReply& range : reply->elements) {
+    // [start, end, [host, port, id, ...], replicas...]: the first node is the master.
+    if (range.elements.size() < 3 || range.elements[2].elements.size() < 2) continue;
+    const RedisReply& master = range.elements[2];
+    std::string host = master.elements[0].str.empty() ? from_host : master.elements[0].str;
+    int node = NodeIndex(host, static_cast<int>(master.elements[1].integer));
+    long long start = std::max<long long>(range.elements[0].integer, 0);
+    long long end = std::min<long long>(range.elements[1].integer, kSlotCount - 1);
+    for (long long s = start; s <= end; ++s)
+      slots[s] = node;
+  }
+  // A node that knows no slot (just started, cut off, reset) must not wipe a good map: the
+  // caller then asks the next node.
+  if (reply->elements.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("redis ", nodes_[from].address, ": CLUSTER SLOTS lists no slot"));
+  }
+  slot_node_ = std::move(slots);
+  return absl::OkStatus();
+}
+
+int ClusterClient::NodeIndex(std::string_view host, int port) {
+  std::string address = absl::StrCat(std::string(host), ":", port);
+  for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
+    if (nodes_[i].address == address) return i;
+  }
+  nodes_.push_back(Node{std::string(host), port, address, nullptr});
+  return static_cast<int>(nodes_.size()) - 1;
+}
+
+absl::StatusOr<RedisConnection*> ClusterClient::Connection(int node) {
+  Node& n = nodes_[node];
+  if (n.connection != nullptr && !n.connection->broken()) return n.connection.get();
+  n.connection.reset();
+  absl::StatusOr<std::unique_ptr<RedisConnection>> connection =
+      RedisConnection::Connect(n.host, n.port, options_.connection);
+  if (!connection.ok()) return connection.status();
+  n.connection = *std::move(connection);
+  return n.connection.get();
+}
+
+absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
+                                                  const std::vector<std::string_view>& argv) {
+  if (slot < 0 || slot >= kSlotCount) {
+    return absl::InvalidArgumentError(absl::StrCat("redis: slot ", slot, " out of range"));
+  }
+  const Clock::time_point deadline = Clock::now() + options_.retry_deadline;
+  std::chrono::milliseconds backoff = options_.retry_backoff;
+  int redirects = 0;
+  int ask_node = -1;
+  bool standalone_retried = false;
+  // Waits before the next attempt; false once the deadline has passed.
+  auto back_off = [&]() {
+    if (Clock::now() + backoff >= deadline) return false;
+    ++stats_.retries;
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
+    return true;
+  };
+  while (true) {
+    const bool asking = ask_node >= 0;
+    const int node = asking ? ask_node : slot_node_[slot];
+    ask_node = -1;
+    absl::StatusOr<RedisReply> reply =
+        absl::UnavailableError(absl::StrCat("redis: no node serves slot ", slot));
+    if (node >= 0) {
+      absl::StatusOr<RedisConnection*> connection = Connection(node);
+      if (!connection.ok()) {
+        reply = connection.status();
+      } else if (asking) {
+        // ASKING lets the importing node accept the next command for a slot it does not own yet.
+        absl::StatusOr<std::vector<RedisReply>> replies =
+            (*connection)->Pipeline({{"ASKING"}, argv});
+        if (replies.ok()) {
+          reply = std::move((*replies)[1]);
+        } else {
+          reply = replies.status();
+        }
+      } else {
+        reply = (*connection)->Command(argv);
+      }
+    }
+    if (!reply.ok()) {
+      if (!absl::IsUnavailable(reply.status())) return reply.status();
+      if (node >= 0) nodes_[node].connection.reset();
+      if (!cluster_mode_) {
+        // A standalone server that restarted: reconnect once, no waiting.
+        if (standalone_retried) return reply.status();
+        standalone_retried = true;
+        ++stats_.retries;
+        continue;
+      }
+      // A lost master: its replica takes over after the node timeout; the map says when.
+      if (!back_off()) return reply.status();
+      (void)RefreshLocked();
+      continue;
+    }
+    if (!reply->is_error()) return reply;
+
+    Redirect redirect;
+    if (ParseRedirect(reply->str, &redirect)) {
+      if (++redirects > options_.max_redirects) {
+        return absl::UnavailableError(absl::StrCat("redis: too many redirections for slot ", slot,
+                                                   ", last: ", reply->str.substr(0, 128)));
+      }
+      if (redirect.host.empty()) redirect.host = nodes_[node].host;
+      int target = NodeIndex(redirect.host, redirect.port);
+      if (redirect.ask) {
+        ++stats_.ask;
+        ask_node = target;  // this command only; the slot still belongs to the old node
+      } else {
+        ++stats_.moved;
+        slot_node_[slot] = target;
+      }
+      continue;
+    }
+    const bool try_again = reply->str.starts_with("TRYAGAIN");
+    const bool cluster_down = reply->str.starts_with("CLUSTERDOWN");
+    if (try_again || cluster_down) {
+      if (!back_off()) {
+        return absl::UnavailableError(
+            absl::StrCat("redis ", nodes_[node].address, ": ", reply->str.substr(0, 128)));
+      }
+      if (cluster_down) (void)RefreshLocked();
+      continue;
+    }
+    return reply;  // any other error reply is the command's answer
+  }
+}
+
+absl::StatusOr<RedisReply> ClusterClient::Command(std::string_view key,
+                                                  const std::vector<std::string_view>& argv) {
+  return CommandInSlot(KeySlot(key), argv);
+}
+
+absl::StatusOr<RedisReply> ClusterClient::CommandInSlot(int slot,
+                                                        const std::vector<std::string_view>& argv) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<RedisReply> reply = Execute(slot, argv);
+  if (reply.ok() && reply->is_error()) return ReplyStatus(*reply);
+  return reply;
+}
+
+absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
+                                                    const std::vector<std::string_view>& keys,
+                                                    const std::vector<std::string_view>& args) {
+  // A script touching several slots would be refused by the cluster (CROSSSLOT) and, worse,
+  // accepted by a standalone server: refuse it here so both deployments behave alike.
+  const int slot = keys.empty() ? 0 : KeySlot(keys[0]);
+  for (std::string_view key : keys) {
+    if (KeySlot(key) != slot) {
+      return absl::InvalidArgumentError(absl::StrCat("redis: script keys in different slots (",
+                                                     slot, " and ", KeySlot(key),
+                                                     "); give them one hash tag"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  std::string script_key(script);
+  auto it = script_sha_.find(script_key);
+  if (it == script_sha_.end()) {
+    // SCRIPT LOAD returns the SHA1 the server will know the script by.
+    PERPER_ASSIGN_OR_RETURN(RedisReply loaded, Execute(slot, {"SCRIPT", "LOAD", script}));
+    PERPER_RETURN_IF_ERROR(ReplyStatus(loaded));
+    it = script_sha_.emplace(script_key, loaded.str).first;
+  }
+  std::string numkeys = absl::StrCat(keys.size());
+  std::vector<std::string_view> argv = {"EVALSHA", it->second, numkeys};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<RedisReply> reply = Execute(slot, argv);
+  if (reply.ok() && reply->is_error() && reply->str.starts_with("NOSCRIPT")) {
+    // The node's cache lacks it (another node, a restart, SCRIPT FLUSH): EVAL also caches it.
+    argv[0] = "EVAL";
+    argv[1] = script;
+    reply = Execute(slot, argv);
+  }
+  if (reply.ok() && reply->is_error()) return ReplyStatus(*reply);
+  return reply;
+}
+
+ClusterStats ClusterClient::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+std::string ClusterClient::NodeForSlot(int slot) const {
+  absl::MutexLock lock(&mu_);
+  if (slot < 0 || slot >= kSlotCount || slot_node_[slot] < 0) return "";
+  return nodes_[slot_node_[slot]].address;
+}
+
+}  // namespace perper::storage::redis
