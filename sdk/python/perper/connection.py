@@ -28,17 +28,20 @@ ENDPOINT_INDEX_VARIABLE = "PERPER_FABRIC_ENDPOINT_INDEX"
 
 
 def parse_endpoints(value: str, source: str = ENDPOINT_VARIABLE) -> list[str]:
-    """Splits a comma-separated address list, dropping http://, https:// and dns:/// prefixes and
-    the whitespace around entries. An empty entry is an error naming `source` and the value."""
+    """Splits a comma-separated address list, dropping http:// and dns:/// prefixes and the
+    whitespace around entries, as the C++ SDK does. An empty entry, or an https:// one (the
+    channel has no TLS), is an error naming `source` and the value."""
     endpoints = []
     for entry in value.split(","):
         endpoint = entry.strip()
-        for prefix in ("http://", "https://", "dns:///"):
+        if endpoint.startswith("https://"):
+            raise ValueError(f"{source} '{value}': {endpoint}: TLS is not supported yet")
+        for prefix in ("http://", "dns:///"):
             if endpoint.startswith(prefix):
                 endpoint = endpoint[len(prefix):]
         endpoint = endpoint.rstrip("/")
         if not endpoint:
-            raise ValueError(f"{source}: empty address in {value!r}")
+            raise ValueError(f"{source} '{value}' has an empty address")
         endpoints.append(endpoint)
     return endpoints
 

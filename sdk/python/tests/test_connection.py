@@ -26,16 +26,21 @@ def test_endpoint_from_environment(monkeypatch):
 def test_endpoint_lists_from_environment(monkeypatch):
     monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", "a:1,b:2,http://c:3")
     assert endpoints_from_env() == ["a:1", "b:2", "c:3"]
-    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", " https://a:1/ ,  b:2\t")
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", " http://a:1/ ,  b:2\t")
     assert endpoints_from_env() == ["a:1", "b:2"]
     for value in ("a:1,,b:2", "a:1,", " , b:2", "http://"):
         monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", value)
         with pytest.raises(ValueError) as error:
             endpoints_from_env()
-        assert str(error.value) == f"PERPER_FABRIC_ENDPOINT: empty address in {value!r}"
+        assert str(error.value) == f"PERPER_FABRIC_ENDPOINT '{value}' has an empty address"
+    monkeypatch.setenv("PERPER_FABRIC_ENDPOINT", "a:1,https://b:2")
+    with pytest.raises(ValueError) as error:
+        endpoints_from_env()
+    assert str(error.value) == ("PERPER_FABRIC_ENDPOINT 'a:1,https://b:2': https://b:2: "
+                                "TLS is not supported yet")
     with pytest.raises(ValueError) as error:
         FabricConnection("a:1, ,b:2")
-    assert str(error.value) == "endpoint: empty address in 'a:1, ,b:2'"
+    assert str(error.value) == "endpoint 'a:1, ,b:2' has an empty address"
 
 
 def test_the_start_address_is_pid_modulo_count_unless_pinned(monkeypatch):
