@@ -208,9 +208,12 @@ struct Gate {
   std::optional<asio::any_io_executor> executor;
   std::promise<void> waiting;
 
+  // Hands the timer to its executor and lets go of both: the gate outlives the runtime, and
+  // neither a timer nor an executor may outlive the io_context that made it.
   void Open() {
     std::lock_guard lock(mu);
-    asio::post(*executor, [timer = timer] { timer->cancel(); });
+    asio::post(*executor, [timer = std::move(timer)] { timer->cancel(); });
+    executor.reset();
   }
 };
 
