@@ -63,22 +63,6 @@ class StepStoreTest : public StoreTest {
   storage::StreamStore& streams() { return store().streams(); }
   storage::StateStore& states() { return store().states(); }
 
-  void Create(const std::string& id, bool ephemeral) {
-    StreamRecord record;
-    record.stream = id;
-    record.ephemeral = ephemeral;
-    auto created = streams().CreateStream(record);
-    ASSERT_TRUE(created.ok()) << created.status();
-  }
-
-  void Write(const std::string& id, std::vector<int64_t> keys) {
-    std::vector<ItemToWrite> items;
-    for (int64_t key : keys)
-      items.push_back(ItemToWrite{key, "item" + std::to_string(key)});
-    auto written = streams().WriteItems(id, std::move(items));
-    ASSERT_TRUE(written.ok()) << written.status();
-  }
-
   StepResult Step(StepRequest request) {
     absl::StatusOr<StepResult> result = store().Step(request);
     EXPECT_TRUE(result.ok()) << result.status();
@@ -136,8 +120,8 @@ class StepStoreTest : public StoreTest {
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
 TEST_P(StepStoreTest, AppliesEveryOperationAndMovesTheListener) {
-  Create("s", false);
-  Write("s", {1, 2, 3});
+  CreateStream("s", false);
+  WriteKeys("s", {1, 2, 3});
   StepResult result =
       Step(Request("s", "avg", 2, {Set("total", "5"), Set("count", "2"), Remove("absent")}));
   EXPECT_TRUE(result.applied);
@@ -157,7 +141,7 @@ TEST_P(StepStoreTest, AppliesEveryOperationAndMovesTheListener) {
 }
 
 TEST_P(StepStoreTest, OperationsSeeTheOnesBeforeThem) {
-  Create("s", false);
+  CreateStream("s", false);
   StepResult result = Step(Request(
       "s", "l", 1, {CompareAndSet("k", "", "a"), CompareAndSet("k", "a", "b"), Set("k", "c")}));
   EXPECT_TRUE(result.applied);
@@ -170,7 +154,7 @@ TEST_P(StepStoreTest, OperationsSeeTheOnesBeforeThem) {
 }
 
 TEST_P(StepStoreTest, AStepAlreadyTakenChangesNothing) {
-  Create("s", false);
+  CreateStream("s", false);
   ASSERT_TRUE(Step(Request("s", "l", 5, {Set("k", "1")})).applied);
   for (int64_t reached : {5, 4}) {
     StepResult again = Step(Request("s", "l", reached, {Set("k", "2")}));
@@ -184,7 +168,7 @@ TEST_P(StepStoreTest, AStepAlreadyTakenChangesNothing) {
 }
 
 TEST_P(StepStoreTest, AListenerThatDoesNotExistIsNotStarted) {
-  Create("s", false);
+  CreateStream("s", false);
   StepRequest request = Request("s", "fresh", -100, {Set("k", "1")});
   request.expected_position = kPositionNotStarted;
   StepResult result = Step(request);
@@ -193,7 +177,7 @@ TEST_P(StepStoreTest, AListenerThatDoesNotExistIsNotStarted) {
 }
 
 TEST_P(StepStoreTest, APositionMismatchChangesNothing) {
-  Create("s", false);
+  CreateStream("s", false);
   ASSERT_TRUE(streams().MoveListener("s", "l", 3).ok());
   StepRequest request = Request("s", "l", 7, {Set("k", "1")});
   request.expected_position = 2;
@@ -216,7 +200,7 @@ TEST_P(StepStoreTest, APositionMismatchChangesNothing) {
 }
 
 TEST_P(StepStoreTest, AFailedCompareAppliesNothing) {
-  Create("s", false);
+  CreateStream("s", false);
   ASSERT_TRUE(Step(Request("s", "l", 1, {Set("k", "old"), Set("other", "x")})).applied);
   StepResult result = Step(Request(
       "s", "l", 2, {Set("first", "1"), CompareAndSet("k", "wrong", "new"), Remove("other")}));
@@ -237,7 +221,7 @@ TEST_P(StepStoreTest, AFailedCompareAppliesNothing) {
 }
 
 TEST_P(StepStoreTest, AStepWithoutOperationsOnlyMovesTheListener) {
-  Create("s", false);
+  CreateStream("s", false);
   StepRequest request = Request("s", "l", 4, {}, /*dictionary=*/"");
   StepResult result = Step(request);
   EXPECT_TRUE(result.applied);
@@ -246,7 +230,7 @@ TEST_P(StepStoreTest, AStepWithoutOperationsOnlyMovesTheListener) {
 }
 
 TEST_P(StepStoreTest, RefusesBadRequests) {
-  Create("s", false);
+  CreateStream("s", false);
   EXPECT_EQ(store().Step(Request("", "l", 1)).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store().Step(Request("s", "", 1)).status().code(), absl::StatusCode::kInvalidArgument);
   absl::Status no_dictionary = store().Step(Request("s", "l", 1, {Set("k", "1")}, "")).status();
@@ -265,8 +249,8 @@ TEST_P(StepStoreTest, RefusesBadRequests) {
 }
 
 TEST_P(StepStoreTest, CollectsAnEphemeralStreamAsMoveListenerDoes) {
-  Create("e", true);
-  Write("e", {1, 2, 3, 4});
+  CreateStream("e", true);
+  WriteKeys("e", {1, 2, 3, 4});
   ASSERT_TRUE(streams().RegisterListener("e", "l", kPositionNotStarted, false).ok());
   ASSERT_TRUE(Step(Request("e", "l", 3, {Set("k", "1")})).applied);
   EXPECT_EQ(StoredKeys("e"), (std::vector<int64_t>{3, 4}));  // The item at the position stays.
@@ -276,12 +260,12 @@ TEST_P(StepStoreTest, CollectsAnEphemeralStreamAsMoveListenerDoes) {
   ReopenIfDurable();
   EXPECT_EQ(StoredKeys("e"), (std::vector<int64_t>{3, 4}));
   // The collected keys are below the floor now: rewriting them is a replay.
-  Write("e", {1, 2});
+  WriteKeys("e", {1, 2});
   EXPECT_EQ(StoredKeys("e"), (std::vector<int64_t>{3, 4}));
 }
 
 TEST_P(StepStoreTest, ReportsAListenerChange) {
-  Create("s", false);
+  CreateStream("s", false);
   TakeChanges();
   ASSERT_TRUE(Step(Request("s", "l", 1, {Set("k", "1")})).applied);
   bool listener_changed = false;
@@ -294,8 +278,8 @@ TEST_P(StepStoreTest, ReportsAListenerChange) {
 }
 
 TEST_P(StepStoreTest, SurvivesAReopen) {
-  Create("s", false);
-  Write("s", {1, 2});
+  CreateStream("s", false);
+  WriteKeys("s", {1, 2});
   ASSERT_TRUE(Step(Request("s", "l", 2, {Set("total", "3"), Set("count", "2")})).applied);
   ReopenIfDurable();
   EXPECT_EQ(Entries("state"), (Pairs{{"count", "2"}, {"total", "3"}}));
@@ -304,7 +288,7 @@ TEST_P(StepStoreTest, SurvivesAReopen) {
 }
 
 TEST_P(StepStoreTest, ConcurrentStepsOfOneListenerApplyOnce) {
-  Create("s", false);
+  CreateStream("s", false);
   constexpr int kThreads = 4;
   constexpr int64_t kSteps = 50;
   std::atomic<int> applied{0};
@@ -343,15 +327,15 @@ TEST_P(StepStoreTest, ConcurrentStepsOfOneListenerApplyOnce) {
 }
 
 TEST_P(StepStoreTest, StepsAndDictionaryOperationsInterleaveWithoutDeadlock) {
-  Create("a", true);
-  Create("b", true);
+  CreateStream("a", true);
+  CreateStream("b", true);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       const std::string stream = t % 2 == 0 ? "a" : "b";
       const std::string dictionary = t < 2 ? "d1" : "d2";
       for (int64_t key = 1; key <= 100; ++key) {
-        Write(stream, {key * 10 + t});
+        WriteKeys(stream, {key * 10 + t});
         absl::StatusOr<StepResult> result = store().Step(
             Request(stream, "l" + std::to_string(t), key * 10 + t, {Set("k", "x")}, dictionary));
         ASSERT_TRUE(result.ok()) << result.status();

@@ -23,22 +23,6 @@ class StreamProgressStoreTest : public StoreTest {
  protected:
   storage::StreamStore& streams() { return store().streams(); }
 
-  void Create(const std::string& id, bool ephemeral) {
-    StreamRecord record;
-    record.stream = id;
-    record.ephemeral = ephemeral;
-    auto created = streams().CreateStream(record);
-    ASSERT_TRUE(created.ok()) << created.status();
-  }
-
-  void Write(const std::string& id, std::vector<int64_t> keys) {
-    std::vector<ItemToWrite> items;
-    for (int64_t key : keys)
-      items.push_back(ItemToWrite{key, "v" + std::to_string(key)});
-    auto written = streams().WriteItems(id, std::move(items));
-    ASSERT_TRUE(written.ok()) << written.status();
-  }
-
   StreamProgress Progress(const std::string& id) {
     auto progress = streams().GetProgress(id);
     EXPECT_TRUE(progress.ok()) << progress.status();
@@ -58,7 +42,7 @@ TEST_P(StreamProgressStoreTest, UnknownStreamIsNotFound) {
 }
 
 TEST_P(StreamProgressStoreTest, AFreshStreamHasNoItems) {
-  Create("s", true);
+  CreateStream("s", true);
   StreamProgress progress = Progress("s");
   EXPECT_FALSE(progress.last_key.has_value());
   EXPECT_EQ(progress.written_count, 0u);
@@ -67,10 +51,10 @@ TEST_P(StreamProgressStoreTest, AFreshStreamHasNoItems) {
 }
 
 TEST_P(StreamProgressStoreTest, CountsWritesButNotReplays) {
-  Create("s", false);
-  Write("s", {1, 2, 3});
-  Write("s", {2, 3});        // Identical rewrites: replays.
-  Write("s", {3, 4});        // One replay, one new item.
+  CreateStream("s", false);
+  WriteKeys("s", {1, 2, 3});
+  WriteKeys("s", {2, 3});        // Identical rewrites: replays.
+  WriteKeys("s", {3, 4});        // One replay, one new item.
   StreamProgress progress = Progress("s");
   EXPECT_EQ(progress.last_key, std::optional<int64_t>(4));
   EXPECT_EQ(progress.written_count, 4u);
@@ -82,8 +66,8 @@ TEST_P(StreamProgressStoreTest, CountsWritesButNotReplays) {
 }
 
 TEST_P(StreamProgressStoreTest, SurvivesCollectionOfAnEphemeralStreamAndReopen) {
-  Create("e", true);
-  Write("e", {10, 20, 30, 40});
+  CreateStream("e", true);
+  WriteKeys("e", {10, 20, 30, 40});
   ASSERT_TRUE(streams().MoveListener("e", "l", 30).ok());  // Collects 10 and 20.
   StreamProgress progress = Progress("e");
   EXPECT_EQ(progress.last_key, std::optional<int64_t>(40));
@@ -93,8 +77,8 @@ TEST_P(StreamProgressStoreTest, SurvivesCollectionOfAnEphemeralStreamAndReopen) 
   EXPECT_EQ(progress.last_key, std::optional<int64_t>(40));
   EXPECT_EQ(progress.written_count, 4u);
   // Replays below the collected floor do not count either, before or after a reopen.
-  Write("e", {10, 20});
-  Write("e", {50});
+  WriteKeys("e", {10, 20});
+  WriteKeys("e", {50});
   EXPECT_EQ(Progress("e").written_count, 5u);
   ASSERT_TRUE(streams().DeleteListener("e", "l").ok());  // The last listener: every item goes.
   ReopenIfDurable();
@@ -109,10 +93,10 @@ TEST_P(StreamProgressStoreTest, SurvivesCollectionOfAnEphemeralStreamAndReopen) 
 }
 
 TEST_P(StreamProgressStoreTest, RepeatedCollectionsAddUp) {
-  Create("e", true);
+  CreateStream("e", true);
   ASSERT_TRUE(streams().RegisterListener("e", "l", kPositionNotStarted, false).ok());
   for (int64_t key = 1; key <= 5; ++key) {
-    Write("e", {key});
+    WriteKeys("e", {key});
     ASSERT_TRUE(streams().MoveListener("e", "l", key + 1).ok());  // Collects `key`.
     if (key == 3) ReopenIfDurable();
   }
@@ -123,8 +107,8 @@ TEST_P(StreamProgressStoreTest, RepeatedCollectionsAddUp) {
 }
 
 TEST_P(StreamProgressStoreTest, ReportsCompletionAndItsError) {
-  Create("s", false);
-  Write("s", {7});
+  CreateStream("s", false);
+  WriteKeys("s", {7});
   ASSERT_TRUE(streams().CompleteStream("s", std::string("bad input")).ok());
   ReopenIfDurable();
   StreamProgress progress = Progress("s");
@@ -135,11 +119,11 @@ TEST_P(StreamProgressStoreTest, ReportsCompletionAndItsError) {
 }
 
 TEST_P(StreamProgressStoreTest, ADeletedStreamStartsAfreshWhenCreatedAgain) {
-  Create("s", true);
-  Write("s", {1, 2});
+  CreateStream("s", true);
+  WriteKeys("s", {1, 2});
   ASSERT_TRUE(streams().DeleteStream("s").ok());
   EXPECT_EQ(streams().GetProgress("s").status().code(), absl::StatusCode::kNotFound);
-  Create("s", true);
+  CreateStream("s", true);
   ReopenIfDurable();
   StreamProgress progress = Progress("s");
   EXPECT_FALSE(progress.last_key.has_value());

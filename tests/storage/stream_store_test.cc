@@ -35,25 +35,6 @@ class StreamStoreTest : public StoreTest {
  protected:
   storage::StreamStore& streams() { return store().streams(); }
 
-  void Create(const std::string& id, bool ephemeral, int64_t stride = 0) {
-    StreamRecord record;
-    record.stream = id;
-    record.ephemeral = ephemeral;
-    record.stride = stride;
-    auto created = streams().CreateStream(record);
-    ASSERT_TRUE(created.ok()) << created.status();
-    ASSERT_TRUE(*created);
-  }
-
-  std::vector<int64_t> Write(const std::string& id, std::vector<int64_t> keys) {
-    std::vector<ItemToWrite> items;
-    for (int64_t key : keys)
-      items.push_back(ItemToWrite{key, "v" + std::to_string(key)});
-    auto written = streams().WriteItems(id, std::move(items));
-    EXPECT_TRUE(written.ok()) << written.status();
-    return written.ok() ? *written : std::vector<int64_t>{};
-  }
-
   std::vector<int64_t> StoredKeys(const std::string& id) {
     auto items = streams().ReadItems(id, std::numeric_limits<int64_t>::min(), 1 << 20, 1 << 30);
     EXPECT_TRUE(items.ok()) << items.status();
@@ -67,7 +48,7 @@ class StreamStoreTest : public StoreTest {
 };
 
 TEST_P(StreamStoreTest, CreateIsIdempotentAndRejectsDifferentOptions) {
-  Create("s", true, 0);
+  CreateStream("s", true, 0);
   StreamRecord same = Record("s", true, 0);
   auto again = streams().CreateStream(same);
   ASSERT_TRUE(again.ok()) << again.status();
@@ -82,7 +63,7 @@ TEST_P(StreamStoreTest, CreateIsIdempotentAndRejectsDifferentOptions) {
 }
 
 TEST_P(StreamStoreTest, CreateOfACompletedStreamIsAlreadyExists) {
-  Create("s", true);
+  CreateStream("s", true);
   ASSERT_TRUE(streams().CompleteStream("s", std::nullopt).ok());
   EXPECT_EQ(streams().CreateStream(Record("s", true, 0)).status().code(),
             absl::StatusCode::kAlreadyExists);
@@ -105,9 +86,9 @@ TEST_P(StreamStoreTest, UnknownStreamIsNotFound) {
 }
 
 TEST_P(StreamStoreTest, ItemsAreReadInKeyOrderWithLimits) {
-  Create("s", false);
-  Write("s", {5, 1, 3});
-  Write("s", {2});
+  CreateStream("s", false);
+  WriteKeys("s", {5, 1, 3});
+  WriteKeys("s", {2});
   EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1, 2, 3, 5}));
   auto from3 = streams().ReadItems("s", 3, 10, 1000);
   ASSERT_TRUE(from3.ok());
@@ -126,8 +107,8 @@ TEST_P(StreamStoreTest, ItemsAreReadInKeyOrderWithLimits) {
 }
 
 TEST_P(StreamStoreTest, DuplicateKeysAreRejectedAtomically) {
-  Create("s", false);
-  Write("s", {1});
+  CreateStream("s", false);
+  WriteKeys("s", {1});
   auto dup = streams().WriteItems("s", {ItemToWrite{2, "a"}, ItemToWrite{1, "b"}});
   EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_NE(dup.status().message().find("key 1"), std::string::npos) << dup.status();
@@ -140,7 +121,7 @@ TEST_P(StreamStoreTest, DuplicateKeysAreRejectedAtomically) {
 }
 
 TEST_P(StreamStoreTest, AutoKeysStrictlyIncreaseAboveTicksAndExplicitKeys) {
-  Create("s", false);
+  CreateStream("s", false);
   int64_t before = NowTicks();
   auto keys =
       streams().WriteItems("s", {ItemToWrite{std::nullopt, "a"}, ItemToWrite{std::nullopt, "b"},
@@ -152,16 +133,16 @@ TEST_P(StreamStoreTest, AutoKeysStrictlyIncreaseAboveTicksAndExplicitKeys) {
   EXPECT_LT((*keys)[1], (*keys)[2]);
   // An explicit key far in the future: the next auto key goes above it.
   int64_t future = NowTicks() + int64_t{1000000000000};
-  Write("s", {future});
+  WriteKeys("s", {future});
   auto next = streams().WriteItems("s", {ItemToWrite{std::nullopt, "d"}});
   ASSERT_TRUE(next.ok());
   EXPECT_EQ((*next)[0], future + 1);
 }
 
 TEST_P(StreamStoreTest, AutoKeysKeepIncreasingAfterCollectionAndReopen) {
-  Create("s", true);
+  CreateStream("s", true);
   int64_t future = NowTicks() + int64_t{1000000000000};
-  Write("s", {future});
+  WriteKeys("s", {future});
   ASSERT_TRUE(streams().RegisterListener("s", "l", kPositionNotStarted, false).ok());
   ASSERT_TRUE(streams().DeleteListener("s", "l").ok());  // Last listener: every item goes.
   EXPECT_TRUE(StoredKeys("s").empty());
@@ -172,8 +153,8 @@ TEST_P(StreamStoreTest, AutoKeysKeepIncreasingAfterCollectionAndReopen) {
 }
 
 TEST_P(StreamStoreTest, NullItemsAreStored) {
-  Create("s", false);
-  Write("s", {});
+  CreateStream("s", false);
+  WriteKeys("s", {});
   auto written = streams().WriteItems("s", {ItemToWrite{4, ""}});
   ASSERT_TRUE(written.ok());
   auto items = streams().ReadItems("s", 0, 10, 100);
@@ -184,7 +165,7 @@ TEST_P(StreamStoreTest, NullItemsAreStored) {
 }
 
 TEST_P(StreamStoreTest, CompletionStopsWritesAndCannotRepeat) {
-  Create("s", false);
+  CreateStream("s", false);
   ASSERT_TRUE(streams().CompleteStream("s", std::string("boom")).ok());
   auto record = streams().GetStream("s");
   ASSERT_TRUE(record.ok());
@@ -200,14 +181,14 @@ TEST_P(StreamStoreTest, CompletionStopsWritesAndCannotRepeat) {
 class StreamStoreDurabilityTest : public StreamStoreTest {};
 
 TEST_P(StreamStoreDurabilityTest, ReopenKeepsItemsListenersCompletionAndOptions) {
-  Create("p", false, 3);
-  Write("p", {0, 3, 6});
+  CreateStream("p", false, 3);
+  WriteKeys("p", {0, 3, 6});
   ASSERT_TRUE(streams().RegisterListener("p", "durable", 3, false).ok());
   ASSERT_TRUE(streams().RegisterListener("p", "transient", 0, true).ok());
   ASSERT_TRUE(streams().MoveListener("p", "moved", 6).ok());
   ASSERT_TRUE(streams().CompleteStream("p", std::string("bad")).ok());
-  Create("e", true);
-  Write("e", {1});
+  CreateStream("e", true);
+  WriteKeys("e", {1});
   const uint64_t retained = streams().ListStreams("e", 1)[0].retained_bytes;
   EXPECT_GT(retained, 0u);
   Reopen();
@@ -238,8 +219,8 @@ TEST_P(StreamStoreDurabilityTest, ReopenKeepsItemsListenersCompletionAndOptions)
 }
 
 TEST_P(StreamStoreTest, DeleteRemovesEverythingDurably) {
-  Create("s", false);
-  Write("s", {1, 2});
+  CreateStream("s", false);
+  WriteKeys("s", {1, 2});
   ASSERT_TRUE(streams().RegisterListener("s", "l", 0, false).ok());
   auto deleted = streams().DeleteStream("s");
   ASSERT_TRUE(deleted.ok());
@@ -248,7 +229,7 @@ TEST_P(StreamStoreTest, DeleteRemovesEverythingDurably) {
   if (IsDurable()) Reopen();
   EXPECT_EQ(streams().GetStream("s").status().code(), absl::StatusCode::kNotFound);
   // The ID can be used again, from scratch.
-  Create("s", true);
+  CreateStream("s", true);
   EXPECT_TRUE(StoredKeys("s").empty());
   auto listeners = streams().ListListeners("s");
   ASSERT_TRUE(listeners.ok());
@@ -256,7 +237,7 @@ TEST_P(StreamStoreTest, DeleteRemovesEverythingDurably) {
 }
 
 TEST_P(StreamStoreTest, RegisterKeepsAnExistingListener) {
-  Create("s", true);
+  CreateStream("s", true);
   auto first = streams().RegisterListener("s", "l", 5, false);
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->position, 5);
@@ -268,8 +249,8 @@ TEST_P(StreamStoreTest, RegisterKeepsAnExistingListener) {
 }
 
 TEST_P(StreamStoreTest, EphemeralCollectionKeepsTheItemAtTheLowestPosition) {
-  Create("s", true);
-  Write("s", {1, 2, 3, 4, 5});
+  CreateStream("s", true);
+  WriteKeys("s", {1, 2, 3, 4, 5});
   ASSERT_TRUE(streams().MoveListener("s", "a", 3).ok());
   EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{3, 4, 5}));
   ASSERT_TRUE(streams().MoveListener("s", "b", 4).ok());  // a is still at 3.
@@ -285,8 +266,8 @@ TEST_P(StreamStoreTest, EphemeralCollectionKeepsTheItemAtTheLowestPosition) {
 }
 
 TEST_P(StreamStoreTest, NotStartedKeepsAllAndTriggerKeepsNone) {
-  Create("s", true);
-  Write("s", {1, 2, 3});
+  CreateStream("s", true);
+  WriteKeys("s", {1, 2, 3});
   ASSERT_TRUE(streams().RegisterListener("s", "new", kPositionNotStarted, false).ok());
   ASSERT_TRUE(streams().MoveListener("s", "a", 3).ok());
   EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1, 2, 3}));
@@ -299,8 +280,8 @@ TEST_P(StreamStoreTest, NotStartedKeepsAllAndTriggerKeepsNone) {
 }
 
 TEST_P(StreamStoreTest, DeletingTheLastListenerDeletesEveryItem) {
-  Create("s", true);
-  Write("s", {1, 2, 3});
+  CreateStream("s", true);
+  WriteKeys("s", {1, 2, 3});
   ASSERT_TRUE(streams().RegisterListener("s", "t", 1, true).ok());
   auto deleted = streams().DeleteListener("s", "t");
   ASSERT_TRUE(deleted.ok());
@@ -312,8 +293,8 @@ TEST_P(StreamStoreTest, DeletingTheLastListenerDeletesEveryItem) {
 }
 
 TEST_P(StreamStoreTest, RewritingAKeyWithTheSameBytesIsAReplay) {
-  Create("s", false);
-  Write("s", {1, 2});
+  CreateStream("s", false);
+  WriteKeys("s", {1, 2});
   TakeChanges();
   // The same bytes again: answered with the keys, nothing stored twice, nobody woken.
   auto again = streams().WriteItems("s", {ItemToWrite{1, "v1"}, ItemToWrite{2, "v2"}});
@@ -345,8 +326,8 @@ TEST_P(StreamStoreTest, RewritingAKeyWithTheSameBytesIsAReplay) {
 }
 
 TEST_P(StreamStoreTest, PersistentStreamsAreNeverCollected) {
-  Create("s", false);
-  Write("s", {1, 2, 3});
+  CreateStream("s", false);
+  WriteKeys("s", {1, 2, 3});
   ASSERT_TRUE(streams().MoveListener("s", "a", 3).ok());
   ASSERT_TRUE(streams().DeleteListener("s", "a").ok());
   EXPECT_EQ(StoredKeys("s"), (std::vector<int64_t>{1, 2, 3}));
@@ -355,8 +336,8 @@ TEST_P(StreamStoreTest, PersistentStreamsAreNeverCollected) {
 // Every listener passed a collected key: a write there is the replay of a producer that ran
 // again, answered with its key and dropped (what the key held is gone, so it cannot be compared).
 TEST_P(StreamStoreTest, ExplicitKeysAtOrBelowTheCollectedFloorAreReplaysAndDropped) {
-  Create("s", true);
-  Write("s", {10, 20, 30});
+  CreateStream("s", true);
+  WriteKeys("s", {10, 20, 30});
   ASSERT_TRUE(streams().MoveListener("s", "a", 30).ok());  // Collects 10 and 20.
   TakeChanges();
   auto below = streams().WriteItems("s", {ItemToWrite{15, "x"}, ItemToWrite{20, "v20"}});
@@ -378,7 +359,7 @@ TEST_P(StreamStoreTest, ExplicitKeysAtOrBelowTheCollectedFloorAreReplaysAndDropp
 }
 
 TEST_P(StreamStoreDurabilityTest, TransientListenersAreNotDurable) {
-  Create("s", true);
+  CreateStream("s", true);
   ASSERT_TRUE(streams().RegisterListener("s", "t", 0, true).ok());
   ASSERT_TRUE(streams().MoveListener("s", "t", 4).ok());
   auto listeners = streams().ListListeners("s");
@@ -394,8 +375,8 @@ TEST_P(StreamStoreDurabilityTest, TransientListenersAreNotDurable) {
 
 TEST_P(StreamStoreTest, ReportsIdOnlyChanges) {
   TakeChanges();
-  Create("s", true);
-  Write("s", {3, 9, 4});
+  CreateStream("s", true);
+  WriteKeys("s", {3, 9, 4});
   ASSERT_TRUE(streams().RegisterListener("s", "l", 0, false).ok());
   ASSERT_TRUE(streams().MoveListener("s", "l", 4).ok());
   ASSERT_TRUE(streams().DeleteListener("s", "l").ok());
@@ -415,17 +396,17 @@ TEST_P(StreamStoreTest, ReportsIdOnlyChanges) {
   ASSERT_GE(changes.size(), 2u);
   EXPECT_EQ(changes[1].key, 9);  // The largest key written.
   // Refused writes report nothing.
-  Create("t", false);
+  CreateStream("t", false);
   TakeChanges();
   EXPECT_FALSE(streams().WriteItems("t", {ItemToWrite{1, ""}, ItemToWrite{1, ""}}).ok());
   EXPECT_TRUE(TakeChanges().empty());
 }
 
 TEST_P(StreamStoreTest, ListStreamsByPrefixWithSummaries) {
-  Create("a-1", true);
-  Create("a-2", false, 2);
-  Create("b-1", true);
-  Write("a-2", {2, 4, 6});
+  CreateStream("a-1", true);
+  CreateStream("a-2", false, 2);
+  CreateStream("b-1", true);
+  WriteKeys("a-2", {2, 4, 6});
   ASSERT_TRUE(streams().MoveListener("a-2", "l", 4).ok());
   std::vector<storage::StreamSummary> list = streams().ListStreams("a-", 10);
   ASSERT_EQ(list.size(), 2u);
@@ -441,7 +422,7 @@ TEST_P(StreamStoreTest, ListStreamsByPrefixWithSummaries) {
 }
 
 TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
-  Create("s", false);
+  CreateStream("s", false);
   constexpr int kThreads = 4;
   const int kPerThread = IsDurable() ? 100 : 500;  // Each durable write is an fsync.
   std::vector<std::vector<int64_t>> keys(kThreads);
@@ -468,7 +449,7 @@ TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
 }
 
 TEST_P(StreamStoreTest, BoundedWriteRefusesPastTheRetentionLimitAndKeepsTheItems) {
-  Create("s", /*ephemeral=*/true);
+  CreateStream("s", /*ephemeral=*/true);
   ASSERT_TRUE(streams().MoveListener("s", "slow", 0).ok());
   const size_t per_item = storage::RetainedBytes(std::string(100, 'v'));
   const size_t limit = 3 * per_item;
@@ -497,8 +478,8 @@ TEST_P(StreamStoreTest, BoundedWriteRefusesPastTheRetentionLimitAndKeepsTheItems
 }
 
 TEST_P(StreamStoreTest, BoundedWriteTakesAnyItemIntoAnEmptyStreamAndIgnoresPersistentOnes) {
-  Create("e", /*ephemeral=*/true);
-  Create("p", /*ephemeral=*/false);
+  CreateStream("e", /*ephemeral=*/true);
+  CreateStream("p", /*ephemeral=*/false);
   for (const char* id : {"e", "p"}) {
     std::vector<ItemToWrite> big{ItemToWrite{1, std::string(1000, 'b')}};
     EXPECT_TRUE(streams().WriteItemsBounded(id, big, 10).ok()) << id;

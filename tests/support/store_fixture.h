@@ -55,6 +55,26 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
   // Changes reported since the last call.
   std::vector<storage::Change> TakeChanges() { return observer_.Take(); }
 
+  // Creates the new stream `id`.
+  void CreateStream(const std::string& id, bool ephemeral, int64_t stride = 0) {
+    storage::StreamRecord record;
+    record.stream = id;
+    record.ephemeral = ephemeral;
+    record.stride = stride;
+    auto created = store().streams().CreateStream(record);
+    ASSERT_TRUE(created.ok()) << created.status();
+    ASSERT_TRUE(*created);
+  }
+  // Writes one item per key, valued "v{key}"; returns the keys the store reports.
+  std::vector<int64_t> WriteKeys(const std::string& id, std::vector<int64_t> keys) {
+    std::vector<storage::ItemToWrite> items;
+    for (int64_t key : keys)
+      items.push_back(storage::ItemToWrite{key, "v" + std::to_string(key)});
+    auto written = store().streams().WriteItems(id, std::move(items));
+    EXPECT_TRUE(written.ok()) << written.status();
+    return written.ok() ? *written : std::vector<int64_t>{};
+  }
+
  private:
   void Open() {
     storage::StoreOptions options;
