@@ -17,6 +17,7 @@
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
+#include "tests/integration/executions_helpers.h"
 #include "tests/scaler/process_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
@@ -139,14 +140,7 @@ class CliTest : public ::testing::Test {
   static void CreateExecution(const std::string& id, const std::string& agent,
                               const std::string& instance, const std::string& delegate) {
     auto stub = grpc2::FabricExecutions::NewStub(fabric_->NewChannel());
-    grpc2::ExecutionsCreateRequest request;
-    request.mutable_execution()->set_execution(id);
-    request.mutable_instance()->set_agent(agent);
-    request.mutable_instance()->set_instance(instance);
-    request.set_delegate(delegate);
-    google::protobuf::Empty empty;
-    grpc::ClientContext context;
-    ASSERT_TRUE(stub->Create(&context, request, &empty).ok()) << id;
+    ASSERT_TRUE(perper::testing::CreateExecution(*stub, id, agent, instance, delegate).ok()) << id;
   }
 
   // The Registry record of a live instance `id` of agent type `agent` (no process serves it).

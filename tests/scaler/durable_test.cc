@@ -17,6 +17,7 @@
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
+#include "tests/integration/executions_helpers.h"
 #include "tests/scaler/process_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
@@ -111,26 +112,11 @@ class ResetTest : public ::testing::Test {
     ASSERT_TRUE(fabric_.Start()) << fabric_.Log();
     auto channel = fabric_.NewChannel();
     auto executions = grpc2::FabricExecutions::NewStub(channel);
-    auto create = [&](const std::string& id, const std::string& agent,
-                      const std::string& instance, const std::string& delegate) {
-      grpc2::ExecutionsCreateRequest request;
-      request.mutable_execution()->set_execution(id);
-      request.mutable_instance()->set_agent(agent);
-      request.mutable_instance()->set_instance(instance);
-      request.set_delegate(delegate);
-      google::protobuf::Empty empty;
-      grpc::ClientContext context;
-      ASSERT_TRUE(executions->Create(&context, request, &empty).ok()) << id;
-    };
-    create("Usage-deploy-deploy", "perper.Deploy", "Usage-deploy", "Deploy");
-    {
-      grpc2::ExecutionsCompleteRequest request;
-      request.mutable_execution()->set_execution("Usage-deploy-deploy");
-      google::protobuf::Empty empty;
-      grpc::ClientContext context;
-      ASSERT_TRUE(executions->Complete(&context, request, &empty).ok());
-    }
-    create("Run-old", "Registry", "Worker", "Run");
+    ASSERT_TRUE(CreateExecution(*executions, "Usage-deploy-deploy", "perper.Deploy",
+                                "Usage-deploy", "Deploy")
+                    .ok());
+    ASSERT_TRUE(CompleteExecution(*executions, "Usage-deploy-deploy").ok());
+    ASSERT_TRUE(CreateExecution(*executions, "Run-old", "Registry", "Worker", "Run").ok());
     grpc2::model::PerperInstance child;
     child.set_instance("Run-old");
     child.set_agent("Worker");
