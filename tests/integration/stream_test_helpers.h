@@ -109,6 +109,18 @@ inline grpc2::StreamsListenItemsRequest ListenRequest(const std::string& stream,
   return request;
 }
 
+// Up to `n` keys from `next_key` (a call's NextKey), fewer when the call ended.
+template <typename Next>
+std::vector<int64_t> ReadKeys(size_t n, Next next_key) {
+  std::vector<int64_t> keys;
+  for (size_t i = 0; i < n; ++i) {
+    std::optional<int64_t> key = next_key();
+    if (!key.has_value()) break;
+    keys.push_back(*key);
+  }
+  return keys;
+}
+
 // A ListenItems call read synchronously.
 class Listen {
  public:
@@ -129,15 +141,7 @@ class Listen {
     if (value != nullptr) *value = response.value();
     return response.key();
   }
-  std::vector<int64_t> NextKeys(size_t n) {
-    std::vector<int64_t> keys;
-    for (size_t i = 0; i < n; ++i) {
-      std::optional<int64_t> key = NextKey();
-      if (!key.has_value()) break;
-      keys.push_back(*key);
-    }
-    return keys;
-  }
+  std::vector<int64_t> NextKeys(size_t n) { return ReadKeys(n, [this] { return NextKey(); }); }
   // Reads to the end of the call and returns its status.
   grpc::Status Finish() {
     grpc2::StreamsListenItemsResponse response;
@@ -180,15 +184,7 @@ class ListenAndMove {
     if (!call_->Read(&response)) return std::nullopt;
     return response.key();
   }
-  std::vector<int64_t> NextKeys(size_t n) {
-    std::vector<int64_t> keys;
-    for (size_t i = 0; i < n; ++i) {
-      std::optional<int64_t> key = NextKey();
-      if (!key.has_value()) break;
-      keys.push_back(*key);
-    }
-    return keys;
-  }
+  std::vector<int64_t> NextKeys(size_t n) { return ReadKeys(n, [this] { return NextKey(); }); }
   bool Ack(int64_t key) {
     grpc2::StreamsListenItemsAndMoveRequest ack;
     ack.set_reached_key(key);
