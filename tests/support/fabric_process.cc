@@ -1,47 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include "tests/support/fabric_process.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <thread>
+
+#include "tests/support/spawn.h"
 
 namespace perper::testing {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// Forks and execs `argv` with stdout and stderr to `log_path` and `env` added.
-pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-            const std::string& log_path) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  dup2(fd, 1);
-  dup2(fd, 2);
-  close(fd);
-  // The test process may block signals; the child must see SIGTERM.
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (const std::string& kv : env) putenv(strdup(kv.c_str()));
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execv(args[0], args.data());
-  _exit(127);
-}
 
 int DecodeStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -77,10 +48,10 @@ bool FabricProcess::Start(std::chrono::milliseconds timeout) {
   bool config_given = std::find(args_.begin(), args_.end(), "--config") != args_.end();
   if (!listen_given && !config_given) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
   argv.insert(argv.end(), args_.begin(), args_.end());
-  pid_ = Spawn(argv, env_, dir_.path() + "/log");
+  pid_ = SpawnWithLog(argv, env_, dir_.path() + "/log");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    std::string address = ReadFile(address_file);
+    std::string address = ReadWholeFile(address_file);
     if (!address.empty() && address.back() == '\n') {
       address_ = address.substr(0, address.size() - 1);
       return true;
@@ -113,17 +84,17 @@ int FabricProcess::Wait() {
   return DecodeStatus(status);
 }
 
-std::string FabricProcess::Log() const { return ReadFile(dir_.path() + "/log"); }
+std::string FabricProcess::Log() const { return ReadWholeFile(dir_.path() + "/log"); }
 
 int RunFabricBinary(const std::vector<std::string>& args, std::string* output,
                     const std::vector<std::string>& env) {
   TempDir dir;
   std::vector<std::string> argv = {FabricProcess::BinaryPath()};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = Spawn(argv, env, dir.path() + "/log");
+  pid_t pid = SpawnWithLog(argv, env, dir.path() + "/log");
   int status = 0;
   waitpid(pid, &status, 0);
-  *output = ReadFile(dir.path() + "/log");
+  *output = ReadWholeFile(dir.path() + "/log");
   return DecodeStatus(status);
 }
 

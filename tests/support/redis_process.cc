@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "tests/support/redis_process.h"
 
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -11,9 +9,9 @@
 
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/redis_connection.h"
+#include "tests/support/spawn.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -54,31 +52,6 @@ int FreePort(bool cluster_node) {
   return 0;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  dup2(fd, 1);
-  dup2(fd, 2);
-  close(fd);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  std::vector<char*> args;
-  for (const std::string& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
-  _exit(127);
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> RedisCli(const std::vector<std::string>& args) {
@@ -86,10 +59,10 @@ absl::StatusOr<std::string> RedisCli(const std::vector<std::string>& args) {
   std::string out = dir.path() + "/out";
   std::vector<std::string> argv = {"redis-cli"};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = Spawn(argv, out);
+  pid_t pid = SpawnWithLog(argv, {}, out);
   int status = 0;
   waitpid(pid, &status, 0);
-  std::string output = ReadFile(out);
+  std::string output = ReadWholeFile(out);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return absl::InternalError(absl::StrCat("redis-cli failed: ", output));
   }
@@ -127,7 +100,7 @@ absl::Status RedisProcess::Start(std::chrono::milliseconds timeout) {
                    "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"});
     }
     argv.insert(argv.end(), extra_.begin(), extra_.end());
-    pid_ = Spawn(argv, dir_.path() + "/log");
+    pid_ = SpawnWithLog(argv, {}, dir_.path() + "/log");
     // The answer must come from this process, not from whoever else holds the port.
     const std::string own_pid = "process_id:" + std::to_string(pid_) + "\r\n";
     bool exited = false;
@@ -147,7 +120,7 @@ absl::Status RedisProcess::Start(std::chrono::milliseconds timeout) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     if (!exited) break;
-    std::string log = ReadFile(dir_.path() + "/log");
+    std::string log = ReadWholeFile(dir_.path() + "/log");
     if (!absl::StrContains(log, "Address already in use")) {
       return absl::InternalError(absl::StrCat("redis-server exited: ", log));
     }

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: MIT
+// Starting a child process for a test, with its output in a file.
+//
+//   pid_t pid = SpawnWithLog({"/usr/bin/redis-server", "--port", "0"}, {}, dir + "/log");
+//   std::string log = ReadWholeFile(dir + "/log");
+//
+// Stateless functions; thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace perper::testing {
+
+// Forks and execs `argv` (a path, or a name looked up on PATH) with stdout and stderr to
+// `log_path`, the `env` entries ("NAME=value") added, and no signal blocked. Returns the pid;
+// the child exits 127 when the exec fails.
+pid_t SpawnWithLog(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                   const std::string& log_path);
+
+// The file's contents; empty when it cannot be read.
+std::string ReadWholeFile(const std::string& path);
+
+}  // namespace perper::testing
