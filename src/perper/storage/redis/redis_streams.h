@@ -3,7 +3,7 @@
 // the semantics of the engines (streams_engine.h) so that several Fabric processes sharing one
 // Redis deployment behave as one Fabric.
 //
-// Keys (docs/redis-backend.md). Everything of stream S lives under the hash tag {s:<S escaped>},
+// Keys. Everything of stream S lives under the hash tag {s:<S escaped>},
 // so every operation on it is one Lua script in one slot:
 //
 //   {s:S}:m   hash: e (ephemeral "1"/"0"), st (stride), c (completed "1"/"0"), err (error, when
@@ -22,6 +22,12 @@
 // Keys and positions are int64 and Lua numbers are doubles, so scripts never do arithmetic on
 // them: they compare the 8-byte encodings byte by byte and add one by carrying bytes (auto keys).
 // Counts and byte totals stay far below 2^53.
+//
+// Retries: ClusterClient resends a script whose connection broke before the reply came. Every
+// script here leaves the same state when run twice (explicit keys are replays the second time,
+// listener moves converge), though a resent completion or deletion then answers as if it had
+// been done before (it had); the exception is a write with auto keys: if its reply is lost that
+// way, its items may be stored twice under two keys.
 //
 // Transient listeners belong to a live call of one Fabric process. A process that dies leaves
 // them behind; the sweeper (SweepDeadProcesses, run every lease period by StartSweeper) removes
