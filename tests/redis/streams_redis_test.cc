@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,6 +53,7 @@ struct Process {
   RedisNotifier notifier;
   Recorder recorder;
   std::unique_ptr<RedisStreams> streams;
+  const std::string& pid() const { return pool->process_id(); }
 };
 
 class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
@@ -83,16 +85,21 @@ class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
     return ports;
   }
 
-  std::unique_ptr<Process> Open(const std::string& pid) {
-    ClusterOptions options;
-    options.seeds = {{"127.0.0.1", Ports()[0]}};
+  // With `lease`, the sweeper runs (a few times per lease).
+  std::unique_ptr<Process> Open(std::optional<std::chrono::milliseconds> lease = std::nullopt) {
+    RedisStoreOptions options;
+    options.cluster.seeds = {{"127.0.0.1", Ports()[0]}};
+    if (lease.has_value()) options.lease = *lease;
     auto process = std::make_unique<Process>();
-    auto pool = ClientPool::Create(options, pid);
+    auto pool = ClientPool::Create(options);
     EXPECT_TRUE(pool.ok()) << pool.status();
     if (!pool.ok()) return nullptr;
     process->pool = std::move(pool).value();
     process->notifier.SetObserver(&process->recorder);
-    process->streams = std::make_unique<RedisStreams>(process->pool.get(), &process->notifier);
+    process->streams = std::make_unique<RedisStreams>(*process->pool, process->notifier);
+    if (lease.has_value()) {
+      EXPECT_TRUE(process->streams->Start().ok());
+    }
     return process;
   }
 
@@ -144,7 +151,7 @@ RedisCluster* RedisStreamsTest::cluster_ = nullptr;
 // Lua numbers are doubles: keys beyond 2^53, near both ends of int64 and negative ones must
 // still be exact and in numeric order.
 TEST_P(RedisStreamsTest, LargeAndNegativeKeysRoundTripInOrder) {
-  auto p = Open("aaaaaaaaaaaaaaaa");
+  auto p = Open();
   RedisStreams& streams = *p->streams;
   Create(streams, "big", /*ephemeral=*/true);
   const int64_t two53 = int64_t{1} << 53;
@@ -193,7 +200,7 @@ TEST_P(RedisStreamsTest, LargeAndNegativeKeysRoundTripInOrder) {
 }
 
 TEST_P(RedisStreamsTest, CollectsMoreThanOneBatchInOneMove) {
-  auto p = Open("aaaaaaaaaaaaaaaa");
+  auto p = Open();
   RedisStreams& streams = *p->streams;
   Create(streams, "many", /*ephemeral=*/true);
   std::vector<int64_t> keys;
@@ -214,7 +221,7 @@ TEST_P(RedisStreamsTest, CollectsMoreThanOneBatchInOneMove) {
 }
 
 TEST_P(RedisStreamsTest, AdvanceListenerMovesForwardOnly) {
-  auto p = Open("aaaaaaaaaaaaaaaa");
+  auto p = Open();
   RedisStreams& streams = *p->streams;
   EXPECT_EQ(streams.ListenerPosition("nope", "l").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(streams.AdvanceListener("nope", "l", 1).status().code(), absl::StatusCode::kNotFound);
@@ -256,10 +263,10 @@ TEST_P(RedisStreamsTest, AdvanceListenerMovesForwardOnly) {
 // A dead Fabric's transient listeners must not pin an ephemeral stream: once its lease is gone,
 // another process removes them and collects what they held; a live one's are kept.
 TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
-  auto a = Open("aaaaaaaaaaaaaaaa");
-  auto b = Open("bbbbbbbbbbbbbbbb");
-  Lease(*a, "aaaaaaaaaaaaaaaa", 60000);
-  Lease(*b, "bbbbbbbbbbbbbbbb", 60000);
+  auto a = Open();
+  auto b = Open();
+  Lease(*a, a->pid(), 60000);
+  Lease(*b, b->pid(), 60000);
   Create(*a->streams, "e", /*ephemeral=*/true);
   Write(*a->streams, "e", {1, 2, 3});
   ASSERT_TRUE(b->streams->RegisterListener("e", "call", 1, /*transient=*/true).ok());
@@ -271,7 +278,7 @@ TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
   EXPECT_EQ(*kept, 0u);  // b is alive.
   EXPECT_EQ(Keys(*a->streams, "e"), (std::vector<int64_t>{1, 2, 3}));
 
-  Lease(*a, "bbbbbbbbbbbbbbbb", 0);  // b's lease runs out.
+  Lease(*a, b->pid(), 0);  // b's lease runs out.
   a->recorder.Take();
   auto swept = a->streams->SweepDeadProcesses();
   ASSERT_TRUE(swept.ok()) << swept.status();
@@ -291,13 +298,12 @@ TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
 }
 
 TEST_P(RedisStreamsTest, TheSweeperThreadRemovesThemOnceTheLeaseExpires) {
-  auto a = Open("aaaaaaaaaaaaaaaa");
-  auto b = Open("bbbbbbbbbbbbbbbb");
-  Lease(*b, "bbbbbbbbbbbbbbbb", 300);
+  auto a = Open(std::chrono::milliseconds(300));  // Sweeps every 100 ms.
+  auto b = Open();
+  Lease(*b, b->pid(), 300);
   Create(*a->streams, "e", /*ephemeral=*/true);
   Write(*a->streams, "e", {1, 2});
   ASSERT_TRUE(b->streams->RegisterListener("e", "call", kPositionNotStarted, true).ok());
-  a->streams->StartSweeper(std::chrono::milliseconds(50));
   // Polls the condition against a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
@@ -311,9 +317,9 @@ TEST_P(RedisStreamsTest, TheSweeperThreadRemovesThemOnceTheLeaseExpires) {
 }
 
 TEST_P(RedisStreamsTest, AClosedProcessRemovesItsTransientListeners) {
-  auto a = Open("aaaaaaaaaaaaaaaa");
-  auto b = Open("bbbbbbbbbbbbbbbb");
-  Lease(*b, "bbbbbbbbbbbbbbbb", 60000);
+  auto a = Open();
+  auto b = Open();
+  Lease(*b, b->pid(), 60000);
   Create(*a->streams, "e", /*ephemeral=*/true);
   ASSERT_TRUE(b->streams->RegisterListener("e", "call", 0, /*transient=*/true).ok());
   ASSERT_TRUE(b->streams->RegisterListener("e", "kept", 0, /*transient=*/false).ok());

@@ -25,7 +25,6 @@
 #include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
-#include "perper/storage/engine/keys.h"
 #include "perper/storage/redis/redis_keys.h"
 
 namespace perper::storage::redis {
@@ -315,22 +314,24 @@ const std::string& Script(std::string_view body) {
 }
 
 const std::string kOverhead = std::to_string(kRetainedItemOverhead);
-constexpr std::string_view kStreamsIndex = "{perper}:streams";
-constexpr std::string_view kTransientProcesses = "{perper}:tlp";
+const std::string& StreamsIndex() {
+  static const std::string* key = new std::string(Key(kGlobalTag, "streams"));
+  return *key;
+}
+const std::string& TransientProcesses() {
+  static const std::string* key = new std::string(Key(kGlobalTag, "tlp"));
+  return *key;
+}
 
 std::string StreamNotFound(std::string_view stream) {
   return "stream " + ShortId(stream) + " not found";
 }
 
-std::string EncodeKey(int64_t key) {
-  std::string out;
-  keys::AppendInt64(out, key);
-  return out;
-}
+std::string EncodeKey(int64_t key) { return EncodeInt64(key); }
 
 absl::StatusOr<int64_t> DecodeKey(std::string_view bytes) {
   if (bytes.size() != 8) return absl::DataLossError("a stream key in Redis is not 8 bytes long");
-  return keys::DecodeInt64(bytes);
+  return DecodeInt64(bytes);
 }
 
 // A stored listener: 8-byte position, then "d" or "t<owner process>".
@@ -372,8 +373,8 @@ bool SplitTransientEntry(std::string_view entry, std::string_view* stream, std::
   return true;
 }
 
-std::string TransientSet(std::string_view pid) { return "{p:" + std::string(pid) + "}:tl"; }
-std::string LeaseKey(std::string_view pid) { return "{p:" + std::string(pid) + "}:lease"; }
+std::string TransientSet(std::string_view pid) { return Key(ProcessTag(pid), "tl"); }
+std::string LeaseKey(std::string_view pid) { return Key(ProcessTag(pid), "lease"); }
 
 // The first string after every string that starts with `prefix`, as a ZRANGEBYLEX bound.
 std::string PrefixEndBound(std::string prefix) {
@@ -388,18 +389,26 @@ std::string PrefixEndBound(std::string prefix) {
 
 struct RedisStreams::Keys {
   explicit Keys(std::string_view stream) {
-    std::string tag = RedisKeys::StreamTag(stream);
-    m = tag + ":m";
-    k = tag + ":k";
-    v = tag + ":v";
-    l = tag + ":l";
+    std::string tag = StreamTag(stream);
+    m = Key(tag, "m");
+    k = Key(tag, "k");
+    v = Key(tag, "v");
+    l = Key(tag, "l");
   }
   std::vector<std::string_view> all() const { return {m, k, v, l}; }
   std::string m, k, v, l;
 };
 
-RedisStreams::RedisStreams(ClientPool* pool, RedisNotifier* notifier)
-    : pool_(pool), notifier_(notifier) {}
+RedisStreams::RedisStreams(ClientPool& pool, RedisNotifier& notifier)
+    : pool_(&pool), notifier_(&notifier) {}
+
+absl::Status RedisStreams::Start() {
+  // A few sweeps per lease: a dead process's transient listeners go soon after its lease.
+  const std::chrono::milliseconds every =
+      std::max(pool_->options().lease / 3, std::chrono::milliseconds(50));
+  sweeper_ = std::thread([this, every] { SweepLoop(every); });
+  return absl::OkStatus();
+}
 
 RedisStreams::~RedisStreams() {
   {
@@ -447,7 +456,7 @@ absl::StatusOr<bool> RedisStreams::CreateStream(StreamRecord record) {
       return absl::AlreadyExistsError("stream " + record.stream + " already exists and " + why);
     }
   }
-  PERPER_RETURN_IF_ERROR(WriteCommand(kStreamsIndex, {"ZADD", "0", record.stream}));
+  PERPER_RETURN_IF_ERROR(WriteCommand(StreamsIndex(), {"ZADD", "0", record.stream}));
   if (created) Notify(Change::Kind::kStreamCreated, record.stream);
   return created;
 }
@@ -677,7 +686,7 @@ absl::StatusOr<bool> RedisStreams::DeleteStream(std::string_view stream) {
   PERPER_ASSIGN_OR_RETURN(RedisReply reply,
                           pool_->RunWrite(Script(kDeleteStreamScript), keys.all(), {kOverhead}));
   // Always, so that a delete interrupted between the two is finished by a retry.
-  PERPER_RETURN_IF_ERROR(WriteCommand(kStreamsIndex, {"ZREM", stream}));
+  PERPER_RETURN_IF_ERROR(WriteCommand(StreamsIndex(), {"ZREM", stream}));
   if (reply.integer != 1) return false;
   Notify(Change::Kind::kStreamDeleted, stream);
   return true;
@@ -692,7 +701,7 @@ absl::StatusOr<ListenerRecord> RedisStreams::RegisterListener(std::string_view s
   if (transient) {
     // Registered with the sweeper before it exists, so a crash right after leaves nothing that
     // cannot be found.
-    PERPER_RETURN_IF_ERROR(WriteCommand(kTransientProcesses, {"SADD", pid}));
+    PERPER_RETURN_IF_ERROR(WriteCommand(TransientProcesses(), {"SADD", pid}));
     PERPER_RETURN_IF_ERROR(WriteCommand(TransientSet(pid), {"SADD", TransientEntry(stream, name)}));
     stored += "t" + pid;
   } else {
@@ -816,7 +825,7 @@ absl::StatusOr<std::vector<StreamSummary>> RedisStreams::ListStreams(std::string
     std::string count = std::to_string(want);
     PERPER_ASSIGN_OR_RETURN(
         RedisReply names,
-        pool_->Run(kStreamsIndex, {"ZRANGEBYLEX", kStreamsIndex, from, to, "LIMIT", "0", count}));
+        pool_->Run(StreamsIndex(), {"ZRANGEBYLEX", StreamsIndex(), from, to, "LIMIT", "0", count}));
     for (const RedisReply& name : names.elements) {
       bool found = false;
       PERPER_ASSIGN_OR_RETURN(StreamSummary summary, Summary(name.str, true, &found));
@@ -847,14 +856,14 @@ absl::StatusOr<size_t> RedisStreams::DropTransientListenersOf(std::string_view p
   // Forget the process once its set is empty (a set emptied by SREM is gone).
   PERPER_ASSIGN_OR_RETURN(RedisReply left, pool_->Run(set, {"EXISTS", set}));
   if (left.integer == 0) {
-    PERPER_RETURN_IF_ERROR(WriteCommand(kTransientProcesses, {"SREM", pid}));
+    PERPER_RETURN_IF_ERROR(WriteCommand(TransientProcesses(), {"SREM", pid}));
   }
   return removed;
 }
 
 absl::StatusOr<size_t> RedisStreams::SweepDeadProcesses() {
   PERPER_ASSIGN_OR_RETURN(RedisReply pids,
-                          pool_->Run(kTransientProcesses, {"SMEMBERS", kTransientProcesses}));
+                          pool_->Run(TransientProcesses(), {"SMEMBERS", TransientProcesses()}));
   size_t removed = 0;
   for (const RedisReply& pid : pids.elements) {
     if (pid.str == pool_->process_id()) continue;
@@ -865,10 +874,6 @@ absl::StatusOr<size_t> RedisStreams::SweepDeadProcesses() {
     removed += dropped;
   }
   return removed;
-}
-
-void RedisStreams::StartSweeper(std::chrono::milliseconds every) {
-  sweeper_ = std::thread([this, every] { SweepLoop(every); });
 }
 
 void RedisStreams::SweepLoop(std::chrono::milliseconds every) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The streams part of the `redis` backend: StreamStore on Redis 7 (standalone or cluster), with
-// the semantics of the engines (streams_engine.h) so that several Fabric processes sharing one
-// Redis deployment behave as one Fabric.
+// the semantics of the engines (streams_engine.h; keys in docs/cluster.md) so that several Fabric
+// processes sharing one Redis deployment behave as one Fabric.
 //
 // Keys. Everything of stream S lives under the hash tag {s:<S escaped>},
 // so every operation on it is one Lua script in one slot:
@@ -30,7 +30,7 @@
 // way, its items may be stored twice under two keys.
 //
 // Transient listeners belong to a live call of one Fabric process. A process that dies leaves
-// them behind; the sweeper (SweepDeadProcesses, run every lease period by StartSweeper) removes
+// them behind; the sweeper (SweepDeadProcesses, run a few times per lease period) removes
 // the transient listeners of every process whose lease {p:<pid>}:lease is gone, collecting what
 // they held, so a dead Fabric never pins an ephemeral stream for longer than its lease. A store
 // closed cleanly removes its own transient listeners.
@@ -60,12 +60,16 @@ namespace perper::storage::redis {
 
 class RedisStreams final : public StreamStore {
  public:
-  // Both pointers must outlive this object.
-  RedisStreams(ClientPool* pool, RedisNotifier* notifier);
+  // Both must outlive this object.
+  RedisStreams(ClientPool& pool, RedisNotifier& notifier);
   // Stops the sweeper and removes this process's transient listeners (best effort).
   ~RedisStreams() override;
   RedisStreams(const RedisStreams&) = delete;
   RedisStreams& operator=(const RedisStreams&) = delete;
+
+  // Starts the sweeper (SweepDeadProcesses a few times per lease period); called once by
+  // RedisStore::Open.
+  absl::Status Start();
 
   absl::StatusOr<bool> CreateStream(StreamRecord record) override;
   absl::StatusOr<StreamRecord> GetStream(std::string_view stream) override;
@@ -105,8 +109,6 @@ class RedisStreams final : public StreamStore {
   // Removes the transient listeners of every other process whose lease is gone (collecting
   // what they held). Returns how many listeners it removed.
   absl::StatusOr<size_t> SweepDeadProcesses();
-  // Runs SweepDeadProcesses every `every` on a thread of its own until destruction. Call once.
-  void StartSweeper(std::chrono::milliseconds every);
 
  private:
   struct Keys;
