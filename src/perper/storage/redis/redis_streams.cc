@@ -417,7 +417,9 @@ RedisStreams::~RedisStreams() {
   }
   if (sweeper_.joinable()) sweeper_.join();
   // Our calls end with us: their transient listeners must not hold items until the lease runs
-  // out. Best effort; the other processes' sweepers remove whatever is left.
+  // out. Best effort; the other processes' sweepers remove whatever is left. Silently: the
+  // observer may be going away too.
+  closing_.store(true, std::memory_order_relaxed);
   (void)DropTransientListenersOf(pool_->process_id());
 }
 
@@ -427,6 +429,7 @@ absl::Status RedisStreams::WriteCommand(std::string_view key,
 }
 
 void RedisStreams::Notify(Change::Kind kind, std::string_view stream, int64_t key) const {
+  if (closing_.load(std::memory_order_relaxed)) return;
   Change change;
   change.kind = kind;
   change.id = std::string(stream);

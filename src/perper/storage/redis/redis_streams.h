@@ -39,6 +39,7 @@
 // serialises connection use).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -134,6 +135,7 @@ class RedisStreams final : public StreamStore {
   ClientPool* const pool_;
   RedisNotifier* const notifier_;
 
+  std::atomic<bool> closing_{false};  // Set by the destructor: report nothing more.
   absl::Mutex sweeper_mu_;
   bool stopping_ ABSL_GUARDED_BY(sweeper_mu_) = false;
   std::thread sweeper_;
