@@ -330,6 +330,45 @@ TEST_P(RedisStreamsTest, AClosedProcessRemovesItsTransientListeners) {
   EXPECT_EQ((*listeners)[0].name, "kept");
 }
 
+// A script whose reply is lost with its connection is resent by ClusterClient. Redis drops a
+// connection whose pending reply passes client-output-buffer-limit (only replies past the 16 KB
+// client buffer count), after running the command: so a write of 3,000 auto-key items runs,
+// loses its reply, is resent, runs again and loses its reply again. It must be stored once.
+TEST(RedisStreamsResendTest, AnAutoKeyWriteResentAfterALostReplyIsStoredOnce) {
+  RedisProcess server;
+  ASSERT_TRUE(server.Start().ok());
+  RedisStoreOptions options;
+  options.cluster.seeds = {{"127.0.0.1", server.port()}};
+  auto pool = ClientPool::Create(options);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  RedisNotifier notifier;
+  RedisStreams streams(**pool, notifier);
+  StreamRecord record;
+  record.stream = "s";
+  record.ephemeral = false;
+  ASSERT_TRUE(streams.CreateStream(record).ok());
+  std::vector<ItemToWrite> items(3000, ItemToWrite{std::nullopt, "x"});
+
+  const std::string port = std::to_string(server.port());
+  ASSERT_TRUE(
+      RedisCli({"-p", port, "CONFIG", "SET", "client-output-buffer-limit", "normal 1 1 0"}).ok());
+  auto lost = streams.WriteItems("s", items);
+  ASSERT_TRUE(
+      RedisCli({"-p", port, "CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0"}).ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable) << lost.status();
+
+  auto progress = streams.GetProgress("s");
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->written_count, 3000u);  // Not 6,000.
+  // The next write is a new one: stored, above the keys of the first.
+  auto next = streams.WriteItems("s", {ItemToWrite{std::nullopt, "y"}});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_GT((*next)[0], progress->last_key.value());
+  progress = streams.GetProgress("s");
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->written_count, 3001u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Deployments, RedisStreamsTest,
                          ::testing::Values(std::string("standalone"), std::string("cluster")),
                          [](const ::testing::TestParamInfo<std::string>& info) {

@@ -112,8 +112,11 @@ redis.call('HSET', KEYS[1], 'e', ARGV[2], 'st', ARGV[3], 'c', '0', 'cc', '0', 'r
 return {1}
 )lua";
 
-// ARGV: overhead, now (8 bytes), retention limit ('' for none), then per item its key (8 bytes,
-// or '' for an auto key) and its value. As StreamsEngine::WriteItemsBounded:
+// ARGV: overhead, now (8 bytes), retention limit ('' for none), write token ('' for none), then
+// per item its key (8 bytes, or '' for an auto key) and its value. A write with a token records
+// its answer under it (fields wt, wn, wl, wk): a resent script with the same token (its reply was
+// lost with the connection) answers that again instead of choosing new auto keys. As
+// StreamsEngine::WriteItemsBounded:
 // {'OK', fresh count, largest fresh key or '', key...}, {'CONFLICT', key}, {'TWICE', key},
 // {'RANGE'}, {'COMPLETED'}, {'FULL', retained, items, bytes, lowest name, lowest position,
 // listeners}.
@@ -122,12 +125,20 @@ local m, k, v, l = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', m) == 0 then return {'NOTFOUND'} end
 local meta = redis.call('HMGET', m, 'lk', 'gf', 'c', 'e', 'rb')
 local last, floor = meta[1], meta[2]
-local now = ARGV[2]
-local n = (#ARGV - 3) / 2
+local now, token = ARGV[2], ARGV[4]
+local n = (#ARGV - 4) / 2
+if token ~= '' then
+  local done = redis.call('HMGET', m, 'wt', 'wn', 'wl', 'wk')
+  if done[1] == token then
+    local again = {'OK', tonumber(done[2]), done[3]}
+    for i = 1, n do again[3 + i] = string.sub(done[4], 8 * i - 7, 8 * i) end
+    return again
+  end
+end
 local written, replayed = {}, {}
 local fresh, bytes, any_explicit, largest = 0, 0, false, ''
 for i = 1, n do
-  local key, value = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local key, value = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   local replay = false
   if key ~= '' then
     any_explicit = true
@@ -176,11 +187,14 @@ end
 for i = 1, n do
   if not replayed[i] then
     redis.call('ZADD', k, 0, written[i])
-    redis.call('HSET', v, written[i], ARGV[3 + 2 * i])
+    redis.call('HSET', v, written[i], ARGV[4 + 2 * i])
   end
 end
 redis.call('HSET', m, 'lk', last)
 redis.call('HINCRBY', m, 'rb', bytes)
+if token ~= '' then
+  redis.call('HSET', m, 'wt', token, 'wn', fresh, 'wl', largest, 'wk', table.concat(written))
+end
 return reply
 )lua";
 
@@ -533,10 +547,17 @@ absl::StatusOr<std::vector<int64_t>> RedisStreams::WriteItemsBounded(
   std::string limit = max_retained_bytes == std::numeric_limits<size_t>::max()
                           ? std::string()
                           : std::to_string(max_retained_bytes);
+  // Only auto keys make a resent write unsafe (explicit keys are replays the second time).
+  std::string token;
+  if (std::any_of(items.begin(), items.end(),
+                  [](const ItemToWrite& item) { return !item.key.has_value(); })) {
+    token = pool_->process_id() + ":" +
+            std::to_string(write_tokens_.fetch_add(1, std::memory_order_relaxed));
+  }
   std::vector<std::string> encoded;
-  encoded.reserve(items.size());
-  std::vector<std::string_view> args = {kOverhead, now, limit};
-  args.reserve(3 + 2 * items.size());
+  encoded.reserve(items.size());  // `args` points into it: no reallocation.
+  std::vector<std::string_view> args = {kOverhead, now, limit, token};
+  args.reserve(4 + 2 * items.size());
   for (const ItemToWrite& item : items) {
     encoded.push_back(item.key.has_value() ? EncodeKey(*item.key) : std::string());
     args.push_back(encoded.back());
