@@ -265,7 +265,6 @@ TEST_P(RedisStreamsTest, AdvanceListenerMovesForwardOnly) {
 TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
   auto a = Open();
   auto b = Open();
-  Lease(*a, a->pid(), 60000);
   Lease(*b, b->pid(), 60000);
   Create(*a->streams, "e", /*ephemeral=*/true);
   Write(*a->streams, "e", {1, 2, 3});
@@ -279,6 +278,12 @@ TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
   EXPECT_EQ(Keys(*a->streams, "e"), (std::vector<int64_t>{1, 2, 3}));
 
   Lease(*a, b->pid(), 0);  // b's lease runs out.
+  auto unleased = a->streams->SweepDeadProcesses();
+  ASSERT_TRUE(unleased.ok()) << unleased.status();
+  EXPECT_EQ(*unleased, 0u);  // a holds no lease itself: it judges nobody.
+  EXPECT_EQ(Keys(*a->streams, "e"), (std::vector<int64_t>{1, 2, 3}));
+
+  Lease(*a, a->pid(), 60000);
   a->recorder.Take();
   auto swept = a->streams->SweepDeadProcesses();
   ASSERT_TRUE(swept.ok()) << swept.status();
@@ -300,6 +305,7 @@ TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
 TEST_P(RedisStreamsTest, TheSweeperThreadRemovesThemOnceTheLeaseExpires) {
   auto a = Open(std::chrono::milliseconds(300));  // Sweeps every 100 ms.
   auto b = Open();
+  Lease(*a, a->pid(), 60000);
   Lease(*b, b->pid(), 300);
   Create(*a->streams, "e", /*ephemeral=*/true);
   Write(*a->streams, "e", {1, 2});

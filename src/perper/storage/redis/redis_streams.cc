@@ -886,6 +886,11 @@ absl::StatusOr<size_t> RedisStreams::DropTransientListenersOf(std::string_view p
 }
 
 absl::StatusOr<size_t> RedisStreams::SweepDeadProcesses() {
+  // Without a lease of our own (leases not running, or ours lapsed while we were cut off) a
+  // missing lease says nothing about its process: judge nobody.
+  const std::string own = LeaseKey(pool_->process_id());
+  PERPER_ASSIGN_OR_RETURN(RedisReply leased, pool_->Run(own, {"EXISTS", own}));
+  if (leased.integer != 1) return 0;
   PERPER_ASSIGN_OR_RETURN(RedisReply pids,
                           pool_->Run(TransientProcesses(), {"SMEMBERS", TransientProcesses()}));
   size_t removed = 0;

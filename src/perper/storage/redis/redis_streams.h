@@ -109,7 +109,8 @@ class RedisStreams final : public StreamStore {
                                           int64_t reached);
 
   // Removes the transient listeners of every other process whose lease is gone (collecting
-  // what they held). Returns how many listeners it removed.
+  // what they held). Returns how many listeners it removed. Does nothing while this process
+  // holds no lease itself.
   absl::StatusOr<size_t> SweepDeadProcesses();
 
  private:
