@@ -478,20 +478,12 @@ absl::StatusOr<bool> RedisStreams::CreateStream(StreamRecord record) {
   return created;
 }
 
-absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, bool with_listeners,
-                                                    bool* found) {
-  Keys keys(stream);
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                          pool_->RunScript(Script(kDescribeScript), keys.all(),
-                                           {kOverhead, with_listeners ? "1" : "0"}));
-  StreamSummary summary;
-  *found = reply.type != RedisReply::Type::kNil;
-  if (!*found) return summary;
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 5)
-    return Unexpected("a stream read");
+namespace {
+
+// The fields of a stream's metadata hash (HGETALL) into `summary` and `collected`.
+void ParseMeta(std::string_view stream, const std::vector<RedisReply>& meta, StreamSummary& summary,
+               uint64_t& collected) {
   summary.record.stream = std::string(stream);
-  uint64_t collected = 0;
-  const std::vector<RedisReply>& meta = reply.elements[0].elements;
   for (size_t i = 0; i + 1 < meta.size(); i += 2) {
     const std::string& field = meta[i].str;
     const std::string& value = meta[i + 1].str;
@@ -509,6 +501,23 @@ absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, boo
       summary.retained_bytes = std::strtoull(value.c_str(), nullptr, 10);
     }
   }
+}
+
+}  // namespace
+
+absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, bool with_listeners,
+                                                    bool* found) {
+  Keys keys(stream);
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                          pool_->RunScript(Script(kDescribeScript), keys.all(),
+                                           {kOverhead, with_listeners ? "1" : "0"}));
+  StreamSummary summary;
+  *found = reply.type != RedisReply::Type::kNil;
+  if (!*found) return summary;
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 5)
+    return Unexpected("a stream read");
+  uint64_t collected = 0;
+  ParseMeta(stream, reply.elements[0].elements, summary, collected);
   summary.item_count = static_cast<uint64_t>(reply.elements[1].integer);
   summary.written_count = collected + summary.item_count;
   if (!reply.elements[2].str.empty()) {
@@ -529,9 +538,13 @@ absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, boo
 }
 
 absl::StatusOr<StreamRecord> RedisStreams::GetStream(std::string_view stream) {
-  bool found = false;
-  PERPER_ASSIGN_OR_RETURN(StreamSummary summary, Summary(stream, false, &found));
-  if (!found) return absl::NotFoundError(StreamNotFound(stream));
+  // A plain command, not a script: every listen call reads the record before its items.
+  Keys keys(stream);
+  PERPER_ASSIGN_OR_RETURN(RedisReply meta, pool_->Run(keys.m, {"HGETALL", keys.m}));
+  if (meta.elements.empty()) return absl::NotFoundError(StreamNotFound(stream));
+  StreamSummary summary;
+  uint64_t collected = 0;
+  ParseMeta(stream, meta.elements, summary, collected);
   return std::move(summary.record);
 }
 
