@@ -5,8 +5,9 @@
 //   CreateStream        2: the create script, then ZADD to {perper}:streams (always, so a retry
 //                          repairs a create interrupted between the two)
 //   WriteItems(Bounded) 1 script (keys chosen, checked and written in it)
-//   ReadItems, VisitItems, LastKey, GetStream, GetProgress, ListListeners,
-//   ListenerPosition    1 script
+//   GetStream           1 command (HGETALL)
+//   ReadItems, VisitItems, LastKey, GetProgress, ListListeners, ListenerPosition
+//                       1 script
 //   CompleteStream      1 script
 //   DeleteStream        2: the delete script (UNLINK: Redis frees large keys in the
 //                          background), then ZREM from {perper}:streams
@@ -16,6 +17,8 @@
 //                       1 script, plus one collection script per further 1,000 items to collect
 //                       (plus SREM {p:<pid>}:tl when deleting a transient listener of ours)
 //   ListStreams         1 ZRANGEBYLEX, then 1 script per stream
+//   SweepDeadProcesses  2 (own lease, SMEMBERS {perper}:tlp), 1 EXISTS per other process, and
+//                       per dead one SMEMBERS, then per listener its delete script and SREM
 #include "perper/storage/redis/redis_streams.h"
 
 #include <algorithm>
