@@ -58,19 +58,24 @@ struct Process {
 
 class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() {
-    standalone_ = new RedisProcess();
-    ASSERT_TRUE(standalone_->Start().ok());
-    cluster_ = new RedisCluster(3, 0);
-    absl::Status started = cluster_->Start();
-    ASSERT_TRUE(started.ok()) << started;
-  }
   static void TearDownTestSuite() {
     delete standalone_;
+    standalone_ = nullptr;
     delete cluster_;
+    cluster_ = nullptr;
   }
 
   void SetUp() override {
+    // Started when first needed: ctest runs each test in a process of its own.
+    if (GetParam() == "standalone" && standalone_ == nullptr) {
+      standalone_ = new RedisProcess();
+      ASSERT_TRUE(standalone_->Start().ok());
+    }
+    if (GetParam() == "cluster" && cluster_ == nullptr) {
+      cluster_ = new RedisCluster(3, 0);
+      absl::Status started = cluster_->Start();
+      ASSERT_TRUE(started.ok()) << started;
+    }
     for (int port : Ports()) {
       auto flushed = RedisCli({"-p", std::to_string(port), "FLUSHALL"});
       ASSERT_TRUE(flushed.ok()) << flushed.status();
