@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+// The executions part of the redis backend: executions, their agent indexes and reservations
+// with process leases, on a Redis (standalone or cluster) shared by several Fabric processes.
+// Same semantics as ExecutionsEngine (perper/storage/engine/executions_engine.h); the keys are
+// described in docs/redis-store.md and perper/storage/redis/redis_keys.h.
+//
+// An execution lives under its tag T: `i:<instance>` (so an instance's executions share a slot
+// with its state dictionary `<instance>-`), or `e:<id>` when it has no instance. The locator
+// `{e:<id>}:w` finds T from the ID alone; this process caches locators (bounded LRU) and, when
+// a script finds no record under a cached tag, drops the entry and reads the locator once more.
+//
+// Reservations are stored in the record as `r:<workgroup>` → "<process id>/<holder>": a holder
+// on another process whose lease has expired is taken over; one whose lease is alive is watched
+// (ForeignHolderWatcher) so that its death is reported as kReservationReleased.
+//
+// Owned by RedisStore. Thread safety: every method is safe to call concurrently; changes are
+// reported after the write, without any lock held.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "perper/storage/redis/client_pool.h"
+#include "perper/storage/redis/leases.h"
+#include "perper/storage/redis/redis_notifier.h"
+#include "perper/storage/store.h"
+
+namespace perper::storage::redis {
+
+class RedisExecutions final : public ExecutionStore {
+ public:
+  // `pool` and `notifier` must outlive this. `lease`: how long this process's reservations
+  // outlive it if it dies without releasing them.
+  RedisExecutions(ClientPool* pool, RedisNotifier* notifier,
+                  std::chrono::milliseconds lease = std::chrono::milliseconds(3000));
+  ~RedisExecutions() override;
+
+  // Sets this process's lease and starts the lease and watcher threads. REQUIRES: called once,
+  // before any other method.
+  absl::Status Start();
+
+  absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override;
+  absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override;
+  absl::StatusOr<bool> ReadExecution(
+      std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
+  absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
+                                 std::optional<std::string> error) override;
+  absl::StatusOr<bool> DeleteExecution(std::string_view execution) override;
+  absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(const ExecutionFilter& filter,
+                                                              size_t limit) override;
+  absl::StatusOr<std::vector<std::string>> ListExecutionIds(const ExecutionFilter& filter,
+                                                            size_t limit) override;
+  absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override;
+  absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override;
+  absl::StatusOr<std::vector<ReservationRecord>> ListReservations(std::string_view workgroup,
+                                                                  size_t limit) override;
+
+  // Where an instance's executions and state live: the hash slot of its tag and the address
+  // ("host:port") of the node currently serving it. For introspection.
+  absl::StatusOr<std::pair<int, std::string>> SlotOfInstance(std::string_view instance);
+
+  // Drops watched holds that a change made by another process settled (release, completion,
+  // deletion). The store passes the changes its bus delivers.
+  void OnRemoteChange(const Change& change);
+
+  // Stops renewing this process's lease without deleting it, as if the process had been
+  // killed: once it runs out, other processes take its reservations over. For tests.
+  void AbandonLeaseForTesting();
+
+ private:
+  // Where an execution's record lives.
+  struct Locator {
+    std::string agent;
+    std::string tag;  // `i:<instance>` or `e:<id>`, unescaped kind and escaped name as in keys.
+    bool operator==(const Locator& other) const {
+      return agent == other.agent && tag == other.tag;
+    }
+  };
+  // An ID a listing found, with what reading its record needs.
+  struct Listed {
+    uint64_t sequence = 0;
+    std::string execution;
+    std::string tag;
+  };
+
+  // The locator of `execution`, from the cache when `use_cache`; nullopt when it has none.
+  absl::StatusOr<std::optional<Locator>> Locate(std::string_view execution, bool use_cache);
+  void CacheLocator(std::string_view execution, const Locator& locator);
+  void ForgetLocator(std::string_view execution);
+  // Runs `attempt` on the execution's locator; when it answers "no record" (nullopt) under a
+  // cached locator, reads the locator again and retries once. nullopt: no such execution.
+  template <typename T>
+  absl::StatusOr<std::optional<T>> WithRecord(
+      std::string_view execution,
+      const std::function<absl::StatusOr<std::optional<T>>(const Locator&)>& attempt);
+
+  absl::StatusOr<uint64_t> NextSequence(std::string_view agent);
+  absl::Status RegisterAgent(std::string_view agent);
+  absl::StatusOr<std::vector<std::string>> Agents();
+  absl::StatusOr<std::vector<Listed>> ListAgent(std::string_view agent,
+                                                const ExecutionFilter& filter, size_t limit);
+  absl::StatusOr<std::vector<Listed>> ListMatching(const ExecutionFilter& filter, size_t limit);
+  // The records of `listed` (nullopt for one that is gone), one round trip per tag.
+  absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> ReadRecords(
+      const std::vector<Listed>& listed);
+  void Report(const Change& change);
+
+  ClientPool* const pool_;
+  RedisNotifier* const notifier_;
+  ProcessLease lease_;
+  ForeignHolderWatcher watcher_;
+
+  static constexpr size_t kLocatorCacheSize = 100000;
+  absl::Mutex cache_mu_;
+  // Most recently used first.
+  std::list<std::pair<std::string, Locator>> lru_ ABSL_GUARDED_BY(cache_mu_);
+  absl::flat_hash_map<std::string, std::list<std::pair<std::string, Locator>>::iterator> locators_
+      ABSL_GUARDED_BY(cache_mu_);
+  // Agents this process has added to `{perper}:agents`.
+  absl::flat_hash_set<std::string> known_agents_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+}  // namespace perper::storage::redis
