@@ -176,9 +176,13 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return {1, r[2], r[3], r[4]}
 )lua";
 
-// An agent's executions in sequence order: KEYS[1] the all or open set, KEYS[2] meta; ARGV
-// instance filter, delegate filter, limit. Flat {id, seq, tag, ...}.
-constexpr std::string_view kListAgentScript = R"lua(
+// Executions in sequence order, filtered, at most ARGV[2]; flat {id, seq, tag, ...}. Two ways:
+// ARGV[1] 'a': an agent's index, KEYS[1] its all or open set, KEYS[2] its meta hash;
+// ARGV[1] 'i': an instance's tag, KEYS[1] its id set (the records share its slot).
+// ARGV[3] instance filter ('a'), ARGV[4] delegate filter, ARGV[5] agent ('i'), ARGV[6] any
+// agent ('1'/'0'), ARGV[7] include finished ('1'/'0'), ARGV[8] record key prefix ('i'),
+// ARGV[9] the tag ('i').
+constexpr std::string_view kListScript = R"lua(
 local function decode(s)
   local t, p = {}, 1
   while p <= #s do
@@ -189,44 +193,35 @@ local function decode(s)
   end
   return t
 end
-local limit = tonumber(ARGV[3])
-local out, found, start = {}, 0, 0
-while found < limit do
-  local page = redis.call('ZRANGE', KEYS[1], start, start + 255, 'WITHSCORES')
-  if #page == 0 then break end
-  for i = 1, #page, 2 do
-    local meta = redis.call('HGET', KEYS[2], page[i])
-    if meta then
-      local m = decode(meta)
-      if (ARGV[1] == '' or m[2] == ARGV[1]) and (ARGV[2] == '' or m[3] == ARGV[2]) then
-        out[#out + 1] = page[i]
-        out[#out + 1] = page[i + 1]
-        out[#out + 1] = m[1]
-        found = found + 1
-        if found >= limit then break end
-      end
+-- The tag of `id` when it matches, else nil.
+local function match(id)
+  if ARGV[1] == 'a' then
+    local meta = redis.call('HGET', KEYS[2], id)
+    if not meta then return nil end
+    local m = decode(meta)
+    if (ARGV[3] == '' or m[2] == ARGV[3]) and (ARGV[4] == '' or m[3] == ARGV[4]) then
+      return m[1]
     end
+    return nil
   end
-  start = start + 256
+  local r = redis.call('HMGET', ARGV[8] .. id, 'agent', 'delegate', 'finished')
+  if r[1] and (ARGV[6] == '1' or r[1] == ARGV[5]) and (ARGV[4] == '' or r[2] == ARGV[4])
+      and (ARGV[7] == '1' or not r[3]) then
+    return ARGV[9]
+  end
+  return nil
 end
-return out
-)lua";
-
-// An instance's executions in sequence order: KEYS[1] the tag's id set; ARGV record key prefix,
-// agent, any agent ('1'/'0'), delegate filter, include finished ('1'/'0'), limit.
-// Flat {id, seq, ...}. The records share KEYS[1]'s slot.
-constexpr std::string_view kListInstanceScript = R"lua(
-local limit = tonumber(ARGV[6])
+local limit = tonumber(ARGV[2])
 local out, found, start = {}, 0, 0
 while found < limit do
   local page = redis.call('ZRANGE', KEYS[1], start, start + 255, 'WITHSCORES')
   if #page == 0 then break end
   for i = 1, #page, 2 do
-    local r = redis.call('HMGET', ARGV[1] .. page[i], 'agent', 'delegate', 'finished')
-    if r[1] and (ARGV[3] == '1' or r[1] == ARGV[2]) and (ARGV[4] == '' or r[2] == ARGV[4])
-        and (ARGV[5] == '1' or not r[3]) then
+    local tag = match(page[i])
+    if tag then
       out[#out + 1] = page[i]
       out[#out + 1] = page[i + 1]
+      out[#out + 1] = tag
       found = found + 1
       if found >= limit then break end
     end
@@ -664,21 +659,26 @@ absl::StatusOr<std::vector<std::string>> RedisExecutions::Agents() {
   return agents;
 }
 
+// The {id, seq, tag} triplets of a listing script.
+std::vector<RedisExecutions::Listed> RedisExecutions::ParseListed(RedisReply& reply) {
+  std::vector<Listed> listed;
+  for (size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
+    listed.push_back(Listed{ParseSequence(reply.elements[i + 1].str),
+                                             std::move(reply.elements[i].str),
+                                             std::move(reply.elements[i + 2].str)});
+  }
+  return listed;
+}
+
 absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListAgent(
     std::string_view agent, const ExecutionFilter& filter, size_t limit) {
   std::string set = filter.include_finished ? RedisKeys::AgentAll(agent)
                                             : RedisKeys::AgentOpen(agent);
   PERPER_ASSIGN_OR_RETURN(
       RedisReply reply,
-      pool_->RunScript(kListAgentScript, {set, RedisKeys::AgentMeta(agent)},
-                       {filter.instance, filter.delegate, std::to_string(limit)}));
-  std::vector<Listed> listed;
-  for (size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
-    listed.push_back(Listed{ParseSequence(reply.elements[i + 1].str),
-                            std::move(reply.elements[i].str),
-                            std::move(reply.elements[i + 2].str)});
-  }
-  return listed;
+      pool_->RunScript(kListScript, {set, RedisKeys::AgentMeta(agent)},
+                       {"a", std::to_string(limit), filter.instance, filter.delegate}));
+  return ParseListed(reply);
 }
 
 absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListMatching(
@@ -691,15 +691,11 @@ absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListMatchi
     std::string tag = RedisKeys::InstanceTag(filter.instance);
     PERPER_ASSIGN_OR_RETURN(
         RedisReply reply,
-        pool_->RunScript(kListInstanceScript, {IdSetKey(tag)},
-                         {RecordPrefix(tag), filter.agent, filter.any_agent ? "1" : "0",
-                          filter.delegate, filter.include_finished ? "1" : "0",
-                          std::to_string(limit)}));
-    for (size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
-      listed.push_back(
-          Listed{ParseSequence(reply.elements[i + 1].str), std::move(reply.elements[i].str), tag});
-    }
-    return listed;
+        pool_->RunScript(kListScript, {IdSetKey(tag)},
+                         {"i", std::to_string(limit), "", filter.delegate, filter.agent,
+                          filter.any_agent ? "1" : "0", filter.include_finished ? "1" : "0",
+                          RecordPrefix(tag), tag}));
+    return ParseListed(reply);
   }
   if (!filter.any_agent) return ListAgent(filter.agent, filter, limit);
   PERPER_ASSIGN_OR_RETURN(std::vector<std::string> agents, Agents());
@@ -728,23 +724,35 @@ absl::StatusOr<std::vector<std::string>> RedisExecutions::ListExecutionIds(
   return ids;
 }
 
-absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> RedisExecutions::ReadRecords(
-    const std::vector<Listed>& listed) {
-  std::vector<std::optional<ExecutionRecord>> records(listed.size());
+absl::Status RedisExecutions::ForEachRecord(
+    const std::vector<Listed>& listed, std::string_view script,
+    const std::vector<std::string_view>& args,
+    absl::FunctionRef<absl::Status(size_t index, const RedisReply& answer)> visit) {
   std::map<std::string_view, std::vector<size_t>> by_tag;
   for (size_t i = 0; i < listed.size(); ++i) by_tag[listed[i].tag].push_back(i);
   for (const auto& [tag, indexes] : by_tag) {
     std::vector<std::string> keys;
     for (size_t i : indexes) keys.push_back(RecordKey(tag, listed[i].execution));
-    PERPER_ASSIGN_OR_RETURN(
-        RedisReply reply, pool_->RunScript(kReadRecordsScript, {keys.begin(), keys.end()}, {}));
+    PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                            pool_->RunScript(script, {keys.begin(), keys.end()}, args));
     for (size_t k = 0; k < indexes.size() && k < reply.elements.size(); ++k) {
-      ExecutionRecord record;
-      if (ParseRecord(listed[indexes[k]].execution, reply.elements[k], &record)) {
-        records[indexes[k]] = std::move(record);
-      }
+      PERPER_RETURN_IF_ERROR(visit(indexes[k], reply.elements[k]));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> RedisExecutions::ReadRecords(
+    const std::vector<Listed>& listed) {
+  std::vector<std::optional<ExecutionRecord>> records(listed.size());
+  PERPER_RETURN_IF_ERROR(ForEachRecord(
+      listed, kReadRecordsScript, {}, [&](size_t index, const RedisReply& answer) {
+        ExecutionRecord record;
+        if (ParseRecord(listed[index].execution, answer, &record)) {
+          records[index] = std::move(record);
+        }
+        return absl::OkStatus();
+      }));
   return records;
 }
 
@@ -846,35 +854,29 @@ absl::StatusOr<std::vector<ReservationRecord>> RedisExecutions::ListReservations
   ExecutionFilter open;  // Unfinished executions of one agent: only they can be held.
   std::vector<Listed> listed;
   for (const std::string& agent : agents) {
-    PERPER_ASSIGN_OR_RETURN(std::vector<Listed> some,
-                            ListAgent(agent, open, kUnlimited));
+    PERPER_ASSIGN_OR_RETURN(std::vector<Listed> some, ListAgent(agent, open, kUnlimited));
     for (Listed& one : some) listed.push_back(std::move(one));
   }
-  std::map<std::string_view, std::vector<size_t>> by_tag;
-  for (size_t i = 0; i < listed.size(); ++i) by_tag[listed[i].tag].push_back(i);
   // Holders whose process is gone hold nothing any more: anyone may take over.
   absl::flat_hash_map<std::string, bool> alive;
   alive[pool_->process_id()] = true;
-  for (const auto& [tag, indexes] : by_tag) {
-    std::vector<std::string> keys;
-    for (size_t i : indexes) keys.push_back(RecordKey(tag, listed[i].execution));
-    PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                            pool_->RunScript(kHoldersScript, {keys.begin(), keys.end()}, {field}));
-    for (size_t k = 0; k < indexes.size() && k < reply.elements.size(); ++k) {
-      const std::string& stored = reply.elements[k].str;
-      if (stored.empty()) continue;
-      auto [process, holder] = SplitHolder(stored);
-      std::string process_id(process);
-      auto it = alive.find(process_id);
-      if (it == alive.end()) {
-        PERPER_ASSIGN_OR_RETURN(bool live, LeaseAlive(*pool_, process));
-        it = alive.emplace(process_id, live).first;
-      }
-      if (!it->second) continue;
-      out.push_back(ReservationRecord{listed[indexes[k]].execution, std::string(workgroup),
-                                      std::string(holder)});
-    }
-  }
+  PERPER_RETURN_IF_ERROR(ForEachRecord(
+      listed, kHoldersScript, {field},
+      [&](size_t index, const RedisReply& answer) -> absl::Status {
+        if (answer.str.empty()) return absl::OkStatus();
+        auto [process, holder] = SplitHolder(answer.str);
+        std::string process_id(process);
+        auto it = alive.find(process_id);
+        if (it == alive.end()) {
+          PERPER_ASSIGN_OR_RETURN(bool live, LeaseAlive(*pool_, process));
+          it = alive.emplace(process_id, live).first;
+        }
+        if (it->second) {
+          out.push_back(ReservationRecord{listed[index].execution, std::string(workgroup),
+                                          std::string(holder)});
+        }
+        return absl::OkStatus();
+      }));
   std::sort(out.begin(), out.end(), [](const ReservationRecord& a, const ReservationRecord& b) {
     return a.execution < b.execution;
   });

@@ -30,6 +30,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -78,6 +79,9 @@ class RedisExecutions final : public ExecutionStore {
   // deletion). The store passes the changes its bus delivers.
   void OnRemoteChange(const Change& change);
 
+  // How many reservations held by other processes this process watches.
+  size_t watched_holds() const { return watcher_.size(); }
+
   // Stops renewing this process's lease without deleting it, as if the process had been
   // killed: once it runs out, other processes take its reservations over. For tests.
   void AbandonLeaseForTesting();
@@ -112,9 +116,17 @@ class RedisExecutions final : public ExecutionStore {
   absl::StatusOr<uint64_t> NextSequence(std::string_view agent);
   absl::Status RegisterAgent(std::string_view agent);
   absl::StatusOr<std::vector<std::string>> Agents();
+  // The {id, sequence, tag} triplets a listing script answers.
+  static std::vector<Listed> ParseListed(RedisReply& reply);
   absl::StatusOr<std::vector<Listed>> ListAgent(std::string_view agent,
                                                 const ExecutionFilter& filter, size_t limit);
   absl::StatusOr<std::vector<Listed>> ListMatching(const ExecutionFilter& filter, size_t limit);
+  // Runs `script` once per tag among `listed`, with the record keys of that tag as KEYS, and
+  // visits its answer's element for each listed execution.
+  absl::Status ForEachRecord(
+      const std::vector<Listed>& listed, std::string_view script,
+      const std::vector<std::string_view>& args,
+      absl::FunctionRef<absl::Status(size_t index, const RedisReply& answer)> visit);
   // The records of `listed` (nullopt for one that is gone), one round trip per tag.
   absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> ReadRecords(
       const std::vector<Listed>& listed);

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+// The executions part of the redis backend as several Fabric processes see it: two stores on one
+// Redis (standalone and a 3-master cluster) act as two processes. Exactly one holder across
+// them; a process that dies holding a reservation loses it when its lease runs out (the other
+// process hears kReservationReleased and takes it over); a clean close hands over at once; a
+// locator cached by one process follows an ID the other deleted and created elsewhere; an
+// instance's executions share the slot of its state dictionary.
+#include <atomic>
+#include <cstdio>
+#include <functional>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "perper/common/status_macros.h"
+#include "perper/storage/redis/key_slot.h"
+#include "perper/storage/redis/redis_executions.h"
+#include "perper/storage/redis/redis_keys.h"
+#include "tests/support/redis_process.h"
+
+namespace perper::storage::redis {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+ExecutionRecord Record(const std::string& id, const std::string& instance = "inst") {
+  ExecutionRecord record;
+  record.execution = id;
+  record.agent = "agent";
+  record.instance = instance;
+  record.delegate = "Run";
+  record.arguments = {"argument"};
+  return record;
+}
+
+bool IsRelease(const Change& change, const std::string& id, const std::string& workgroup) {
+  return change.kind == Change::Kind::kReservationReleased && change.id == id &&
+         change.workgroup == workgroup;
+}
+
+// One Fabric process's view of the shared Redis: its own store with its own observer.
+class Process {
+ public:
+  explicit Process(ClusterOptions options, std::chrono::milliseconds lease) {
+    auto client = ClusterClient::Create(std::move(options));
+    EXPECT_TRUE(client.ok()) << client.status();
+    static std::atomic<int> counter{0};
+    char id[17];
+    std::snprintf(id, sizeof id, "%016x", 0xabc00 + counter.fetch_add(1));
+    pool_ = std::make_unique<ClientPool>(std::move(client).value(), id);
+    notifier_.SetObserver(&observer_);
+    executions_ = std::make_unique<RedisExecutions>(pool_.get(), &notifier_, lease);
+    absl::Status started = executions_->Start();
+    EXPECT_TRUE(started.ok()) << started;
+  }
+
+  ExecutionStore& executions() { return *executions_; }
+  RedisExecutions& redis() { return *executions_; }
+
+  void TakeChanges() { observer_.Take(); }
+  // Waits until a change reported since the last look satisfies `wanted`.
+  bool WaitForChange(const std::function<bool(const Change&)>& wanted,
+                     std::chrono::milliseconds timeout) {
+    return observer_.WaitFor(wanted, timeout);
+  }
+
+ private:
+  class Observer final : public ChangeObserver {
+   public:
+    void OnChange(const Change& change) override {
+      absl::MutexLock lock(&mu_);
+      changes_.push_back(change);
+    }
+    void Take() {
+      absl::MutexLock lock(&mu_);
+      changes_.clear();
+    }
+    bool WaitFor(const std::function<bool(const Change&)>& wanted,
+                 std::chrono::milliseconds timeout) {
+      absl::MutexLock lock(&mu_);
+      size_t seen = 0;
+      auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        for (; seen < changes_.size(); ++seen) {
+          if (wanted(changes_[seen])) return true;
+        }
+        return false;
+      };
+      return mu_.AwaitWithTimeout(absl::Condition(&found), absl::FromChrono(timeout));
+    }
+
+   private:
+    absl::Mutex mu_;
+    std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
+  };
+
+  Observer observer_;
+  RedisNotifier notifier_;
+  std::unique_ptr<ClientPool> pool_;
+  std::unique_ptr<RedisExecutions> executions_;
+};
+
+// One redis-server and one 3-master cluster for the whole binary, emptied before each test.
+class ExecutionsProcessesTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static perper::testing::RedisProcess& Standalone() {
+    static auto* server = [] {
+      auto* started = new perper::testing::RedisProcess();
+      absl::Status status = started->Start();
+      PERPER_CHECK(status.ok()) << status;
+      return started;
+    }();
+    return *server;
+  }
+  static perper::testing::RedisCluster& Cluster() {
+    static auto* cluster = [] {
+      auto* started = new perper::testing::RedisCluster(3, 0);
+      absl::Status status = started->Start();
+      PERPER_CHECK(status.ok()) << status;
+      return started;
+    }();
+    return *cluster;
+  }
+
+  void SetUp() override {
+    std::vector<int> ports;
+    if (GetParam() == "redis") {
+      ports.push_back(Standalone().port());
+    } else {
+      for (auto& node : Cluster().nodes()) ports.push_back(node->port());
+    }
+    for (int port : ports) {
+      ASSERT_TRUE(perper::testing::RedisCli({"-p", std::to_string(port), "FLUSHALL"}).ok());
+    }
+    options_.seeds = {{"127.0.0.1", ports.front()}};
+  }
+
+  std::unique_ptr<Process> Open(std::chrono::milliseconds lease = std::chrono::seconds(3)) {
+    return std::make_unique<Process>(options_, lease);
+  }
+
+  // redis-cli against "host:port".
+  static absl::StatusOr<std::string> RedisCliAt(const std::string& address,
+                                                std::vector<std::string> args) {
+    std::vector<std::string> argv = {"-p", address.substr(address.rfind(':') + 1)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return perper::testing::RedisCli(argv);
+  }
+
+ private:
+  ClusterOptions options_;
+};
+
+TEST_P(ExecutionsProcessesTest, ExactlyOneHolderAcrossProcesses) {
+  auto a = Open();
+  auto b = Open();
+  constexpr int kExecutions = 40;
+  for (int i = 0; i < kExecutions; ++i) {
+    ASSERT_TRUE(a->executions().CreateExecution(Record("e" + std::to_string(i))).ok());
+  }
+  // Both processes race for every reservation, from two threads each.
+  std::vector<std::atomic<int>> taken(kExecutions);
+  std::vector<std::string> holder_of(kExecutions);
+  absl::Mutex mu;
+  auto race = [&](Process* process, const std::string& holder) {
+    for (int i = 0; i < kExecutions; ++i) {
+      absl::StatusOr<bool> reserved =
+          process->executions().TryReserve("e" + std::to_string(i), "w", holder);
+      ASSERT_TRUE(reserved.ok()) << reserved.status();
+      if (*reserved) {
+        taken[i].fetch_add(1);
+        absl::MutexLock lock(&mu);
+        holder_of[i] = holder;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(race, a.get(), "a1");
+  threads.emplace_back(race, a.get(), "a2");
+  threads.emplace_back(race, b.get(), "b1");
+  threads.emplace_back(race, b.get(), "b2");
+  for (std::thread& thread : threads) thread.join();
+  for (int i = 0; i < kExecutions; ++i) EXPECT_EQ(taken[i].load(), 1) << "e" << i;
+
+  // Each process lists every reservation, whoever holds it.
+  for (Process* process : {a.get(), b.get()}) {
+    absl::StatusOr<std::vector<ReservationRecord>> listed =
+        process->executions().ListReservations("w", 100);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    ASSERT_EQ(listed->size(), static_cast<size_t>(kExecutions));
+    for (const ReservationRecord& reservation : *listed) {
+      int i = std::stoi(reservation.execution.substr(1));
+      EXPECT_EQ(reservation.holder, holder_of[i]) << reservation.execution;
+    }
+  }
+}
+
+TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsOut) {
+  constexpr auto kLease = 1000ms;
+  auto a = Open(kLease);
+  auto b = Open(kLease);
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  EXPECT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  a->TakeChanges();
+
+  // B dies without releasing: its lease is no longer renewed, nothing is deleted.
+  b->redis().AbandonLeaseForTesting();
+  const Clock::time_point died = Clock::now();
+  b.reset();
+  // Renewed a third of a lease ago at most, the lease still holds for a while.
+  EXPECT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+
+  // A hears of the release once the lease has run out, and takes the reservation over.
+  bool released = a->WaitForChange(
+      [](const Change& change) { return IsRelease(change, "e1", "w"); }, kLease + 1s);
+  ASSERT_TRUE(released) << "no release within the lease and a second";
+  EXPECT_GE(Clock::now() - died, kLease / 2);
+  EXPECT_TRUE(a->executions().TryReserve("e1", "w", "ha").value());
+  absl::StatusOr<std::vector<ReservationRecord>> listed = a->executions().ListReservations("w", 10);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().holder, "ha");
+}
+
+TEST_P(ExecutionsProcessesTest, ReleaseReportsTheRoutingFieldsOfTheExecution) {
+  constexpr auto kLease = 1000ms;
+  auto a = Open(kLease);
+  auto b = Open(kLease);
+  ExecutionRecord record = Record("e1", "inst-7");
+  ASSERT_TRUE(a->executions().CreateExecution(record).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  ASSERT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  b->redis().AbandonLeaseForTesting();
+  b.reset();
+  Change seen;
+  ASSERT_TRUE(a->WaitForChange(
+      [&](const Change& change) {
+        if (!IsRelease(change, "e1", "w")) return false;
+        seen = change;
+        return true;
+      },
+      kLease + 1s));
+  EXPECT_EQ(seen.agent, "agent");
+  EXPECT_EQ(seen.instance, "inst-7");
+  EXPECT_EQ(seen.delegate, "Run");
+}
+
+TEST_P(ExecutionsProcessesTest, ACleanCloseHandsReservationsOverAtOnce) {
+  // A lease far longer than the wait below: only the deleted lease can explain the release.
+  auto a = Open(60s);
+  auto b = Open(60s);
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  ASSERT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  b.reset();
+  ASSERT_TRUE(a->WaitForChange([](const Change& c) { return IsRelease(c, "e1", "w"); }, 5s));
+  EXPECT_TRUE(a->executions().TryReserve("e1", "w", "ha").value());
+}
+
+TEST_P(ExecutionsProcessesTest, AFinishedOrReleasedHoldIsNoLongerWatched) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e2")).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  ASSERT_TRUE(b->executions().TryReserve("e2", "w", "hb").value());
+  ASSERT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  ASSERT_FALSE(a->executions().TryReserve("e2", "w", "ha").value());
+  EXPECT_EQ(a->redis().watched_holds(), 2u);
+  ASSERT_TRUE(a->executions().CompleteExecution("e1", {}, std::nullopt).ok());
+  EXPECT_EQ(a->redis().watched_holds(), 1u);
+  ASSERT_TRUE(b->executions().ReleaseReservation("e2", "w", "hb").ok());
+  ASSERT_TRUE(a->executions().TryReserve("e2", "w", "ha").value());
+  EXPECT_EQ(a->redis().watched_holds(), 0u);
+}
+
+TEST_P(ExecutionsProcessesTest, ACachedLocatorFollowsAnIdCreatedAgainElsewhere) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1", "first")).ok());
+  ASSERT_EQ(b->executions().GetExecution("e1")->instance, "first");  // B caches the locator.
+  ASSERT_TRUE(a->executions().DeleteExecution("e1").value());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1", "second")).ok());
+  absl::StatusOr<ExecutionRecord> record = b->executions().GetExecution("e1");
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->instance, "second");
+  EXPECT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  EXPECT_TRUE(b->executions().CompleteExecution("e1", {"r"}, std::nullopt).ok());
+  EXPECT_TRUE(a->executions().GetExecution("e1")->finished);
+  // And once deleted by A, B's cached locator no longer finds it.
+  ASSERT_TRUE(a->executions().DeleteExecution("e1").value());
+  EXPECT_EQ(b->executions().GetExecution("e1").status().code(), absl::StatusCode::kNotFound);
+  // Without an instance the execution has a slot of its own.
+  ASSERT_TRUE(b->executions().CreateExecution(Record("e1", "")).ok());
+  EXPECT_EQ(a->executions().GetExecution("e1")->instance, "");
+}
+
+TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
+  auto a = Open();
+  const std::string instance = "orders}{%-7";  // Characters the tag escapes.
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1", instance)).ok());
+  absl::StatusOr<std::pair<int, std::string>> slot = a->redis().SlotOfInstance(instance);
+  ASSERT_TRUE(slot.ok()) << slot.status();
+  EXPECT_EQ(slot->first, KeySlot(RedisKeys::DictionaryKey(instance + "-")));
+  // The server agrees: the record is stored in that slot, on that node.
+  absl::StatusOr<std::string> keys = RedisCliAt(
+      slot->second, {"CLUSTER", "GETKEYSINSLOT", std::to_string(slot->first), "100"});
+  if (GetParam() == "redis_cluster") {
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    EXPECT_THAT(*keys, ::testing::HasSubstr(":x:e1"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ExecutionsProcessesTest,
+                         ::testing::Values(std::string("redis"), std::string("redis_cluster")),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace perper::storage::redis
