@@ -2,8 +2,9 @@
 // Round trips per operation (a "locator" is one GET of `{e:<id>}:w`, skipped when cached):
 //   CreateExecution      4: INCR the agent's sequence, locator script, record script, index
 //                        script (3 when the execution has no instance: locator and record share
-//                        the slot `e:<id>` and are one script). +1 the first time this process
-//                        creates an execution of an agent (SADD `{perper}:agents`).
+//                        the slot `e:<id>` and are one script). +1 (SADD `{perper}:agents`) the
+//                        first time this process creates an execution of an agent, and whenever
+//                        the agent's sequence starts (1).
 //   GetExecution         1 + locator. ReadExecution: the same.
 //   CompleteExecution    2 + locator: record script, ZREM from the agent's open set.
 //   DeleteExecution      3 + locator: record script, index script, locator delete (2 without
@@ -458,8 +459,8 @@ absl::StatusOr<std::optional<T>> RedisExecutions::WithRecord(
 // ---------------------------------------------------------------------------------------------
 // Executions
 
-absl::Status RedisExecutions::RegisterAgent(std::string_view agent) {
-  {
+absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) {
+  if (known) {
     absl::MutexLock lock(&cache_mu_);
     if (known_agents_.contains(absl::string_view(agent.data(), agent.size()))) {
       return absl::OkStatus();
@@ -492,8 +493,9 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const std::string id_set = IdSetKey(tag);
   const std::string arguments = EncodeList(record.arguments);
 
-  PERPER_RETURN_IF_ERROR(RegisterAgent(record.agent));
   PERPER_ASSIGN_OR_RETURN(uint64_t sequence, NextSequence(record.agent));
+  // The first sequence means a new agent, even one this process knew before Redis was emptied.
+  PERPER_RETURN_IF_ERROR(RegisterAgent(record.agent, /*known=*/sequence != 1));
   const std::string sequence_text = std::to_string(sequence);
 
   RedisReply created;

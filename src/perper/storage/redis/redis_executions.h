@@ -114,7 +114,8 @@ class RedisExecutions final : public ExecutionStore {
       const std::function<absl::StatusOr<std::optional<T>>(const Locator&)>& attempt);
 
   absl::StatusOr<uint64_t> NextSequence(std::string_view agent);
-  absl::Status RegisterAgent(std::string_view agent);
+  // Adds `agent` to `{perper}:agents` unless `known` and this process added it before.
+  absl::Status RegisterAgent(std::string_view agent, bool known);
   absl::StatusOr<std::vector<std::string>> Agents();
   // The {id, sequence, tag} triplets a listing script answers.
   static std::vector<Listed> ParseListed(RedisReply& reply);
