@@ -8,7 +8,7 @@
 //   GetExecution         1 + locator. ReadExecution: the same.
 //   CompleteExecution    2 + locator: record script, ZREM from the agent's open set.
 //   DeleteExecution      3 + locator: record script, index script, locator delete (2 without
-//                        an instance).
+//                        an instance: the record script deletes the locator in its slot).
 //   TryReserve           1 + locator; a holder on another process adds an EXISTS of its lease,
 //                        and when the lease is gone one more script takes the reservation over.
 //   ReleaseReservation   1 + locator.
@@ -55,6 +55,8 @@ if KEYS[3] then
 end
 local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate', 'args', 'seq', 'finished')
 if r[1] then
+  -- Our own sequence: this very create ran before its answer was lost, and is retried.
+  if r[5] == ARGV[6] then return {1, ARGV[6], 0} end
   if r[1] == ARGV[2] and r[2] == ARGV[3] and r[3] == ARGV[4] and r[4] == ARGV[5] then
     return {0, r[5], r[6] and 1 or 0}
   end
@@ -116,8 +118,11 @@ end
 return 1
 )lua";
 
-// Removes an execution from its agent's index: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id.
+// Removes an execution from its agent's index: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id,
+// the encoded tag its meta entry starts with (an entry of another incarnation stays).
 constexpr std::string_view kUnindexScript = R"lua(
+local meta = redis.call('HGET', KEYS[3], ARGV[1])
+if not meta or string.sub(meta, 1, #ARGV[2]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -129,12 +134,16 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 )lua";
 
 // Finishes a record and drops its reservations: KEYS[1] record; ARGV encoded results, has
-// error ('1'/'0'), error. {0} absent, {-1} finished, {1, agent, instance, delegate}.
+// error ('1'/'0'), error, a token unique to this call (kept, so that the call retried after a
+// lost answer succeeds). {0} absent, {-1} finished, {1, agent, instance, delegate}.
 constexpr std::string_view kCompleteScript = R"lua(
-local r = redis.call('HMGET', KEYS[1], 'agent', 'finished', 'instance', 'delegate')
+local r = redis.call('HMGET', KEYS[1], 'agent', 'finished', 'instance', 'delegate', 'done')
 if not r[1] then return {0} end
-if r[2] then return {-1} end
-redis.call('HSET', KEYS[1], 'finished', '1', 'results', ARGV[1])
+if r[2] then
+  if r[5] == ARGV[4] then return {1, r[1], r[3], r[4]} end
+  return {-1}
+end
+redis.call('HSET', KEYS[1], 'finished', '1', 'results', ARGV[1], 'done', ARGV[4])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 2) == 'r:' then redis.call('HDEL', KEYS[1], field) end
@@ -591,6 +600,8 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
                                                 std::vector<std::string> results,
                                                 std::optional<std::string> error) {
   const std::string encoded = EncodeList(results);
+  const std::string token =
+      pool_->process_id() + "/" + std::to_string(completions_.fetch_add(1) + 1);
   PERPER_ASSIGN_OR_RETURN(
       std::optional<Change> change,
       WithRecord<Change>(execution,
@@ -598,7 +609,7 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
         PERPER_ASSIGN_OR_RETURN(
             RedisReply reply,
             pool_->RunWrite(kCompleteScript, {RecordKey(locator.tag, execution)},
-                            {encoded, error.has_value() ? "1" : "0", error.value_or("")}));
+                            {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}));
         long long code = Code(reply);
         if (code == 0) return std::optional<Change>();
         if (code == -1) return Finished(execution);
@@ -614,36 +625,43 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
 }
 
 absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution) {
-  std::string locator_value;
-  bool own_slot = false;
+  std::optional<Locator> last;  // The locator the record was looked for under.
   PERPER_ASSIGN_OR_RETURN(
       std::optional<Change> change,
       WithRecord<Change>(execution,
                          [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
-        own_slot = locator.tag == RedisKeys::ExecutionTag(execution);
-        locator_value = EncodeList({locator.agent, locator.tag});
+        last = locator;
         std::vector<std::string> keys = {RecordKey(locator.tag, execution),
                                          IdSetKey(locator.tag)};
-        if (own_slot) keys.push_back(RedisKeys::ExecutionLocator(execution));
-        PERPER_ASSIGN_OR_RETURN(
-            RedisReply reply,
-            pool_->RunWrite(kDeleteScript, {keys.begin(), keys.end()}, {execution, locator_value}));
+        if (locator.tag == RedisKeys::ExecutionTag(execution)) {
+          keys.push_back(RedisKeys::ExecutionLocator(execution));
+        }
+        PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                                pool_->RunWrite(kDeleteScript, {keys.begin(), keys.end()},
+                                                {execution, EncodeList({locator.agent,
+                                                                        locator.tag})}));
         if (Code(reply) == 0) return std::optional<Change>();
         return MakeChange(Change::Kind::kExecutionDeleted, execution, reply, 1);
       }));
-  if (!change.has_value()) return false;
+  if (!last.has_value()) return false;  // No locator: never created.
+  // The index entry and the locator go too, also when the record was not there: what an
+  // interrupted create or delete left behind (a retried delete whose first run removed the
+  // record answers false).
   PERPER_RETURN_IF_ERROR(
       pool_->RunWrite(kUnindexScript,
-                      {RedisKeys::AgentAll(change->agent), RedisKeys::AgentOpen(change->agent),
-                       RedisKeys::AgentMeta(change->agent)},
-                      {execution})
+                      {RedisKeys::AgentAll(last->agent), RedisKeys::AgentOpen(last->agent),
+                       RedisKeys::AgentMeta(last->agent)},
+                      {execution, EncodeList({last->tag})})
           .status());
-  if (!own_slot) {
-    PERPER_RETURN_IF_ERROR(pool_->RunWrite(kReplaceScript, {RedisKeys::ExecutionLocator(execution)},
-                                           {locator_value, ""})
-                               .status());
+  // The record script deleted a locator in its own slot already.
+  if (!change.has_value() || last->tag != RedisKeys::ExecutionTag(execution)) {
+    PERPER_RETURN_IF_ERROR(
+        pool_->RunWrite(kReplaceScript, {RedisKeys::ExecutionLocator(execution)},
+                        {EncodeList({last->agent, last->tag}), ""})
+            .status());
   }
   ForgetLocator(execution);
+  if (!change.has_value()) return false;
   // Holders learn of the deletion itself; no separate release is reported.
   watcher_.Forget(execution);
   Report(*change);

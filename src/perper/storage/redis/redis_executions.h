@@ -17,6 +17,7 @@
 // reported after the write, without any lock held.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -137,6 +138,9 @@ class RedisExecutions final : public ExecutionStore {
   RedisNotifier* const notifier_;
   ProcessLease lease_;
   ForeignHolderWatcher watcher_;
+
+  // Numbers this process's completions (their tokens).
+  std::atomic<uint64_t> completions_{0};
 
   static constexpr size_t kLocatorCacheSize = 100000;
   absl::Mutex cache_mu_;
