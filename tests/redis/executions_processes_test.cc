@@ -141,22 +141,26 @@ class ExecutionsProcessesTest : public ::testing::TestWithParam<std::string> {
       ASSERT_TRUE(perper::testing::RedisCli({"-p", std::to_string(port), "FLUSHALL"}).ok());
     }
     options_.seeds = {{"127.0.0.1", ports.front()}};
+    port_ = ports.front();
+  }
+
+  // A redis-cli command: on the node at "host:port" `node`, or (empty) on the first node,
+  // following cluster redirections.
+  absl::StatusOr<std::string> Cli(std::vector<std::string> args, const std::string& node = "") {
+    std::vector<std::string> argv = {"-p", node.empty() ? std::to_string(port_)
+                                                        : node.substr(node.rfind(':') + 1)};
+    if (node.empty()) argv.push_back("-c");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return perper::testing::RedisCli(argv);
   }
 
   std::unique_ptr<Process> Open(std::chrono::milliseconds lease = std::chrono::seconds(3)) {
     return std::make_unique<Process>(options_, lease);
   }
 
-  // redis-cli against "host:port".
-  static absl::StatusOr<std::string> RedisCliAt(const std::string& address,
-                                                std::vector<std::string> args) {
-    std::vector<std::string> argv = {"-p", address.substr(address.rfind(':') + 1)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return perper::testing::RedisCli(argv);
-  }
-
  private:
   ClusterOptions options_;
+  int port_ = 0;
 };
 
 TEST_P(ExecutionsProcessesTest, ExactlyOneHolderAcrossProcesses) {
@@ -304,6 +308,24 @@ TEST_P(ExecutionsProcessesTest, ACachedLocatorFollowsAnIdCreatedAgainElsewhere) 
   EXPECT_EQ(a->executions().GetExecution("e1")->instance, "");
 }
 
+TEST_P(ExecutionsProcessesTest, OnlyALocatorWithoutItsRecordGivesWayToAnotherAgent) {
+  auto a = Open();
+  auto b = Open();
+  // What a create interrupted after its first step leaves: a locator naming another agent and
+  // instance, and no record there.
+  ASSERT_TRUE(Cli({"SET", RedisKeys::ExecutionLocator("e1"), "5:other9:i:nowhere"}).ok());
+  EXPECT_TRUE(a->executions().CreateExecution(Record("e1")).value());
+  EXPECT_EQ(b->executions().GetExecution("e1")->agent, "agent");
+  // A live execution keeps its ID, whatever the other agent's instance.
+  ExecutionRecord other = Record("e1", "");
+  other.agent = "other";
+  EXPECT_EQ(b->executions().CreateExecution(other).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  other.instance = "inst";
+  EXPECT_EQ(b->executions().CreateExecution(other).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
 TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
   auto a = Open();
   const std::string instance = "orders}{%-7";  // Characters the tag escapes.
@@ -312,8 +334,8 @@ TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
   ASSERT_TRUE(slot.ok()) << slot.status();
   EXPECT_EQ(slot->first, KeySlot(RedisKeys::DictionaryKey(instance + "-")));
   // The server agrees: the record is stored in that slot, on that node.
-  absl::StatusOr<std::string> keys = RedisCliAt(
-      slot->second, {"CLUSTER", "GETKEYSINSLOT", std::to_string(slot->first), "100"});
+  absl::StatusOr<std::string> keys =
+      Cli({"CLUSTER", "GETKEYSINSLOT", std::to_string(slot->first), "100"}, slot->second);
   if (GetParam() == "redis_cluster") {
     ASSERT_TRUE(keys.ok()) << keys.status();
     EXPECT_THAT(*keys, ::testing::HasSubstr(":x:e1"));
