@@ -6,7 +6,6 @@
 // locator cached by one process follows an ID the other deleted and created elsewhere; an
 // instance's executions share the slot of its state dictionary.
 #include <atomic>
-#include <cstdio>
 #include <functional>
 #include <chrono>
 #include <memory>
@@ -24,6 +23,9 @@
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_executions.h"
 #include "perper/storage/redis/redis_keys.h"
+#include "perper/storage/redis/redis_store.h"
+#include "perper/storage/store_factory.h"
+#include "tests/support/redis_backends.h"
 #include "tests/support/redis_process.h"
 
 namespace perper::storage::redis {
@@ -50,24 +52,17 @@ bool IsRelease(const Change& change, const std::string& id, const std::string& w
 // One Fabric process's view of the shared Redis: its own store with its own observer.
 class Process {
  public:
-  explicit Process(ClusterOptions options, std::chrono::milliseconds lease) {
-    auto client = ClusterClient::Create(std::move(options));
-    EXPECT_TRUE(client.ok()) << client.status();
-    static std::atomic<int> counter{0};
-    char id[17];
-    std::snprintf(id, sizeof id, "%016x", 0xabc00 + counter.fetch_add(1));
-    pool_ = std::make_unique<ClientPool>(std::move(client).value(), id);
-    notifier_.SetObserver(&observer_);
-    executions_ = std::make_unique<RedisExecutions>(pool_.get(), &notifier_, lease);
-    absl::Status started = executions_->Start();
-    EXPECT_TRUE(started.ok()) << started;
+  explicit Process(const StoreOptions& options) {
+    absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options);
+    PERPER_CHECK(store.ok()) << store.status();
+    store_ = *std::move(store);
+    store_->SetObserver(&observer_);
   }
 
-  ExecutionStore& executions() { return *executions_; }
-  RedisExecutions& redis() { return *executions_; }
+  ExecutionStore& executions() { return store_->executions(); }
+  RedisExecutions& redis() { return dynamic_cast<RedisStore&>(*store_).redis_executions(); }
 
-  void TakeChanges() { observer_.Take(); }
-  // Waits until a change reported since the last look satisfies `wanted`.
+  // Waits until a change reported since the process opened satisfies `wanted`.
   bool WaitForChange(const std::function<bool(const Change&)>& wanted,
                      std::chrono::milliseconds timeout) {
     return observer_.WaitFor(wanted, timeout);
@@ -79,10 +74,6 @@ class Process {
     void OnChange(const Change& change) override {
       absl::MutexLock lock(&mu_);
       changes_.push_back(change);
-    }
-    void Take() {
-      absl::MutexLock lock(&mu_);
-      changes_.clear();
     }
     bool WaitFor(const std::function<bool(const Change&)>& wanted,
                  std::chrono::milliseconds timeout) {
@@ -102,65 +93,39 @@ class Process {
     std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
   };
 
-  Observer observer_;
-  RedisNotifier notifier_;
-  std::unique_ptr<ClientPool> pool_;
-  std::unique_ptr<RedisExecutions> executions_;
+  Observer observer_;  // Outlives the store, which reports to it until destroyed.
+  std::unique_ptr<Store> store_;
 };
 
-// One redis-server and one 3-master cluster for the whole binary, emptied before each test.
+// Both redis test backends (one server, a 3-master cluster), emptied before each test.
 class ExecutionsProcessesTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static perper::testing::RedisProcess& Standalone() {
-    static auto* server = [] {
-      auto* started = new perper::testing::RedisProcess();
-      absl::Status status = started->Start();
-      PERPER_CHECK(status.ok()) << status;
-      return started;
-    }();
-    return *server;
-  }
-  static perper::testing::RedisCluster& Cluster() {
-    static auto* cluster = [] {
-      auto* started = new perper::testing::RedisCluster(3, 0);
-      absl::Status status = started->Start();
-      PERPER_CHECK(status.ok()) << status;
-      return started;
-    }();
-    return *cluster;
+  void SetUp() override {
+    absl::Status reset = perper::testing::ResetRedisBackend(GetParam());
+    ASSERT_TRUE(reset.ok()) << reset;
+    absl::StatusOr<StoreOptions> options = perper::testing::RedisBackendOptions(GetParam());
+    ASSERT_TRUE(options.ok()) << options.status();
+    options_ = *std::move(options);
   }
 
-  void SetUp() override {
-    std::vector<int> ports;
-    if (GetParam() == "redis") {
-      ports.push_back(Standalone().port());
-    } else {
-      for (auto& node : Cluster().nodes()) ports.push_back(node->port());
-    }
-    for (int port : ports) {
-      ASSERT_TRUE(perper::testing::RedisCli({"-p", std::to_string(port), "FLUSHALL"}).ok());
-    }
-    options_.seeds = {{"127.0.0.1", ports.front()}};
-    port_ = ports.front();
+  std::unique_ptr<Process> Open(std::chrono::milliseconds lease = std::chrono::seconds(3)) {
+    StoreOptions options = options_;
+    options.redis_lease = lease;
+    return std::make_unique<Process>(options);
   }
 
   // A redis-cli command: on the node at "host:port" `node`, or (empty) on the first node,
   // following cluster redirections.
   absl::StatusOr<std::string> Cli(std::vector<std::string> args, const std::string& node = "") {
-    std::vector<std::string> argv = {"-p", node.empty() ? std::to_string(port_)
-                                                        : node.substr(node.rfind(':') + 1)};
+    const std::string& address = node.empty() ? options_.redis_addresses.front() : node;
+    std::vector<std::string> argv = {"-p", address.substr(address.rfind(':') + 1)};
     if (node.empty()) argv.push_back("-c");
     argv.insert(argv.end(), args.begin(), args.end());
     return perper::testing::RedisCli(argv);
   }
 
-  std::unique_ptr<Process> Open(std::chrono::milliseconds lease = std::chrono::seconds(3)) {
-    return std::make_unique<Process>(options_, lease);
-  }
-
  private:
-  ClusterOptions options_;
-  int port_ = 0;
+  StoreOptions options_;
 };
 
 TEST_P(ExecutionsProcessesTest, ExactlyOneHolderAcrossProcesses) {
@@ -214,7 +179,6 @@ TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsO
   ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
   ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
   EXPECT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
-  a->TakeChanges();
 
   // B dies without releasing: its lease is no longer renewed, nothing is deleted.
   b->redis().AbandonLeaseForTesting();
@@ -313,7 +277,7 @@ TEST_P(ExecutionsProcessesTest, OnlyALocatorWithoutItsRecordGivesWayToAnotherAge
   auto b = Open();
   // What a create interrupted after its first step leaves: a locator naming another agent and
   // instance, and no record there.
-  ASSERT_TRUE(Cli({"SET", RedisKeys::ExecutionLocator("e1"), "5:other9:i:nowhere"}).ok());
+  ASSERT_TRUE(Cli({"SET", Key(LocatorTag("e1"), "w"), "5:other11:{i:nowhere}"}).ok());
   EXPECT_TRUE(a->executions().CreateExecution(Record("e1")).value());
   EXPECT_EQ(b->executions().GetExecution("e1")->agent, "agent");
   // A live execution keeps its ID, whatever the other agent's instance.
@@ -332,7 +296,7 @@ TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
   ASSERT_TRUE(a->executions().CreateExecution(Record("e1", instance)).ok());
   absl::StatusOr<std::pair<int, std::string>> slot = a->redis().SlotOfInstance(instance);
   ASSERT_TRUE(slot.ok()) << slot.status();
-  EXPECT_EQ(slot->first, KeySlot(RedisKeys::DictionaryKey(instance + "-")));
+  EXPECT_EQ(slot->first, KeySlot(DictionaryTag(instance + "-")));
   // The server agrees: the record is stored in that slot, on that node.
   absl::StatusOr<std::string> keys =
       Cli({"CLUSTER", "GETKEYSINSLOT", std::to_string(slot->first), "100"}, slot->second);

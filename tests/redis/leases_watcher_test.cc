@@ -15,7 +15,7 @@
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_keys.h"
-#include "tests/support/redis_process.h"
+#include "tests/support/redis_backends.h"
 
 namespace perper::storage::redis {
 namespace {
@@ -27,28 +27,17 @@ using ::testing::UnorderedElementsAre;
 
 class LeasesTest : public ::testing::Test {
  protected:
-  static perper::testing::RedisProcess& Server() {
-    static auto* server = [] {
-      auto* started = new perper::testing::RedisProcess();
-      absl::Status status = started->Start();
-      PERPER_CHECK(status.ok()) << status;
-      return started;
-    }();
-    return *server;
-  }
-
   void SetUp() override {
-    ASSERT_TRUE(
-        perper::testing::RedisCli({"-p", std::to_string(Server().port()), "FLUSHALL"}).ok());
-    pool_ = Pool("00000000000000aa");
-  }
-
-  std::unique_ptr<ClientPool> Pool(const std::string& process_id) {
-    ClusterOptions options;
-    options.seeds = {{"127.0.0.1", Server().port()}};
-    auto client = ClusterClient::Create(options);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return std::make_unique<ClientPool>(std::move(client).value(), process_id);
+    absl::Status reset = perper::testing::ResetRedisBackend("redis");
+    ASSERT_TRUE(reset.ok()) << reset;
+    absl::StatusOr<StoreOptions> store = perper::testing::RedisBackendOptions("redis");
+    ASSERT_TRUE(store.ok()) << store.status();
+    const std::string& address = store->redis_addresses.front();
+    RedisStoreOptions options;
+    options.cluster.seeds = {{"127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1))}};
+    absl::StatusOr<std::unique_ptr<ClientPool>> pool = ClientPool::Create(options);
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    pool_ = *std::move(pool);
   }
 
   bool Alive(const std::string& process_id) {
@@ -57,17 +46,17 @@ class LeasesTest : public ::testing::Test {
     return alive.ok() && *alive;
   }
   bool Registered(const std::string& process_id) {
-    std::string key = RedisKeys::Processes();
+    std::string key = Key(kGlobalTag, "processes");
     absl::StatusOr<RedisReply> member = pool_->Run(key, {"SISMEMBER", key, process_id});
     EXPECT_TRUE(member.ok()) << member.status();
     return member.ok() && member->integer == 1;
   }
   void SetLease(const std::string& process_id) {
-    std::string key = RedisKeys::ProcessLease(process_id);
+    std::string key = LeaseKey(process_id);
     ASSERT_TRUE(pool_->Run(key, {"SET", key, "1", "PX", "60000"}).ok());
   }
   void DeleteLease(const std::string& process_id) {
-    std::string key = RedisKeys::ProcessLease(process_id);
+    std::string key = LeaseKey(process_id);
     ASSERT_TRUE(pool_->Run(key, {"DEL", key}).ok());
   }
 

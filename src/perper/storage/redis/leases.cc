@@ -9,8 +9,12 @@
 
 namespace perper::storage::redis {
 
+std::string LeaseKey(std::string_view process_id) {
+  return Key(ProcessTag(process_id), "lease");
+}
+
 absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id) {
-  std::string key = RedisKeys::ProcessLease(process_id);
+  std::string key = LeaseKey(process_id);
   absl::StatusOr<RedisReply> reply = pool.Run(key, {"EXISTS", key});
   if (!reply.ok()) return reply.status();
   return reply->integer != 0;
@@ -22,14 +26,14 @@ ProcessLease::ProcessLease(ClientPool* pool, std::chrono::milliseconds lease)
 ProcessLease::~ProcessLease() { Stop(/*release=*/true); }
 
 absl::Status ProcessLease::Renew() {
-  std::string key = RedisKeys::ProcessLease(pool_->process_id());
+  std::string key = LeaseKey(pool_->process_id());
   std::string ms = std::to_string(lease_.count());
   return pool_->Run(key, {"SET", key, "1", "PX", ms}).status();
 }
 
 absl::Status ProcessLease::Start() {
   if (absl::Status status = Renew(); !status.ok()) return status;
-  std::string processes = RedisKeys::Processes();
+  std::string processes = Key(kGlobalTag, "processes");
   absl::StatusOr<RedisReply> added =
       pool_->Run(processes, {"SADD", processes, pool_->process_id()});
   if (!added.ok()) return added.status();
@@ -46,9 +50,9 @@ void ProcessLease::Stop(bool release) {
   if (thread_.joinable()) thread_.join();
   if (!release) return;
   // Best effort: when Redis is unreachable the lease runs out by itself.
-  std::string key = RedisKeys::ProcessLease(pool_->process_id());
+  std::string key = LeaseKey(pool_->process_id());
   (void)pool_->Run(key, {"DEL", key});
-  std::string processes = RedisKeys::Processes();
+  std::string processes = Key(kGlobalTag, "processes");
   (void)pool_->Run(processes, {"SREM", processes, pool_->process_id()});
 }
 

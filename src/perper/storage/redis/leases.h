@@ -3,7 +3,7 @@
 // one is gone, so that what it held (reservations, transient listeners) can be taken over.
 //
 // Every process keeps `{p:<process id>}:lease` alive (SET PX, renewed every third of the lease)
-// and is in `{perper}:processes`. A process whose lease key has expired is dead: its holdings
+// and is in `{perper}:processes` while it runs. A process whose lease key has expired is dead: its holdings
 // may be taken by anyone. A process that closes cleanly deletes its lease at once.
 #pragma once
 
@@ -25,6 +25,8 @@
 
 namespace perper::storage::redis {
 
+// `{p:<process id>}:lease`.
+std::string LeaseKey(std::string_view process_id);
 // Whether the process `process_id` holds a live lease (one EXISTS).
 absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id);
 

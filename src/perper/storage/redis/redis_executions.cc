@@ -279,21 +279,19 @@ bool DecodeList(std::string_view encoded, std::vector<std::string>* values) {
   return true;
 }
 
-std::string_view View(const std::string& s) { return s; }
-
-// The tag of an execution: with its instance when it has one, else of its own.
-std::string TagOf(std::string_view execution, std::string_view instance) {
-  return instance.empty() ? RedisKeys::ExecutionTag(execution)
-                          : RedisKeys::InstanceTag(instance);
-}
-
+// Keys under an execution tag (`{i:<instance>}` or `{e:<id>}`).
+std::string RecordPrefix(std::string_view tag) { return Key(tag, "x:"); }
 std::string RecordKey(std::string_view tag, std::string_view execution) {
-  std::string key = "{";
-  key.append(tag).append("}:x:").append(execution);
-  return key;
+  return RecordPrefix(tag).append(execution);
 }
-std::string RecordPrefix(std::string_view tag) { return "{" + std::string(tag) + "}:x:"; }
-std::string IdSetKey(std::string_view tag) { return "{" + std::string(tag) + "}:xs"; }
+std::string IdSetKey(std::string_view tag) { return Key(tag, "xs"); }
+
+std::string LocatorKey(std::string_view execution) { return Key(LocatorTag(execution), "w"); }
+std::string AgentsKey() { return Key(kGlobalTag, "agents"); }
+// An agent's index: "seq" counter, "all" and "open" sets by sequence, "meta" hash.
+std::string AgentKey(std::string_view agent, std::string_view suffix) {
+  return Key(AgentTag(agent), suffix);
+}
 
 // Reply helpers: scripts answer arrays whose first element is an integer code.
 long long Code(const RedisReply& reply) {
@@ -379,12 +377,13 @@ std::pair<std::string_view, std::string_view> SplitHolder(std::string_view store
 
 }  // namespace
 
-RedisExecutions::RedisExecutions(ClientPool* pool, RedisNotifier* notifier,
-                                 std::chrono::milliseconds lease)
-    : pool_(pool),
-      notifier_(notifier),
-      lease_(pool, lease),
-      watcher_(pool, [this](const Change& change) { notifier_->Notify(change); }) {}
+RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier)
+    : pool_(&pool),
+      notifier_(&notifier),
+      lease_(&pool, pool.options().lease),
+      // The release of a dead holder concerns this process's waiting calls only: every process
+      // that waits for one watches it too.
+      watcher_(&pool, [this](const Change& change) { notifier_->NotifyLocal(change); }) {}
 
 RedisExecutions::~RedisExecutions() {
   watcher_.Stop();
@@ -412,7 +411,7 @@ absl::StatusOr<std::optional<RedisExecutions::Locator>> RedisExecutions::Locate(
       return it->second->second;
     }
   }
-  std::string key = RedisKeys::ExecutionLocator(execution);
+  std::string key = LocatorKey(execution);
   PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"GET", key}));
   if (reply.type == RedisReply::Type::kNil) return std::optional<Locator>();
   std::vector<std::string> parts;
@@ -475,7 +474,7 @@ absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) 
       return absl::OkStatus();
     }
   }
-  std::string agents = RedisKeys::Agents();
+  std::string agents = AgentsKey();
   PERPER_RETURN_IF_ERROR(pool_->RunWrite(kAddAgentScript, {agents}, {agent}).status());
   absl::MutexLock lock(&cache_mu_);
   known_agents_.insert(std::string(agent));
@@ -483,7 +482,7 @@ absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) 
 }
 
 absl::StatusOr<uint64_t> RedisExecutions::NextSequence(std::string_view agent) {
-  std::string key = RedisKeys::AgentSequence(agent);
+  std::string key = AgentKey(agent, "seq");
   PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->RunWrite(kIncrScript, {key}, {}));
   if (reply.type != RedisReply::Type::kInteger || reply.integer <= 0) {
     return Unexpected("INCR", reply);
@@ -494,9 +493,9 @@ absl::StatusOr<uint64_t> RedisExecutions::NextSequence(std::string_view agent) {
 absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   if (record.execution.empty()) return absl::InvalidArgumentError("execution must not be empty");
   const std::string& id = record.execution;
-  const std::string tag = TagOf(id, record.instance);
+  const std::string tag = ExecutionTag(record.instance, id);
   const bool own_slot = record.instance.empty();
-  const std::string locator_key = RedisKeys::ExecutionLocator(id);
+  const std::string locator_key = LocatorKey(id);
   const std::string locator_value = EncodeList({record.agent, tag});
   const std::string record_key = RecordKey(tag, id);
   const std::string id_set = IdSetKey(tag);
@@ -550,8 +549,8 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const bool finished = created.elements.size() > 2 && created.elements[2].integer != 0;
   PERPER_RETURN_IF_ERROR(
       pool_->RunWrite(kIndexScript,
-                      {RedisKeys::AgentAll(record.agent), RedisKeys::AgentOpen(record.agent),
-                       RedisKeys::AgentMeta(record.agent)},
+                      {AgentKey(record.agent, "all"), AgentKey(record.agent, "open"),
+                       AgentKey(record.agent, "meta")},
                       {id, stored_sequence, EncodeList({tag, record.instance, record.delegate}),
                        finished ? "1" : "0"})
           .status());
@@ -617,7 +616,7 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
       }));
   if (!change.has_value()) return NotFound(execution);
   PERPER_RETURN_IF_ERROR(
-      pool_->RunWrite(kCloseScript, {RedisKeys::AgentOpen(change->agent)}, {execution}).status());
+      pool_->RunWrite(kCloseScript, {AgentKey(change->agent, "open")}, {execution}).status());
   // A finished execution is never dispatched again, so no release is reported.
   watcher_.Forget(execution);
   Report(*change);
@@ -633,8 +632,8 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
         last = locator;
         std::vector<std::string> keys = {RecordKey(locator.tag, execution),
                                          IdSetKey(locator.tag)};
-        if (locator.tag == RedisKeys::ExecutionTag(execution)) {
-          keys.push_back(RedisKeys::ExecutionLocator(execution));
+        if (locator.tag == LocatorTag(execution)) {
+          keys.push_back(LocatorKey(execution));
         }
         PERPER_ASSIGN_OR_RETURN(RedisReply reply,
                                 pool_->RunWrite(kDeleteScript, {keys.begin(), keys.end()},
@@ -649,14 +648,14 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
   // record answers false).
   PERPER_RETURN_IF_ERROR(
       pool_->RunWrite(kUnindexScript,
-                      {RedisKeys::AgentAll(last->agent), RedisKeys::AgentOpen(last->agent),
-                       RedisKeys::AgentMeta(last->agent)},
+                      {AgentKey(last->agent, "all"), AgentKey(last->agent, "open"),
+                       AgentKey(last->agent, "meta")},
                       {execution, EncodeList({last->tag})})
           .status());
   // The record script deleted a locator in its own slot already.
-  if (!change.has_value() || last->tag != RedisKeys::ExecutionTag(execution)) {
+  if (!change.has_value() || last->tag != LocatorTag(execution)) {
     PERPER_RETURN_IF_ERROR(
-        pool_->RunWrite(kReplaceScript, {RedisKeys::ExecutionLocator(execution)},
+        pool_->RunWrite(kReplaceScript, {LocatorKey(execution)},
                         {EncodeList({last->agent, last->tag}), ""})
             .status());
   }
@@ -672,7 +671,7 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
 // Listings
 
 absl::StatusOr<std::vector<std::string>> RedisExecutions::Agents() {
-  std::string key = RedisKeys::Agents();
+  std::string key = AgentsKey();
   PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"SMEMBERS", key}));
   std::vector<std::string> agents;
   for (RedisReply& element : reply.elements) agents.push_back(std::move(element.str));
@@ -692,11 +691,11 @@ std::vector<RedisExecutions::Listed> RedisExecutions::ParseListed(RedisReply& re
 
 absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListAgent(
     std::string_view agent, const ExecutionFilter& filter, size_t limit) {
-  std::string set = filter.include_finished ? RedisKeys::AgentAll(agent)
-                                            : RedisKeys::AgentOpen(agent);
+  std::string set = filter.include_finished ? AgentKey(agent, "all")
+                                            : AgentKey(agent, "open");
   PERPER_ASSIGN_OR_RETURN(
       RedisReply reply,
-      pool_->RunScript(kListScript, {set, RedisKeys::AgentMeta(agent)},
+      pool_->RunScript(kListScript, {set, AgentKey(agent, "meta")},
                        {"a", std::to_string(limit), filter.instance, filter.delegate}));
   return ParseListed(reply);
 }
@@ -708,7 +707,7 @@ absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListMatchi
   if (limit == 0) return listed;
   if (!filter.instance.empty()) {
     // The instance's own set is the smaller one to scan, and one slot even for any agent.
-    std::string tag = RedisKeys::InstanceTag(filter.instance);
+    std::string tag = InstanceTag(filter.instance);
     PERPER_ASSIGN_OR_RETURN(
         RedisReply reply,
         pool_->RunScript(kListScript, {IdSetKey(tag)},
@@ -908,24 +907,8 @@ absl::StatusOr<std::vector<ReservationRecord>> RedisExecutions::ListReservations
 
 absl::StatusOr<std::pair<int, std::string>> RedisExecutions::SlotOfInstance(
     std::string_view instance) {
-  int slot = KeySlot(IdSetKey(RedisKeys::InstanceTag(instance)));
-  auto client = pool_->Acquire();
-  return std::make_pair(slot, client->NodeForSlot(slot));
-}
-
-void RedisExecutions::OnRemoteChange(const Change& change) {
-  switch (change.kind) {
-    case Change::Kind::kReservationReleased:
-      watcher_.Forget(change.id, change.workgroup);
-      break;
-    case Change::Kind::kExecutionCompleted:
-    case Change::Kind::kExecutionDeleted:
-      watcher_.Forget(change.id);
-      if (change.kind == Change::Kind::kExecutionDeleted) ForgetLocator(change.id);
-      break;
-    default:
-      break;
-  }
+  std::string key = IdSetKey(InstanceTag(instance));
+  return std::make_pair(KeySlot(key), pool_->NodeForKey(key));
 }
 
 void RedisExecutions::Report(const Change& change) { notifier_->Notify(change); }

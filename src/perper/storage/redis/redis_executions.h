@@ -2,7 +2,7 @@
 // The executions part of the redis backend: executions, their agent indexes and reservations
 // with process leases, on a Redis (standalone or cluster) shared by several Fabric processes.
 // Same semantics as ExecutionsEngine (perper/storage/engine/executions_engine.h); the keys are
-// described in docs/redis-store.md and perper/storage/redis/redis_keys.h.
+// described in docs/cluster.md and perper/storage/redis/redis_keys.h.
 //
 // An execution lives under its tag T: `i:<instance>` (so an instance's executions share a slot
 // with its state dictionary `<instance>-`), or `e:<id>` when it has no instance. The locator
@@ -44,14 +44,15 @@ namespace perper::storage::redis {
 
 class RedisExecutions final : public ExecutionStore {
  public:
-  // `pool` and `notifier` must outlive this. `lease`: how long this process's reservations
-  // outlive it if it dies without releasing them.
-  RedisExecutions(ClientPool* pool, RedisNotifier* notifier,
-                  std::chrono::milliseconds lease = std::chrono::milliseconds(3000));
+  // `pool` and `notifier` must outlive this. This process's reservations outlive it by
+  // pool.options().lease if it dies without releasing them.
+  RedisExecutions(ClientPool& pool, RedisNotifier& notifier);
   ~RedisExecutions() override;
+  RedisExecutions(const RedisExecutions&) = delete;
+  RedisExecutions& operator=(const RedisExecutions&) = delete;
 
   // Sets this process's lease and starts the lease and watcher threads. REQUIRES: called once,
-  // before any other method.
+  // by RedisStore::Open, before any other method.
   absl::Status Start();
 
   absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override;
@@ -76,10 +77,6 @@ class RedisExecutions final : public ExecutionStore {
   // ("host:port") of the node currently serving it. For introspection.
   absl::StatusOr<std::pair<int, std::string>> SlotOfInstance(std::string_view instance);
 
-  // Drops watched holds that a change made by another process settled (release, completion,
-  // deletion). The store passes the changes its bus delivers.
-  void OnRemoteChange(const Change& change);
-
   // How many reservations held by other processes this process watches.
   size_t watched_holds() const { return watcher_.size(); }
 
@@ -91,7 +88,7 @@ class RedisExecutions final : public ExecutionStore {
   // Where an execution's record lives.
   struct Locator {
     std::string agent;
-    std::string tag;  // `i:<instance>` or `e:<id>`, unescaped kind and escaped name as in keys.
+    std::string tag;  // `{i:<instance>}` or `{e:<id>}` (redis_keys.h).
     bool operator==(const Locator& other) const {
       return agent == other.agent && tag == other.tag;
     }
