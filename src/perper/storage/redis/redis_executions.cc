@@ -92,12 +92,10 @@ end
 return 1
 )lua";
 
-constexpr std::string_view kIncrScript = R"lua(
-return redis.call('INCR', KEYS[1])
-)lua";
-
-constexpr std::string_view kAddAgentScript = R"lua(
-return redis.call('SADD', KEYS[1], ARGV[1])
+// One command on KEYS[1] (ARGV[1] the command, the rest its arguments), as a script so that
+// it is a write (RunWrite: WAIT for replicas when asked to).
+constexpr std::string_view kCommandScript = R"lua(
+return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
 )lua";
 
 // Indexes an execution under its agent: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id, seq,
@@ -127,10 +125,6 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
-)lua";
-
-constexpr std::string_view kCloseScript = R"lua(
-return redis.call('ZREM', KEYS[1], ARGV[1])
 )lua";
 
 // Finishes a record and drops its reservations: KEYS[1] record; ARGV encoded results, has
@@ -475,7 +469,7 @@ absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) 
     }
   }
   std::string agents = AgentsKey();
-  PERPER_RETURN_IF_ERROR(pool_->RunWrite(kAddAgentScript, {agents}, {agent}).status());
+  PERPER_RETURN_IF_ERROR(pool_->RunWrite(kCommandScript, {agents}, {"SADD", agent}).status());
   absl::MutexLock lock(&cache_mu_);
   known_agents_.insert(std::string(agent));
   return absl::OkStatus();
@@ -483,7 +477,7 @@ absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) 
 
 absl::StatusOr<uint64_t> RedisExecutions::NextSequence(std::string_view agent) {
   std::string key = AgentKey(agent, "seq");
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->RunWrite(kIncrScript, {key}, {}));
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->RunWrite(kCommandScript, {key}, {"INCR"}));
   if (reply.type != RedisReply::Type::kInteger || reply.integer <= 0) {
     return Unexpected("INCR", reply);
   }
@@ -586,15 +580,6 @@ absl::StatusOr<ExecutionRecord> RedisExecutions::GetExecution(std::string_view e
   return *std::move(record);
 }
 
-absl::StatusOr<bool> RedisExecutions::ReadExecution(
-    std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
-  absl::StatusOr<ExecutionRecord> record = GetExecution(execution);
-  if (absl::IsNotFound(record.status())) return false;
-  if (!record.ok()) return record.status();
-  visit(*record);
-  return true;
-}
-
 absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
                                                 std::vector<std::string> results,
                                                 std::optional<std::string> error) {
@@ -616,7 +601,7 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
       }));
   if (!change.has_value()) return NotFound(execution);
   PERPER_RETURN_IF_ERROR(
-      pool_->RunWrite(kCloseScript, {AgentKey(change->agent, "open")}, {execution}).status());
+      pool_->RunWrite(kCommandScript, {AgentKey(change->agent, "open")}, {"ZREM", execution}).status());
   // A finished execution is never dispatched again, so no release is reported.
   watcher_.Forget(execution);
   Report(*change);

@@ -57,8 +57,6 @@ class RedisExecutions final : public ExecutionStore {
 
   absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override;
   absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override;
-  absl::StatusOr<bool> ReadExecution(
-      std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
   absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
                                  std::optional<std::string> error) override;
   absl::StatusOr<bool> DeleteExecution(std::string_view execution) override;
