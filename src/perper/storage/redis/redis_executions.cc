@@ -19,6 +19,11 @@
 //                        other holding process (introspection only).
 // A locator cached by this process is trusted; a script that finds no record under it drops it
 // and reads the locator once more.
+//
+// The ClusterClient resends a command whose connection broke, so any script here may run twice.
+// A create recognises its own sequence and a completion its own token (both then answer as the
+// first run did); a reservation is keyed by its holder; the locator and index scripts converge.
+// A delete or release whose first run removed everything answers as if nothing was there.
 #include "perper/storage/redis/redis_executions.h"
 
 #include <algorithm>
