@@ -7,6 +7,7 @@
 // instance's executions share the slot of its state dictionary.
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -304,6 +305,38 @@ TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
     ASSERT_TRUE(keys.ok()) << keys.status();
     EXPECT_THAT(*keys, ::testing::HasSubstr(":x:e1"));
   }
+}
+
+TEST_P(ExecutionsProcessesTest, ListingsGoOnPastTheScanBudgetOfOneCall) {
+  auto a = Open();
+  // One script call scans at most 4096 entries: matches on both sides of that.
+  auto create = [&](const std::string& id, const std::string& delegate) {
+    ExecutionRecord record = Record(id);
+    record.delegate = delegate;
+    ASSERT_TRUE(a->executions().CreateExecution(record).ok());
+  };
+  create("first", "Run");
+  for (int i = 0; i < 4200; ++i) create("other-" + std::to_string(i), "Other");
+  create("second", "Run");
+  create("third", "Run");
+  ExecutionFilter by_agent;
+  by_agent.agent = "agent";
+  by_agent.delegate = "Run";
+  ExecutionFilter by_instance = by_agent;
+  by_instance.instance = "inst";
+  for (const ExecutionFilter& filter : {by_agent, by_instance}) {
+    absl::StatusOr<std::vector<std::string>> ids = a->executions().ListExecutionIds(filter, 10);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_THAT(*ids, ::testing::ElementsAre("first", "second", "third"));
+    ids = a->executions().ListExecutionIds(filter, 2);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_THAT(*ids, ::testing::ElementsAre("first", "second"));
+  }
+  by_agent.delegate = "";
+  absl::StatusOr<std::vector<std::string>> all =
+      a->executions().ListExecutionIds(by_agent, std::numeric_limits<size_t>::max());
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), 4203u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ExecutionsProcessesTest,

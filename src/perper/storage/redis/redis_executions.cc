@@ -13,7 +13,8 @@
 //                        and when the lease is gone one more script takes the reservation over.
 //   ReleaseReservation   1 + locator.
 //   ListExecutionIds     1 with an agent or an instance; with any agent and no instance
-//                        1 (SMEMBERS `{perper}:agents`) + 1 per agent.
+//                        1 (SMEMBERS `{perper}:agents`) + 1 per agent. Each of those is one
+//                        more per 4,096 entries scanned (a script call stops there).
 //   ListExecutions       ListExecutionIds + 1 per tag among the listed records.
 //   ListReservations     1 + 1 per agent + 1 per tag holding open executions + 1 EXISTS per
 //                        other holding process (introspection only).
@@ -185,12 +186,16 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return {1, r[2], r[3], r[4]}
 )lua";
 
-// Executions in sequence order, filtered, at most ARGV[2]; flat {id, seq, tag, ...}. Two ways:
+// Executions in sequence order, filtered: at most ARGV[2] matches, scanning at most 4096 entries
+// per call so that no call holds Redis for long. Two ways:
 // ARGV[1] 'a': an agent's index, KEYS[1] its all or open set, KEYS[2] its meta hash;
 // ARGV[1] 'i': an instance's tag, KEYS[1] its id set (the records share its slot).
 // ARGV[3] instance filter ('a'), ARGV[4] delegate filter, ARGV[5] agent ('i'), ARGV[6] any
 // agent ('1'/'0'), ARGV[7] include finished ('1'/'0'), ARGV[8] record key prefix ('i'),
-// ARGV[9] the tag ('i').
+// ARGV[9] the tag ('i'); ARGV[10], ARGV[11] the cursor: the score and member scanned last ('' to
+// start). Answers flat {id, seq, tag, ...} then the cursor to go on from ('', '' at the end).
+// Scores tie only across agents (sequences are per agent), so a cursor by (score, member) is
+// exact while the set changes between calls.
 constexpr std::string_view kListScript = R"lua(
 local function decode(s)
   local t, p = {}, 1
@@ -220,23 +225,37 @@ local function match(id)
   end
   return nil
 end
-local limit = tonumber(ARGV[2])
-local out, found, start = {}, 0, 0
-while found < limit do
-  local page = redis.call('ZRANGE', KEYS[1], start, start + 255, 'WITHSCORES')
-  if #page == 0 then break end
+local wanted = tonumber(ARGV[2])
+local from = ARGV[10] == '' and '-inf' or ARGV[10]
+local after = ARGV[10] ~= '' and tonumber(ARGV[10])
+local out, found, scanned, offset = {}, 0, 0, 0
+local score, member = '', ''
+while found < wanted and scanned < 4096 do
+  local page = redis.call('ZRANGE', KEYS[1], from, '+inf', 'BYSCORE', 'LIMIT', offset, 256,
+                          'WITHSCORES')
+  if #page == 0 then
+    score, member = '', ''
+    break
+  end
+  offset = offset + #page / 2
   for i = 1, #page, 2 do
-    local tag = match(page[i])
-    if tag then
-      out[#out + 1] = page[i]
-      out[#out + 1] = page[i + 1]
-      out[#out + 1] = tag
-      found = found + 1
-      if found >= limit then break end
+    local id = page[i]
+    if not after or tonumber(page[i + 1]) > after or id > ARGV[11] then
+      scanned = scanned + 1
+      score, member = page[i + 1], id
+      local tag = match(id)
+      if tag then
+        out[#out + 1] = id
+        out[#out + 1] = page[i + 1]
+        out[#out + 1] = tag
+        found = found + 1
+        if found >= wanted then break end
+      end
     end
   end
-  start = start + 256
 end
+out[#out + 1] = score
+out[#out + 1] = member
 return out
 )lua";
 
@@ -668,26 +687,36 @@ absl::StatusOr<std::vector<std::string>> RedisExecutions::Agents() {
   return agents;
 }
 
-// The {id, seq, tag} triplets of a listing script.
-std::vector<RedisExecutions::Listed> RedisExecutions::ParseListed(RedisReply& reply) {
+absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::Scan(
+    const std::vector<std::string>& keys, std::vector<std::string> args, size_t limit) {
+  // args: ARGV[1] and ARGV[3..9] of kListScript; the wanted count and cursor go in between.
+  args.insert(args.begin() + 1, "");
+  args.push_back("");
+  args.push_back("");
   std::vector<Listed> listed;
-  for (size_t i = 0; i + 2 < reply.elements.size(); i += 3) {
-    listed.push_back(Listed{ParseSequence(reply.elements[i + 1].str),
-                                             std::move(reply.elements[i].str),
-                                             std::move(reply.elements[i + 2].str)});
+  while (listed.size() < limit) {
+    args[1] = std::to_string(limit - listed.size());
+    PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                            pool_->RunScript(kListScript, {keys.begin(), keys.end()},
+                                             {args.begin(), args.end()}));
+    const size_t n = reply.elements.size();
+    if (n < 2 || (n - 2) % 3 != 0) return Unexpected("listing", reply);
+    for (size_t i = 0; i + 2 < n - 2; i += 3) {
+      listed.push_back(Listed{ParseSequence(reply.elements[i + 1].str),
+                              std::move(reply.elements[i].str),
+                              std::move(reply.elements[i + 2].str)});
+    }
+    if (reply.elements[n - 2].str.empty()) break;  // Scanned to the end.
+    args[args.size() - 2] = std::move(reply.elements[n - 2].str);
+    args[args.size() - 1] = std::move(reply.elements[n - 1].str);
   }
   return listed;
 }
 
 absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListAgent(
     std::string_view agent, const ExecutionFilter& filter, size_t limit) {
-  std::string set = filter.include_finished ? AgentKey(agent, "all")
-                                            : AgentKey(agent, "open");
-  PERPER_ASSIGN_OR_RETURN(
-      RedisReply reply,
-      pool_->RunScript(kListScript, {set, AgentKey(agent, "meta")},
-                       {"a", std::to_string(limit), filter.instance, filter.delegate}));
-  return ParseListed(reply);
+  return Scan({AgentKey(agent, filter.include_finished ? "all" : "open"), AgentKey(agent, "meta")},
+              {"a", filter.instance, filter.delegate, "", "", "", "", ""}, limit);
 }
 
 absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListMatching(
@@ -698,13 +727,10 @@ absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListMatchi
   if (!filter.instance.empty()) {
     // The instance's own set is the smaller one to scan, and one slot even for any agent.
     std::string tag = InstanceTag(filter.instance);
-    PERPER_ASSIGN_OR_RETURN(
-        RedisReply reply,
-        pool_->RunScript(kListScript, {IdSetKey(tag)},
-                         {"i", std::to_string(limit), "", filter.delegate, filter.agent,
-                          filter.any_agent ? "1" : "0", filter.include_finished ? "1" : "0",
-                          RecordPrefix(tag), tag}));
-    return ParseListed(reply);
+    return Scan({IdSetKey(tag)},
+                {"i", "", filter.delegate, filter.agent, filter.any_agent ? "1" : "0",
+                 filter.include_finished ? "1" : "0", RecordPrefix(tag), tag},
+                limit);
   }
   if (!filter.any_agent) return ListAgent(filter.agent, filter, limit);
   PERPER_ASSIGN_OR_RETURN(std::vector<std::string> agents, Agents());

@@ -113,8 +113,10 @@ class RedisExecutions final : public ExecutionStore {
   // Adds `agent` to `{perper}:agents` unless `known` and this process added it before.
   absl::Status RegisterAgent(std::string_view agent, bool known);
   absl::StatusOr<std::vector<std::string>> Agents();
-  // The {id, sequence, tag} triplets a listing script answers.
-  static std::vector<Listed> ParseListed(RedisReply& reply);
+  // Up to `limit` matches of kListScript over `keys` (its ARGV[1] and ARGV[3..9] in `args`), in
+  // as many calls as the script's scanning budget needs.
+  absl::StatusOr<std::vector<Listed>> Scan(const std::vector<std::string>& keys,
+                                           std::vector<std::string> args, size_t limit);
   absl::StatusOr<std::vector<Listed>> ListAgent(std::string_view agent,
                                                 const ExecutionFilter& filter, size_t limit);
   absl::StatusOr<std::vector<Listed>> ListMatching(const ExecutionFilter& filter, size_t limit);
