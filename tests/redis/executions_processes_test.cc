@@ -307,7 +307,7 @@ TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
   }
 }
 
-TEST_P(ExecutionsProcessesTest, ListingsGoOnPastTheScanBudgetOfOneCall) {
+TEST_P(ExecutionsProcessesTest, ListingsGoOnPastWhatOneCallScansOrReads) {
   auto a = Open();
   // One script call scans at most 4096 entries: matches on both sides of that.
   auto create = [&](const std::string& id, const std::string& delegate) {
@@ -337,6 +337,14 @@ TEST_P(ExecutionsProcessesTest, ListingsGoOnPastTheScanBudgetOfOneCall) {
       a->executions().ListExecutionIds(by_agent, std::numeric_limits<size_t>::max());
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->size(), 4203u);
+  // Records are read a thousand per call.
+  absl::StatusOr<std::vector<ExecutionRecord>> records =
+      a->executions().ListExecutions(by_agent, std::numeric_limits<size_t>::max());
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 4203u);
+  EXPECT_EQ(records->at(2500).execution, "other-2499");
+  EXPECT_EQ(records->back().execution, "third");
+  EXPECT_EQ(records->back().delegate, "Run");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ExecutionsProcessesTest,

@@ -15,7 +15,8 @@
 //   ListExecutionIds     1 with an agent or an instance; with any agent and no instance
 //                        1 (SMEMBERS `{perper}:agents`) + 1 per agent. Each of those is one
 //                        more per 4,096 entries scanned (a script call stops there).
-//   ListExecutions       ListExecutionIds + 1 per tag among the listed records.
+//   ListExecutions       ListExecutionIds + 1 per tag among the listed records (per 1,000 of
+//                        them).
 //   ListReservations     1 + 1 per agent + 1 per tag holding open executions + 1 EXISTS per
 //                        other holding process (introspection only).
 // A locator cached by this process is trusted; a script that finds no record under it drops it
@@ -763,15 +764,22 @@ absl::Status RedisExecutions::ForEachRecord(
     const std::vector<Listed>& listed, std::string_view script,
     const std::vector<std::string_view>& args,
     absl::FunctionRef<absl::Status(size_t index, const RedisReply& answer)> visit) {
+  // At most this many records per call, so that no call holds Redis for long.
+  constexpr size_t kBatch = 1000;
   std::map<std::string_view, std::vector<size_t>> by_tag;
   for (size_t i = 0; i < listed.size(); ++i) by_tag[listed[i].tag].push_back(i);
   for (const auto& [tag, indexes] : by_tag) {
-    std::vector<std::string> keys;
-    for (size_t i : indexes) keys.push_back(RecordKey(tag, listed[i].execution));
-    PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                            pool_->RunScript(script, {keys.begin(), keys.end()}, args));
-    for (size_t k = 0; k < indexes.size() && k < reply.elements.size(); ++k) {
-      PERPER_RETURN_IF_ERROR(visit(indexes[k], reply.elements[k]));
+    for (size_t start = 0; start < indexes.size(); start += kBatch) {
+      const size_t end = std::min(indexes.size(), start + kBatch);
+      std::vector<std::string> keys;
+      for (size_t k = start; k < end; ++k) {
+        keys.push_back(RecordKey(tag, listed[indexes[k]].execution));
+      }
+      PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                              pool_->RunScript(script, {keys.begin(), keys.end()}, args));
+      for (size_t k = start; k < end && k - start < reply.elements.size(); ++k) {
+        PERPER_RETURN_IF_ERROR(visit(indexes[k], reply.elements[k - start]));
+      }
     }
   }
   return absl::OkStatus();
