@@ -31,8 +31,8 @@ std::string LeaseKey(std::string_view process_id);
 absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id);
 
 // This process's lease: set by Start, renewed by a thread every lease/3, deleted by a clean
-// Stop. Owned by the executions part of a RedisStore. Thread safety: Start and Stop are called
-// by the owner, once each, in that order; the renewal thread only reads what they set up.
+// Stop. Owned by the executions part of a RedisStore. Thread safety: Start is called once, then
+// Stop (a second Stop does nothing); the renewal thread shares only the guarded stop flag.
 class ProcessLease {
  public:
   // `pool` must outlive the lease.

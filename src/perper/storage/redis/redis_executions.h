@@ -4,9 +4,11 @@
 // Same semantics as ExecutionsEngine (perper/storage/engine/executions_engine.h); the keys are
 // described in docs/cluster.md and perper/storage/redis/redis_keys.h.
 //
-// An execution lives under its tag T: `i:<instance>` (so an instance's executions share a slot
-// with its state dictionary `<instance>-`), or `e:<id>` when it has no instance. The locator
-// `{e:<id>}:w` finds T from the ID alone; this process caches locators (bounded LRU) and, when
+// An execution lives under its tag T: `{i:<instance>}` (so an instance's executions share a
+// slot with its state dictionary `<instance>-`), or `{e:<id>}` when it has no instance: the
+// record `T:x:<id>` (a hash) and `T:xs` (the IDs under T by sequence). The agent's index
+// `{a:<agent>}:seq|all|open|meta` orders and filters listings by agent; `{perper}:agents` names
+// the agents. The locator `{e:<id>}:w` finds the agent and T from the ID alone; this process caches locators (bounded LRU) and, when
 // a script finds no record under a cached tag, drops the entry and reads the locator once more.
 //
 // Reservations are stored in the record as `r:<workgroup>` → "<process id>/<holder>": a holder
