@@ -277,10 +277,19 @@ TEST_P(ExecutionsProcessesTest, OnlyALocatorWithoutItsRecordGivesWayToAnotherAge
   auto a = Open();
   auto b = Open();
   // What a create interrupted after its first step leaves: a locator naming another agent and
-  // instance, and no record there.
+  // instance, and no record there (with no birth time: old).
   ASSERT_TRUE(Cli({"SET", Key(LocatorTag("e1"), "w"), "5:other11:{i:nowhere}"}).ok());
   EXPECT_TRUE(a->executions().CreateExecution(Record("e1")).value());
   EXPECT_EQ(b->executions().GetExecution("e1")->agent, "agent");
+  // A fresh locator may be a create in progress elsewhere: it is not taken for debris.
+  ASSERT_TRUE(Cli({"EVAL",
+                   "local t = redis.call('TIME') redis.call('SET', KEYS[1], ARGV[1]) "
+                   "redis.call('SET', KEYS[2], t[1] * 1000) return 1",
+                   "2", Key(LocatorTag("e2"), "w"), Key(LocatorTag("e2"), "wt"),
+                   "5:other11:{i:nowhere}"})
+                  .ok());
+  EXPECT_EQ(a->executions().CreateExecution(Record("e2")).status().code(),
+            absl::StatusCode::kAlreadyExists);
   // A live execution keeps its ID, whatever the other agent's instance.
   ExecutionRecord other = Record("e1", "");
   other.agent = "other";

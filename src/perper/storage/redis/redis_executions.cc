@@ -46,16 +46,18 @@ namespace {
 // Lua counts in doubles: a listing limit beyond 2^53 means "all".
 constexpr size_t kUnlimited = size_t{1} << 53;
 
-// Checks a locator and creates a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] (only
-// when the locator shares the record's slot) the locator. ARGV: id, agent, instance, delegate,
-// encoded arguments, sequence, locator value.
+// Checks a locator and creates a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] and
+// KEYS[4] (only when the locator shares the record's slot) the locator and its birth time. ARGV:
+// id, agent, instance, delegate, encoded arguments, sequence, locator value.
 // Answers {1, seq, 0} created, {0, seq, finished} identical, {-1} different content,
 // {-2, locator} the locator names another agent or tag.
 constexpr std::string_view kCreateScript = R"lua(
 if KEYS[3] then
   local located = redis.call('GET', KEYS[3])
   if not located then
+    local t = redis.call('TIME')
     redis.call('SET', KEYS[3], ARGV[7])
+    redis.call('SET', KEYS[4], t[1] * 1000 + math.floor(t[2] / 1000))
   elseif located ~= ARGV[7] then
     return {-2, located}
   end
@@ -75,26 +77,32 @@ redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 return {1, ARGV[6], 0}
 )lua";
 
-// Sets a locator when absent: KEYS[1] locator, ARGV[1] value. 1 set, 0 already this value,
-// else the other value.
+// Sets a locator when absent: KEYS[1] locator, KEYS[2] its birth time (ms), ARGV[1] value.
+// 1 set, 0 already this value, else the other value.
 constexpr std::string_view kLocatorScript = R"lua(
 local located = redis.call('GET', KEYS[1])
 if not located then
+  local t = redis.call('TIME')
   redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000))
   return 1
 end
 if located == ARGV[1] then return 0 end
 return located
 )lua";
 
-// Compare-and-set (ARGV[2] non-empty) or compare-and-delete of a string: KEYS[1], ARGV[1] the
-// expected value. 1 when done.
+// Replaces (ARGV[2] non-empty) or deletes a locator that has value ARGV[1] and is at least
+// ARGV[3] ms old: KEYS[1] locator, KEYS[2] its birth time (absent: old). 1 when done.
 constexpr std::string_view kReplaceScript = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if now - tonumber(redis.call('GET', KEYS[2]) or 0) < tonumber(ARGV[3]) then return 0 end
 if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
 else
   redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], now)
 end
 return 1
 )lua";
@@ -152,14 +160,15 @@ end
 return {1, r[1], r[3], r[4]}
 )lua";
 
-// Deletes a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] (when in this slot) the
-// locator; ARGV id, locator value. {0} absent, {1, agent, instance, delegate}.
+// Deletes a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] and KEYS[4] (when in this
+// slot) the locator and its birth time; ARGV id, locator value. {0} absent,
+// {1, agent, instance, delegate}.
 constexpr std::string_view kDeleteScript = R"lua(
 local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate')
 if not r[1] then return {0} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3], KEYS[4]) end
 return {1, r[1], r[2], r[3]}
 )lua";
 
@@ -306,6 +315,14 @@ std::string RecordKey(std::string_view tag, std::string_view execution) {
 std::string IdSetKey(std::string_view tag) { return Key(tag, "xs"); }
 
 std::string LocatorKey(std::string_view execution) { return Key(LocatorTag(execution), "w"); }
+std::string LocatorBirthKey(std::string_view execution) {
+  return Key(LocatorTag(execution), "wt");
+}
+
+// A locator without its record is taken for debris (of a create or delete interrupted by a
+// crash) only once it is this old: a create in progress sets its record right after its
+// locator, each command retrying for at most ClusterOptions::retry_deadline (10 s).
+constexpr std::string_view kDebrisAgeMs = "60000";
 std::string AgentsKey() { return Key(kGlobalTag, "agents"); }
 // An agent's index: "seq" counter, "all" and "open" sets by sequence, "meta" hash.
 std::string AgentKey(std::string_view agent, std::string_view suffix) {
@@ -515,6 +532,7 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const std::string tag = ExecutionTag(record.instance, id);
   const bool own_slot = record.instance.empty();
   const std::string locator_key = LocatorKey(id);
+  const std::string birth_key = LocatorBirthKey(id);
   const std::string locator_value = EncodeList({record.agent, tag});
   const std::string record_key = RecordKey(tag, id);
   const std::string id_set = IdSetKey(tag);
@@ -530,12 +548,12 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
     std::string located;  // Set when the locator names another agent or tag.
     if (!own_slot) {
       PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                              pool_->RunWrite(kLocatorScript, {locator_key}, {locator_value}));
+                              pool_->RunWrite(kLocatorScript, {locator_key, birth_key}, {locator_value}));
       if (reply.type != RedisReply::Type::kInteger) located = reply.str;
     }
     if (located.empty()) {
       std::vector<std::string_view> keys = {record_key, id_set};
-      if (own_slot) keys.push_back(locator_key);
+      if (own_slot) keys.insert(keys.end(), {locator_key, birth_key});
       PERPER_ASSIGN_OR_RETURN(
           created, pool_->RunWrite(kCreateScript, keys,
                                    {id, record.agent, record.instance, record.delegate, arguments,
@@ -543,16 +561,17 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
       if (Code(created) == -2) located = Element(created, 1);
     }
     if (located.empty()) break;
-    // The ID is located elsewhere. When no record is there, the locator outlived a deletion or
-    // an interrupted create: replace it once and try again.
+    // The ID is located elsewhere. When no record is there and the locator is old, it outlived
+    // an interrupted create or delete: replace it once and try again.
     std::vector<std::string> parts;
     if (attempt == 0 && DecodeList(located, &parts) && parts.size() == 2) {
       std::string other = RecordKey(parts[1], id);
       PERPER_ASSIGN_OR_RETURN(RedisReply exists, pool_->Run(other, {"EXISTS", other}));
       if (exists.integer == 0) {
-        PERPER_RETURN_IF_ERROR(
-            pool_->RunWrite(kReplaceScript, {locator_key}, {located, locator_value}).status());
-        continue;
+        PERPER_ASSIGN_OR_RETURN(RedisReply replaced,
+                                pool_->RunWrite(kReplaceScript, {locator_key, birth_key},
+                                                {located, locator_value, kDebrisAgeMs}));
+        if (replaced.integer == 1) continue;
       }
     }
     return absl::AlreadyExistsError("execution " + id + " already exists with different content");
@@ -644,6 +663,7 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
                                          IdSetKey(locator.tag)};
         if (locator.tag == LocatorTag(execution)) {
           keys.push_back(LocatorKey(execution));
+          keys.push_back(LocatorBirthKey(execution));
         }
         PERPER_ASSIGN_OR_RETURN(RedisReply reply,
                                 pool_->RunWrite(kDeleteScript, {keys.begin(), keys.end()},
@@ -662,11 +682,13 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
                        AgentKey(last->agent, "meta")},
                       {execution, EncodeList({last->tag})})
           .status());
-  // The record script deleted a locator in its own slot already.
+  // The record script deleted a locator in its own slot already. Without a record, the
+  // locator goes only when it is old: it may be a create's in progress.
   if (!change.has_value() || last->tag != LocatorTag(execution)) {
     PERPER_RETURN_IF_ERROR(
-        pool_->RunWrite(kReplaceScript, {LocatorKey(execution)},
-                        {EncodeList({last->agent, last->tag}), ""})
+        pool_->RunWrite(kReplaceScript, {LocatorKey(execution), LocatorBirthKey(execution)},
+                        {EncodeList({last->agent, last->tag}), "",
+                         change.has_value() ? "0" : kDebrisAgeMs})
             .status());
   }
   ForgetLocator(execution);
