@@ -8,8 +8,9 @@
 // slot with its state dictionary `<instance>-`), or `{e:<id>}` when it has no instance: the
 // record `T:x:<id>` (a hash) and `T:xs` (the IDs under T by sequence). The agent's index
 // `{a:<agent>}:seq|all|open|meta` orders and filters listings by agent; `{perper}:agents` names
-// the agents. The locator `{e:<id>}:w` finds the agent and T from the ID alone; this process caches locators (bounded LRU) and, when
-// a script finds no record under a cached tag, drops the entry and reads the locator once more.
+// the agents. The locator `{e:<id>}:w` (born at `{e:<id>}:wt`) finds the agent and T from the
+// ID alone; this process caches locators (bounded LRU) and, when a script finds no record under
+// a cached tag, drops the entry and reads the locator once more.
 //
 // Reservations are stored in the record as `r:<workgroup>` → "<process id>/<holder>": a holder
 // on another process whose lease has expired is taken over; one whose lease is alive is watched
