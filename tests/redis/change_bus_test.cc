@@ -245,6 +245,20 @@ TEST_P(ChangeBusTest, LostSubscriptionIsRestoredWithAResync) {
   EXPECT_EQ(seen_by_b_.ResyncCount(), 1);
 }
 
+// The process ID of the redis-server on `port`, 0 when unknown.
+int ServerPid(int port) {
+  auto connection = RedisConnection::Connect("127.0.0.1", port);
+  if (!connection.ok()) return 0;
+  auto info = (*connection)->Run({"INFO", "server"});
+  if (!info.ok()) return 0;
+  const size_t at = info->str.find("process_id:");
+  if (at == std::string::npos) return 0;
+  const size_t from = at + std::string_view("process_id:").size();
+  int pid = 0;
+  if (!absl::SimpleAtoi(info->str.substr(from, info->str.find('\r', at) - from), &pid)) return 0;
+  return pid;
+}
+
 TEST(ChangeBusSilenceTest, SilentNodeIsNoticedByPing) {
   RedisProcess server;
   absl::Status started = server.Start();
@@ -257,15 +271,8 @@ TEST(ChangeBusSilenceTest, SilentNodeIsNoticedByPing) {
   options.process_id = "p";
   auto bus = ChangeBus::Create(options, &seen);
   ASSERT_TRUE(bus.ok()) << bus.status();
-  auto connection = RedisConnection::Connect("127.0.0.1", server.port());
-  ASSERT_TRUE(connection.ok());
-  auto info = (*connection)->Run({"INFO", "server"});
-  ASSERT_TRUE(info.ok());
-  const size_t at = info->str.find("process_id:");
-  ASSERT_NE(at, std::string::npos);
-  int pid = 0;
-  ASSERT_TRUE(
-      absl::SimpleAtoi(info->str.substr(at + 11, info->str.find('\r', at) - at - 11), &pid));
+  const int pid = ServerPid(server.port());
+  ASSERT_GT(pid, 0);
 
   // A stopped server keeps its connections open but answers nothing, like a node cut off by
   // the network: only the unanswered PING tells.
@@ -275,6 +282,32 @@ TEST(ChangeBusSilenceTest, SilentNodeIsNoticedByPing) {
   ASSERT_EQ(kill(pid, SIGCONT), 0);
   ASSERT_TRUE(lost);
   ASSERT_TRUE(seen.WaitForResyncs(1, std::chrono::seconds(20)));
+}
+
+TEST(ChangeBusSilenceTest, StopsPromptlyWhenRedisHangs) {
+  RedisProcess server;
+  absl::Status started = server.Start();
+  ASSERT_TRUE(started.ok()) << started;
+  RecordingObserver seen;
+  ChangeBusOptions options;
+  options.cluster.seeds = {{"127.0.0.1", server.port()}};
+  options.cluster.connection.command_timeout = std::chrono::milliseconds(300);
+  options.max_batch = 100;
+  options.process_id = "p";
+  auto bus = ChangeBus::Create(options, &seen);
+  ASSERT_TRUE(bus.ok()) << bus.status();
+  const int pid = ServerPid(server.port());
+  ASSERT_GT(pid, 0);
+  // A stopped server accepts connections (the kernel does) and answers nothing: each attempt
+  // costs a command timeout. Of the 50 batches waiting, one is tried; the rest are dropped.
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  for (int i = 0; i < 5000; ++i)
+    (*bus)->Publish(StreamChange(Change::Kind::kStreamItemsWritten, "s", i));
+  const Clock::time_point start = Clock::now();
+  bus->reset();
+  const auto took = Clock::now() - start;
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
 }
 
 TEST_P(ChangeBusTest, MovedBucketIsFollowedWithAResync) {

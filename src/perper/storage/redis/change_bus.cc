@@ -640,7 +640,16 @@ void ChangeBus::PublishLoop() {
                    std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
     }
-    PublishBatch(std::move(batch));
+    if (!PublishBatch(std::move(batch))) {
+      // Stopping and Redis does not answer: one attempt per remaining batch could take a
+      // connect timeout each, so the rest is dropped at once.
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        counters_.dropped.fetch_add(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+        queue_.clear();
+        return;
+      }
+    }
   }
 }
 
@@ -649,7 +658,7 @@ bool ChangeBus::PublisherWait(std::chrono::milliseconds delay) {
   return !mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::FromChrono(delay));
 }
 
-void ChangeBus::PublishBatch(std::deque<Queued> batch) {
+bool ChangeBus::PublishBatch(std::deque<Queued> batch) {
   std::vector<Queued> pending(std::make_move_iterator(batch.begin()),
                               std::make_move_iterator(batch.end()));
   const Clock::time_point deadline = Clock::now() + options_.publish_retry_deadline;
@@ -736,12 +745,12 @@ void ChangeBus::PublishBatch(std::deque<Queued> batch) {
       if (again[i]) next.push_back(std::move(pending[i]));
     }
     pending = std::move(next);
-    if (pending.empty()) return;
+    if (pending.empty()) return true;
     if (Clock::now() + backoff >= deadline || !PublisherWait(backoff)) {
       counters_.dropped.fetch_add(static_cast<int64_t>(pending.size()), std::memory_order_relaxed);
       PERPER_LOG_WARN(Logger::kStorage, "change bus: {} changes not published: {}", pending.size(),
                       last_error);
-      return;
+      return false;
     }
     backoff = std::min(backoff * 2, options_.max_backoff);
   }

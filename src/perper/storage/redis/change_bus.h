@@ -137,7 +137,8 @@ class ChangeBus {
 
   explicit ChangeBus(ChangeBusOptions options);
   void PublishLoop();
-  void PublishBatch(std::deque<Queued> batch);
+  // False when changes had to be dropped because their node did not answer in time.
+  bool PublishBatch(std::deque<Queued> batch);
   // Waits `delay` unless the bus stops first; false when it stops.
   bool PublisherWait(std::chrono::milliseconds delay);
 
