@@ -245,68 +245,65 @@ TEST_P(ChangeBusTest, LostSubscriptionIsRestoredWithAResync) {
   EXPECT_EQ(seen_by_b_.ResyncCount(), 1);
 }
 
-// The process ID of the redis-server on `port`, 0 when unknown.
-int ServerPid(int port) {
-  auto connection = RedisConnection::Connect("127.0.0.1", port);
-  if (!connection.ok()) return 0;
-  auto info = (*connection)->Run({"INFO", "server"});
-  if (!info.ok()) return 0;
-  const size_t at = info->str.find("process_id:");
-  if (at == std::string::npos) return 0;
-  const size_t from = at + std::string_view("process_id:").size();
-  int pid = 0;
-  if (!absl::SimpleAtoi(info->str.substr(from, info->str.find('\r', at) - from), &pid)) return 0;
-  return pid;
-}
+// One bus on a standalone server that the test stops (SIGSTOP) to play a node that hangs, with
+// a short command timeout.
+class ChangeBusSilenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::Status started = server_.Start();
+    ASSERT_TRUE(started.ok()) << started;
+    options_.cluster.seeds = {{"127.0.0.1", server_.port()}};
+    options_.cluster.connection.command_timeout = std::chrono::milliseconds(300);
+    options_.process_id = "p";
+  }
 
-TEST(ChangeBusSilenceTest, SilentNodeIsNoticedByPing) {
-  RedisProcess server;
-  absl::Status started = server.Start();
-  ASSERT_TRUE(started.ok()) << started;
-  RecordingObserver seen;
-  ChangeBusOptions options;
-  options.cluster.seeds = {{"127.0.0.1", server.port()}};
-  options.cluster.connection.command_timeout = std::chrono::milliseconds(300);
-  options.ping_interval = std::chrono::milliseconds(100);
-  options.process_id = "p";
-  auto bus = ChangeBus::Create(options, &seen);
-  ASSERT_TRUE(bus.ok()) << bus.status();
-  const int pid = ServerPid(server.port());
-  ASSERT_GT(pid, 0);
+  // Creates the bus with `options_` and reads the server's process ID.
+  void Start() {
+    auto bus = ChangeBus::Create(options_, &seen_);
+    ASSERT_TRUE(bus.ok()) << bus.status();
+    bus_ = *std::move(bus);
+    auto connection = RedisConnection::Connect("127.0.0.1", server_.port());
+    ASSERT_TRUE(connection.ok());
+    auto info = (*connection)->Run({"INFO", "server"});
+    ASSERT_TRUE(info.ok());
+    const size_t at = info->str.find("process_id:");
+    ASSERT_NE(at, std::string::npos);
+    const size_t from = at + std::string_view("process_id:").size();
+    ASSERT_TRUE(absl::SimpleAtoi(info->str.substr(from, info->str.find('\r', at) - from), &pid_));
+  }
+
+  RedisProcess server_;
+  ChangeBusOptions options_;
+  RecordingObserver seen_;
+  std::unique_ptr<ChangeBus> bus_;
+  int pid_ = 0;
+};
+
+TEST_F(ChangeBusSilenceTest, SilentNodeIsNoticedByPing) {
+  options_.ping_interval = std::chrono::milliseconds(100);
+  ASSERT_NO_FATAL_FAILURE(Start());
 
   // A stopped server keeps its connections open but answers nothing, like a node cut off by
   // the network: only the unanswered PING tells.
-  ASSERT_EQ(kill(pid, SIGSTOP), 0);
-  const bool lost =
-      WaitUntil([&] { return (*bus)->stats().losses >= 1; }, std::chrono::seconds(10));
-  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  ASSERT_EQ(kill(pid_, SIGSTOP), 0);
+  const bool lost = WaitUntil([&] { return bus_->stats().losses >= 1; }, std::chrono::seconds(10));
+  ASSERT_EQ(kill(pid_, SIGCONT), 0);
   ASSERT_TRUE(lost);
-  ASSERT_TRUE(seen.WaitForResyncs(1, std::chrono::seconds(20)));
+  ASSERT_TRUE(seen_.WaitForResyncs(1, std::chrono::seconds(20)));
 }
 
-TEST(ChangeBusSilenceTest, StopsPromptlyWhenRedisHangs) {
-  RedisProcess server;
-  absl::Status started = server.Start();
-  ASSERT_TRUE(started.ok()) << started;
-  RecordingObserver seen;
-  ChangeBusOptions options;
-  options.cluster.seeds = {{"127.0.0.1", server.port()}};
-  options.cluster.connection.command_timeout = std::chrono::milliseconds(300);
-  options.max_batch = 100;
-  options.process_id = "p";
-  auto bus = ChangeBus::Create(options, &seen);
-  ASSERT_TRUE(bus.ok()) << bus.status();
-  const int pid = ServerPid(server.port());
-  ASSERT_GT(pid, 0);
+TEST_F(ChangeBusSilenceTest, StopsPromptlyWhenRedisHangs) {
+  options_.max_batch = 100;
+  ASSERT_NO_FATAL_FAILURE(Start());
   // A stopped server accepts connections (the kernel does) and answers nothing: each attempt
   // costs a command timeout. Of the 50 batches waiting, one is tried; the rest are dropped.
-  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  ASSERT_EQ(kill(pid_, SIGSTOP), 0);
   for (int i = 0; i < 5000; ++i)
-    (*bus)->Publish(StreamChange(Change::Kind::kStreamItemsWritten, "s", i));
+    bus_->Publish(StreamChange(Change::Kind::kStreamItemsWritten, "s", i));
   const Clock::time_point start = Clock::now();
-  bus->reset();
+  bus_.reset();
   const auto took = Clock::now() - start;
-  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  ASSERT_EQ(kill(pid_, SIGCONT), 0);
   EXPECT_LT(took, std::chrono::milliseconds(1500));
 }
 
