@@ -15,9 +15,11 @@
 #include "absl/strings/numbers.h"
 #include <gtest/gtest.h>
 
+#include "perper/storage/redis/client_pool.h"
 #include "perper/storage/redis/cluster_client.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_connection.h"
+#include "perper/storage/redis/redis_notifier.h"
 
 #include "tests/redis/change_bus_test_util.h"
 #include "tests/support/redis_process.h"
@@ -219,6 +221,38 @@ TEST_P(ChangeBusTest, ChangesReachTheOtherProcessInOrderPerTopicAndAreNotEchoed)
   EXPECT_EQ(b_->stats().received, static_cast<int64_t>(sent.size()));
   EXPECT_EQ(seen_by_a_.ResyncCount(), 0);  // the first subscription is not a resynchronisation
   EXPECT_EQ(seen_by_b_.ResyncCount(), 0);
+}
+
+TEST_P(ChangeBusTest, StoreNotifiersDeliverLocallyAtOnceAndToTheOtherProcess) {
+  // Two stores' wiring: pool, notifier, bus.
+  RedisStoreOptions options;
+  options.cluster.seeds = {{"127.0.0.1", ports_[0]}};
+  auto pool_1 = ClientPool::Create(options);
+  auto pool_2 = ClientPool::Create(options);
+  ASSERT_TRUE(pool_1.ok() && pool_2.ok());
+  ASSERT_NE((*pool_1)->process_id(), (*pool_2)->process_id());
+  RedisNotifier notifier_1, notifier_2;
+  RecordingObserver local_1, local_2;
+  notifier_1.SetObserver(&local_1);
+  notifier_2.SetObserver(&local_2);
+  ChangeBus bus_1(**pool_1, notifier_1), bus_2(**pool_2, notifier_2);
+  ASSERT_TRUE(bus_1.Start().ok());
+  ASSERT_TRUE(bus_2.Start().ok());
+  notifier_1.SetBus(&bus_1);
+  notifier_2.SetBus(&bus_2);
+
+  Change change;
+  change.kind = Change::Kind::kExecutionCreated;
+  change.id = "exec";
+  change.agent = "agent";
+  change.instance = "instance";
+  change.delegate = "delegate";
+  notifier_1.Notify(change);
+  ASSERT_EQ(local_1.Count(), 1u);  // before Notify returned
+  ASSERT_TRUE(local_2.WaitForCount(1, std::chrono::seconds(20)));
+  ExpectSameChange(local_2.Changes()[0], change);
+  notifier_1.SetBus(nullptr);
+  notifier_2.SetBus(nullptr);
 }
 
 TEST_P(ChangeBusTest, BucketsAreSpreadOverTheMasters) {

@@ -570,24 +570,46 @@ class ChangeBus::Subscriber {
 // ---------------------------------------------------------------------------------------------
 // ChangeBus
 
+void RedisNotifier::Notify(const Change& change) const {
+  NotifyLocal(change);
+  if (ChangeBus* bus = bus_.load(std::memory_order_acquire)) bus->Publish(change);
+}
+
+ChangeBusOptions ChangeBus::OptionsOf(const ClientPool& pool) {
+  ChangeBusOptions options;
+  options.cluster = pool.options().cluster;
+  options.process_id = pool.process_id();
+  return options;
+}
+
+ChangeBus::ChangeBus(ClientPool& pool, RedisNotifier& local)
+    : options_(OptionsOf(pool)),
+      local_delivery_(std::make_unique<LocalDelivery>(local)),
+      observer_(local_delivery_.get()) {}
+
+ChangeBus::ChangeBus(ChangeBusOptions options, ChangeObserver* observer)
+    : options_(std::move(options)), observer_(observer) {}
+
 absl::StatusOr<std::unique_ptr<ChangeBus>> ChangeBus::Create(ChangeBusOptions options,
                                                              ChangeObserver* observer) {
-  if (options.process_id.empty()) return absl::InvalidArgumentError("change bus: empty process id");
-  if (observer == nullptr) return absl::InvalidArgumentError("change bus: no observer");
-  options.max_batch = std::max<size_t>(options.max_batch, 1);
-  options.max_queued = std::max<size_t>(options.max_queued, 1);
-  std::unique_ptr<ChangeBus> bus(new ChangeBus(std::move(options)));
-  absl::StatusOr<std::unique_ptr<ClusterClient>> topology =
-      ClusterClient::Create(bus->options_.cluster);
-  if (!topology.ok()) return topology.status();
-  bus->publish_topology_ = *std::move(topology);
-  bus->subscriber_ = std::make_unique<Subscriber>(bus->options_, observer, &bus->counters_);
-  if (absl::Status started = bus->subscriber_->Start(); !started.ok()) return started;
-  bus->publisher_ = std::thread([b = bus.get()] { b->PublishLoop(); });
+  auto bus = std::make_unique<ChangeBus>(std::move(options), observer);
+  if (absl::Status started = bus->Start(); !started.ok()) return started;
   return bus;
 }
 
-ChangeBus::ChangeBus(ChangeBusOptions options) : options_(std::move(options)) {}
+absl::Status ChangeBus::Start() {
+  if (options_.process_id.empty())
+    return absl::InvalidArgumentError("change bus: empty process id");
+  if (observer_ == nullptr) return absl::InvalidArgumentError("change bus: no observer");
+  if (subscriber_ != nullptr) return absl::FailedPreconditionError("change bus: started twice");
+  absl::StatusOr<std::unique_ptr<ClusterClient>> topology = ClusterClient::Create(options_.cluster);
+  if (!topology.ok()) return topology.status();
+  publish_topology_ = *std::move(topology);
+  subscriber_ = std::make_unique<Subscriber>(options_, observer_, &counters_);
+  if (absl::Status started = subscriber_->Start(); !started.ok()) return started;
+  publisher_ = std::thread([this] { PublishLoop(); });
+  return absl::OkStatus();
+}
 
 ChangeBus::~ChangeBus() {
   {
@@ -603,7 +625,7 @@ void ChangeBus::Publish(const Change& change) {
   Queued queued{Bucket(change), EncodeMessage(options_.process_id, change)};
   absl::MutexLock lock(&mu_);
   auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || queue_.size() < options_.max_queued;
+    return stopping_ || queue_.size() < std::max<size_t>(options_.max_queued, 1);
   };
   mu_.Await(absl::Condition(&room));
   if (stopping_) {
@@ -635,7 +657,7 @@ void ChangeBus::PublishLoop() {
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // stopping, nothing left
-      const size_t n = std::min(queue_.size(), options_.max_batch);
+      const size_t n = std::min(queue_.size(), std::max<size_t>(options_.max_batch, 1));
       batch.insert(batch.end(), std::make_move_iterator(queue_.begin()),
                    std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));

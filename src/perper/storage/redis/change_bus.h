@@ -21,7 +21,9 @@
 #include "absl/synchronization/mutex.h"
 
 #include "perper/storage/change.h"
+#include "perper/storage/redis/client_pool.h"
 #include "perper/storage/redis/cluster_client.h"
+#include "perper/storage/redis/redis_notifier.h"
 
 namespace perper::storage::redis {
 
@@ -53,7 +55,7 @@ struct ChangeBusOptions {
   // Cluster mode: how often the slot map is read again, to notice a bucket whose slot moved
   // without the old owner telling its subscribers.
   std::chrono::milliseconds topology_interval{5000};
-  // Create fails when the first subscription to every bucket is not done within this time.
+  // Start fails when the first subscription to every bucket is not done within this time.
   std::chrono::milliseconds start_timeout{10000};
 };
 
@@ -91,23 +93,31 @@ struct ChangeBusStats {
 // every change from another process and for kResync. It must not block for long (it delays all
 // later deliveries) and must outlive the bus.
 //
-// Cost: on a loopback standalone Redis 7.0 (2 shared, busy cores), one change takes about
-// 75 us median, 170-220 us p99, from Publish to the other process's observer; a burst reaches
-// 150,000-350,000 changes/s standalone and about 185,000 on a 3-master cluster
-// (redis_change_bus_test, ThroughputAndLatency, prints the figures).
+// Cost: on a loopback standalone Redis 7.0 (2 shared, busy cores), one change takes 70-125 us
+// median, 150 us to 1.3 ms p99, from Publish to the other process's observer; a burst reaches
+// 150,000-350,000 changes/s, standalone or on a 3-master cluster (redis_change_bus_test,
+// ThroughputAndLatency, prints the figures).
 //
 // Thread safety: Publish and stats may be called from any thread. Destroying the bus stops both
 // threads: queued changes get one publishing attempt without retries, then the connections close.
 // This takes at most about one connect plus one command timeout, usually no time.
 class ChangeBus {
  public:
-  // Connects, subscribes to every bucket (waiting up to start_timeout), and starts the threads.
-  // A change another process publishes after Create returns reaches `observer`.
+  // The bus of a RedisStore: the pool's deployment and process ID, default options; changes of
+  // other processes (and kResync) go to `local.NotifyLocal`. Both outlive the bus.
+  ChangeBus(ClientPool& pool, RedisNotifier& local);
+  // A bus on its own: the observer outlives it.
+  ChangeBus(ChangeBusOptions options, ChangeObserver* observer);
+  // Constructs and starts.
   static absl::StatusOr<std::unique_ptr<ChangeBus>> Create(ChangeBusOptions options,
                                                            ChangeObserver* observer);
   ~ChangeBus();
   ChangeBus(const ChangeBus&) = delete;
   ChangeBus& operator=(const ChangeBus&) = delete;
+
+  // Connects, subscribes to every bucket (waiting up to start_timeout), and starts the threads;
+  // once. A change another process publishes after Start returns reaches the observer.
+  absl::Status Start();
 
   // Queues `change` for the other processes. kResync is local only and not queued. Blocks only
   // while max_queued changes are waiting.
@@ -135,7 +145,17 @@ class ChangeBus {
   };
   class Subscriber;
 
-  explicit ChangeBus(ChangeBusOptions options);
+  // Passes the bus's deliveries to a RedisNotifier's local observer.
+  class LocalDelivery : public ChangeObserver {
+   public:
+    explicit LocalDelivery(RedisNotifier& local) : local_(local) {}
+    void OnChange(const Change& change) override { local_.NotifyLocal(change); }
+
+   private:
+    RedisNotifier& local_;
+  };
+
+  static ChangeBusOptions OptionsOf(const ClientPool& pool);
   void PublishLoop();
   // False when changes had to be dropped because their node did not answer in time.
   bool PublishBatch(std::deque<Queued> batch);
@@ -143,6 +163,8 @@ class ChangeBus {
   bool PublisherWait(std::chrono::milliseconds delay);
 
   const ChangeBusOptions options_;
+  std::unique_ptr<LocalDelivery> local_delivery_;  // set when delivering to a RedisNotifier
+  ChangeObserver* const observer_;
   Counters counters_;
 
   mutable absl::Mutex mu_;
