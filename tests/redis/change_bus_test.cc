@@ -279,6 +279,36 @@ TEST_P(ChangeBusTest, LostSubscriptionIsRestoredWithAResync) {
   EXPECT_EQ(seen_by_b_.ResyncCount(), 1);
 }
 
+TEST(ChangeBusAuthTest, BusesAuthenticateWithAnAclUser) {
+  RedisProcess server;
+  absl::Status started = server.Start();
+  ASSERT_TRUE(started.ok()) << started;
+  auto admin = RedisConnection::Connect("127.0.0.1", server.port());
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(
+      (*admin)->Run({"ACL", "SETUSER", "fabric", "on", ">s3cret", "~*", "&*", "+@all"}).ok());
+  ASSERT_TRUE((*admin)->Run({"ACL", "SETUSER", "default", "off"}).ok());
+  ChangeBusOptions options;
+  options.cluster.seeds = {{"127.0.0.1", server.port()}};
+  options.cluster.connection.username = "fabric";
+  options.cluster.connection.password = "s3cret";
+  RecordingObserver seen_by_a, seen_by_b;
+  options.process_id = "a";
+  auto a = ChangeBus::Create(options, &seen_by_a);
+  ASSERT_TRUE(a.ok()) << a.status();
+  options.process_id = "b";
+  auto b = ChangeBus::Create(options, &seen_by_b);
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::vector<Change> sent = PublishOnEveryBucket(**a, Change::Kind::kStreamCreated, 3);
+  ASSERT_TRUE(seen_by_b.WaitForCount(sent.size(), std::chrono::seconds(20)));
+
+  // Without the password nothing subscribes.
+  options.cluster.connection.password = "wrong";
+  options.start_timeout = std::chrono::milliseconds(500);
+  RecordingObserver unused;
+  EXPECT_FALSE(ChangeBus::Create(options, &unused).ok());
+}
+
 // One bus on a standalone server that the test stops (SIGSTOP) to play a node that hangs, with
 // a short command timeout.
 class ChangeBusSilenceTest : public ::testing::Test {
