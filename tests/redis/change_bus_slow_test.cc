@@ -27,15 +27,13 @@ TEST(ChangeBusFailoverTest, SubscribersResyncAfterTheMasterDiesAndChangesFlowAga
   ASSERT_TRUE(started.ok()) << started;
   ChangeBusOptions options;
   options.cluster.seeds = {{"127.0.0.1", cluster.nodes()[0]->port()}};
-  RecordingObserver seen_by_a, seen_by_b;
-  options.process_id = "aaaaaaaaaaaaaaaa";
-  auto a = ChangeBus::Create(options, &seen_by_a);
-  ASSERT_TRUE(a.ok()) << a.status();
-  options.process_id = "bbbbbbbbbbbbbbbb";
-  auto b = ChangeBus::Create(options, &seen_by_b);
-  ASSERT_TRUE(b.ok()) << b.status();
+  BusPair buses;
+  ASSERT_NO_FATAL_FAILURE(buses.Start(options));
+  ChangeBus& a = *buses.a;
+  RecordingObserver& seen_by_a = buses.seen_by_a;
+  RecordingObserver& seen_by_b = buses.seen_by_b;
 
-  PublishOnEveryBucket(**a, Change::Kind::kStreamItemsWritten, 1);
+  PublishOnEveryBucket(a, Change::Kind::kStreamItemsWritten, 1);
   ASSERT_TRUE(seen_by_b.WaitForCount(kChangeBuckets, std::chrono::seconds(20)));
 
   ClusterOptions client_options;
@@ -50,7 +48,7 @@ TEST(ChangeBusFailoverTest, SubscribersResyncAfterTheMasterDiesAndChangesFlowAga
   ASSERT_TRUE(seen_by_b.WaitForResyncs(1, std::chrono::seconds(30)));
   ASSERT_TRUE(seen_by_a.WaitForResyncs(1, std::chrono::seconds(30)));
   const size_t before = seen_by_b.Count();
-  PublishOnEveryBucket(**a, Change::Kind::kStreamItemsWritten, 2);
+  PublishOnEveryBucket(a, Change::Kind::kStreamItemsWritten, 2);
   ASSERT_TRUE(seen_by_b.WaitForCount(before + kChangeBuckets, std::chrono::seconds(30)))
       << seen_by_b.Count() - before << " of " << kChangeBuckets;
   std::vector<Change> received = seen_by_b.Changes();

@@ -292,15 +292,10 @@ TEST(ChangeBusAuthTest, BusesAuthenticateWithAnAclUser) {
   options.cluster.seeds = {{"127.0.0.1", server.port()}};
   options.cluster.connection.username = "fabric";
   options.cluster.connection.password = "s3cret";
-  RecordingObserver seen_by_a, seen_by_b;
-  options.process_id = "a";
-  auto a = ChangeBus::Create(options, &seen_by_a);
-  ASSERT_TRUE(a.ok()) << a.status();
-  options.process_id = "b";
-  auto b = ChangeBus::Create(options, &seen_by_b);
-  ASSERT_TRUE(b.ok()) << b.status();
-  std::vector<Change> sent = PublishOnEveryBucket(**a, Change::Kind::kStreamCreated, 3);
-  ASSERT_TRUE(seen_by_b.WaitForCount(sent.size(), std::chrono::seconds(20)));
+  BusPair buses;
+  ASSERT_NO_FATAL_FAILURE(buses.Start(options));
+  std::vector<Change> sent = PublishOnEveryBucket(*buses.a, Change::Kind::kStreamCreated, 3);
+  ASSERT_TRUE(buses.seen_by_b.WaitForCount(sent.size(), std::chrono::seconds(20)));
 
   // Without the password nothing subscribes.
   options.cluster.connection.password = "wrong";

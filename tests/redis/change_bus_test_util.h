@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +89,26 @@ inline std::string StreamInBucket(int bucket) {
       return name;
   }
 }
+
+// Two buses on one deployment, standing for two processes.
+struct BusPair {
+  // Creates both with `options`, setting their process IDs; use with ASSERT_NO_FATAL_FAILURE.
+  void Start(ChangeBusOptions options) {
+    options.process_id = "aaaaaaaaaaaaaaaa";
+    auto created_a = ChangeBus::Create(options, &seen_by_a);
+    ASSERT_TRUE(created_a.ok()) << created_a.status();
+    options.process_id = "bbbbbbbbbbbbbbbb";
+    auto created_b = ChangeBus::Create(options, &seen_by_b);
+    ASSERT_TRUE(created_b.ok()) << created_b.status();
+    a = *std::move(created_a);
+    b = *std::move(created_b);
+  }
+
+  RecordingObserver seen_by_a;
+  RecordingObserver seen_by_b;
+  std::unique_ptr<ChangeBus> a;
+  std::unique_ptr<ChangeBus> b;
+};
 
 // Publishes one change of `kind` with `key` on each bucket; returns them.
 inline std::vector<Change> PublishOnEveryBucket(ChangeBus& bus, Change::Kind kind, int64_t key) {
