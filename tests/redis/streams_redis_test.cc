@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/redis/client_pool.h"
+#include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_notifier.h"
 #include "perper/storage/redis/redis_streams.h"
 
@@ -110,7 +111,7 @@ class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
 
   // Sets (or, with 0 ms, removes) the lease of process `pid`, as the executions part does.
   void Lease(Process& via, const std::string& pid, int ms) {
-    std::string key = "{p:" + pid + "}:lease";
+    std::string key = LeaseKey(pid);
     auto reply = ms > 0 ? via.pool->Run(key, {"SET", key, "1", "PX", std::to_string(ms)})
                         : via.pool->Run(key, {"DEL", key});
     ASSERT_TRUE(reply.ok()) << reply.status();

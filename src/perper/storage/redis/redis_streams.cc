@@ -28,6 +28,7 @@
 #include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
+#include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_keys.h"
 
 namespace perper::storage::redis {
@@ -391,7 +392,6 @@ bool SplitTransientEntry(std::string_view entry, std::string_view* stream, std::
 }
 
 std::string TransientSet(std::string_view pid) { return Key(ProcessTag(pid), "tl"); }
-std::string LeaseKey(std::string_view pid) { return Key(ProcessTag(pid), "lease"); }
 
 // The first string after every string that starts with `prefix`, as a ZRANGEBYLEX bound.
 std::string PrefixEndBound(std::string prefix) {
@@ -904,17 +904,15 @@ absl::StatusOr<size_t> RedisStreams::DropTransientListenersOf(std::string_view p
 absl::StatusOr<size_t> RedisStreams::SweepDeadProcesses() {
   // Without a lease of our own (leases not running, or ours lapsed while we were cut off) a
   // missing lease says nothing about its process: judge nobody.
-  const std::string own = LeaseKey(pool_->process_id());
-  PERPER_ASSIGN_OR_RETURN(RedisReply leased, pool_->Run(own, {"EXISTS", own}));
-  if (leased.integer != 1) return 0;
+  PERPER_ASSIGN_OR_RETURN(bool leased, LeaseAlive(*pool_, pool_->process_id()));
+  if (!leased) return 0;
   PERPER_ASSIGN_OR_RETURN(RedisReply pids,
                           pool_->Run(TransientProcesses(), {"SMEMBERS", TransientProcesses()}));
   size_t removed = 0;
   for (const RedisReply& pid : pids.elements) {
     if (pid.str == pool_->process_id()) continue;
-    std::string lease = LeaseKey(pid.str);
-    PERPER_ASSIGN_OR_RETURN(RedisReply alive, pool_->Run(lease, {"EXISTS", lease}));
-    if (alive.integer == 1) continue;
+    PERPER_ASSIGN_OR_RETURN(bool alive, LeaseAlive(*pool_, pid.str));
+    if (alive) continue;
     PERPER_ASSIGN_OR_RETURN(size_t dropped, DropTransientListenersOf(pid.str));
     removed += dropped;
   }
