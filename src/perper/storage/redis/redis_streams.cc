@@ -22,6 +22,7 @@
 #include "perper/storage/redis/redis_streams.h"
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <utility>
 
@@ -318,9 +319,9 @@ constexpr std::string_view kCommandScript = "return redis.call(ARGV[1], KEYS[1],
 
 const std::string& Script(std::string_view body) {
   // One text per script, built once: the helpers followed by the body (ClusterClient caches
-  // the SHA1 by text).
+  // the SHA1 by text). A deque, so that adding one keeps the texts handed out in place.
   static absl::Mutex mu;
-  static auto* texts = new std::vector<std::pair<const char*, std::string>>();
+  static auto* texts = new std::deque<std::pair<const char*, std::string>>();
   absl::MutexLock lock(&mu);
   for (const auto& [key, text] : *texts) {
     if (key == body.data()) return text;
@@ -331,7 +332,8 @@ const std::string& Script(std::string_view body) {
   return texts->back().second;
 }
 
-const std::string kOverhead = std::to_string(kRetainedItemOverhead);
+constexpr std::string_view kOverhead = "128";
+static_assert(kRetainedItemOverhead == 128, "kOverhead spells kRetainedItemOverhead");
 const std::string& StreamsIndex() {
   static const std::string* key = new std::string(Key(kGlobalTag, "streams"));
   return *key;
