@@ -3,12 +3,13 @@
 // the semantics of the engines (streams_engine.h; keys in docs/cluster.md) so that several Fabric
 // processes sharing one Redis deployment behave as one Fabric.
 //
-// Keys. Everything of stream S lives under the hash tag {s:<S escaped>},
-// so every operation on it is one Lua script in one slot:
+// Keys. Everything of stream S lives under the hash tag {s:<S escaped>}, so every operation on
+// it is one Lua script in one slot:
 //
 //   {s:S}:m   hash: e (ephemeral "1"/"0"), st (stride), c (completed "1"/"0"), err (error, when
 //             completed with one), lk (largest key ever written), gf (GC floor: largest key ever
-//             collected), cc (items ever collected), rb (RetainedBytes of the stored items)
+//             collected), cc (items ever collected), rb (RetainedBytes of the stored items);
+//             wt, wn, wl, wk: the token and answer of the last write with auto keys (Retries)
 //   {s:S}:k   zset, score 0, member = stored key as 8 bytes (big-endian, sign bit flipped: byte
 //             order is numeric order, so ZRANGEBYLEX walks keys in order)
 //   {s:S}:v   hash: 8-byte key -> value
@@ -32,9 +33,10 @@
 //
 // Transient listeners belong to a live call of one Fabric process. A process that dies leaves
 // them behind; the sweeper (SweepDeadProcesses, run a few times per lease period) removes
-// the transient listeners of every process whose lease {p:<pid>}:lease is gone, collecting what
-// they held, so a dead Fabric never pins an ephemeral stream for longer than its lease. A store
-// closed cleanly removes its own transient listeners.
+// the transient listeners of every process whose lease {p:<pid>}:lease (leases.h) is gone,
+// collecting what they held, so a dead Fabric never pins an ephemeral stream for much longer
+// than its lease. It judges nobody while its own process holds no lease. A store closed cleanly
+// removes its own transient listeners.
 //
 // Thread safety: every method is safe to call concurrently (the state is in Redis; the pool
 // serialises connection use).
