@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Round trips per operation (a "locator" is one GET of `{e:<id>}:w`, skipped when cached):
-//   CreateExecution      4: INCR the agent's sequence, locator script, record script, index
-//                        script (3 when the execution has no instance: locator and record share
-//                        the slot `e:<id>` and are one script). +1 (SADD `{perper}:agents`) the
-//                        first time this process creates an execution of an agent, and whenever
-//                        the agent's sequence starts (1).
+//   CreateExecution      4: the sequence script (INCR `{perper}:seq`, SADD `{perper}:agents`),
+//                        locator script, record script, index script (3 when the execution has
+//                        no instance: locator and record share the slot `e:<id>` and are one
+//                        script).
 //   GetExecution         1 + locator. ReadExecution: the same.
 //   CompleteExecution    2 + locator: record script, ZREM from the agent's open set.
 //   DeleteExecution      3 + locator: record script, index script, locator delete (2 without
@@ -111,6 +110,16 @@ return 1
 // it is a write (RunWrite: WAIT for replicas when asked to).
 constexpr std::string_view kCommandScript = R"lua(
 return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
+)lua";
+
+// The next creation sequence, one counter for the deployment (so sequences order creations
+// across agents, as the other backends do), and the agent's name among the agents (any-agent
+// listings): KEYS[1] the counter, KEYS[2] the agents set; ARGV[1] the agent. Both in {perper},
+// so one round trip does both.
+constexpr std::string_view kSequenceScript = R"lua(
+local sequence = redis.call('INCR', KEYS[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return sequence
 )lua";
 
 // Indexes an execution under its agent: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id, seq,
@@ -324,7 +333,7 @@ std::string LocatorBirthKey(std::string_view execution) {
 // locator, each command retrying for at most ClusterOptions::retry_deadline (10 s).
 constexpr std::string_view kDebrisAgeMs = "60000";
 std::string AgentsKey() { return Key(kGlobalTag, "agents"); }
-// An agent's index: "seq" counter, "all" and "open" sets by sequence, "meta" hash.
+// An agent's index: "all" and "open" sets by sequence, "meta" hash.
 std::string AgentKey(std::string_view agent, std::string_view suffix) {
   return Key(AgentTag(agent), suffix);
 }
@@ -503,23 +512,11 @@ absl::StatusOr<std::optional<T>> RedisExecutions::WithRecord(
 // ---------------------------------------------------------------------------------------------
 // Executions
 
-absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) {
-  if (known) {
-    absl::MutexLock lock(&cache_mu_);
-    if (known_agents_.contains(absl::string_view(agent.data(), agent.size()))) {
-      return absl::OkStatus();
-    }
-  }
-  std::string agents = AgentsKey();
-  PERPER_RETURN_IF_ERROR(pool_->RunWrite(kCommandScript, {agents}, {"SADD", agent}).status());
-  absl::MutexLock lock(&cache_mu_);
-  known_agents_.insert(std::string(agent));
-  return absl::OkStatus();
-}
-
 absl::StatusOr<uint64_t> RedisExecutions::NextSequence(std::string_view agent) {
-  std::string key = AgentKey(agent, "seq");
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->RunWrite(kCommandScript, {key}, {"INCR"}));
+  std::string sequence = Key(kGlobalTag, "seq");
+  std::string agents = AgentsKey();
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                          pool_->RunWrite(kSequenceScript, {sequence, agents}, {agent}));
   if (reply.type != RedisReply::Type::kInteger || reply.integer <= 0) {
     return Unexpected("INCR", reply);
   }
@@ -539,8 +536,6 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const std::string arguments = EncodeList(record.arguments);
 
   PERPER_ASSIGN_OR_RETURN(uint64_t sequence, NextSequence(record.agent));
-  // The first sequence means a new agent, even one this process knew before Redis was emptied.
-  PERPER_RETURN_IF_ERROR(RegisterAgent(record.agent, /*known=*/sequence != 1));
   const std::string sequence_text = std::to_string(sequence);
 
   RedisReply created;

@@ -112,9 +112,8 @@ class RedisExecutions final : public ExecutionStore {
       std::string_view execution,
       const std::function<absl::StatusOr<std::optional<T>>(const Locator&)>& attempt);
 
+  // The deployment's next creation sequence; registers `agent` among the agents.
   absl::StatusOr<uint64_t> NextSequence(std::string_view agent);
-  // Adds `agent` to `{perper}:agents` unless `known` and this process added it before.
-  absl::Status RegisterAgent(std::string_view agent, bool known);
   absl::StatusOr<std::vector<std::string>> Agents();
   // Up to `limit` matches of kListScript over `keys` (its ARGV[1] and ARGV[3..9] in `args`), in
   // as many calls as the script's scanning budget needs.
@@ -149,7 +148,6 @@ class RedisExecutions final : public ExecutionStore {
   absl::flat_hash_map<std::string, std::list<std::pair<std::string, Locator>>::iterator> locators_
       ABSL_GUARDED_BY(cache_mu_);
   // Agents this process has added to `{perper}:agents`.
-  absl::flat_hash_set<std::string> known_agents_ ABSL_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace perper::storage::redis
