@@ -21,6 +21,7 @@ struct Change {
     kStreamCompleted,
     kStreamDeleted,
     kListenerChanged,  // A listener of stream `id` was registered, moved or deleted.
+    kResync,  // Every waiting call re-reads: notifications may have been lost.
   };
   Kind kind;
   std::string id;  // The execution or stream.
