@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/status/statusor.h"
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/wrappers.pb.h>
 #include <grpcpp/grpcpp.h>
@@ -98,6 +99,14 @@ google::protobuf::Any BytesValue(const std::string& v);
 // The int of an Int64Value or Int32Value Any; fails the test on another type.
 int64_t IntOf(const google::protobuf::Any& any);
 std::string StringOf(const google::protobuf::Any& any);
+
+// The value of a call that must succeed: a failure fails the test and gives T(). By value, so a
+// listing can be iterated directly (a range-for over StatusOr::value() of a temporary dangles).
+template <class T>
+T Ok(absl::StatusOr<T> result) {
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? std::move(result).value() : T();
+}
 
 // Polls `condition` until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,
