@@ -164,7 +164,7 @@ TEST_F(ResyncTest, ListenAndReserveRetriesAReservationWhoseReleaseWasMissed) {
   call.ExpectStart();
   {
     Lost lost(*gate_);
-    store().executions().ReleaseReservation("e1", "wg", "other-holder");
+    ASSERT_TRUE(store().executions().ReleaseReservation("e1", "wg", "other-holder").ok());
   }
   Resync();
   EXPECT_EQ(call.NextExecution(), "e1");
@@ -192,7 +192,7 @@ TEST_F(ResyncTest, ReserveRetriesWhenTheReleaseWasMissed) {
   ASSERT_TRUE(WaitForSubscriptions(1));
   {
     Lost lost(*gate_);
-    store().executions().ReleaseReservation("e1", "wg", "other-holder");
+    ASSERT_TRUE(store().executions().ReleaseReservation("e1", "wg", "other-holder").ok());
   }
   Resync();
   google::protobuf::Empty held;
@@ -272,8 +272,8 @@ TEST_F(ResyncTest, HeldWriteSeesAMissedListenerMove) {
   for (;;) {
     ++key;
     auto summary = store().streams().ListStreams("s", 1);
-    ASSERT_EQ(summary.size(), 1u);
-    if (summary[0].retained_bytes + storage::RetainedBytes(value.SerializeAsString()) > kLimit)
+    ASSERT_TRUE(summary.ok() && summary->size() == 1u);
+    if ((*summary)[0].retained_bytes + storage::RetainedBytes(value.SerializeAsString()) > kLimit)
       break;
     ASSERT_TRUE(WriteItem(*streams_, "s", key, value).ok());
   }

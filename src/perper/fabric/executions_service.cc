@@ -397,8 +397,14 @@ class FeedReactor : public Base {
     }
     // Listed outside mu_, as the first scan: a listing of many executions must not stall
     // deliveries. A change during it is in the listing or in a hint after this one.
-    std::vector<std::string> ids =
+    absl::StatusOr<std::vector<std::string>> listed =
         context_.store->executions().ListExecutionIds(filter, std::numeric_limits<size_t>::max());
+    if (!listed.ok()) {
+      // As at the start: the call ends with the store's status, and its client reconnects.
+      FinishOnce(ToGrpcStatus(listed.status()));
+      return;
+    }
+    std::vector<std::string> ids = std::move(listed).value();
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
