@@ -38,6 +38,14 @@ struct FabricConfigFlags {
   std::optional<size_t> max_stream_retained_bytes;
   std::optional<size_t> stream_write_wait_ms;
   std::optional<bool> sync;
+  // Redis (storage redis): parsed by ResolveFabricConfig, so that a bad value gets the same
+  // precise message whether it came from a flag, the environment or the file.
+  std::optional<std::string> redis;  // host:port[,host:port...]
+  std::optional<std::string> redis_username;
+  std::optional<std::string> redis_password;
+  std::optional<std::string> redis_cluster;  // auto, yes or no.
+  std::optional<std::string> redis_lease_ms;
+  std::optional<std::string> redis_wait_replicas;
 };
 
 void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags);
