@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The perper-fabric binary's redis options: listed by --help, bad values refused with exit code 2
-// and a message naming the option, and a Redis that cannot be reached at start named in the
-// message of exit code 1.
+// and a message naming the option, a Redis that cannot be reached (or refuses the credentials,
+// or is not what --redis-cluster says) named in the message of exit code 1, and a Fabric that
+// starts on a real redis-server with the given user and password.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <signal.h>
 
 #include <string>
 
@@ -12,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/fabric_process.h"
+#include "tests/support/redis_process.h"
 
 namespace perper::testing {
 namespace {
@@ -71,6 +75,45 @@ TEST(FabricRedisOptionsTest, UnreachableRedisExitsWithCodeOneNamingTheAddress) {
                             {"PERPER_REDIS=" + address}),
             1);
   EXPECT_THAT(output, HasSubstr("cannot open storage redis at " + address));
+}
+
+// A standalone redis-server with an ACL user "perper", password "secret".
+class FabricOnRedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(redis_.Start().ok());
+    auto created = RedisCli({"-p", std::to_string(redis_.port()), "ACL", "SETUSER", "perper",
+                             "on", ">secret", "~*", "&*", "+@all"});
+    ASSERT_TRUE(created.ok()) << created.status();
+  }
+  RedisProcess redis_;
+};
+
+TEST_F(FabricOnRedisTest, StartsWithItsUserAndPasswordAndStopsCleanly) {
+  FabricProcess fabric({"--storage", "redis", "--redis", redis_.address(), "--redis-username",
+                        "perper", "--redis-cluster", "no"},
+                       {"PERPER_REDIS_PASSWORD=secret"});
+  ASSERT_TRUE(fabric.Start()) << fabric.Log();
+  fabric.Kill(SIGTERM);
+  EXPECT_EQ(fabric.Wait(), 0) << fabric.Log();
+}
+
+TEST_F(FabricOnRedisTest, WrongPasswordExitsWithCodeOneNamingTheAddress) {
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "redis", "--listen", "127.0.0.1:0", "--redis",
+                             redis_.address(), "--redis-username", "perper"},
+                            &output, {"PERPER_REDIS_PASSWORD=wrong"}),
+            1);
+  EXPECT_THAT(output, HasSubstr("cannot open storage redis at " + redis_.address()));
+}
+
+TEST_F(FabricOnRedisTest, ClusterYesOnAStandaloneServerExitsWithCodeOne) {
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "redis", "--listen", "127.0.0.1:0", "--redis",
+                             redis_.address(), "--redis-cluster", "yes"},
+                            &output),
+            1);
+  EXPECT_THAT(output, HasSubstr("is a standalone server"));
 }
 
 }  // namespace
