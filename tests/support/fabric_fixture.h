@@ -34,10 +34,11 @@
 namespace perper::testing {
 
 // An in-process Fabric. Restart() stops it and starts a new one on the same data directory
-// (rocksdb) and the same port.
+// (rocksdb), or the same Redis (redis, redis_cluster: tests/support/redis_backends.h, emptied when
+// the first Fabric starts), and the same port.
 class InProcessFabric {
  public:
-  // kind: "memory" or "rocksdb".
+  // kind: "memory", "rocksdb", "redis" or "redis_cluster".
   explicit InProcessFabric(std::string kind, fabric::FabricLimits limits = {});
   ~InProcessFabric();
 
