@@ -331,11 +331,6 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
     return absl::InvalidArgumentError("storage: unknown backend '" + kind +
                                       "'; expected rocksdb, memory or redis");
   }
-  if (kind == "redis" && config.options.store.redis_addresses.empty()) {
-    return absl::InvalidArgumentError(
-        "redis: storage redis needs the Redis address, host:port[,host:port...] (--redis, "
-        "PERPER_REDIS or the redis key of the config file)");
-  }
   if (config.options.listen_address.rfind(':') == std::string::npos) {
     return absl::InvalidArgumentError("listen: expected host:port, got '" +
                                       config.options.listen_address + "'");
@@ -368,6 +363,13 @@ void BlockShutdownSignals() {
 int RunFabricUntilSignalled(const FabricConfig& config) {
   if (absl::Status s = SetLogLevel(config.log_level); !s.ok()) {
     std::fprintf(stderr, "perper-fabric: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (config.options.store.kind == "redis" && config.options.store.redis_addresses.empty()) {
+    std::fprintf(stderr,
+                 "perper-fabric: redis: storage redis needs the Redis address, "
+                 "host:port[,host:port...] (--redis, PERPER_REDIS or the redis key of the "
+                 "config file)\n");
     return 2;
   }
   // Debian's abseil is built with mutex deadlock detection on: every lock and unlock updates a
