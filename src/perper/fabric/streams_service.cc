@@ -51,6 +51,12 @@ absl::Status StreamDeleted(const std::string& stream) {
   return absl::NotFoundError("stream " + stream + " was deleted");
 }
 
+// A read that failed after the call started: NOT_FOUND means the stream went away; anything else
+// (a remote store out of reach) ends the call with that status, so the client reconnects.
+absl::Status ReadFailure(const std::string& stream, const absl::Status& status) {
+  return absl::IsNotFound(status) ? StreamDeleted(stream) : status;
+}
+
 // The key of an item from a oneof {key, auto_key}; `what` names the field in messages.
 template <typename Message>
 absl::StatusOr<std::optional<int64_t>> ItemKey(const Message& message, const std::string& what) {
@@ -445,14 +451,14 @@ class ListenCore {
     // an empty read after it means the call has delivered everything.
     absl::StatusOr<storage::StreamRecord> record = streams.GetStream(stream_);
     if (!record.ok()) {
-      final_status_ = StreamDeleted(stream_);
+      final_status_ = ReadFailure(stream_, record.status());
       return;
     }
     bool completed = record->completed;
     if (!exhausted_) {
       absl::Status status = stride_ == 0 ? ReadUnpacked() : ReadPacked(completed);
       if (!status.ok()) {
-        final_status_ = StreamDeleted(stream_);
+        final_status_ = ReadFailure(stream_, status);
         return;
       }
     }
@@ -699,7 +705,7 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
     absl::StatusOr<std::vector<storage::ListenerRecord>> listeners =
         context_.store->streams().ListListeners(stream_);
     if (!listeners.ok()) {
-      TryFinish(initial ? listeners.status() : StreamDeleted(stream_));
+      TryFinish(initial ? listeners.status() : ReadFailure(stream_, listeners.status()));
     } else if (!listeners->empty()) {
       TryFinish(absl::OkStatus());
     }
@@ -826,7 +832,7 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
     for (;;) {
       absl::StatusOr<std::vector<int64_t>> keys = context_.store->streams().WriteItemsBounded(
           stream_, items_, context_.limits.max_stream_retained_bytes);
-      bool full = !keys.ok() && absl::IsResourceExhausted(keys.status());
+      bool full = !keys.ok() && storage::IsRetentionBoundReached(keys.status());
       Next next;
       bool held;
       {
@@ -940,7 +946,7 @@ grpc::ServerUnaryReactor* WriteOrHold(const ServiceContext& context,
   if (context.writes == nullptr) {
     absl::StatusOr<std::vector<int64_t>> keys = context.store->streams().WriteItemsBounded(
         stream, items, context.limits.max_stream_retained_bytes);
-    if (!absl::IsResourceExhausted(keys.status())) {
+    if (!storage::IsRetentionBoundReached(keys.status())) {
       if (keys.ok()) FillKeys(*keys, response);
       return FinishUnary(call, keys.status());
     }

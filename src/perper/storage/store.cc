@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "perper/storage/store.h"
 
+#include "absl/strings/cord.h"
+
 namespace perper::storage {
 
 bool Matches(const ExecutionFilter& filter, const ExecutionRecord& record) {
@@ -19,6 +21,20 @@ absl::StatusOr<std::vector<std::string>> ExecutionStore::ListExecutionIds(
   for (ExecutionRecord& record : *records)
     ids.push_back(std::move(record.execution));
   return ids;
+}
+
+namespace {
+constexpr char kRetentionPayload[] = "perper.storage/retention-bound";
+}  // namespace
+
+absl::Status RetentionBoundReached(std::string message) {
+  absl::Status status = absl::ResourceExhaustedError(message);
+  status.SetPayload(kRetentionPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsRetentionBoundReached(const absl::Status& status) {
+  return absl::IsResourceExhausted(status) && status.GetPayload(kRetentionPayload).has_value();
 }
 
 absl::StatusOr<std::vector<int64_t>> StreamStore::WriteItemsBounded(

@@ -193,6 +193,12 @@ struct StreamProgress {
   std::optional<std::string> error;  // Set when completed with an error.
 };
 
+// The RESOURCE_EXHAUSTED of WriteItemsBounded when a stream's retention bound is reached (a
+// write worth waiting for: the slowest listener may move), told apart by a payload from any
+// other RESOURCE_EXHAUSTED (a full Redis, say), which is final.
+absl::Status RetentionBoundReached(std::string message);
+bool IsRetentionBoundReached(const absl::Status& status);
+
 class StreamStore {
  public:
   virtual ~StreamStore() = default;
@@ -211,8 +217,8 @@ class StreamStore {
   // WriteItems under a bound on what an ephemeral stream retains (items kept because some
   // listener has not passed them, counted as RetainedBytes): when the stream is ephemeral, holds
   // items, and would hold more than `max_retained_bytes` with these, nothing is written, `items`
-  // is left as it was, and the status is RESOURCE_EXHAUSTED (which WriteItems never returns)
-  // naming the stream, the limit and the lowest listener with its position. A write into an
+  // is left as it was, and the status is RetentionBoundReached (RESOURCE_EXHAUSTED) naming
+  // the stream, the limit and the lowest listener with its position. A write into an
   // empty stream always fits, so an item larger than the bound can still be written. On success
   // the values are moved out of `items`. Persistent streams are not bounded. The default ignores
   // the bound and forwards to WriteItems.

@@ -239,7 +239,7 @@ absl::Status StreamsEngine::RetentionFull(std::string_view stream, const StreamS
   } else {
     message += "its only listeners are triggers; items go at the next listener change";
   }
-  return absl::ResourceExhaustedError(message);
+  return RetentionBoundReached(std::move(message));
 }
 
 absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(

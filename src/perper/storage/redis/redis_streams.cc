@@ -623,7 +623,7 @@ absl::StatusOr<std::vector<int64_t>> RedisStreams::WriteItemsBounded(
     } else {
       message += "its only listeners are triggers; items go at the next listener change";
     }
-    return absl::ResourceExhaustedError(message);
+    return RetentionBoundReached(std::move(message));
   }
   if (status != "OK" || e.size() != 3 + items.size()) return Unexpected("a stream write");
   std::vector<int64_t> written;
