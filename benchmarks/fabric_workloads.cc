@@ -125,8 +125,7 @@ class Meter {
     if (fabric_.redis == nullptr) return;
     RedisCounters after;
     if (!counted_ || !after.Read(*fabric_.redis_counter) || ops == 0) {
-      fabric_.command_rows.push_back("| " + what + " | " + unit + " | " + std::to_string(ops) +
-                                     " | - | - | - | - | INFO unreadable |");
+      report_.Check(false, what + ": INFO of the redis-server (" + fabric_.mode + ") unreadable");
       return;
     }
     RedisCounters delta = RedisCounters::Delta(before_, after);
