@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: MIT
 // The Perper workloads (B1 calls, B2 streams, B3 reservations, state) against a fresh Fabric
-// process, and the agent and worker helper roles that serve them over raw grpc2.
+// process (or, in mode redis3, three sharing one redis-server), and the agent and worker helper
+// roles that serve them over raw grpc2.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <cstdio>
 #include <fstream>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "benchmarks/raw_fabric_client.h"
+#include "benchmarks/redis_client.h"
 #include "benchmarks/workloads.h"
 
 namespace perper::bench {
@@ -65,9 +70,101 @@ int JobWorkerRole(const std::string& fabric, const std::string& agent, const std
 
 namespace {
 
+// The Fabric process(es) of one mode: one, or (redis3) several sharing one redis-server. Clients
+// and workers are spread over them round-robin, in the order they are created. Next() is
+// thread-safe; the rest is used by the main thread only.
 struct Fabric {
-  Child process;
-  std::string address;
+  std::string mode;
+  std::vector<Child> processes;
+  std::vector<std::string> addresses;
+  RedisServer* redis = nullptr;          // the redis modes: the server the Fabrics share
+  std::unique_ptr<Redis> redis_counter;  // reads its INFO between workloads
+  std::vector<std::string> command_rows; // the rows of the commands-per-operation table
+  std::atomic<size_t> next{0};
+
+  const std::string& Next() { return addresses[next++ % addresses.size()]; }
+  // The processes whose CPU and peak memory count as the server's: the Fabrics, and redis-server.
+  std::vector<pid_t> ServerPids() const {
+    std::vector<pid_t> pids;
+    for (const Child& process : processes) pids.push_back(process.pid());
+    if (redis != nullptr) pids.push_back(redis->process.pid());
+    return pids;
+  }
+  // The resident memory of the Fabrics, in kB.
+  int64_t RssKb() const {
+    int64_t total = 0;
+    for (const Child& process : processes) total += StatusKb(process.pid(), "VmRSS");
+    return total;
+  }
+};
+
+// Measures a workload on `fabric` from construction on: the server columns of its rows and, in
+// the redis modes, what redis-server executed (CountCommands). Main thread only.
+class Meter {
+ public:
+  Meter(Fabric& fabric, Report& report)
+      : fabric_(fabric), report_(report), server_(fabric.ServerPids()) {
+    if (fabric_.redis != nullptr) {
+      redis_cpu_start_ = CpuSeconds(fabric_.redis->process.pid());
+      counted_ = before_.Read(*fabric_.redis_counter);
+    }
+  }
+  // Fills the server columns of `row` and, in the redis modes, names the memory-mode row of the
+  // same measurement to compare with.
+  void Fill(Row& row) const {
+    server_.Fill(row);
+    const std::string suffix = "." + fabric_.mode;
+    if (fabric_.redis != nullptr && row.key.size() > suffix.size() &&
+        row.key.compare(row.key.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      row.memory_key = row.key.substr(0, row.key.size() - suffix.size()) + ".memory";
+    }
+  }
+  // The redis modes: adds a row to the commands-per-operation table for `ops` operations (each
+  // one `unit`) done since construction.
+  void CountCommands(const std::string& what, uint64_t ops, const std::string& unit) {
+    if (fabric_.redis == nullptr) return;
+    RedisCounters after;
+    if (!counted_ || !after.Read(*fabric_.redis_counter) || ops == 0) {
+      report_.Check(false, what + ": INFO of the redis-server (" + fabric_.mode + ") unreadable");
+      return;
+    }
+    RedisCounters delta = RedisCounters::Delta(before_, after);
+    // Every operation reads or writes the store, so a Fabric that sent Redis nothing is not
+    // using it.
+    report_.Check(delta.TotalCalls() > 0,
+                  what + ": the Fabric (" + fabric_.mode + ") sent no command to Redis");
+    const double n = static_cast<double>(ops);
+    uint64_t scripts = 0;
+    for (const char* name : {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"}) {
+      auto found = delta.calls.find(name);
+      if (found != delta.calls.end()) scripts += found->second;
+    }
+    std::vector<std::pair<uint64_t, std::string>> by_calls;
+    for (const auto& [name, calls] : delta.calls) by_calls.push_back({calls, name});
+    std::sort(by_calls.begin(), by_calls.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::string top;
+    char buffer[96];
+    for (size_t i = 0; i < by_calls.size() && i < 5; ++i) {
+      std::snprintf(buffer, sizeof buffer, "%s%s %.2f", i ? ", " : "", by_calls[i].second.c_str(),
+                    by_calls[i].first / n);
+      top += buffer;
+    }
+    std::snprintf(buffer, sizeof buffer, "%.2f | %.2f | %.2f | %.2f",
+                  delta.TotalCalls() / n, scripts / n, delta.reads / n,
+                  CpuSeconds(fabric_.redis->process.pid()) - redis_cpu_start_);
+    fabric_.command_rows.push_back("| " + what + " | " + unit + " | " + std::to_string(ops) +
+                                   " | " + buffer + " | " + top + " |");
+  }
+
+ private:
+  Fabric& fabric_;
+  Report& report_;
+  ServerMeter server_;
+  double redis_cpu_start_ = 0;
+  RedisCounters before_;
+  bool counted_ = false;
 };
 
 constexpr char kEchoAgent[] = "Echo";
@@ -87,9 +184,9 @@ void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, Tem
               Report& report) {
   const Counts& n = config.counts;
   Child agent = Child::Spawn(
-      {SelfPath(), "--role", "echo-agent", "--fabric-address", fabric.address, "--agent", kEchoAgent},
+      {SelfPath(), "--role", "echo-agent", "--fabric-address", fabric.Next(), "--agent", kEchoAgent},
       dir.path() + "/echo-agent.log");
-  RawFabricClient client(fabric.address);
+  RawFabricClient client(fabric.Next());
   std::atomic<uint64_t> next_id{0};
   // One call either way; true when the result is the argument.
   auto call = [&](RawFabricClient& c, bool one_round_trip) {
@@ -111,7 +208,7 @@ void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, Tem
     std::string how = one_round_trip ? "Call" : "Create+GetResult+Delete";
     std::string key = one_round_trip ? "b1.call" : "b1.cgd";
     {
-      ServerMeter meter(fabric.process.pid());
+      Meter meter(fabric, report);
       std::vector<int64_t> latencies;
       bool ok = true;
       int64_t start = NowNs();
@@ -129,16 +226,17 @@ void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, Tem
               .redis_key = "redis.b1.seq"};
       meter.Fill(row);
       report.Add(row);
+      meter.CountCommands(row.workload + ": " + row.name, n.calls_sequential, "call");
     }
     {
-      ServerMeter meter(fabric.process.pid());
+      Meter meter(fabric, report);
       uint64_t each = std::max<uint64_t>(1, n.calls_in_flight / kInFlight);
       std::vector<std::vector<int64_t>> per_thread(kInFlight);
       std::atomic<bool> ok{true};
       std::latch gate(kInFlight);
       std::atomic<int64_t> start{0};
       Parallel(kInFlight, [&](int t) {
-        RawFabricClient own(fabric.address);
+        RawFabricClient own(fabric.Next());
         if (!call(own, one_round_trip)) ok = false;  // connects
         gate.arrive_and_wait();
         int64_t unset = 0;
@@ -159,6 +257,8 @@ void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, Tem
               .floor_key = "floor.unary64", .redis_key = "redis.b1.64"};
       meter.Fill(row);
       report.Add(row);
+      // Each thread made one call more before the gate, to connect.
+      meter.CountCommands(row.workload + ": " + row.name, (each + 1) * kInFlight, "call");
     }
   }
   agent.Stop();
@@ -198,7 +298,7 @@ bool WriteAll(RawFabricClient& client, const std::string& stream, uint64_t count
 
 // One writer, `listeners` listener threads (each its own connection) that are registered before
 // the first write. Returns the slowest listener's items/s (from the first write to its last item).
-double PushToListeners(const std::string& address, RawFabricClient& client,
+double PushToListeners(Fabric& fabric, RawFabricClient& client,
                        const std::string& stream, uint64_t count, int listeners, bool batched,
                        int items_per_message, Report& report, const std::string& what,
                        double* writer_rate) {
@@ -207,7 +307,7 @@ double PushToListeners(const std::string& address, RawFabricClient& client,
   std::vector<grpc::Status> statuses(listeners);
   std::vector<std::thread> threads;
   for (int l = 0; l < listeners; ++l) {
-    threads.emplace_back([&, l] {
+    threads.emplace_back([&, l, address = fabric.Next()] {
       RawFabricClient own(address);
       statuses[l] = own.ListenAll(
           stream, "", 0, [&](int64_t key, const std::string& v) { checks[l].See(key, v); },
@@ -244,13 +344,13 @@ double PushToListeners(const std::string& address, RawFabricClient& client,
 // B2: streams.
 void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, Report& report) {
   const Counts& n = config.counts;
-  RawFabricClient client(fabric.address);
+  RawFabricClient client(fabric.Next());
   const std::string workload = "B2 streams";
   for (int listeners : {1, 4}) {
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     std::string stream = "push-" + std::to_string(listeners);
     double writer_rate = 0;
-    double rate = PushToListeners(fabric.address, client, stream, n.stream_items, listeners, true,
+    double rate = PushToListeners(fabric, client, stream, n.stream_items, listeners, true,
                                   config.items_per_message, report,
                                   "B2 push " + stream + " (" + mode + ")", &writer_rate);
     char note[96];
@@ -262,11 +362,12 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             .redis_key = "redis.b2.read" + std::to_string(listeners), .note = note};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
   }
   {
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     double writer_rate = 0;
-    PushToListeners(fabric.address, client, "sequential", n.stream_items_sequential, 1, false,
+    PushToListeners(fabric, client, "sequential", n.stream_items_sequential, 1, false,
                     config.items_per_message, report, "B2 sequential WriteItem (" + mode + ")",
                     &writer_rate);
     Row row{.workload = workload, .key = Label("b2.write.seq", mode),
@@ -276,9 +377,10 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             .note = "writer items/s"};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
   }
   {
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     report.Check(client.CreateStream("append", false).ok(), "B2 append: Create failed");
     int64_t start = NowNs();
     bool ok = WriteAll(client, "append", n.stream_items, true);
@@ -291,9 +393,10 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             .note = mode == "rocksdb" ? "durable (fsync per acknowledged batch)" : ""};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
   }
   {
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     OrderCheck check;
     int64_t start = NowNs();
     grpc::Status status = client.ListenAll(
@@ -308,15 +411,16 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             .floor_key = "floor.push", .redis_key = "redis.b2.replay"};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
   }
   {  // End-to-end latency at a fixed rate: each item is stamped with its due time.
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     report.Check(client.CreateStream("paced", false).ok(), "B2 paced: Create failed");
     std::vector<int64_t> latencies;
     latencies.reserve(n.e2e_items);
     OrderCheck check;
     std::thread listener([&] {
-      RawFabricClient own(fabric.address);
+      RawFabricClient own(fabric.Next());
       own.ListenAll(
           "paced", "", 0,
           [&](int64_t key, const std::string& v) {
@@ -358,14 +462,15 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             .redis_key = "redis.b2.e2e", .note = "writer batches the items due"};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
   }
   {  // Ephemeral stream, acking listener; stored items and RSS sampled meanwhile.
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     report.Check(client.CreateStream("ephemeral", true).ok(), "B2 ephemeral: Create failed");
     OrderCheck check;
     grpc::Status listen_status;
     std::thread listener([&] {
-      RawFabricClient own(fabric.address);
+      RawFabricClient own(fabric.Next());
       listen_status = own.ListenAll(
           "ephemeral", "acker", kStreamBatch,
           [&](int64_t key, const std::string& v) { check.See(key, v); }, config.items_per_message);
@@ -376,14 +481,14 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             std::chrono::seconds(10));
     std::atomic<bool> writing{true};
     uint64_t max_stored = 0;
-    int64_t rss_start = StatusKb(fabric.process.pid(), "VmRSS"), rss_max = rss_start;
+    int64_t rss_start = fabric.RssKb(), rss_max = rss_start;
     std::thread sampler([&] {
-      RawFabricClient own(fabric.address);
+      RawFabricClient own(fabric.Next());
       while (writing) {
         uint64_t stored = 0;
         size_t ignored = 0;
         if (own.StreamInfo("ephemeral", stored, ignored).ok()) max_stored = std::max(max_stored, stored);
-        rss_max = std::max(rss_max, StatusKb(fabric.process.pid(), "VmRSS"));
+        rss_max = std::max(rss_max, fabric.RssKb());
         std::this_thread::sleep_for(std::chrono::milliseconds(20));  // sampling period
       }
     });
@@ -408,6 +513,7 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
             .count = n.ephemeral_items, .ops_per_s = n.ephemeral_items / seconds, .note = note};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
   }
 }
 
@@ -419,12 +525,13 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
   // (eight producers), and the clock starts with the workers. Dispatch from the backlog costs
   // O(1) per credit (docs/benchmarks.md), so the backlog's size does not matter.
   constexpr uint64_t kProducers = 8;
-  int64_t rss_before = StatusKb(fabric.process.pid(), "VmRSS");
-  RawFabricClient client(fabric.address);
+  int64_t rss_before = fabric.RssKb();
+  RawFabricClient client(fabric.Next());
   std::atomic<bool> created_ok{true};
+  Meter create_meter(fabric, report);
   int64_t create_start = NowNs();
   Parallel(kProducers, [&](int t) {
-    RawFabricClient own(fabric.address);
+    RawFabricClient own(fabric.Next());
     for (uint64_t i = t; i < jobs; i += kProducers) {
       if (!own.CreateExecution("job-" + std::to_string(i), kJobAgent, "jobs", "Run",
                                MakePayload(i, 0))
@@ -434,14 +541,15 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
     }
   });
   double create_rate = jobs / ((NowNs() - create_start) / 1e9);
-  ServerMeter meter(fabric.process.pid());
+  create_meter.CountCommands("B3 reservations: create the jobs (8 producers)", jobs, "job");
+  Meter meter(fabric, report);
   std::vector<Child> workers;
   std::vector<std::string> logs;
   int64_t start = NowNs();
   for (int w = 0; w < kWorkers; ++w) {
     logs.push_back(dir.path() + "/worker-" + std::to_string(w) + ".events");
     workers.push_back(Child::Spawn({SelfPath(), "--role", "job-worker", "--fabric-address",
-                                    fabric.address, "--agent", kJobAgent, "--log", logs.back()},
+                                    fabric.Next(), "--agent", kJobAgent, "--log", logs.back()},
                                    logs.back() + ".stderr"));
   }
   std::string ignored;
@@ -470,7 +578,7 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
       },
       std::chrono::seconds(300), std::chrono::milliseconds(20));
   int64_t end = NowNs();
-  int64_t rss_after = StatusKb(fabric.process.pid(), "VmRSS");
+  int64_t rss_after = fabric.RssKb();
   report.Check(created_ok && half && drained, "B3 did not finish (" + mode + ")");
   for (size_t w = 1; w < workers.size(); ++w) workers[w].Stop();
   JobOutcome outcome = ReadJobLogs(logs, jobs, 0, kill_at);
@@ -505,15 +613,16 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
             .redis_key = "redis.b3.after", .note = note};
   meter.Fill(after);
   report.Add(after);
+  meter.CountCommands("B3 reservations: reserve and complete (4 workers, one killed)", jobs, "job");
 }
 
 // State: sequential set, then get, of 64-byte values on an instance dictionary.
 void RunState(const Config& config, const std::string& mode, Fabric& fabric, Report& report) {
   const uint64_t ops = config.counts.state_ops;
-  RawFabricClient client(fabric.address);
+  RawFabricClient client(fabric.Next());
   const std::string dictionary = "state-instance-";
   for (bool set : {true, false}) {
-    ServerMeter meter(fabric.process.pid());
+    Meter meter(fabric, report);
     std::vector<int64_t> latencies;
     bool ok = true;
     int64_t start = NowNs();
@@ -537,6 +646,7 @@ void RunState(const Config& config, const std::string& mode, Fabric& fabric, Rep
             .redis_key = set ? "redis.state.set" : "redis.state.get"};
     meter.Fill(row);
     report.Add(row);
+    meter.CountCommands(row.workload + ": " + row.name, ops, "op");
   }
 }
 
@@ -544,7 +654,10 @@ void RunState(const Config& config, const std::string& mode, Fabric& fabric, Rep
 
 void RunFabric(const Config& base_config, const std::string& mode, Report& report) {
   Config config = base_config;
-  if (mode == "rocksdb" && config.durable_scale != 1.0) {
+  // Redis with an fsync per write is as durable as rocksdb, and as slow per single write.
+  const bool durable =
+      mode == "rocksdb" || (mode.rfind("redis", 0) == 0 && config.redis_persistence == "always");
+  if (durable && config.durable_scale != 1.0) {
     Counts& n = config.counts;
     for (uint64_t* count : {&n.calls_sequential, &n.calls_in_flight, &n.jobs, &n.state_ops,
                             &n.stream_items_sequential}) {
@@ -552,31 +665,77 @@ void RunFabric(const Config& base_config, const std::string& mode, Report& repor
     }
   }
   TempDir dir;
+  // Declared before the Fabrics, so that it outlives them.
+  RedisServer redis;
   Fabric fabric;
-  std::string address_file = dir.path() + "/fabric.address";
-  std::vector<std::string> argv = {config.fabric_binary, "--storage", mode, "--listen",
-                                   "127.0.0.1:0", "--address-file", address_file,
-                                   "--log-level", "warn"};
-  if (mode == "rocksdb") {
-    argv.push_back("--data-dir");
-    argv.push_back(dir.path() + "/data");
+  fabric.mode = mode;
+  const bool redis_mode = mode == "redis" || mode == "redis3";
+  if (redis_mode) {
+    if (!StartRedisServer(config.redis_binary, config.redis_persistence, dir.path(), redis,
+                          report)) {
+      return;
+    }
+    fabric.redis = &redis;
+    fabric.redis_counter = std::make_unique<Redis>(redis.port);
   }
-  fabric.process = Child::Spawn(argv, dir.path() + "/fabric.log");
-  bool up = WaitFor([&] { return !ReadFile(address_file).empty(); }, std::chrono::seconds(15));
-  report.Check(up, "the Fabric (" + mode + ") did not start: " + ReadFile(dir.path() + "/fabric.log"));
-  if (!up) return;
-  fabric.address = ReadFile(address_file);
-  while (!fabric.address.empty() && std::isspace(static_cast<unsigned char>(fabric.address.back()))) {
-    fabric.address.pop_back();
+  const int processes = mode == "redis3" ? 3 : 1;
+  for (int p = 0; p < processes; ++p) {
+    // One Fabric keeps the file names it always had.
+    std::string suffix = processes == 1 ? "" : "-" + std::to_string(p);
+    std::string address_file = dir.path() + "/fabric" + suffix + ".address";
+    std::string log_file = dir.path() + "/fabric" + suffix + ".log";
+    std::vector<std::string> argv = {config.fabric_binary, "--storage",
+                                     redis_mode ? "redis" : mode, "--listen", "127.0.0.1:0",
+                                     "--address-file", address_file, "--log-level", "warn"};
+    if (mode == "rocksdb") {
+      argv.push_back("--data-dir");
+      argv.push_back(dir.path() + "/data");
+    }
+    if (redis_mode) {
+      argv.push_back("--redis");
+      argv.push_back("127.0.0.1:" + std::to_string(redis.port));
+    }
+    fabric.processes.push_back(Child::Spawn(argv, log_file));
+    Child& process = fabric.processes.back();
+    bool up = WaitFor(
+        [&] {
+          return !ReadFile(address_file).empty() ||
+                 process.Wait(std::chrono::milliseconds(0)) != -1;  // exited: give up
+        },
+        std::chrono::seconds(15));
+    up = up && !ReadFile(address_file).empty();
+    report.Check(up, "the Fabric (" + mode + ") did not start: " + ReadFile(log_file));
+    if (!up) return;
+    std::string address = ReadFile(address_file);
+    while (!address.empty() && std::isspace(static_cast<unsigned char>(address.back()))) {
+      address.pop_back();
+    }
+    std::fprintf(stderr, "Fabric (%s) at %s, pid %d\n", mode.c_str(), address.c_str(),
+                 fabric.processes.back().pid());
+    fabric.addresses.push_back(address);
   }
-  std::fprintf(stderr, "Fabric (%s) at %s, pid %d\n", mode.c_str(), fabric.address.c_str(),
-               fabric.process.pid());
   if (config.run_calls) RunCalls(config, mode, fabric, dir, report);
   if (config.run_streams) RunStreams(config, mode, fabric, report);
   if (config.run_jobs) RunJobs(config, mode, fabric, dir, report);
   if (config.run_state) RunState(config, mode, fabric, report);
-  int code = fabric.process.Stop();
-  report.Check(code == 0, "the Fabric (" + mode + ") exited with " + std::to_string(code));
+  for (Child& process : fabric.processes) {
+    int code = process.Stop();
+    report.Check(code == 0, "the Fabric (" + mode + ") exited with " + std::to_string(code));
+  }
+  if (redis_mode && !fabric.command_rows.empty()) {
+    std::string persistence;
+    for (const std::string& arg : PersistenceArgs(config.redis_persistence)) {
+      persistence += " " + (arg.empty() ? std::string("\"\"") : arg);
+    }
+    std::string text = "### Redis commands per operation, mode " + mode + " (" +
+                       std::to_string(processes) + " Fabric process" +
+                       (processes == 1 ? "" : "es") + " on one redis-server" + persistence +
+                       ")\n\n| measured | per | n | commands | scripts | round trips | "
+                       "redis-server CPU s | top 5 commands (calls per op) |\n"
+                       "|---|---|---:|---:|---:|---:|---:|---|\n";
+    for (const std::string& row : fabric.command_rows) text += row + "\n";
+    report.AddText(text);
+  }
 }
 
 }  // namespace perper::bench

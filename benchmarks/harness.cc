@@ -46,6 +46,8 @@ void Report::Add(Row row) {
   rows_.push_back(std::move(row));
 }
 
+void Report::AddText(std::string text) { texts_.push_back(std::move(text)); }
+
 void Report::Check(bool ok, const std::string& what) {
   if (ok) return;
   std::fprintf(stderr, "CHECK FAILED: %s\n", what.c_str());
@@ -75,6 +77,13 @@ std::string Ratio(const Row& row, const Row* base) {
     out += buffer;
   }
   return out;
+}
+
+// The notes of `row`, led by its ratio to the memory-mode row `memory` when there is one.
+std::string Notes(const Row& row, const Row* memory) {
+  std::string ratio = Ratio(row, memory);
+  if (ratio.empty()) return row.note;
+  return "vs memory: " + ratio + (row.note.empty() ? "" : "; " + row.note);
 }
 
 std::string Fixed(double value, const char* format) {
@@ -109,9 +118,10 @@ void Report::Print() const {
                   Fixed(row.server_cpu_s, "%.2f").c_str(), Fixed(row.server_peak_mb, "%.1f").c_str(),
                   Ratio(row, row.floor_key.empty() ? nullptr : Find(row.floor_key)).c_str(),
                   Ratio(row, row.redis_key.empty() ? nullptr : Find(row.redis_key)).c_str(),
-                  row.note.c_str());
+                  Notes(row, row.memory_key.empty() ? nullptr : Find(row.memory_key)).c_str());
     }
   }
+  for (const std::string& text : texts_) std::printf("\n%s", text.c_str());
   if (!failures_.empty()) {
     std::printf("\n%zu check(s) failed:\n", failures_.size());
     for (const std::string& failure : failures_) std::printf("- %s\n", failure.c_str());
@@ -150,9 +160,19 @@ int64_t StatusKb(pid_t pid, const std::string& field) {
   return -1;
 }
 
+ServerMeter::ServerMeter(std::vector<pid_t> pids) : pids_(std::move(pids)) {
+  for (pid_t pid : pids_) cpu_start_ += CpuSeconds(pid);
+}
+
 void ServerMeter::Fill(Row& row) const {
-  row.server_cpu_s = CpuSeconds(pid_) - cpu_start_;
-  row.server_peak_mb = static_cast<double>(StatusKb(pid_, "VmHWM")) / 1024.0;
+  double cpu = 0;
+  int64_t peak_kb = 0;
+  for (pid_t pid : pids_) {
+    cpu += CpuSeconds(pid);
+    peak_kb += StatusKb(pid, "VmHWM");
+  }
+  row.server_cpu_s = cpu - cpu_start_;
+  row.server_peak_mb = static_cast<double>(peak_kb) / 1024.0;
 }
 
 Child Child::Spawn(const std::vector<std::string>& argv, const std::string& log_path) {

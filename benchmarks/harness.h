@@ -28,7 +28,9 @@ struct LatencySummary {
 LatencySummary Summarize(std::vector<int64_t> latencies_ns);
 
 // One measured line of a table. `floor_key` and `redis_key` name the baseline rows it is
-// compared with (empty: none). Ratios are ours/baseline for p50 and for ops/s.
+// compared with (empty: none); `memory_key` the memory-mode row of the same measurement, whose
+// ratio goes to the start of the notes (the redis modes). Ratios are ours/baseline for p50 and
+// for ops/s.
 struct Row {
   std::string workload;  // table: "Floor", "B1 calls", ...
   std::string key;       // unique, e.g. "b1.call.seq.memory"
@@ -41,6 +43,7 @@ struct Row {
   double server_peak_mb = -1; // VmHWM of the server process after the workload
   std::string floor_key;
   std::string redis_key;
+  std::string memory_key;
   std::string note;
 };
 
@@ -50,6 +53,8 @@ class Report {
   void Add(Row row);
   // Records a failed check when `ok` is false; the program then exits non-zero.
   void Check(bool ok, const std::string& what);
+  // Text printed after the tables, in the order added (e.g. a table of its own).
+  void AddText(std::string text);
   bool failed() const { return !failures_.empty(); }
   void Print() const;
 
@@ -57,6 +62,7 @@ class Report {
   const Row* Find(const std::string& key) const;
   std::vector<Row> rows_;
   std::vector<std::string> failures_;
+  std::vector<std::string> texts_;
 };
 
 // Reads CPU seconds (utime + stime) of a process from /proc/<pid>/stat.
@@ -64,15 +70,17 @@ double CpuSeconds(pid_t pid);
 // Reads a field in kB ("VmHWM", "VmRSS") from /proc/<pid>/status; -1 when unreadable.
 int64_t StatusKb(pid_t pid, const std::string& field);
 
-// Measures a server process over a workload: CPU seconds used and peak RSS afterwards.
+// Measures server processes over a workload: CPU seconds used and peak RSS afterwards, summed
+// over the processes (several Fabrics and their redis-server in the redis modes).
 class ServerMeter {
  public:
-  explicit ServerMeter(pid_t pid) : pid_(pid), cpu_start_(CpuSeconds(pid)) {}
+  explicit ServerMeter(pid_t pid) : ServerMeter(std::vector<pid_t>{pid}) {}
+  explicit ServerMeter(std::vector<pid_t> pids);
   void Fill(Row& row) const;
 
  private:
-  pid_t pid_;
-  double cpu_start_;
+  std::vector<pid_t> pids_;
+  double cpu_start_ = 0;
 };
 
 // A child process. The destructor sends SIGTERM and reaps it when still running.

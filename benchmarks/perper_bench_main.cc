@@ -3,6 +3,7 @@
 // See docs/benchmarks.md. Exits non-zero when a check fails (lost items, broken order, lost
 // executions) or a process misbehaves.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -19,7 +20,7 @@ int main(int argc, char** argv) {
   bool smoke = false;
   double scale = 1.0;
   std::string only;
-  std::string modes = "memory,rocksdb";
+  std::string modes = "memory,rocksdb,redis,redis3";
   app.add_option("--fabric", config.fabric_binary,
                  "perper-fabric binary [env PERPER_FABRIC_BINARY]");
   app.add_option("--redis-server", config.redis_binary, "redis-server binary");
@@ -27,7 +28,13 @@ int main(int argc, char** argv) {
   app.add_option("--scale", scale, "multiply every count by this factor (e.g. 0.1)");
   app.add_option("--only", only,
                  "comma-separated subset of floor,calls,streams,jobs,state (Redis baselines follow)");
-  app.add_option("--modes", modes, "comma-separated storage modes: memory,rocksdb");
+  app.add_option("--modes", modes,
+                 "comma-separated storage modes: memory,rocksdb,redis,redis3 (redis: one Fabric "
+                 "on a private redis-server; redis3: three Fabrics on one)");
+  app.add_option("--redis-persistence", config.redis_persistence,
+                 "persistence of the redis-servers started: none (default), everysec or always "
+                 "(AOF with that appendfsync)")
+      ->check(CLI::IsMember({"none", "everysec", "always"}));
   app.add_option("--durable-scale", config.durable_scale,
                  "rocksdb mode: factor on the counts of calls, jobs, state and sequential "
                  "WriteItem (default 0.1)");
@@ -75,14 +82,27 @@ int main(int argc, char** argv) {
     config.run_jobs = has(only, "jobs");
     config.run_state = has(only, "state");
   }
+  for (size_t begin = 0; begin <= modes.size();) {
+    size_t end = std::min(modes.find(',', begin), modes.size());
+    std::string mode = modes.substr(begin, end - begin);
+    if (mode != "memory" && mode != "rocksdb" && mode != "redis" && mode != "redis3") {
+      std::fprintf(stderr, "perper-bench: unknown mode '%s'\n", mode.c_str());
+      return 2;
+    }
+    begin = end + 1;
+  }
   config.memory = has(modes, "memory");
   config.rocksdb = has(modes, "rocksdb");
+  config.redis = has(modes, "redis");
+  config.redis3 = has(modes, "redis3");
 
   Report report;
   if (config.run_floor) RunFloor(config, report);
   if (config.run_redis) RunRedis(config, report);
   if (config.memory) RunFabric(config, "memory", report);
   if (config.rocksdb) RunFabric(config, "rocksdb", report);
+  if (config.redis) RunFabric(config, "redis", report);
+  if (config.redis3) RunFabric(config, "redis3", report);
   report.Print();
   return report.failed() ? 1 : 0;
 }

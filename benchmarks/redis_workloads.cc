@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The Redis Streams baselines: what a user might hand-roll instead of Perper, on a private
 // redis-server, with the same counts and payloads as the Fabric workloads.
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,58 +11,11 @@
 #include <memory>
 #include <thread>
 
+#include "benchmarks/redis_client.h"
 #include "benchmarks/workloads.h"
 
 namespace perper::bench {
 namespace {
-
-struct ReplyDeleter {
-  void operator()(redisReply* reply) const { freeReplyObject(reply); }
-};
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
-
-// One hiredis connection. Not thread-safe: one per thread.
-class Redis {
- public:
-  explicit Redis(int port) : context_(redisConnect("127.0.0.1", port)) {}
-  ~Redis() {
-    if (context_ != nullptr) redisFree(context_);
-  }
-  Redis(const Redis&) = delete;
-  Redis& operator=(const Redis&) = delete;
-
-  bool ok() const { return context_ != nullptr && context_->err == 0; }
-  // Sends one command (binary-safe arguments) and returns its reply (null on a broken link).
-  Reply Command(const std::vector<std::string>& args) {
-    Append(args);
-    return Next();
-  }
-  // Pipelining: queue commands, then read their replies in order.
-  void Append(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lengths;
-    for (const std::string& arg : args) {
-      argv.push_back(arg.data());
-      lengths.push_back(arg.size());
-    }
-    redisAppendCommandArgv(context_, static_cast<int>(args.size()), argv.data(), lengths.data());
-  }
-  Reply Next() {
-    void* reply = nullptr;
-    if (redisGetReply(context_, &reply) != REDIS_OK) return nullptr;
-    return Reply(static_cast<redisReply*>(reply));
-  }
-
- private:
-  redisContext* context_;
-};
-
-std::string Str(const redisReply* reply) {
-  return reply != nullptr && (reply->type == REDIS_REPLY_STRING ||
-                              reply->type == REDIS_REPLY_STATUS)
-             ? std::string(reply->str, reply->len)
-             : std::string();
-}
 
 // One stream entry: its ID and its field/value pairs.
 struct Entry {
@@ -104,10 +56,6 @@ std::vector<Entry> ParseRead(const redisReply* reply) {
   return ParseEntries(stream->element[1]);
 }
 
-struct RedisServer {
-  Child process;
-  int port = 0;
-};
 
 }  // namespace
 
@@ -549,20 +497,9 @@ void RunRedisState(const Config& config, RedisServer& server, Report& report) {
 void RunRedis(const Config& config, Report& report) {
   TempDir dir;
   RedisServer server;
-  server.port = FreePort();
-  server.process = Child::Spawn({config.redis_binary, "--bind", "127.0.0.1", "--port",
-                                 std::to_string(server.port), "--dir", dir.path(), "--save", "",
-                                 "--appendonly", "no"},
-                                dir.path() + "/redis.log");
-  bool up = WaitFor(
-      [&] {
-        Redis probe(server.port);
-        return probe.ok() && Str(probe.Command({"PING"}).get()) == "PONG";
-      },
-      std::chrono::seconds(10));
-  report.Check(up, "redis-server did not start: " + ReadFile(dir.path() + "/redis.log"));
-  if (!up) return;
-  std::fprintf(stderr, "redis-server on port %d, pid %d\n", server.port, server.process.pid());
+  if (!StartRedisServer(config.redis_binary, config.redis_persistence, dir.path(), server, report)) {
+    return;
+  }
   if (config.run_calls) RunRedisCalls(config, server, dir.path(), report);
   if (config.run_streams) RunRedisStreams(config, server, report);
   if (config.run_jobs) RunRedisJobs(config, server, dir.path(), report);

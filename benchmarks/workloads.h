@@ -39,8 +39,11 @@ struct Config {
   Counts counts;
   bool run_floor = true, run_calls = true, run_streams = true, run_jobs = true,
        run_state = true, run_redis = true;
-  bool memory = true, rocksdb = true;
-  // In rocksdb mode, the counts of the workloads made of single durable writes (calls, jobs,
+  bool memory = true, rocksdb = true, redis = true, redis3 = true;
+  // How the redis-servers the bench starts keep their data: "none", "everysec" or "always"
+  // (PersistenceArgs in redis_client.h).
+  std::string redis_persistence = "none";
+  // In rocksdb mode (and the redis modes with persistence "always"), the counts of the workloads made of single durable writes (calls, jobs,
   // state, sequential WriteItem) are multiplied by this factor to keep the run short.
   double durable_scale = 0.1;
   // Items per listen response the B2 listeners ask for (max_items_per_message; 1 = one item
@@ -51,7 +54,10 @@ struct Config {
 // Baselines and workloads. Each adds its rows and checks to `report`.
 void RunFloor(const Config& config, Report& report);
 void RunRedis(const Config& config, Report& report);
-// Runs every Perper workload against a fresh Fabric in `mode` ("memory" or "rocksdb").
+// Runs every Perper workload against a fresh Fabric in `mode`: "memory", "rocksdb", "redis" (on a
+// private redis-server) or "redis3" (three Fabric processes on one private redis-server, clients
+// and workers spread over them round-robin). The redis modes also print how many Redis commands
+// and round trips each operation cost.
 void RunFabric(const Config& config, const std::string& mode, Report& report);
 
 // Helper roles (hidden flags of perper-bench); each returns the process exit code.
