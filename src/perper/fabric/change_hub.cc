@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "perper/fabric/change_hub.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 
 namespace perper::fabric {
@@ -74,6 +75,20 @@ void ChangeHub::Deliver(Topic topic, const std::string& key, const Change& chang
   for (auto& target : targets) target->OnChange(change);
 }
 
+void ChangeHub::DeliverToAll(const Change& change) {
+  std::vector<std::shared_ptr<ChangeSubscriber>> targets;
+  absl::flat_hash_set<const ChangeSubscriber*> seen;  // A subscriber of two topics: once.
+  for (Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    for (const auto& [key, subs] : shard.topics) {
+      for (const Entry& entry : subs.entries) {
+        if (seen.insert(entry.subscriber.get()).second) targets.push_back(entry.subscriber);
+      }
+    }
+  }
+  for (auto& target : targets) target->OnChange(change);
+}
+
 void ChangeHub::OnChange(const Change& change) {
   switch (change.kind) {
     case Change::Kind::kExecutionCreated:
@@ -94,6 +109,9 @@ void ChangeHub::OnChange(const Change& change) {
       break;
     case Change::Kind::kListenerChanged:
       Deliver(Topic::kStreamListeners, change.id, change);
+      break;
+    case Change::Kind::kResync:
+      DeliverToAll(change);
       break;
   }
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // ChangeHub routes the changes a Store commits to the calls that wait for them: execution
 // listeners by agent, result waiters by execution, item listeners by stream. Work per change is
-// proportional to the subscribers of its topics, not to all open calls.
+// proportional to the subscribers of its topics, not to all open calls. The exception is
+// Change::Kind::kResync (notifications may have been lost, e.g. a Redis subscription broke):
+// it goes to every subscriber of every topic, once each, and each re-reads what it waits for.
 //
 //   auto subscriber = std::make_shared<GuardedSubscriber>([](const storage::Change& c) { ... });
 //   ChangeHub::Subscription s = hub.Subscribe(Topic::kStream, "my-stream", subscriber);
@@ -113,6 +115,7 @@ class ChangeHub final : public storage::ChangeObserver {
   Shard& ShardFor(Topic topic, const std::string& key);
   void Unsubscribe(Topic topic, const std::string& key, uint64_t id);
   void Deliver(Topic topic, const std::string& key, const storage::Change& change);
+  void DeliverToAll(const storage::Change& change);
 
   std::array<Shard, kShards> shards_;
   std::atomic<uint64_t> next_id_{1};

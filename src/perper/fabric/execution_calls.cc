@@ -59,7 +59,10 @@ void ResultWaiter::Check(const storage::Change* hint) {
   {
     absl::MutexLock lock(&mu_);
     if (done_ == nullptr) return;
-    if (hint != nullptr && hint->kind != storage::Change::Kind::kReservationReleased) {
+    // A hint about the execution itself proves it existed. A resync proves nothing: it only
+    // asks for a read, and an absent execution may still be about to be created.
+    if (hint != nullptr && hint->kind != storage::Change::Kind::kReservationReleased &&
+        hint->kind != storage::Change::Kind::kResync) {
       seen_ = true;
     }
     bool finished = false;

@@ -116,7 +116,8 @@ absl::Status ApplyCompletion(const ServiceContext& context, Completion completio
 // sequence of the incarnation) versus what the store holds now. That yields at most one message
 // per step (the execution, or deleted=true), and the ID is reconciled again after the write, so
 // a deleted-then-recreated ID gives "deleted" and then the new execution. Hints are only hints:
-// duplicates, stale ones and reordered ones all reconcile to the right messages.
+// duplicates, stale ones and reordered ones all reconcile to the right messages; and when some
+// may have been lost (kResync), everything the call could have missed is reconciled again.
 //
 // With reservation, an execution is delivered only when a credit is left and TryReserve
 // succeeds; IDs without credit wait in `starved_` until the client grants more, IDs held by
@@ -346,6 +347,10 @@ class FeedReactor : public Base {
   }
 
   void OnHint(const Change& change) {
+    if (change.kind == Change::Kind::kResync) {
+      Resync();
+      return;
+    }
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
@@ -374,6 +379,45 @@ class FeedReactor : public Base {
           break;
         default:
           break;
+      }
+    }
+    Pump();
+  }
+
+  // Hints may have been lost: reconcile everything this call could have missed, as the start
+  // did. The delivered executions (any may have been deleted or re-created unseen), the ones
+  // held by another member (the release may be the lost hint), and the filter's executions
+  // now in the store. Reconciling drops what was delivered already, so nothing goes twice.
+  void Resync() {
+    storage::ExecutionFilter filter;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      filter = filter_;
+    }
+    // Listed outside mu_, as the first scan: a listing of many executions must not stall
+    // deliveries. A change during it is in the listing or in a hint after this one.
+    absl::StatusOr<std::vector<std::string>> listed =
+        context_.store->executions().ListExecutionIds(filter, std::numeric_limits<size_t>::max());
+    if (!listed.ok()) {
+      // As at the start: the call ends with the store's status, and its client reconnects.
+      FinishOnce(ToGrpcStatus(listed.status()));
+      return;
+    }
+    std::vector<std::string> ids = std::move(listed).value();
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      // Already pending (queued or waiting for a credit): no second entry.
+      absl::flat_hash_set<std::string> pending(starved_.begin(), starved_.end());
+      for (const Entry& entry : queue_) {
+        if (!entry.marker) pending.insert(entry.id);
+      }
+      for (const auto& [id, delivered] : delivered_) ids.push_back(id);
+      ids.insert(ids.end(), waiting_.begin(), waiting_.end());
+      waiting_.clear();  // Reconcile puts back those still held by another member.
+      for (std::string& id : ids) {
+        if (pending.insert(id).second) Enqueue(std::move(id));
       }
     }
     Pump();
@@ -624,6 +668,7 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
       FinishOnce(ToGrpcStatus(status));
       return;
     }
+    // Every other hint, kResync included, may mean the reservation can be taken now.
     subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
       if (change.kind == Change::Kind::kReservationReleased && change.workgroup != workgroup_) {
         return;

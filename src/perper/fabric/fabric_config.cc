@@ -7,14 +7,21 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "perper/common/logging.h"
 #include "perper/common/memory.h"
 #include "perper/common/status_macros.h"
+#include "perper/storage/store_factory.h"
 
 namespace perper::fabric {
 namespace {
@@ -52,8 +59,114 @@ absl::StatusOr<std::chrono::milliseconds> ParseMilliseconds(std::string_view tex
   return std::chrono::milliseconds(value);
 }
 
+absl::StatusOr<std::vector<std::string>> ParseRedisAddresses(std::string_view text,
+                                                            std::string_view what) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(std::string(what) + ": " + std::string(why) +
+                                      "; expected host:port[,host:port...], got '" +
+                                      std::string(text) + "'");
+  };
+  std::vector<std::string> addresses;
+  for (absl::string_view part : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+    std::string address(absl::StripAsciiWhitespace(part));
+    if (address.empty()) return bad("empty address");
+    size_t colon = address.rfind(':');
+    uint32_t port = 0;
+    if (colon == std::string::npos || colon == 0 ||
+        !absl::SimpleAtoi(absl::string_view(address).substr(colon + 1), &port) || port == 0 ||
+        port > 65535) {
+      return bad("'" + address + "' is not host:port with a port from 1 to 65535");
+    }
+    addresses.push_back(std::move(address));
+  }
+  return addresses;
+}
+
+absl::StatusOr<std::string> ParseRedisCluster(std::string_view text, std::string_view what) {
+  if (text == "auto" || text == "yes" || text == "no") return std::string(text);
+  return absl::InvalidArgumentError(std::string(what) + ": expected auto, yes or no, got '" +
+                                    std::string(text) + "'");
+}
+
+// A process lease much shorter than its renewal round trip would make live Fabrics look dead.
+absl::StatusOr<std::chrono::milliseconds> ParseRedisLease(std::string_view text,
+                                                          std::string_view what) {
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < 100 ||
+      value > 3'600'000) {
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": expected milliseconds, 100 to 3600000, got '" +
+                                      std::string(text) + "'");
+  }
+  return std::chrono::milliseconds(value);
+}
+
+absl::StatusOr<int> ParseRedisWaitReplicas(std::string_view text, std::string_view what) {
+  uint32_t value = 0;
+  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value > 100) {
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": expected a number of replicas, 0 to 100, got '" +
+                                      std::string(text) + "'");
+  }
+  return static_cast<int>(value);
+}
+
+// The redis_* settings: shared by the file (key), the environment and the flags, which name
+// the source in `what`. False when `key` is not one of them.
+absl::StatusOr<bool> ApplyRedisSetting(std::string_view key, std::string_view text,
+                                       std::string_view what, storage::StoreOptions& store) {
+  if (key == "redis") {
+    PERPER_ASSIGN_OR_RETURN(store.redis_addresses, ParseRedisAddresses(text, what));
+  } else if (key == "redis_username") {
+    store.redis_username = std::string(text);
+  } else if (key == "redis_password") {
+    store.redis_password = std::string(text);
+  } else if (key == "redis_cluster") {
+    PERPER_ASSIGN_OR_RETURN(store.redis_cluster, ParseRedisCluster(text, what));
+  } else if (key == "redis_lease_ms") {
+    PERPER_ASSIGN_OR_RETURN(store.redis_lease, ParseRedisLease(text, what));
+  } else if (key == "redis_wait_replicas") {
+    PERPER_ASSIGN_OR_RETURN(store.redis_wait_replicas, ParseRedisWaitReplicas(text, what));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The redis_* settings with their environment variables and flags.
+struct RedisSetting {
+  const char* key;
+  const char* env;
+  const char* flag;
+  std::optional<std::string> FabricConfigFlags::*value;
+  const char* help;
+};
+constexpr RedisSetting kRedisSettings[] = {
+    {"redis", "PERPER_REDIS", "--redis", &FabricConfigFlags::redis,
+     "redis: the Redis deployment, host:port[,host:port...]; in a Redis Cluster any reachable "
+     "nodes [env PERPER_REDIS]"},
+    {"redis_username", "PERPER_REDIS_USERNAME", "--redis-username",
+     &FabricConfigFlags::redis_username, "redis: ACL user name (AUTH) [env PERPER_REDIS_USERNAME]"},
+    {"redis_password", "PERPER_REDIS_PASSWORD", "--redis-password",
+     &FabricConfigFlags::redis_password,
+     "redis: password (AUTH); prefer the environment, a flag shows in the process list [env "
+     "PERPER_REDIS_PASSWORD]"},
+    {"redis_cluster", "PERPER_REDIS_CLUSTER", "--redis-cluster", &FabricConfigFlags::redis_cluster,
+     "redis: auto (ask the server), yes (Redis Cluster) or no (one standalone server) [env "
+     "PERPER_REDIS_CLUSTER, default auto]"},
+    {"redis_lease_ms", "PERPER_REDIS_LEASE_MS", "--redis-lease-ms",
+     &FabricConfigFlags::redis_lease_ms,
+     "redis: lease of this Fabric process, in milliseconds; reservations of a Fabric that "
+     "stopped renewing it pass to others after it [env PERPER_REDIS_LEASE_MS, default 3000]"},
+    {"redis_wait_replicas", "PERPER_REDIS_WAIT_REPLICAS", "--redis-wait-replicas",
+     &FabricConfigFlags::redis_wait_replicas,
+     "redis: replicas each write must reach before it is acknowledged (WAIT) [env "
+     "PERPER_REDIS_WAIT_REPLICAS, default 0]"},
+};
+
 // Applies the YAML file. Keys: listen, storage, data_dir, log_level, address_file,
-// max_value_size, max_open_calls, max_stream_retained_bytes, stream_write_wait_ms, sync.
+// max_value_size, max_open_calls, max_stream_retained_bytes, stream_write_wait_ms, sync, and
+// the redis_* keys of kRedisSettings (`redis` may also be a list of addresses).
 absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
   YAML::Node root;
   try {
@@ -69,8 +182,21 @@ absl::Status ApplyFile(const std::string& path, FabricConfig& config) {
     std::string key = entry.first.as<std::string>();
     const YAML::Node& value = entry.second;
     std::string where = path + ":" + std::to_string(entry.first.Mark().line + 1) + ": " + key;
-    if (!value.IsScalar()) return absl::InvalidArgumentError(where + ": expected a scalar value");
-    std::string text = value.Scalar();
+    std::string text;
+    if (key == "redis" && value.IsSequence()) {
+      for (const auto& address : value) {
+        if (!address.IsScalar()) {
+          return absl::InvalidArgumentError(where + ": expected a list of host:port addresses");
+        }
+        text += (text.empty() ? "" : ",") + address.Scalar();
+      }
+    } else if (!value.IsScalar()) {
+      return absl::InvalidArgumentError(where + ": expected a scalar value");
+    } else {
+      text = value.Scalar();
+    }
+    PERPER_ASSIGN_OR_RETURN(bool redis, ApplyRedisSetting(key, text, where, config.options.store));
+    if (redis) continue;
     if (key == "listen") {
       config.options.listen_address = text;
     } else if (key == "storage") {
@@ -125,6 +251,12 @@ absl::Status ApplyEnvironment(FabricConfig& config) {
   if (const char* v = Env("PERPER_SYNC")) {
     PERPER_ASSIGN_OR_RETURN(config.options.store.sync_writes, ParseBool(v, "PERPER_SYNC"));
   }
+  for (const RedisSetting& setting : kRedisSettings) {
+    if (const char* v = Env(setting.env)) {
+      PERPER_RETURN_IF_ERROR(ApplyRedisSetting(setting.key, v, setting.env, config.options.store)
+                                 .status());
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -137,7 +269,8 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
                  "Address to serve on, host:port; port 0 picks a free port "
                  "[env PERPER_LISTEN, default 127.0.0.1:40400]");
   app.add_option("--storage", flags.storage,
-                 "Storage backend: rocksdb (durable, on disk) or memory "
+                 "Storage backend: rocksdb (durable, on disk), memory, or redis (a Redis "
+                 "deployment that several Fabrics share, acting as one) "
                  "[env PERPER_STORAGE, default rocksdb]");
   app.add_option("--data-dir", flags.data_dir,
                  "Directory of the rocksdb backend [env PERPER_DATA_DIR, default ./perper-data]");
@@ -161,6 +294,9 @@ void AddFabricFlags(CLI::App& app, FabricConfigFlags& flags) {
   app.add_option("--sync", flags.sync,
                  "rocksdb: fsync each acknowledged write (false survives process crashes but "
                  "not power loss) [env PERPER_SYNC, default true]");
+  for (const RedisSetting& setting : kRedisSettings) {
+    app.add_option(setting.flag, flags.*setting.value, setting.help);
+  }
 }
 
 absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags) {
@@ -183,11 +319,17 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
     config.options.limits.stream_write_wait = std::chrono::milliseconds(*flags.stream_write_wait_ms);
   }
   if (flags.sync) config.options.store.sync_writes = *flags.sync;
+  for (const RedisSetting& setting : kRedisSettings) {
+    if (const std::optional<std::string>& v = flags.*setting.value) {
+      PERPER_RETURN_IF_ERROR(
+          ApplyRedisSetting(setting.key, *v, setting.flag, config.options.store).status());
+    }
+  }
 
   const std::string& kind = config.options.store.kind;
-  if (kind != "memory" && kind != "rocksdb") {
+  if (kind != "memory" && kind != "rocksdb" && kind != "redis") {
     return absl::InvalidArgumentError("storage: unknown backend '" + kind +
-                                      "'; expected rocksdb or memory");
+                                      "'; expected rocksdb, memory or redis");
   }
   if (config.options.listen_address.rfind(':') == std::string::npos) {
     return absl::InvalidArgumentError("listen: expected host:port, got '" +
@@ -223,6 +365,13 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
     std::fprintf(stderr, "perper-fabric: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (config.options.store.kind == "redis" && config.options.store.redis_addresses.empty()) {
+    std::fprintf(stderr,
+                 "perper-fabric: redis: storage redis needs the Redis address, "
+                 "host:port[,host:port...] (--redis, PERPER_REDIS or the redis key of the "
+                 "config file)\n");
+    return 2;
+  }
   // Debian's abseil is built with mutex deadlock detection on: every lock and unlock updates a
   // global lock-order graph (about 5 % of the Fabric's CPU under load). It is a debugging aid;
   // the tests, which start Fabrics in their own processes through FabricServer, keep it.
@@ -232,7 +381,18 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
   // first consolidated the fastbins (malloc_consolidate: 7-9 % of the Fabric's CPU pushing
   // streams). Small blocks still come from the per-thread caches.
   mallopt(M_MXFAST, 0);
-  auto server = FabricServer::Start(config.options);
+  auto store = storage::OpenStore(config.options.store);
+  if (!store.ok()) {
+    std::string message(store.status().message());
+    // An unreachable Redis must be recognisable from the message alone.
+    if (config.options.store.kind == "redis") {
+      message = "cannot open storage redis at " +
+                absl::StrJoin(config.options.store.redis_addresses, ",") + ": " + message;
+    }
+    std::fprintf(stderr, "perper-fabric: %s\n", message.c_str());
+    return 1;
+  }
+  auto server = FabricServer::Start(config.options, std::move(store).value());
   if (!server.ok()) {
     std::fprintf(stderr, "perper-fabric: %s\n", std::string(server.status().message()).c_str());
     return 1;

@@ -361,6 +361,7 @@ class ListenCore {
     switch (change.kind) {
       case Change::Kind::kStreamItemsWritten:
       case Change::Kind::kStreamCompleted:
+      case Change::Kind::kResync:  // Refill reads the store, deletion included.
         break;
       case Change::Kind::kStreamDeleted: {
         absl::MutexLock lock(&mu_);
@@ -676,7 +677,8 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
     subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
       if (change.kind == Change::Kind::kStreamDeleted) {
         TryFinish(StreamDeleted(stream_));
-      } else if (change.kind == Change::Kind::kListenerChanged) {
+      } else if (change.kind == Change::Kind::kListenerChanged ||
+                 change.kind == Change::Kind::kResync) {
         Check(/*initial=*/false);
       }
     });
@@ -877,7 +879,7 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
     held_since_ = std::chrono::steady_clock::now();
     subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
       if (change.kind == Change::Kind::kListenerChanged ||
-          change.kind == Change::Kind::kStreamDeleted) {
+          change.kind == Change::Kind::kStreamDeleted || change.kind == Change::Kind::kResync) {
         Kick(/*give_up=*/false);
       }
     });
