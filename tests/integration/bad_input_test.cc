@@ -322,7 +322,7 @@ TEST_P(BadInputTest, CompletedExecutionsHoldNoReservation) {
   ASSERT_TRUE(CreateExecution(*stub, "unary", "ag", "in", "Do").ok());
   ASSERT_EQ(call.NextExecution(), "on-call");
   ASSERT_EQ(call.NextExecution(), "unary");
-  ASSERT_THAT(executions.ListReservations("w", 10), SizeIs(2));
+  ASSERT_THAT(executions.ListReservations("w", 10).value(), SizeIs(2));
 
   // Completed on the reservation call, and by the unary Complete: both release while the call
   // is still open.
@@ -330,7 +330,7 @@ TEST_P(BadInputTest, CompletedExecutionsHoldNoReservation) {
   request.add_completions()->mutable_execution()->set_execution("on-call");
   ASSERT_TRUE(call.Write(request));
   ASSERT_TRUE(CompleteExecution(*stub, "unary", {StringValue("done")}).ok());
-  EXPECT_TRUE(WaitFor([&] { return executions.ListReservations("w", 10).empty(); }));
+  EXPECT_TRUE(WaitFor([&] { return executions.ListReservations("w", 10).value().empty(); }));
   // Nothing is offered again to another member.
   ReserveCall other(*stub, "ag", 2, "w");
   other.ExpectStart();

@@ -44,8 +44,8 @@ class InstrumentedExecutions final : public storage::ExecutionStore {
     ++reads;
     return inner_.GetExecution(execution);
   }
-  bool ReadExecution(std::string_view execution,
-                     absl::FunctionRef<void(const storage::ExecutionRecord&)> visit) override {
+  absl::StatusOr<bool> ReadExecution(std::string_view execution,
+                                     absl::FunctionRef<void(const storage::ExecutionRecord&)> visit) override {
     ++reads;
     return inner_.ReadExecution(execution, visit);
   }
@@ -56,20 +56,20 @@ class InstrumentedExecutions final : public storage::ExecutionStore {
   absl::StatusOr<bool> DeleteExecution(std::string_view execution) override {
     return inner_.DeleteExecution(execution);
   }
-  std::vector<storage::ExecutionRecord> ListExecutions(const storage::ExecutionFilter& filter,
-                                                       size_t limit) override {
+  absl::StatusOr<std::vector<storage::ExecutionRecord>> ListExecutions(const storage::ExecutionFilter& filter,
+                                                               size_t limit) override {
     return inner_.ListExecutions(filter, limit);
   }
   absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
                                   std::string_view holder) override {
     return inner_.TryReserve(execution, workgroup, holder);
   }
-  void ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                          std::string_view holder) override {
-    inner_.ReleaseReservation(execution, workgroup, holder);
+  absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override {
+    return inner_.ReleaseReservation(execution, workgroup, holder);
   }
-  std::vector<storage::ReservationRecord> ListReservations(std::string_view workgroup,
-                                                           size_t limit) override {
+  absl::StatusOr<std::vector<storage::ReservationRecord>> ListReservations(
+      std::string_view workgroup, size_t limit) override {
     return inner_.ListReservations(workgroup, limit);
   }
 

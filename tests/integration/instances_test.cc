@@ -146,7 +146,7 @@ class InstancesTest : public FabricTest {
     any.any_agent = true;
     any.include_finished = true;
     std::vector<std::string> ids;
-    for (const auto& r : StoreExecutions().ListExecutions(any, 1000)) {
+    for (const auto& r : Ok(StoreExecutions().ListExecutions(any, 1000))) {
       if (r.agent != "Registry") ids.push_back(r.execution);
     }
     return ids;
@@ -309,7 +309,7 @@ TEST_P(InstancesTest, ChildrenAreListedAndStoppedWithTheirParent) {
   // A retried CreateAndStart does not list the child twice.
   ASSERT_TRUE(CreateAndStart("child", "Calc", {}, &response, "parent", "Calc").ok());
   auto& states = fabric().server().store().states();
-  auto listed = states.ListList("parent-children");
+  auto listed = states.ListList("parent-children").value();
   ASSERT_EQ(listed.size(), 1u);
   grpc2::model::PerperInstance child;
   ASSERT_TRUE(ParseAny(listed[0].value).UnpackTo(&child));
@@ -329,8 +329,8 @@ TEST_P(InstancesTest, ChildrenAreListedAndStoppedWithTheirParent) {
     EXPECT_EQ(StoreExecutions().GetExecution(id).status().code(), absl::StatusCode::kNotFound)
         << id;
   }
-  EXPECT_EQ(states.CountList("parent-children"), 0u);
-  EXPECT_EQ(states.CountList("child-children"), 0u);
+  EXPECT_EQ(states.CountList("parent-children").value(), 0u);
+  EXPECT_EQ(states.CountList("child-children").value(), 0u);
 }
 
 TEST_P(InstancesTest, AnInstanceCannotBeItsOwnParent) {
@@ -341,7 +341,7 @@ TEST_P(InstancesTest, AnInstanceCannotBeItsOwnParent) {
   EXPECT_THAT(status.error_message(), HasSubstr("instance self cannot be its own parent"));
   // Refused before anything was written.
   EXPECT_EQ(StoreExecutions().GetExecution("self").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(fabric().server().store().states().CountList("self-children"), 0u);
+  EXPECT_EQ(fabric().server().store().states().CountList("self-children").value(), 0u);
 }
 
 TEST_P(InstancesTest, AParentLinkThatClosesACycleIsRefused) {
@@ -356,7 +356,7 @@ TEST_P(InstancesTest, AParentLinkThatClosesACycleIsRefused) {
   EXPECT_THAT(status.error_message(),
               HasSubstr("parent c is a descendant of instance a: the parent link would form a "
                         "cycle"));
-  EXPECT_EQ(fabric().server().store().states().CountList("c-children"), 0u);
+  EXPECT_EQ(fabric().server().store().states().CountList("c-children").value(), 0u);
   status = CreateAndStart("a", "Calc", {}, &response, "b", "Calc");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 

@@ -32,8 +32,8 @@ class CountingExecutions final : public storage::ExecutionStore {
   absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override {
     return inner_.GetExecution(execution);
   }
-  bool ReadExecution(std::string_view execution,
-                     absl::FunctionRef<void(const ExecutionRecord&)> visit) override {
+  absl::StatusOr<bool> ReadExecution(std::string_view execution,
+                                     absl::FunctionRef<void(const ExecutionRecord&)> visit) override {
     return inner_.ReadExecution(execution, visit);
   }
   absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
@@ -43,12 +43,13 @@ class CountingExecutions final : public storage::ExecutionStore {
   absl::StatusOr<bool> DeleteExecution(std::string_view execution) override {
     return inner_.DeleteExecution(execution);
   }
-  std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
-                                              size_t limit) override {
+  absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(const ExecutionFilter& filter,
+                                                               size_t limit) override {
     ++list_executions_calls;
     return inner_.ListExecutions(filter, limit);
   }
-  std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit) override {
+  absl::StatusOr<std::vector<std::string>> ListExecutionIds(const ExecutionFilter& filter,
+                                                            size_t limit) override {
     ++list_ids_calls;
     return inner_.ListExecutionIds(filter, limit);
   }
@@ -56,12 +57,12 @@ class CountingExecutions final : public storage::ExecutionStore {
                                   std::string_view holder) override {
     return inner_.TryReserve(execution, workgroup, holder);
   }
-  void ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                          std::string_view holder) override {
-    inner_.ReleaseReservation(execution, workgroup, holder);
+  absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override {
+    return inner_.ReleaseReservation(execution, workgroup, holder);
   }
-  std::vector<storage::ReservationRecord> ListReservations(std::string_view workgroup,
-                                                           size_t limit) override {
+  absl::StatusOr<std::vector<storage::ReservationRecord>> ListReservations(
+      std::string_view workgroup, size_t limit) override {
     return inner_.ListReservations(workgroup, limit);
   }
 

@@ -21,7 +21,7 @@ class ReservationsTest : public FabricTest {
   storage::ExecutionStore& StoreExecutions() { return fabric().server().store().executions(); }
   std::set<std::string> Reserved(const std::string& workgroup) {
     std::set<std::string> ids;
-    for (const auto& r : StoreExecutions().ListReservations(workgroup, 1000)) ids.insert(r.execution);
+    for (const auto& r : Ok(StoreExecutions().ListReservations(workgroup, 1000))) ids.insert(r.execution);
     return ids;
   }
 };
@@ -280,15 +280,15 @@ TEST_P(ReservationsTest, ReserveWaitsForTheHolderAndHoldsUntilTheCallEnds) {
   auto first = std::make_unique<ReserveStream>(*stub, "e1", "w");
   ASSERT_TRUE(first->Held());
   ASSERT_EQ(Reserved("w").size(), 1u);
-  std::string first_holder = StoreExecutions().ListReservations("w", 10)[0].holder;
+  std::string first_holder = StoreExecutions().ListReservations("w", 10).value()[0].holder;
   ReserveStream other_group(*stub, "e1", "v");
   EXPECT_TRUE(other_group.Held());  // Another workgroup is independent.
   ReserveStream second(*stub, "e1", "w");
   // The second waits: the holder is still the first.
-  EXPECT_EQ(StoreExecutions().ListReservations("w", 10)[0].holder, first_holder);
+  EXPECT_EQ(StoreExecutions().ListReservations("w", 10).value()[0].holder, first_holder);
   first.reset();
   EXPECT_TRUE(second.Held());
-  auto now = StoreExecutions().ListReservations("w", 10);
+  auto now = StoreExecutions().ListReservations("w", 10).value();
   ASSERT_EQ(now.size(), 1u);
   EXPECT_NE(now[0].holder, first_holder);
 }

@@ -76,7 +76,8 @@ class CountingStreams final : public storage::StreamStore {
   absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) override {
     return inner_.ListListeners(stream);
   }
-  std::vector<storage::StreamSummary> ListStreams(std::string_view prefix, size_t limit) override {
+  absl::StatusOr<std::vector<storage::StreamSummary>> ListStreams(std::string_view prefix,
+                                                                  size_t limit) override {
     return inner_.ListStreams(prefix, limit);
   }
 

@@ -22,7 +22,7 @@ namespace {
 class StreamEphemeralTest : public FabricTest {
  protected:
   size_t ItemCount(const std::string& stream) {
-    auto list = fabric().server().store().streams().ListStreams(stream, 1);
+    auto list = fabric().server().store().streams().ListStreams(stream, 1).value();
     return list.empty() ? 0 : list[0].item_count;
   }
 

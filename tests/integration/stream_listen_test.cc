@@ -27,7 +27,7 @@ class StreamListenTest : public FabricTest {
     return listeners.ok() ? *listeners : std::vector<storage::ListenerRecord>{};
   }
   size_t ItemCount(const std::string& stream) {
-    auto list = store_streams().ListStreams(stream, 1);
+    auto list = store_streams().ListStreams(stream, 1).value();
     return list.empty() ? 0 : list[0].item_count;
   }
 };

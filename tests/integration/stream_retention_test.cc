@@ -38,7 +38,7 @@ class StreamRetentionTest : public ::testing::TestWithParam<std::string> {
   }
 
   storage::StreamSummary Summary(const std::string& stream) {
-    auto list = fabric_->server().store().streams().ListStreams(stream, 1);
+    auto list = fabric_->server().store().streams().ListStreams(stream, 1).value();
     EXPECT_EQ(list.size(), 1u);
     return list.empty() ? storage::StreamSummary() : list[0];
   }

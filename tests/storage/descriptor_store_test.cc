@@ -9,13 +9,13 @@ class DescriptorStoreTest : public StoreTest {};
 
 TEST_P(DescriptorStoreTest, RegisterGetReplace) {
   auto& descriptors = store().descriptors();
-  EXPECT_FALSE(descriptors.GetDescriptor("x/a.B").has_value());
+  EXPECT_FALSE(descriptors.GetDescriptor("x/a.B").value().has_value());
   std::string bytes("\x0a\x05x/a.B\x12\x00\xff", 10);
   ASSERT_TRUE(descriptors.RegisterDescriptor("x/a.B", bytes).ok());
-  EXPECT_EQ(descriptors.GetDescriptor("x/a.B"), bytes);
+  EXPECT_EQ(descriptors.GetDescriptor("x/a.B").value(), bytes);
   ASSERT_TRUE(descriptors.RegisterDescriptor("x/a.B", "second").ok());
-  EXPECT_EQ(descriptors.GetDescriptor("x/a.B"), "second");
-  EXPECT_FALSE(descriptors.GetDescriptor("x/a").has_value());
+  EXPECT_EQ(descriptors.GetDescriptor("x/a.B").value(), "second");
+  EXPECT_FALSE(descriptors.GetDescriptor("x/a").value().has_value());
   EXPECT_EQ(descriptors.RegisterDescriptor("", "x").code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -28,13 +28,12 @@ TEST_P(DescriptorStoreDurabilityTest, SurvivesReopen) {
   ASSERT_TRUE(store().descriptors().RegisterDescriptor("x/one", bytes).ok());
   ASSERT_TRUE(store().descriptors().RegisterDescriptor("type.googleapis.com/two", "2").ok());
   Reopen();
-  EXPECT_EQ(store().descriptors().GetDescriptor("x/one"), bytes);
-  EXPECT_EQ(store().descriptors().GetDescriptor("type.googleapis.com/two"), "2");
+  EXPECT_EQ(store().descriptors().GetDescriptor("x/one").value(), bytes);
+  EXPECT_EQ(store().descriptors().GetDescriptor("type.googleapis.com/two").value(), "2");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, DescriptorStoreTest, AllBackends(), BackendName);
-INSTANTIATE_TEST_SUITE_P(Durable, DescriptorStoreDurabilityTest,
-                         ::testing::Values(std::string("rocksdb")), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, DescriptorStoreTest, StoreBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, DescriptorStoreDurabilityTest, DurableBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -124,15 +124,15 @@ TEST_P(ExecutionStoreTest, ListFiltersAndKeepsCreationOrder) {
   ExecutionFilter filter = AgentFilter("agent");
   filter.instance = "inst";
   filter.delegate = "Do";
-  EXPECT_THAT(Ids(s.ListExecutions(filter, 100)), ElementsAre("z", "b", "a", "x"));
+  EXPECT_THAT(Ids(s.ListExecutions(filter, 100).value()), ElementsAre("z", "b", "a", "x"));
   filter.include_finished = true;
-  EXPECT_THAT(Ids(s.ListExecutions(filter, 100)), ElementsAre("z", "b", "y", "a", "x"));
-  EXPECT_THAT(Ids(s.ListExecutions(filter, 2)), ElementsAre("z", "b"));
-  EXPECT_THAT(Ids(s.ListExecutions(AgentFilter("agent"), 100)),
+  EXPECT_THAT(Ids(s.ListExecutions(filter, 100).value()), ElementsAre("z", "b", "y", "a", "x"));
+  EXPECT_THAT(Ids(s.ListExecutions(filter, 2).value()), ElementsAre("z", "b"));
+  EXPECT_THAT(Ids(s.ListExecutions(AgentFilter("agent"), 100).value()),
               ElementsAre("z", "b", "a", "x", "other-inst", "other-del"));
   ExecutionFilter any;
   any.any_agent = true;
-  EXPECT_EQ(s.ListExecutions(any, 100).size(), 7u);
+  EXPECT_EQ(s.ListExecutions(any, 100).value().size(), 7u);
 }
 
 TEST_P(ExecutionStoreTest, ChangesCarryRoutingFields) {
@@ -162,7 +162,7 @@ TEST_P(ExecutionStoreTest, OneHolderPerExecutionAndWorkgroup) {
   EXPECT_TRUE(s.TryReserve("e1", "w", "h1").value());   // Already held by h1.
   EXPECT_FALSE(s.TryReserve("e1", "w", "h2").value());  // Another holder.
   EXPECT_TRUE(s.TryReserve("e1", "v", "h2").value());   // Another workgroup.
-  auto listed = s.ListReservations("w", 10);
+  auto listed = s.ListReservations("w", 10).value();
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_EQ(listed[0].execution, "e1");
   EXPECT_EQ(listed[0].holder, "h1");
@@ -187,8 +187,8 @@ TEST_P(ExecutionStoreTest, DeleteDropsEveryReservation) {
   ASSERT_TRUE(s.TryReserve("e1", "w", "h1").value());
   ASSERT_TRUE(s.TryReserve("e1", "v", "h1").value());
   ASSERT_TRUE(s.DeleteExecution("e1").value());
-  EXPECT_TRUE(s.ListReservations("w", 10).empty());
-  EXPECT_TRUE(s.ListReservations("v", 10).empty());
+  EXPECT_TRUE(s.ListReservations("w", 10).value().empty());
+  EXPECT_TRUE(s.ListReservations("v", 10).value().empty());
   ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
   EXPECT_TRUE(s.TryReserve("e1", "w", "h2").value());  // The old holder is gone.
 }
@@ -200,15 +200,15 @@ TEST_P(ExecutionStoreTest, CompletionDropsEveryReservationAndNoneCanBeTaken) {
   ASSERT_TRUE(s.TryReserve("e1", "v", "h1").value());
   TakeChanges();
   ASSERT_TRUE(s.CompleteExecution("e1", {"r"}, std::nullopt).ok());
-  EXPECT_TRUE(s.ListReservations("w", 10).empty());
-  EXPECT_TRUE(s.ListReservations("v", 10).empty());
+  EXPECT_TRUE(s.ListReservations("w", 10).value().empty());
+  EXPECT_TRUE(s.ListReservations("v", 10).value().empty());
   // Nobody could take a finished execution, so no release is reported.
   for (const Change& change : TakeChanges()) {
     EXPECT_NE(change.kind, Change::Kind::kReservationReleased);
   }
   absl::StatusOr<bool> reserved = s.TryReserve("e1", "w", "h2");
   EXPECT_EQ(reserved.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(s.ListReservations("w", 10).empty());
+  EXPECT_TRUE(s.ListReservations("w", 10).value().empty());
   s.ReleaseReservation("e1", "w", "h1");  // The old holder's release is a no-op.
   EXPECT_TRUE(TakeChanges().empty());
 }
@@ -263,7 +263,7 @@ TEST_P(ExecutionStoreDurabilityTest, CreationOrderContinuesAfterReopen) {
   Reopen();
   auto& r = store().executions();
   ASSERT_TRUE(r.CreateExecution(Record("b")).ok());
-  EXPECT_THAT(Ids(r.ListExecutions(AgentFilter("agent"), 10)), ElementsAre("c", "a", "b"));
+  EXPECT_THAT(Ids(r.ListExecutions(AgentFilter("agent"), 10).value()), ElementsAre("c", "a", "b"));
   EXPECT_GT(r.GetExecution("b")->sequence, r.GetExecution("a")->sequence);
 }
 
@@ -273,13 +273,12 @@ TEST_P(ExecutionStoreDurabilityTest, ReservationsAreNotDurable) {
   ASSERT_TRUE(s.TryReserve("e1", "w", "h1").value());
   Reopen();
   auto& r = store().executions();
-  EXPECT_TRUE(r.ListReservations("w", 10).empty());
+  EXPECT_TRUE(r.ListReservations("w", 10).value().empty());
   EXPECT_TRUE(r.TryReserve("e1", "w", "h2").value());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, AllBackends(), BackendName);
-INSTANTIATE_TEST_SUITE_P(Durable, ExecutionStoreDurabilityTest,
-                         ::testing::Values(std::string("rocksdb")), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, StoreBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, ExecutionStoreDurabilityTest, DurableBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -8,10 +8,10 @@ class StoreOpenTest : public StoreTest {};
 
 TEST_P(StoreOpenTest, OpensAndReopens) {
   Reopen();
-  EXPECT_TRUE(store().descriptors().GetDescriptor("x/none") == std::nullopt);
+  EXPECT_TRUE(store().descriptors().GetDescriptor("x/none").value() == std::nullopt);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreOpenTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StoreOpenTest, StoreBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

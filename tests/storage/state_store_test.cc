@@ -65,7 +65,7 @@ class StateStoreTest : public StoreTest {
   std::vector<std::pair<int64_t, int64_t>> RawAndValues(std::string_view list = "l") {
     std::vector<std::pair<int64_t, int64_t>> out;
     uint32_t expected_index = 0;
-    for (const ListEntry& e : states().ListList(list)) {
+    for (const ListEntry& e : Ok(states().ListList(list))) {
       EXPECT_EQ(e.index, expected_index++);
       out.emplace_back(e.raw_index, I(e.value));
     }
@@ -114,7 +114,7 @@ TEST_P(StateStoreTest, DictionaryTruthTable) {
   got = Op(true, true, false, S("k"), "");
   EXPECT_TRUE(got.operation_successful);
   EXPECT_EQ(I(*got.previous_value), 9);
-  EXPECT_EQ(states().CountDictionary("d"), 0u);
+  EXPECT_EQ(states().CountDictionary("d").value(), 0u);
   // F T F remove: ok only when something was removed.
   EXPECT_FALSE(Op(false, true, false, S("k"), "").operation_successful);
   // T T T getAndPutIfAbsent: ok only when it put.
@@ -153,22 +153,22 @@ TEST_P(StateStoreTest, DictionaryListsInKeyOrderAndDeletes) {
   ASSERT_TRUE(states().CreateDictionary("d").ok());
   for (std::string k : {"c", "a", "b"})
     Op(false, true, false, S(k), V(k[0]));
-  auto entries = states().ListDictionary("d");
+  auto entries = states().ListDictionary("d").value();
   ASSERT_EQ(entries.size(), 3u);
   EXPECT_EQ(entries[0].first, S("a"));
   EXPECT_EQ(entries[2].first, S("c"));
   EXPECT_EQ(I(entries[1].second), 'b');
-  EXPECT_EQ(states().CountDictionary("d"), 3u);
-  EXPECT_TRUE(states().ListDictionary("other").empty());
+  EXPECT_EQ(states().CountDictionary("d").value(), 3u);
+  EXPECT_TRUE(states().ListDictionary("other").value().empty());
   ASSERT_TRUE(states().DeleteDictionary("d", /*keep_cache=*/true).ok());
-  EXPECT_EQ(states().CountDictionary("d"), 0u);
+  EXPECT_EQ(states().CountDictionary("d").value(), 0u);
   Op(false, true, false, S("x"), V(1));
   ASSERT_TRUE(states().DeleteDictionary("d", /*keep_cache=*/false).ok());
-  EXPECT_EQ(states().CountDictionary("d"), 0u);
+  EXPECT_EQ(states().CountDictionary("d").value(), 0u);
   ASSERT_TRUE(states().DeleteDictionary("never", /*keep_cache=*/false).ok());
   // Written again after a delete: a fresh dictionary.
   Op(false, true, false, S("y"), V(2));
-  EXPECT_EQ(states().CountDictionary("d"), 1u);
+  EXPECT_EQ(states().CountDictionary("d").value(), 1u);
 }
 
 // Deleting without keep_cache drops the object from the registry while its lock is held; the
@@ -179,13 +179,13 @@ TEST_P(StateStoreTest, WriteThenDeleteWithoutKeepCacheRepeatedly) {
   append.insert_values = {V(1)};
   for (int round = 0; round < 3000; ++round) {
     Op(false, true, false, S("k"), V(round));
-    ASSERT_EQ(states().CountDictionary("d"), 1u) << round;
+    ASSERT_EQ(states().CountDictionary("d").value(), 1u) << round;
     ASSERT_TRUE(states().DeleteDictionary("d", /*keep_cache=*/false).ok()) << round;
-    ASSERT_EQ(states().CountDictionary("d"), 0u) << round;
+    ASSERT_EQ(states().CountDictionary("d").value(), 0u) << round;
     ASSERT_TRUE(states().OperateList("l", append).ok()) << round;
-    ASSERT_EQ(states().CountList("l"), 1u) << round;
+    ASSERT_EQ(states().CountList("l").value(), 1u) << round;
     ASSERT_TRUE(states().DeleteList("l", /*keep_cache=*/false).ok()) << round;
-    ASSERT_EQ(states().CountList("l"), 0u) << round;
+    ASSERT_EQ(states().CountList("l").value(), 0u) << round;
   }
 }
 
@@ -207,13 +207,13 @@ TEST_P(StateStoreDurabilityTest, DictionarySurvivesReopen) {
   ASSERT_TRUE(states().OperateDictionary("gone", op).ok());
   ASSERT_TRUE(states().DeleteDictionary("gone", false).ok());
   Reopen();
-  auto entries = states().ListDictionary("d");
+  auto entries = states().ListDictionary("d").value();
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_EQ(entries[0].first, S("a"));
   EXPECT_EQ(I(entries[0].second), 10);
   EXPECT_EQ(entries[1].first, S("c"));
-  EXPECT_EQ(states().CountDictionary("gone"), 0u);
-  EXPECT_EQ(states().CountDictionary("empty"), 0u);
+  EXPECT_EQ(states().CountDictionary("gone").value(), 0u);
+  EXPECT_EQ(states().CountDictionary("empty").value(), 0u);
 }
 
 TEST_P(StateStoreTest, ConcurrentCompareAndSetCountsExactly) {
@@ -252,7 +252,7 @@ TEST_P(StateStoreTest, ListPushPopKeepsRawIndices) {
   EXPECT_TRUE(ListOp(Location::kAtBack, 0, 0, false, false, {V(1), V(2)}).empty());
   ListOp(Location::kAtFront, 0, 0, false, false, {V(-1), V(0)});
   EXPECT_EQ(RawAndValues(), (RV{{-2, -1}, {-1, 0}, {0, 1}, {1, 2}}));
-  EXPECT_EQ(states().CountList("l"), 4u);
+  EXPECT_EQ(states().CountList("l").value(), 4u);
   auto popped = ListOp(Location::kAtBack, 0, 1, true, true, {});
   ASSERT_EQ(popped.size(), 1u);
   EXPECT_EQ(I(popped[0]), 2);
@@ -289,7 +289,7 @@ TEST_P(StateStoreTest, ListLocationsAndErrors) {
   EXPECT_EQ(I(got[0]), 10);
   // Reads of an unknown list see it empty and create nothing.
   EXPECT_TRUE(ListOp(Location::kAtFront, 0, 3, true, false, {}, "unknown").empty());
-  EXPECT_EQ(states().CountList("unknown"), 0u);
+  EXPECT_EQ(states().CountList("unknown").value(), 0u);
 }
 
 TEST_P(StateStoreTest, ListMiddleInsertShiftsFollowingItems) {
@@ -311,22 +311,22 @@ TEST_P(StateStoreTest, ListMiddleInsertShiftsFollowingItems) {
 
 TEST_P(StateStoreTest, ListLocateDeleteAndNulls) {
   ListOp(Location::kAtBack, 0, 0, false, false, {V(1), "", V(2), V(1)});
-  auto entry = states().LocateInList("l", V(1));
+  auto entry = states().LocateInList("l", V(1)).value();
   ASSERT_TRUE(entry.has_value());
   EXPECT_EQ(entry->index, 0u);
-  entry = states().LocateInList("l", V(2));
+  entry = states().LocateInList("l", V(2)).value();
   ASSERT_TRUE(entry.has_value());
   EXPECT_EQ(entry->index, 2u);
   EXPECT_EQ(entry->raw_index, 2);
-  EXPECT_FALSE(states().LocateInList("l", V(3)).has_value());
+  EXPECT_FALSE(states().LocateInList("l", V(3)).value().has_value());
   auto got = ListOp(Location::kAtFront, 0, 4, true, false, {});
   ASSERT_EQ(got.size(), 4u);
   EXPECT_EQ(got[1], "");
   ASSERT_TRUE(states().DeleteList("l", /*keep_cache=*/true).ok());
-  EXPECT_EQ(states().CountList("l"), 0u);
+  EXPECT_EQ(states().CountList("l").value(), 0u);
   ListOp(Location::kAtBack, 0, 0, false, false, {V(5)});
   ASSERT_TRUE(states().DeleteList("l", /*keep_cache=*/false).ok());
-  EXPECT_TRUE(states().ListList("l").empty());
+  EXPECT_TRUE(states().ListList("l").value().empty());
   EXPECT_EQ(states().CreateList("").code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -349,7 +349,7 @@ TEST_P(StateStoreTest, RandomListOperationsMatchModelAndSurviveReopen) {
       inserted.push_back(next_value);
       op.insert_values.push_back(V(next_value++));
     }
-    auto before = states().ListList("r");
+    auto before = states().ListList("r").value();
     int64_t start = before.empty() ? 0 : before.front().raw_index;
     int64_t boundary = 0;
     bool forward = true;
@@ -415,7 +415,7 @@ TEST_P(StateStoreTest, RandomListOperationsMatchModelAndSurviveReopen) {
     for (const auto& v : *got)
       got_values.push_back(I(v));
     ASSERT_EQ(got_values, expected_got) << "step " << step;
-    auto after = states().ListList("r");
+    auto after = states().ListList("r").value();
     ASSERT_EQ(after.size(), model.size()) << "step " << step;
     for (size_t i = 0; i < after.size(); ++i) {
       ASSERT_EQ(I(after[i].value), model[i]) << "step " << step;
@@ -424,10 +424,10 @@ TEST_P(StateStoreTest, RandomListOperationsMatchModelAndSurviveReopen) {
       }
     }
   }
-  auto final_entries = states().ListList("r");
+  auto final_entries = states().ListList("r").value();
   if (!IsDurable()) return;
   Reopen();
-  auto reopened = states().ListList("r");
+  auto reopened = states().ListList("r").value();
   ASSERT_EQ(reopened.size(), final_entries.size());
   for (size_t i = 0; i < reopened.size(); ++i) {
     EXPECT_EQ(reopened[i].raw_index, final_entries[i].raw_index);
@@ -449,8 +449,8 @@ TEST_P(StateStoreDurabilityTest, ListSurvivesReopen) {
   EXPECT_EQ(before, (RV{{-1, 0}, {0, 1}, {1, 9}, {2, 2}}));
   Reopen();
   EXPECT_EQ(RawAndValues(), before);
-  EXPECT_EQ(states().CountList("gone"), 0u);
-  EXPECT_EQ(states().CountList("cleared"), 0u);
+  EXPECT_EQ(states().CountList("gone").value(), 0u);
+  EXPECT_EQ(states().CountList("cleared").value(), 0u);
   // Writes continue from the reloaded bounds.
   ListOp(Location::kAtFront, 0, 0, false, false, {V(-5)});
   EXPECT_EQ(RawAndValues().front(), (std::pair<int64_t, int64_t>{-2, -5}));
@@ -473,11 +473,11 @@ TEST_P(StateStoreTest, ListStatesListsWhatExistsByPrefixAndKind) {
   refused.compare_existing_value = true;
   refused.expected_existing_value = V(5);
   ASSERT_TRUE(states().OperateDictionary("p-x", refused).ok());
-  EXPECT_EQ(states().CountDictionary("p-y"), 0u);
+  EXPECT_EQ(states().CountDictionary("p-y").value(), 0u);
 
   auto names = [&](std::string_view prefix, size_t limit) {
     std::vector<std::string> out;
-    for (const storage::StateSummary& state : states().ListStates(prefix, limit)) {
+    for (const storage::StateSummary& state : Ok(states().ListStates(prefix, limit))) {
       out.push_back((state.kind == storage::StateSummary::Kind::kList ? "L " : "D ") + state.name +
                     " " + std::to_string(state.count));
     }
@@ -497,9 +497,8 @@ TEST_P(StateStoreTest, ListStatesListsWhatExistsByPrefixAndKind) {
   EXPECT_EQ(names("p-", 100), (Names{"D p-b 0", "L p-a 0", "L p-c 0"}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StateStoreTest, AllBackends(), BackendName);
-INSTANTIATE_TEST_SUITE_P(Durable, StateStoreDurabilityTest,
-                         ::testing::Values(std::string("rocksdb")), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StateStoreTest, StoreBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, StateStoreDurabilityTest, DurableBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -73,8 +73,8 @@ class StatesStressTest : public StoreTest {
         return states().DeleteDictionary(name, /*keep_cache=*/rng() % 2 == 0);
       case 4: {
         // Listing and counting race with writers; a listing is never larger than the key space.
-        size_t listed = states().ListDictionary(name).size();
-        uint64_t counted = states().CountDictionary(name);
+        size_t listed = states().ListDictionary(name).value().size();
+        uint64_t counted = states().CountDictionary(name).value();
         if (listed > 16 || counted > 16) {
           return absl::InternalError("dictionary " + name + " holds more than its 16 keys");
         }
@@ -90,9 +90,9 @@ class StatesStressTest : public StoreTest {
       case 9:
         return states().DeleteList(name, /*keep_cache=*/rng() % 2 == 0);
       case 10: {
-        states().LocateInList(name, V(thread));
-        states().ListList(name);
-        states().CountList(name);
+        states().LocateInList(name, V(thread)).value();
+        states().ListList(name).value();
+        states().CountList(name).value();
         return absl::OkStatus();
       }
       default: {
@@ -124,27 +124,27 @@ class StatesStressTest : public StoreTest {
       if (absl::Status s = Set(dictionary, static_cast<int64_t>(k), round); !s.ok()) return s;
       if (absl::Status s = Push(list, static_cast<int64_t>(k), k % 2 == 0); !s.ok()) return s;
     }
-    if (uint64_t n = states().CountDictionary(dictionary); n != keys + carried) {
+    if (uint64_t n = states().CountDictionary(dictionary).value(); n != keys + carried) {
       return fail("the count of " + dictionary, n, keys + carried);
     }
-    if (uint64_t n = states().CountList(list); n != keys)
+    if (uint64_t n = states().CountList(list).value(); n != keys)
       return fail("the count of " + list, n, keys);
-    if (uint64_t n = states().ListDictionary(dictionary).size(); n != keys + carried) {
+    if (uint64_t n = states().ListDictionary(dictionary).value().size(); n != keys + carried) {
       return fail("the listing of " + dictionary, n, keys + carried);
     }
     const bool keep_cache = round % 2 == 0;
     if (absl::Status s = states().DeleteDictionary(dictionary, keep_cache); !s.ok()) return s;
     if (absl::Status s = states().DeleteList(list, keep_cache); !s.ok()) return s;
-    if (uint64_t n = states().CountDictionary(dictionary); n != 0) {
+    if (uint64_t n = states().CountDictionary(dictionary).value(); n != 0) {
       return fail("the count of deleted " + dictionary, n, 0);
     }
-    if (uint64_t n = states().CountList(list); n != 0) {
+    if (uint64_t n = states().CountList(list).value(); n != 0) {
       return fail("the count of deleted " + list, n, 0);
     }
     // Re-created: one entry, then the state stays for the next round.
     if (absl::Status s = Set(dictionary, 100, round); !s.ok()) return s;
     if (absl::Status s = Push(list, 100, true); !s.ok()) return s;
-    if (uint64_t n = states().CountDictionary(dictionary); n != 1) {
+    if (uint64_t n = states().CountDictionary(dictionary).value(); n != 1) {
       return fail("the count of re-created " + dictionary, n, 1);
     }
     auto popped = Pop(list, false);
@@ -181,24 +181,24 @@ TEST_P(StatesStressTest, ManyThreadsChurnTheSameNames) {
   // Quiescent: every count agrees with its listing, and the owned names hold what their last
   // round left (one dictionary entry each, an empty list).
   for (const char* name : kSharedNames) {
-    EXPECT_EQ(states().CountDictionary(name), states().ListDictionary(name).size()) << name;
-    EXPECT_EQ(states().CountList(name), states().ListList(name).size()) << name;
+    EXPECT_EQ(states().CountDictionary(name).value(), states().ListDictionary(name).value().size()) << name;
+    EXPECT_EQ(states().CountList(name).value(), states().ListList(name).value().size()) << name;
   }
   for (int t = 0; t < kThreads; ++t) {
-    EXPECT_EQ(states().CountDictionary("own-d-" + std::to_string(t)), 1u) << t;
-    EXPECT_EQ(states().CountList("own-l-" + std::to_string(t)), 0u) << t;
+    EXPECT_EQ(states().CountDictionary("own-d-" + std::to_string(t)).value(), 1u) << t;
+    EXPECT_EQ(states().CountList("own-l-" + std::to_string(t)).value(), 0u) << t;
   }
   if (!IsDurable()) return;
   // What was acknowledged survives a reopen.
   std::vector<uint64_t> shared_counts;
   for (const char* name : kSharedNames)
-    shared_counts.push_back(states().CountDictionary(name));
+    shared_counts.push_back(states().CountDictionary(name).value());
   Reopen();
   for (size_t i = 0; i < std::size(kSharedNames); ++i) {
-    EXPECT_EQ(states().CountDictionary(kSharedNames[i]), shared_counts[i]) << kSharedNames[i];
+    EXPECT_EQ(states().CountDictionary(kSharedNames[i]).value(), shared_counts[i]) << kSharedNames[i];
   }
   for (int t = 0; t < kThreads; ++t) {
-    EXPECT_EQ(states().CountDictionary("own-d-" + std::to_string(t)), 1u) << t;
+    EXPECT_EQ(states().CountDictionary("own-d-" + std::to_string(t)).value(), 1u) << t;
   }
 }
 
@@ -229,9 +229,9 @@ TEST_P(StatesStressTest, DeleteWithoutKeepingTheCacheWhileOthersWrite) {
   for (std::thread& thread : threads)
     thread.join();
   EXPECT_EQ(errors.load(), 0);
-  EXPECT_LE(states().CountDictionary("churn"), 8u);
-  EXPECT_EQ(states().CountDictionary("churn"), states().ListDictionary("churn").size());
-  EXPECT_EQ(states().CountList("churn"), states().ListList("churn").size());
+  EXPECT_LE(states().CountDictionary("churn").value(), 8u);
+  EXPECT_EQ(states().CountDictionary("churn").value(), states().ListDictionary("churn").value().size());
+  EXPECT_EQ(states().CountList("churn").value(), states().ListList("churn").value().size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StatesStressTest, AllBackends(), BackendName);

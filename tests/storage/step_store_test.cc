@@ -84,7 +84,7 @@ class StepStoreTest : public StoreTest {
   // The dictionary as {key text, value text} pairs, sorted by key text.
   std::vector<std::pair<std::string, std::string>> Entries(const std::string& dictionary) {
     std::vector<std::pair<std::string, std::string>> entries;
-    for (const auto& [key, value] : states().ListDictionary(dictionary)) {
+    for (const auto& [key, value] : Ok(states().ListDictionary(dictionary))) {
       entries.emplace_back(Text(key), Text(value));
     }
     std::sort(entries.begin(), entries.end());
@@ -320,7 +320,7 @@ TEST_P(StepStoreTest, ConcurrentStepsOfOneListenerApplyOnce) {
     thread.join();
   EXPECT_GE(applied.load(), 1);
   EXPECT_LE(applied.load(), kSteps);
-  auto count = states().ListDictionary("state");
+  auto count = states().ListDictionary("state").value();
   ASSERT_EQ(count.size(), 1u);
   EXPECT_EQ(count[0].second, V(std::to_string(applied.load())));
   EXPECT_EQ(Position("s", "l"), std::optional<int64_t>(kSteps));
@@ -350,7 +350,7 @@ TEST_P(StepStoreTest, StepsAndDictionaryOperationsInterleaveWithoutDeadlock) {
   EXPECT_EQ(Position("b", "l3"), std::optional<int64_t>(1003));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StepStoreTest, AllBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StepStoreTest, StoreBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

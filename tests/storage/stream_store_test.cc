@@ -189,10 +189,10 @@ TEST_P(StreamStoreDurabilityTest, ReopenKeepsItemsListenersCompletionAndOptions)
   ASSERT_TRUE(streams().CompleteStream("p", std::string("bad")).ok());
   CreateStream("e", true);
   WriteKeys("e", {1});
-  const uint64_t retained = streams().ListStreams("e", 1)[0].retained_bytes;
+  const uint64_t retained = streams().ListStreams("e", 1).value()[0].retained_bytes;
   EXPECT_GT(retained, 0u);
   Reopen();
-  EXPECT_EQ(streams().ListStreams("e", 1)[0].retained_bytes, retained);  // Counted on load.
+  EXPECT_EQ(streams().ListStreams("e", 1).value()[0].retained_bytes, retained);  // Counted on load.
   auto record = streams().GetStream("p");
   ASSERT_TRUE(record.ok()) << record.status();
   EXPECT_FALSE(record->ephemeral);
@@ -408,7 +408,7 @@ TEST_P(StreamStoreTest, ListStreamsByPrefixWithSummaries) {
   CreateStream("b-1", true);
   WriteKeys("a-2", {2, 4, 6});
   ASSERT_TRUE(streams().MoveListener("a-2", "l", 4).ok());
-  std::vector<storage::StreamSummary> list = streams().ListStreams("a-", 10);
+  std::vector<storage::StreamSummary> list = streams().ListStreams("a-", 10).value();
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].record.stream, "a-1");
   EXPECT_EQ(list[1].record.stream, "a-2");
@@ -417,8 +417,8 @@ TEST_P(StreamStoreTest, ListStreamsByPrefixWithSummaries) {
   EXPECT_EQ(list[1].last_key, std::optional<int64_t>(6));
   ASSERT_EQ(list[1].listeners.size(), 1u);
   EXPECT_EQ(list[1].listeners[0].position, 4);
-  EXPECT_EQ(streams().ListStreams("", 2).size(), 2u);
-  EXPECT_EQ(streams().ListStreams("", 10).size(), 3u);
+  EXPECT_EQ(streams().ListStreams("", 2).value().size(), 2u);
+  EXPECT_EQ(streams().ListStreams("", 10).value().size(), 3u);
 }
 
 TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
@@ -457,7 +457,7 @@ TEST_P(StreamStoreTest, BoundedWriteRefusesPastTheRetentionLimitAndKeepsTheItems
     std::vector<ItemToWrite> items{ItemToWrite{key, std::string(100, 'v')}};
     ASSERT_TRUE(streams().WriteItemsBounded("s", items, limit).ok()) << key;
   }
-  EXPECT_EQ(streams().ListStreams("s", 1)[0].retained_bytes, limit);
+  EXPECT_EQ(streams().ListStreams("s", 1).value()[0].retained_bytes, limit);
 
   std::vector<ItemToWrite> items{ItemToWrite{4, std::string(100, 'w')}};
   auto refused = streams().WriteItemsBounded("s", items, limit);
@@ -466,15 +466,15 @@ TEST_P(StreamStoreTest, BoundedWriteRefusesPastTheRetentionLimitAndKeepsTheItems
       << refused.status();
   ASSERT_EQ(items.size(), 1u);  // Left for a retry.
   EXPECT_EQ(items[0].value, std::string(100, 'w'));
-  EXPECT_EQ(streams().ListStreams("s", 1)[0].item_count, 3u);
+  EXPECT_EQ(streams().ListStreams("s", 1).value()[0].item_count, 3u);
 
   // Collection makes room, and the same items go through.
   ASSERT_TRUE(streams().MoveListener("s", "slow", 2).ok());
-  EXPECT_EQ(streams().ListStreams("s", 1)[0].retained_bytes, 2 * per_item);
+  EXPECT_EQ(streams().ListStreams("s", 1).value()[0].retained_bytes, 2 * per_item);
   auto written = streams().WriteItemsBounded("s", items, limit);
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(*written, std::vector<int64_t>{4});
-  EXPECT_EQ(streams().ListStreams("s", 1)[0].retained_bytes, limit);
+  EXPECT_EQ(streams().ListStreams("s", 1).value()[0].retained_bytes, limit);
 }
 
 TEST_P(StreamStoreTest, BoundedWriteTakesAnyItemIntoAnEmptyStreamAndIgnoresPersistentOnes) {
@@ -490,9 +490,8 @@ TEST_P(StreamStoreTest, BoundedWriteTakesAnyItemIntoAnEmptyStreamAndIgnoresPersi
   EXPECT_TRUE(streams().WriteItemsBounded("p", more, 10).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StreamStoreTest, AllBackends(), BackendName);
-INSTANTIATE_TEST_SUITE_P(Durable, StreamStoreDurabilityTest,
-                         ::testing::Values(std::string("rocksdb")), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StreamStoreTest, StoreBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, StreamStoreDurabilityTest, DurableBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

@@ -111,9 +111,8 @@ TEST_P(StreamVisitDurableTest, VisitsItemsAfterReopen) {
   EXPECT_EQ(seen[1].value, "eight");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StreamVisitTest, AllBackends(), BackendName);
-INSTANTIATE_TEST_SUITE_P(Durable, StreamVisitDurableTest, ::testing::Values(std::string("rocksdb")),
-                         BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StreamVisitTest, StoreBackends(), BackendName);
+INSTANTIATE_TEST_SUITE_P(Durable, StreamVisitDurableTest, DurableBackends(), BackendName);
 
 }  // namespace
 }  // namespace perper::testing

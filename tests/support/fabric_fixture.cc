@@ -1,10 +1,19 @@
 // SPDX-License-Identifier: MIT
 #include "tests/support/fabric_fixture.h"
 
+#include "tests/support/redis_backends.h"
+
 namespace perper::testing {
 
 InProcessFabric::InProcessFabric(std::string kind, fabric::FabricLimits limits)
     : kind_(std::move(kind)), limits_(limits) {
+  if (IsRedisBackend(kind_)) {
+    absl::Status reset = ResetRedisBackend(kind_);
+    if (!reset.ok()) {
+      ADD_FAILURE() << "redis did not start: " << reset;
+      std::abort();
+    }
+  }
   StartServer("127.0.0.1:0");
 }
 
@@ -13,8 +22,17 @@ InProcessFabric::~InProcessFabric() { Stop(); }
 void InProcessFabric::StartServer(const std::string& listen_address) {
   fabric::FabricOptions options;
   options.listen_address = listen_address;
-  options.store.kind = kind_;
-  options.store.data_dir = data_dir_.path() + "/data";
+  if (IsRedisBackend(kind_)) {
+    absl::StatusOr<storage::StoreOptions> redis = RedisBackendOptions(kind_);
+    if (!redis.ok()) {
+      ADD_FAILURE() << "redis did not start: " << redis.status();
+      std::abort();
+    }
+    options.store = *std::move(redis);
+  } else {
+    options.store.kind = kind_;
+    options.store.data_dir = data_dir_.path() + "/data";
+  }
   options.limits = limits_;
   auto server = fabric::FabricServer::Start(options);
   if (!server.ok()) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/status/statusor.h"
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/wrappers.pb.h>
 #include <grpcpp/grpcpp.h>
@@ -33,10 +34,11 @@
 namespace perper::testing {
 
 // An in-process Fabric. Restart() stops it and starts a new one on the same data directory
-// (rocksdb) and the same port.
+// (rocksdb), or the same Redis (redis, redis_cluster: tests/support/redis_backends.h, emptied when
+// the first Fabric starts), and the same port.
 class InProcessFabric {
  public:
-  // kind: "memory" or "rocksdb".
+  // kind: "memory", "rocksdb", "redis" or "redis_cluster".
   explicit InProcessFabric(std::string kind, fabric::FabricLimits limits = {});
   ~InProcessFabric();
 
@@ -98,6 +100,14 @@ google::protobuf::Any BytesValue(const std::string& v);
 // The int of an Int64Value or Int32Value Any; fails the test on another type.
 int64_t IntOf(const google::protobuf::Any& any);
 std::string StringOf(const google::protobuf::Any& any);
+
+// The value of a call that must succeed: a failure fails the test and gives T(). By value, so a
+// listing can be iterated directly (a range-for over StatusOr::value() of a temporary dangles).
+template <class T>
+T Ok(absl::StatusOr<T> result) {
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? std::move(result).value() : T();
+}
 
 // Polls `condition` until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,

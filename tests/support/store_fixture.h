@@ -3,7 +3,7 @@
 //
 //   class ExecutionStoreTest : public perper::testing::StoreTest {};
 //   TEST_P(ExecutionStoreTest, CreateTwiceIsIdempotent) { auto& s = store().executions(); ... }
-//   INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, perper::testing::AllBackends(),
+//   INSTANTIATE_TEST_SUITE_P(Backends, ExecutionStoreTest, perper::testing::StoreBackends(),
 //                            perper::testing::BackendName);
 //
 // Reopen() closes the store and opens it again on the same directory: durable backends must
@@ -21,6 +21,7 @@
 #include "perper/storage/store.h"
 #include "perper/storage/store_factory.h"
 #include "tests/support/fabric_fixture.h"
+#include "tests/support/redis_backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace perper::testing {
@@ -41,9 +42,27 @@ class RecordingObserver final : public storage::ChangeObserver {
   std::vector<storage::Change> changes_;
 };
 
+// Every backend: memory, rocksdb, and redis on one server and on a 3-master cluster.
+inline ::testing::internal::ParamGenerator<std::string> StoreBackends() {
+  return ::testing::Values(std::string("memory"), std::string("rocksdb"), std::string("redis"),
+                           std::string("redis_cluster"));
+}
+
+// The backends that keep what they acknowledged when the store is reopened.
+inline ::testing::internal::ParamGenerator<std::string> DurableBackends() {
+  return ::testing::Values(std::string("rocksdb"), std::string("redis"),
+                           std::string("redis_cluster"));
+}
+
 class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override { Open(); }
+  void SetUp() override {
+    if (IsRedisBackend(GetParam())) {
+      absl::Status reset = ResetRedisBackend(GetParam());
+      ASSERT_TRUE(reset.ok()) << reset;
+    }
+    Open();
+  }
   void TearDown() override { store_.reset(); }
 
   storage::Store& store() { return *store_; }
@@ -78,8 +97,14 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
  private:
   void Open() {
     storage::StoreOptions options;
-    options.kind = GetParam();
-    options.data_dir = dir_.path() + "/data";
+    if (IsRedisBackend(GetParam())) {
+      absl::StatusOr<storage::StoreOptions> redis = RedisBackendOptions(GetParam());
+      ASSERT_TRUE(redis.ok()) << redis.status();
+      options = *std::move(redis);
+    } else {
+      options.kind = GetParam();
+      options.data_dir = dir_.path() + "/data";
+    }
     auto store = storage::OpenStore(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(store).value();

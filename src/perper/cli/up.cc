@@ -8,8 +8,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "perper/cli/commands.h"
 #include "perper/cli/destroy.h"
+#include "perper/cli/local_redis.h"
 #include "perper/common/logging.h"
 #include "perper/fabric/fabric_server.h"
 #include "perper/scaler/fabric_watchers.h"
@@ -73,13 +76,45 @@ int RunUp(const UpOptions& options) {
   for (const char* scheme : {"http://", "https://"}) {
     if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
   }
-  std::unique_ptr<fabric::FabricServer> server;
+  // The embedded Fabric processes (several share one Redis: a local cluster), and the private
+  // redis-server they use when the manifest says `redis: start` (destroyed last).
+  std::unique_ptr<LocalRedis> local_redis;
+  std::vector<std::unique_ptr<fabric::FabricServer>> servers;
+  // Every agent process is given them all; the scaler's own calls use the first.
+  std::string agent_addresses = address;
   if (address.empty()) {
     auto config = EmbeddedConfig(manifest->fabric);
     if (!config.ok()) {
       std::fprintf(stderr, "perper up: %s: fabric: %s\n", options.manifest.c_str(),
                    std::string(config.status().message()).c_str());
       return 2;
+    }
+    storage::StoreOptions& store = config->options.store;
+    int processes = manifest->fabric.processes;
+    if (store.kind != "redis" && (processes > 1 || manifest->fabric.redis.has_value())) {
+      std::fprintf(stderr,
+                   "perper up: %s: fabric: processes and redis need storage: redis (the "
+                   "processes share their data through Redis)\n",
+                   options.manifest.c_str());
+      return 2;
+    }
+    if (store.kind == "redis") {
+      std::string redis = manifest->fabric.redis.value_or(
+          store.redis_addresses.empty() ? "start" : absl::StrJoin(store.redis_addresses, ","));
+      if (redis == "start") {
+        auto started = LocalRedis::Start();
+        if (!started.ok()) {
+          std::fprintf(stderr, "perper up: cannot start redis-server: %s\n",
+                       std::string(started.status().message()).c_str());
+          return 1;
+        }
+        local_redis = *std::move(started);
+        store.redis_addresses = {local_redis->address()};
+        PERPER_LOG_INFO(Logger::kScaler, "redis-server started on {} (its data ends with this run)",
+                        local_redis->address());
+      } else {
+        store.redis_addresses = absl::StrSplit(redis, ',', absl::SkipWhitespace());
+      }
     }
     // The Fabric's own logs stay quiet unless the manifest asks for a level.
     if (absl::Status s = SetLogLevel(config->log_level); !s.ok()) {
@@ -90,16 +125,29 @@ int RunUp(const UpOptions& options) {
       GetLogger(Logger::kFabric).set_level(spdlog::level::warn);
       GetLogger(Logger::kStorage).set_level(spdlog::level::warn);
     }
-    auto started = fabric::FabricServer::Start(config->options);
-    if (!started.ok()) {
-      std::fprintf(stderr, "perper up: cannot start the Fabric: %s\n",
-                   std::string(started.status().message()).c_str());
-      return 1;
+    std::vector<std::string> addresses;
+    for (int i = 0; i < processes; ++i) {
+      fabric::FabricOptions fabric_options = config->options;
+      // One listen address serves one process; the others take free ports.
+      if (i > 0) fabric_options.listen_address = "127.0.0.1:0";
+      auto started = fabric::FabricServer::Start(fabric_options);
+      if (!started.ok()) {
+        std::fprintf(stderr, "perper up: cannot start the Fabric: %s\n",
+                     std::string(started.status().message()).c_str());
+        return 1;
+      }
+      addresses.push_back((*started)->address());
+      servers.push_back(*std::move(started));
     }
-    server = *std::move(started);
-    address = server->address();
-    PERPER_LOG_INFO(Logger::kScaler, "Fabric ({} storage) listening on {}",
-                    config->options.store.kind, address);
+    address = addresses.front();
+    agent_addresses = absl::StrJoin(addresses, ",");
+    if (processes == 1) {
+      PERPER_LOG_INFO(Logger::kScaler, "Fabric ({} storage) listening on {}", store.kind,
+                      address);
+    } else {
+      PERPER_LOG_INFO(Logger::kScaler, "{} Fabric processes (redis storage on {}) listening on {}",
+                      processes, absl::StrJoin(store.redis_addresses, ","), agent_addresses);
+    }
   } else {
     PERPER_LOG_INFO(Logger::kScaler, "using the Fabric at {}", address);
   }
@@ -125,10 +173,10 @@ int RunUp(const UpOptions& options) {
                       instance);
     }
   }
-  if (!options.address_file.empty()) WriteAddressFile(options.address_file, address);
+  if (!options.address_file.empty()) WriteAddressFile(options.address_file, agent_addresses);
 
   scaler::SupervisorOptions supervisor_options;
-  supervisor_options.fabric_address = address;
+  supervisor_options.fabric_address = agent_addresses;
   supervisor_options.log_dir = options.log_dir;
   scaler::Supervisor supervisor(*manifest, supervisor_options);
   if (absl::Status s = supervisor.Init(); !s.ok()) {
@@ -154,10 +202,8 @@ int RunUp(const UpOptions& options) {
   int code = supervisor.Run();  // every agent process has exited when it returns
   registry->Stop();
   if (monitor) monitor->Stop();
-  if (server) {
-    server->Shutdown(absl::Seconds(1));
-    server.reset();
-  }
+  for (auto& server : servers) server->Shutdown(absl::Seconds(1));
+  servers.clear();
   PERPER_LOG_INFO(Logger::kScaler, "stopped (exit code {})", code);
   return code;
 }

@@ -51,8 +51,10 @@ grpc::ServerUnaryReactor* DescriptorsService::Get(
   if (absl::Status s = RequireNonEmpty(request->type_url(), "type_url"); !s.ok()) {
     return FinishUnary(context, s);
   }
-  std::optional<std::string> bytes =
+  absl::StatusOr<std::optional<std::string>> read =
       context_.store->descriptors().GetDescriptor(request->type_url());
+  if (!read.ok()) return FinishUnary(context, read.status());
+  std::optional<std::string>& bytes = *read;
   // Unknown type URL: an empty response (upstream compatible), not NOT_FOUND.
   if (!bytes.has_value()) return FinishUnary(context, absl::OkStatus());
   Stored stored;

@@ -63,13 +63,16 @@ void ResultWaiter::Check(const storage::Change* hint) {
       seen_ = true;
     }
     bool finished = false;
-    bool found = context_.store->executions().ReadExecution(
+    absl::StatusOr<bool> found = context_.store->executions().ReadExecution(
         execution_, [&](const storage::ExecutionRecord& record) {
           if (!record.finished) return;
           finished = true;
           response = ResultOf(record);
         });
-    if (found) {
+    // A read that failed (the store is unreachable) waits for the next hint; a remote store
+    // sends every waiter a resync once it is reachable again.
+    if (!found.ok()) return;
+    if (*found) {
       seen_ = true;
       if (!finished) return;
     } else {

@@ -152,12 +152,16 @@ class FeedReactor : public Base {
     // scan or in a buffered hint (or both; reconciling deduplicates).
     subscription_ = context_.hub->Subscribe(Topic::kAgentExecutions, filter.agent, subscriber_);
     // IDs only: each is read when its turn comes (Reconcile).
-    std::vector<std::string> existing =
+    absl::StatusOr<std::vector<std::string>> existing =
         context_.store->executions().ListExecutionIds(filter, std::numeric_limits<size_t>::max());
+    if (!existing.ok()) {
+      FinishOnce(ToGrpcStatus(existing.status()));
+      return;
+    }
     {
       absl::MutexLock lock(&mu_);
       std::deque<Entry> queue;
-      for (std::string& id : existing)
+      for (std::string& id : *existing)
         queue.push_back({std::move(id)});
       queue.push_back({"", /*marker=*/true});
       for (Entry& entry : queue_)
@@ -219,8 +223,10 @@ class FeedReactor : public Base {
       }
     }
     // Other members of the workgroup get these executions at once (at-least-once delivery).
+    // A release that fails (the store is unreachable) is not retried: a remote store's
+    // reservations end with the lease of this process instead.
     for (const std::string& id : held) {
-      context_.store->executions().ReleaseReservation(id, workgroup, holder);
+      (void)context_.store->executions().ReleaseReservation(id, workgroup, holder);
     }
     {
       absl::MutexLock lock(&mu_);
@@ -380,9 +386,10 @@ class FeedReactor : public Base {
     if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
       if (it->second.completed_here) return std::nullopt;  // Forgotten once applied.
       uint64_t sequence = 0;
-      bool found = executions.ReadExecution(
+      absl::StatusOr<bool> found = executions.ReadExecution(
           id, [&](const ExecutionRecord& record) { sequence = record.sequence; });
-      if (found && sequence == it->second.sequence) return std::nullopt;
+      if (!found.ok()) return Fail(found.status());
+      if (*found && sequence == it->second.sequence) return std::nullopt;
       ExecutionsListenResponse response;
       response.mutable_execution()->set_execution(id);
       response.mutable_instance()->set_instance(names_[it->second.instance].value);
@@ -400,15 +407,23 @@ class FeedReactor : public Base {
     }
     std::optional<ExecutionsListenResponse> response;
     uint64_t sequence = 0;
-    executions.ReadExecution(id, [&](const ExecutionRecord& record) {
+    absl::StatusOr<bool> found = executions.ReadExecution(id, [&](const ExecutionRecord& record) {
       if (record.finished || !storage::Matches(filter_, record)) return;
       response = ToListenResponse(record);
       sequence = record.sequence;
     });
+    if (!found.ok()) return Fail(found.status());
     if (!response.has_value()) return std::nullopt;
     if (reserve_) {
       absl::StatusOr<bool> reserved = executions.TryReserve(id, workgroup_, holder_);
-      if (!reserved.ok()) return std::nullopt;  // Deleted since the read.
+      if (!reserved.ok()) {
+        // Deleted or finished since the read: nothing to deliver. Anything else ends the call.
+        if (absl::IsNotFound(reserved.status()) ||
+            absl::IsFailedPrecondition(reserved.status())) {
+          return std::nullopt;
+        }
+        return Fail(reserved.status());
+      }
       if (!*reserved) {
         waiting_.insert(id);
         return std::nullopt;
@@ -442,7 +457,10 @@ class FeedReactor : public Base {
           response_.set_start_of_stream(true);
         } else {
           std::optional<ExecutionsListenResponse> message = Reconcile(entry.id);
-          if (!message.has_value()) continue;
+          if (!message.has_value()) {
+            if (!failure_.ok()) break;
+            continue;
+          }
           response_ = std::move(*message);
           queue_.push_front(std::move(entry));  // Reconcile again after this write.
         }
@@ -451,6 +469,20 @@ class FeedReactor : public Base {
       this->StartWrite(&response_);
       return;
     }
+    // Only a store failure leaves the loop: the call ends with it, and the client reconnects.
+    absl::Status failure;
+    {
+      absl::MutexLock lock(&mu_);
+      failure = failure_;
+    }
+    FinishOnce(ToGrpcStatus(failure));
+  }
+
+  // Records a store failure for Pump to end the call with; returns nothing to deliver.
+  std::optional<ExecutionsListenResponse> Fail(absl::Status status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    failure_ = std::move(status);
+    return std::nullopt;
   }
 
   std::shared_ptr<GuardedSubscriber> subscriber_;
@@ -475,6 +507,7 @@ class FeedReactor : public Base {
   std::vector<Name> names_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_names_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> name_index_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // A store failure that ends the call.
   ExecutionsListenResponse response_;  // Owned by the write in flight while writing_.
 };
 
@@ -613,7 +646,7 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
       absl::MutexLock lock(&mu_);
       held = held_;
     }
-    if (held) context_.store->executions().ReleaseReservation(execution_, workgroup_, holder_);
+    if (held) (void)context_.store->executions().ReleaseReservation(execution_, workgroup_, holder_);
     delete this;
   }
 
@@ -811,12 +844,13 @@ grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext*
   return AnswerUnary(context_.writes, context, [context = context_, id]() {
     auto& executions = context.store->executions();
     bool finished_before = false;
-    bool existed = executions.ReadExecution(
+    absl::StatusOr<bool> existed = executions.ReadExecution(
         id, [&](const ExecutionRecord& record) { finished_before = record.finished; });
+    if (!existed.ok()) return existed.status();
     absl::StatusOr<bool> deleted = executions.DeleteExecution(id);
     if (!deleted.ok()) return deleted.status();
     // Deleting an unfinished producer cancels it; its consumers must not wait forever.
-    if (*deleted && existed && !finished_before) {
+    if (*deleted && *existed && !finished_before) {
       CompleteLinkedStream(context, id, "execution " + id + " was deleted before it completed");
     }
     return absl::OkStatus();

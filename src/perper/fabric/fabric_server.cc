@@ -48,7 +48,11 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   server->open_calls_ = std::make_unique<OpenCalls>(options.limits.max_open_calls);
   ServiceContext context{server->store_.get(), &server->hub_, options.limits};
   context.open_calls = server->open_calls_.get();
-  if (options.store.kind == "rocksdb" && options.store.sync_writes && options.write_threads > 0) {
+  // Writes that wait (an fsync, a round trip to Redis) run on a pool of their own, so they do
+  // not hold gRPC's callback threads.
+  bool writes_wait = (options.store.kind == "rocksdb" && options.store.sync_writes) ||
+                     options.store.kind == "redis";
+  if (writes_wait && options.write_threads > 0) {
     server->writes_ = std::make_unique<WritePool>(options.write_threads);
     context.writes = server->writes_.get();
   }

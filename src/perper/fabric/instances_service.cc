@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 
 #include "perper/common/logging.h"
+#include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/fabric/execution_calls.h"
@@ -117,15 +118,16 @@ class FlowReactor final : public grpc::ServerUnaryReactor {
 
 // The instances in the children lists below `root` (not `root` itself), each once. The lists
 // are read one by one, so a list changing meanwhile may be seen before or after its change.
-absl::flat_hash_set<std::string> Descendants(const ServiceContext& context,
-                                             const std::string& root) {
+absl::StatusOr<absl::flat_hash_set<std::string>> Descendants(const ServiceContext& context,
+                                                             const std::string& root) {
   absl::flat_hash_set<std::string> seen;
   std::vector<std::string> pending = {root};
   while (!pending.empty()) {
     std::string instance = std::move(pending.back());
     pending.pop_back();
-    for (const storage::ListEntry& entry :
-         context.store->states().ListList(ChildrenList(instance))) {
+    PERPER_ASSIGN_OR_RETURN(std::vector<storage::ListEntry> children,
+                            context.store->states().ListList(ChildrenList(instance)));
+    for (const storage::ListEntry& entry : children) {
       grpc2::model::PerperInstance child;
       if (ParseAny(entry.value).UnpackTo(&child) && !child.instance().empty() &&
           child.instance() != root && seen.insert(child.instance()).second) {
@@ -144,7 +146,9 @@ absl::Status CheckNoCycle(const ServiceContext& context, const std::string& inst
     return absl::InvalidArgumentError("instance " + ShortId(instance) +
                                       " cannot be its own parent");
   }
-  if (Descendants(context, instance).contains(parent)) {
+  PERPER_ASSIGN_OR_RETURN(absl::flat_hash_set<std::string> descendants,
+                          Descendants(context, instance));
+  if (descendants.contains(parent)) {
     return absl::InvalidArgumentError("parent " + ShortId(parent) +
                                       " is a descendant of instance " + ShortId(instance) +
                                       ": the parent link would form a cycle");
@@ -164,16 +168,20 @@ void DeleteOwnedState(const ServiceContext& context, const std::string& instance
   filter.include_finished = true;
   constexpr size_t kBatch = 1000;
   for (;;) {
-    std::vector<std::string> ids = executions.ListExecutionIds(filter, kBatch);
+    absl::StatusOr<std::vector<std::string>> ids = executions.ListExecutionIds(filter, kBatch);
+    if (!ids.ok()) {
+      PERPER_LOG_WARN(Logger::kFabric, "[instance={}] executions not listed: {}", instance,
+                      ids.status().ToString());
+      break;
+    }
     size_t deleted = 0;
-    for (const std::string& id : ids) {
+    for (const std::string& id : *ids) {
       // A Registry record names its agent type in `instance`: one whose type is spelled like
       // this instance's ID is another instance, not something this one owns.
       bool registry = false;
-      executions.ReadExecution(id, [&](const ExecutionRecord& record) {
-        registry = record.agent == kRegistryAgent;
-      });
-      if (registry) continue;
+      absl::StatusOr<bool> found = executions.ReadExecution(
+          id, [&](const ExecutionRecord& record) { registry = record.agent == kRegistryAgent; });
+      if (!found.ok() || registry) continue;
       if (absl::StatusOr<bool> gone = context.store->streams().DeleteStream(id); !gone.ok()) {
         PERPER_LOG_WARN(Logger::kFabric, "[instance={}] stream {} not deleted: {}", instance,
                         ShortId(id), gone.status().ToString());
@@ -185,7 +193,7 @@ void DeleteOwnedState(const ServiceContext& context, const std::string& instance
       }
       ++deleted;
     }
-    if (ids.size() < kBatch || deleted == 0) break;
+    if (ids->size() < kBatch || deleted == 0) break;
   }
   const std::string state = instance + "-";
   if (absl::Status s = context.store->states().DeleteDictionary(state, false); !s.ok()) {
@@ -313,9 +321,14 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
       Report(result.status());
       return;
     }
+    absl::StatusOr<std::vector<storage::ListEntry>> entries =
+        context_.store->states().ListList(ChildrenList(instance_));
+    if (!entries.ok()) {
+      Report(entries.status());
+      return;
+    }
     std::vector<grpc2::model::PerperInstance> children;
-    for (const storage::ListEntry& entry :
-         context_.store->states().ListList(ChildrenList(instance_))) {
+    for (const storage::ListEntry& entry : *entries) {
       grpc2::model::PerperInstance child;
       if (ParseAny(entry.value).UnpackTo(&child) && !child.instance().empty()) {
         children.push_back(std::move(child));
@@ -359,14 +372,19 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
     if (next_child_ == generation && !cancelled_) child_ = std::move(op);
   }
 
+  // Whether the instance has children or executions. A store that cannot answer counts as
+  // "owns something", so a reset deletes rather than leaves data behind.
   bool OwnsAnything() {
     storage::StateStore& states = context_.store->states();
-    if (states.CountList(ChildrenList(instance_)) > 0) return true;
+    absl::StatusOr<uint64_t> children = states.CountList(ChildrenList(instance_));
+    if (!children.ok() || *children > 0) return true;
     storage::ExecutionFilter filter;
     filter.any_agent = true;
     filter.instance = instance_;
     filter.include_finished = true;
-    return !context_.store->executions().ListExecutionIds(filter, 1).empty();
+    absl::StatusOr<std::vector<std::string>> ids =
+        context_.store->executions().ListExecutionIds(filter, 1);
+    return !ids.ok() || !ids->empty();
   }
 
   void DeleteInstance() {
@@ -474,7 +492,13 @@ grpc::ServerUnaryReactor* InstancesService::CreateAndStart(
     std::string list = ChildrenList(request->parent().instance());
     std::string value = InstanceValue(id, agent);
     // A retried CreateAndStart must not list the child twice.
-    if (!context_.store->states().LocateInList(list, value).has_value()) {
+    absl::StatusOr<std::optional<storage::ListEntry>> listed =
+        context_.store->states().LocateInList(list, value);
+    if (!listed.ok()) {
+      answer->Finish(listed.status());
+      return reactor;
+    }
+    if (!listed->has_value()) {
       storage::ListOperation append;
       append.location = storage::ListOperation::Location::kAtBack;
       append.insert_values.push_back(std::move(value));

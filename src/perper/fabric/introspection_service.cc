@@ -39,8 +39,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
   filter.instance = request->instance();
   filter.delegate = request->delegate();
   filter.include_finished = request->include_finished();
-  for (const storage::ExecutionRecord& record :
-       context_.store->executions().ListExecutions(filter, *limit)) {
+  auto executions = context_.store->executions().ListExecutions(filter, *limit);
+  if (!executions.ok()) return FinishUnary(context, executions.status());
+  for (const storage::ExecutionRecord& record : *executions) {
     grpc2::ExecutionSummary* summary = response->add_executions();
     summary->mutable_execution()->set_execution(record.execution);
     summary->mutable_instance()->set_instance(record.instance);
@@ -67,8 +68,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
   storage::ExecutionFilter filter;
   filter.agent = kRegistryAgent;
   filter.instance = request->agent();  // Empty: every agent type.
-  for (const storage::ExecutionRecord& record :
-       context_.store->executions().ListExecutions(filter, *limit)) {
+  auto registry = context_.store->executions().ListExecutions(filter, *limit);
+  if (!registry.ok()) return FinishUnary(context, registry.status());
+  for (const storage::ExecutionRecord& record : *registry) {
     grpc2::model::PerperInstance* instance = response->add_instances();
     instance->set_instance(record.execution);
     instance->set_agent(record.instance);
@@ -84,8 +86,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
   }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
-  for (const storage::StreamSummary& stream :
-       context_.store->streams().ListStreams(request->stream_prefix(), *limit)) {
+  auto streams = context_.store->streams().ListStreams(request->stream_prefix(), *limit);
+  if (!streams.ok()) return FinishUnary(context, streams.status());
+  for (const storage::StreamSummary& stream : *streams) {
     grpc2::StreamSummary* summary = response->add_streams();
     summary->set_stream(stream.record.stream);
     summary->set_ephemeral(stream.record.ephemeral);
@@ -116,8 +119,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
   }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
-  for (const storage::ReservationRecord& reservation :
-       context_.store->executions().ListReservations(request->workgroup(), *limit)) {
+  auto reservations = context_.store->executions().ListReservations(request->workgroup(), *limit);
+  if (!reservations.ok()) return FinishUnary(context, reservations.status());
+  for (const storage::ReservationRecord& reservation : *reservations) {
     grpc2::ReservationSummary* summary = response->add_reservations();
     summary->mutable_execution()->set_execution(reservation.execution);
     summary->set_workgroup(reservation.workgroup);
@@ -134,8 +138,9 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStates(
   }
   absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
   if (!limit.ok()) return FinishUnary(context, limit.status());
-  for (const storage::StateSummary& state :
-       context_.store->states().ListStates(request->name_prefix(), *limit)) {
+  auto states = context_.store->states().ListStates(request->name_prefix(), *limit);
+  if (!states.ok()) return FinishUnary(context, states.status());
+  for (const storage::StateSummary& state : *states) {
     grpc2::StateSummary* summary = response->add_states();
     summary->set_name(state.name);
     summary->set_kind(state.kind == storage::StateSummary::Kind::kList

@@ -171,8 +171,10 @@ StatesDictionaryService::ListItems(grpc::CallbackServerContext* context,
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return new Writer({}, s);
   }
+  auto entries = context_.store->states().ListDictionary(name);
+  if (!entries.ok()) return new Writer({}, entries.status());
   std::vector<grpc2::StatesDictionaryListItemsResponse> responses;
-  for (const auto& [key, value] : context_.store->states().ListDictionary(name)) {
+  for (const auto& [key, value] : *entries) {
     grpc2::StatesDictionaryListItemsResponse& response = responses.emplace_back();
     *response.mutable_key() = ParseAny(key);
     *response.mutable_value() = ParseAny(value);
@@ -190,10 +192,11 @@ grpc::ServerUnaryReactor* StatesDictionaryService::CountItems(
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
   }
-  uint64_t count = context_.store->states().CountDictionary(name);
+  absl::StatusOr<uint64_t> count = context_.store->states().CountDictionary(name);
+  if (!count.ok()) return FinishUnary(context, count.status());
   // The wire field is an int32 (upstream); larger counts saturate.
   response->set_count(static_cast<int32_t>(
-      std::min<uint64_t>(count, static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))));
+      std::min<uint64_t>(*count, static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))));
   return FinishUnary(context, absl::OkStatus());
 }
 
@@ -318,9 +321,10 @@ grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext*
       !s.ok()) {
     return FinishUnary(context, s);
   }
-  std::optional<storage::ListEntry> entry =
+  absl::StatusOr<std::optional<storage::ListEntry>> located =
       context_.store->states().LocateInList(name, SerializeAny(request->value()));
-  if (entry.has_value()) {
+  if (!located.ok()) return FinishUnary(context, located.status());
+  if (const std::optional<storage::ListEntry>& entry = *located; entry.has_value()) {
     response->set_found(true);
     response->set_index(entry->index);
     response->set_raw_index(entry->raw_index);
@@ -336,8 +340,10 @@ grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* StatesListService:
   }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return new Writer({}, s);
+  absl::StatusOr<std::vector<storage::ListEntry>> entries = context_.store->states().ListList(name);
+  if (!entries.ok()) return new Writer({}, entries.status());
   std::vector<grpc2::StatesListListItemsResponse> responses;
-  for (const storage::ListEntry& entry : context_.store->states().ListList(name)) {
+  for (const storage::ListEntry& entry : *entries) {
     grpc2::StatesListListItemsResponse& response = responses.emplace_back();
     response.set_index(entry.index);
     response.set_raw_index(entry.raw_index);
@@ -354,9 +360,10 @@ grpc::ServerUnaryReactor* StatesListService::CountItems(
   }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
-  uint64_t count = context_.store->states().CountList(name);
+  absl::StatusOr<uint64_t> count = context_.store->states().CountList(name);
+  if (!count.ok()) return FinishUnary(context, count.status());
   response->set_count(
-      static_cast<uint32_t>(std::min<uint64_t>(count, std::numeric_limits<uint32_t>::max())));
+      static_cast<uint32_t>(std::min<uint64_t>(*count, std::numeric_limits<uint32_t>::max())));
   return FinishUnary(context, absl::OkStatus());
 }
 

@@ -1079,15 +1079,17 @@ grpc::ServerUnaryReactor* StreamsService::Delete(grpc::CallbackServerContext* ca
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (!status.ok()) return FinishUnary(call, status);
   storage::Store& store = *context_.store;
-  if (!store.streams().GetStream(stream).ok()) {
+  if (absl::Status found = store.streams().GetStream(stream).status(); !found.ok()) {
+    if (!absl::IsNotFound(found)) return FinishUnary(call, found);
     return FinishUnary(call, absl::NotFoundError("stream " + stream + " not found"));
   }
   // The stream's producer (the execution of the same ID) goes with it once it has finished: it
   // has nothing left to do, and a finished execution is only kept for its result. It goes
   // first, so that a Delete retried after a failure between the two still finds the stream.
   bool finished = false;
-  store.executions().ReadExecution(
+  absl::StatusOr<bool> producer = store.executions().ReadExecution(
       stream, [&](const storage::ExecutionRecord& record) { finished = record.finished; });
+  if (!producer.ok()) return FinishUnary(call, producer.status());
   if (finished) {
     absl::StatusOr<bool> gone = store.executions().DeleteExecution(stream);
     if (!gone.ok()) return FinishUnary(call, gone.status());

@@ -225,6 +225,14 @@ absl::Status ParseFabric(const Errors& errors, const std::string& dir, const YAM
       } else {
         fabric.stream_write_wait_ms = size;
       }
+    } else if (key == "redis") {
+      if (text.empty()) return errors.At(entry.second, where, "expected host:port[,...] or start");
+      fabric.redis = text;
+    } else if (key == "processes") {
+      if (!absl::SimpleAtoi(text, &fabric.processes) || fabric.processes < 1 ||
+          fabric.processes > 16) {
+        return errors.At(entry.second, where, "expected a number from 1 to 16");
+      }
     } else if (key == "sync") {
       if (text == "true") {
         fabric.sync = true;

@@ -45,6 +45,12 @@ struct FabricSpec {
   std::optional<std::string> config_file, listen, storage, data_dir, log_level;
   std::optional<size_t> max_value_size, max_stream_retained_bytes, stream_write_wait_ms;
   std::optional<bool> sync;
+  // storage: redis only. The Redis deployment ("host:port[,host:port...]"), or "start": a
+  // private redis-server on a free port for this run (the default).
+  std::optional<std::string> redis;
+  // How many embedded Fabric processes share it (a local cluster to try); agents are spread
+  // over them. More than 1 needs storage: redis.
+  int processes = 1;
 };
 
 struct Manifest {

@@ -11,10 +11,12 @@ bool Matches(const ExecutionFilter& filter, const ExecutionRecord& record) {
   return true;
 }
 
-std::vector<std::string> ExecutionStore::ListExecutionIds(const ExecutionFilter& filter,
-                                                          size_t limit) {
+absl::StatusOr<std::vector<std::string>> ExecutionStore::ListExecutionIds(
+    const ExecutionFilter& filter, size_t limit) {
+  absl::StatusOr<std::vector<ExecutionRecord>> records = ListExecutions(filter, limit);
+  if (!records.ok()) return records.status();
   std::vector<std::string> ids;
-  for (ExecutionRecord& record : ListExecutions(filter, limit))
+  for (ExecutionRecord& record : *records)
     ids.push_back(std::move(record.execution));
   return ids;
 }

@@ -19,6 +19,10 @@
 // as hints and re-read. This is what lets a listener be served by another process than the
 // writer.
 //
+// Errors: every method that reads or writes can fail when the backend is remote (Redis):
+// UNAVAILABLE when it cannot be reached, RESOURCE_EXHAUSTED when it is full. The in-process
+// backends only fail where a method documents it.
+//
 // Thread safety: every method of a Store is safe to call concurrently from any thread.
 #pragma once
 
@@ -88,10 +92,11 @@ class ExecutionStore {
   // returns false without calling it when the execution is absent. For the hot paths that need
   // a few fields (dispatch, result waiters). `visit` runs under the store's lock: it must not
   // call into the store and should be short. The default reads a copy through GetExecution.
-  virtual bool ReadExecution(std::string_view execution,
-                             absl::FunctionRef<void(const ExecutionRecord&)> visit) {
+  virtual absl::StatusOr<bool> ReadExecution(
+      std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
     absl::StatusOr<ExecutionRecord> record = GetExecution(execution);
-    if (!record.ok()) return false;
+    if (absl::IsNotFound(record.status())) return false;
+    if (!record.ok()) return record.status();
     visit(*record);
     return true;
   }
@@ -106,12 +111,13 @@ class ExecutionStore {
   virtual absl::StatusOr<bool> DeleteExecution(std::string_view execution) = 0;
 
   // Matching executions in creation order, at most `limit`.
-  virtual std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
-                                                      size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(
+      const ExecutionFilter& filter, size_t limit) = 0;
   // The IDs of what ListExecutions returns, in the same order, without copying the records
   // (a listen call's initial scan needs only the IDs). The default forwards to ListExecutions;
   // a backend overrides it to skip the copies.
-  virtual std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit);
+  virtual absl::StatusOr<std::vector<std::string>> ListExecutionIds(const ExecutionFilter& filter,
+                                                                    size_t limit);
 
   // Reservations: at most one holder per (execution, workgroup). They belong to live calls and
   // are not durable, and end when the execution is completed or deleted. Returns true when
@@ -120,10 +126,10 @@ class ExecutionStore {
   virtual absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
                                           std::string_view holder) = 0;
   // Releases the reservation if `holder` holds it, reporting kReservationReleased.
-  virtual void ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                                  std::string_view holder) = 0;
-  virtual std::vector<ReservationRecord> ListReservations(std::string_view workgroup,
-                                                          size_t limit) = 0;
+  virtual absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                                          std::string_view holder) = 0;
+  virtual absl::StatusOr<std::vector<ReservationRecord>> ListReservations(
+      std::string_view workgroup, size_t limit) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -254,7 +260,8 @@ class StreamStore {
   virtual absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) = 0;
 
   // Streams whose ID starts with `prefix`, in ID order, at most `limit`.
-  virtual std::vector<StreamSummary> ListStreams(std::string_view prefix, size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<StreamSummary>> ListStreams(std::string_view prefix,
+                                                                 size_t limit) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -309,9 +316,9 @@ class StateStore {
   virtual absl::StatusOr<DictionaryOutcome> OperateDictionary(std::string_view dictionary,
                                                               const DictionaryOperation& op) = 0;
   // Entries in key-byte order. An unknown dictionary is empty.
-  virtual std::vector<std::pair<std::string, std::string>> ListDictionary(
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListDictionary(
       std::string_view dictionary) = 0;
-  virtual uint64_t CountDictionary(std::string_view dictionary) = 0;
+  virtual absl::StatusOr<uint64_t> CountDictionary(std::string_view dictionary) = 0;
   // keep_cache: remove every entry but keep the dictionary; otherwise remove it altogether.
   virtual absl::Status DeleteDictionary(std::string_view dictionary, bool keep_cache) = 0;
 
@@ -320,16 +327,18 @@ class StateStore {
   virtual absl::StatusOr<std::vector<std::string>> OperateList(std::string_view list,
                                                                const ListOperation& op) = 0;
   // The first entry whose value equals `value` byte for byte; nullopt when none.
-  virtual std::optional<ListEntry> LocateInList(std::string_view list, std::string_view value) = 0;
+  virtual absl::StatusOr<std::optional<ListEntry>> LocateInList(std::string_view list,
+                                                                std::string_view value) = 0;
   // Entries in index order.
-  virtual std::vector<ListEntry> ListList(std::string_view list) = 0;
-  virtual uint64_t CountList(std::string_view list) = 0;
+  virtual absl::StatusOr<std::vector<ListEntry>> ListList(std::string_view list) = 0;
+  virtual absl::StatusOr<uint64_t> CountList(std::string_view list) = 0;
   virtual absl::Status DeleteList(std::string_view list, bool keep_cache) = 0;
 
   // The dictionaries, then the lists, whose name starts with `prefix`, each kind in name order,
   // at most `limit` in all. A dictionary or list is listed once it exists (created, or written
   // to) until it is deleted; one emptied with keep_cache is listed, empty.
-  virtual std::vector<StateSummary> ListStates(std::string_view prefix, size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<StateSummary>> ListStates(std::string_view prefix,
+                                                               size_t limit) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -340,7 +349,7 @@ class DescriptorStore {
   virtual ~DescriptorStore() = default;
   // Stores the serialized FabricProtobufDescriptorsRegisterRequest under type_url (replacing).
   virtual absl::Status RegisterDescriptor(std::string_view type_url, std::string bytes) = 0;
-  virtual std::optional<std::string> GetDescriptor(std::string_view type_url) = 0;
+  virtual absl::StatusOr<std::optional<std::string>> GetDescriptor(std::string_view type_url) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class DescriptorsEngine final : public DescriptorStore {
 
   // INVALID_ARGUMENT when type_url is empty.
   absl::Status RegisterDescriptor(std::string_view type_url, std::string bytes) override;
-  std::optional<std::string> GetDescriptor(std::string_view type_url) override;
+  absl::StatusOr<std::optional<std::string>> GetDescriptor(std::string_view type_url) override;
 
  private:
   Journal* const journal_;

@@ -207,8 +207,8 @@ absl::StatusOr<ExecutionRecord> ExecutionsEngine::GetExecution(std::string_view 
   return record;
 }
 
-bool ExecutionsEngine::ReadExecution(std::string_view execution,
-                                     absl::FunctionRef<void(const ExecutionRecord&)> visit) {
+absl::StatusOr<bool> ExecutionsEngine::ReadExecution(
+    std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
   ExecutionRecord& record = Scratch();
   Shard& shard = ShardFor(execution);
   absl::MutexLock lock(&shard.mu);
@@ -289,17 +289,19 @@ absl::StatusOr<bool> ExecutionsEngine::DeleteExecution(std::string_view executio
   return true;
 }
 
-std::vector<ExecutionRecord> ExecutionsEngine::ListExecutions(const ExecutionFilter& filter,
-                                                              size_t limit) {
+absl::StatusOr<std::vector<ExecutionRecord>> ExecutionsEngine::ListExecutions(
+    const ExecutionFilter& filter, size_t limit) {
   // The IDs of every match first (cheap: no record is copied), then records are read oldest
   // first until `limit` still match: a listing of the first few among many (the CLI's, a count
   // of what is left) no longer copies every match. An execution that finished or went away
   // since the scan is passed over, so a match is never missed because an older one just ended.
   std::vector<ExecutionRecord> records;
-  for (const std::string& id :
-       ListExecutionIds(filter, std::numeric_limits<size_t>::max())) {
+  absl::StatusOr<std::vector<std::string>> ids =
+      ListExecutionIds(filter, std::numeric_limits<size_t>::max());
+  if (!ids.ok()) return ids.status();
+  for (const std::string& id : *ids) {
     if (records.size() >= limit) break;
-    ReadExecution(id, [&](const ExecutionRecord& record) {
+    (void)ReadExecution(id, [&](const ExecutionRecord& record) {
       if ((filter.include_finished || !record.finished) && Matches(filter, record)) {
         records.push_back(record);
       }
@@ -308,8 +310,8 @@ std::vector<ExecutionRecord> ExecutionsEngine::ListExecutions(const ExecutionFil
   return records;
 }
 
-std::vector<std::string> ExecutionsEngine::ListExecutionIds(const ExecutionFilter& filter,
-                                                            size_t limit) {
+absl::StatusOr<std::vector<std::string>> ExecutionsEngine::ListExecutionIds(
+    const ExecutionFilter& filter, size_t limit) {
   // Each match costs its ID and sequence: the records are decoded (to filter them) into one
   // scratch record whose buffers are reused, never copied out.
   std::vector<std::pair<uint64_t, std::string>> matching;
@@ -354,16 +356,17 @@ absl::StatusOr<bool> ExecutionsEngine::TryReserve(std::string_view execution,
   return inserted || it->second == holder;
 }
 
-void ExecutionsEngine::ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                                          std::string_view holder) {
+absl::Status ExecutionsEngine::ReleaseReservation(std::string_view execution,
+                                                  std::string_view workgroup,
+                                                  std::string_view holder) {
   Shard& shard = ShardFor(execution);
   Change change;
   {
     absl::MutexLock lock(&shard.mu);
     auto reservations = shard.reservations.find(Key(execution));
-    if (reservations == shard.reservations.end()) return;
+    if (reservations == shard.reservations.end()) return absl::OkStatus();
     auto it = reservations->second.find(Key(workgroup));
-    if (it == reservations->second.end() || it->second != holder) return;
+    if (it == reservations->second.end() || it->second != holder) return absl::OkStatus();
     reservations->second.erase(it);
     if (reservations->second.empty()) shard.reservations.erase(reservations);
     change.kind = Change::Kind::kReservationReleased;
@@ -379,10 +382,11 @@ void ExecutionsEngine::ReleaseReservation(std::string_view execution, std::strin
     }
   }
   notifier_->Notify(change);
+  return absl::OkStatus();
 }
 
-std::vector<ReservationRecord> ExecutionsEngine::ListReservations(std::string_view workgroup,
-                                                                  size_t limit) {
+absl::StatusOr<std::vector<ReservationRecord>> ExecutionsEngine::ListReservations(
+    std::string_view workgroup, size_t limit) {
   std::vector<ReservationRecord> out;
   for (Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);

@@ -41,20 +41,21 @@ class ExecutionsEngine final : public ExecutionStore {
 
   absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override;
   absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override;
-  bool ReadExecution(std::string_view execution,
-                     absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
+  absl::StatusOr<bool> ReadExecution(
+      std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
   absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
                                  std::optional<std::string> error) override;
   absl::StatusOr<bool> DeleteExecution(std::string_view execution) override;
-  std::vector<ExecutionRecord> ListExecutions(const ExecutionFilter& filter,
-                                              size_t limit) override;
+  absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(const ExecutionFilter& filter,
+                                                              size_t limit) override;
   absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
                                   std::string_view holder) override;
-  void ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                          std::string_view holder) override;
-  std::vector<std::string> ListExecutionIds(const ExecutionFilter& filter, size_t limit) override;
-  std::vector<ReservationRecord> ListReservations(std::string_view workgroup,
-                                                  size_t limit) override;
+  absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
+                                  std::string_view holder) override;
+  absl::StatusOr<std::vector<std::string>> ListExecutionIds(const ExecutionFilter& filter,
+                                                            size_t limit) override;
+  absl::StatusOr<std::vector<ReservationRecord>> ListReservations(std::string_view workgroup,
+                                                                  size_t limit) override;
 
  private:
   static constexpr size_t kShards = 64;

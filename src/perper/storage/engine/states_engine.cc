@@ -361,18 +361,19 @@ absl::StatusOr<bool> StatesEngine::StepDictionary(std::string_view name,
   }
 }
 
-std::vector<std::pair<std::string, std::string>> StatesEngine::ListDictionary(
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StatesEngine::ListDictionary(
     std::string_view name) {
   while (true) {
     auto dictionary = Find(dictionaries_, name, /*create=*/false);
-    if (dictionary == nullptr) return {};
+    using Entries = std::vector<std::pair<std::string, std::string>>;
+    if (dictionary == nullptr) return Entries();
     absl::MutexLock lock(&dictionary->mu);
     if (dictionary->removed) continue;
-    return {dictionary->entries.begin(), dictionary->entries.end()};
+    return Entries(dictionary->entries.begin(), dictionary->entries.end());
   }
 }
 
-uint64_t StatesEngine::CountDictionary(std::string_view name) {
+absl::StatusOr<uint64_t> StatesEngine::CountDictionary(std::string_view name) {
   while (true) {
     auto dictionary = Find(dictionaries_, name, /*create=*/false);
     if (dictionary == nullptr) return 0;
@@ -598,7 +599,7 @@ absl::StatusOr<std::vector<std::string>> StatesEngine::OperateListLocked(List& l
   return collected;
 }
 
-std::optional<ListEntry> StatesEngine::LocateInList(std::string_view name, std::string_view value) {
+absl::StatusOr<std::optional<ListEntry>> StatesEngine::LocateInList(std::string_view name, std::string_view value) {
   while (true) {
     auto list = Find(lists_, name, /*create=*/false);
     if (list == nullptr) return std::nullopt;
@@ -614,10 +615,10 @@ std::optional<ListEntry> StatesEngine::LocateInList(std::string_view name, std::
   }
 }
 
-std::vector<ListEntry> StatesEngine::ListList(std::string_view name) {
+absl::StatusOr<std::vector<ListEntry>> StatesEngine::ListList(std::string_view name) {
   while (true) {
     auto list = Find(lists_, name, /*create=*/false);
-    if (list == nullptr) return {};
+    if (list == nullptr) return std::vector<ListEntry>();
     absl::MutexLock lock(&list->mu);
     if (list->removed) continue;
     std::vector<ListEntry> entries;
@@ -630,7 +631,7 @@ std::vector<ListEntry> StatesEngine::ListList(std::string_view name) {
   }
 }
 
-uint64_t StatesEngine::CountList(std::string_view name) {
+absl::StatusOr<uint64_t> StatesEngine::CountList(std::string_view name) {
   while (true) {
     auto list = Find(lists_, name, /*create=*/false);
     if (list == nullptr) return 0;
@@ -678,7 +679,7 @@ absl::Status StatesEngine::DeleteList(std::string_view name, bool keep_cache) {
 // ---------------------------------------------------------------------------------------------
 // Listing
 
-std::vector<StateSummary> StatesEngine::ListStates(std::string_view prefix, size_t limit) {
+absl::StatusOr<std::vector<StateSummary>> StatesEngine::ListStates(std::string_view prefix, size_t limit) {
   std::vector<StateSummary> result;
   // An object in the registry that was never journaled only exists in memory, made by a read
   // or a refused write (its backend would not have it after a restart): it is not listed.

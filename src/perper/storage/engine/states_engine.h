@@ -64,19 +64,21 @@ class StatesEngine final : public StateStore {
   absl::Status CreateDictionary(std::string_view dictionary) override;
   absl::StatusOr<DictionaryOutcome> OperateDictionary(std::string_view dictionary,
                                                       const DictionaryOperation& op) override;
-  std::vector<std::pair<std::string, std::string>> ListDictionary(
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListDictionary(
       std::string_view dictionary) override;
-  uint64_t CountDictionary(std::string_view dictionary) override;
+  absl::StatusOr<uint64_t> CountDictionary(std::string_view dictionary) override;
   absl::Status DeleteDictionary(std::string_view dictionary, bool keep_cache) override;
 
   absl::Status CreateList(std::string_view list) override;
   absl::StatusOr<std::vector<std::string>> OperateList(std::string_view list,
                                                        const ListOperation& op) override;
-  std::optional<ListEntry> LocateInList(std::string_view list, std::string_view value) override;
-  std::vector<ListEntry> ListList(std::string_view list) override;
-  uint64_t CountList(std::string_view list) override;
+  absl::StatusOr<std::optional<ListEntry>> LocateInList(std::string_view list,
+                                                        std::string_view value) override;
+  absl::StatusOr<std::vector<ListEntry>> ListList(std::string_view list) override;
+  absl::StatusOr<uint64_t> CountList(std::string_view list) override;
   absl::Status DeleteList(std::string_view list, bool keep_cache) override;
-  std::vector<StateSummary> ListStates(std::string_view prefix, size_t limit) override;
+  absl::StatusOr<std::vector<StateSummary>> ListStates(std::string_view prefix,
+                                                       size_t limit) override;
 
   // The dictionary half of a step (Store::Step, engine_store.cc): evaluates `operations` in
   // order against dictionary `name`, each seeing the effect of those before it, and reports

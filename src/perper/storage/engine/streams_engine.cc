@@ -656,7 +656,7 @@ absl::StatusOr<std::vector<ListenerRecord>> StreamsEngine::ListListeners(std::st
   return result;
 }
 
-std::vector<StreamSummary> StreamsEngine::ListStreams(std::string_view prefix, size_t limit) {
+absl::StatusOr<std::vector<StreamSummary>> StreamsEngine::ListStreams(std::string_view prefix, size_t limit) {
   std::vector<std::shared_ptr<StreamState>> found;
   {
     absl::ReaderMutexLock lock(&registry_mu_);

@@ -95,7 +95,8 @@ class StreamsEngine final : public StreamStore {
                             int64_t position) override;
   absl::StatusOr<bool> DeleteListener(std::string_view stream, std::string_view name) override;
   absl::StatusOr<std::vector<ListenerRecord>> ListListeners(std::string_view stream) override;
-  std::vector<StreamSummary> ListStreams(std::string_view prefix, size_t limit) override;
+  absl::StatusOr<std::vector<StreamSummary>> ListStreams(std::string_view prefix,
+                                                         size_t limit) override;
 
   // The listener half of a step (Store::Step, engine_store.cc). Under the stream's lock: finds
   // whether listener `name` may move to `reached_key` (it is not at or past it already, and is

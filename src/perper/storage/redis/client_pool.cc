@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+#include "perper/storage/redis/client_pool.h"
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+#include "perper/common/status_macros.h"
+#include "perper/storage/redis/key_slot.h"
+
+namespace perper::storage::redis {
+namespace {
+
+std::string NewProcessId() {
+  std::random_device device;
+  uint64_t value = (uint64_t{device()} << 32) ^ device();
+  return absl::StrFormat("%016x", value);
+}
+
+}  // namespace
+
+ClientPool::ClientPool(RedisStoreOptions options)
+    : options_(std::move(options)), process_id_(NewProcessId()) {}
+
+absl::StatusOr<std::unique_ptr<ClientPool>> ClientPool::Create(RedisStoreOptions options) {
+  if (options.pool_size == 0) options.pool_size = 1;
+  std::unique_ptr<ClientPool> pool(new ClientPool(std::move(options)));
+  PERPER_ASSIGN_OR_RETURN(std::unique_ptr<ClusterClient> first,
+                          ClusterClient::Create(pool->options_.cluster));
+  pool->cluster_mode_ = first->cluster_mode();
+  absl::MutexLock lock(&pool->mu_);
+  pool->idle_.push_back(first.get());
+  pool->clients_.push_back(std::move(first));
+  return pool;
+}
+
+ClientPool::Lease::~Lease() {
+  if (client_ != nullptr) pool_->Return(client_);
+}
+
+void ClientPool::Return(ClusterClient* client) {
+  absl::MutexLock lock(&mu_);
+  idle_.push_back(client);
+}
+
+absl::StatusOr<ClientPool::Lease> ClientPool::Acquire() {
+  {
+    absl::MutexLock lock(&mu_);
+    auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || clients_.size() + connecting_ < options_.pool_size;
+    };
+    mu_.Await(absl::Condition(&available));
+    if (!idle_.empty()) {
+      ClusterClient* client = idle_.back();
+      idle_.pop_back();
+      return Lease(this, client);
+    }
+    ++connecting_;
+  }
+  // A new client connects outside the lock: others keep using the idle ones meanwhile.
+  absl::StatusOr<std::unique_ptr<ClusterClient>> created = ClusterClient::Create(options_.cluster);
+  absl::MutexLock lock(&mu_);
+  --connecting_;
+  if (!created.ok()) return created.status();
+  ClusterClient* client = created->get();
+  clients_.push_back(std::move(created).value());
+  return Lease(this, client);
+}
+
+absl::StatusOr<RedisReply> ClientPool::Run(std::string_view key,
+                                           const std::vector<std::string_view>& argv) {
+  PERPER_ASSIGN_OR_RETURN(Lease client, Acquire());
+  return client->Command(key, argv);
+}
+
+absl::StatusOr<RedisReply> ClientPool::RunScript(std::string_view script,
+                                                 const std::vector<std::string_view>& keys,
+                                                 const std::vector<std::string_view>& args) {
+  PERPER_ASSIGN_OR_RETURN(Lease client, Acquire());
+  return client->RunScript(script, keys, args);
+}
+
+absl::StatusOr<RedisReply> ClientPool::RunWrite(std::string_view script,
+                                                const std::vector<std::string_view>& keys,
+                                                const std::vector<std::string_view>& args) {
+  PERPER_ASSIGN_OR_RETURN(Lease client, Acquire());
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, client->RunScript(script, keys, args));
+  if (options_.wait_replicas > 0) {
+    PERPER_RETURN_IF_ERROR(WaitForReplicas(*client, keys.empty() ? 0 : KeySlot(keys.front())));
+  }
+  return reply;
+}
+
+absl::Status ClientPool::WaitForReplicas(ClusterClient& client, int slot) {
+  std::string replicas = absl::StrCat(options_.wait_replicas);
+  std::string timeout = absl::StrCat(options_.wait_timeout.count());
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                          client.CommandInSlot(slot, {"WAIT", replicas, timeout}));
+  if (reply.type != RedisReply::Type::kInteger || reply.integer < options_.wait_replicas) {
+    return absl::UnavailableError(absl::StrCat(
+        "redis: written to the master ", client.NodeForSlot(slot), " but confirmed by only ",
+        reply.integer, " of ", options_.wait_replicas, " replicas within ",
+        options_.wait_timeout.count(), " ms"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ClientPool::NodeForKey(std::string_view key) {
+  absl::StatusOr<Lease> client = Acquire();
+  if (!client.ok()) return "";
+  return (*client)->NodeForSlot(KeySlot(key));
+}
+
+ClusterStats ClientPool::stats() {
+  absl::MutexLock lock(&mu_);
+  ClusterStats sum;
+  for (const auto& client : clients_) {
+    ClusterStats s = client->stats();
+    sum.moved += s.moved;
+    sum.ask += s.ask;
+    sum.retries += s.retries;
+    sum.refreshes += s.refreshes;
+  }
+  return sum;
+}
+
+}  // namespace perper::storage::redis
