@@ -24,16 +24,20 @@ namespace perper::storage::redis {
 class RedisDescriptors final : public DescriptorStore {
  public:
   // `pool` must outlive the object.
-  explicit RedisDescriptors(ClientPool* pool) : pool_(pool) {}
+  explicit RedisDescriptors(ClientPool& pool) : pool_(pool) {}
+  ~RedisDescriptors() override = default;
   RedisDescriptors(const RedisDescriptors&) = delete;
   RedisDescriptors& operator=(const RedisDescriptors&) = delete;
+
+  // Nothing runs in the background.
+  absl::Status Start() { return absl::OkStatus(); }
 
   // INVALID_ARGUMENT when type_url is empty.
   absl::Status RegisterDescriptor(std::string_view type_url, std::string bytes) override;
   absl::StatusOr<std::optional<std::string>> GetDescriptor(std::string_view type_url) override;
 
  private:
-  ClientPool* const pool_;
+  ClientPool& pool_;
 };
 
 }  // namespace perper::storage::redis

@@ -40,8 +40,14 @@ absl::Status Malformed(std::string_view what) {
   return absl::InternalError(absl::StrCat("unexpected reply from Redis to ", Sv(what)));
 }
 
-constexpr std::string_view kDictionaries = "{perper}:dicts";
-constexpr std::string_view kLists = "{perper}:lists";
+const std::string& Dictionaries() {
+  static const std::string* const key = new std::string(Key(kGlobalTag, "dicts"));
+  return *key;
+}
+const std::string& Lists() {
+  static const std::string* const key = new std::string(Key(kGlobalTag, "lists"));
+  return *key;
+}
 
 // One dictionary operation, `decide` (kDecideLua) on the stored value.
 // KEYS: d, dx. ARGV: key, flags, new value, expected value (as decide takes them).
@@ -212,13 +218,13 @@ struct StateKeys {
   std::string fences;              // Dictionaries: the step fences (dropped with it).
 };
 StateKeys DictionaryKeys(std::string_view name) {
-  const std::string tag = RedisKeys::DictionaryTag(name);
-  return {kDictionaries, tag + ":d", tag + ":dx", "1", "HLEN", tag + ":f"};
+  const std::string tag = DictionaryTag(name);
+  return {Dictionaries(), Key(tag, "d"), Key(tag, "dx"), "1", "HLEN", Key(tag, "f")};
 }
 // A list's marker holds the raw index of its front item.
 StateKeys ListKeys(std::string_view name) {
-  const std::string tag = RedisKeys::ListTag(name);
-  return {kLists, tag + ":Li", tag + ":Lm", "0", "LLEN", ""};
+  const std::string tag = ListTag(name);
+  return {Lists(), Key(tag, "Li"), Key(tag, "Lm"), "0", "LLEN", ""};
 }
 
 bool ReplyInt(const RedisReply& reply, int64_t* out) {
@@ -284,11 +290,11 @@ std::string DecideFlags(const DictionaryOperation& op) {
 
 absl::Status RedisStates::CreateDictionary(std::string_view name) {
   PERPER_RETURN_IF_ERROR(CheckName(name, "dictionary"));
-  return Create(*pool_, DictionaryKeys(name), name);
+  return Create(pool_, DictionaryKeys(name), name);
 }
 
-absl::Status RedisStates::NoteDictionaryCreated(std::string_view name) {
-  return List(*pool_, DictionaryKeys(name), name);
+absl::Status NoteDictionaryCreated(ClientPool& pool, std::string_view name) {
+  return List(pool, DictionaryKeys(name), name);
 }
 
 absl::StatusOr<DictionaryOutcome> RedisStates::OperateDictionary(std::string_view name,
@@ -305,8 +311,8 @@ absl::StatusOr<DictionaryOutcome> RedisStates::OperateDictionary(std::string_vie
   std::vector<std::string_view> args = {op.key, flags, op.new_value, op.expected_existing_value};
   // A read goes without WAIT.
   absl::StatusOr<RedisReply> reply =
-      op.set_new_value ? pool_->RunWrite(*script, {keys.items, keys.marker}, args)
-                       : pool_->RunScript(*script, {keys.items, keys.marker}, args);
+      op.set_new_value ? pool_.RunWrite(*script, {keys.items, keys.marker}, args)
+                       : pool_.RunScript(*script, {keys.items, keys.marker}, args);
   PERPER_RETURN_IF_ERROR(reply.status());
   if (reply->type != RedisReply::Type::kArray || reply->elements.size() != 3) {
     return Malformed("a dictionary operation");
@@ -316,14 +322,14 @@ absl::StatusOr<DictionaryOutcome> RedisStates::OperateDictionary(std::string_vie
   if (reply->elements[1].type == RedisReply::Type::kString) {
     outcome.previous_value = std::move(reply->elements[1].str);
   }
-  if (reply->elements[2].integer == 1) PERPER_RETURN_IF_ERROR(List(*pool_, keys, name));
+  if (reply->elements[2].integer == 1) PERPER_RETURN_IF_ERROR(List(pool_, keys, name));
   return outcome;
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> RedisStates::ListDictionary(
     std::string_view name) {
   const StateKeys keys = DictionaryKeys(name);
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(keys.items, {"HGETALL", keys.items}));
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_.Run(keys.items, {"HGETALL", keys.items}));
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() % 2 != 0) {
     return Malformed("HGETALL");
   }
@@ -339,12 +345,12 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> RedisStates::Li
 }
 
 absl::StatusOr<uint64_t> RedisStates::CountDictionary(std::string_view name) {
-  return Count(*pool_, DictionaryKeys(name));
+  return Count(pool_, DictionaryKeys(name));
 }
 
 absl::Status RedisStates::DeleteDictionary(std::string_view name, bool keep_cache) {
   PERPER_RETURN_IF_ERROR(CheckName(name, "dictionary"));
-  return Delete(*pool_, DictionaryKeys(name), name, keep_cache);
+  return Delete(pool_, DictionaryKeys(name), name, keep_cache);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -352,7 +358,7 @@ absl::Status RedisStates::DeleteDictionary(std::string_view name, bool keep_cach
 
 absl::Status RedisStates::CreateList(std::string_view name) {
   PERPER_RETURN_IF_ERROR(CheckName(name, "list"));
-  return Create(*pool_, ListKeys(name), name);
+  return Create(pool_, ListKeys(name), name);
 }
 
 absl::StatusOr<std::vector<std::string>> RedisStates::OperateList(std::string_view name,
@@ -370,8 +376,8 @@ absl::StatusOr<std::vector<std::string>> RedisStates::OperateList(std::string_vi
   for (const std::string& value : op.insert_values)
     args.push_back(value);
   absl::StatusOr<RedisReply> reply =
-      writes ? pool_->RunWrite(kOperateListScript, {keys.items, keys.marker}, args)
-             : pool_->RunScript(kOperateListScript, {keys.items, keys.marker}, args);
+      writes ? pool_.RunWrite(kOperateListScript, {keys.items, keys.marker}, args)
+             : pool_.RunScript(kOperateListScript, {keys.items, keys.marker}, args);
   PERPER_RETURN_IF_ERROR(reply.status());
   if (reply->type != RedisReply::Type::kArray || reply->elements.size() != 3) {
     return Malformed("a list operation");
@@ -402,7 +408,7 @@ absl::StatusOr<std::vector<std::string>> RedisStates::OperateList(std::string_vi
   collected.reserve(reply->elements[1].elements.size());
   for (RedisReply& value : reply->elements[1].elements)
     collected.push_back(std::move(value.str));
-  if (reply->elements[2].integer == 1) PERPER_RETURN_IF_ERROR(List(*pool_, keys, name));
+  if (reply->elements[2].integer == 1) PERPER_RETURN_IF_ERROR(List(pool_, keys, name));
   return collected;
 }
 
@@ -410,7 +416,7 @@ absl::StatusOr<std::optional<ListEntry>> RedisStates::LocateInList(std::string_v
                                                                    std::string_view value) {
   const StateKeys keys = ListKeys(name);
   PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                          pool_->RunScript(kLocateScript, {keys.items, keys.marker}, {value}));
+                          pool_.RunScript(kLocateScript, {keys.items, keys.marker}, {value}));
   if (reply.type == RedisReply::Type::kNil) return std::nullopt;
   int64_t index = 0, start = 0;
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 2 ||
@@ -423,7 +429,7 @@ absl::StatusOr<std::optional<ListEntry>> RedisStates::LocateInList(std::string_v
 absl::StatusOr<std::vector<ListEntry>> RedisStates::ListList(std::string_view name) {
   const StateKeys keys = ListKeys(name);
   PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                          pool_->RunScript(kListListScript, {keys.items, keys.marker}, {}));
+                          pool_.RunScript(kListListScript, {keys.items, keys.marker}, {}));
   int64_t start = 0;
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 2 ||
       !ReplyInt(reply.elements[0], &start)) {
@@ -440,13 +446,13 @@ absl::StatusOr<std::vector<ListEntry>> RedisStates::ListList(std::string_view na
 }
 
 absl::StatusOr<uint64_t> RedisStates::CountList(std::string_view name) {
-  return Count(*pool_, ListKeys(name));
+  return Count(pool_, ListKeys(name));
 }
 
 absl::Status RedisStates::DeleteList(std::string_view name, bool keep_cache) {
   PERPER_RETURN_IF_ERROR(CheckName(name, "list"));
   // With keep_cache the list stays, empty, its raw indices starting again at 0.
-  return Delete(*pool_, ListKeys(name), name, keep_cache);
+  return Delete(pool_, ListKeys(name), name, keep_cache);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,13 +465,13 @@ absl::StatusOr<std::vector<StateSummary>> RedisStates::ListStates(std::string_vi
   const std::string from = absl::StrCat("[", Sv(prefix));
   for (StateSummary::Kind kind : {StateSummary::Kind::kDictionary, StateSummary::Kind::kList}) {
     const bool dictionary = kind == StateSummary::Kind::kDictionary;
-    const std::string_view zset = dictionary ? kDictionaries : kLists;
+    const std::string_view zset = dictionary ? Dictionaries() : Lists();
     for (int64_t offset = 0; result.size() < limit; offset += kPage) {
       const std::string offset_text = std::to_string(offset);
       const std::string page_text = std::to_string(kPage);
       PERPER_ASSIGN_OR_RETURN(
           RedisReply page,
-          pool_->Run(zset, {"ZRANGEBYLEX", zset, from, "+", "LIMIT", offset_text, page_text}));
+          pool_.Run(zset, {"ZRANGEBYLEX", zset, from, "+", "LIMIT", offset_text, page_text}));
       if (page.type != RedisReply::Type::kArray) return Malformed("ZRANGEBYLEX");
       bool past_prefix = false;
       for (RedisReply& entry : page.elements) {
@@ -478,7 +484,7 @@ absl::StatusOr<std::vector<StateSummary>> RedisStates::ListStates(std::string_vi
         const StateKeys keys = dictionary ? DictionaryKeys(name) : ListKeys(name);
         PERPER_ASSIGN_OR_RETURN(
             RedisReply count,
-            pool_->RunScript(kCountScript, {keys.marker, keys.items}, {keys.count_command}));
+            pool_.RunScript(kCountScript, {keys.marker, keys.items}, {keys.count_command}));
         if (count.type != RedisReply::Type::kInteger) return Malformed("a count");
         // A name whose object is gone (a crash between the two writes) is not listed.
         if (count.integer < 0) continue;

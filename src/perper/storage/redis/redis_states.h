@@ -18,6 +18,11 @@
 //
 // State changes are not reported to the notifier, as in the engines: no call waits for them.
 //
+// Retries: ClusterClient resends a script whose connection broke before the reply came. A
+// dictionary operation leaves the same state when run twice (a resent compare-and-set then
+// answers unsuccessful: it had succeeded); creations and deletions converge too. A list
+// operation that inserts or removes items is the exception: resent, it applies twice.
+//
 // Thread safety: every method is safe to call concurrently from any thread; atomicity comes from
 // the scripts, the object holds no mutable state.
 #pragma once
@@ -33,6 +38,7 @@
 #include "absl/status/statusor.h"
 
 #include "perper/storage/redis/client_pool.h"
+#include "perper/storage/redis/redis_notifier.h"
 #include "perper/storage/store.h"
 
 namespace perper::storage::redis {
@@ -80,12 +86,20 @@ end
 // value null (IsNullValue is decided here, in C++).
 std::string DecideFlags(const DictionaryOperation& op);
 
+// Lists `dictionary` (the global zset of dictionaries), after a script of another part (the
+// step's) reported that it created it. REQUIRES: `dictionary` non-empty.
+absl::Status NoteDictionaryCreated(ClientPool& pool, std::string_view dictionary);
+
 class RedisStates final : public StateStore {
  public:
-  // `pool` must outlive the object.
-  explicit RedisStates(ClientPool* pool) : pool_(pool) {}
+  // `pool` must outlive the object. States report no changes, so `notifier` is not used.
+  RedisStates(ClientPool& pool, RedisNotifier& notifier) : pool_(pool) {}
+  ~RedisStates() override = default;
   RedisStates(const RedisStates&) = delete;
   RedisStates& operator=(const RedisStates&) = delete;
+
+  // Nothing runs in the background; called once by RedisStore::Open.
+  absl::Status Start() { return absl::OkStatus(); }
 
   absl::Status CreateDictionary(std::string_view dictionary) override;
   absl::StatusOr<DictionaryOutcome> OperateDictionary(std::string_view dictionary,
@@ -106,12 +120,8 @@ class RedisStates final : public StateStore {
   absl::StatusOr<std::vector<StateSummary>> ListStates(std::string_view prefix,
                                                        size_t limit) override;
 
-  // Adds `dictionary` to the global zset, after a script (the step's) reported that it created
-  // the dictionary. REQUIRES: `dictionary` non-empty.
-  absl::Status NoteDictionaryCreated(std::string_view dictionary);
-
  private:
-  ClientPool* const pool_;
+  ClientPool& pool_;
 };
 
 }  // namespace perper::storage::redis

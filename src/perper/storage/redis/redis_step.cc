@@ -14,6 +14,7 @@
 #include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/storage/redis/redis_keys.h"
+#include "perper/storage/redis/redis_states.h"
 
 namespace perper::storage::redis {
 namespace {
@@ -118,11 +119,11 @@ absl::Status Validate(const StepRequest& request) {
 
 }  // namespace
 
-absl::StatusOr<StepResult> FenceStep(ClientPool& pool, RedisStates& states,
-                                     const StepRequest& request, int64_t listener_position) {
+absl::StatusOr<StepResult> FenceStep(ClientPool& pool, const StepRequest& request,
+                                     int64_t listener_position) {
   static const std::string* const script = new std::string(std::string(kDecideLua) + std::string(kStepBody));
-  const std::string tag = RedisKeys::DictionaryTag(request.dictionary);
-  const std::string entries = tag + ":d", marker = tag + ":dx", fences = tag + ":f";
+  const std::string tag = DictionaryTag(request.dictionary);
+  const std::string entries = Key(tag, "d"), marker = Key(tag, "dx"), fences = Key(tag, "f");
   const std::string field = absl::StrCat(request.stream, "\n", request.listener);
   const std::string position = std::to_string(listener_position);
   const std::string reached = std::to_string(request.reached_key);
@@ -161,13 +162,13 @@ absl::StatusOr<StepResult> FenceStep(ClientPool& pool, RedisStates& states,
     }
   }
   if (reply.elements[2].integer == 1) {
-    PERPER_RETURN_IF_ERROR(states.NoteDictionaryCreated(request.dictionary));
+    PERPER_RETURN_IF_ERROR(NoteDictionaryCreated(pool, request.dictionary));
   }
   return result;
 }
 
-absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams, RedisStates& states,
-                                   const StepRequest& request) {
+absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams,
+                                   RedisNotifier& notifier, const StepRequest& request) {
   PERPER_RETURN_IF_ERROR(Validate(request));
   PERPER_ASSIGN_OR_RETURN(const int64_t listener_position,
                           streams.ListenerPosition(request.stream, request.listener));
@@ -181,7 +182,7 @@ absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams, Redi
     result.applied = !result.already_taken && !result.position_mismatch;
     result.position = listener_position;
   } else {
-    PERPER_ASSIGN_OR_RETURN(result, FenceStep(pool, states, request, listener_position));
+    PERPER_ASSIGN_OR_RETURN(result, FenceStep(pool, request, listener_position));
     // A taken step whose listener is behind: the process that took it died before the move.
     if (result.already_taken) result.position = listener_position;
   }

@@ -24,6 +24,9 @@
 // the dictionary is deleted without keep_cache, which drops its fences). A step reports the
 // position after the phase it stopped in: a mismatched or refused step reports `effective`.
 //
+// Retries: a fence script resent after a lost reply finds its own fence and answers
+// already_taken; the listener is moved all the same.
+//
 // Thread safety: RunStep is safe to call concurrently from any thread.
 #pragma once
 
@@ -33,22 +36,24 @@
 #include "absl/status/statusor.h"
 
 #include "perper/storage/redis/client_pool.h"
-#include "perper/storage/redis/redis_states.h"
+#include "perper/storage/redis/redis_notifier.h"
 #include "perper/storage/redis/redis_streams.h"
 #include "perper/storage/store.h"
 
 namespace perper::storage::redis {
 
 // The whole step. Validates the request as the engines do (INVALID_ARGUMENT), NOT_FOUND for an
-// unknown stream. All pointers' targets must outlive the call.
-absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams, RedisStates& states,
-                                   const StepRequest& request);
+// unknown stream.
+// The listener's move is reported (kListenerChanged) by RedisStreams::AdvanceListener, so
+// `notifier` is not used here.
+absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams,
+                                   RedisNotifier& notifier, const StepRequest& request);
 
 // Phase 2 alone, given the listener's position P (kPositionNotStarted when it does not exist):
 // what RunStep does in the dictionary's slot. Public so a test can stop between the phases as a
 // crash would. `position` in the result is the effective position (max of P and the fence), or
 // reached_key when applied. REQUIRES: a request RunStep accepts, with a dictionary.
-absl::StatusOr<StepResult> FenceStep(ClientPool& pool, RedisStates& states,
-                                     const StepRequest& request, int64_t listener_position);
+absl::StatusOr<StepResult> FenceStep(ClientPool& pool, const StepRequest& request,
+                                     int64_t listener_position);
 
 }  // namespace perper::storage::redis
