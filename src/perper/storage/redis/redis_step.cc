@@ -11,8 +11,6 @@
 #include "absl/strings/str_cat.h"
 
 #include "perper/common/status_macros.h"
-#include "perper/common/text.h"
-#include "perper/common/values.h"
 #include "perper/storage/redis/redis_keys.h"
 #include "perper/storage/redis/redis_states.h"
 
@@ -96,27 +94,6 @@ absl::Status Malformed() {
   return absl::InternalError("unexpected reply from Redis to a step's fence script");
 }
 
-absl::Status Validate(const StepRequest& request) {
-  if (request.stream.empty()) return absl::InvalidArgumentError("stream ID must not be empty");
-  if (request.listener.empty()) {
-    return absl::InvalidArgumentError("listener name must not be empty (a step on stream " +
-                                      ShortId(request.stream) + ")");
-  }
-  if (!request.operations.empty() && request.dictionary.empty()) {
-    return absl::InvalidArgumentError(
-        "the step of listener " + ShortId(request.listener) + " on stream " +
-        ShortId(request.stream) + " has operations but no dictionary");
-  }
-  for (size_t i = 0; i < request.operations.size(); ++i) {
-    if (IsNullValue(request.operations[i].key)) {
-      return absl::InvalidArgumentError("operations[" + std::to_string(i) +
-                                        "].key must not be null (dictionary \"" +
-                                        ShortId(request.dictionary) + "\")");
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<StepResult> FenceStep(ClientPool& pool, const StepRequest& request,
@@ -169,7 +146,7 @@ absl::StatusOr<StepResult> FenceStep(ClientPool& pool, const StepRequest& reques
 
 absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams,
                                    RedisNotifier& notifier, const StepRequest& request) {
-  PERPER_RETURN_IF_ERROR(Validate(request));
+  PERPER_RETURN_IF_ERROR(ValidateStepRequest(request));
   PERPER_ASSIGN_OR_RETURN(const int64_t listener_position,
                           streams.ListenerPosition(request.stream, request.listener));
   StepResult result;
