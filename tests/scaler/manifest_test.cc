@@ -89,6 +89,28 @@ agents:
   unsetenv("PERPER_MANIFEST_TEST_DIR");
 }
 
+TEST(ManifestTest, ParsesALocalCluster) {
+  auto manifest = Parse(
+      "fabric:\n  storage: redis\n  redis: start\n  processes: 3\nagents:\n  A:\n"
+      "    command: /bin/true\n");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->fabric.storage, "redis");
+  EXPECT_EQ(manifest->fabric.redis, "start");
+  EXPECT_EQ(manifest->fabric.processes, 3);
+  auto single = Parse("agents:\n  A:\n    command: /bin/true\n");
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_EQ(single->fabric.processes, 1);
+  EXPECT_FALSE(single->fabric.redis.has_value());
+  for (const char* count : {"0", "17", "many"}) {
+    auto bad = Parse(std::string("fabric:\n  processes: ") + count +
+                     "\nagents:\n  A:\n    command: /bin/true\n");
+    ASSERT_FALSE(bad.ok()) << count;
+    EXPECT_NE(bad.status().message().find("fabric.processes: expected a number from 1 to 16"),
+              std::string::npos)
+        << bad.status();
+  }
+}
+
 TEST(ManifestTest, ExternalFabricAddress) {
   auto manifest =
       Parse("fabric:\n  address: 10.0.0.1:40400\nagents:\n  A:\n    command: /bin/true\n");

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // `perper up` end to end: the real binary, real agent processes, a real Fabric (embedded, or a
 // perper-fabric process for the tests that drive it directly).
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -81,6 +82,30 @@ TEST(UpTest, HelloExamplePrintsTheSentenceThroughAStreamAndExits) {
   EXPECT_NE(out.find("[agent=MyFirstAgent instance=deploy pid="), std::string::npos) << out;
   EXPECT_NE(out.find("] Hello world from Deploy!\n"), std::string::npos) << out;
   EXPECT_NE(out.find("[agent=StreamPrinterAgent instance=Run-"), std::string::npos) << out;
+  EXPECT_NE(out.find("] Hello world through stream!\n"), std::string::npos) << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// S2 on a local cluster: three Fabric processes on a redis-server `perper up` starts; the agent
+// processes are spread over them, so the stream crosses Fabric processes through Redis.
+TEST(UpTest, HelloExampleRunsOnALocalClusterOfThreeFabricProcesses) {
+  std::string marker = TestMarker();
+  std::vector<std::string> env = Env(marker);
+  env.push_back("HELLO_DELAY_MS=5");
+  TempDir dir;
+  ChildProcess up({PERPER_BINARY, "up",
+                   std::string(PERPER_SOURCE_DIR) + "/examples/apps/hello-cluster.yaml",
+                   "--address-file", dir.path() + "/address"},
+                  env);
+  ASSERT_EQ(up.Wait(seconds(60)), 0) << up.Output();
+  std::string addresses = ReadFile(dir.path() + "/address");
+  EXPECT_EQ(std::count(addresses.begin(), addresses.end(), ','), 2) << addresses;
+  EXPECT_NE(up.Stderr().find("redis-server started on 127.0.0.1:"), std::string::npos)
+      << up.Output();
+  EXPECT_NE(up.Stderr().find("3 Fabric processes (redis storage on 127.0.0.1:"),
+            std::string::npos)
+      << up.Output();
+  std::string out = up.Stdout();
   EXPECT_NE(out.find("] Hello world through stream!\n"), std::string::npos) << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }

@@ -14,6 +14,7 @@ const char* ChangeKindName(Change::Kind kind) {
     case Change::Kind::kStreamCompleted: return "stream-completed";
     case Change::Kind::kStreamDeleted: return "stream-deleted";
     case Change::Kind::kListenerChanged: return "listener-changed";
+    case Change::Kind::kResync: return "resync";
   }
   return "unknown";
 }

@@ -21,6 +21,10 @@ struct Change {
     kStreamCompleted,
     kStreamDeleted,
     kListenerChanged,  // A listener of stream `id` was registered, moved or deleted.
+    // Changes made by other processes sharing the store may have been missed (a lost or moved
+    // subscription was just restored): whoever waits on a change reads its state again. Only
+    // ever delivered locally, never stored nor passed between processes; no other field is set.
+    kResync,
   };
   Kind kind;
   std::string id;  // The execution or stream.

@@ -1,2 +1,168 @@
 // SPDX-License-Identifier: MIT
 #include "perper/storage/redis/leases.h"
+
+#include <set>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "perper/storage/redis/redis_keys.h"
+
+namespace perper::storage::redis {
+
+std::string LeaseKey(std::string_view process_id) {
+  return Key(ProcessTag(process_id), "lease");
+}
+
+absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id) {
+  std::string key = LeaseKey(process_id);
+  absl::StatusOr<RedisReply> reply = pool.Run(key, {"EXISTS", key});
+  if (!reply.ok()) return reply.status();
+  return reply->integer != 0;
+}
+
+ProcessLease::ProcessLease(ClientPool* pool, std::chrono::milliseconds lease)
+    : pool_(pool), lease_(lease) {}
+
+ProcessLease::~ProcessLease() { Stop(/*release=*/true); }
+
+absl::Status ProcessLease::Renew() {
+  std::string key = LeaseKey(pool_->process_id());
+  std::string ms = std::to_string(lease_.count());
+  return pool_->Run(key, {"SET", key, "1", "PX", ms}).status();
+}
+
+absl::Status ProcessLease::Start() {
+  if (absl::Status status = Renew(); !status.ok()) return status;
+  std::string processes = Key(kGlobalTag, "processes");
+  absl::StatusOr<RedisReply> added =
+      pool_->Run(processes, {"SADD", processes, pool_->process_id()});
+  if (!added.ok()) return added.status();
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void ProcessLease::Stop(bool release) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  if (!release) return;
+  // Best effort: when Redis is unreachable the lease runs out by itself.
+  std::string key = LeaseKey(pool_->process_id());
+  (void)pool_->Run(key, {"DEL", key});
+  std::string processes = Key(kGlobalTag, "processes");
+  (void)pool_->Run(processes, {"SREM", processes, pool_->process_id()});
+}
+
+void ProcessLease::Run() {
+  const absl::Duration period = absl::FromChrono(lease_) / 3;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), period);
+    if (stopping_) break;
+    mu_.Unlock();
+    // A failed renewal is retried at the next period; if Redis stays away longer than the
+    // lease, other processes rightly treat this one as gone.
+    (void)Renew();
+    mu_.Lock();
+  }
+}
+
+ForeignHolderWatcher::ForeignHolderWatcher(ClientPool* pool, Report report,
+                                           std::chrono::milliseconds interval, size_t capacity)
+    : pool_(pool), report_(std::move(report)), interval_(interval), capacity_(capacity) {}
+
+ForeignHolderWatcher::~ForeignHolderWatcher() { Stop(); }
+
+void ForeignHolderWatcher::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void ForeignHolderWatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ForeignHolderWatcher::Watch(std::string_view process_id, ForeignHold hold) {
+  absl::MutexLock lock(&mu_);
+  auto key = std::make_pair(hold.execution, hold.workgroup);
+  auto it = entries_.find(key);
+  if (it == entries_.end() && entries_.size() >= capacity_) return;
+  Entry entry{std::string(process_id), std::move(hold)};
+  if (it == entries_.end()) {
+    entries_.emplace(std::move(key), std::move(entry));
+  } else {
+    it->second = std::move(entry);
+  }
+}
+
+void ForeignHolderWatcher::Forget(std::string_view execution, std::string_view workgroup) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(std::make_pair(std::string(execution), std::string(workgroup)));
+  if (it != entries_.end()) entries_.erase(it);
+}
+
+void ForeignHolderWatcher::Forget(std::string_view execution) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.lower_bound(std::make_pair(std::string(execution), std::string()));
+  while (it != entries_.end() && it->first.first == execution) it = entries_.erase(it);
+}
+
+size_t ForeignHolderWatcher::size() const {
+  absl::MutexLock lock(&mu_);
+  return entries_.size();
+}
+
+void ForeignHolderWatcher::CheckOnce() {
+  std::set<std::string> processes;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, entry] : entries_) processes.insert(entry.process_id);
+  }
+  std::set<std::string> dead;
+  for (const std::string& process : processes) {
+    absl::StatusOr<bool> alive = LeaseAlive(*pool_, process);
+    // Unreachable Redis: nobody can take anything over now; ask again next round.
+    if (alive.ok() && !*alive) dead.insert(process);
+  }
+  if (dead.empty()) return;
+  std::vector<ForeignHold> released;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (dead.count(it->second.process_id) != 0) {
+        released.push_back(std::move(it->second.hold));
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (ForeignHold& hold : released) {
+    Change change;
+    change.kind = Change::Kind::kReservationReleased;
+    change.id = std::move(hold.execution);
+    change.workgroup = std::move(hold.workgroup);
+    change.agent = std::move(hold.agent);
+    change.instance = std::move(hold.instance);
+    change.delegate = std::move(hold.delegate);
+    report_(change);
+  }
+}
+
+void ForeignHolderWatcher::Run() {
+  const absl::Duration period = absl::FromChrono(interval_);
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), period);
+    if (stopping_) break;
+    mu_.Unlock();
+    CheckOnce();
+    mu_.Lock();
+  }
+}
+
+}  // namespace perper::storage::redis

@@ -1,21 +1,128 @@
 // SPDX-License-Identifier: MIT
-// The lease of this Fabric process on what its calls hold (docs/cluster.md).
+// Process leases of the redis backend: how Fabric processes sharing one Redis learn that another
+// one is gone, so that what it held (reservations, transient listeners) can be taken over.
+//
+// Every process keeps `{p:<process id>}:lease` alive (SET PX, renewed every third of the lease)
+// and is in `{perper}:processes` while it runs. A process whose lease key has expired is dead: its holdings
+// may be taken by anyone. A process that closes cleanly deletes its lease at once.
 #pragma once
 
-#include "absl/status/status.h"
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "perper/storage/change.h"
 #include "perper/storage/redis/client_pool.h"
 
 namespace perper::storage::redis {
 
-// Thread safety: thread-safe.
-class Leases {
+// `{p:<process id>}:lease`.
+std::string LeaseKey(std::string_view process_id);
+// Whether the process `process_id` holds a live lease (one EXISTS).
+absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id);
+
+// This process's lease: set by Start, renewed by a thread every lease/3, deleted by a clean
+// Stop. Owned by the executions part of a RedisStore. Thread safety: Start is called once, then
+// Stop (a second Stop does nothing); the renewal thread shares only the guarded stop flag.
+class ProcessLease {
  public:
-  explicit Leases(ClientPool& pool) : pool_(pool) {}
-  absl::Status Start() { return absl::OkStatus(); }
+  // `pool` must outlive the lease.
+  ProcessLease(ClientPool* pool, std::chrono::milliseconds lease);
+  ~ProcessLease();  // Stop(/*release=*/true) unless stopped already.
+  ProcessLease(const ProcessLease&) = delete;
+  ProcessLease& operator=(const ProcessLease&) = delete;
+
+  // Sets the lease and registers the process; then renews it until Stop. A failure to set it
+  // fails the open: a process without a lease would lose what it holds to the first asker.
+  absl::Status Start();
+  // Stops renewing. `release`: delete the lease and the registration now, so other processes
+  // take over at once (a clean close); otherwise the lease runs out by itself, as a killed
+  // process's does.
+  void Stop(bool release);
+
+  std::chrono::milliseconds lease() const { return lease_; }
 
  private:
-  [[maybe_unused]] ClientPool& pool_;
+  absl::Status Renew();
+  void Run();
+
+  ClientPool* const pool_;
+  const std::chrono::milliseconds lease_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// A reservation held by another process that some caller here was refused, with the execution's
+// routing fields for the change that announces its release.
+struct ForeignHold {
+  std::string execution;
+  std::string workgroup;
+  std::string agent;
+  std::string instance;
+  std::string delegate;
+};
+
+// Watches the processes holding reservations this process was refused: every `interval` it
+// checks their leases and, for each one that died, reports kReservationReleased for each of its
+// watched holds (a waiting caller then asks again and takes the reservation over). Entries go
+// when the reservation is released, completed or deleted (Forget), and the table is bounded:
+// beyond `capacity` new holds are not watched (their callers still hear of a release made by
+// the holder itself, through the change bus).
+//
+// Owned by the executions part of a RedisStore. Thread safety: every method is safe to call
+// concurrently; `report` is called from the watcher's thread without any lock held.
+class ForeignHolderWatcher {
+ public:
+  using Report = std::function<void(const Change&)>;
+
+  ForeignHolderWatcher(ClientPool* pool, Report report,
+                       std::chrono::milliseconds interval = std::chrono::milliseconds(250),
+                       size_t capacity = 100000);
+  ~ForeignHolderWatcher();  // Stops the thread.
+  ForeignHolderWatcher(const ForeignHolderWatcher&) = delete;
+  ForeignHolderWatcher& operator=(const ForeignHolderWatcher&) = delete;
+
+  void Start();
+  void Stop();
+
+  // Watches `hold`, held by process `process_id` (replacing an earlier entry of the same
+  // execution and workgroup).
+  void Watch(std::string_view process_id, ForeignHold hold);
+  // Drops the entry of (execution, workgroup), or every entry of `execution`.
+  void Forget(std::string_view execution, std::string_view workgroup);
+  void Forget(std::string_view execution);
+  size_t size() const;
+
+  // One round of checks (what the thread does every interval); for tests and the thread.
+  void CheckOnce();
+
+ private:
+  struct Entry {
+    std::string process_id;
+    ForeignHold hold;
+  };
+
+  void Run();
+
+  ClientPool* const pool_;
+  const Report report_;
+  const std::chrono::milliseconds interval_;
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  // (execution, workgroup) → entry; ordered so that all workgroups of an execution are adjacent.
+  std::map<std::pair<std::string, std::string>, Entry, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 }  // namespace perper::storage::redis

@@ -1,43 +1,962 @@
 // SPDX-License-Identifier: MIT
+// Round trips per operation (a "locator" is one GET of `{e:<id>}:w`, skipped when cached):
+//   CreateExecution      4: INCR the agent's sequence, locator script, record script, index
+//                        script (3 when the execution has no instance: locator and record share
+//                        the slot `e:<id>` and are one script). +1 (SADD `{perper}:agents`) the
+//                        first time this process creates an execution of an agent, and whenever
+//                        the agent's sequence starts (1).
+//   GetExecution         1 + locator. ReadExecution: the same.
+//   CompleteExecution    2 + locator: record script, ZREM from the agent's open set.
+//   DeleteExecution      3 + locator: record script, index script, locator delete (2 without
+//                        an instance: the record script deletes the locator in its slot).
+//   TryReserve           1 + locator; a holder on another process adds an EXISTS of its lease,
+//                        and when the lease is gone one more script takes the reservation over.
+//   ReleaseReservation   1 + locator.
+//   ListExecutionIds     1 with an agent or an instance; with any agent and no instance
+//                        1 (SMEMBERS `{perper}:agents`) + 1 per agent. Each of those is one
+//                        more per 4,096 entries scanned (a script call stops there).
+//   ListExecutions       ListExecutionIds + 1 per tag among the listed records (per 1,000 of
+//                        them).
+//   ListReservations     1 + 1 per agent + 1 per tag holding open executions + 1 EXISTS per
+//                        other holding process (introspection only).
+// A locator cached by this process is trusted; a script that finds no record under it drops it
+// and reads the locator once more.
+//
+// The ClusterClient resends a command whose connection broke, so any script here may run twice.
+// A create recognises its own sequence and a completion its own token (both then answer as the
+// first run did); a reservation is keyed by its holder; the locator and index scripts converge.
+// A delete or release whose first run removed everything answers as if nothing was there.
 #include "perper/storage/redis/redis_executions.h"
 
+#include <algorithm>
+#include <limits>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "perper/common/status_macros.h"
+#include "perper/common/text.h"
+#include "perper/storage/redis/key_slot.h"
+#include "perper/storage/redis/redis_keys.h"
+
 namespace perper::storage::redis {
+
 namespace {
 
-absl::Status NotYet() { return absl::UnimplementedError("redis backend: not implemented yet"); }
+// Lua counts in doubles: a listing limit beyond 2^53 means "all".
+constexpr size_t kUnlimited = size_t{1} << 53;
+
+// Checks a locator and creates a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] and
+// KEYS[4] (only when the locator shares the record's slot) the locator and its birth time. ARGV:
+// id, agent, instance, delegate, encoded arguments, sequence, locator value.
+// Answers {1, seq, 0} created, {0, seq, finished} identical, {-1} different content,
+// {-2, locator} the locator names another agent or tag.
+constexpr std::string_view kCreateScript = R"lua(
+if KEYS[3] then
+  local located = redis.call('GET', KEYS[3])
+  if not located then
+    local t = redis.call('TIME')
+    redis.call('SET', KEYS[3], ARGV[7])
+    redis.call('SET', KEYS[4], t[1] * 1000 + math.floor(t[2] / 1000))
+  elseif located ~= ARGV[7] then
+    return {-2, located}
+  end
+end
+local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate', 'args', 'seq', 'finished')
+if r[1] then
+  -- Our own sequence: this very create ran before its answer was lost, and is retried.
+  if r[5] == ARGV[6] then return {1, ARGV[6], 0} end
+  if r[1] == ARGV[2] and r[2] == ARGV[3] and r[3] == ARGV[4] and r[4] == ARGV[5] then
+    return {0, r[5], r[6] and 1 or 0}
+  end
+  return {-1}
+end
+redis.call('HSET', KEYS[1], 'agent', ARGV[2], 'instance', ARGV[3], 'delegate', ARGV[4],
+           'args', ARGV[5], 'seq', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+return {1, ARGV[6], 0}
+)lua";
+
+// Sets a locator when absent: KEYS[1] locator, KEYS[2] its birth time (ms), ARGV[1] value.
+// 1 set, 0 already this value, else the other value.
+constexpr std::string_view kLocatorScript = R"lua(
+local located = redis.call('GET', KEYS[1])
+if not located then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000))
+  return 1
+end
+if located == ARGV[1] then return 0 end
+return located
+)lua";
+
+// Replaces (ARGV[2] non-empty) or deletes a locator that has value ARGV[1] and is at least
+// ARGV[3] ms old: KEYS[1] locator, KEYS[2] its birth time (absent: old). 1 when done.
+constexpr std::string_view kReplaceScript = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if now - tonumber(redis.call('GET', KEYS[2]) or 0) < tonumber(ARGV[3]) then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], now)
+end
+return 1
+)lua";
+
+// One command on KEYS[1] (ARGV[1] the command, the rest its arguments), as a script so that
+// it is a write (RunWrite: WAIT for replicas when asked to).
+constexpr std::string_view kCommandScript = R"lua(
+return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
+)lua";
+
+// Indexes an execution under its agent: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id, seq,
+// meta value, finished ('1'/'0'). Idempotent; an entry left by an earlier incarnation of the ID
+// (another sequence) is replaced.
+constexpr std::string_view kIndexScript = R"lua(
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) == 0 then
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if score and tonumber(score) == tonumber(ARGV[2]) then return 0 end
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if ARGV[4] == '0' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 1
+)lua";
+
+// Removes an execution from its agent's index: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id,
+// the encoded tag its meta entry starts with (an entry of another incarnation stays).
+constexpr std::string_view kUnindexScript = R"lua(
+local meta = redis.call('HGET', KEYS[3], ARGV[1])
+if not meta or string.sub(meta, 1, #ARGV[2]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+)lua";
+
+// Finishes a record and drops its reservations: KEYS[1] record; ARGV encoded results, has
+// error ('1'/'0'), error, a token unique to this call (kept, so that the call retried after a
+// lost answer succeeds). {0} absent, {-1} finished, {1, agent, instance, delegate}.
+constexpr std::string_view kCompleteScript = R"lua(
+local r = redis.call('HMGET', KEYS[1], 'agent', 'finished', 'instance', 'delegate', 'done')
+if not r[1] then return {0} end
+if r[2] then
+  if r[5] == ARGV[4] then return {1, r[1], r[3], r[4]} end
+  return {-1}
+end
+redis.call('HSET', KEYS[1], 'finished', '1', 'results', ARGV[1], 'done', ARGV[4])
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 2) == 'r:' then redis.call('HDEL', KEYS[1], field) end
+end
+return {1, r[1], r[3], r[4]}
+)lua";
+
+// Deletes a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] and KEYS[4] (when in this
+// slot) the locator and its birth time; ARGV id, locator value. {0} absent,
+// {1, agent, instance, delegate}.
+constexpr std::string_view kDeleteScript = R"lua(
+local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate')
+if not r[1] then return {0} end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3], KEYS[4]) end
+return {1, r[1], r[2], r[3]}
+)lua";
+
+// Takes a reservation: KEYS[1] record; ARGV field `r:<workgroup>`, our holder, a dead holder
+// that may be replaced (or ''). {0} absent, {-1} finished, {1} ours now,
+// {2, holder, agent, instance, delegate} held by another.
+constexpr std::string_view kReserveScript = R"lua(
+local r = redis.call('HMGET', KEYS[1], 'agent', 'finished', ARGV[1], 'instance', 'delegate')
+if not r[1] then return {0} end
+if r[2] then return {-1} end
+if r[3] == ARGV[2] then return {1} end
+if not r[3] or (ARGV[3] ~= '' and r[3] == ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return {1}
+end
+return {2, r[3], r[1], r[4], r[5]}
+)lua";
+
+// Releases a reservation held by ARGV[2]: KEYS[1] record, ARGV[1] field.
+// {0} not held by it, {1, agent, instance, delegate} released.
+constexpr std::string_view kReleaseScript = R"lua(
+local r = redis.call('HMGET', KEYS[1], ARGV[1], 'agent', 'instance', 'delegate')
+if r[1] ~= ARGV[2] then return {0} end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return {1, r[2], r[3], r[4]}
+)lua";
+
+// Executions in sequence order, filtered: at most ARGV[2] matches, scanning at most 4096 entries
+// per call so that no call holds Redis for long. Two ways:
+// ARGV[1] 'a': an agent's index, KEYS[1] its all or open set, KEYS[2] its meta hash;
+// ARGV[1] 'i': an instance's tag, KEYS[1] its id set (the records share its slot).
+// ARGV[3] instance filter ('a'), ARGV[4] delegate filter, ARGV[5] agent ('i'), ARGV[6] any
+// agent ('1'/'0'), ARGV[7] include finished ('1'/'0'), ARGV[8] record key prefix ('i'),
+// ARGV[9] the tag ('i'); ARGV[10], ARGV[11] the cursor: the score and member scanned last ('' to
+// start). Answers flat {id, seq, tag, ...} then the cursor to go on from ('', '' at the end).
+// Scores tie only across agents (sequences are per agent), so a cursor by (score, member) is
+// exact while the set changes between calls.
+constexpr std::string_view kListScript = R"lua(
+local function decode(s)
+  local t, p = {}, 1
+  while p <= #s do
+    local c = string.find(s, ':', p, true)
+    local n = tonumber(string.sub(s, p, c - 1))
+    t[#t + 1] = string.sub(s, c + 1, c + n)
+    p = c + 1 + n
+  end
+  return t
+end
+-- The tag of `id` when it matches, else nil.
+local function match(id)
+  if ARGV[1] == 'a' then
+    local meta = redis.call('HGET', KEYS[2], id)
+    if not meta then return nil end
+    local m = decode(meta)
+    if (ARGV[3] == '' or m[2] == ARGV[3]) and (ARGV[4] == '' or m[3] == ARGV[4]) then
+      return m[1]
+    end
+    return nil
+  end
+  local r = redis.call('HMGET', ARGV[8] .. id, 'agent', 'delegate', 'finished')
+  if r[1] and (ARGV[6] == '1' or r[1] == ARGV[5]) and (ARGV[4] == '' or r[2] == ARGV[4])
+      and (ARGV[7] == '1' or not r[3]) then
+    return ARGV[9]
+  end
+  return nil
+end
+local wanted = tonumber(ARGV[2])
+local from = ARGV[10] == '' and '-inf' or ARGV[10]
+local after = ARGV[10] ~= '' and tonumber(ARGV[10])
+local out, found, scanned, offset = {}, 0, 0, 0
+local score, member = '', ''
+while found < wanted and scanned < 4096 do
+  local page = redis.call('ZRANGE', KEYS[1], from, '+inf', 'BYSCORE', 'LIMIT', offset, 256,
+                          'WITHSCORES')
+  if #page == 0 then
+    score, member = '', ''
+    break
+  end
+  offset = offset + #page / 2
+  for i = 1, #page, 2 do
+    local id = page[i]
+    if not after or tonumber(page[i + 1]) > after or id > ARGV[11] then
+      scanned = scanned + 1
+      score, member = page[i + 1], id
+      local tag = match(id)
+      if tag then
+        out[#out + 1] = id
+        out[#out + 1] = page[i + 1]
+        out[#out + 1] = tag
+        found = found + 1
+        if found >= wanted then break end
+      end
+    end
+  end
+end
+out[#out + 1] = score
+out[#out + 1] = member
+return out
+)lua";
+
+// Records of one tag: KEYS the record keys; one HGETALL each (empty when absent).
+constexpr std::string_view kReadRecordsScript = R"lua(
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGETALL', KEYS[i]) end
+return out
+)lua";
+
+// Holders of one workgroup in records of one tag: KEYS the record keys, ARGV[1] the field.
+constexpr std::string_view kHoldersScript = R"lua(
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[1]) or '' end
+return out
+)lua";
+
+// Values are length-prefixed ("<decimal length>:<bytes>" each), so any bytes survive and equal
+// lists encode to equal strings (the create script compares arguments as strings).
+std::string EncodeList(const std::vector<std::string>& values) {
+  std::string out;
+  for (const std::string& value : values) absl::StrAppend(&out, value.size(), ":", value);
+  return out;
+}
+
+bool DecodeList(std::string_view encoded, std::vector<std::string>* values) {
+  values->clear();
+  while (!encoded.empty()) {
+    size_t colon = encoded.find(':');
+    uint64_t size = 0;
+    if (colon == std::string_view::npos ||
+        !absl::SimpleAtoi(absl::string_view(encoded.data(), colon), &size) ||
+        size > encoded.size() - colon - 1) {
+      return false;
+    }
+    values->emplace_back(encoded.substr(colon + 1, size));
+    encoded.remove_prefix(colon + 1 + size);
+  }
+  return true;
+}
+
+// Keys under an execution tag (`{i:<instance>}` or `{e:<id>}`).
+std::string RecordPrefix(std::string_view tag) { return Key(tag, "x:"); }
+std::string RecordKey(std::string_view tag, std::string_view execution) {
+  return RecordPrefix(tag).append(execution);
+}
+std::string IdSetKey(std::string_view tag) { return Key(tag, "xs"); }
+
+std::string LocatorKey(std::string_view execution) { return Key(LocatorTag(execution), "w"); }
+std::string LocatorBirthKey(std::string_view execution) {
+  return Key(LocatorTag(execution), "wt");
+}
+
+// A locator without its record is taken for debris (of a create or delete interrupted by a
+// crash) only once it is this old: a create in progress sets its record right after its
+// locator, each command retrying for at most ClusterOptions::retry_deadline (10 s).
+constexpr std::string_view kDebrisAgeMs = "60000";
+std::string AgentsKey() { return Key(kGlobalTag, "agents"); }
+// An agent's index: "seq" counter, "all" and "open" sets by sequence, "meta" hash.
+std::string AgentKey(std::string_view agent, std::string_view suffix) {
+  return Key(AgentTag(agent), suffix);
+}
+
+// Reply helpers: scripts answer arrays whose first element is an integer code.
+long long Code(const RedisReply& reply) {
+  if (reply.type == RedisReply::Type::kArray && !reply.elements.empty()) {
+    return reply.elements[0].integer;
+  }
+  return reply.integer;
+}
+const std::string& Element(const RedisReply& reply, size_t i) {
+  static const std::string* const kEmpty = new std::string();
+  return i < reply.elements.size() ? reply.elements[i].str : *kEmpty;
+}
+
+uint64_t ParseSequence(std::string_view text) {
+  uint64_t value = 0;
+  if (absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value)) return value;
+  double d = 0;  // A zset score printed as a double.
+  if (absl::SimpleAtod(absl::string_view(text.data(), text.size()), &d) && d >= 0) {
+    return static_cast<uint64_t>(d);
+  }
+  return 0;
+}
+
+absl::Status Unexpected(std::string_view what, const RedisReply& reply) {
+  return absl::InternalError("unexpected reply to " + std::string(what) + " (type " +
+                             std::to_string(static_cast<int>(reply.type)) + ")");
+}
+
+absl::Status NotFound(std::string_view execution) {
+  return absl::NotFoundError("execution " + ShortId(execution) + " not found");
+}
+absl::Status Finished(std::string_view execution) {
+  return absl::FailedPreconditionError("execution " + ShortId(execution) +
+                                       " is already finished");
+}
+
+// Fills `record` from an HGETALL reply; false when it is not a complete record.
+bool ParseRecord(std::string_view execution, const RedisReply& reply, ExecutionRecord* record) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.empty()) return false;
+  record->execution = std::string(execution);
+  bool has_agent = false;
+  for (size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+    const std::string& field = reply.elements[i].str;
+    const std::string& value = reply.elements[i + 1].str;
+    if (field == "agent") {
+      record->agent = value;
+      has_agent = true;
+    } else if (field == "instance") {
+      record->instance = value;
+    } else if (field == "delegate") {
+      record->delegate = value;
+    } else if (field == "args") {
+      if (!DecodeList(value, &record->arguments)) return false;
+    } else if (field == "results") {
+      if (!DecodeList(value, &record->results)) return false;
+    } else if (field == "finished") {
+      record->finished = true;
+    } else if (field == "error") {
+      record->error = value;
+    } else if (field == "seq") {
+      record->sequence = ParseSequence(value);
+    }
+  }
+  return has_agent;
+}
+
+Change MakeChange(Change::Kind kind, std::string_view execution, const RedisReply& reply,
+                  size_t first) {
+  Change change;
+  change.kind = kind;
+  change.id = std::string(execution);
+  change.agent = Element(reply, first);
+  change.instance = Element(reply, first + 1);
+  change.delegate = Element(reply, first + 2);
+  return change;
+}
+
+std::pair<std::string_view, std::string_view> SplitHolder(std::string_view stored) {
+  size_t slash = stored.find('/');
+  if (slash == std::string_view::npos) return {std::string_view(), stored};
+  return {stored.substr(0, slash), stored.substr(slash + 1)};
+}
 
 }  // namespace
 
-RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier) : pool_(pool), notifier_(notifier) {}
-RedisExecutions::~RedisExecutions() = default;
-absl::Status RedisExecutions::Start() { return absl::OkStatus(); }
+RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier)
+    : pool_(&pool),
+      notifier_(&notifier),
+      lease_(&pool, pool.options().lease),
+      // The release of a dead holder concerns this process's waiting calls only: every process
+      // that waits for one watches it too.
+      watcher_(&pool, [this](const Change& change) { notifier_->NotifyLocal(change); }) {}
+
+RedisExecutions::~RedisExecutions() {
+  watcher_.Stop();
+  lease_.Stop(/*release=*/true);
+}
+
+absl::Status RedisExecutions::Start() {
+  PERPER_RETURN_IF_ERROR(lease_.Start());
+  watcher_.Start();
+  return absl::OkStatus();
+}
+
+void RedisExecutions::AbandonLeaseForTesting() { lease_.Stop(/*release=*/false); }
+
+// ---------------------------------------------------------------------------------------------
+// Locators
+
+absl::StatusOr<std::optional<RedisExecutions::Locator>> RedisExecutions::Locate(
+    std::string_view execution, bool use_cache) {
+  if (use_cache) {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+    if (it != locators_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->second;
+    }
+  }
+  std::string key = LocatorKey(execution);
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"GET", key}));
+  if (reply.type == RedisReply::Type::kNil) return std::optional<Locator>();
+  std::vector<std::string> parts;
+  if (!DecodeList(reply.str, &parts) || parts.size() != 2) {
+    return absl::DataLossError("the locator of execution " + ShortId(execution) +
+                               " cannot be decoded");
+  }
+  Locator locator{std::move(parts[0]), std::move(parts[1])};
+  CacheLocator(execution, locator);
+  return std::optional<Locator>(std::move(locator));
+}
+
+void RedisExecutions::CacheLocator(std::string_view execution, const Locator& locator) {
+  absl::MutexLock lock(&cache_mu_);
+  auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+  if (it != locators_.end()) {
+    it->second->second = locator;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return;
+  }
+  lru_.emplace_front(std::string(execution), locator);
+  locators_.emplace(lru_.front().first, lru_.begin());
+  if (lru_.size() > kLocatorCacheSize) {
+    locators_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+}
+
+void RedisExecutions::ForgetLocator(std::string_view execution) {
+  absl::MutexLock lock(&cache_mu_);
+  auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+  if (it == locators_.end()) return;
+  lru_.erase(it->second);
+  locators_.erase(it);
+}
+
+template <typename T>
+absl::StatusOr<std::optional<T>> RedisExecutions::WithRecord(
+    std::string_view execution,
+    const std::function<absl::StatusOr<std::optional<T>>(const Locator&)>& attempt) {
+  PERPER_ASSIGN_OR_RETURN(std::optional<Locator> cached, Locate(execution, /*use_cache=*/true));
+  if (!cached.has_value()) return std::optional<T>();
+  PERPER_ASSIGN_OR_RETURN(std::optional<T> result, attempt(*cached));
+  if (result.has_value()) return result;
+  // Absent under this locator: it may be stale (the ID was deleted and created again under
+  // another tag by another process). Ask Redis once.
+  ForgetLocator(execution);
+  PERPER_ASSIGN_OR_RETURN(std::optional<Locator> fresh, Locate(execution, /*use_cache=*/false));
+  if (!fresh.has_value() || *fresh == *cached) return std::optional<T>();
+  return attempt(*fresh);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executions
+
+absl::Status RedisExecutions::RegisterAgent(std::string_view agent, bool known) {
+  if (known) {
+    absl::MutexLock lock(&cache_mu_);
+    if (known_agents_.contains(absl::string_view(agent.data(), agent.size()))) {
+      return absl::OkStatus();
+    }
+  }
+  std::string agents = AgentsKey();
+  PERPER_RETURN_IF_ERROR(pool_->RunWrite(kCommandScript, {agents}, {"SADD", agent}).status());
+  absl::MutexLock lock(&cache_mu_);
+  known_agents_.insert(std::string(agent));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> RedisExecutions::NextSequence(std::string_view agent) {
+  std::string key = AgentKey(agent, "seq");
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->RunWrite(kCommandScript, {key}, {"INCR"}));
+  if (reply.type != RedisReply::Type::kInteger || reply.integer <= 0) {
+    return Unexpected("INCR", reply);
+  }
+  return static_cast<uint64_t>(reply.integer);
+}
 
 absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
-  return NotYet();
+  if (record.execution.empty()) return absl::InvalidArgumentError("execution must not be empty");
+  const std::string& id = record.execution;
+  const std::string tag = ExecutionTag(record.instance, id);
+  const bool own_slot = record.instance.empty();
+  const std::string locator_key = LocatorKey(id);
+  const std::string birth_key = LocatorBirthKey(id);
+  const std::string locator_value = EncodeList({record.agent, tag});
+  const std::string record_key = RecordKey(tag, id);
+  const std::string id_set = IdSetKey(tag);
+  const std::string arguments = EncodeList(record.arguments);
+
+  PERPER_ASSIGN_OR_RETURN(uint64_t sequence, NextSequence(record.agent));
+  // The first sequence means a new agent, even one this process knew before Redis was emptied.
+  PERPER_RETURN_IF_ERROR(RegisterAgent(record.agent, /*known=*/sequence != 1));
+  const std::string sequence_text = std::to_string(sequence);
+
+  RedisReply created;
+  for (int attempt = 0;; ++attempt) {
+    std::string located;  // Set when the locator names another agent or tag.
+    if (!own_slot) {
+      PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                              pool_->RunWrite(kLocatorScript, {locator_key, birth_key}, {locator_value}));
+      if (reply.type != RedisReply::Type::kInteger) located = reply.str;
+    }
+    if (located.empty()) {
+      std::vector<std::string_view> keys = {record_key, id_set};
+      if (own_slot) keys.insert(keys.end(), {locator_key, birth_key});
+      PERPER_ASSIGN_OR_RETURN(
+          created, pool_->RunWrite(kCreateScript, keys,
+                                   {id, record.agent, record.instance, record.delegate, arguments,
+                                    sequence_text, locator_value}));
+      if (Code(created) == -2) located = Element(created, 1);
+    }
+    if (located.empty()) break;
+    // The ID is located elsewhere. When no record is there and the locator is old, it outlived
+    // an interrupted create or delete: replace it once and try again.
+    std::vector<std::string> parts;
+    if (attempt == 0 && DecodeList(located, &parts) && parts.size() == 2) {
+      std::string other = RecordKey(parts[1], id);
+      PERPER_ASSIGN_OR_RETURN(RedisReply exists, pool_->Run(other, {"EXISTS", other}));
+      if (exists.integer == 0) {
+        PERPER_ASSIGN_OR_RETURN(RedisReply replaced,
+                                pool_->RunWrite(kReplaceScript, {locator_key, birth_key},
+                                                {located, locator_value, kDebrisAgeMs}));
+        if (replaced.integer == 1) continue;
+      }
+    }
+    return absl::AlreadyExistsError("execution " + id + " already exists with different content");
+  }
+  long long code = Code(created);
+  if (code == -1) {
+    return absl::AlreadyExistsError("execution " + id + " already exists with different content");
+  }
+  if (code != 0 && code != 1) return Unexpected("create", created);
+  // The record's own sequence (an identical create keeps the first one) and state go into the
+  // index, so a create retried after an interruption repairs it.
+  const std::string& stored_sequence = Element(created, 1);
+  const bool finished = created.elements.size() > 2 && created.elements[2].integer != 0;
+  PERPER_RETURN_IF_ERROR(
+      pool_->RunWrite(kIndexScript,
+                      {AgentKey(record.agent, "all"), AgentKey(record.agent, "open"),
+                       AgentKey(record.agent, "meta")},
+                      {id, stored_sequence, EncodeList({tag, record.instance, record.delegate}),
+                       finished ? "1" : "0"})
+          .status());
+  CacheLocator(id, Locator{record.agent, tag});
+  if (code == 0) return false;
+  Change change;
+  change.kind = Change::Kind::kExecutionCreated;
+  change.id = id;
+  change.agent = std::move(record.agent);
+  change.instance = std::move(record.instance);
+  change.delegate = std::move(record.delegate);
+  Report(change);
+  return true;
 }
+
 absl::StatusOr<ExecutionRecord> RedisExecutions::GetExecution(std::string_view execution) {
-  return NotYet();
+  PERPER_ASSIGN_OR_RETURN(
+      std::optional<ExecutionRecord> record,
+      WithRecord<ExecutionRecord>(
+          execution,
+          [&](const Locator& locator) -> absl::StatusOr<std::optional<ExecutionRecord>> {
+            std::string key = RecordKey(locator.tag, execution);
+            PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"HGETALL", key}));
+            if (reply.elements.empty()) return std::optional<ExecutionRecord>();
+            ExecutionRecord parsed;
+            if (!ParseRecord(execution, reply, &parsed)) {
+              return absl::DataLossError("execution " + ShortId(execution) +
+                                         " cannot be decoded");
+            }
+            return std::optional<ExecutionRecord>(std::move(parsed));
+          }));
+  if (!record.has_value()) return NotFound(execution);
+  return *std::move(record);
 }
-absl::StatusOr<bool> RedisExecutions::ReadExecution( std::string_view execution, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
-  return NotYet();
+
+absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
+                                                std::vector<std::string> results,
+                                                std::optional<std::string> error) {
+  const std::string encoded = EncodeList(results);
+  const std::string token =
+      pool_->process_id() + "/" + std::to_string(completions_.fetch_add(1) + 1);
+  PERPER_ASSIGN_OR_RETURN(
+      std::optional<Change> change,
+      WithRecord<Change>(execution,
+                         [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
+        PERPER_ASSIGN_OR_RETURN(
+            RedisReply reply,
+            pool_->RunWrite(kCompleteScript, {RecordKey(locator.tag, execution)},
+                            {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}));
+        long long code = Code(reply);
+        if (code == 0) return std::optional<Change>();
+        if (code == -1) return Finished(execution);
+        return MakeChange(Change::Kind::kExecutionCompleted, execution, reply, 1);
+      }));
+  if (!change.has_value()) return NotFound(execution);
+  PERPER_RETURN_IF_ERROR(
+      pool_->RunWrite(kCommandScript, {AgentKey(change->agent, "open")}, {"ZREM", execution}).status());
+  // A finished execution is never dispatched again, so no release is reported.
+  watcher_.Forget(execution);
+  Report(*change);
+  return absl::OkStatus();
 }
-absl::Status RedisExecutions::CompleteExecution(std::string_view execution, std::vector<std::string> results, std::optional<std::string> error) {
-  return NotYet();
-}
+
 absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution) {
-  return NotYet();
+  std::optional<Locator> last;  // The locator the record was looked for under.
+  PERPER_ASSIGN_OR_RETURN(
+      std::optional<Change> change,
+      WithRecord<Change>(execution,
+                         [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
+        last = locator;
+        std::vector<std::string> keys = {RecordKey(locator.tag, execution),
+                                         IdSetKey(locator.tag)};
+        if (locator.tag == LocatorTag(execution)) {
+          keys.push_back(LocatorKey(execution));
+          keys.push_back(LocatorBirthKey(execution));
+        }
+        PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                                pool_->RunWrite(kDeleteScript, {keys.begin(), keys.end()},
+                                                {execution, EncodeList({locator.agent,
+                                                                        locator.tag})}));
+        if (Code(reply) == 0) return std::optional<Change>();
+        return MakeChange(Change::Kind::kExecutionDeleted, execution, reply, 1);
+      }));
+  if (!last.has_value()) return false;  // No locator: never created.
+  // The index entry and the locator go too, also when the record was not there: what an
+  // interrupted create or delete left behind (a retried delete whose first run removed the
+  // record answers false).
+  PERPER_RETURN_IF_ERROR(
+      pool_->RunWrite(kUnindexScript,
+                      {AgentKey(last->agent, "all"), AgentKey(last->agent, "open"),
+                       AgentKey(last->agent, "meta")},
+                      {execution, EncodeList({last->tag})})
+          .status());
+  // The record script deleted a locator in its own slot already. Without a record, the
+  // locator goes only when it is old: it may be a create's in progress.
+  if (!change.has_value() || last->tag != LocatorTag(execution)) {
+    PERPER_RETURN_IF_ERROR(
+        pool_->RunWrite(kReplaceScript, {LocatorKey(execution), LocatorBirthKey(execution)},
+                        {EncodeList({last->agent, last->tag}), "",
+                         change.has_value() ? "0" : kDebrisAgeMs})
+            .status());
+  }
+  ForgetLocator(execution);
+  if (!change.has_value()) return false;
+  // Holders learn of the deletion itself; no separate release is reported.
+  watcher_.Forget(execution);
+  Report(*change);
+  return true;
 }
-absl::StatusOr<std::vector<ExecutionRecord>> RedisExecutions::ListExecutions( const ExecutionFilter& filter, size_t limit) {
-  return NotYet();
+
+// ---------------------------------------------------------------------------------------------
+// Listings
+
+absl::StatusOr<std::vector<std::string>> RedisExecutions::Agents() {
+  std::string key = AgentsKey();
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"SMEMBERS", key}));
+  std::vector<std::string> agents;
+  for (RedisReply& element : reply.elements) agents.push_back(std::move(element.str));
+  return agents;
 }
-absl::StatusOr<bool> RedisExecutions::TryReserve(std::string_view execution, std::string_view workgroup, std::string_view holder) {
-  return NotYet();
+
+absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::Scan(
+    const std::vector<std::string>& keys, std::vector<std::string> args, size_t limit) {
+  // args: ARGV[1] and ARGV[3..9] of kListScript; the wanted count and cursor go in between.
+  args.insert(args.begin() + 1, "");
+  args.push_back("");
+  args.push_back("");
+  std::vector<Listed> listed;
+  while (listed.size() < limit) {
+    args[1] = std::to_string(limit - listed.size());
+    PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                            pool_->RunScript(kListScript, {keys.begin(), keys.end()},
+                                             {args.begin(), args.end()}));
+    const size_t n = reply.elements.size();
+    if (n < 2 || (n - 2) % 3 != 0) return Unexpected("listing", reply);
+    for (size_t i = 0; i + 2 < n - 2; i += 3) {
+      listed.push_back(Listed{ParseSequence(reply.elements[i + 1].str),
+                              std::move(reply.elements[i].str),
+                              std::move(reply.elements[i + 2].str)});
+    }
+    if (reply.elements[n - 2].str.empty()) break;  // Scanned to the end.
+    args[args.size() - 2] = std::move(reply.elements[n - 2].str);
+    args[args.size() - 1] = std::move(reply.elements[n - 1].str);
+  }
+  return listed;
 }
-absl::Status RedisExecutions::ReleaseReservation(std::string_view execution, std::string_view workgroup, std::string_view holder) {
-  return NotYet();
+
+absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListAgent(
+    std::string_view agent, const ExecutionFilter& filter, size_t limit) {
+  return Scan({AgentKey(agent, filter.include_finished ? "all" : "open"), AgentKey(agent, "meta")},
+              {"a", filter.instance, filter.delegate, "", "", "", "", ""}, limit);
 }
-absl::StatusOr<std::vector<ReservationRecord>> RedisExecutions::ListReservations( std::string_view workgroup, size_t limit) {
-  return NotYet();
+
+absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::ListMatching(
+    const ExecutionFilter& filter, size_t limit) {
+  limit = std::min(limit, kUnlimited);
+  std::vector<Listed> listed;
+  if (limit == 0) return listed;
+  if (!filter.instance.empty()) {
+    // The instance's own set is the smaller one to scan, and one slot even for any agent.
+    std::string tag = InstanceTag(filter.instance);
+    return Scan({IdSetKey(tag)},
+                {"i", "", filter.delegate, filter.agent, filter.any_agent ? "1" : "0",
+                 filter.include_finished ? "1" : "0", RecordPrefix(tag), tag},
+                limit);
+  }
+  if (!filter.any_agent) return ListAgent(filter.agent, filter, limit);
+  PERPER_ASSIGN_OR_RETURN(std::vector<std::string> agents, Agents());
+  for (const std::string& agent : agents) {
+    PERPER_ASSIGN_OR_RETURN(std::vector<Listed> some, ListAgent(agent, filter, limit));
+    for (Listed& one : some) listed.push_back(std::move(one));
+  }
+  // Sequences are per agent; across agents the order is (sequence, ID), as in one zset.
+  auto before = [](const Listed& a, const Listed& b) {
+    return a.sequence != b.sequence ? a.sequence < b.sequence : a.execution < b.execution;
+  };
+  if (listed.size() > limit) {
+    std::nth_element(listed.begin(), listed.begin() + limit, listed.end(), before);
+    listed.resize(limit);
+  }
+  std::sort(listed.begin(), listed.end(), before);
+  return listed;
 }
+
+absl::StatusOr<std::vector<std::string>> RedisExecutions::ListExecutionIds(
+    const ExecutionFilter& filter, size_t limit) {
+  PERPER_ASSIGN_OR_RETURN(std::vector<Listed> listed, ListMatching(filter, limit));
+  std::vector<std::string> ids;
+  ids.reserve(listed.size());
+  for (Listed& one : listed) ids.push_back(std::move(one.execution));
+  return ids;
+}
+
+absl::Status RedisExecutions::ForEachRecord(
+    const std::vector<Listed>& listed, std::string_view script,
+    const std::vector<std::string_view>& args,
+    absl::FunctionRef<absl::Status(size_t index, const RedisReply& answer)> visit) {
+  // At most this many records per call, so that no call holds Redis for long.
+  constexpr size_t kBatch = 1000;
+  std::map<std::string_view, std::vector<size_t>> by_tag;
+  for (size_t i = 0; i < listed.size(); ++i) by_tag[listed[i].tag].push_back(i);
+  for (const auto& [tag, indexes] : by_tag) {
+    for (size_t start = 0; start < indexes.size(); start += kBatch) {
+      const size_t end = std::min(indexes.size(), start + kBatch);
+      std::vector<std::string> keys;
+      for (size_t k = start; k < end; ++k) {
+        keys.push_back(RecordKey(tag, listed[indexes[k]].execution));
+      }
+      PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                              pool_->RunScript(script, {keys.begin(), keys.end()}, args));
+      for (size_t k = start; k < end && k - start < reply.elements.size(); ++k) {
+        PERPER_RETURN_IF_ERROR(visit(indexes[k], reply.elements[k - start]));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> RedisExecutions::ReadRecords(
+    const std::vector<Listed>& listed) {
+  std::vector<std::optional<ExecutionRecord>> records(listed.size());
+  PERPER_RETURN_IF_ERROR(ForEachRecord(
+      listed, kReadRecordsScript, {}, [&](size_t index, const RedisReply& answer) {
+        ExecutionRecord record;
+        if (ParseRecord(listed[index].execution, answer, &record)) {
+          records[index] = std::move(record);
+        }
+        return absl::OkStatus();
+      }));
+  return records;
+}
+
+absl::StatusOr<std::vector<ExecutionRecord>> RedisExecutions::ListExecutions(
+    const ExecutionFilter& filter, size_t limit) {
+  // The matching IDs, then their records. An execution that finished or went away between the
+  // two is passed over; when that leaves fewer than `limit`, ask for more IDs.
+  std::vector<ExecutionRecord> out;
+  size_t request = limit;
+  for (int round = 0; limit > 0; ++round) {
+    PERPER_ASSIGN_OR_RETURN(std::vector<Listed> listed, ListMatching(filter, request));
+    PERPER_ASSIGN_OR_RETURN(std::vector<std::optional<ExecutionRecord>> records,
+                            ReadRecords(listed));
+    out.clear();
+    for (std::optional<ExecutionRecord>& record : records) {
+      if (out.size() >= limit) break;
+      if (record.has_value() && Matches(filter, *record)) out.push_back(*std::move(record));
+    }
+    if (out.size() >= limit || listed.size() < request || round == 4) break;
+    request = request > std::numeric_limits<size_t>::max() / 2 ? request : request * 2;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reservations
+
+absl::StatusOr<bool> RedisExecutions::TryReserve(std::string_view execution,
+                                                 std::string_view workgroup,
+                                                 std::string_view holder) {
+  const std::string field = "r:" + std::string(workgroup);
+  const std::string mine = pool_->process_id() + "/" + std::string(holder);
+  std::string replaceable;  // A holder whose process is gone.
+  // Each round either answers or found the holder's process dead; three is plenty even when
+  // several processes race for the same dead holder's reservation.
+  for (int round = 0; round < 3; ++round) {
+    PERPER_ASSIGN_OR_RETURN(
+        std::optional<RedisReply> reply,
+        WithRecord<RedisReply>(
+            execution, [&](const Locator& locator) -> absl::StatusOr<std::optional<RedisReply>> {
+              PERPER_ASSIGN_OR_RETURN(
+                  RedisReply r, pool_->RunWrite(kReserveScript,
+                                                {RecordKey(locator.tag, execution)},
+                                                {field, mine, replaceable}));
+              if (Code(r) == 0) return std::optional<RedisReply>();
+              return std::optional<RedisReply>(std::move(r));
+            }));
+    if (!reply.has_value()) return NotFound(execution);
+    long long code = Code(*reply);
+    if (code == -1) return Finished(execution);
+    if (code == 1) {
+      watcher_.Forget(execution, workgroup);
+      return true;
+    }
+    if (code != 2) return Unexpected("reserve", *reply);
+    const std::string& other = Element(*reply, 1);
+    std::string_view process = SplitHolder(other).first;
+    if (process == pool_->process_id()) return false;
+    PERPER_ASSIGN_OR_RETURN(bool alive, LeaseAlive(*pool_, process));
+    if (alive) {
+      watcher_.Watch(process, ForeignHold{std::string(execution), std::string(workgroup),
+                                          Element(*reply, 2), Element(*reply, 3),
+                                          Element(*reply, 4)});
+      return false;
+    }
+    replaceable = other;
+  }
+  return false;
+}
+
+absl::Status RedisExecutions::ReleaseReservation(std::string_view execution,
+                                                 std::string_view workgroup,
+                                                 std::string_view holder) {
+  const std::string field = "r:" + std::string(workgroup);
+  const std::string mine = pool_->process_id() + "/" + std::string(holder);
+  PERPER_ASSIGN_OR_RETURN(
+      std::optional<Change> change,
+      WithRecord<Change>(execution,
+                         [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
+        PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                                pool_->RunWrite(kReleaseScript,
+                                                {RecordKey(locator.tag, execution)},
+                                                {field, mine}));
+        if (Code(reply) != 1) return std::optional<Change>();
+        Change released = MakeChange(Change::Kind::kReservationReleased, execution, reply, 1);
+        released.workgroup = std::string(workgroup);
+        return std::optional<Change>(std::move(released));
+      }));
+  if (change.has_value()) Report(*change);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ReservationRecord>> RedisExecutions::ListReservations(
+    std::string_view workgroup, size_t limit) {
+  std::vector<ReservationRecord> out;
+  if (limit == 0) return out;
+  const std::string field = "r:" + std::string(workgroup);
+  PERPER_ASSIGN_OR_RETURN(std::vector<std::string> agents, Agents());
+  ExecutionFilter open;  // Unfinished executions of one agent: only they can be held.
+  std::vector<Listed> listed;
+  for (const std::string& agent : agents) {
+    PERPER_ASSIGN_OR_RETURN(std::vector<Listed> some, ListAgent(agent, open, kUnlimited));
+    for (Listed& one : some) listed.push_back(std::move(one));
+  }
+  // Holders whose process is gone hold nothing any more: anyone may take over.
+  absl::flat_hash_map<std::string, bool> alive;
+  alive[pool_->process_id()] = true;
+  PERPER_RETURN_IF_ERROR(ForEachRecord(
+      listed, kHoldersScript, {field},
+      [&](size_t index, const RedisReply& answer) -> absl::Status {
+        if (answer.str.empty()) return absl::OkStatus();
+        auto [process, holder] = SplitHolder(answer.str);
+        std::string process_id(process);
+        auto it = alive.find(process_id);
+        if (it == alive.end()) {
+          PERPER_ASSIGN_OR_RETURN(bool live, LeaseAlive(*pool_, process));
+          it = alive.emplace(process_id, live).first;
+        }
+        if (it->second) {
+          out.push_back(ReservationRecord{listed[index].execution, std::string(workgroup),
+                                          std::string(holder)});
+        }
+        return absl::OkStatus();
+      }));
+  std::sort(out.begin(), out.end(), [](const ReservationRecord& a, const ReservationRecord& b) {
+    return a.execution < b.execution;
+  });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+absl::StatusOr<std::pair<int, std::string>> RedisExecutions::SlotOfInstance(
+    std::string_view instance) {
+  std::string key = IdSetKey(InstanceTag(instance));
+  return std::make_pair(KeySlot(key), pool_->NodeForKey(key));
+}
+
+void RedisExecutions::Report(const Change& change) { notifier_->Notify(change); }
 
 }  // namespace perper::storage::redis

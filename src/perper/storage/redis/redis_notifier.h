@@ -21,7 +21,8 @@ class RedisNotifier {
 
   // A change made by this process.
   void Notify(const Change& change) const;
-  // A change made elsewhere (or a resync): this process's observer only.
+  // A change made elsewhere, or kResync, passed by the ChangeBus from its subscriber thread:
+  // this process's observer only.
   void NotifyLocal(const Change& change) const {
     if (ChangeObserver* o = observer_.load(std::memory_order_acquire)) o->OnChange(change);
   }

@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+// The executions part of the redis backend as several Fabric processes see it: two stores on one
+// Redis (standalone and a 3-master cluster) act as two processes. Exactly one holder across
+// them; a process that dies holding a reservation loses it when its lease runs out (the other
+// process hears kReservationReleased and takes it over); a clean close hands over at once; a
+// locator cached by one process follows an ID the other deleted and created elsewhere; an
+// instance's executions share the slot of its state dictionary.
+#include <atomic>
+#include <functional>
+#include <limits>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "perper/common/status_macros.h"
+#include "perper/storage/redis/key_slot.h"
+#include "perper/storage/redis/redis_executions.h"
+#include "perper/storage/redis/redis_keys.h"
+#include "perper/storage/redis/redis_store.h"
+#include "perper/storage/store_factory.h"
+#include "tests/support/redis_backends.h"
+#include "tests/support/redis_process.h"
+
+namespace perper::storage::redis {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+ExecutionRecord Record(const std::string& id, const std::string& instance = "inst") {
+  ExecutionRecord record;
+  record.execution = id;
+  record.agent = "agent";
+  record.instance = instance;
+  record.delegate = "Run";
+  record.arguments = {"argument"};
+  return record;
+}
+
+bool IsRelease(const Change& change, const std::string& id, const std::string& workgroup) {
+  return change.kind == Change::Kind::kReservationReleased && change.id == id &&
+         change.workgroup == workgroup;
+}
+
+// One Fabric process's view of the shared Redis: its own store with its own observer.
+class Process {
+ public:
+  explicit Process(const StoreOptions& options) {
+    absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(options);
+    PERPER_CHECK(store.ok()) << store.status();
+    store_ = *std::move(store);
+    store_->SetObserver(&observer_);
+  }
+
+  ExecutionStore& executions() { return store_->executions(); }
+  RedisExecutions& redis() { return dynamic_cast<RedisStore&>(*store_).redis_executions(); }
+
+  // Waits until a change reported since the process opened satisfies `wanted`.
+  bool WaitForChange(const std::function<bool(const Change&)>& wanted,
+                     std::chrono::milliseconds timeout) {
+    return observer_.WaitFor(wanted, timeout);
+  }
+
+ private:
+  class Observer final : public ChangeObserver {
+   public:
+    void OnChange(const Change& change) override {
+      absl::MutexLock lock(&mu_);
+      changes_.push_back(change);
+    }
+    bool WaitFor(const std::function<bool(const Change&)>& wanted,
+                 std::chrono::milliseconds timeout) {
+      absl::MutexLock lock(&mu_);
+      size_t seen = 0;
+      auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        for (; seen < changes_.size(); ++seen) {
+          if (wanted(changes_[seen])) return true;
+        }
+        return false;
+      };
+      return mu_.AwaitWithTimeout(absl::Condition(&found), absl::FromChrono(timeout));
+    }
+
+   private:
+    absl::Mutex mu_;
+    std::vector<Change> changes_ ABSL_GUARDED_BY(mu_);
+  };
+
+  Observer observer_;  // Outlives the store, which reports to it until destroyed.
+  std::unique_ptr<Store> store_;
+};
+
+// Both redis test backends (one server, a 3-master cluster), emptied before each test.
+class ExecutionsProcessesTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    absl::Status reset = perper::testing::ResetRedisBackend(GetParam());
+    ASSERT_TRUE(reset.ok()) << reset;
+    absl::StatusOr<StoreOptions> options = perper::testing::RedisBackendOptions(GetParam());
+    ASSERT_TRUE(options.ok()) << options.status();
+    options_ = *std::move(options);
+  }
+
+  std::unique_ptr<Process> Open(std::chrono::milliseconds lease = std::chrono::seconds(3)) {
+    StoreOptions options = options_;
+    options.redis_lease = lease;
+    return std::make_unique<Process>(options);
+  }
+
+  // A redis-cli command: on the node at "host:port" `node`, or (empty) on the first node,
+  // following cluster redirections.
+  absl::StatusOr<std::string> Cli(std::vector<std::string> args, const std::string& node = "") {
+    const std::string& address = node.empty() ? options_.redis_addresses.front() : node;
+    std::vector<std::string> argv = {"-p", address.substr(address.rfind(':') + 1)};
+    if (node.empty()) argv.push_back("-c");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return perper::testing::RedisCli(argv);
+  }
+
+ private:
+  StoreOptions options_;
+};
+
+TEST_P(ExecutionsProcessesTest, ExactlyOneHolderAcrossProcesses) {
+  auto a = Open();
+  auto b = Open();
+  constexpr int kExecutions = 40;
+  for (int i = 0; i < kExecutions; ++i) {
+    ASSERT_TRUE(a->executions().CreateExecution(Record("e" + std::to_string(i))).ok());
+  }
+  // Both processes race for every reservation, from two threads each.
+  std::vector<std::atomic<int>> taken(kExecutions);
+  std::vector<std::string> holder_of(kExecutions);
+  absl::Mutex mu;
+  auto race = [&](Process* process, const std::string& holder) {
+    for (int i = 0; i < kExecutions; ++i) {
+      absl::StatusOr<bool> reserved =
+          process->executions().TryReserve("e" + std::to_string(i), "w", holder);
+      ASSERT_TRUE(reserved.ok()) << reserved.status();
+      if (*reserved) {
+        taken[i].fetch_add(1);
+        absl::MutexLock lock(&mu);
+        holder_of[i] = holder;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(race, a.get(), "a1");
+  threads.emplace_back(race, a.get(), "a2");
+  threads.emplace_back(race, b.get(), "b1");
+  threads.emplace_back(race, b.get(), "b2");
+  for (std::thread& thread : threads) thread.join();
+  for (int i = 0; i < kExecutions; ++i) EXPECT_EQ(taken[i].load(), 1) << "e" << i;
+
+  // Each process lists every reservation, whoever holds it.
+  for (Process* process : {a.get(), b.get()}) {
+    absl::StatusOr<std::vector<ReservationRecord>> listed =
+        process->executions().ListReservations("w", 100);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    ASSERT_EQ(listed->size(), static_cast<size_t>(kExecutions));
+    for (const ReservationRecord& reservation : *listed) {
+      int i = std::stoi(reservation.execution.substr(1));
+      EXPECT_EQ(reservation.holder, holder_of[i]) << reservation.execution;
+    }
+  }
+}
+
+TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsOut) {
+  constexpr auto kLease = 1000ms;
+  auto a = Open(kLease);
+  auto b = Open(kLease);
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  EXPECT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+
+  // B dies without releasing: its lease is no longer renewed, nothing is deleted.
+  b->redis().AbandonLeaseForTesting();
+  const Clock::time_point died = Clock::now();
+  b.reset();
+  // Renewed a third of a lease ago at most, the lease still holds for a while.
+  EXPECT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+
+  // A hears of the release once the lease has run out, and takes the reservation over.
+  bool released = a->WaitForChange(
+      [](const Change& change) { return IsRelease(change, "e1", "w"); }, kLease + 1s);
+  ASSERT_TRUE(released) << "no release within the lease and a second";
+  EXPECT_GE(Clock::now() - died, kLease / 2);
+  EXPECT_TRUE(a->executions().TryReserve("e1", "w", "ha").value());
+  absl::StatusOr<std::vector<ReservationRecord>> listed = a->executions().ListReservations("w", 10);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().holder, "ha");
+}
+
+TEST_P(ExecutionsProcessesTest, ReleaseReportsTheRoutingFieldsOfTheExecution) {
+  constexpr auto kLease = 1000ms;
+  auto a = Open(kLease);
+  auto b = Open(kLease);
+  ExecutionRecord record = Record("e1", "inst-7");
+  ASSERT_TRUE(a->executions().CreateExecution(record).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  ASSERT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  b->redis().AbandonLeaseForTesting();
+  b.reset();
+  Change seen;
+  ASSERT_TRUE(a->WaitForChange(
+      [&](const Change& change) {
+        if (!IsRelease(change, "e1", "w")) return false;
+        seen = change;
+        return true;
+      },
+      kLease + 1s));
+  EXPECT_EQ(seen.agent, "agent");
+  EXPECT_EQ(seen.instance, "inst-7");
+  EXPECT_EQ(seen.delegate, "Run");
+}
+
+TEST_P(ExecutionsProcessesTest, ACleanCloseHandsReservationsOverAtOnce) {
+  // A lease far longer than the wait below: only the deleted lease can explain the release.
+  auto a = Open(60s);
+  auto b = Open(60s);
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  ASSERT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  b.reset();
+  ASSERT_TRUE(a->WaitForChange([](const Change& c) { return IsRelease(c, "e1", "w"); }, 5s));
+  EXPECT_TRUE(a->executions().TryReserve("e1", "w", "ha").value());
+}
+
+TEST_P(ExecutionsProcessesTest, AFinishedOrReleasedHoldIsNoLongerWatched) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e2")).ok());
+  ASSERT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  ASSERT_TRUE(b->executions().TryReserve("e2", "w", "hb").value());
+  ASSERT_FALSE(a->executions().TryReserve("e1", "w", "ha").value());
+  ASSERT_FALSE(a->executions().TryReserve("e2", "w", "ha").value());
+  EXPECT_EQ(a->redis().watched_holds(), 2u);
+  ASSERT_TRUE(a->executions().CompleteExecution("e1", {}, std::nullopt).ok());
+  EXPECT_EQ(a->redis().watched_holds(), 1u);
+  ASSERT_TRUE(b->executions().ReleaseReservation("e2", "w", "hb").ok());
+  ASSERT_TRUE(a->executions().TryReserve("e2", "w", "ha").value());
+  EXPECT_EQ(a->redis().watched_holds(), 0u);
+}
+
+TEST_P(ExecutionsProcessesTest, ACachedLocatorFollowsAnIdCreatedAgainElsewhere) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1", "first")).ok());
+  ASSERT_EQ(b->executions().GetExecution("e1")->instance, "first");  // B caches the locator.
+  ASSERT_TRUE(a->executions().DeleteExecution("e1").value());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1", "second")).ok());
+  absl::StatusOr<ExecutionRecord> record = b->executions().GetExecution("e1");
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->instance, "second");
+  EXPECT_TRUE(b->executions().TryReserve("e1", "w", "hb").value());
+  EXPECT_TRUE(b->executions().CompleteExecution("e1", {"r"}, std::nullopt).ok());
+  EXPECT_TRUE(a->executions().GetExecution("e1")->finished);
+  // And once deleted by A, B's cached locator no longer finds it.
+  ASSERT_TRUE(a->executions().DeleteExecution("e1").value());
+  EXPECT_EQ(b->executions().GetExecution("e1").status().code(), absl::StatusCode::kNotFound);
+  // Without an instance the execution has a slot of its own.
+  ASSERT_TRUE(b->executions().CreateExecution(Record("e1", "")).ok());
+  EXPECT_EQ(a->executions().GetExecution("e1")->instance, "");
+}
+
+TEST_P(ExecutionsProcessesTest, OnlyALocatorWithoutItsRecordGivesWayToAnotherAgent) {
+  auto a = Open();
+  auto b = Open();
+  // What a create interrupted after its first step leaves: a locator naming another agent and
+  // instance, and no record there (with no birth time: old).
+  ASSERT_TRUE(Cli({"SET", Key(LocatorTag("e1"), "w"), "5:other11:{i:nowhere}"}).ok());
+  EXPECT_TRUE(a->executions().CreateExecution(Record("e1")).value());
+  EXPECT_EQ(b->executions().GetExecution("e1")->agent, "agent");
+  // A fresh locator may be a create in progress elsewhere: it is not taken for debris.
+  ASSERT_TRUE(Cli({"EVAL",
+                   "local t = redis.call('TIME') redis.call('SET', KEYS[1], ARGV[1]) "
+                   "redis.call('SET', KEYS[2], t[1] * 1000) return 1",
+                   "2", Key(LocatorTag("e2"), "w"), Key(LocatorTag("e2"), "wt"),
+                   "5:other11:{i:nowhere}"})
+                  .ok());
+  EXPECT_EQ(a->executions().CreateExecution(Record("e2")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // A live execution keeps its ID, whatever the other agent's instance.
+  ExecutionRecord other = Record("e1", "");
+  other.agent = "other";
+  EXPECT_EQ(b->executions().CreateExecution(other).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  other.instance = "inst";
+  EXPECT_EQ(b->executions().CreateExecution(other).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_P(ExecutionsProcessesTest, AnInstanceSharesTheSlotOfItsStateDictionary) {
+  auto a = Open();
+  const std::string instance = "orders}{%-7";  // Characters the tag escapes.
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1", instance)).ok());
+  absl::StatusOr<std::pair<int, std::string>> slot = a->redis().SlotOfInstance(instance);
+  ASSERT_TRUE(slot.ok()) << slot.status();
+  EXPECT_EQ(slot->first, KeySlot(DictionaryTag(instance + "-")));
+  // The server agrees: the record is stored in that slot, on that node.
+  absl::StatusOr<std::string> keys =
+      Cli({"CLUSTER", "GETKEYSINSLOT", std::to_string(slot->first), "100"}, slot->second);
+  if (GetParam() == "redis_cluster") {
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    EXPECT_THAT(*keys, ::testing::HasSubstr(":x:e1"));
+  }
+}
+
+TEST_P(ExecutionsProcessesTest, ListingsGoOnPastWhatOneCallScansOrReads) {
+  auto a = Open();
+  // One script call scans at most 4096 entries: matches on both sides of that.
+  auto create = [&](const std::string& id, const std::string& delegate) {
+    ExecutionRecord record = Record(id);
+    record.delegate = delegate;
+    ASSERT_TRUE(a->executions().CreateExecution(record).ok());
+  };
+  create("first", "Run");
+  for (int i = 0; i < 4200; ++i) create("other-" + std::to_string(i), "Other");
+  create("second", "Run");
+  create("third", "Run");
+  ExecutionFilter by_agent;
+  by_agent.agent = "agent";
+  by_agent.delegate = "Run";
+  ExecutionFilter by_instance = by_agent;
+  by_instance.instance = "inst";
+  for (const ExecutionFilter& filter : {by_agent, by_instance}) {
+    absl::StatusOr<std::vector<std::string>> ids = a->executions().ListExecutionIds(filter, 10);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_THAT(*ids, ::testing::ElementsAre("first", "second", "third"));
+    ids = a->executions().ListExecutionIds(filter, 2);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_THAT(*ids, ::testing::ElementsAre("first", "second"));
+  }
+  by_agent.delegate = "";
+  absl::StatusOr<std::vector<std::string>> all =
+      a->executions().ListExecutionIds(by_agent, std::numeric_limits<size_t>::max());
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), 4203u);
+  // Records are read a thousand per call.
+  absl::StatusOr<std::vector<ExecutionRecord>> records =
+      a->executions().ListExecutions(by_agent, std::numeric_limits<size_t>::max());
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 4203u);
+  EXPECT_EQ(records->at(2500).execution, "other-2499");
+  EXPECT_EQ(records->back().execution, "third");
+  EXPECT_EQ(records->back().delegate, "Run");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ExecutionsProcessesTest,
+                         ::testing::Values(std::string("redis"), std::string("redis_cluster")),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace perper::storage::redis
