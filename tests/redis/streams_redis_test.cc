@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/redis/client_pool.h"
+#include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_notifier.h"
 #include "perper/storage/redis/redis_streams.h"
 
@@ -58,19 +59,24 @@ struct Process {
 
 class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() {
-    standalone_ = new RedisProcess();
-    ASSERT_TRUE(standalone_->Start().ok());
-    cluster_ = new RedisCluster(3, 0);
-    absl::Status started = cluster_->Start();
-    ASSERT_TRUE(started.ok()) << started;
-  }
   static void TearDownTestSuite() {
     delete standalone_;
+    standalone_ = nullptr;
     delete cluster_;
+    cluster_ = nullptr;
   }
 
   void SetUp() override {
+    // Started when first needed: ctest runs each test in a process of its own.
+    if (GetParam() == "standalone" && standalone_ == nullptr) {
+      standalone_ = new RedisProcess();
+      ASSERT_TRUE(standalone_->Start().ok());
+    }
+    if (GetParam() == "cluster" && cluster_ == nullptr) {
+      cluster_ = new RedisCluster(3, 0);
+      absl::Status started = cluster_->Start();
+      ASSERT_TRUE(started.ok()) << started;
+    }
     for (int port : Ports()) {
       auto flushed = RedisCli({"-p", std::to_string(port), "FLUSHALL"});
       ASSERT_TRUE(flushed.ok()) << flushed.status();
@@ -105,7 +111,7 @@ class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
 
   // Sets (or, with 0 ms, removes) the lease of process `pid`, as the executions part does.
   void Lease(Process& via, const std::string& pid, int ms) {
-    std::string key = "{p:" + pid + "}:lease";
+    std::string key = LeaseKey(pid);
     auto reply = ms > 0 ? via.pool->Run(key, {"SET", key, "1", "PX", std::to_string(ms)})
                         : via.pool->Run(key, {"DEL", key});
     ASSERT_TRUE(reply.ok()) << reply.status();
@@ -265,7 +271,6 @@ TEST_P(RedisStreamsTest, AdvanceListenerMovesForwardOnly) {
 TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
   auto a = Open();
   auto b = Open();
-  Lease(*a, a->pid(), 60000);
   Lease(*b, b->pid(), 60000);
   Create(*a->streams, "e", /*ephemeral=*/true);
   Write(*a->streams, "e", {1, 2, 3});
@@ -279,6 +284,12 @@ TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
   EXPECT_EQ(Keys(*a->streams, "e"), (std::vector<int64_t>{1, 2, 3}));
 
   Lease(*a, b->pid(), 0);  // b's lease runs out.
+  auto unleased = a->streams->SweepDeadProcesses();
+  ASSERT_TRUE(unleased.ok()) << unleased.status();
+  EXPECT_EQ(*unleased, 0u);  // a holds no lease itself: it judges nobody.
+  EXPECT_EQ(Keys(*a->streams, "e"), (std::vector<int64_t>{1, 2, 3}));
+
+  Lease(*a, a->pid(), 60000);
   a->recorder.Take();
   auto swept = a->streams->SweepDeadProcesses();
   ASSERT_TRUE(swept.ok()) << swept.status();
@@ -300,6 +311,7 @@ TEST_P(RedisStreamsTest, TransientListenersOfADeadProcessAreSwept) {
 TEST_P(RedisStreamsTest, TheSweeperThreadRemovesThemOnceTheLeaseExpires) {
   auto a = Open(std::chrono::milliseconds(300));  // Sweeps every 100 ms.
   auto b = Open();
+  Lease(*a, a->pid(), 60000);
   Lease(*b, b->pid(), 300);
   Create(*a->streams, "e", /*ephemeral=*/true);
   Write(*a->streams, "e", {1, 2});
@@ -328,6 +340,45 @@ TEST_P(RedisStreamsTest, AClosedProcessRemovesItsTransientListeners) {
   ASSERT_TRUE(listeners.ok());
   ASSERT_EQ(listeners->size(), 1u);
   EXPECT_EQ((*listeners)[0].name, "kept");
+}
+
+// A script whose reply is lost with its connection is resent by ClusterClient. Redis drops a
+// connection whose pending reply passes client-output-buffer-limit (only replies past the 16 KB
+// client buffer count), after running the command: so a write of 3,000 auto-key items runs,
+// loses its reply, is resent, runs again and loses its reply again. It must be stored once.
+TEST(RedisStreamsResendTest, AnAutoKeyWriteResentAfterALostReplyIsStoredOnce) {
+  RedisProcess server;
+  ASSERT_TRUE(server.Start().ok());
+  RedisStoreOptions options;
+  options.cluster.seeds = {{"127.0.0.1", server.port()}};
+  auto pool = ClientPool::Create(options);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  RedisNotifier notifier;
+  RedisStreams streams(**pool, notifier);
+  StreamRecord record;
+  record.stream = "s";
+  record.ephemeral = false;
+  ASSERT_TRUE(streams.CreateStream(record).ok());
+  std::vector<ItemToWrite> items(3000, ItemToWrite{std::nullopt, "x"});
+
+  const std::string port = std::to_string(server.port());
+  ASSERT_TRUE(
+      RedisCli({"-p", port, "CONFIG", "SET", "client-output-buffer-limit", "normal 1 1 0"}).ok());
+  auto lost = streams.WriteItems("s", items);
+  ASSERT_TRUE(
+      RedisCli({"-p", port, "CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0"}).ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable) << lost.status();
+
+  auto progress = streams.GetProgress("s");
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->written_count, 3000u);  // Not 6,000.
+  // The next write is a new one: stored, above the keys of the first.
+  auto next = streams.WriteItems("s", {ItemToWrite{std::nullopt, "y"}});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_GT((*next)[0], progress->last_key.value());
+  progress = streams.GetProgress("s");
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->written_count, 3001u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Deployments, RedisStreamsTest,

@@ -5,8 +5,9 @@
 //   CreateStream        2: the create script, then ZADD to {perper}:streams (always, so a retry
 //                          repairs a create interrupted between the two)
 //   WriteItems(Bounded) 1 script (keys chosen, checked and written in it)
-//   ReadItems, VisitItems, LastKey, GetStream, GetProgress, ListListeners,
-//   ListenerPosition    1 script
+//   GetStream           1 command (HGETALL)
+//   ReadItems, VisitItems, LastKey, GetProgress, ListListeners, ListenerPosition
+//                       1 script
 //   CompleteStream      1 script
 //   DeleteStream        2: the delete script (UNLINK: Redis frees large keys in the
 //                          background), then ZREM from {perper}:streams
@@ -16,6 +17,8 @@
 //                       1 script, plus one collection script per further 1,000 items to collect
 //                       (plus SREM {p:<pid>}:tl when deleting a transient listener of ours)
 //   ListStreams         1 ZRANGEBYLEX, then 1 script per stream
+//   SweepDeadProcesses  2 (own lease, SMEMBERS {perper}:tlp), 1 EXISTS per other process, and
+//                       per dead one SMEMBERS, then per listener its delete script and SREM
 #include "perper/storage/redis/redis_streams.h"
 
 #include <algorithm>
@@ -25,6 +28,7 @@
 #include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
+#include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_keys.h"
 
 namespace perper::storage::redis {
@@ -112,8 +116,11 @@ redis.call('HSET', KEYS[1], 'e', ARGV[2], 'st', ARGV[3], 'c', '0', 'cc', '0', 'r
 return {1}
 )lua";
 
-// ARGV: overhead, now (8 bytes), retention limit ('' for none), then per item its key (8 bytes,
-// or '' for an auto key) and its value. As StreamsEngine::WriteItemsBounded:
+// ARGV: overhead, now (8 bytes), retention limit ('' for none), write token ('' for none), then
+// per item its key (8 bytes, or '' for an auto key) and its value. A write with a token records
+// its answer under it (fields wt, wn, wl, wk): a resent script with the same token (its reply was
+// lost with the connection) answers that again instead of choosing new auto keys. As
+// StreamsEngine::WriteItemsBounded:
 // {'OK', fresh count, largest fresh key or '', key...}, {'CONFLICT', key}, {'TWICE', key},
 // {'RANGE'}, {'COMPLETED'}, {'FULL', retained, items, bytes, lowest name, lowest position,
 // listeners}.
@@ -122,12 +129,20 @@ local m, k, v, l = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', m) == 0 then return {'NOTFOUND'} end
 local meta = redis.call('HMGET', m, 'lk', 'gf', 'c', 'e', 'rb')
 local last, floor = meta[1], meta[2]
-local now = ARGV[2]
-local n = (#ARGV - 3) / 2
+local now, token = ARGV[2], ARGV[4]
+local n = (#ARGV - 4) / 2
+if token ~= '' then
+  local done = redis.call('HMGET', m, 'wt', 'wn', 'wl', 'wk')
+  if done[1] == token then
+    local again = {'OK', tonumber(done[2]), done[3]}
+    for i = 1, n do again[3 + i] = string.sub(done[4], 8 * i - 7, 8 * i) end
+    return again
+  end
+end
 local written, replayed = {}, {}
 local fresh, bytes, any_explicit, largest = 0, 0, false, ''
 for i = 1, n do
-  local key, value = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local key, value = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   local replay = false
   if key ~= '' then
     any_explicit = true
@@ -176,11 +191,14 @@ end
 for i = 1, n do
   if not replayed[i] then
     redis.call('ZADD', k, 0, written[i])
-    redis.call('HSET', v, written[i], ARGV[3 + 2 * i])
+    redis.call('HSET', v, written[i], ARGV[4 + 2 * i])
   end
 end
 redis.call('HSET', m, 'lk', last)
 redis.call('HINCRBY', m, 'rb', bytes)
+if token ~= '' then
+  redis.call('HSET', m, 'wt', token, 'wn', fresh, 'wl', largest, 'wk', table.concat(written))
+end
 return reply
 )lua";
 
@@ -374,7 +392,6 @@ bool SplitTransientEntry(std::string_view entry, std::string_view* stream, std::
 }
 
 std::string TransientSet(std::string_view pid) { return Key(ProcessTag(pid), "tl"); }
-std::string LeaseKey(std::string_view pid) { return Key(ProcessTag(pid), "lease"); }
 
 // The first string after every string that starts with `prefix`, as a ZRANGEBYLEX bound.
 std::string PrefixEndBound(std::string prefix) {
@@ -464,20 +481,12 @@ absl::StatusOr<bool> RedisStreams::CreateStream(StreamRecord record) {
   return created;
 }
 
-absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, bool with_listeners,
-                                                    bool* found) {
-  Keys keys(stream);
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                          pool_->RunScript(Script(kDescribeScript), keys.all(),
-                                           {kOverhead, with_listeners ? "1" : "0"}));
-  StreamSummary summary;
-  *found = reply.type != RedisReply::Type::kNil;
-  if (!*found) return summary;
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 5)
-    return Unexpected("a stream read");
+namespace {
+
+// The fields of a stream's metadata hash (HGETALL) into `summary` and `collected`.
+void ParseMeta(std::string_view stream, const std::vector<RedisReply>& meta, StreamSummary& summary,
+               uint64_t& collected) {
   summary.record.stream = std::string(stream);
-  uint64_t collected = 0;
-  const std::vector<RedisReply>& meta = reply.elements[0].elements;
   for (size_t i = 0; i + 1 < meta.size(); i += 2) {
     const std::string& field = meta[i].str;
     const std::string& value = meta[i + 1].str;
@@ -495,6 +504,23 @@ absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, boo
       summary.retained_bytes = std::strtoull(value.c_str(), nullptr, 10);
     }
   }
+}
+
+}  // namespace
+
+absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, bool with_listeners,
+                                                    bool* found) {
+  Keys keys(stream);
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
+                          pool_->RunScript(Script(kDescribeScript), keys.all(),
+                                           {kOverhead, with_listeners ? "1" : "0"}));
+  StreamSummary summary;
+  *found = reply.type != RedisReply::Type::kNil;
+  if (!*found) return summary;
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 5)
+    return Unexpected("a stream read");
+  uint64_t collected = 0;
+  ParseMeta(stream, reply.elements[0].elements, summary, collected);
   summary.item_count = static_cast<uint64_t>(reply.elements[1].integer);
   summary.written_count = collected + summary.item_count;
   if (!reply.elements[2].str.empty()) {
@@ -515,9 +541,13 @@ absl::StatusOr<StreamSummary> RedisStreams::Summary(std::string_view stream, boo
 }
 
 absl::StatusOr<StreamRecord> RedisStreams::GetStream(std::string_view stream) {
-  bool found = false;
-  PERPER_ASSIGN_OR_RETURN(StreamSummary summary, Summary(stream, false, &found));
-  if (!found) return absl::NotFoundError(StreamNotFound(stream));
+  // A plain command, not a script: every listen call reads the record before its items.
+  Keys keys(stream);
+  PERPER_ASSIGN_OR_RETURN(RedisReply meta, pool_->Run(keys.m, {"HGETALL", keys.m}));
+  if (meta.elements.empty()) return absl::NotFoundError(StreamNotFound(stream));
+  StreamSummary summary;
+  uint64_t collected = 0;
+  ParseMeta(stream, meta.elements, summary, collected);
   return std::move(summary.record);
 }
 
@@ -533,10 +563,17 @@ absl::StatusOr<std::vector<int64_t>> RedisStreams::WriteItemsBounded(
   std::string limit = max_retained_bytes == std::numeric_limits<size_t>::max()
                           ? std::string()
                           : std::to_string(max_retained_bytes);
+  // Only auto keys make a resent write unsafe (explicit keys are replays the second time).
+  std::string token;
+  if (std::any_of(items.begin(), items.end(),
+                  [](const ItemToWrite& item) { return !item.key.has_value(); })) {
+    token = pool_->process_id() + ":" +
+            std::to_string(write_tokens_.fetch_add(1, std::memory_order_relaxed));
+  }
   std::vector<std::string> encoded;
-  encoded.reserve(items.size());
-  std::vector<std::string_view> args = {kOverhead, now, limit};
-  args.reserve(3 + 2 * items.size());
+  encoded.reserve(items.size());  // `args` points into it: no reallocation.
+  std::vector<std::string_view> args = {kOverhead, now, limit, token};
+  args.reserve(4 + 2 * items.size());
   for (const ItemToWrite& item : items) {
     encoded.push_back(item.key.has_value() ? EncodeKey(*item.key) : std::string());
     args.push_back(encoded.back());
@@ -865,14 +902,17 @@ absl::StatusOr<size_t> RedisStreams::DropTransientListenersOf(std::string_view p
 }
 
 absl::StatusOr<size_t> RedisStreams::SweepDeadProcesses() {
+  // Without a lease of our own (leases not running, or ours lapsed while we were cut off) a
+  // missing lease says nothing about its process: judge nobody.
+  PERPER_ASSIGN_OR_RETURN(bool leased, LeaseAlive(*pool_, pool_->process_id()));
+  if (!leased) return 0;
   PERPER_ASSIGN_OR_RETURN(RedisReply pids,
                           pool_->Run(TransientProcesses(), {"SMEMBERS", TransientProcesses()}));
   size_t removed = 0;
   for (const RedisReply& pid : pids.elements) {
     if (pid.str == pool_->process_id()) continue;
-    std::string lease = LeaseKey(pid.str);
-    PERPER_ASSIGN_OR_RETURN(RedisReply alive, pool_->Run(lease, {"EXISTS", lease}));
-    if (alive.integer == 1) continue;
+    PERPER_ASSIGN_OR_RETURN(bool alive, LeaseAlive(*pool_, pid.str));
+    if (alive) continue;
     PERPER_ASSIGN_OR_RETURN(size_t dropped, DropTransientListenersOf(pid.str));
     removed += dropped;
   }

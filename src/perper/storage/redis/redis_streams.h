@@ -24,10 +24,11 @@
 // Counts and byte totals stay far below 2^53.
 //
 // Retries: ClusterClient resends a script whose connection broke before the reply came. Every
-// script here leaves the same state when run twice (explicit keys are replays the second time,
-// listener moves converge), though a resent completion or deletion then answers as if it had
-// been done before (it had); the exception is a write with auto keys: if its reply is lost that
-// way, its items may be stored twice under two keys.
+// script here leaves the same state when run twice: explicit keys are replays the second time,
+// listener moves converge, and a write with auto keys carries a token under which the stream
+// keeps its answer, so a resent one answers the same keys instead of storing its items again
+// (unless another auto-key write to the stream came in between). A resent completion or
+// deletion answers as if it had been done before (it had).
 //
 // Transient listeners belong to a live call of one Fabric process. A process that dies leaves
 // them behind; the sweeper (SweepDeadProcesses, run a few times per lease period) removes
@@ -108,7 +109,8 @@ class RedisStreams final : public StreamStore {
                                           int64_t reached);
 
   // Removes the transient listeners of every other process whose lease is gone (collecting
-  // what they held). Returns how many listeners it removed.
+  // what they held). Returns how many listeners it removed. Does nothing while this process
+  // holds no lease itself.
   absl::StatusOr<size_t> SweepDeadProcesses();
 
  private:
@@ -135,7 +137,8 @@ class RedisStreams final : public StreamStore {
   ClientPool* const pool_;
   RedisNotifier* const notifier_;
 
-  std::atomic<bool> closing_{false};  // Set by the destructor: report nothing more.
+  std::atomic<uint64_t> write_tokens_{0};  // Numbers the writes with auto keys.
+  std::atomic<bool> closing_{false};       // Set by the destructor: report nothing more.
   absl::Mutex sweeper_mu_;
   bool stopping_ ABSL_GUARDED_BY(sweeper_mu_) = false;
   std::thread sweeper_;
