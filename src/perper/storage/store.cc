@@ -3,6 +3,9 @@
 
 #include "absl/strings/cord.h"
 
+#include "perper/common/text.h"
+#include "perper/common/values.h"
+
 namespace perper::storage {
 
 bool Matches(const ExecutionFilter& filter, const ExecutionRecord& record) {
@@ -50,6 +53,27 @@ absl::StatusOr<size_t> StreamStore::VisitItems(
   for (const StreamItem& item : *items)
     visit(item.key, item.value);
   return items->size();
+}
+
+absl::Status ValidateStepRequest(const StepRequest& request) {
+  if (request.stream.empty()) return absl::InvalidArgumentError("stream ID must not be empty");
+  if (request.listener.empty()) {
+    return absl::InvalidArgumentError("listener name must not be empty (a step on stream " +
+                                      ShortId(request.stream) + ")");
+  }
+  if (!request.operations.empty() && request.dictionary.empty()) {
+    return absl::InvalidArgumentError(
+        "the step of listener " + ShortId(request.listener) + " on stream " +
+        ShortId(request.stream) + " has operations but no dictionary");
+  }
+  for (size_t i = 0; i < request.operations.size(); ++i) {
+    if (IsNullValue(request.operations[i].key)) {
+      return absl::InvalidArgumentError("operations[" + std::to_string(i) +
+                                        "].key must not be null (dictionary \"" +
+                                        ShortId(request.dictionary) + "\")");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace perper::storage

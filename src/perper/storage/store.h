@@ -386,6 +386,10 @@ struct StepResult {
   std::vector<DictionaryOutcome> outcomes;
 };
 
+// What every backend's Store::Step refuses first, with the same messages: INVALID_ARGUMENT for
+// an empty stream or listener, operations without a dictionary, a null operation key.
+absl::Status ValidateStepRequest(const StepRequest& request);
+
 // ---------------------------------------------------------------------------------------------
 
 // A backend: the four stores, sharing one durability and notification path.

@@ -4,8 +4,6 @@
 #include <string>
 
 #include "perper/common/status_macros.h"
-#include "perper/common/text.h"
-#include "perper/common/values.h"
 
 namespace perper::storage {
 
@@ -28,23 +26,7 @@ absl::StatusOr<std::unique_ptr<EngineStore>> EngineStore::Open(std::unique_ptr<J
 }
 
 absl::StatusOr<StepResult> EngineStore::Step(const StepRequest& request) {
-  if (request.stream.empty()) return absl::InvalidArgumentError("stream ID must not be empty");
-  if (request.listener.empty()) {
-    return absl::InvalidArgumentError("listener name must not be empty (a step on stream " +
-                                      ShortId(request.stream) + ")");
-  }
-  if (!request.operations.empty() && request.dictionary.empty()) {
-    return absl::InvalidArgumentError(
-        "the step of listener " + ShortId(request.listener) + " on stream " +
-        ShortId(request.stream) + " has operations but no dictionary");
-  }
-  for (size_t i = 0; i < request.operations.size(); ++i) {
-    if (IsNullValue(request.operations[i].key)) {
-      return absl::InvalidArgumentError("operations[" + std::to_string(i) +
-                                        "].key must not be null (dictionary \"" +
-                                        ShortId(request.dictionary) + "\")");
-    }
-  }
+  PERPER_RETURN_IF_ERROR(ValidateStepRequest(request));
   StepResult result;
   PERPER_ASSIGN_OR_RETURN(
       StreamsEngine::ListenerStep step,
