@@ -184,6 +184,39 @@ TEST_F(ClusterFabricsTest, NamedListenerMovedOnOneProcessResumesOnAnotherFromIts
   EXPECT_TRUE(resumed.extra_keys().empty());
 }
 
+// Items of an ephemeral stream go once the listener, on another process than the writer,
+// has passed them: stored items stay bounded while it keeps up, whoever looks.
+TEST_F(ClusterFabricsTest, EphemeralItemsAckedOnOneProcessAreCollectedOnEvery) {
+  auto a = Streams(kA);
+  auto b = Streams(kB);
+  auto introspection = grpc2::FabricIntrospection::NewStub(setup_.channel(kC));
+  ASSERT_TRUE(CreateStream(*a, "events", /*ephemeral=*/true).ok());
+  auto stored = [&]() -> int64_t {
+    grpc2::IntrospectionListStreamsRequest request;
+    request.set_stream_prefix("events");
+    grpc2::IntrospectionListStreamsResponse response;
+    grpc::Status status = introspection->ListStreams(Context().get(), request, &response);
+    if (!status.ok() || response.streams_size() != 1) return -1;
+    return static_cast<int64_t>(response.streams(0).item_count());
+  };
+  ListenAndMove acking(*b, ListenRequest("events", 0, "acker"), std::chrono::seconds(60));
+  grpc::Status registered = WaitForListener(*a, "events");
+  ASSERT_TRUE(registered.ok()) << Describe(registered);
+
+  constexpr int kBatches = 20;
+  constexpr int kBatch = 100;
+  for (int batch = 0; batch < kBatches; ++batch) {
+    std::vector<int64_t> keys;
+    for (int i = 1; i <= kBatch; ++i) keys.push_back(batch * kBatch + i);
+    ASSERT_TRUE(WriteKeys(*a, "events", keys).ok());
+    ASSERT_EQ(acking.NextKeys(kBatch), keys);
+    ASSERT_TRUE(acking.Ack(keys.back()));
+    // Only the item at the listener's position stays.
+    int64_t now = -1;
+    EXPECT_TRUE(WaitFor([&] { return (now = stored()) == 1; })) << "batch " << batch << ": " << now;
+  }
+}
+
 TEST_F(ClusterFabricsTest, CompareAndSetIncrementsFromThreeProcessesAllCount) {
   constexpr int kIncrementsPerProcess = 1000;
   {

@@ -2,6 +2,8 @@
 // FabricIntrospection over real gRPC, on every backend. The data is created through the Store
 // directly, so these tests depend only on the Store interface.
 #include "perper/common/values.h"
+#include "perper/storage/redis/key_slot.h"
+#include "perper/storage/redis/redis_keys.h"
 
 #include "tests/support/fabric_fixture.h"
 
@@ -127,6 +129,20 @@ TEST_P(IntrospectionTest, ListInstancesShowsUnfinishedRegistryExecutions) {
   EXPECT_EQ(response.instances(0).agent(), "Calculator");
   EXPECT_EQ(response.instances(1).instance(), "Run-2");
   EXPECT_EQ(response.instances(1).agent(), "Printer");
+  if (GetParam() == "redis" || GetParam() == "redis_cluster") {
+    // An instance's executions and state share the slot of its hash tag.
+    ASSERT_EQ(response.placements_size(), 2);
+    EXPECT_EQ(response.placements(0).instance(), "Run-1");
+    EXPECT_EQ(response.placements(0).slot(),
+              static_cast<uint32_t>(storage::redis::KeySlot(storage::redis::InstanceTag("Run-1"))));
+    EXPECT_EQ(response.placements(0).slot(),
+              static_cast<uint32_t>(
+                  storage::redis::KeySlot(storage::redis::DictionaryTag("Run-1-"))));
+    EXPECT_NE(response.placements(0).node(), "");
+    EXPECT_EQ(response.placements(1).instance(), "Run-2");
+  } else {
+    EXPECT_EQ(response.placements_size(), 0);
+  }
   request.set_agent("Printer");
   response.Clear();
   ASSERT_TRUE(Introspection()->ListInstances(Context().get(), request, &response).ok());

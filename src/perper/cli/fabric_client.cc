@@ -108,7 +108,8 @@ int Error(const std::string& message) {
 }
 
 grpc::Status ListInstances(const FabricTarget& target, const std::string& agent,
-                           std::vector<grpc2::model::PerperInstance>* instances) {
+                           std::vector<grpc2::model::PerperInstance>* instances,
+                           std::vector<grpc2::InstancePlacement>* placements) {
   auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
   grpc2::IntrospectionListInstancesRequest request;
   request.set_agent(agent);
@@ -118,6 +119,9 @@ grpc::Status ListInstances(const FabricTarget& target, const std::string& agent,
   Deadline(context, target);
   grpc::Status status = stub->ListInstances(&context, request, &response);
   instances->assign(response.instances().begin(), response.instances().end());
+  if (placements != nullptr) {
+    placements->assign(response.placements().begin(), response.placements().end());
+  }
   return status;
 }
 

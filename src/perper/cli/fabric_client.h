@@ -42,7 +42,8 @@ int Error(const std::string& message);
 
 // The live instances (of `agent`; empty: of every type) into *instances.
 grpc::Status ListInstances(const FabricTarget& target, const std::string& agent,
-                           std::vector<grpc2::model::PerperInstance>* instances);
+                           std::vector<grpc2::model::PerperInstance>* instances,
+                           std::vector<grpc2::InstancePlacement>* placements = nullptr);
 
 // The dictionaries, then the lists, whose names start with `prefix`, into *states.
 grpc::Status ListStates(const FabricTarget& target, const std::string& prefix,

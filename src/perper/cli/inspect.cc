@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "perper/cli/commands.h"
@@ -92,13 +93,31 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) 
 
 int RunInstances(const FabricTarget& target, const std::string& agent) {
   std::vector<grpc2::model::PerperInstance> instances;
-  grpc::Status status = ListInstances(target, agent, &instances);
+  std::vector<grpc2::InstancePlacement> placements;
+  grpc::Status status = ListInstances(target, agent, &instances, &placements);
   if (!status.ok()) return Fail(target, status, "listing instances");
-  Table table({"INSTANCE", "AGENT"});
+  // Cluster mode also says where each instance's executions and state live.
+  absl::flat_hash_map<std::string, const grpc2::InstancePlacement*> placement_of;
+  for (const auto& p : placements) placement_of[p.instance()] = &p;
+  bool placed = !placements.empty();
+  Table table(placed ? std::vector<std::string>{"INSTANCE", "AGENT", "SLOT", "NODE"}
+                     : std::vector<std::string>{"INSTANCE", "AGENT"});
   json rows = json::array();
   for (const auto& i : instances) {
-    table.AddRow({i.instance(), i.agent()});
-    rows.push_back({{"instance", i.instance()}, {"agent", i.agent()}});
+    json row = {{"instance", i.instance()}, {"agent", i.agent()}};
+    if (placed) {
+      auto it = placement_of.find(i.instance());
+      std::string slot = it == placement_of.end() ? "" : absl::StrCat(it->second->slot());
+      std::string node = it == placement_of.end() ? "" : it->second->node();
+      table.AddRow({i.instance(), i.agent(), slot, node});
+      if (it != placement_of.end()) {
+        row["slot"] = it->second->slot();
+        row["node"] = node;
+      }
+    } else {
+      table.AddRow({i.instance(), i.agent()});
+    }
+    rows.push_back(std::move(row));
   }
   if (target.json) {
     PrintJson(rows);

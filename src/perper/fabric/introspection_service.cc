@@ -74,6 +74,14 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
     grpc2::model::PerperInstance* instance = response->add_instances();
     instance->set_instance(record.execution);
     instance->set_agent(record.instance);
+    auto placement = context_.store->PlacementOfInstance(record.execution);
+    if (!placement.ok()) return FinishUnary(context, placement.status());
+    if (placement->has_value()) {
+      grpc2::InstancePlacement* out = response->add_placements();
+      out->set_instance(record.execution);
+      out->set_slot((*placement)->slot);
+      out->set_node((*placement)->node);
+    }
   }
   return FinishUnary(context, absl::OkStatus());
 }

@@ -392,6 +392,12 @@ absl::Status ValidateStepRequest(const StepRequest& request);
 
 // ---------------------------------------------------------------------------------------------
 
+// Where an object's data lives in a sharded backend.
+struct DataPlacement {
+  uint32_t slot = 0;  // The Redis hash slot (0..16383).
+  std::string node;   // "host:port" of the master serving the slot; empty when unknown.
+};
+
 // A backend: the four stores, sharing one durability and notification path.
 class Store {
  public:
@@ -411,6 +417,14 @@ class Store {
   // Otherwise nothing changes. NOT_FOUND unknown stream; INVALID_ARGUMENT empty stream or
   // listener, operations without a dictionary, a null operation key.
   virtual absl::StatusOr<StepResult> Step(const StepRequest& request) = 0;
+
+  // Where an instance's executions and state dictionary and list live, for introspection:
+  // nullopt on a backend with one place for everything.
+  virtual absl::StatusOr<std::optional<DataPlacement>> PlacementOfInstance(
+      std::string_view instance) {
+    (void)instance;
+    return std::nullopt;
+  }
 
   // Sets who hears about committed changes. REQUIRES: called before any mutating call;
   // `observer` outlives the store's use.

@@ -30,6 +30,13 @@ RedisStore::~RedisStore() {
   bus_.reset();
 }
 
+absl::StatusOr<std::optional<DataPlacement>> RedisStore::PlacementOfInstance(
+    std::string_view instance) {
+  absl::StatusOr<std::pair<int, std::string>> slot = executions_->SlotOfInstance(instance);
+  if (!slot.ok()) return slot.status();
+  return DataPlacement{static_cast<uint32_t>(slot->first), std::move(slot->second)};
+}
+
 absl::StatusOr<StepResult> RedisStore::Step(const StepRequest& request) {
   return RunStep(*pool_, *streams_, notifier_, request);
 }

@@ -32,6 +32,8 @@ class RedisStore final : public Store {
   StateStore& states() override { return *states_; }
   DescriptorStore& descriptors() override { return *descriptors_; }
   absl::StatusOr<StepResult> Step(const StepRequest& request) override;
+  absl::StatusOr<std::optional<DataPlacement>> PlacementOfInstance(
+      std::string_view instance) override;
   void SetObserver(ChangeObserver* observer) override { notifier_.SetObserver(observer); }
 
   ClientPool& pool() { return *pool_; }
