@@ -13,9 +13,9 @@
 namespace perper::testing {
 namespace {
 
-// The servers of this test binary; killed at exit with the process (SIGKILL from destructors
-// is not needed: the processes are reaped by whoever runs the tests when the binary exits,
-// and each server's directory is a temporary one).
+// The servers of this test binary, never destroyed: each redis-server is started to die with
+// the binary (RedisProcess asks the kernel for SIGKILL when its parent ends), since ctest runs
+// every test case as a process of its own and nothing else would stop them.
 struct Deployments {
   absl::Mutex mu;
   std::unique_ptr<RedisProcess> standalone ABSL_GUARDED_BY(mu);

@@ -100,7 +100,8 @@ absl::Status RedisProcess::Start(std::chrono::milliseconds timeout) {
                    "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0"});
     }
     argv.insert(argv.end(), extra_.begin(), extra_.end());
-    pid_ = SpawnWithLog(argv, {}, dir_.path() + "/log");
+    // A server outlives no test binary, even one that crashed or never destroyed it.
+    pid_ = SpawnWithLog(argv, {}, dir_.path() + "/log", /*die_with_parent=*/true);
     // The answer must come from this process, not from whoever else holds the port.
     const std::string own_pid = "process_id:" + std::to_string(pid_) + "\r\n";
     bool exited = false;

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,9 +14,14 @@
 namespace perper::testing {
 
 pid_t SpawnWithLog(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                   const std::string& log_path) {
+                   const std::string& log_path, bool die_with_parent) {
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
+  if (die_with_parent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);  // The parent is already gone.
+  }
   int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   dup2(fd, 1);
   dup2(fd, 2);
