@@ -89,7 +89,61 @@ void ChangeHub::DeliverToAll(const Change& change) {
   for (auto& target : targets) target->OnChange(change);
 }
 
+void ChangeHub::StartDispatcher(size_t max_queued) {
+  absl::MutexLock lock(&dispatch_mu_);
+  if (dispatcher_.joinable() || stopped_) return;
+  max_queued_ = max_queued;
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
+  dispatcher_id_ = dispatcher_.get_id();
+  dispatched_.store(true, std::memory_order_release);
+}
+
+void ChangeHub::StopDispatcher() {
+  {
+    absl::MutexLock lock(&dispatch_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    queued_.clear();
+  }
+  if (dispatcher_.joinable()) dispatcher_.join();
+}
+
+void ChangeHub::DispatchLoop() {
+  std::deque<Change> batch;
+  while (true) {
+    {
+      absl::MutexLock lock(&dispatch_mu_);  // Also waits for StartDispatcher to finish.
+      dispatch_mu_.Await(absl::Condition(
+          +[](ChangeHub* hub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->dispatch_mu_) {
+            return hub->stopped_ || !hub->queued_.empty();
+          },
+          this));
+      if (stopped_) return;
+      batch.swap(queued_);  // Writers blocked on a full queue go on.
+    }
+    for (const Change& change : batch) Route(change);
+    batch.clear();
+  }
+}
+
 void ChangeHub::OnChange(const Change& change) {
+  if (!dispatched_.load(std::memory_order_acquire)) {
+    Route(change);
+    return;
+  }
+  absl::MutexLock lock(&dispatch_mu_);
+  // A subscriber that writes from a delivery must not wait for its own thread to drain.
+  if (std::this_thread::get_id() != dispatcher_id_) {
+    dispatch_mu_.Await(absl::Condition(
+        +[](ChangeHub* hub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->dispatch_mu_) {
+          return hub->stopped_ || hub->queued_.size() < hub->max_queued_;
+        },
+        this));
+  }
+  if (!stopped_) queued_.push_back(change);
+}
+
+void ChangeHub::Route(const Change& change) {
   switch (change.kind) {
     case Change::Kind::kExecutionCreated:
     case Change::Kind::kExecutionCompleted:

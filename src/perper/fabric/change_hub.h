@@ -11,14 +11,18 @@
 //   subscriber->Close();  // No callback runs after this returns.
 //
 // Thread safety: all methods are thread-safe. Subscribers are called outside the hub's locks,
-// possibly concurrently, and may subscribe or unsubscribe from within a callback.
+// possibly concurrently, and may subscribe or unsubscribe from within a callback. They are called
+// on the committing thread, or on the hub's dispatcher thread once StartDispatcher was called.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -86,8 +90,19 @@ class ChangeHub final : public storage::ChangeObserver {
   };
 
   ChangeHub() = default;
+  ~ChangeHub() { StopDispatcher(); }
   ChangeHub(const ChangeHub&) = delete;
   ChangeHub& operator=(const ChangeHub&) = delete;
+
+  // From now on OnChange only queues the change, and one thread of the hub's own delivers the
+  // queue in order. For a store whose reads cost a network round trip (redis): subscribers
+  // re-read the store on a hint, and a write must not wait while each of them does. OnChange
+  // blocks while `max_queued` changes wait, so a writer faster than delivery slows down instead
+  // of growing the queue without bound. REQUIRES: called once, before the first change.
+  void StartDispatcher(size_t max_queued = 100000);
+  // Stops the thread started by StartDispatcher, dropping what is still queued; changes that
+  // arrive afterwards are dropped too. Nothing is delivered after it returns. Idempotent.
+  void StopDispatcher();
 
   [[nodiscard]] Subscription Subscribe(Topic topic, std::string key,
                                        std::shared_ptr<ChangeSubscriber> subscriber);
@@ -117,8 +132,21 @@ class ChangeHub final : public storage::ChangeObserver {
   void Deliver(Topic topic, const std::string& key, const storage::Change& change);
   void DeliverToAll(const storage::Change& change);
 
+  // Routes one change to its topics' subscribers, on the calling thread.
+  void Route(const storage::Change& change);
+  void DispatchLoop();
+
   std::array<Shard, kShards> shards_;
   std::atomic<uint64_t> next_id_{1};
+
+  // The dispatcher (StartDispatcher); unused otherwise.
+  absl::Mutex dispatch_mu_;
+  std::deque<storage::Change> queued_ ABSL_GUARDED_BY(dispatch_mu_);
+  size_t max_queued_ ABSL_GUARDED_BY(dispatch_mu_) = 0;
+  bool stopped_ ABSL_GUARDED_BY(dispatch_mu_) = false;
+  std::thread dispatcher_;  // Started under dispatch_mu_.
+  std::thread::id dispatcher_id_ ABSL_GUARDED_BY(dispatch_mu_);
+  std::atomic<bool> dispatched_{false};  // Set once the dispatcher runs; never cleared.
 };
 
 }  // namespace perper::fabric

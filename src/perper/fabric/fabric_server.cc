@@ -56,6 +56,10 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
     server->writes_ = std::make_unique<WritePool>(options.write_threads);
     context.writes = server->writes_.get();
   }
+  // Subscribers re-read the store on a hint; with Redis each read is a round trip, so hints are
+  // delivered on the hub's own thread rather than on the writer's, which would otherwise wait
+  // for every local listener to re-read before its write is answered.
+  if (options.store.kind == "redis") server->hub_.StartDispatcher();
   server->services_ = std::make_unique<Services>(context);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -118,6 +122,7 @@ FabricServer::~FabricServer() {
   Shutdown(absl::ZeroDuration());
   server_.reset();
   writes_.reset();  // Every call has finished, so every write it posted has run.
+  hub_.StopDispatcher();
   open_calls_.reset();
   services_.reset();
   store_->SetObserver(nullptr);
