@@ -81,8 +81,11 @@ class FabricTest : public ::testing::TestWithParam<std::string> {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
+// Every backend: memory, rocksdb, and redis on one server and on a 3-master cluster
+// (tests/support/redis_backends.h).
 inline ::testing::internal::ParamGenerator<std::string> AllBackends() {
-  return ::testing::Values(std::string("memory"), std::string("rocksdb"));
+  return ::testing::Values(std::string("memory"), std::string("rocksdb"), std::string("redis"),
+                           std::string("redis_cluster"));
 }
 inline std::string BackendName(const ::testing::TestParamInfo<std::string>& info) {
   return info.param;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/store_factory.h"
+#include "tests/support/redis_backends.h"
 
 namespace perper::testing {
 
@@ -14,8 +15,19 @@ WrappedStoreFabric::WrappedStoreFabric(const std::string& kind,
                                        const std::function<void(WrappedStore&)>& wrap) {
   fabric::FabricOptions options;
   options.listen_address = "127.0.0.1:0";
-  options.store.kind = kind;
-  options.store.data_dir = dir_.path() + "/data";
+  if (IsRedisBackend(kind)) {
+    absl::Status reset = ResetRedisBackend(kind);
+    absl::StatusOr<storage::StoreOptions> redis =
+        reset.ok() ? RedisBackendOptions(kind) : absl::StatusOr<storage::StoreOptions>(reset);
+    if (!redis.ok()) {
+      ADD_FAILURE() << "redis did not start: " << redis.status();
+      std::abort();
+    }
+    options.store = *std::move(redis);
+  } else {
+    options.store.kind = kind;
+    options.store.data_dir = dir_.path() + "/data";
+  }
   auto inner = storage::OpenStore(options.store);
   if (!inner.ok()) {
     ADD_FAILURE() << inner.status();
