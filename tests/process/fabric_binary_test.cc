@@ -93,6 +93,31 @@ int BoundPort(int file_port, std::vector<std::string> env, std::vector<std::stri
   return PortOf(fabric.address());
 }
 
+// A second Fabric on a port another one serves must not start beside it (gRPC's SO_REUSEPORT
+// would let it, and clients would be split between the two).
+TEST(FabricBinaryTest, ABusyPortExitsWithCodeOneSayingItIsInUse) {
+  FabricProcess first({"--storage", "memory"});
+  ASSERT_TRUE(first.Start()) << first.Log();
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", first.address()}, &output), 1);
+  EXPECT_THAT(output, HasSubstr("cannot listen on " + first.address() + ": address already in use"));
+  // The first one still answers.
+  auto executions = grpc2::FabricExecutions::NewStub(first.NewChannel());
+  grpc2::ExecutionsCompleteRequest request;
+  request.mutable_execution()->set_execution("nobody");
+  google::protobuf::Empty empty;
+  EXPECT_EQ(executions->Complete(Context().get(), request, &empty).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST(FabricBinaryTest, APortPast65535IsRefusedNotWrapped) {
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:99999"}, &output), 2);
+  EXPECT_THAT(output, HasSubstr("port from 0 (any free port) to 65535, got '127.0.0.1:99999'"));
+  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:http"}, &output), 2);
+  EXPECT_THAT(output, HasSubstr("got '127.0.0.1:http'"));
+}
+
 TEST(FabricBinaryTest, ConfigFileSetsTheAddress) {
   int file_port = FreePort();
   EXPECT_EQ(BoundPort(file_port, {}, {}), file_port);

@@ -331,9 +331,17 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
     return absl::InvalidArgumentError("storage: unknown backend '" + kind +
                                       "'; expected rocksdb, memory or redis");
   }
-  if (config.options.listen_address.rfind(':') == std::string::npos) {
-    return absl::InvalidArgumentError("listen: expected host:port, got '" +
-                                      config.options.listen_address + "'");
+  {
+    const std::string& listen = config.options.listen_address;
+    const size_t colon = listen.rfind(':');
+    uint32_t port = 0;
+    // gRPC would take a port past 65535 modulo 65536: refuse it instead.
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(absl::string_view(listen).substr(colon + 1), &port) || port > 65535) {
+      return absl::InvalidArgumentError(
+          "listen: expected host:port with a port from 0 (any free port) to 65535, got '" +
+          listen + "'");
+    }
   }
   if (config.options.limits.max_value_bytes > (512u << 20)) {
     return absl::InvalidArgumentError("max_value_size: at most 536870912 bytes");

@@ -1,6 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include "perper/fabric/fabric_server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
@@ -39,6 +47,44 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(const FabricOp
   return Start(options, std::move(store));
 }
 
+namespace {
+
+// Why gRPC could not listen on `address` (it does not say): the system's answer to binding a
+// TCP socket there ourselves, such as "address already in use".
+std::string WhyCannotBind(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (int error = getaddrinfo(host.c_str(), address.substr(colon + 1).c_str(), &hints, &found);
+      error != 0) {
+    return gai_strerror(error);
+  }
+  std::string reason = "gRPC could not bind it";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      reason = std::strerror(errno);
+      for (char& c : reason) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return reason;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
     const FabricOptions& options, std::unique_ptr<storage::Store> store) {
   std::unique_ptr<FabricServer> server(new FabricServer());
@@ -67,6 +113,9 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port);
+  // gRPC sets SO_REUSEPORT by default: a second Fabric on a busy port would then start too and
+  // take half the connections. A busy port must fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // gRPC's own limit leaves room for framing and for batches of values; each value is checked
   // against limits.max_value_bytes by the services.
   size_t max_message = options.limits.max_value_bytes * 4 + (4 << 20);
@@ -95,7 +144,8 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   builder.RegisterService(&s.introspection);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
-    return absl::UnavailableError("cannot listen on " + options.listen_address);
+    return absl::UnavailableError("cannot listen on " + options.listen_address + ": " +
+                                  WhyCannotBind(options.listen_address));
   }
   std::string host = options.listen_address.substr(0, options.listen_address.rfind(':'));
   server->address_ = host + ":" + std::to_string(port);
@@ -110,6 +160,7 @@ void FabricServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  if (server_ == nullptr) return;  // It never started (Start failed).
   PERPER_LOG_INFO(Logger::kFabric, "shutting down");
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
   server_->Wait();
