@@ -11,7 +11,13 @@ int main(int argc, char** argv) {
       "changes to agent processes over the grpc2 protocol."};
   perper::fabric::FabricConfigFlags flags;
   perper::fabric::AddFabricFlags(app, flags);
-  CLI11_PARSE(app, argc, argv);
+  app.set_version_flag("--version", std::string("perper-fabric ") + PERPER_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every bad flag exits 2, as a bad setting does.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   auto config = perper::fabric::ResolveFabricConfig(flags);
   if (!config.ok()) {
     std::fprintf(stderr, "perper-fabric: %s\n", std::string(config.status().message()).c_str());

@@ -640,6 +640,27 @@ TEST(CliErrorsTest, EveryCommandHasHelp) {
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "destroy"}, {}, &out, &err), 2);  // INSTANCE needed
 }
 
+TEST(CliErrorsTest, AnUnknownCommandIsNamedAndTheCommandsListed) {
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "frobnicate", "x"}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("perper: unknown command 'frobnicate'; the commands are up, fabric,"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("instances"), std::string::npos) << err;
+}
+
+TEST(CliErrorsTest, VersionsAndBadFlagsOfBothBinaries) {
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "--version"}, {}, &out, &err), 0);
+  EXPECT_EQ(out, std::string("perper ") + PERPER_VERSION + "\n");
+  EXPECT_EQ(RunToCompletion({PERPER_FABRIC_BINARY, "--version"}, {}, &out, &err), 0);
+  EXPECT_EQ(out, std::string("perper-fabric ") + PERPER_VERSION + "\n");
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "instances", "--bogus"}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
+  EXPECT_EQ(RunToCompletion({PERPER_FABRIC_BINARY, "--bogus"}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
+}
+
 TEST(CliFabricTest, PerperFabricServesUntilSigterm) {
   TempDir dir;
   std::string address_file = dir.path() + "/address";

@@ -9,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/str_join.h"
+
 #include "perper/cli/commands.h"
 #include "perper/cli/fabric_client.h"
 
@@ -198,6 +200,22 @@ int Main(int argc, char** argv) {
                      "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
 
+  app.set_version_flag("--version", std::string("perper ") + PERPER_VERSION);
+  // CLI11 would answer an unknown command with "A subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string name = argv[1];
+    bool known = false;
+    std::vector<std::string> names;
+    for (CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+      names.push_back(command->get_name());
+      known = known || command->check_name(name);
+    }
+    if (!known) {
+      std::fprintf(stderr, "perper: unknown command '%s'; the commands are %s (see perper --help)\n",
+                   name.c_str(), absl::StrJoin(names, ", ").c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
