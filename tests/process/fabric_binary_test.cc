@@ -110,6 +110,19 @@ TEST(FabricBinaryTest, ABusyPortExitsWithCodeOneSayingItIsInUse) {
             grpc::StatusCode::NOT_FOUND);
 }
 
+TEST(FabricBinaryTest, ADataDirectoryInUseIsNamedAsSuch) {
+  TempDir dir;
+  const std::string data = dir.path() + "/db";
+  FabricProcess first({"--storage", "rocksdb", "--data-dir", data});
+  ASSERT_TRUE(first.Start()) << first.Log();
+  std::string output;
+  EXPECT_EQ(RunFabricBinary({"--storage", "rocksdb", "--data-dir", data, "--listen", "127.0.0.1:0"},
+                            &output),
+            1);
+  EXPECT_THAT(output, HasSubstr("the data directory " + data +
+                                " is in use by another Fabric process"));
+}
+
 TEST(FabricBinaryTest, APortPast65535IsRefusedNotWrapped) {
   std::string output;
   EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:99999"}, &output), 2);

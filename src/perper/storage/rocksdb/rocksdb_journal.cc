@@ -41,6 +41,13 @@ absl::StatusOr<std::unique_ptr<RocksDbJournal>> RocksDbJournal::Open(const std::
   options.max_total_wal_size = 256 << 20;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status status = rocksdb::DB::Open(options, directory, &raw);
+  if (status.IsIOError() && status.ToString().find("lock file") != std::string::npos) {
+    // RocksDB says "While lock file: <dir>/LOCK: Resource temporarily unavailable".
+    return absl::FailedPreconditionError(
+        "the data directory " + directory +
+        " is in use by another Fabric process (it holds " + directory +
+        "/LOCK); stop that Fabric or choose another --data-dir");
+  }
   if (!status.ok()) return FromRocks(status, "opening rocksdb at " + directory);
   PERPER_LOG_INFO(Logger::kStorage, "rocksdb opened at {} (sync={})", directory, sync);
   return std::unique_ptr<RocksDbJournal>(new RocksDbJournal(std::unique_ptr<rocksdb::DB>(raw), sync));
