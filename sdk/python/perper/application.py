@@ -666,8 +666,15 @@ def run(agent: Optional[str] = None, handlers: Optional[Mapping[str, Handler]] =
     (default X_PERPER_AGENT), runs Deploy, and serves until SIGINT/SIGTERM (or, with
     `stop_after_deploy`, until Deploy returns). Returns what Deploy returned.
 
-    `options` go to Application (instance, workgroup, concurrency, endpoint).
+    `options` go to Application (instance, workgroup, concurrency, endpoint). A process the
+    scaler started for another agent (X_PERPER_AGENT) is refused with ValueError: serving a
+    name nobody calls would leave its callers waiting for ever.
     """
+    started_as = os.environ.get("X_PERPER_AGENT", "")
+    if agent and started_as and agent != started_as:
+        raise ValueError(f"perper: X_PERPER_AGENT is {started_as} but this process serves agent "
+                         f"{agent}")
+
     async def main() -> Any:
         application = Application(agent, handlers, **options)
         loop = asyncio.get_running_loop()

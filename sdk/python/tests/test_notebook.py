@@ -36,3 +36,13 @@ def test_ambient_calls_outside_a_context_are_a_clear_error():
         assert "no Perper context" in str(e)
     else:
         raise AssertionError("perper.state() worked without a context")
+
+
+def test_serving_another_agent_than_the_scaler_started_is_refused(monkeypatch):
+    monkeypatch.setenv("X_PERPER_AGENT", "Sensor")
+    try:
+        perper.run("sensor", {})
+    except ValueError as e:
+        assert str(e) == "perper: X_PERPER_AGENT is Sensor but this process serves agent sensor"
+    else:
+        raise AssertionError("a process started for Sensor served sensor")
