@@ -88,7 +88,7 @@ TEST(DurableUpTest, OnlyTheDeployProcessIsToldToRecordDeploy) {
   ASSERT_TRUE(up.WaitForOutput("deploy record=", seconds(15))) << up.Output();
   ASSERT_TRUE(up.WaitForOutput("pool record=", seconds(15))) << up.Output();
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(15)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(15)), 128 + SIGTERM) << up.Output();
   EXPECT_NE(up.Stdout().find("] deploy record=1.\n"), std::string::npos) << up.Output();
   EXPECT_NE(up.Stdout().find("] pool record=.\n"), std::string::npos) << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
@@ -157,7 +157,7 @@ TEST_F(ResetTest, ResetRemovesThePreviousDeployBeforeDeployStarts) {
   EXPECT_EQ(CliJson({"executions"}, address), json::array());
   EXPECT_EQ(CliJson({"states"}, address), json::array());
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(15)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(15)), 128 + SIGTERM) << up.Output();
 
   // Nothing left to reset: said so, and Deploy starts all the same.
   ChildProcess again({PERPER_BINARY, "up", manifest, "--fabric", address, "--reset"},
@@ -167,7 +167,7 @@ TEST_F(ResetTest, ResetRemovesThePreviousDeployBeforeDeployStarts) {
             std::string::npos)
       << again.Output();
   again.Signal(SIGTERM);
-  EXPECT_EQ(again.Wait(seconds(15)), 0) << again.Output();
+  EXPECT_EQ(again.Wait(seconds(15)), 128 + SIGTERM) << again.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
@@ -179,7 +179,7 @@ TEST_F(ResetTest, WithoutResetTheEarlierInstancesAreServed) {
   EXPECT_TRUE(up.WaitForOutput("[agent=Worker instance=Run-old pid=", seconds(15))) << up.Output();
   EXPECT_EQ(InstancesOf(fabric_.address(), "Worker"), std::set<std::string>{"Run-old"});
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(15)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(15)), 128 + SIGTERM) << up.Output();
 }
 
 // The whole story on durable storage with the C++ SDK: Deploy starts two instances; a second
@@ -220,7 +220,7 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
       << first->Output();
   EXPECT_NE(first->Stdout().find("] Deploy run 1\n"), std::string::npos) << first->Output();
   first->Signal(SIGTERM);
-  ASSERT_EQ(first->Wait(seconds(20)), 0) << first->Output();
+  ASSERT_EQ(first->Wait(seconds(20)), 128 + SIGTERM) << first->Output();
 
   // 2. Same data: Deploy is finished, not run again; the same two instances are served.
   auto second = start({}, "address-2");
@@ -237,7 +237,7 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
   EXPECT_EQ(Cli({"state", "get", "Usage-deploy-", "deploy_runs"}, address, &out), 0) << out;
   EXPECT_EQ(out, "1\n");
   second->Signal(SIGTERM);
-  ASSERT_EQ(second->Wait(seconds(20)), 0) << second->Output();
+  ASSERT_EQ(second->Wait(seconds(20)), 128 + SIGTERM) << second->Output();
   EXPECT_EQ(Count(second->Stdout(), "] Deploy run "), 0u) << second->Output();
 
   // 3. --reset: the old instances and Deploy's state go, Deploy runs anew and, with IDs derived
@@ -280,7 +280,7 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
   EXPECT_EQ(CliJson({"states"}, address), json::array());
   EXPECT_TRUE(third->WaitForOutput("instance destroyed: stopping", seconds(10)));
   third->Signal(SIGTERM);
-  EXPECT_EQ(third->Wait(seconds(20)), 0) << third->Output();
+  EXPECT_EQ(third->Wait(seconds(20)), 128 + SIGTERM) << third->Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
@@ -312,7 +312,7 @@ TEST(DurableUpTest, AnInterruptedDeployRunsAgainAndStartsTheSameInstances) {
   EXPECT_EQ(workers.size(), 2u);
   EXPECT_EQ(workers.count(*started.begin()), 1u);
   second.Signal(SIGTERM);
-  EXPECT_EQ(second.Wait(seconds(20)), 0) << second.Output();
+  EXPECT_EQ(second.Wait(seconds(20)), 128 + SIGTERM) << second.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 

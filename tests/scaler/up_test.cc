@@ -175,7 +175,7 @@ TEST(UpTest, ACrashLoopIsReported) {
   ASSERT_TRUE(up.WaitForOutput("crash loop: exited with code 3 (5 exits", seconds(15)))
       << up.Output();
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_NE(up.Stdout().find("[agent=Crasher instance=pool-1 pid="), std::string::npos);
   EXPECT_GE(Count(up.Stdout(), "] crashing\n"), 5u) << up.Output();
 }
@@ -233,7 +233,7 @@ TEST_F(ExternalFabricTest, DestroyingAnInstanceStopsItsProcess) {
   EXPECT_TRUE(
       up.WaitForOutput("[agent=Worker instance=w-1] instance destroyed: stopping", seconds(1)));
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
@@ -274,7 +274,7 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
   EXPECT_TRUE(up.WaitForOutput("[agent=Sleeper] scaling from 3 to 0 processes", seconds(1)))
       << up.Output();
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
 }
 
 TEST(UpTest, SigtermStopsEveryProcess) {
@@ -283,7 +283,7 @@ TEST(UpTest, SigtermStopsEveryProcess) {
   ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
       << up.Output();
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
   EXPECT_EQ(Count(up.Stderr(), "] stopped ("), 2u) << up.Output();
 }
@@ -303,7 +303,7 @@ TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
   ChildProcess up({PERPER_BINARY, "up", kApps + "stubborn.yaml"}, Env(marker));
   ASSERT_TRUE(up.WaitForOutput("] ready", seconds(10))) << up.Output();
   up.Signal(SIGTERM);
-  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_NE(up.Stderr().find("still running after 500ms: SIGKILL"), std::string::npos)
       << up.Output();
   EXPECT_NE(up.Stderr().find("] stopped (was killed by signal 9)"), std::string::npos)
@@ -320,7 +320,7 @@ TEST(UpTest, ASecondSignalKillsAtOnce) {
   up.Signal(SIGINT);
   ASSERT_TRUE(up.WaitForOutput("received SIGINT, stopping", seconds(5))) << up.Output();
   up.Signal(SIGINT);
-  EXPECT_EQ(up.Wait(seconds(10)), 0) << up.Output();
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGINT) << up.Output();
   EXPECT_NE(up.Stderr().find("second signal: killing every agent process now"), std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());

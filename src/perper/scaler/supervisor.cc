@@ -204,6 +204,9 @@ int Supervisor::Run() {
     OnTimers();
   }
   for (auto it = logs_.begin(); it != logs_.end();) CloseLog((it++)->first);
+  // Stopped by a signal: 128 + its number, as a shell reports a process the signal ended, so
+  // that a script sees the application was interrupted.
+  if (stopped_by_signal_.has_value()) return 128 + *stopped_by_signal_;
   return deploy_exit_code_.value_or(0);
 }
 
@@ -235,6 +238,7 @@ void Supervisor::HandleSignals() {
     } else if (!stopping_) {
       PERPER_LOG_INFO(Logger::kScaler, "received {}, stopping the application",
                       info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+      stopped_by_signal_ = static_cast<int>(info.ssi_signo);
       BeginShutdown();
     } else if (!force_killed_) {
       PERPER_LOG_WARN(Logger::kScaler, "second signal: killing every agent process now");

@@ -126,6 +126,7 @@ class Supervisor {
   bool force_killed_ = false;
   std::optional<absl::Time> drain_until_;
   std::optional<int> deploy_exit_code_;
+  std::optional<int> stopped_by_signal_;  // The first SIGINT or SIGTERM; Run returns 128 + it.
 };
 
 }  // namespace perper::scaler
