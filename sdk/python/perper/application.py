@@ -21,6 +21,7 @@ Lifecycle handlers (the names upstream uses):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -317,13 +318,28 @@ class Application:
 
     async def serve(self, *, stop_after_deploy: bool = False) -> Any:
         """Starts, runs Deploy if there is one, then serves until request_stop() (or, with
-        `stop_after_deploy`, until Deploy returns). Returns what Deploy returned."""
+        `stop_after_deploy`, until Deploy returns). Returns what Deploy returned; a stop request
+        while Deploy runs cancels it, and then serve returns None."""
         await self.start()
         try:
-            result = await self.run_deploy()
-            if not stop_after_deploy:
-                await self._stop_requested.wait()
-            return result
+            # A stop request (Ctrl-C, or the scaler's SIGTERM) ends a Deploy that is still
+            # running at once, instead of after it returns.
+            deploy = asyncio.ensure_future(self.run_deploy())
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            try:
+                await asyncio.wait({deploy, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not deploy.done():
+                    _log.info("perper: stop requested while Deploy runs: cancelling Deploy")
+                    deploy.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await deploy
+                    return None
+                result = deploy.result()
+                if not stop_after_deploy:
+                    await stop
+                return result
+            finally:
+                stop.cancel()
         finally:
             await self.stop()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import perper
 
 from conftest import run
@@ -46,3 +48,25 @@ def test_serving_another_agent_than_the_scaler_started_is_refused(monkeypatch):
         assert str(e) == "perper: X_PERPER_AGENT is Sensor but this process serves agent sensor"
     else:
         raise AssertionError("a process started for Sensor served sensor")
+
+
+def test_a_stop_request_ends_a_running_deploy_at_once(fabric):
+    async def body():
+        started = asyncio.Event()
+        cancelled = []
+
+        async def deploy():
+            started.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        app = perper.Application("Stopper", {"Deploy": deploy}, endpoint=fabric.address)
+        serving = asyncio.ensure_future(app.serve())
+        await asyncio.wait_for(started.wait(), 10)
+        app.request_stop()
+        assert await asyncio.wait_for(serving, 5) is None
+        assert cancelled == [True]
+    run(body())
