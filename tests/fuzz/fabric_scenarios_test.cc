@@ -14,6 +14,7 @@
 
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/support/fabric_fixture.h"
+#include "tests/support/redis_backends.h"
 
 namespace perper::testing::fuzz {
 namespace {
@@ -265,6 +266,7 @@ TEST_P(FabricScenariosTest, StateDeletedWhileOthersWriteTheSameName) {
 // and created again under them: every step answers promptly, with OK or NOT_FOUND (the stream
 // gone), and the Fabric stays consistent (each applied step moved the listener forward).
 TEST_P(FabricScenariosTest, StepsWhileTheirStreamAndDictionaryAreDeleted) {
+  const bool redis = IsRedisBackend(GetParam());
   InThreads(4, 40, [&](int t, int round) {
     auto streams = grpc2::FabricStreams::NewStub(channel());
     auto dictionary = grpc2::FabricStatesDictionary::NewStub(channel());
@@ -306,7 +308,12 @@ TEST_P(FabricScenariosTest, StepsWhileTheirStreamAndDictionaryAreDeleted) {
         status = streams->Step(Context(kAnswerWithin).get(), step, &response);
         if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
           status = grpc::Status::OK;  // The stream is gone for now.
-        } else if (status.ok() && response.applied() && response.position() != round) {
+        } else if (status.ok() && response.applied() && response.position() != round &&
+                   !(redis && response.position() > round)) {
+          // With redis a step's fence and its listener live in two slots: once the deletion of
+          // the dictionary dropped its fences, a step of an earlier round applies while another
+          // thread's step already moved the listener further, which stays there
+          // (docs/cluster.md, "Scripts and round trips").
           status = grpc::Status(grpc::StatusCode::INTERNAL, "an applied step is elsewhere");
         } else if (status.ok() && response.already_taken() && response.position() < round) {
           status = grpc::Status(grpc::StatusCode::INTERNAL, "taken below its position");
