@@ -185,19 +185,32 @@ class FeedReactor : public Base {
     Pump();
   }
 
+  // Finishes the call once. A write that Pump decided on may not have been started yet (it
+  // calls StartWrite after releasing mu_), and StartWrite after Finish would have gRPC end the
+  // call twice; so while a write is in flight, OnWriteDone finishes instead.
   void FinishOnce(grpc::Status status) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      if (writing_) {
+        deferred_finish_ = std::move(status);
+        return;
+      }
     }
     this->Finish(std::move(status));
   }
 
   void OnWriteDone(bool ok) override {
+    std::optional<grpc::Status> deferred;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
+      deferred.swap(deferred_finish_);
+    }
+    if (deferred.has_value()) {
+      this->Finish(std::move(*deferred));
+      return;
     }
     if (!ok) {
       FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the client stream is broken"));
@@ -541,6 +554,8 @@ class FeedReactor : public Base {
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // FinishOnce's status while a write was in flight; OnWriteDone finishes with it.
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
   uint64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;     // Completion tasks posted and not yet run.
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // OnDone ran: the last task deletes.
@@ -680,6 +695,16 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
   }
 
   void OnWriteDone(bool ok) override {
+    std::optional<grpc::Status> deferred;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      deferred.swap(deferred_finish_);
+    }
+    if (deferred.has_value()) {
+      Finish(std::move(*deferred));
+      return;
+    }
     if (!ok) FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the client stream is broken"));
   }
   void OnCancel() override { FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
@@ -718,20 +743,35 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
           } else if (*reserved) {
             held_ = true;
             write = true;
+            writing_ = true;
           }
         }
       }
-      if (finish.has_value()) finished_ = true;
+      if (finish.has_value()) {
+        finished_ = true;
+        // The write decided by another Try may not be started yet: see FinishOnce.
+        if (writing_) {
+          deferred_finish_ = std::move(finish);
+          finish.reset();
+        }
+      }
     }
     if (write) StartWrite(&empty_);
     if (finish.has_value()) Finish(*finish);
   }
 
+  // Finishes the call once. The write Try decided is started after mu_ is released, and
+  // StartWrite after Finish would have gRPC end the call twice; so while a write is in flight,
+  // OnWriteDone finishes instead.
   void FinishOnce(grpc::Status status) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      if (writing_) {
+        deferred_finish_ = std::move(status);
+        return;
+      }
     }
     Finish(std::move(status));
   }
@@ -747,6 +787,9 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
   absl::Mutex mu_;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // StartWrite decided, OnWriteDone not yet run.
+  // A finish decided while writing_; OnWriteDone finishes with it.
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---------------------------------------------------------------------------------------------
