@@ -348,7 +348,7 @@ class FeedReactor : public Base {
     name.value = std::string();
     free_names_.push_back(index);
   }
-  void Forget(absl::flat_hash_map<std::string, Delivered>::iterator it)
+  void Forget(typename absl::flat_hash_map<std::string, Delivered>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Release(it->second.instance);
     Release(it->second.delegate);
