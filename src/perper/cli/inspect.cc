@@ -99,24 +99,18 @@ int RunInstances(const FabricTarget& target, const std::string& agent) {
   // Cluster mode also says where each instance's executions and state live.
   absl::flat_hash_map<std::string, const grpc2::InstancePlacement*> placement_of;
   for (const auto& p : placements) placement_of[p.instance()] = &p;
-  bool placed = !placements.empty();
-  Table table(placed ? std::vector<std::string>{"INSTANCE", "AGENT", "SLOT", "NODE"}
+  Table table(!placements.empty() ? std::vector<std::string>{"INSTANCE", "AGENT", "SLOT", "NODE"}
                      : std::vector<std::string>{"INSTANCE", "AGENT"});
   json rows = json::array();
   for (const auto& i : instances) {
+    std::vector<std::string> cells = {i.instance(), i.agent()};  // The table pads short rows.
     json row = {{"instance", i.instance()}, {"agent", i.agent()}};
-    if (placed) {
-      auto it = placement_of.find(i.instance());
-      std::string slot = it == placement_of.end() ? "" : absl::StrCat(it->second->slot());
-      std::string node = it == placement_of.end() ? "" : it->second->node();
-      table.AddRow({i.instance(), i.agent(), slot, node});
-      if (it != placement_of.end()) {
-        row["slot"] = it->second->slot();
-        row["node"] = node;
-      }
-    } else {
-      table.AddRow({i.instance(), i.agent()});
+    if (auto it = placement_of.find(i.instance()); it != placement_of.end()) {
+      cells.insert(cells.end(), {absl::StrCat(it->second->slot()), it->second->node()});
+      row["slot"] = it->second->slot();
+      row["node"] = it->second->node();
     }
+    table.AddRow(std::move(cells));
     rows.push_back(std::move(row));
   }
   if (target.json) {

@@ -59,6 +59,20 @@ absl::StatusOr<std::chrono::milliseconds> ParseMilliseconds(std::string_view tex
   return std::chrono::milliseconds(value);
 }
 
+// The port of "host:port" when it is a number from 0 to 65535 (gRPC would take a larger one
+// modulo 65536); nullopt otherwise.
+std::optional<uint32_t> PortOf(std::string_view address) {
+  const size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string_view::npos ||
+      !absl::SimpleAtoi(absl::string_view(address.data(), address.size()).substr(colon + 1),
+                        &port) ||
+      port > 65535) {
+    return std::nullopt;
+  }
+  return port;
+}
+
 absl::StatusOr<std::vector<std::string>> ParseRedisAddresses(std::string_view text,
                                                             std::string_view what) {
   auto bad = [&](std::string_view why) {
@@ -70,11 +84,8 @@ absl::StatusOr<std::vector<std::string>> ParseRedisAddresses(std::string_view te
   for (absl::string_view part : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
     std::string address(absl::StripAsciiWhitespace(part));
     if (address.empty()) return bad("empty address");
-    size_t colon = address.rfind(':');
-    uint32_t port = 0;
-    if (colon == std::string::npos || colon == 0 ||
-        !absl::SimpleAtoi(absl::string_view(address).substr(colon + 1), &port) || port == 0 ||
-        port > 65535) {
+    std::optional<uint32_t> port = PortOf(address);
+    if (!port.has_value() || *port == 0 || address.front() == ':') {
       return bad("'" + address + "' is not host:port with a port from 1 to 65535");
     }
     addresses.push_back(std::move(address));
@@ -331,17 +342,10 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
     return absl::InvalidArgumentError("storage: unknown backend '" + kind +
                                       "'; expected rocksdb, memory or redis");
   }
-  {
-    const std::string& listen = config.options.listen_address;
-    const size_t colon = listen.rfind(':');
-    uint32_t port = 0;
-    // gRPC would take a port past 65535 modulo 65536: refuse it instead.
-    if (colon == std::string::npos ||
-        !absl::SimpleAtoi(absl::string_view(listen).substr(colon + 1), &port) || port > 65535) {
-      return absl::InvalidArgumentError(
-          "listen: expected host:port with a port from 0 (any free port) to 65535, got '" +
-          listen + "'");
-    }
+  if (!PortOf(config.options.listen_address).has_value()) {
+    return absl::InvalidArgumentError(
+        "listen: expected host:port with a port from 0 (any free port) to 65535, got '" +
+        config.options.listen_address + "'");
   }
   if (config.options.limits.max_value_bytes > (512u << 20)) {
     return absl::InvalidArgumentError("max_value_size: at most 536870912 bytes");
