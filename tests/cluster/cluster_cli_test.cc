@@ -24,13 +24,8 @@ using nlohmann::json;
 
 constexpr int kInstances = 24;
 
-class ClusterCliTest : public ::testing::Test {
+class ClusterCliTest : public ClusterFabricsFixture {
  protected:
-  void SetUp() override { ASSERT_TRUE(setup_.Start()); }
-  void TearDown() override {
-    if (HasFailure()) ADD_FAILURE() << setup_.Logs();
-  }
-
   // `perper ARGS --json --fabric <process i>`, parsed.
   json PerperJson(int i, std::vector<std::string> args) {
     std::vector<std::string> argv = {PERPER_BINARY};
@@ -41,8 +36,6 @@ class ClusterCliTest : public ::testing::Test {
     EXPECT_EQ(code, 0) << err;
     return code == 0 ? json::parse(out) : json();
   }
-
-  FabricsOnCluster setup_{FabricsOnClusterOptions{}};
 };
 
 TEST_F(ClusterCliTest, EveryProcessListsEveryInstanceWithItsSlotAndMaster) {

@@ -24,13 +24,8 @@ constexpr int kA = 0;
 constexpr int kB = 1;
 constexpr int kC = 2;
 
-class ClusterFabricsTest : public ::testing::Test {
+class ClusterFabricsTest : public ClusterFabricsFixture {
  protected:
-  void SetUp() override { ASSERT_TRUE(setup_.Start()); }
-  void TearDown() override {
-    if (HasFailure()) ADD_FAILURE() << setup_.Logs();
-  }
-
   std::unique_ptr<grpc2::FabricExecutions::Stub> Executions(int i) {
     return grpc2::FabricExecutions::NewStub(setup_.channel(i));
   }
@@ -40,8 +35,6 @@ class ClusterFabricsTest : public ::testing::Test {
   std::unique_ptr<grpc2::FabricStatesDictionary::Stub> Dictionary(int i) {
     return grpc2::FabricStatesDictionary::NewStub(setup_.channel(i));
   }
-
-  FabricsOnCluster setup_{FabricsOnClusterOptions{}};
 };
 
 TEST_F(ClusterFabricsTest, ExecutionListenedForOnOneProcessIsCreatedAndAnsweredOnOthers) {

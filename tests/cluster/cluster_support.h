@@ -67,6 +67,18 @@ class FabricsOnCluster {
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
 };
 
+// A test on three Fabric processes on a 3-master cluster, started in SetUp; their logs are added
+// to a failed test.
+class ClusterFabricsFixture : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(setup_.Start()); }
+  void TearDown() override {
+    if (HasFailure()) ADD_FAILURE() << setup_.Logs();
+  }
+
+  FabricsOnCluster setup_{FabricsOnClusterOptions{}};
+};
+
 // Threads joined when the group goes out of scope, after `on_exit` (which tells them to stop), so
 // that a failed ASSERT does not leave a running std::thread behind. Not thread-safe.
 class ThreadGroup {

@@ -22,17 +22,13 @@ InProcessFabric::~InProcessFabric() { Stop(); }
 void InProcessFabric::StartServer(const std::string& listen_address) {
   fabric::FabricOptions options;
   options.listen_address = listen_address;
-  if (IsRedisBackend(kind_)) {
-    absl::StatusOr<storage::StoreOptions> redis = RedisBackendOptions(kind_);
-    if (!redis.ok()) {
-      ADD_FAILURE() << "redis did not start: " << redis.status();
-      std::abort();
-    }
-    options.store = *std::move(redis);
-  } else {
-    options.store.kind = kind_;
-    options.store.data_dir = data_dir_.path() + "/data";
+  absl::StatusOr<storage::StoreOptions> store =
+      BackendStoreOptions(kind_, data_dir_.path() + "/data");
+  if (!store.ok()) {
+    ADD_FAILURE() << "redis did not start: " << store.status();
+    std::abort();
   }
+  options.store = *std::move(store);
   options.limits = limits_;
   auto server = fabric::FabricServer::Start(options);
   if (!server.ok()) {

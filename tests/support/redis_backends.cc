@@ -67,6 +67,15 @@ absl::StatusOr<storage::StoreOptions> RedisBackendOptions(const std::string& bac
   return options;
 }
 
+absl::StatusOr<storage::StoreOptions> BackendStoreOptions(const std::string& backend,
+                                                          const std::string& data_dir) {
+  if (IsRedisBackend(backend)) return RedisBackendOptions(backend);
+  storage::StoreOptions options;
+  options.kind = backend;
+  options.data_dir = data_dir;
+  return options;
+}
+
 absl::Status ResetRedisBackend(const std::string& backend) {
   PERPER_ASSIGN_OR_RETURN(std::vector<std::string> masters, Masters(backend));
   for (const std::string& address : masters) {

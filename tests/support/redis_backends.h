@@ -16,6 +16,10 @@ namespace perper::testing {
 bool IsRedisBackend(const std::string& backend);
 // Options that open a store on `backend` ("redis" or "redis_cluster"); starts it on first use.
 absl::StatusOr<storage::StoreOptions> RedisBackendOptions(const std::string& backend);
+// Options that open a store on any backend: as RedisBackendOptions for "redis" and
+// "redis_cluster", else `backend` ("memory", "rocksdb") with its data in `data_dir`.
+absl::StatusOr<storage::StoreOptions> BackendStoreOptions(const std::string& backend,
+                                                          const std::string& data_dir);
 // Deletes every key (FLUSHALL on every master).
 absl::Status ResetRedisBackend(const std::string& backend);
 

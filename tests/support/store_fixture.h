@@ -96,16 +96,10 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
 
  private:
   void Open() {
-    storage::StoreOptions options;
-    if (IsRedisBackend(GetParam())) {
-      absl::StatusOr<storage::StoreOptions> redis = RedisBackendOptions(GetParam());
-      ASSERT_TRUE(redis.ok()) << redis.status();
-      options = *std::move(redis);
-    } else {
-      options.kind = GetParam();
-      options.data_dir = dir_.path() + "/data";
-    }
-    auto store = storage::OpenStore(options);
+    absl::StatusOr<storage::StoreOptions> options =
+        BackendStoreOptions(GetParam(), dir_.path() + "/data");
+    ASSERT_TRUE(options.ok()) << options.status();
+    auto store = storage::OpenStore(*options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(store).value();
     store_->SetObserver(&observer_);

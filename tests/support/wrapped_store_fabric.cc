@@ -15,19 +15,15 @@ WrappedStoreFabric::WrappedStoreFabric(const std::string& kind,
                                        const std::function<void(WrappedStore&)>& wrap) {
   fabric::FabricOptions options;
   options.listen_address = "127.0.0.1:0";
-  if (IsRedisBackend(kind)) {
-    absl::Status reset = ResetRedisBackend(kind);
-    absl::StatusOr<storage::StoreOptions> redis =
-        reset.ok() ? RedisBackendOptions(kind) : absl::StatusOr<storage::StoreOptions>(reset);
-    if (!redis.ok()) {
-      ADD_FAILURE() << "redis did not start: " << redis.status();
-      std::abort();
-    }
-    options.store = *std::move(redis);
-  } else {
-    options.store.kind = kind;
-    options.store.data_dir = dir_.path() + "/data";
+  absl::Status reset = IsRedisBackend(kind) ? ResetRedisBackend(kind) : absl::OkStatus();
+  absl::StatusOr<storage::StoreOptions> store_options =
+      reset.ok() ? BackendStoreOptions(kind, dir_.path() + "/data")
+                 : absl::StatusOr<storage::StoreOptions>(reset);
+  if (!store_options.ok()) {
+    ADD_FAILURE() << "redis did not start: " << store_options.status();
+    std::abort();
   }
+  options.store = *std::move(store_options);
   auto inner = storage::OpenStore(options.store);
   if (!inner.ok()) {
     ADD_FAILURE() << inner.status();
