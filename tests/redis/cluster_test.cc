@@ -64,6 +64,10 @@ class ClusterTest : public ::testing::Test {
     return "";
   }
 
+  // Moves `slot` (and `keys` in it) from its master to another master, as a reshard does;
+  // answers the new master's address.
+  std::string MoveSlotToAnotherMaster(int slot, const std::vector<std::string>& keys);
+
   void ExpectOk(const absl::StatusOr<RedisReply>& reply) {
     EXPECT_TRUE(reply.ok()) << reply.status();
     if (reply.ok()) {
@@ -138,10 +142,7 @@ void MigrateSlot(int slot, RedisConnection& source, RedisConnection& target, int
   }
 }
 
-TEST_F(ClusterTest, FollowsMovedAfterASlotMigration) {
-  const std::string key = "moved-key";
-  const int slot = KeySlot(key);
-  ExpectOk(client_->Command(key, {"SET", key, "before"}));
+std::string ClusterTest::MoveSlotToAnotherMaster(int slot, const std::vector<std::string>& keys) {
   const std::string source_address = client_->NodeForSlot(slot);
   const std::string target_address = OtherMaster(source_address);
   auto source = Direct(source_address);
@@ -153,7 +154,16 @@ TEST_F(ClusterTest, FollowsMovedAfterASlotMigration) {
     all.push_back(masters.back().get());
   }
   int target_port = std::stoi(target_address.substr(target_address.rfind(':') + 1));
-  MigrateSlot(slot, *source, *target, target_port, {key}, all, MyId(*source), MyId(*target));
+  MigrateSlot(slot, *source, *target, target_port, keys, all, MyId(*source), MyId(*target));
+  return target_address;
+}
+
+TEST_F(ClusterTest, FollowsMovedAfterASlotMigration) {
+  const std::string key = "moved-key";
+  const int slot = KeySlot(key);
+  ExpectOk(client_->Command(key, {"SET", key, "before"}));
+  const std::string target_address = MoveSlotToAnotherMaster(slot, {key});
+  auto target = Direct(target_address);
 
   auto get = client_->Command(key, {"GET", key});
   ASSERT_TRUE(get.ok()) << get.status();
@@ -312,6 +322,39 @@ TEST_F(ClusterTest, ScriptRunsInsideOneHashTag) {
 
   auto failing = client_->RunScript("return redis.call('INCR', KEYS[1])", {"{order:1}.status"}, {});
   EXPECT_FALSE(failing.ok());
+}
+
+TEST_F(ClusterTest, RunScriptsAnswersEachScriptInOrderWhateverItsNode) {
+  const char* script = "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('GET', KEYS[1])";
+  // Tags on every master, one key migrated after the map was learned (MOVED), one script
+  // failing on the server and one refused before sending.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 24; ++i) keys.push_back("{batch:" + std::to_string(i) + "}.k");
+  const std::string moved_key = keys[5];
+  const int moved_slot = KeySlot(moved_key);
+  const std::string target_address = MoveSlotToAnotherMaster(moved_slot, {});
+  ExpectOk(client_->Command("{batch:wrong}.k", {"SET", "{batch:wrong}.k", "text"}));
+
+  std::vector<std::string> values;
+  std::vector<ClusterClient::Script> scripts;
+  for (size_t i = 0; i < keys.size(); ++i) values.push_back("value " + std::to_string(i));
+  for (size_t i = 0; i < keys.size(); ++i) scripts.push_back({script, {keys[i]}, {values[i]}});
+  scripts.push_back({"return redis.call('INCR', KEYS[1])", {"{batch:wrong}.k"}, {}});
+  scripts.push_back({script, {"{a}.x", "{b}.x"}, {"never"}});
+
+  std::vector<absl::StatusOr<RedisReply>> replies = client_->RunScripts(scripts);
+  ASSERT_EQ(replies.size(), keys.size() + 2);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_TRUE(replies[i].ok()) << i << ": " << replies[i].status();
+    EXPECT_EQ(replies[i]->str, values[i]);
+    auto stored = client_->Command(keys[i], {"GET", keys[i]});
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->str, values[i]);
+  }
+  EXPECT_EQ(replies[keys.size()].status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(replies[keys.size() + 1].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->stats().moved, 1);
+  EXPECT_EQ(client_->NodeForSlot(moved_slot), target_address);
 }
 
 TEST_F(ClusterTest, AnyReachableSeedIsEnough) {

@@ -3,6 +3,7 @@
 
 #include <random>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -90,6 +91,24 @@ absl::StatusOr<RedisReply> ClientPool::RunWrite(std::string_view script,
     PERPER_RETURN_IF_ERROR(WaitForReplicas(*client, keys.empty() ? 0 : KeySlot(keys.front())));
   }
   return reply;
+}
+
+std::vector<absl::StatusOr<RedisReply>> ClientPool::RunWrites(
+    const std::vector<ClusterClient::Script>& scripts) {
+  absl::StatusOr<Lease> client = Acquire();
+  if (!client.ok()) return {scripts.size(), client.status()};
+  std::vector<absl::StatusOr<RedisReply>> replies = (*client)->RunScripts(scripts);
+  if (options_.wait_replicas == 0) return replies;
+  // One WAIT per node written to covers every write made there through this client.
+  absl::flat_hash_map<std::string, absl::Status> waited;
+  for (size_t i = 0; i < scripts.size(); ++i) {
+    if (!replies[i].ok()) continue;
+    const int slot = scripts[i].keys.empty() ? 0 : KeySlot(scripts[i].keys.front());
+    auto [it, first] = waited.try_emplace((*client)->NodeForSlot(slot));
+    if (first) it->second = WaitForReplicas(**client, slot);
+    if (!it->second.ok()) replies[i] = it->second;
+  }
+  return replies;
 }
 
 absl::Status ClientPool::WaitForReplicas(ClusterClient& client, int slot) {

@@ -73,6 +73,10 @@ class ClientPool {
   absl::StatusOr<RedisReply> RunWrite(std::string_view script,
                                       const std::vector<std::string_view>& keys,
                                       const std::vector<std::string_view>& args);
+  // Several independent writes as ClusterClient::RunScripts (one round trip per node instead
+  // of one each), then WAIT as RunWrite does. One result per script, in the order given.
+  std::vector<absl::StatusOr<RedisReply>> RunWrites(
+      const std::vector<ClusterClient::Script>& scripts);
   // WAIT for the writes made so far through `lease` on the node of `slot` (RunWrite does it).
   absl::Status WaitForReplicas(ClusterClient& client, int slot);
 

@@ -2,6 +2,7 @@
 #include "perper/storage/redis/cluster_client.h"
 
 #include <algorithm>
+#include <map>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -252,9 +253,7 @@ absl::StatusOr<RedisReply> ClusterClient::CommandInSlot(int slot,
   return reply;
 }
 
-absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
-                                                    const std::vector<std::string_view>& keys,
-                                                    const std::vector<std::string_view>& args) {
+absl::StatusOr<int> ClusterClient::ScriptSlot(const std::vector<std::string_view>& keys) {
   // A script touching several slots would be refused by the cluster (CROSSSLOT) and, worse,
   // accepted by a standalone server: refuse it here so both deployments behave alike.
   const int slot = keys.empty() ? 0 : KeySlot(keys[0]);
@@ -265,7 +264,10 @@ absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
                                                      "); give them one hash tag"));
     }
   }
-  absl::MutexLock lock(&mu_);
+  return slot;
+}
+
+absl::StatusOr<std::string> ClusterClient::ScriptSha(std::string_view script, int slot) {
   std::string script_key(script);
   auto it = script_sha_.find(script_key);
   if (it == script_sha_.end()) {
@@ -274,19 +276,115 @@ absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
     PERPER_RETURN_IF_ERROR(ReplyStatus(loaded));
     it = script_sha_.emplace(script_key, loaded.str).first;
   }
-  std::string numkeys = absl::StrCat(keys.size());
-  std::vector<std::string_view> argv = {"EVALSHA", it->second, numkeys};
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
+  return it->second;
+}
+
+std::vector<std::string_view> ClusterClient::ScriptArgv(const Script& script,
+                                                        std::string_view sha,
+                                                        const std::string& numkeys) {
+  std::vector<std::string_view> argv = {"EVALSHA", sha, numkeys};
+  argv.insert(argv.end(), script.keys.begin(), script.keys.end());
+  argv.insert(argv.end(), script.args.begin(), script.args.end());
+  return argv;
+}
+
+absl::StatusOr<RedisReply> ClusterClient::RunScriptLocked(int slot, const Script& script) {
+  PERPER_ASSIGN_OR_RETURN(std::string sha, ScriptSha(script.script, slot));
+  std::string numkeys = absl::StrCat(script.keys.size());
+  std::vector<std::string_view> argv = ScriptArgv(script, sha, numkeys);
   absl::StatusOr<RedisReply> reply = Execute(slot, argv);
   if (reply.ok() && reply->is_error() && reply->str.starts_with("NOSCRIPT")) {
     // The node's cache lacks it (another node, a restart, SCRIPT FLUSH): EVAL also caches it.
     argv[0] = "EVAL";
-    argv[1] = script;
+    argv[1] = script.script;
     reply = Execute(slot, argv);
   }
   if (reply.ok() && reply->is_error()) return ReplyStatus(*reply);
   return reply;
+}
+
+absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
+                                                    const std::vector<std::string_view>& keys,
+                                                    const std::vector<std::string_view>& args) {
+  PERPER_ASSIGN_OR_RETURN(int slot, ScriptSlot(keys));
+  absl::MutexLock lock(&mu_);
+  return RunScriptLocked(slot, Script{script, keys, args});
+}
+
+std::vector<absl::StatusOr<RedisReply>> ClusterClient::RunScripts(
+    const std::vector<Script>& scripts) {
+  std::vector<absl::StatusOr<RedisReply>> out(scripts.size(), absl::InternalError("not run"));
+  std::vector<int> slots(scripts.size(), -1);
+  for (size_t i = 0; i < scripts.size(); ++i) {
+    absl::StatusOr<int> slot = ScriptSlot(scripts[i].keys);
+    if (slot.ok()) {
+      slots[i] = *slot;
+    } else {
+      out[i] = slot.status();
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  // The scripts of each node known to own their slots, in the order given.
+  std::map<int, std::vector<size_t>> by_node;
+  std::vector<size_t> alone;  // Run one by one, with redirections and retries.
+  for (size_t i = 0; i < scripts.size(); ++i) {
+    if (slots[i] < 0) continue;
+    const int node = slot_node_[slots[i]];
+    if (node < 0) {
+      alone.push_back(i);
+    } else {
+      by_node[node].push_back(i);
+    }
+  }
+  for (auto& [node, indexes] : by_node) {
+    if (indexes.size() == 1) {
+      alone.push_back(indexes[0]);
+      continue;
+    }
+    std::vector<std::string> shas;
+    std::vector<std::string> numkeys;
+    shas.reserve(indexes.size());
+    numkeys.reserve(indexes.size());
+    std::vector<std::vector<std::string_view>> commands;
+    bool loaded = true;
+    for (size_t i : indexes) {
+      absl::StatusOr<std::string> sha = ScriptSha(scripts[i].script, slots[i]);
+      if (!sha.ok()) {
+        loaded = false;
+        break;
+      }
+      shas.push_back(*std::move(sha));
+      numkeys.push_back(absl::StrCat(scripts[i].keys.size()));
+      commands.push_back(ScriptArgv(scripts[i], shas.back(), numkeys.back()));
+    }
+    absl::StatusOr<RedisConnection*> connection =
+        loaded ? Connection(node) : absl::UnavailableError("script not loaded");
+    absl::StatusOr<std::vector<RedisReply>> replies =
+        connection.ok() ? (*connection)->Pipeline(commands) : connection.status();
+    if (!replies.ok()) {
+      // A broken connection or a failed load: each one again alone, which reconnects, waits
+      // out a failover and reports what stays wrong. A script that ran may run twice; every
+      // script of the backend allows that.
+      if (connection.ok() && (*connection)->broken()) nodes_[node].connection.reset();
+      alone.insert(alone.end(), indexes.begin(), indexes.end());
+      continue;
+    }
+    for (size_t j = 0; j < indexes.size(); ++j) {
+      RedisReply& reply = (*replies)[j];
+      Redirect redirect;
+      if (reply.is_error() &&
+          (reply.str.starts_with("NOSCRIPT") || reply.str.starts_with("TRYAGAIN") ||
+           reply.str.starts_with("CLUSTERDOWN") || ParseRedirect(reply.str, &redirect))) {
+        alone.push_back(indexes[j]);
+      } else if (reply.is_error()) {
+        out[indexes[j]] = ReplyStatus(reply);
+      } else {
+        out[indexes[j]] = std::move(reply);
+      }
+    }
+  }
+  for (size_t i : alone) out[i] = RunScriptLocked(slots[i], scripts[i]);
+  return out;
 }
 
 ClusterStats ClusterClient::stats() const {

@@ -71,6 +71,17 @@ class ClusterClient {
                                        const std::vector<std::string_view>& keys,
                                        const std::vector<std::string_view>& args);
 
+  // One script of RunScripts.
+  struct Script {
+    std::string_view script;
+    std::vector<std::string_view> keys;
+    std::vector<std::string_view> args;
+  };
+  // Runs several independent scripts, each as RunScript would, with one write and one read per
+  // node instead of one round trip each; answers one result per script, in the order given.
+  // They run in the order given on each node, and in no particular order across nodes.
+  std::vector<absl::StatusOr<RedisReply>> RunScripts(const std::vector<Script>& scripts);
+
   // Reloads the slot map from any known node.
   absl::Status RefreshSlots();
 
@@ -92,6 +103,14 @@ class ClusterClient {
   absl::Status LoadSlots(int from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int NodeIndex(std::string_view host, int port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<RedisConnection*> Connection(int node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static absl::StatusOr<int> ScriptSlot(const std::vector<std::string_view>& keys);
+  static std::vector<std::string_view> ScriptArgv(const Script& script, std::string_view sha,
+                                                  const std::string& numkeys);
+  // The SHA1 of `script`, loading it on the node of `slot` the first time.
+  absl::StatusOr<std::string> ScriptSha(std::string_view script, int slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<RedisReply> RunScriptLocked(int slot, const Script& script)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Like CommandInSlot, but error replies other than redirections come back as replies.
   absl::StatusOr<RedisReply> Execute(int slot, const std::vector<std::string_view>& argv)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
