@@ -14,6 +14,7 @@ namespace {
 using storage::Change;
 using storage::ExecutionFilter;
 using storage::ExecutionRecord;
+using storage::ExecutionStore;
 using ::testing::ElementsAre;
 
 ExecutionRecord Record(const std::string& id, const std::string& agent = "agent",
@@ -179,6 +180,42 @@ TEST_P(ExecutionStoreTest, OneHolderPerExecutionAndWorkgroup) {
   EXPECT_EQ(changes[0].workgroup, "w");
   EXPECT_EQ(changes[0].agent, "ag");
   EXPECT_TRUE(s.TryReserve("e1", "w", "h2").value());
+}
+
+TEST_P(ExecutionStoreTest, ReadAndReserveReservesOnlyWhatMatchesAndShowsIt) {
+  using Outcome = ExecutionStore::ReserveOutcome;
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("e1", "ag", "in", "De", {"x", "y"})).ok());
+  ExecutionFilter filter;
+  filter.agent = "ag";
+  filter.instance = "other";
+  int visits = 0;
+  auto ignore = [&](const ExecutionRecord&) { ++visits; };
+  // Not matching: not reserved, so another holder still can.
+  EXPECT_EQ(s.ReadAndReserve("e1", filter, "w", "h1", ignore).value(), Outcome::kSkipped);
+  filter.instance = "in";
+  filter.delegate = "Other";
+  EXPECT_EQ(s.ReadAndReserve("e1", filter, "w", "h1", ignore).value(), Outcome::kSkipped);
+  filter.delegate.clear();
+  EXPECT_TRUE(s.ListReservations("w", 10).value().empty());
+
+  ExecutionRecord seen;
+  EXPECT_EQ(s.ReadAndReserve("e1", filter, "w", "h1",
+                             [&](const ExecutionRecord& record) { seen = record; })
+                .value(),
+            Outcome::kReserved);
+  EXPECT_EQ(seen.execution, "e1");
+  EXPECT_EQ(seen.instance, "in");
+  EXPECT_EQ(seen.delegate, "De");
+  EXPECT_EQ(seen.arguments, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(seen.sequence, s.GetExecution("e1").value().sequence);
+  EXPECT_FALSE(s.TryReserve("e1", "w", "h2").value());
+  EXPECT_EQ(s.ReadAndReserve("e1", filter, "w", "h1", ignore).value(), Outcome::kReserved);
+  EXPECT_EQ(s.ReadAndReserve("e1", filter, "w", "h2", ignore).value(), Outcome::kHeldByOther);
+
+  ASSERT_TRUE(s.CompleteExecution("e1", {"r"}, std::nullopt).ok());
+  EXPECT_EQ(s.ReadAndReserve("e1", filter, "v", "h1", ignore).value(), Outcome::kSkipped);
+  EXPECT_EQ(s.ReadAndReserve("absent", filter, "w", "h1", ignore).value(), Outcome::kSkipped);
 }
 
 TEST_P(ExecutionStoreTest, DeleteDropsEveryReservation) {

@@ -27,20 +27,40 @@ grpc2::ExecutionsGetResultResponse ResultOf(const storage::ExecutionRecord& reco
 std::shared_ptr<ResultWaiter> ResultWaiter::Start(const ServiceContext& context,
                                                   std::string execution, bool wait_for_creation,
                                                   Done done) {
+  auto waiter = Subscribe(context, std::move(execution), wait_for_creation, std::move(done));
+  waiter->Arm(/*fresh=*/false);
+  return waiter;
+}
+
+std::shared_ptr<ResultWaiter> ResultWaiter::Subscribe(const ServiceContext& context,
+                                                      std::string execution,
+                                                      bool wait_for_creation, Done done) {
   auto waiter = std::make_shared<ResultWaiter>(context, execution, wait_for_creation,
                                                std::move(done));
   std::weak_ptr<ResultWaiter> weak = waiter;
   auto subscriber = std::make_shared<GuardedSubscriber>([weak](const storage::Change& change) {
     if (auto self = weak.lock()) self->Check(&change);
   });
+  absl::MutexLock lock(&waiter->mu_);
+  waiter->subscription_ =
+      context.hub->Subscribe(Topic::kExecution, std::move(execution), std::move(subscriber));
+  return waiter;
+}
+
+void ResultWaiter::Arm(bool fresh) {
+  bool read = true;
   {
-    absl::MutexLock lock(&waiter->mu_);
-    waiter->subscription_ =
-        context.hub->Subscribe(Topic::kExecution, std::move(execution), std::move(subscriber));
+    absl::MutexLock lock(&mu_);
+    armed_ = true;
+    // A fresh execution is unfinished and every change after its creation is hinted, so only
+    // a hint that came while unarmed calls for a read.
+    if (fresh) {
+      seen_ = true;
+      read = hinted_while_unarmed_;
+    }
   }
   // Read only after subscribing, so a change between the read and the subscription is not lost.
-  waiter->Check(nullptr);
-  return waiter;
+  if (read) Check(nullptr);
 }
 
 void ResultWaiter::Cancel() {
@@ -59,6 +79,18 @@ void ResultWaiter::Check(const storage::Change* hint) {
   {
     absl::MutexLock lock(&mu_);
     if (done_ == nullptr) return;
+    // A creation is never finished: the completion that follows has a hint of its own.
+    const bool created = hint != nullptr && hint->kind == storage::Change::Kind::kExecutionCreated;
+    if (!armed_) {
+      // The caller is still creating the execution: a hint now may be about an earlier
+      // execution of the same ID. Arm reads once instead.
+      if (!created) hinted_while_unarmed_ = true;
+      return;
+    }
+    if (created) {
+      seen_ = true;
+      return;
+    }
     // A hint about the execution itself proves it existed. A resync proves nothing: it only
     // asks for a read, and an absent execution may still be about to be created.
     if (hint != nullptr && hint->kind != storage::Change::Kind::kReservationReleased &&
@@ -98,29 +130,30 @@ std::shared_ptr<ExecutionCall> ExecutionCall::Start(const ServiceContext& contex
                                                     storage::ExecutionRecord record, Done done) {
   std::string id = record.execution;
   auto call = std::make_shared<ExecutionCall>(context, id, std::move(done));
+  // Subscribed before the creation, so that a fresh execution needs no read: its completion
+  // is hinted whenever it comes.
+  auto waiter = ResultWaiter::Subscribe(context, id, /*wait_for_creation=*/false,
+                                        [call](grpc2::ExecutionsGetResultResponse response) {
+                                          call->OnResult(std::move(response));
+                                        });
+  {
+    absl::MutexLock lock(&call->mu_);
+    call->waiter_ = waiter;
+  }
   absl::StatusOr<bool> created = context.store->executions().CreateExecution(std::move(record));
   if (!created.ok()) {
+    waiter->Cancel();
     Done report;
     {
       absl::MutexLock lock(&call->mu_);
       report = std::move(call->done_);
       call->done_ = nullptr;
+      call->waiter_ = nullptr;
     }
     if (report) report(created.status());
     return call;
   }
-  auto waiter = ResultWaiter::Start(context, id, /*wait_for_creation=*/false,
-                                    [call](grpc2::ExecutionsGetResultResponse response) {
-                                      call->OnResult(std::move(response));
-                                    });
-  bool cancelled = false;
-  {
-    absl::MutexLock lock(&call->mu_);
-    call->waiter_ = waiter;
-    cancelled = call->done_ == nullptr;
-  }
-  // The result may have come already (inside ResultWaiter::Start); then the waiter is spent.
-  if (cancelled) waiter->Cancel();
+  waiter->Arm(/*fresh=*/*created);
   return call;
 }
 

@@ -43,6 +43,14 @@ class ResultWaiter : public std::enable_shared_from_this<ResultWaiter> {
 
   static std::shared_ptr<ResultWaiter> Start(const ServiceContext& context, std::string execution,
                                              bool wait_for_creation, Done done);
+  // Start in two steps, for a caller that creates the execution in between: Subscribe before
+  // the creation, Arm after it. Hints before Arm are held back (they may concern an earlier
+  // execution of the same ID). Arm(fresh=true) says the caller has just created it, so no read
+  // is needed unless a hint came meanwhile.
+  static std::shared_ptr<ResultWaiter> Subscribe(const ServiceContext& context,
+                                                 std::string execution, bool wait_for_creation,
+                                                 Done done);
+  void Arm(bool fresh);
   void Cancel();
 
   // Use Start.
@@ -62,6 +70,8 @@ class ResultWaiter : public std::enable_shared_from_this<ResultWaiter> {
   absl::Mutex mu_;
   Done done_ ABSL_GUARDED_BY(mu_);  // Null once called or cancelled.
   bool seen_ ABSL_GUARDED_BY(mu_) = false;  // The execution was seen to exist.
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool hinted_while_unarmed_ ABSL_GUARDED_BY(mu_) = false;
   ChangeHub::Subscription subscription_ ABSL_GUARDED_BY(mu_);
 };
 

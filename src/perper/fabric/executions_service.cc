@@ -464,28 +464,27 @@ class FeedReactor : public Base {
     }
     std::optional<ExecutionsListenResponse> response;
     uint64_t sequence = 0;
-    absl::StatusOr<bool> found = executions.ReadExecution(id, [&](const ExecutionRecord& record) {
-      if (record.finished || !storage::Matches(filter_, record)) return;
+    auto visit = [&](const ExecutionRecord& record) {
       response = ToListenResponse(record);
       sequence = record.sequence;
-    });
-    if (!found.ok()) return Fail(found.status());
-    if (!response.has_value()) return std::nullopt;
+    };
     if (reserve_) {
-      absl::StatusOr<bool> reserved = executions.TryReserve(id, workgroup_, holder_);
-      if (!reserved.ok()) {
-        // Deleted or finished since the read: nothing to deliver. Anything else ends the call.
-        if (absl::IsNotFound(reserved.status()) ||
-            absl::IsFailedPrecondition(reserved.status())) {
-          return std::nullopt;
-        }
-        return Fail(reserved.status());
-      }
-      if (!*reserved) {
+      using Outcome = storage::ExecutionStore::ReserveOutcome;
+      absl::StatusOr<Outcome> outcome =
+          executions.ReadAndReserve(id, filter_, workgroup_, holder_, visit);
+      if (!outcome.ok()) return Fail(outcome.status());
+      if (*outcome == Outcome::kSkipped) return std::nullopt;
+      if (*outcome == Outcome::kHeldByOther) {
         waiting_.insert(id);
         return std::nullopt;
       }
       --credits_;
+    } else {
+      absl::StatusOr<bool> found = executions.ReadExecution(id, [&](const ExecutionRecord& record) {
+        if (!record.finished && storage::Matches(filter_, record)) visit(record);
+      });
+      if (!found.ok()) return Fail(found.status());
+      if (!response.has_value()) return std::nullopt;
     }
     delivered_[id] = {sequence, Intern(response->instance().instance()),
                       Intern(response->delegate())};

@@ -26,6 +26,26 @@ absl::StatusOr<std::vector<std::string>> ExecutionStore::ListExecutionIds(
   return ids;
 }
 
+absl::StatusOr<ExecutionStore::ReserveOutcome> ExecutionStore::ReadAndReserve(
+    std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
+    std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
+  bool matches = false;
+  absl::StatusOr<bool> found = ReadExecution(execution, [&](const ExecutionRecord& record) {
+    if (record.finished || !Matches(filter, record)) return;
+    matches = true;
+    visit(record);
+  });
+  if (!found.ok()) return found.status();
+  if (!matches) return ReserveOutcome::kSkipped;
+  absl::StatusOr<bool> reserved = TryReserve(execution, workgroup, holder);
+  // Deleted or finished since the read: nothing to deliver.
+  if (absl::IsNotFound(reserved.status()) || absl::IsFailedPrecondition(reserved.status())) {
+    return ReserveOutcome::kSkipped;
+  }
+  if (!reserved.ok()) return reserved.status();
+  return *reserved ? ReserveOutcome::kReserved : ReserveOutcome::kHeldByOther;
+}
+
 namespace {
 constexpr char kRetentionPayload[] = "perper.storage/retention-bound";
 }  // namespace

@@ -125,6 +125,19 @@ class ExecutionStore {
   // execution is absent, FAILED_PRECONDITION when it is finished.
   virtual absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
                                           std::string_view holder) = 0;
+  enum class ReserveOutcome {
+    kSkipped,      // Absent, finished, or not matching the filter: nothing to deliver.
+    kReserved,     // `holder` holds it now (or already did).
+    kHeldByOther,  // Another holder has it.
+  };
+  // What a reserving listener does with an execution it was told about: read it and, when it
+  // matches `filter` and is unfinished, reserve it for `holder`. `visit` sees the record of a
+  // matching execution (before the reservation is tried, or only once it is taken, depending
+  // on the store); use what it saw only on kReserved. The default is ReadExecution followed by
+  // TryReserve; a store with a round trip per operation does both in one.
+  virtual absl::StatusOr<ReserveOutcome> ReadAndReserve(
+      std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
+      std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit);
   // Releases the reservation if `holder` holds it, reporting kReservationReleased.
   virtual absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
                                           std::string_view holder) = 0;

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: MIT
 // Round trips per operation (a "locator" is one GET of `{e:<id>}:w`, skipped when cached):
-//   CreateExecution      4: the sequence script (INCR `{perper}:seq`, SADD `{perper}:agents`),
-//                        locator script, record script, index script (3 when the execution has
-//                        no instance: locator and record share the slot `e:<id>` and are one
-//                        script).
+//   CreateExecution      3: the sequence script (INCR `{perper}:seq`, SADD `{perper}:agents`)
+//                        and the locator script in one round trip (each node's commands are
+//                        sent together), the record script, the index script (the locator
+//                        joins the record script when the execution has no instance: they
+//                        share the slot `e:<id>`).
 //   GetExecution         1 + locator. ReadExecution: the same.
-//   CompleteExecution    2 + locator: record script, ZREM from the agent's open set.
-//   DeleteExecution      3 + locator: record script, index script, locator delete (2 without
-//                        an instance: the record script deletes the locator in its slot).
+//   CompleteExecution    2 + locator: record script, ZREM from the agent's open set (after
+//                        the change is reported).
+//   DeleteExecution      2 + locator: record and index scripts together, locator delete (1
+//                        without an instance: the record script deletes the locator in its
+//                        slot).
 //   TryReserve           1 + locator; a holder on another process adds an EXISTS of its lease,
 //                        and when the lease is gone one more script takes the reservation over.
+//   ReadAndReserve       as TryReserve: the same script answers the record.
 //   ReleaseReservation   1 + locator.
 //   ListExecutionIds     1 with an agent or an instance; with any agent and no instance
 //                        1 (SMEMBERS `{perper}:agents`) + 1 per agent. Each of those is one
@@ -182,18 +186,25 @@ return {1, r[1], r[2], r[3]}
 )lua";
 
 // Takes a reservation: KEYS[1] record; ARGV field `r:<workgroup>`, our holder, a dead holder
-// that may be replaced (or ''). {0} absent, {-1} finished, {1} ours now,
+// that may be replaced (or ''); with ARGV[4] '1', only when the record matches the agent,
+// instance and delegate in ARGV[5..7] ('' matches any), answering the record too.
+// {0} absent, {-1} finished, {-3} not matching, {1} ours now ({1, HGETALL} with ARGV[4] '1'),
 // {2, holder, agent, instance, delegate} held by another.
 constexpr std::string_view kReserveScript = R"lua(
 local r = redis.call('HMGET', KEYS[1], 'agent', 'finished', ARGV[1], 'instance', 'delegate')
 if not r[1] then return {0} end
 if r[2] then return {-1} end
-if r[3] == ARGV[2] then return {1} end
-if not r[3] or (ARGV[3] ~= '' and r[3] == ARGV[3]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return {1}
+local read = ARGV[4] == '1'
+if read and ((ARGV[5] ~= '' and r[1] ~= ARGV[5]) or (ARGV[6] ~= '' and r[4] ~= ARGV[6]) or
+             (ARGV[7] ~= '' and r[5] ~= ARGV[7])) then
+  return {-3}
 end
-return {2, r[3], r[1], r[4], r[5]}
+if r[3] ~= ARGV[2] then
+  if r[3] and not (ARGV[3] ~= '' and r[3] == ARGV[3]) then return {2, r[3], r[1], r[4], r[5]} end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+if read then return {1, redis.call('HGETALL', KEYS[1])} end
+return {1}
 )lua";
 
 // Releases a reservation held by ARGV[2]: KEYS[1] record, ARGV[1] field.
@@ -333,6 +344,7 @@ std::string LocatorBirthKey(std::string_view execution) {
 // locator, each command retrying for at most ClusterOptions::retry_deadline (10 s).
 constexpr std::string_view kDebrisAgeMs = "60000";
 std::string AgentsKey() { return Key(kGlobalTag, "agents"); }
+std::string SequenceKey() { return Key(kGlobalTag, "seq"); }
 // An agent's index: "all" and "open" sets by sequence, "meta" hash.
 std::string AgentKey(std::string_view agent, std::string_view suffix) {
   return Key(AgentTag(agent), suffix);
@@ -512,11 +524,7 @@ absl::StatusOr<std::optional<T>> RedisExecutions::WithRecord(
 // ---------------------------------------------------------------------------------------------
 // Executions
 
-absl::StatusOr<uint64_t> RedisExecutions::NextSequence(std::string_view agent) {
-  std::string sequence = Key(kGlobalTag, "seq");
-  std::string agents = AgentsKey();
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                          pool_->RunWrite(kSequenceScript, {sequence, agents}, {agent}));
+absl::StatusOr<uint64_t> RedisExecutions::ParseNextSequence(const RedisReply& reply) {
   if (reply.type != RedisReply::Type::kInteger || reply.integer <= 0) {
     return Unexpected("INCR", reply);
   }
@@ -535,15 +543,30 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const std::string id_set = IdSetKey(tag);
   const std::string arguments = EncodeList(record.arguments);
 
-  PERPER_ASSIGN_OR_RETURN(uint64_t sequence, NextSequence(record.agent));
+  // The sequence and the locator do not depend on each other: one round trip for both.
+  const std::string sequence_key = SequenceKey();
+  const std::string agents_key = AgentsKey();
+  std::optional<RedisReply> first_locator;
+  std::vector<ClusterClient::Script> first = {
+      {kSequenceScript, {sequence_key, agents_key}, {record.agent}}};
+  if (!own_slot) first.push_back({kLocatorScript, {locator_key, birth_key}, {locator_value}});
+  std::vector<absl::StatusOr<RedisReply>> first_replies = pool_->RunWrites(first);
+  for (const auto& reply : first_replies) PERPER_RETURN_IF_ERROR(reply.status());
+  PERPER_ASSIGN_OR_RETURN(uint64_t sequence, ParseNextSequence(*first_replies[0]));
+  if (!own_slot) first_locator = *std::move(first_replies[1]);
   const std::string sequence_text = std::to_string(sequence);
 
   RedisReply created;
   for (int attempt = 0;; ++attempt) {
     std::string located;  // Set when the locator names another agent or tag.
     if (!own_slot) {
-      PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                              pool_->RunWrite(kLocatorScript, {locator_key, birth_key}, {locator_value}));
+      RedisReply reply;
+      if (attempt == 0) {
+        reply = *std::move(first_locator);
+      } else {
+        PERPER_ASSIGN_OR_RETURN(
+            reply, pool_->RunWrite(kLocatorScript, {locator_key, birth_key}, {locator_value}));
+      }
       if (reply.type != RedisReply::Type::kInteger) located = reply.str;
     }
     if (located.empty()) {
@@ -639,12 +662,13 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
         return MakeChange(Change::Kind::kExecutionCompleted, execution, reply, 1);
       }));
   if (!change.has_value()) return NotFound(execution);
-  PERPER_RETURN_IF_ERROR(
-      pool_->RunWrite(kCommandScript, {AgentKey(change->agent, "open")}, {"ZREM", execution}).status());
   // A finished execution is never dispatched again, so no release is reported.
   watcher_.Forget(execution);
+  // Reported before the open set is updated: waiters read the record, not the index, and a
+  // listing skips a finished execution still in the set (as after a crash between the two).
   Report(*change);
-  return absl::OkStatus();
+  return pool_->RunWrite(kCommandScript, {AgentKey(change->agent, "open")}, {"ZREM", execution})
+      .status();
 }
 
 absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution) {
@@ -660,23 +684,24 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
           keys.push_back(LocatorKey(execution));
           keys.push_back(LocatorBirthKey(execution));
         }
-        PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                                pool_->RunWrite(kDeleteScript, {keys.begin(), keys.end()},
-                                                {execution, EncodeList({locator.agent,
-                                                                        locator.tag})}));
-        if (Code(reply) == 0) return std::optional<Change>();
-        return MakeChange(Change::Kind::kExecutionDeleted, execution, reply, 1);
+        // The index entry goes too, also when the record is not there: what an interrupted
+        // create or delete left behind (a retried delete whose first run removed the record
+        // answers false). The unindex script checks the tag, so a stale locator's does
+        // nothing; both go in one round trip.
+        const std::string located = EncodeList({locator.agent, locator.tag});
+        const std::string tag = EncodeList({locator.tag});
+        const std::string all = AgentKey(locator.agent, "all");
+        const std::string open = AgentKey(locator.agent, "open");
+        const std::string meta = AgentKey(locator.agent, "meta");
+        std::vector<absl::StatusOr<RedisReply>> replies =
+            pool_->RunWrites({{kDeleteScript, {keys.begin(), keys.end()}, {execution, located}},
+                              {kUnindexScript, {all, open, meta}, {execution, tag}}});
+        PERPER_RETURN_IF_ERROR(replies[0].status());
+        PERPER_RETURN_IF_ERROR(replies[1].status());
+        if (Code(*replies[0]) == 0) return std::optional<Change>();
+        return MakeChange(Change::Kind::kExecutionDeleted, execution, *replies[0], 1);
       }));
   if (!last.has_value()) return false;  // No locator: never created.
-  // The index entry and the locator go too, also when the record was not there: what an
-  // interrupted create or delete left behind (a retried delete whose first run removed the
-  // record answers false).
-  PERPER_RETURN_IF_ERROR(
-      pool_->RunWrite(kUnindexScript,
-                      {AgentKey(last->agent, "all"), AgentKey(last->agent, "open"),
-                       AgentKey(last->agent, "meta")},
-                      {execution, EncodeList({last->tag})})
-          .status());
   // The record script deleted a locator in its own slot already. Without a record, the
   // locator goes only when it is old: it may be a create's in progress.
   if (!change.has_value() || last->tag != LocatorTag(execution)) {
@@ -843,44 +868,81 @@ absl::StatusOr<std::vector<ExecutionRecord>> RedisExecutions::ListExecutions(
 absl::StatusOr<bool> RedisExecutions::TryReserve(std::string_view execution,
                                                  std::string_view workgroup,
                                                  std::string_view holder) {
+  PERPER_ASSIGN_OR_RETURN(ReserveOutcome outcome,
+                          Reserve(execution, workgroup, holder, nullptr, nullptr));
+  return outcome == ReserveOutcome::kReserved;
+}
+
+absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::ReadAndReserve(
+    std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
+    std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
+  RedisReply record;
+  absl::StatusOr<ReserveOutcome> outcome =
+      Reserve(execution, workgroup, holder, &filter, &record);
+  // Deleted or finished since the hint: nothing to deliver.
+  if (absl::IsNotFound(outcome.status()) || absl::IsFailedPrecondition(outcome.status())) {
+    return ReserveOutcome::kSkipped;
+  }
+  if (!outcome.ok() || *outcome != ReserveOutcome::kReserved) return outcome;
+  ExecutionRecord parsed;
+  if (!ParseRecord(execution, record, &parsed)) {
+    return absl::DataLossError("execution " + ShortId(execution) + " cannot be decoded");
+  }
+  visit(parsed);
+  return outcome;
+}
+
+absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::Reserve(
+    std::string_view execution, std::string_view workgroup, std::string_view holder,
+    const ExecutionFilter* filter, RedisReply* record) {
   const std::string field = "r:" + std::string(workgroup);
   const std::string mine = pool_->process_id() + "/" + std::string(holder);
+  std::vector<std::string_view> args = {field, mine, ""};
+  if (filter != nullptr) {
+    args.insert(args.end(), {"1", filter->any_agent ? std::string_view() : filter->agent,
+                             filter->instance, filter->delegate});
+  }
   std::string replaceable;  // A holder whose process is gone.
   // Each round either answers or found the holder's process dead; three is plenty even when
   // several processes race for the same dead holder's reservation.
   for (int round = 0; round < 3; ++round) {
+    args[2] = replaceable;
     PERPER_ASSIGN_OR_RETURN(
         std::optional<RedisReply> reply,
         WithRecord<RedisReply>(
             execution, [&](const Locator& locator) -> absl::StatusOr<std::optional<RedisReply>> {
               PERPER_ASSIGN_OR_RETURN(
-                  RedisReply r, pool_->RunWrite(kReserveScript,
-                                                {RecordKey(locator.tag, execution)},
-                                                {field, mine, replaceable}));
+                  RedisReply r,
+                  pool_->RunWrite(kReserveScript, {RecordKey(locator.tag, execution)}, args));
               if (Code(r) == 0) return std::optional<RedisReply>();
               return std::optional<RedisReply>(std::move(r));
             }));
     if (!reply.has_value()) return NotFound(execution);
     long long code = Code(*reply);
     if (code == -1) return Finished(execution);
+    if (code == -3) return ReserveOutcome::kSkipped;
     if (code == 1) {
       watcher_.Forget(execution, workgroup);
-      return true;
+      if (record != nullptr) {
+        if (reply->elements.size() < 2) return Unexpected("reserve", *reply);
+        *record = std::move(reply->elements[1]);
+      }
+      return ReserveOutcome::kReserved;
     }
     if (code != 2) return Unexpected("reserve", *reply);
     const std::string& other = Element(*reply, 1);
     std::string_view process = SplitHolder(other).first;
-    if (process == pool_->process_id()) return false;
+    if (process == pool_->process_id()) return ReserveOutcome::kHeldByOther;
     PERPER_ASSIGN_OR_RETURN(bool alive, LeaseAlive(*pool_, process));
     if (alive) {
       watcher_.Watch(process, ForeignHold{std::string(execution), std::string(workgroup),
                                           Element(*reply, 2), Element(*reply, 3),
                                           Element(*reply, 4)});
-      return false;
+      return ReserveOutcome::kHeldByOther;
     }
     replaceable = other;
   }
-  return false;
+  return ReserveOutcome::kHeldByOther;
 }
 
 absl::Status RedisExecutions::ReleaseReservation(std::string_view execution,

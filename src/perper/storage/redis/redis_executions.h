@@ -69,6 +69,9 @@ class RedisExecutions final : public ExecutionStore {
                                                             size_t limit) override;
   absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
                                   std::string_view holder) override;
+  absl::StatusOr<ReserveOutcome> ReadAndReserve(
+      std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
+      std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
   absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
                                   std::string_view holder) override;
   absl::StatusOr<std::vector<ReservationRecord>> ListReservations(std::string_view workgroup,
@@ -112,8 +115,8 @@ class RedisExecutions final : public ExecutionStore {
       std::string_view execution,
       const std::function<absl::StatusOr<std::optional<T>>(const Locator&)>& attempt);
 
-  // The deployment's next creation sequence; registers `agent` among the agents.
-  absl::StatusOr<uint64_t> NextSequence(std::string_view agent);
+  // The answer of kSequenceScript: the deployment's next creation sequence.
+  static absl::StatusOr<uint64_t> ParseNextSequence(const RedisReply& reply);
   absl::StatusOr<std::vector<std::string>> Agents();
   // Up to `limit` matches of kListScript over `keys` (its ARGV[1] and ARGV[3..9] in `args`), in
   // as many calls as the script's scanning budget needs.
@@ -132,6 +135,11 @@ class RedisExecutions final : public ExecutionStore {
   absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> ReadRecords(
       const std::vector<Listed>& listed);
   void Report(const Change& change);
+  // TryReserve, and ReadAndReserve when `filter` is set: then only a matching execution is
+  // reserved, and `record` gets its HGETALL.
+  absl::StatusOr<ReserveOutcome> Reserve(std::string_view execution, std::string_view workgroup,
+                                         std::string_view holder, const ExecutionFilter* filter,
+                                         RedisReply* record);
 
   ClientPool* const pool_;
   RedisNotifier* const notifier_;
