@@ -11,6 +11,8 @@ packages=(
   clang libclang-rt-14-dev valgrind ccache
   redis-server
   python3-grpcio python3-protobuf python3-pytest
+  # pip install ./sdk/python (into a venv made with --system-site-packages), and its test
+  python3-pip python3-venv
 )
 
 missing=()

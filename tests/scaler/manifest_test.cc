@@ -174,7 +174,8 @@ TEST(ManifestTest, NumbersMayComeFromTheEnvironment) {
 }
 
 TEST(ManifestTest, TheExampleManifestsLoad) {
-  for (const char* name : {"hello.yaml", "greeting.yaml", "instances.yaml", "calculator.yaml"}) {
+  for (const char* name : {"hello.yaml", "greeting.yaml", "instances.yaml", "calculator.yaml",
+                           "python-hello.yaml", "python-basic.yaml", "python-restart.yaml"}) {
     auto manifest = LoadManifest(std::string(PERPER_SOURCE_DIR) + "/examples/apps/" + name);
     ASSERT_TRUE(manifest.ok()) << name << ": " << manifest.status();
     EXPECT_FALSE(manifest->agents.empty());

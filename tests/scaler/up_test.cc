@@ -70,20 +70,50 @@ TEST(UpTest, GreetingExamplePrintsTheGreetingAndExits) {
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
-// The README's application: S2 across two processes, the printer's started for its instance.
-TEST(UpTest, HelloExamplePrintsTheSentenceThroughAStreamAndExits) {
+// Runs the hello application of `manifest` (examples/apps/) to its end and checks what each of
+// its two agent processes printed.
+void ExpectHelloApplication(const std::string& manifest, const std::string& delay) {
   std::string marker = TestMarker();
   std::vector<std::string> env = Env(marker);
-  env.push_back("HELLO_DELAY_MS=5");
+  env.push_back(delay);
   ChildProcess up(
-      {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/hello.yaml"}, env);
-  ASSERT_EQ(up.Wait(seconds(30)), 0) << up.Output();
+      {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/" + manifest}, env);
+  ASSERT_EQ(up.Wait(seconds(60)), 0) << up.Output();
   std::string out = up.Stdout();
   EXPECT_NE(out.find("[agent=MyFirstAgent instance=deploy pid="), std::string::npos) << out;
   EXPECT_NE(out.find("] Hello world from Deploy!\n"), std::string::npos) << out;
   EXPECT_NE(out.find("[agent=StreamPrinterAgent instance=Run-"), std::string::npos) << out;
   EXPECT_NE(out.find("] Hello world through stream!\n"), std::string::npos) << up.Output();
+  EXPECT_NE(out.find("] StreamPrinter printed 27 characters\n"), std::string::npos) << out;
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// The README's application: S2 across two processes, the printer's started for its instance.
+TEST(UpTest, HelloExamplePrintsTheSentenceThroughAStreamAndExits) {
+  ExpectHelloApplication("hello.yaml", "HELLO_DELAY_MS=5");
+}
+
+// The same application with Python agents: `perper up` puts the build's Python SDK on their
+// PYTHONPATH, so they import perper from the checkout without an install or PYTHONPATH.
+TEST(UpTest, PythonHelloExampleImportsTheBuildsSdk) {
+  ExpectHelloApplication("python-hello.yaml", "HELLO_DELAY=0");
+}
+
+// The Python restart example on its durable Fabric: the second run finds the recorded Deploy and
+// prints its result without running it again.
+TEST(UpTest, PythonRestartExampleRunsDeployOncePerFabric) {
+  TempDir dir;
+  std::vector<std::string> env = Env(TestMarker());
+  env.push_back("PERPER_DATA_DIR=" + dir.path() + "/data");
+  std::string manifest = std::string(PERPER_SOURCE_DIR) + "/examples/apps/python-restart.yaml";
+  for (int run = 0; run < 2; ++run) {
+    ChildProcess up({PERPER_BINARY, "up", manifest}, env);
+    ASSERT_EQ(up.Wait(seconds(60)), 0) << up.Output();
+    EXPECT_NE(up.Stdout().find("] Average of 100 readings: 50.5\n"), std::string::npos)
+        << up.Output();
+    EXPECT_EQ(up.Stderr().find("Deploy already ran on this Fabric") != std::string::npos, run == 1)
+        << up.Output();
+  }
 }
 
 // S2 on a local cluster: three Fabric processes on a redis-server `perper up` starts; the agent

@@ -385,6 +385,25 @@ TEST_F(AgentTest, BadConfigurationExitsWithTwo) {
   EXPECT_THAT(hello.Output(), HasSubstr("PERPER_CONCURRENCY must be a positive integer"));
 }
 
+// PERPER_LOG_LEVEL sets the SDK's level, as it does the Fabric's; an unknown one is refused.
+TEST_F(AgentTest, TheLogLevelComesFromTheEnvironment) {
+  std::string endpoint = "PERPER_FABRIC_ENDPOINT=" + fabric_->address();
+  ChildProcess plain(PERPER_HELLO_BINARY, {endpoint});
+  ChildProcess quiet(PERPER_HELLO_BINARY, {endpoint, "PERPER_LOG_LEVEL=warn"});
+  ASSERT_EQ(plain.Wait(20s), 0) << plain.Output();
+  ASSERT_EQ(quiet.Wait(20s), 0) << quiet.Output();
+  EXPECT_THAT(plain.Output(), ::testing::ContainsRegex(
+                                  "(^|\n)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                                  "\\.[0-9]{3} I sdk: \\[agent=Hello\\] serving from "));
+  EXPECT_THAT(quiet.Output(), HasSubstr("Hello, world!\n"));
+  EXPECT_THAT(quiet.Output(), ::testing::Not(HasSubstr(" I sdk: ")));
+
+  ChildProcess bad(PERPER_HELLO_BINARY, {endpoint, "PERPER_LOG_LEVEL=loud"});
+  EXPECT_EQ(bad.Wait(10s), 2);
+  EXPECT_THAT(bad.Output(), HasSubstr("PERPER_LOG_LEVEL must be trace, debug, info, warn, error "
+                                      "or off, got 'loud'"));
+}
+
 TEST_F(AgentTest, InstanceStateIsKeptInTheFabricPerInstance) {
   Agent counter("Counter");
   counter.on("Increment", [](Context& ctx) -> Task<absl::StatusOr<int64_t>> {

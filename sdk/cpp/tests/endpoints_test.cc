@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -22,12 +23,16 @@
 
 #include "sdk/cpp/src/perper/agent/endpoints.h"
 #include "sdk/cpp/tests/call_add.h"
+#include "sdk/cpp/tests/child_process.h"
 #include "tests/support/fabric_process.h"
 
 namespace perper {
 namespace {
 
+using ::perper::testing::ChildProcess;
 using ::perper::testing::FabricProcess;
+using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 // A port on 127.0.0.1 that was free a moment ago and has nothing listening.
@@ -172,6 +177,55 @@ TEST(FabricEndpointsTest, AnAgentMovesToTheNextAddressWhenItsFabricDies) {
   EXPECT_EQ(sum, 42);
   runtime->RequestStop();
   EXPECT_EQ(runtime->Wait(), 0);
+}
+
+// The SDK says "serving" once a Fabric has answered its listen call, naming that one: not the
+// dead start address, which it only moves away from.
+TEST(FabricEndpointsTest, ServingIsLoggedOnceAFabricAnswers) {
+  FabricProcess b({"--storage", "memory"});
+  ASSERT_TRUE(b.Start()) << b.Log();
+  std::string dead = DeadAddress();
+  ChildProcess calculator(PERPER_CALCULATOR_BINARY,
+                          {"PERPER_FABRIC_ENDPOINT=" + dead + "," + b.address(),
+                           "PERPER_FABRIC_ENDPOINT_INDEX=0"});
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return calculator.Output().find("serving from") != std::string::npos; }, 20s))
+      << calculator.Output();
+  std::string output = calculator.Output();
+  EXPECT_THAT(output, HasSubstr(" I sdk: [agent=Calculator] serving from " + b.address() +
+                                " (concurrency 64, workgroup '')\n"));
+  EXPECT_THAT(output, Not(HasSubstr("serving from " + dead)));
+  size_t moved = output.find("[agent=Calculator] Fabric " + dead + " unavailable; moving to " +
+                             b.address());
+  ASSERT_NE(moved, std::string::npos) << output;
+  EXPECT_LT(moved, output.find("serving from")) << output;
+}
+
+// When its Fabric dies, the SDK logs the ended listen call and, on the next address, that it
+// reconnected.
+TEST(FabricEndpointsTest, ReconnectingAndReconnectedAreLogged) {
+  FabricProcess a({"--storage", "memory"});
+  FabricProcess b({"--storage", "memory"});
+  ASSERT_TRUE(a.Start()) << a.Log();
+  ASSERT_TRUE(b.Start()) << b.Log();
+  ChildProcess calculator(PERPER_CALCULATOR_BINARY,
+                          {"PERPER_FABRIC_ENDPOINT=" + a.address() + "," + b.address(),
+                           "PERPER_FABRIC_ENDPOINT_INDEX=0"});
+  std::string serving = "[agent=Calculator] serving from " + a.address();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return calculator.Output().find(serving) != std::string::npos; }, 20s))
+      << calculator.Output();
+  a.Kill(SIGKILL);
+  a.Wait();
+  std::string reconnected = " I sdk: [agent=Calculator] listen call reconnected to " + b.address();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return calculator.Output().find(reconnected) != std::string::npos; }, 20s))
+      << calculator.Output();
+  std::string output = calculator.Output();
+  size_t ended = output.find(" W sdk: [agent=Calculator] listen call ended (14 ");
+  ASSERT_NE(ended, std::string::npos) << output;
+  EXPECT_LT(ended, output.find(reconnected)) << output;
+  EXPECT_THAT(output.substr(ended), ::testing::ContainsRegex("reconnecting in [0-9]+ ms"));
 }
 
 // The start index is taken modulo the number of addresses: index 3 of two is B.

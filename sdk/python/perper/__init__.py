@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import pkgutil
+# The build (CMake, or the pip build backend) writes the grpc2 stubs and _version.py into the
+# package: the sources alone are not importable, and _stubs says so.
+from perper import _stubs  # noqa: F401
+from perper._version import __version__
+from perper import _logging
 
-# The generated grpc2 stubs live in a `perper/grpc2` folder outside this source tree (the build
-# tree); extend the package path so that `perper.grpc2.*_pb2` resolves.
-__path__ = pkgutil.extend_path(__path__, __name__)  # type: ignore[name-defined]
-_stubs_dir = os.environ.get("PERPER_PYTHON_STUBS")
-if _stubs_dir and os.path.join(_stubs_dir, "perper") not in __path__:
-    __path__.append(os.path.join(_stubs_dir, "perper"))
+_logging.configure()
 
 from perper.errors import (  # noqa: E402
     ExecutionCancelledError, ExecutionFailedError, PerperError, PerperTypeError,
@@ -27,7 +25,7 @@ from perper.application import (  # noqa: E402
     Application, StreamDelegate, connect, run, run_notebook, stream_delegate)
 
 __all__ = [
-    "Agent", "Application", "Changes", "DeclaredStream", "Dictionary", "Execution",
+    "__version__", "Agent", "Application", "Changes", "DeclaredStream", "Dictionary", "Execution",
     "ExecutionCancelledError", "ExecutionFailedError", "FabricConnection", "List", "PerperError",
     "PerperTypeError", "PerperValueError", "StepResult", "Stream", "StreamDelegate",
     "StreamFailedError", "StreamProgress", "blank_stream", "call", "connect", "current_agent",

@@ -1,8 +1,7 @@
-"""Imports the generated grpc2 stubs (built by sdk/python/CMakeLists.txt, never committed).
+"""Imports the generated grpc2 stubs (never committed).
 
-The generated modules live in `<stubs dir>/perper/grpc2/`. The package `perper` adds every
-`perper` folder found on sys.path (and `$PERPER_PYTHON_STUBS/perper`) to its __path__, so the
-stubs import as `perper.grpc2.<name>_pb2`.
+They are generated into the package, `perper/grpc2/<name>_pb2.py`, by the build: the CMake
+target perper_python_stubs (in <build>/python) or `pip install ./sdk/python`.
 """
 
 from __future__ import annotations
@@ -16,6 +15,6 @@ try:
     from perper.grpc2 import streams_pb2, streams_pb2_grpc  # noqa: F401
 except ImportError as e:  # pragma: no cover - a setup error, reported clearly
     raise ImportError(
-        "perper: the generated grpc2 stubs were not found. Build the target "
-        "perper_python_stubs (cmake) and put its output folder (<build>/sdk/python/python) "
-        "on PYTHONPATH or in PERPER_PYTHON_STUBS.") from e
+        "perper: the generated grpc2 stubs were not found: this is the source tree, not a "
+        "built package. Install it (pip install ./sdk/python) or use the build's "
+        "<build>/python (CMake target perper_python_stubs).") from e

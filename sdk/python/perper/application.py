@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import grpc
 
-from perper import values
+from perper import _logging, values
 from perper._ambient import Context, DerivedIds, current_context, set_default_context
 from perper._stats import COUNTERS
 from perper._stubs import executions_pb2, introspection_pb2, model_pb2, streams_pb2
@@ -40,7 +40,7 @@ from perper.errors import bounded_error_text
 from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
 from perper.model import Agent, KeptCalls, Stream, results_of_response
 
-_log = logging.getLogger("perper")
+_log = _logging.log
 
 Handler = Union[Callable[..., Any], StreamDelegate]
 LIFECYCLE = ("Deploy", "Init", "EnterContainer")
@@ -230,6 +230,7 @@ class Application:
         self.agent = agent or os.environ.get("X_PERPER_AGENT", "")
         if not self.agent:
             raise ValueError("perper: no agent name (pass agent=... or set X_PERPER_AGENT)")
+        _logging.apply_environment()
         self.instance = instance if instance is not None else os.environ.get(
             "X_PERPER_INSTANCE", "")
         self.workgroup = workgroup
@@ -253,6 +254,7 @@ class Application:
         # Deletions of kept calls, in the background (stop() waits for them).
         self._deletions: set[asyncio.Task] = set()
         self._stop_requested = asyncio.Event()
+        self._serving = False  # "serving" is logged once every listen call has started
         self._started = False
         self._stopping = False
         for name, handler in (handlers or {}).items():
@@ -262,6 +264,7 @@ class Application:
     def connection(self) -> FabricConnection:
         if self._connection is None:
             self._connection = FabricConnection(self._endpoint)
+            self._connection.agent = self.agent
         return self._connection
 
     def deploy_agent(self) -> Agent:
@@ -329,7 +332,8 @@ class Application:
             try:
                 await asyncio.wait({deploy, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not deploy.done():
-                    _log.info("perper: stop requested while Deploy runs: cancelling Deploy")
+                    _log.info("[agent=%s] stop requested while Deploy runs: cancelling Deploy",
+                              self.agent)
                     deploy.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await deploy
@@ -361,8 +365,8 @@ class Application:
         if record:
             recorded = await self._record_deploy(agent, execution)
             if recorded is not None:
-                _log.warning("Deploy already ran on this Fabric (execution %s); "
-                             "`perper up --reset` runs it anew", execution)
+                _log.info("[agent=%s] Deploy already ran on this Fabric (execution %s); "
+                          "`perper up --reset` runs it anew", self.agent, execution)
                 return results_of_response(execution, recorded)
         kept = KeptCalls(self.connection, self._deletions) if record else None
         token = current_context.set(Context(self.connection, agent, execution, self,
@@ -377,6 +381,8 @@ class Application:
         except asyncio.CancelledError:
             raise  # not finished: a later run runs Deploy again
         except Exception as e:
+            _log.error("[agent=%s exec=%s] Deploy failed: %s", self.agent, execution,
+                       describe_error(e))
             if kept is not None:
                 await self._complete(self._completion(execution, [], describe_error(e)))
                 kept.release()
@@ -438,8 +444,19 @@ class Application:
         self._listeners[delegate] = asyncio.create_task(self._listen_loop(delegate),
                                                         name=f"perper-listen-{delegate}")
 
+    def _listen_started(self, delegate: str, endpoint: str, again: bool) -> None:
+        self._ready[delegate].set()
+        if again:
+            _log.info("[agent=%s delegate=%s] listen call reconnected to %s", self.agent,
+                      delegate, endpoint)
+        if not self._serving and all(event.is_set() for event in self._ready.values()):
+            self._serving = True
+            _log.info("[agent=%s] serving from %s (concurrency %d, workgroup '%s')", self.agent,
+                      endpoint, self.concurrency, self.workgroup)
+
     async def _listen_loop(self, delegate: str) -> None:
         backoff = Backoff()
+        again = False  # a reconnection
         first = executions_pb2.ExecutionsListenAndReserveRequest(
             reserve_next=self.concurrency, workgroup=self.workgroup,
             filter=executions_pb2.ExecutionsListenRequest(
@@ -450,6 +467,7 @@ class Application:
             endpoint = self.connection.endpoint
             call = self.connection.executions.ListenAndReserve(wait_for_ready=True)
             reservation = _ReservationCall(call, self.concurrency)
+            level, why = logging.WARNING, "ended by the Fabric"
             try:
                 await call.write(first)
                 self._calls[delegate] = reservation
@@ -460,7 +478,7 @@ class Application:
                         break
                     backoff.reset()
                     if message.start_of_stream:
-                        self._ready[delegate].set()
+                        self._listen_started(delegate, endpoint, again)
                         continue
                     execution = message.execution.execution
                     if message.deleted:
@@ -482,13 +500,11 @@ class Application:
             except grpc.aio.AioRpcError as e:
                 if self._stopping:
                     return
+                why = f"{e.code().value[0]} {e.details()}"
                 if is_retryable(e):
-                    _log.warning("perper: listening for %s.%s: Fabric unavailable; reconnecting",
-                                 self.agent, delegate)
                     self.connection.moved_from(endpoint)
                 else:
-                    _log.error("perper: listening for %s.%s failed: %s %s", self.agent, delegate,
-                               e.code(), e.details())
+                    level = logging.ERROR
             finally:
                 if self._calls.get(delegate) is reservation:
                     del self._calls[delegate]
@@ -497,7 +513,11 @@ class Application:
                     self._complete_unary(request)
                 call.cancel()
             if not self._stopping:
-                await backoff.wait()
+                delay = backoff.next_delay()
+                _log.log(level, "[agent=%s delegate=%s] listen call ended (%s); reconnecting in "
+                         "%d ms", self.agent, delegate, why, delay * 1000)
+                again = True
+                await asyncio.sleep(delay)
 
     # Executions.
 
@@ -517,7 +537,8 @@ class Application:
         if not task.cancelled():
             error = task.exception()
             if error is not None:
-                _log.error("perper: execution %s: %r", execution, error)
+                _log.error("[agent=%s exec=%s] %s failed: %s", self.agent, execution, delegate,
+                           describe_error(error))
                 request = self._completion(execution, [], describe_error(error))
             else:
                 request = task.result()
@@ -561,8 +582,8 @@ class Application:
             if task.cancelled():
                 return
             if task.exception() is not None:
-                _log.error("perper: completing execution %s failed: %r", execution,
-                           task.exception())
+                _log.warning("[agent=%s exec=%s] complete failed: %s", self.agent, execution,
+                             describe_error(task.exception()))
             elif kept is not None:
                 kept.release()
         task.add_done_callback(done)
@@ -625,7 +646,8 @@ class Application:
         except asyncio.CancelledError:
             raise  # the execution was deleted, or the application stops: nothing to complete
         except Exception as e:  # a handler's failure becomes the execution's error
-            _log.info("perper: %s.%s (%s) failed: %r", agent.agent, delegate, execution, e)
+            _log.warning("[agent=%s exec=%s] %s failed: %s", agent.agent, execution, delegate,
+                         describe_error(e))
             return self._completion(execution, [], describe_error(e))
         return self._completion(execution, results, None)
 
@@ -694,8 +716,11 @@ def run(agent: Optional[str] = None, handlers: Optional[Mapping[str, Handler]] =
     async def main() -> Any:
         application = Application(agent, handlers, **options)
         loop = asyncio.get_running_loop()
+        def stop(signum: int) -> None:
+            _log.info("[agent=%s] signal %d: stopping", application.agent, signum)
+            application.request_stop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, application.request_stop)
+            loop.add_signal_handler(signum, stop, signum)
         return await application.serve(stop_after_deploy=stop_after_deploy)
 
     return asyncio.run(main())

@@ -4,17 +4,16 @@ and moving between the addresses."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional, TypeVar
 
 import grpc
 
+from perper._logging import log as _log
 from perper._stubs import (executions_pb2_grpc, instances_pb2_grpc, introspection_pb2_grpc,
                            states_pb2_grpc, streams_pb2_grpc)
 
-_log = logging.getLogger("perper")
 T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "127.0.0.1:40400"
@@ -73,10 +72,14 @@ class Backoff:
     def reset(self) -> None:
         self._next = self._first
 
-    async def wait(self) -> None:
+    def next_delay(self) -> float:
+        """Returns the next delay, in seconds, and grows the one after it."""
         delay = self._next * random.uniform(0.8, 1.2)
         self._next = min(self._next * 1.5, self._maximum)
-        await asyncio.sleep(delay)
+        return delay
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -141,6 +144,8 @@ class FabricConnection:
         count = len(self.endpoints)
         self._index = (start_index if start_index is not None else first_index(count)) % count
         self.retry_timeout = retry_timeout
+        # Named in log lines ("[agent=...]"); the Application that owns the connection sets it.
+        self.agent = ""
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[str, type], Any] = {}
         self.executions = _Service(self, executions_pb2_grpc.FabricExecutionsStub)
@@ -183,7 +188,12 @@ class FabricConnection:
         if len(self.endpoints) == 1 or self.endpoint != endpoint:
             return
         self._index = (self._index + 1) % len(self.endpoints)
-        _log.warning("perper: Fabric at %s unavailable; moving to %s", endpoint, self.endpoint)
+        _log.warning("%sFabric %s unavailable; moving to %s", self.log_prefix(), endpoint,
+                     self.endpoint)
+
+    def log_prefix(self) -> str:
+        """The "[agent=...] " that starts this connection's log lines ("" without an agent)."""
+        return f"[agent={self.agent}] " if self.agent else ""
 
     async def retry(self, method: Callable[..., Awaitable[T]], request: Any,
                     timeout: Optional[float] = None) -> T:
@@ -204,8 +214,8 @@ class FabricConnection:
                 if not is_retryable(e) or loop.time() >= give_up:
                     raise
                 if len(self.endpoints) == 1:
-                    _log.warning("perper: Fabric at %s unavailable (%s); retrying", endpoint,
-                                 e.details())
+                    _log.warning("%sFabric %s unavailable (%s); retrying", self.log_prefix(),
+                                 endpoint, e.details())
                 self.moved_from(endpoint)
                 await backoff.wait()
 

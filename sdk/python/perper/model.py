@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any, AsyncIterator, Optional
 import grpc
 from google.protobuf import any_pb2
 
-from perper import values
+from perper import _logging, values
 from perper._ambient import (current, get_connection, in_execution,  # noqa: F401  (re-exported)
                             new_id)
 from perper._stats import COUNTERS
@@ -39,7 +38,7 @@ MAX_KEPT_CALLS = 1000
 # How many kept calls are deleted concurrently.
 KEPT_DELETE_BATCH = 32
 
-_log = logging.getLogger("perper")
+_log = _logging.log
 
 
 def results_of_response(execution: str, response: executions_pb2.ExecutionsGetResultResponse,
@@ -132,10 +131,11 @@ class KeptCalls:
                     execution=model_pb2.PerperExecution(execution=call)))
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:  # gone already (its instance destroyed)
-                _log.debug("perper: deleting the kept call %s failed: %s %s", call, e.code(),
-                           e.details())
+                _log.debug("%sdelete of kept call %s failed: %d %s",
+                           self._connection.log_prefix(), call, e.code().value[0], e.details())
         except Exception as e:  # noqa: BLE001  best effort; e.g. the connection was closed
-            _log.debug("perper: deleting the kept call %s failed: %r", call, e)
+            _log.debug("%sdelete of kept call %s failed: %r", self._connection.log_prefix(),
+                       call, e)
 
 
 class Agent:

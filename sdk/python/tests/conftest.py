@@ -15,10 +15,16 @@ from typing import Any, AsyncIterator, Coroutine, Mapping, Optional, Sequence
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "sdk" / "python"))
-
-import perper  # noqa: E402
+try:
+    import perper
+except ImportError:  # pytest run by hand: the package the build lays out (CMake's ctest sets it)
+    sys.path.insert(0, str(REPO / "build" / "python"))
+    import perper
 from perper import _ambient  # noqa: E402
+
+# Where `perper` was imported from (not resolved: its files link into the source tree), so that
+# the agent processes the tests start import the same package.
+PACKAGE_PATH = str(Path(perper.__file__).parent.parent)
 
 
 def fabric_binary() -> str:
@@ -132,7 +138,7 @@ def python_env(address: str, **extra: str) -> dict[str, str]:
     """The environment of an agent process: PYTHONPATH, PERPER_FABRIC_ENDPOINT, extras."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO / "sdk" / "python"), env.get("PYTHONPATH", "")) if p)
+        p for p in (PACKAGE_PATH, env.get("PYTHONPATH", "")) if p)
     env["PERPER_FABRIC_ENDPOINT"] = address
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)

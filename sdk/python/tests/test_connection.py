@@ -104,7 +104,7 @@ def test_an_agent_moves_to_the_next_fabric_when_its_fabric_is_killed():
         agent.kill()
         agent.wait()
         # One line names the old and the new address.
-        assert f"perper: Fabric at {a.address} unavailable; moving to {b.address}" in \
+        assert f"W sdk: [agent=Mover] Fabric {a.address} unavailable; moving to {b.address}" in \
             agent.stderr.read().decode()
     finally:
         kill(agent)

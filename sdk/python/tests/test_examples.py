@@ -16,20 +16,20 @@ def test_hello_world_across_two_processes(fabric):
     env = python_env(fabric.address, HELLO_DELAY="0")
     printer = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "hello" / "stream_printer_agent.py")], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deployer = subprocess.run([sys.executable, str(EXAMPLES / "hello" / "my_first_agent.py")],
                                   env=env, capture_output=True, text=True, timeout=30)
     finally:
         printer.send_signal(signal.SIGTERM)
-        printer_output, _ = printer.communicate(timeout=15)
+        printer_output, printer_log = printer.communicate(timeout=15)
     assert deployer.returncode == 0, deployer.stderr
     assert deployer.stdout.splitlines() == [
         "Hello world from Deploy!",
         "Hello world from HelloWorldGenerator!",
         "StreamPrinter printed 27 characters",
     ]
-    assert printer.returncode == 0, printer_output
+    assert printer.returncode == 0, printer_log
     assert printer_output.splitlines() == [
         "Hello world from StreamPrinterAgent's StreamPrinter!",
         "Hello world through stream!",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import re
 
 import pytest
@@ -216,17 +215,17 @@ async def deploy_twice(address: str, agent: str, runs: list) -> list:
     return results
 
 
-def test_a_recorded_deploy_runs_once_per_fabric(fabric, monkeypatch, caplog):
+def test_a_recorded_deploy_runs_once_per_fabric(fabric, monkeypatch, capsys):
     monkeypatch.setenv("X_PERPER_RECORD_DEPLOY", "1")
     runs: list[str] = []
-    with caplog.at_level(logging.INFO, logger="perper"):
-        first, second = run(deploy_twice(fabric.address, "Recorded", runs))
+    first, second = run(deploy_twice(fabric.address, "Recorded", runs))
     execution = "Recorded-deploy-deploy"
     assert runs == [execution]
     assert first == second == (derived(execution, 1, ""), "deployed")
-    assert [r.getMessage() for r in caplog.records if "already ran" in r.getMessage()] == [
-        f"Deploy already ran on this Fabric (execution {execution}); `perper up --reset` runs "
-        "it anew"]
+    assert [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines()
+            if "already ran" in line] == [
+        f"I sdk: [agent=Recorded] Deploy already ran on this Fabric (execution {execution}); "
+        "`perper up --reset` runs it anew"]
 
 
 def test_a_recorded_deploy_that_did_not_finish_runs_again(fabric, monkeypatch):

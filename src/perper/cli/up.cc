@@ -17,6 +17,7 @@
 #include "perper/fabric/fabric_server.h"
 #include "perper/scaler/fabric_watchers.h"
 #include "perper/scaler/manifest.h"
+#include "perper/scaler/python_path.h"
 #include "perper/scaler/supervisor.h"
 
 namespace perper::cli {
@@ -178,6 +179,7 @@ int RunUp(const UpOptions& options) {
   scaler::SupervisorOptions supervisor_options;
   supervisor_options.fabric_address = agent_addresses;
   supervisor_options.log_dir = options.log_dir;
+  supervisor_options.python_path = scaler::BundledPythonPath();
   scaler::Supervisor supervisor(*manifest, supervisor_options);
   if (absl::Status s = supervisor.Init(); !s.ok()) {
     std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());

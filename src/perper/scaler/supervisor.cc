@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "perper/common/logging.h"
+#include "perper/scaler/python_path.h"
 
 extern char** environ;
 
@@ -423,6 +425,14 @@ void Supervisor::Spawn(Slot& slot) {
   add("PERPER_FABRIC_ENDPOINT", options_.fabric_address);
   add("X_PERPER_AGENT", spec.name);
   if (!slot.instance.empty()) add("X_PERPER_INSTANCE", slot.instance);
+  if (!options_.python_path.empty()) {
+    auto own = spec.env.find("PYTHONPATH");
+    const char* inherited = std::getenv("PYTHONPATH");
+    add("PYTHONPATH", AgentPythonPath(own != spec.env.end() ? own->second
+                                      : inherited != nullptr ? inherited
+                                                             : "",
+                                      options_.python_path));
+  }
   for (const auto& [name, value] : spec.env) {
     if (overridden.count(name) == 0) add(name, value);
   }

@@ -48,6 +48,7 @@ namespace perper::scaler {
 struct SupervisorOptions {
   std::string fabric_address;  // given to agents as PERPER_FABRIC_ENDPOINT
   std::string log_dir;         // empty: no log files
+  std::string python_path;     // appended to the agents' PYTHONPATH (python_path.h); may be ""
   RestartSettings restart;
 };
 

@@ -283,6 +283,10 @@ struct RunOptions {
   // results (docs/sdk-cpp.md, "Stable IDs"): when a newer call finishes, the oldest beyond this
   // is deleted. Lowered by tests; not read from the environment.
   size_t max_kept_calls = kMaxKeptCalls;
+  // The level of the SDK's log (trace, debug, info, warn, error or off; it applies to every
+  // Perper logger of the process); empty: left as it is (info). PERPER_LOG_LEVEL, the variable
+  // the Fabric and the Python SDK read too.
+  std::string log_level;
 
   // Defaults overridden by the environment; an unparsable number is INVALID_ARGUMENT. When
   // X_PERPER_AGENT is set and differs from `agent`, FAILED_PRECONDITION.

@@ -433,6 +433,13 @@ absl::Status Core::Start() {
   if (options_.concurrency == 0 || options_.threads <= 0) {
     return absl::InvalidArgumentError("concurrency and threads must be positive");
   }
+  if (!options_.log_level.empty()) {
+    if (absl::Status status = SetLogLevel(options_.log_level); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "PERPER_LOG_LEVEL must be trace, debug, info, warn, error or off, got '",
+          options_.log_level, "'"));
+    }
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
@@ -452,7 +459,6 @@ absl::Status Core::Start() {
   // The processes of one machine start at different addresses, spreading them over the Fabric.
   endpoint_ = options_.fabric_endpoint_index.value_or(static_cast<size_t>(getpid())) %
               endpoints_.size();
-  const std::string& endpoint = endpoints_[endpoint_]->address;
 
   for (int i = 0; i < options_.threads; ++i) {
     threads_.emplace_back([this] { io_.run(); });
@@ -467,9 +473,7 @@ absl::Status Core::Start() {
     });
   }
 
-  StartListen();
-  PERPER_LOG_INFO(Logger::kSdk, "[agent={}] serving from {} (concurrency {}, workgroup '{}')",
-                  agent_.name(), endpoint, options_.concurrency, options_.workgroup);
+  StartListen();  // "serving" is logged once the Fabric has answered it
 
   if (agent_.find("Deploy") != nullptr) {
     std::string instance = agent_.name() + "-deploy";
@@ -686,6 +690,15 @@ void Core::OnListenDone(ListenReactor* from, const grpc::Status& status) {
 void Core::HandleMessage(const ListenReactor* from,
                          const grpc2::ExecutionsListenResponse& message) {
   if (message.start_of_stream()) {
+    const std::string& endpoint = endpoints_[from->endpoint()]->address;
+    if (!serving_) {
+      serving_ = true;
+      PERPER_LOG_INFO(Logger::kSdk, "[agent={}] serving from {} (concurrency {}, workgroup '{}')",
+                      agent_.name(), endpoint, options_.concurrency, options_.workgroup);
+    } else {
+      PERPER_LOG_INFO(Logger::kSdk, "[agent={}] listen call reconnected to {}", agent_.name(),
+                      endpoint);
+    }
     return;
   }
   const std::string& id = message.execution().execution();
@@ -801,6 +814,11 @@ Task<void> Core::Dispatch(Core* core, std::shared_ptr<ExecutionState> execution,
   if (execution->synthetic && !result.ok()) {
     PERPER_LOG_ERROR(Logger::kSdk, "[agent={} exec={}] {} failed: {}", core->agent_.name(),
                      execution->id, execution->delegate, result.status().ToString());
+  } else if (complete && !result.ok()) {
+    // The caller gets the error; the log tells the agent's operator (a cancelled one is not a
+    // failure).
+    PERPER_LOG_WARN(Logger::kSdk, "[agent={} exec={}] {} failed: {}", core->agent_.name(),
+                    execution->id, execution->delegate, result.status().ToString());
   }
   if (complete && (!execution->synthetic || execution->recorded)) {
     grpc2::ExecutionsCompleteRequest request;
@@ -1166,6 +1184,9 @@ absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
       return absl::InvalidArgumentError(
           absl::StrCat("PERPER_CONCURRENCY must be a positive integer, got '", value, "'"));
     }
+  }
+  if (const char* value = std::getenv("PERPER_LOG_LEVEL"); value != nullptr) {
+    options.log_level = value;
   }
   if (const char* value = std::getenv("PERPER_THREADS"); value != nullptr && *value) {
     if (!absl::SimpleAtoi(value, &options.threads) || options.threads <= 0) {

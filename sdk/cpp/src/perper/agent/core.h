@@ -298,6 +298,8 @@ class Core {
   std::vector<std::shared_ptr<ListenReactor>> replaced_listens_ ABSL_GUARDED_BY(mu_);
   // Reconnecting the listen call; only touched on dispatch_strand_.
   Backoff listen_backoff_;
+  // Set by the first answer of a listen call (on dispatch_strand_): later ones are reconnections.
+  bool serving_ = false;
   asio::steady_timer reconnect_timer_;
 
   std::atomic<bool> stopping_{false};
