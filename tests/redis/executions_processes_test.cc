@@ -173,6 +173,73 @@ TEST_P(ExecutionsProcessesTest, ExactlyOneHolderAcrossProcesses) {
   }
 }
 
+TEST_P(ExecutionsProcessesTest, ASiblingsHoldIsAnsweredWithoutAskingRedis) {
+  using Outcome = ExecutionStore::ReserveOutcome;
+  auto a = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(a->executions().TryReserve("e1", "w", "h1").value());
+  ExecutionFilter filter;
+  filter.agent = "agent";
+  auto ignore = [](const ExecutionRecord&) {};
+  EXPECT_EQ(a->executions().ReadAndReserve("e1", filter, "w", "h2", ignore).value(),
+            Outcome::kHeldByOther);
+  EXPECT_FALSE(a->executions().TryReserve("e1", "w", "h2").value());
+  EXPECT_EQ(a->redis().sibling_answers(), 2u);
+  // The holder itself and another workgroup still ask.
+  EXPECT_TRUE(a->executions().TryReserve("e1", "w", "h1").value());
+  EXPECT_TRUE(a->executions().TryReserve("e1", "v", "h2").value());
+  EXPECT_EQ(a->redis().sibling_answers(), 2u);
+
+  ASSERT_TRUE(a->executions().ReleaseReservation("e1", "w", "h1").ok());
+  EXPECT_TRUE(a->executions().TryReserve("e1", "w", "h2").value());
+  EXPECT_EQ(a->redis().sibling_answers(), 2u);
+}
+
+TEST_P(ExecutionsProcessesTest, ChangesMadeElsewhereEndTheHoldsAProcessKnows) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("gone")).ok());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("done")).ok());
+  ASSERT_TRUE(a->executions().TryReserve("gone", "w", "h1").value());
+  ASSERT_TRUE(a->executions().TryReserve("done", "w", "h1").value());
+
+  // Deleted and created again through b: the new execution is nobody's yet.
+  ASSERT_TRUE(b->executions().DeleteExecution("gone").value());
+  ASSERT_TRUE(b->executions().CreateExecution(Record("gone", "elsewhere")).value());
+  ASSERT_TRUE(a->WaitForChange(
+      [](const Change& c) { return c.kind == Change::Kind::kExecutionCreated && c.id == "gone"; },
+      10s));
+  EXPECT_TRUE(a->executions().TryReserve("gone", "w", "h2").value());
+
+  // Completed through b: finished, not held.
+  ASSERT_TRUE(b->executions().CompleteExecution("done", {"r"}, std::nullopt).ok());
+  ASSERT_TRUE(a->WaitForChange(
+      [](const Change& c) { return c.kind == Change::Kind::kExecutionCompleted && c.id == "done"; },
+      10s));
+  EXPECT_EQ(a->executions().TryReserve("done", "w", "h2").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(a->redis().sibling_answers(), 0u);
+}
+
+TEST_P(ExecutionsProcessesTest, ACompletionClosesTheExecutionInItsAgentsIndex) {
+  auto a = Open();
+  auto b = Open();
+  const std::string open = Key(AgentTag("agent"), "open");
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e1")).ok());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("e2")).ok());
+  ASSERT_EQ(Cli({"ZRANGE", open, "0", "-1"}).value(), "e1\ne2\n");
+  ASSERT_TRUE(a->executions().CompleteExecution("e1", {"r"}, std::nullopt).ok());
+  EXPECT_EQ(Cli({"ZRANGE", open, "0", "-1"}).value(), "e2\n");
+  // Under a locator made stale by another process (e2 deleted and created under another
+  // instance), the entry of the new execution goes only with its own completion.
+  ASSERT_TRUE(a->executions().GetExecution("e2").ok());  // a caches e2's locator.
+  ASSERT_TRUE(b->executions().DeleteExecution("e2").value());
+  ASSERT_TRUE(b->executions().CreateExecution(Record("e2", "elsewhere")).value());
+  ASSERT_TRUE(a->executions().CompleteExecution("e2", {"r"}, std::nullopt).ok());
+  EXPECT_EQ(Cli({"ZRANGE", open, "0", "-1"}).value(), "\n");  // redis-cli's empty list
+  EXPECT_TRUE(a->executions().GetExecution("e2").value().finished);
+}
+
 TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsOut) {
   constexpr auto kLease = 1000ms;
   auto a = Open(kLease);

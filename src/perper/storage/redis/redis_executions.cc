@@ -6,8 +6,8 @@
 //                        joins the record script when the execution has no instance: they
 //                        share the slot `e:<id>`).
 //   GetExecution         1 + locator. ReadExecution: the same.
-//   CompleteExecution    2 + locator: record script, ZREM from the agent's open set (after
-//                        the change is reported).
+//   CompleteExecution    1 + locator: the record script and the close script (the agent's
+//                        open set) together.
 //   DeleteExecution      2 + locator: record and index scripts together, locator delete (1
 //                        without an instance: the record script deletes the locator in its
 //                        slot).
@@ -110,12 +110,6 @@ end
 return 1
 )lua";
 
-// One command on KEYS[1] (ARGV[1] the command, the rest its arguments), as a script so that
-// it is a write (RunWrite: WAIT for replicas when asked to).
-constexpr std::string_view kCommandScript = R"lua(
-return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
-)lua";
-
 // The next creation sequence, one counter for the deployment (so sequences order creations
 // across agents, as the other backends do), and the agent's name among the agents (any-agent
 // listings): KEYS[1] the counter, KEYS[2] the agents set; ARGV[1] the agent. Both in {perper},
@@ -153,6 +147,14 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
+)lua";
+
+// Drops an execution from its agent's open set when the index entry is of the tag given (an
+// entry of another incarnation stays): KEYS[1] open, KEYS[2] meta; ARGV id, the encoded tag.
+constexpr std::string_view kCloseScript = R"lua(
+local meta = redis.call('HGET', KEYS[2], ARGV[1])
+if meta and string.sub(meta, 1, #ARGV[2]) == ARGV[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
 )lua";
 
 // Finishes a record and drops its reservations: KEYS[1] record; ARGV encoded results, has
@@ -442,12 +444,64 @@ RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier)
       // that waits for one watches it too.
       watcher_(&pool, [this](const Change& change) { notifier_->NotifyLocal(change); }) {}
 
+std::optional<std::string> LocalHolds::Holder(std::string_view execution,
+                                              std::string_view workgroup) {
+  absl::MutexLock lock(&mu_);
+  auto it = holders_.find(absl::string_view(execution.data(), execution.size()));
+  if (it == holders_.end()) return std::nullopt;
+  auto held = it->second.find(absl::string_view(workgroup.data(), workgroup.size()));
+  if (held == it->second.end()) return std::nullopt;
+  return held->second;
+}
+
+void LocalHolds::Held(std::string_view execution, std::string_view workgroup,
+                      std::string_view holder) {
+  absl::MutexLock lock(&mu_);
+  if (holders_.size() >= kMaxExecutions) holders_.clear();
+  holders_[std::string(execution)][std::string(workgroup)] = std::string(holder);
+}
+
+void LocalHolds::Released(std::string_view execution, std::string_view workgroup,
+                          std::string_view holder) {
+  absl::MutexLock lock(&mu_);
+  auto it = holders_.find(absl::string_view(execution.data(), execution.size()));
+  if (it == holders_.end()) return;
+  auto held = it->second.find(absl::string_view(workgroup.data(), workgroup.size()));
+  if (held == it->second.end() || held->second != holder) return;
+  it->second.erase(held);
+  if (it->second.empty()) holders_.erase(it);
+}
+
+void LocalHolds::Ended(std::string_view execution) {
+  absl::MutexLock lock(&mu_);
+  holders_.erase(absl::string_view(execution.data(), execution.size()));
+}
+
+void LocalHolds::OnChange(const Change& change) {
+  switch (change.kind) {
+    case Change::Kind::kExecutionCreated:  // A new incarnation: nobody holds it yet.
+    case Change::Kind::kExecutionCompleted:
+    case Change::Kind::kExecutionDeleted:
+      Ended(change.id);
+      break;
+    case Change::Kind::kResync: {
+      absl::MutexLock lock(&mu_);
+      holders_.clear();
+      break;
+    }
+    default:
+      break;
+  }
+}
+
 RedisExecutions::~RedisExecutions() {
+  notifier_->SetCacheKeeper(nullptr);
   watcher_.Stop();
   lease_.Stop(/*release=*/true);
 }
 
 absl::Status RedisExecutions::Start() {
+  notifier_->SetCacheKeeper(&local_holds_);
   PERPER_RETURN_IF_ERROR(lease_.Start());
   watcher_.Start();
   return absl::OkStatus();
@@ -612,6 +666,7 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
           .status());
   CacheLocator(id, Locator{record.agent, tag});
   if (code == 0) return false;
+  local_holds_.Ended(id);
   Change change;
   change.kind = Change::Kind::kExecutionCreated;
   change.id = id;
@@ -652,23 +707,30 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
       std::optional<Change> change,
       WithRecord<Change>(execution,
                          [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
-        PERPER_ASSIGN_OR_RETURN(
-            RedisReply reply,
-            pool_->RunWrite(kCompleteScript, {RecordKey(locator.tag, execution)},
-                            {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}));
-        long long code = Code(reply);
+        // The record and the agent's open set in one round trip: the close script checks the
+        // tag, so under a stale locator it does nothing.
+        const std::string record_key = RecordKey(locator.tag, execution);
+        const std::string open = AgentKey(locator.agent, "open");
+        const std::string meta = AgentKey(locator.agent, "meta");
+        const std::string tag = EncodeList({locator.tag});
+        std::vector<absl::StatusOr<RedisReply>> replies = pool_->RunWrites(
+            {{kCompleteScript,
+              {record_key},
+              {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}},
+             {kCloseScript, {open, meta}, {execution, tag}}});
+        PERPER_RETURN_IF_ERROR(replies[0].status());
+        PERPER_RETURN_IF_ERROR(replies[1].status());
+        long long code = Code(*replies[0]);
         if (code == 0) return std::optional<Change>();
         if (code == -1) return Finished(execution);
-        return MakeChange(Change::Kind::kExecutionCompleted, execution, reply, 1);
+        return MakeChange(Change::Kind::kExecutionCompleted, execution, *replies[0], 1);
       }));
   if (!change.has_value()) return NotFound(execution);
   // A finished execution is never dispatched again, so no release is reported.
   watcher_.Forget(execution);
-  // Reported before the open set is updated: waiters read the record, not the index, and a
-  // listing skips a finished execution still in the set (as after a crash between the two).
+  local_holds_.Ended(execution);
   Report(*change);
-  return pool_->RunWrite(kCommandScript, {AgentKey(change->agent, "open")}, {"ZREM", execution})
-      .status();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution) {
@@ -715,6 +777,7 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
   if (!change.has_value()) return false;
   // Holders learn of the deletion itself; no separate release is reported.
   watcher_.Forget(execution);
+  local_holds_.Ended(execution);
   Report(*change);
   return true;
 }
@@ -895,6 +958,12 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::ReadAndReserve(
 absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::Reserve(
     std::string_view execution, std::string_view workgroup, std::string_view holder,
     const ExecutionFilter* filter, RedisReply* record) {
+  // A sibling on this process holds it: no need to ask.
+  if (std::optional<std::string> sibling = local_holds_.Holder(execution, workgroup);
+      sibling.has_value() && *sibling != holder) {
+    sibling_answers_.fetch_add(1, std::memory_order_relaxed);
+    return ReserveOutcome::kHeldByOther;
+  }
   const std::string field = "r:" + std::string(workgroup);
   const std::string mine = pool_->process_id() + "/" + std::string(holder);
   std::vector<std::string_view> args = {field, mine, ""};
@@ -923,6 +992,7 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::Reserve(
     if (code == -3) return ReserveOutcome::kSkipped;
     if (code == 1) {
       watcher_.Forget(execution, workgroup);
+      local_holds_.Held(execution, workgroup, holder);
       if (record != nullptr) {
         if (reply->elements.size() < 2) return Unexpected("reserve", *reply);
         *record = std::move(reply->elements[1]);
@@ -958,6 +1028,7 @@ absl::Status RedisExecutions::ReleaseReservation(std::string_view execution,
                                 pool_->RunWrite(kReleaseScript,
                                                 {RecordKey(locator.tag, execution)},
                                                 {field, mine}));
+        local_holds_.Released(execution, workgroup, holder);
         if (Code(reply) != 1) return std::optional<Change>();
         Change released = MakeChange(Change::Kind::kReservationReleased, execution, reply, 1);
         released.workgroup = std::string(workgroup);

@@ -45,6 +45,32 @@
 
 namespace perper::storage::redis {
 
+// The reservations held by holders on this process, by execution and workgroup. Members of one
+// workgroup on one process consider the same executions in the same order; this answers "held
+// by another" for what a sibling holds without a round trip. An entry goes when its holder
+// releases it, or its execution is completed or deleted, here or elsewhere (OnChange sees the
+// changes of other processes before anyone acts on them); a resync, after which changes may
+// have been missed, clears them all. An entry that outlives its reservation otherwise (the
+// process was taken for dead) only says "held" of what another process holds.
+//
+// Thread-safe.
+class LocalHolds final : public ChangeObserver {
+ public:
+  // The holder on this process of `execution` in `workgroup`, if any.
+  std::optional<std::string> Holder(std::string_view execution, std::string_view workgroup);
+  void Held(std::string_view execution, std::string_view workgroup, std::string_view holder);
+  void Released(std::string_view execution, std::string_view workgroup, std::string_view holder);
+  void Ended(std::string_view execution);
+  void OnChange(const Change& change) override;
+
+ private:
+  // Past this many executions (entries left by changes missed), all are dropped.
+  static constexpr size_t kMaxExecutions = 1000000;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, std::string>> holders_
+      ABSL_GUARDED_BY(mu_);
+};
+
 class RedisExecutions final : public ExecutionStore {
  public:
   // `pool` and `notifier` must outlive this. This process's reservations outlive it by
@@ -83,6 +109,9 @@ class RedisExecutions final : public ExecutionStore {
 
   // How many reservations held by other processes this process watches.
   size_t watched_holds() const { return watcher_.size(); }
+  // How many reservation attempts were answered "held by another" from this process's own
+  // holds, without a round trip.
+  uint64_t sibling_answers() const { return sibling_answers_.load(std::memory_order_relaxed); }
 
   // Stops renewing this process's lease without deleting it, as if the process had been
   // killed: once it runs out, other processes take its reservations over. For tests.
@@ -143,9 +172,11 @@ class RedisExecutions final : public ExecutionStore {
 
   ClientPool* const pool_;
   RedisNotifier* const notifier_;
+  LocalHolds local_holds_;  // Before the watcher: its thread reports into it until stopped.
   ProcessLease lease_;
   ForeignHolderWatcher watcher_;
 
+  std::atomic<uint64_t> sibling_answers_{0};
   // Numbers this process's completions (their tokens).
   std::atomic<uint64_t> completions_{0};
 
