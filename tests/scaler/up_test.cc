@@ -163,7 +163,7 @@ TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
   EXPECT_NE(up.Stdout().find("] worker restarted"), std::string::npos) << up.Output();
   EXPECT_NE(up.Stdout().find("] Test passed"), std::string::npos) << up.Output();
   EXPECT_NE(up.Stderr().find("pid=" + std::to_string(worker) +
-                             "] was killed by signal 9 unexpectedly; restarting in"),
+                             "] was killed by signal 9 (SIGKILL) unexpectedly; restarting in"),
             std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
@@ -172,7 +172,10 @@ TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
 TEST(UpTest, ACrashLoopIsReported) {
   std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "crash.yaml"}, Env(marker));
+  // The report names the exit code and quotes what the process said last on stderr.
   ASSERT_TRUE(up.WaitForOutput("crash loop: exited with code 3 (5 exits", seconds(15)))
+      << up.Output();
+  ASSERT_TRUE(up.WaitForOutput("; last stderr: crash.yaml: no setting 'speed'\n", seconds(5)))
       << up.Output();
   up.Signal(SIGTERM);
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
@@ -306,7 +309,7 @@ TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_NE(up.Stderr().find("still running after 500ms: SIGKILL"), std::string::npos)
       << up.Output();
-  EXPECT_NE(up.Stderr().find("] stopped (was killed by signal 9)"), std::string::npos)
+  EXPECT_NE(up.Stderr().find("] stopped (was killed by signal 9 (SIGKILL))"), std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
@@ -324,6 +327,32 @@ TEST(UpTest, ASecondSignalKillsAtOnce) {
   EXPECT_NE(up.Stderr().find("second signal: killing every agent process now"), std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// A command that cannot run is found before the Fabric or any process starts, with the OS's
+// reason, instead of as a process that keeps failing to start.
+TEST(UpTest, ACommandThatCannotRunIsReportedBeforeAnythingStarts) {
+  TempDir dir;
+  std::string path = dir.path() + "/app.yaml";
+  std::ofstream(dir.path() + "/not-executable") << "#!/bin/sh\n";
+  struct Case {
+    std::string command, message;
+  };
+  for (const Case& c :
+       {Case{"./bar", "perper up: agent Foo: command ./bar: No such file or directory\n"},
+        Case{"./not-executable",
+             "perper up: agent Foo: command ./not-executable: Permission denied\n"},
+        Case{dir.path(), "perper up: agent Foo: command " + dir.path() + ": Is a directory\n"}}) {
+    std::ofstream(path) << "deploy: Foo\nagents:\n  Foo:\n    command: " << c.command << "\n";
+    std::string out, err;
+    EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", path}, {}, &out, &err), 1) << err;
+    EXPECT_EQ(err, c.message);
+  }
+  std::ofstream(path) << "agents:\n  Foo:\n    command: /bin/true\n    workdir: ./nowhere\n";
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", path}, {}, &out, &err), 1) << err;
+  EXPECT_EQ(err, "perper up: agent Foo: workdir " + dir.path() +
+                     "/nowhere: No such file or directory\n");
 }
 
 TEST(UpTest, ABadManifestExitsWithTwoAndNamesTheLine) {

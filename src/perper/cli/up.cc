@@ -65,6 +65,11 @@ int RunUp(const UpOptions& options) {
                  options.manifest.c_str());
     return 2;
   }
+  // Before anything starts: a command that cannot run would only show as a crash loop.
+  if (absl::Status s = scaler::CheckCommands(*manifest); !s.ok()) {
+    std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   std::string address = !options.fabric.empty() ? options.fabric : manifest->fabric.address;
   // The scaler and the processes it starts are given one address; a list would reach them as
   // a host name.
