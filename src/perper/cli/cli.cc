@@ -23,7 +23,9 @@ void AddTargetOptions(CLI::App& command, FabricTarget& target, std::optional<dou
                       double default_timeout, bool json = true) {
   command.add_option("--fabric", target.address,
                      "Address of the Fabric, host:port, or a comma-separated list of them "
-                     "(tried in order) [env PERPER_FABRIC_ENDPOINT, default 127.0.0.1:40400]")
+                     "(tried in order) [env PERPER_FABRIC_ENDPOINT; default: the Fabric of the "
+                     "perper up running in this folder or a parent (its .perper/fabric.address), "
+                     "else 127.0.0.1:40400]")
       ->envname("PERPER_FABRIC_ENDPOINT");
   if (json) command.add_flag("--json", target.json, "Print JSON instead of a table");
   command.add_option("--timeout", timeout,
@@ -39,8 +41,7 @@ int Main(int argc, char** argv) {
       "See docs/cli.md."};
   app.require_subcommand(1);
   std::function<int()> action;
-  FabricTarget target;
-  target.address = "127.0.0.1:40400";
+  FabricTarget target;  // address: empty unless --fabric or $PERPER_FABRIC_ENDPOINT gives it
   std::optional<double> timeout;
   auto with_timeout = [&](double default_timeout) -> const FabricTarget& {
     target.timeout_seconds = timeout.value_or(default_timeout);
@@ -223,6 +224,7 @@ int Main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (!action) return 2;
+  if (target.address.empty()) FindFabric(target, ".");
   if (auto addresses = Addresses(target); !addresses.ok()) {
     std::fprintf(stderr, "perper: %s\n", std::string(addresses.status().message()).c_str());
     return 2;

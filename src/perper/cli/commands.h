@@ -15,6 +15,9 @@ namespace perper::cli {
 // Options every inspection command takes.
 struct FabricTarget {
   std::string address;  // host:port, or a comma-separated list (see Addresses)
+  // Where `address` came from, when not from --fabric or $PERPER_FABRIC_ENDPOINT: said when the
+  // Fabric cannot be reached (FindFabric).
+  std::string origin;
   bool json = false;
   double timeout_seconds = 10;
 };
