@@ -621,7 +621,7 @@ TEST(CliErrorsTest, EveryCommandHasHelp) {
        {std::vector<std::string>{}, {"up"}, {"fabric"}, {"executions"}, {"instances"}, {"streams"},
         {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}, {"states"},
         {"destroy"}, {"delete"}, {"delete", "execution"}, {"delete", "stream"},
-        {"delete", "state"}}) {
+        {"delete", "state"}, {"completion"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.push_back("--help");
@@ -659,6 +659,51 @@ TEST(CliErrorsTest, VersionsAndBadFlagsOfBothBinaries) {
   EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
   EXPECT_EQ(RunToCompletion({PERPER_FABRIC_BINARY, "--bogus"}, {}, &out, &err), 2);
   EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
+}
+
+// Completes `perper WORDS…` (the last word is the one being typed) in bash with the script of
+// `perper completion bash`, in the folder `dir`; returns the candidates, one per line, sorted.
+std::string Complete(const std::string& dir, std::vector<std::string> words) {
+  std::vector<std::string> argv = {
+      "/bin/bash", "-c",
+      "source <(\"$0\" completion bash) || exit 3\n"
+      "[[ $(complete -p perper) == 'complete -F _perper perper' ]] || exit 4\n"
+      "COMP_WORDS=(perper \"$@\"); COMP_CWORD=$#\n"
+      "_perper\n"
+      "printf '%s\\n' \"${COMPREPLY[@]}\" | sort",
+      PERPER_BINARY};
+  argv.insert(argv.end(), words.begin(), words.end());
+  std::string out, err;
+  int code = RunIn(dir, argv, {}, &out, &err);
+  EXPECT_EQ(code, 0) << err;
+  return out;
+}
+
+TEST(CliCompletionTest, BashCompletesCommandsFlagsAndFiles) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/app.yaml") << "agents: {}\n";
+  EXPECT_EQ(Complete(dir.path(), {"ex"}), "executions\n");
+  EXPECT_EQ(Complete(dir.path(), {"st"}), "state\nstates\nstream\nstreams\n");
+  EXPECT_EQ(Complete(dir.path(), {"stream", "t"}), "tail\n");
+  EXPECT_EQ(Complete(dir.path(), {"delete", ""}), "--help\nexecution\nstate\nstream\n");
+  EXPECT_EQ(Complete(dir.path(), {"executions", "--st"}), "--state\n");
+  EXPECT_EQ(Complete(dir.path(), {"stream", "tail", "--no"}), "--no-follow\n");
+  EXPECT_EQ(Complete(dir.path(), {"delete", "state", "--l"}), "--list\n");
+  // Values: a file where the option names one, nothing for others.
+  EXPECT_EQ(Complete(dir.path(), {"up", "ap"}), "app.yaml\n");
+  EXPECT_EQ(Complete(dir.path(), {"up", "app.yaml", "--log-dir", "a"}), "app.yaml\n");
+  EXPECT_EQ(Complete(dir.path(), {"executions", "--agent", ""}), "\n");
+  EXPECT_EQ(Complete(dir.path(), {"executions", "--agent", "up", "--j"}), "--json\n");
+  // Every command of the binary is offered.
+  std::string commands = Complete(dir.path(), {""});
+  for (const char* command : {"up", "fabric", "executions", "instances", "streams", "stream",
+                              "state", "states", "destroy", "delete", "call", "completion"}) {
+    EXPECT_NE(commands.find(std::string("\n") + command + "\n"), std::string::npos) << command;
+  }
+
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "completion", "tcsh"}, {}, &out, &err), 2);
+  EXPECT_EQ(err, "perper completion: no completion for 'tcsh'; the shells are: bash\n");
 }
 
 TEST(CliFabricTest, PerperFabricServesUntilSigterm) {

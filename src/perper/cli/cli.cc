@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 
 #include "perper/cli/commands.h"
+#include "perper/cli/completion.h"
 #include "perper/cli/fabric_client.h"
 
 namespace perper::cli {
@@ -52,14 +53,19 @@ int Main(int argc, char** argv) {
   CLI::App* up_cmd = app.add_subcommand(
       "up", "Start a Fabric (embedded unless --fabric), the process scaler and the application "
             "of APP.yaml; Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code.");
+  // Type names FILE and DIR also tell the shell completion to offer file names.
   up_cmd->add_option("APP", up.manifest, "The application manifest (YAML, see docs/scaler.md)")
-      ->required();
+      ->required()
+      ->type_name("FILE");
   up_cmd->add_option("--fabric", up.fabric,
                      "Use the running Fabric at this address instead of an embedded one");
   up_cmd->add_option("--log-dir", up.log_dir,
-                     "Also keep each process's output in DIR/<agent>.<instance>.log");
+                     "Also keep each process's output in DIR/<agent>.<instance>.log")
+      ->type_name("DIR");
   up_cmd->add_option("--address-file", up.address_file,
-                     "Write the Fabric's address to this file once it is up");
+                     "Also write the Fabric's address to this file once it is up (it is always "
+                     "written to .perper/fabric.address next to APP while perper up runs)")
+      ->type_name("FILE");
   up_cmd->add_flag("--reset", up.reset,
                    "Start over: before Deploy starts, destroy the instances the previous Deploy "
                    "started (without Stop) and delete its recorded execution and state, so "
@@ -70,6 +76,9 @@ int Main(int argc, char** argv) {
   CLI::App* fabric_cmd = app.add_subcommand(
       "fabric", "Run a Fabric until SIGINT or SIGTERM (the options of perper-fabric)");
   fabric::AddFabricFlags(*fabric_cmd, fabric_flags);
+  fabric_cmd->get_option("--config")->type_name("FILE");
+  fabric_cmd->get_option("--data-dir")->type_name("DIR");
+  fabric_cmd->get_option("--address-file")->type_name("FILE");
   fabric_cmd->callback([&] { action = [&] { return RunFabric(fabric_flags); }; });
 
   ExecutionsOptions executions;
@@ -200,6 +209,23 @@ int Main(int argc, char** argv) {
   call_cmd->add_flag("--any-instance", call.any_instance,
                      "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
+
+  std::string shell;
+  CLI::App* completion_cmd = app.add_subcommand(
+      "completion", "Print a script that completes perper's commands and flags in SHELL "
+                    "(bash): source <(perper completion bash)");
+  completion_cmd->add_option("SHELL", shell, "The shell: bash")->required();
+  completion_cmd->callback([&] {
+    action = [&] {
+      if (shell != "bash") {
+        std::fprintf(stderr, "perper completion: no completion for '%s'; the shells are: bash\n",
+                     shell.c_str());
+        return 2;
+      }
+      std::fputs(BashCompletion(app).c_str(), stdout);
+      return 0;
+    };
+  });
 
   app.set_version_flag("--version", std::string("perper ") + PERPER_VERSION);
   // CLI11 would answer an unknown command with "A subcommand is required"; name it instead.
