@@ -393,6 +393,38 @@ TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   EXPECT_EQ(r.out, "9007199254740993\n");
 }
 
+// A call to an agent nothing listens for says so, while it waits and when it gives up, instead
+// of reporting that the Fabric did not answer.
+TEST_F(CliTest, ACallToAnAgentNoProcessServesSaysSo) {
+  Result r = Perper({"call", "Nobody", "n-1", "Run", "--any-instance", "--timeout", "3"});
+  EXPECT_EQ(r.code, 1);
+  const std::string unserved = "no process serves agent Nobody: nothing on the Fabric at " +
+                               fabric_->address() + " listens for its executions";
+  EXPECT_NE(r.err.find("perper: " + unserved + "; the call waits up to 3 s for a process to "
+                       "start"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("perper: " + unserved + ", so nobody answered Nobody.Run on n-1 within 3 "
+                       "s; start the agent's process"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("did not answer"), std::string::npos) << r.err;
+  // Nothing of the call is left behind.
+  EXPECT_EQ(json::parse(Perper({"executions", "--agent", "Nobody", "--json"}).out), json::array());
+}
+
+// The warning comes while the call waits; a process that starts then still answers it.
+TEST_F(CliTest, ACallWaitsForAProcessThatStartsAfterTheWarning) {
+  ChildProcess call({PERPER_BINARY, "call", "Calculator", "calc-1", "Add", "1", "2", "--fabric",
+                     fabric_->address()});
+  ASSERT_TRUE(call.WaitForOutput("no process serves agent Calculator", seconds(10)))
+      << call.Output();
+  ChildProcess calculator({PERPER_CALCULATOR_BINARY},
+                          {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
+  EXPECT_EQ(call.Wait(seconds(30)), 0) << call.Output() << calculator.Output();
+  EXPECT_EQ(call.Stdout(), "3\n");
+}
+
 TEST_F(CliTest, StatesListsDictionariesThenLists) {
   Append("queue", StringValue("a"));
   Append("queue", StringValue("b"));

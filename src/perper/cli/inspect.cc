@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The inspection commands: plain synchronous gRPC calls against a running Fabric.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -12,6 +15,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "perper/cli/commands.h"
 #include "perper/cli/fabric_client.h"
 #include "perper/cli/table.h"
@@ -316,6 +321,24 @@ int RunStateList(const FabricTarget& target, const std::string& dictionary) {
   return 0;
 }
 
+namespace {
+
+// Whether some process listens for `agent`'s executions on the Fabric (ListAgentListeners);
+// nullopt when the Fabric cannot tell (an older one, or no answer within a second).
+std::optional<bool> Served(const std::shared_ptr<grpc::Channel>& channel,
+                           const std::string& agent) {
+  auto stub = grpc2::FabricIntrospection::NewStub(channel);
+  grpc2::IntrospectionListAgentListenersRequest request;
+  request.set_agent(agent);
+  grpc2::IntrospectionListAgentListenersResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (!stub->ListAgentListeners(&context, request, &response).ok()) return std::nullopt;
+  return response.agents_size() > 0;
+}
+
+}  // namespace
+
 int RunCall(const FabricTarget& target, const CallOptions& options) {
   grpc2::ExecutionsCreateRequest request;
   for (size_t i = 0; i < options.arguments.size(); ++i) {
@@ -357,8 +380,34 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
   grpc2::ExecutionsGetResultResponse response;
   grpc::ClientContext context;
   Deadline(context, target);
-  grpc::Status status = stub->Call(&context, request, &response);
+  absl::Notification answered;
+  grpc::Status status;
+  stub->async()->Call(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    answered.Notify();
+  });
+  // A call to an agent no process serves waits for one until the timeout; say so while it
+  // waits. Not at once: a process may be starting for it (perper up starts a pool's first
+  // process when executions wait).
+  const std::string unserved = absl::StrCat(
+      "no process serves agent ", options.agent, ": nothing on the Fabric at ", Address(target),
+      " listens for its executions");
+  const absl::Duration grace = absl::Seconds(std::min(2.0, target.timeout_seconds / 2));
+  if (!answered.WaitForNotificationWithTimeout(grace) &&
+      !Served(channel, options.agent).value_or(true)) {
+    std::fprintf(stderr,
+                 "perper: %s; the call waits up to %g s for a process to start (perper up "
+                 "starts them from the application's manifest)\n",
+                 unserved.c_str(), target.timeout_seconds);
+  }
+  answered.WaitForNotification();
   std::string what = absl::StrCat(options.agent, ".", options.delegate, " on ", options.instance);
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      !Served(channel, options.agent).value_or(true)) {
+    return Error(absl::StrCat(unserved, ", so nobody answered ", what, " within ",
+                              target.timeout_seconds, " s; start the agent's process (e.g. with "
+                              "perper up APP.yaml) or check the agent's name"));
+  }
   if (!status.ok()) return Fail(target, status, "calling " + what);
   if (response.has_error() && !response.error().message().empty()) {
     if (target.json) PrintJson({{"error", response.error().message()}});

@@ -149,6 +149,9 @@ class FeedReactor : public Base {
       scanning_ = true;
       begun_ = true;
     }
+    // Counted from before the scan: an execution created from now on has a process that
+    // serves it (ListAgentListeners).
+    listener_ = context_.listeners->Open(filter.agent, reserve);
     PERPER_LOG_DEBUG(Logger::kFabric, "[call={} agent={}] {} opened{}{}{}", call_, filter.agent,
                      reserve ? "ListenAndReserve" : "Listen",
                      filter.instance.empty() ? "" : " for instance " + filter.instance,
@@ -236,6 +239,7 @@ class FeedReactor : public Base {
     // Close first: after Close no hint runs, so nothing touches this object any more.
     if (subscriber_ != nullptr) subscriber_->Close();
     subscription_.Reset();
+    listener_.Reset();
     std::vector<std::string> held;
     std::string workgroup, holder, agent, end;
     bool begun = false;
@@ -570,6 +574,7 @@ class FeedReactor : public Base {
 
   std::shared_ptr<GuardedSubscriber> subscriber_;
   ChangeHub::Subscription subscription_;
+  AgentListeners::Registration listener_;  // Set once by Begin, reset by OnDone.
 
   absl::Mutex mu_;
   storage::ExecutionFilter filter_ ABSL_GUARDED_BY(mu_);
