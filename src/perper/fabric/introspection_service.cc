@@ -52,6 +52,8 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     summary->set_argument_count(static_cast<uint32_t>(record.arguments.size()));
     summary->set_result_count(static_cast<uint32_t>(record.results.size()));
     summary->set_sequence(record.sequence);
+    summary->set_created_ms(record.created_ms);
+    summary->set_finished_ms(record.finished_ms);
   }
   return FinishUnary(context, absl::OkStatus());
 }
