@@ -3,8 +3,10 @@
 // `perper fabric`.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -205,11 +207,17 @@ class CliTest : public ::testing::Test {
   }
 
   static Result Perper(std::vector<std::string> args, bool with_fabric = true) {
+    return Perper(std::move(args), {}, with_fabric);
+  }
+  // With `env` ("NAME=value") added to the test's environment, minus COLUMNS unless given.
+  static Result Perper(std::vector<std::string> args, std::vector<std::string> env,
+                       bool with_fabric = true) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
     if (with_fabric) argv.insert(argv.end(), {"--fabric", fabric_->address()});
+    env.insert(env.begin(), "COLUMNS");
     Result result;
-    result.code = RunToCompletion(argv, {}, &result.out, &result.err);
+    result.code = RunToCompletion(argv, env, &result.out, &result.err);
     return result;
   }
 
@@ -218,20 +226,79 @@ class CliTest : public ::testing::Test {
 
 FabricProcess* CliTest::fabric_ = nullptr;
 
-TEST_F(CliTest, ExecutionsTableShowsStates) {
+// The first `n` cells of `row`.
+std::vector<std::string> First(std::vector<std::string> row, size_t n) {
+  row.resize(std::min(row.size(), n));
+  return row;
+}
+
+TEST_F(CliTest, ExecutionsTableShowsStatesAgesAndDurations) {
+  Result r = Perper({"executions", "--agent", "Calc"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Row(r.out, "EXECUTION"), (std::vector<std::string>{"EXECUTION", "AGENT", "INSTANCE",
+                                                               "DELEGATE", "STATE", "IN/OUT",
+                                                               "AGE", "TOOK"}));
+  EXPECT_EQ(First(Row(r.out, "Add-1"), 6),
+            (std::vector<std::string>{"Add-1", "Calc", "c-1", "Add", "waiting", "2/0"}));
+  EXPECT_EQ(First(Row(r.out, "Done-1"), 6),
+            (std::vector<std::string>{"Done-1", "Calc", "c-1", "Done", "finished", "0/1"}));
+  EXPECT_EQ(First(Row(r.out, "Fail-1"), 6),
+            (std::vector<std::string>{"Fail-1", "Calc", "c-2", "Fail", "failed", "1/0"}));
+  // Ages in whole units; a finished one took milliseconds; an unfinished one has no duration.
+  const std::regex age(R"(\d+[smhd])"), took(R"(\d+ms|\d+\.\ds)");
+  ASSERT_EQ(Row(r.out, "Add-1").size(), 8u) << r.out;
+  EXPECT_TRUE(std::regex_match(Row(r.out, "Add-1")[6], age)) << r.out;
+  EXPECT_EQ(Row(r.out, "Add-1")[7], "-");
+  ASSERT_EQ(Row(r.out, "Done-1").size(), 8u) << r.out;
+  EXPECT_TRUE(std::regex_match(Row(r.out, "Done-1")[7], took)) << r.out;
+}
+
+// Live instances are the Registry's executions: perper instances lists them; perper executions
+// leaves them out with a word about it, unless asked for them by name.
+TEST_F(CliTest, ExecutionsLeaveLiveInstancesToPerperInstances) {
   Result r = Perper({"executions"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "EXECUTION  AGENT     INSTANCE    DELEGATE  STATE     ARGS  RESULTS");
-  EXPECT_EQ(Row(r.out, "Add-1"),
-            (std::vector<std::string>{"Add-1", "Calc", "c-1", "Add", "waiting", "2", "0"}));
-  EXPECT_EQ(Row(r.out, "Done-1"),
-            (std::vector<std::string>{"Done-1", "Calc", "c-1", "Done", "finished", "0", "1"}));
-  EXPECT_EQ(Row(r.out, "Fail-1"),
-            (std::vector<std::string>{"Fail-1", "Calc", "c-2", "Fail", "failed", "1", "0"}));
-  EXPECT_EQ(Row(r.out, "calc-1"),
-            (std::vector<std::string>{"calc-1", "Registry", "Calculator", "Run", "waiting", "0",
-                                      "0"}));
+  EXPECT_TRUE(Row(r.out, "calc-1").empty()) << r.out;
+  EXPECT_FALSE(Row(r.out, "Add-1").empty()) << r.out;
+  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(^\(\d+ live instances are not listed: they are )"
+                                                  R"(the executions of agent Registry; see perper )"
+                                                  R"(instances\)\n$)")))
+      << r.err;
+  r = Perper({"executions", "--json"});
+  for (const json& row : json::parse(r.out)) EXPECT_NE(row["agent"], "Registry") << row;
+  r = Perper({"executions", "--agent", "Registry"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(First(Row(r.out, "calc-1"), 6),
+            (std::vector<std::string>{"calc-1", "Registry", "Calculator", "Run", "live", "0/0"}));
+  EXPECT_EQ(r.err, "");
+}
+
+// In a narrow terminal the IDs give way, keeping both ends; --wide and pipes keep them whole.
+TEST_F(CliTest, ExecutionsFitTheTerminal) {
+  const std::string id = "Transform-0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b";
+  const std::string instance = "Run-777195ab-eb88-9cce-17ea-67e993e907a3";
+  CreateExecution(id, "Transformer", instance, "Transform");
+  for (size_t columns : {80u, 100u}) {
+    Result r = Perper({"executions", "--agent", "Transformer"},
+                      {"COLUMNS=" + std::to_string(columns)});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      size_t characters = 0;
+      for (char c : line) characters += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+      EXPECT_LE(characters, columns) << line;
+    }
+    // Both IDs keep their first and last characters around an ellipsis.
+    for (const std::string& whole : {id, instance}) {
+      const std::regex shortened(whole.substr(0, 6) + "[^ ]*\u2026[^ ]*" +
+                                 whole.substr(whole.size() - 6) + " ");
+      EXPECT_TRUE(std::regex_search(r.out, shortened)) << whole << "\n" << r.out;
+    }
+  }
+  Result r = Perper({"executions", "--agent", "Transformer", "--wide"}, {"COLUMNS=80"});
+  EXPECT_EQ(First(Row(r.out, id), 3), (std::vector<std::string>{id, "Transformer", instance}));
+  r = Perper({"executions", "--agent", "Transformer"});  // Not a terminal, no COLUMNS: whole.
+  EXPECT_EQ(First(Row(r.out, id), 3), (std::vector<std::string>{id, "Transformer", instance}));
 }
 
 TEST_F(CliTest, ExecutionsFiltersAndJson) {
@@ -357,6 +424,43 @@ TEST_F(CliTest, StateGetAndList) {
   EXPECT_NE(r.err.find("no key \"missing\" in dictionary 'stats'"), std::string::npos) << r.err;
 }
 
+// A dictionary that does not exist is not shown as an empty one; an instance's dictionary is
+// found from the instance's ID, without its trailing dash.
+TEST_F(CliTest, StateNamesAMissingDictionaryAndFindsAnInstancesDictionary) {
+  Result r = Perper({"state", "list", "nothing-here"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "perper: no dictionary 'nothing-here', nor an instance 'nothing-here' with a "
+                   "state dictionary 'nothing-here-' (see perper states)\n");
+  r = Perper({"state", "get", "nothing-here", "k"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no dictionary 'nothing-here'"), std::string::npos) << r.err;
+
+  SetEntry("Run-state-1-", "total", Int64Value(42));
+  for (std::vector<std::string> list : {std::vector<std::string>{"state", "list", "Run-state-1"},
+                                        {"state", "list", "--instance", "Run-state-1"},
+                                        {"state", "list", "Run-state-1-"}}) {
+    r = Perper(list);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(Row(r.out, "\"total\""), (std::vector<std::string>{"\"total\"", "42"})) << r.out;
+  }
+  r = Perper({"state", "get", "--instance", "Run-state-1", "total"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+  r = Perper({"state", "get", "Run-state-1", "total"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+  r = Perper({"state", "list", "--instance", "stats"});  // "stats-" does not exist
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "perper: instance 'stats' has no state dictionary 'stats-' (see perper "
+                   "states)\n");
+  r = Perper({"state", "get", "--instance", "Run-state-1", "Run-state-1", "total"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "perper state get: expected DICTIONARY KEY, or --instance ID KEY\n");
+  r = Perper({"state", "list"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "perper state list: expected DICTIONARY, or --instance ID\n");
+}
+
 TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   ChildProcess calculator({PERPER_CALCULATOR_BINARY},
                           {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
@@ -391,6 +495,18 @@ TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   EXPECT_EQ(json::parse(r.out), json::parse(R"({"results": ["9007199254740993"]})"));
   r = Perper({"call", "Calculator", "calc-1", "Add", "9007199254740992", "1"});
   EXPECT_EQ(r.out, "9007199254740993\n");
+  // Negative numbers are arguments as they are; after `--` every word is one, options too.
+  r = Perper({"call", "Calculator", "calc-1", "Add", "-5", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "-3\n");
+  r = Perper({"call", "--fabric", fabric_->address(), "Calculator", "calc-1", "Add", "--", "-5",
+              "-2"},
+             /*with_fabric=*/false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "-7\n");
+  r = Perper({"call", "Calculator", "calc-1", "Add", "--", "1", "--timeout", "5"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("argument 2 is not JSON: --timeout"), std::string::npos) << r.err;
 }
 
 // A call to an agent nothing listens for says so, while it waits and when it gives up, instead

@@ -83,8 +83,11 @@ int Main(int argc, char** argv) {
 
   ExecutionsOptions executions;
   CLI::App* executions_cmd =
-      app.add_subcommand("executions", "List executions (state: waiting, running, finished, "
-                                       "failed; running = reserved by an agent process)");
+      app.add_subcommand("executions",
+                         "List executions with their state (waiting, running = reserved by an "
+                         "agent process, finished, failed), age and duration. Live instances "
+                         "(agent Registry) are perper instances' rows, shown with --agent "
+                         "Registry");
   AddTargetOptions(*executions_cmd, target, timeout, 10);
   executions_cmd->add_option("--agent", executions.agent, "Only this agent type");
   executions_cmd->add_option("--instance", executions.instance, "Only this instance");
@@ -95,6 +98,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   executions_cmd->add_option("--limit", executions.limit, "At most this many (up to 100000)")
       ->capture_default_str();
+  executions_cmd->add_flag("--wide", executions.wide,
+                           "Show whole IDs even when the table is wider than the terminal");
   executions_cmd->callback([&] { action = [&] { return RunExecutions(with_timeout(10), executions); }; });
 
   std::string instances_agent;
@@ -129,22 +134,29 @@ int Main(int argc, char** argv) {
     };
   });
 
-  std::string dictionary, key;
-  bool json_key = false;
+  StateOptions state;
   CLI::App* state_cmd = app.add_subcommand("state", "Read state dictionaries");
   state_cmd->require_subcommand(1);
-  CLI::App* get_cmd = state_cmd->add_subcommand("get", "Print the value of KEY in DICTIONARY");
+  const std::string instance_help =
+      "The state dictionary of this instance ('<ID>-'), instead of DICTIONARY";
+  CLI::App* get_cmd = state_cmd->add_subcommand(
+      "get", "Print the value of KEY in DICTIONARY: DICTIONARY KEY, or --instance ID KEY");
   AddTargetOptions(*get_cmd, target, timeout, 10);
-  get_cmd->add_option("DICTIONARY", dictionary, "The dictionary (an instance's is '<ID>-')")
+  get_cmd
+      ->add_option("DICTIONARY KEY", state.positionals,
+                   "The dictionary (an instance ID names its state dictionary '<ID>-'), then the "
+                   "key (a string, unless --json-key)")
       ->required();
-  get_cmd->add_option("KEY", key, "The key (a string, unless --json-key)")->required();
-  get_cmd->add_flag("--json-key", json_key, "Read KEY as a JSON value (e.g. 42)");
-  get_cmd->callback(
-      [&] { action = [&] { return RunStateGet(with_timeout(10), dictionary, key, json_key); }; });
-  CLI::App* list_cmd = state_cmd->add_subcommand("list", "List the keys and values of DICTIONARY");
+  get_cmd->add_option("--instance", state.instance, instance_help);
+  get_cmd->add_flag("--json-key", state.json_key, "Read KEY as a JSON value (e.g. 42)");
+  get_cmd->callback([&] { action = [&] { return RunStateGet(with_timeout(10), state); }; });
+  CLI::App* list_cmd = state_cmd->add_subcommand(
+      "list", "List the keys and values of DICTIONARY (or of --instance ID's state)");
   AddTargetOptions(*list_cmd, target, timeout, 10);
-  list_cmd->add_option("DICTIONARY", dictionary, "The dictionary")->required();
-  list_cmd->callback([&] { action = [&] { return RunStateList(with_timeout(10), dictionary); }; });
+  list_cmd->add_option("DICTIONARY", state.positionals,
+                       "The dictionary (an instance ID names its state dictionary '<ID>-')");
+  list_cmd->add_option("--instance", state.instance, instance_help);
+  list_cmd->callback([&] { action = [&] { return RunStateList(with_timeout(10), state); }; });
 
   std::string states_prefix;
   CLI::App* states_cmd = app.add_subcommand(

@@ -26,12 +26,21 @@ struct ExecutionsOptions {
   std::string agent, instance, delegate;
   std::string state = "all";  // all, unfinished, waiting, running, finished, failed
   uint32_t limit = 1000;
+  bool wide = false;  // never shorten IDs to fit the terminal
 };
 
 struct TailOptions {
   std::string stream;
   int64_t from = 0;
   bool follow = true;
+};
+
+// `perper state get|list`: DICTIONARY (and KEY) as positionals, or --instance X for the state
+// dictionary of instance X ("X-"), then KEY.
+struct StateOptions {
+  std::vector<std::string> positionals;
+  std::string instance;
+  bool json_key = false;
 };
 
 struct CallOptions {
@@ -58,9 +67,8 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options);
 int RunInstances(const FabricTarget& target, const std::string& agent);
 int RunStreams(const FabricTarget& target, const std::string& prefix);
 int RunStreamTail(const FabricTarget& target, const TailOptions& options);
-int RunStateGet(const FabricTarget& target, const std::string& dictionary, const std::string& key,
-                bool json_key);
-int RunStateList(const FabricTarget& target, const std::string& dictionary);
+int RunStateGet(const FabricTarget& target, const StateOptions& options);
+int RunStateList(const FabricTarget& target, const StateOptions& options);
 int RunStates(const FabricTarget& target, const std::string& prefix);
 int RunCall(const FabricTarget& target, const CallOptions& options);
 int RunDestroy(const FabricTarget& target, const DestroyOptions& options);
