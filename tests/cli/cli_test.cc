@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -769,7 +770,7 @@ TEST(CliErrorsTest, EveryCommandHasHelp) {
        {std::vector<std::string>{}, {"up"}, {"fabric"}, {"executions"}, {"instances"}, {"streams"},
         {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}, {"states"},
         {"destroy"}, {"delete"}, {"delete", "execution"}, {"delete", "stream"},
-        {"delete", "state"}, {"completion"}}) {
+        {"delete", "state"}, {"completion"}, {"init"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.push_back("--help");
@@ -845,13 +846,74 @@ TEST(CliCompletionTest, BashCompletesCommandsFlagsAndFiles) {
   // Every command of the binary is offered.
   std::string commands = Complete(dir.path(), {""});
   for (const char* command : {"up", "fabric", "executions", "instances", "streams", "stream",
-                              "state", "states", "destroy", "delete", "call", "completion"}) {
+                              "state", "states", "destroy", "delete", "call", "init",
+                              "completion"}) {
     EXPECT_NE(commands.find(std::string("\n") + command + "\n"), std::string::npos) << command;
   }
 
   std::string out, err;
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "completion", "tcsh"}, {}, &out, &err), 2);
   EXPECT_EQ(err, "perper completion: no completion for 'tcsh'; the shells are: bash\n");
+}
+
+// perper init python: a runnable application; perper up runs it as it is.
+TEST(CliInitTest, ThePythonTemplateRunsWithPerperUp) {
+  TempDir dir;
+  std::string out, err;
+  ASSERT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "python", "greeter"}, {}, &out, &err), 0)
+      << err;
+  EXPECT_EQ(out,
+            "Created ./greeter/, a Python application:\n"
+            "  greeter/agent.py  the agent greeter: its Deploy calls its delegate Greet and "
+            "prints the answer\n"
+            "  greeter/app.yaml  the application: perper up app.yaml\n"
+            "Run it (with the Python SDK importable):\n"
+            "  perper up greeter/app.yaml\n");
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "up", "greeter/app.yaml"},
+                  {std::string("PERPER_PYTHON=") + PERPER_PYTHON,
+                   std::string("PYTHONPATH=") + PERPER_PYTHON_PATH},
+                  &out, &err, seconds(60)),
+            0)
+      << out << err;
+  EXPECT_TRUE(std::regex_match(out, std::regex(R"(\[agent=greeter instance=deploy pid=\d+\] )"
+                                               R"(Hello, greeter!\n)")))
+      << out << err;
+}
+
+// An existing folder with something in it is never written to; bad names and languages are
+// usage errors.
+TEST(CliInitTest, InitRefusesANonEmptyFolderAndBadArguments) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/taken");
+  std::ofstream(dir.path() + "/taken/notes.txt") << "mine\n";
+  std::string out, err;
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "taken"}, {}, &out, &err), 1);
+  EXPECT_EQ(err, "perper init: ./taken exists and is not an empty folder; nothing was written "
+                 "(choose another NAME, or remove it)\n");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() + "/taken"),
+                          std::filesystem::directory_iterator()),
+            1);
+  std::ofstream(dir.path() + "/file") << "x";
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "python", "file"}, {}, &out, &err), 1);
+  // An empty folder is filled.
+  std::filesystem::create_directories(dir.path() + "/empty");
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "empty"}, {}, &out, &err), 0) << err;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/empty/CMakeLists.txt"));
+  // The C++ agent is examples/cpp/hello_agent under the new name (cli_init_cpp builds and runs
+  // it).
+  std::stringstream agent;
+  agent << std::ifstream(dir.path() + "/empty/agent.cc").rdbuf();
+  EXPECT_NE(agent.str().find("perper::Agent app(\"empty\");"), std::string::npos) << agent.str();
+  EXPECT_NE(agent.str().find("perper::call<std::string>(\"Greet\", \"empty\")"),
+            std::string::npos)
+      << agent.str();
+  EXPECT_EQ(agent.str().find("SPDX"), std::string::npos) << agent.str();
+
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "rust", "x"}, {}, &out, &err), 2);
+  EXPECT_EQ(err, "perper init: no template for 'rust'; the templates are cpp and python\n");
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "../escape"}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("'../escape' cannot name an agent"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/../escape"));
 }
 
 TEST(CliFabricTest, PerperFabricServesUntilSigterm) {

@@ -222,6 +222,14 @@ int Main(int argc, char** argv) {
                      "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
 
+  std::string init_language, init_name;
+  CLI::App* init_cmd = app.add_subcommand(
+      "init", "Write a runnable application to start from into ./NAME: an agent in LANGUAGE "
+              "(cpp or python), its manifest for perper up and, for cpp, its CMake build");
+  init_cmd->add_option("LANGUAGE", init_language, "cpp or python")->required();
+  init_cmd->add_option("NAME", init_name, "The agent type and the folder")->required();
+  init_cmd->callback([&] { action = [&] { return RunInit(init_language, init_name); }; });
+
   std::string shell;
   CLI::App* completion_cmd = app.add_subcommand(
       "completion", "Print a script that completes perper's commands and flags in SHELL "
