@@ -261,9 +261,10 @@ TEST_F(CliTest, ExecutionsLeaveLiveInstancesToPerperInstances) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(Row(r.out, "calc-1").empty()) << r.out;
   EXPECT_FALSE(Row(r.out, "Add-1").empty()) << r.out;
-  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(^\(\d+ live instances are not listed: they are )"
-                                                  R"(the executions of agent Registry; see perper )"
-                                                  R"(instances\)\n$)")))
+  EXPECT_TRUE(
+      std::regex_search(r.err, std::regex(R"(^\(\d+ live instances are not listed: they are )"
+                                          R"(the executions of agent Registry; see perper )"
+                                          R"(instances\)\n$)")))
       << r.err;
   r = Perper({"executions", "--json"});
   for (const json& row : json::parse(r.out)) EXPECT_NE(row["agent"], "Registry") << row;

@@ -48,7 +48,8 @@ void Collect(const CLI::App& app, const std::string& path, std::vector<Command>&
 // `case` patterns matching "<path> <option>" for each option.
 std::string Patterns(const std::string& path, const std::vector<std::string>& options) {
   std::vector<std::string> patterns;
-  for (const std::string& option : options) patterns.push_back(absl::StrCat("\"", path, " ", option, "\""));
+  for (const std::string& option : options)
+    patterns.push_back(absl::StrCat("\"", path, " ", option, "\""));
   return absl::StrJoin(patterns, "|");
 }
 
@@ -68,7 +69,8 @@ std::string BashCompletion(const CLI::App& app) {
     }
     absl::StrAppend(&words, "    \"", c.path, "\") words=\"", absl::StrJoin(c.words, " "),
                     "\" ;;\n");
-    if (c.file_positionals) absl::StrAppend(&positionals, positionals.empty() ? "" : "|", "\"", c.path, "\"");
+    if (c.file_positionals)
+      absl::StrAppend(&positionals, positionals.empty() ? "" : "|", "\"", c.path, "\"");
   }
   // Bash patterns must not be empty: a path no command has stands in for an empty list.
   auto or_none = [](const std::string& s) { return s.empty() ? std::string("\"/-\"") : s; };

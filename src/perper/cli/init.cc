@@ -31,11 +31,12 @@ struct File {
 std::string HelloAgent() {
   absl::string_view source = kHelloAgentSource;
   if (absl::StartsWith(source, "// SPDX")) source.remove_prefix(source.find('\n') + 1);
-  return absl::StrReplaceAll(source, {{"perper::Agent app(\"Hello\")", "perper::Agent app(\"@NAME@\")"},
-                                      {"\"Greet\", \"world\"", "\"Greet\", \"@NAME@\""},
-                                      {"Hello, world!", "Hello, @NAME@!"},
-                                      {"./hello_agent", "perper up app.yaml"},
-                                      {"PERPER_FABRIC_ENDPOINT=127.0.0.1:40400 ", ""}});
+  return absl::StrReplaceAll(source,
+                             {{"perper::Agent app(\"Hello\")", "perper::Agent app(\"@NAME@\")"},
+                              {"\"Greet\", \"world\"", "\"Greet\", \"@NAME@\""},
+                              {"Hello, world!", "Hello, @NAME@!"},
+                              {"./hello_agent", "perper up app.yaml"},
+                              {"PERPER_FABRIC_ENDPOINT=127.0.0.1:40400 ", ""}});
 }
 
 // The C++ template: an agent built against the installed SDK, as examples/cpp/out_of_tree is.

@@ -328,8 +328,9 @@ std::variant<StateTarget, int> ResolveState(const FabricTarget& target, const St
   const size_t given = options.positionals.size();
   const size_t wanted = (options.instance.empty() ? 1 : 0) + keys;
   if (given != wanted) {
-    std::fprintf(stderr, "perper state %s: expected %s\n", command,
-                 keys == 0 ? "DICTIONARY, or --instance ID" : "DICTIONARY KEY, or --instance ID KEY");
+    std::fprintf(
+        stderr, "perper state %s: expected %s\n", command,
+        keys == 0 ? "DICTIONARY, or --instance ID" : "DICTIONARY KEY, or --instance ID KEY");
     return 2;
   }
   StateTarget state;

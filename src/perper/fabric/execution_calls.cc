@@ -28,7 +28,8 @@ std::string DescribeOutcome(const grpc2::ExecutionsGetResultResponse& response) 
   if (response.has_error() && !response.error().message().empty()) {
     return "failed: " + response.error().message();
   }
-  return absl::StrCat(response.results_size(), response.results_size() == 1 ? " result" : " results");
+  return absl::StrCat(response.results_size(),
+                      response.results_size() == 1 ? " result" : " results");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -256,8 +256,9 @@ class FeedReactor : public Base {
       begun = begun_;
     }
     if (begun) {
-      PERPER_LOG_DEBUG(Logger::kFabric, "[call={} agent={}] listen call {}; {} reservations released",
-                       call_, agent, end, held.size());
+      PERPER_LOG_DEBUG(Logger::kFabric,
+                       "[call={} agent={}] listen call {}; {} reservations released", call_, agent,
+                       end, held.size());
     }
     // Other members of the workgroup get these executions at once (at-least-once delivery).
     // A release that fails (the store is unreachable) is not retried: a remote store's
