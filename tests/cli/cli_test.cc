@@ -3,8 +3,11 @@
 // `perper fabric`.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -205,11 +208,17 @@ class CliTest : public ::testing::Test {
   }
 
   static Result Perper(std::vector<std::string> args, bool with_fabric = true) {
+    return Perper(std::move(args), {}, with_fabric);
+  }
+  // With `env` ("NAME=value") added to the test's environment, minus COLUMNS unless given.
+  static Result Perper(std::vector<std::string> args, std::vector<std::string> env,
+                       bool with_fabric = true) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
     if (with_fabric) argv.insert(argv.end(), {"--fabric", fabric_->address()});
+    env.insert(env.begin(), "COLUMNS");
     Result result;
-    result.code = RunToCompletion(argv, {}, &result.out, &result.err);
+    result.code = RunToCompletion(argv, env, &result.out, &result.err);
     return result;
   }
 
@@ -218,20 +227,80 @@ class CliTest : public ::testing::Test {
 
 FabricProcess* CliTest::fabric_ = nullptr;
 
-TEST_F(CliTest, ExecutionsTableShowsStates) {
+// The first `n` cells of `row`.
+std::vector<std::string> First(std::vector<std::string> row, size_t n) {
+  row.resize(std::min(row.size(), n));
+  return row;
+}
+
+TEST_F(CliTest, ExecutionsTableShowsStatesAgesAndDurations) {
+  Result r = Perper({"executions", "--agent", "Calc"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Row(r.out, "EXECUTION"), (std::vector<std::string>{"EXECUTION", "AGENT", "INSTANCE",
+                                                               "DELEGATE", "STATE", "IN/OUT",
+                                                               "AGE", "TOOK"}));
+  EXPECT_EQ(First(Row(r.out, "Add-1"), 6),
+            (std::vector<std::string>{"Add-1", "Calc", "c-1", "Add", "waiting", "2/0"}));
+  EXPECT_EQ(First(Row(r.out, "Done-1"), 6),
+            (std::vector<std::string>{"Done-1", "Calc", "c-1", "Done", "finished", "0/1"}));
+  EXPECT_EQ(First(Row(r.out, "Fail-1"), 6),
+            (std::vector<std::string>{"Fail-1", "Calc", "c-2", "Fail", "failed", "1/0"}));
+  // Ages in whole units; a finished one took milliseconds; an unfinished one has no duration.
+  const std::regex age(R"(\d+[smhd])"), took(R"(\d+ms|\d+\.\ds)");
+  ASSERT_EQ(Row(r.out, "Add-1").size(), 8u) << r.out;
+  EXPECT_TRUE(std::regex_match(Row(r.out, "Add-1")[6], age)) << r.out;
+  EXPECT_EQ(Row(r.out, "Add-1")[7], "-");
+  ASSERT_EQ(Row(r.out, "Done-1").size(), 8u) << r.out;
+  EXPECT_TRUE(std::regex_match(Row(r.out, "Done-1")[7], took)) << r.out;
+}
+
+// Live instances are the Registry's executions: perper instances lists them; perper executions
+// leaves them out with a word about it, unless asked for them by name.
+TEST_F(CliTest, ExecutionsLeaveLiveInstancesToPerperInstances) {
   Result r = Perper({"executions"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "EXECUTION  AGENT     INSTANCE    DELEGATE  STATE     ARGS  RESULTS");
-  EXPECT_EQ(Row(r.out, "Add-1"),
-            (std::vector<std::string>{"Add-1", "Calc", "c-1", "Add", "waiting", "2", "0"}));
-  EXPECT_EQ(Row(r.out, "Done-1"),
-            (std::vector<std::string>{"Done-1", "Calc", "c-1", "Done", "finished", "0", "1"}));
-  EXPECT_EQ(Row(r.out, "Fail-1"),
-            (std::vector<std::string>{"Fail-1", "Calc", "c-2", "Fail", "failed", "1", "0"}));
-  EXPECT_EQ(Row(r.out, "calc-1"),
-            (std::vector<std::string>{"calc-1", "Registry", "Calculator", "Run", "waiting", "0",
-                                      "0"}));
+  EXPECT_TRUE(Row(r.out, "calc-1").empty()) << r.out;
+  EXPECT_FALSE(Row(r.out, "Add-1").empty()) << r.out;
+  EXPECT_TRUE(
+      std::regex_search(r.err, std::regex(R"(^\(\d+ live instances are not listed: they are )"
+                                          R"(the executions of agent Registry; see perper )"
+                                          R"(instances\)\n$)")))
+      << r.err;
+  r = Perper({"executions", "--json"});
+  for (const json& row : json::parse(r.out)) EXPECT_NE(row["agent"], "Registry") << row;
+  r = Perper({"executions", "--agent", "Registry"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(First(Row(r.out, "calc-1"), 6),
+            (std::vector<std::string>{"calc-1", "Registry", "Calculator", "Run", "live", "0/0"}));
+  EXPECT_EQ(r.err, "");
+}
+
+// In a narrow terminal the IDs give way, keeping both ends; --wide and pipes keep them whole.
+TEST_F(CliTest, ExecutionsFitTheTerminal) {
+  const std::string id = "Transform-0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b";
+  const std::string instance = "Run-777195ab-eb88-9cce-17ea-67e993e907a3";
+  CreateExecution(id, "Transformer", instance, "Transform");
+  for (size_t columns : {80u, 100u}) {
+    Result r = Perper({"executions", "--agent", "Transformer"},
+                      {"COLUMNS=" + std::to_string(columns)});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      size_t characters = 0;
+      for (char c : line) characters += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+      EXPECT_LE(characters, columns) << line;
+    }
+    // Both IDs keep their first and last characters around an ellipsis.
+    for (const std::string& whole : {id, instance}) {
+      const std::regex shortened(whole.substr(0, 6) + "[^ ]*\u2026[^ ]*" +
+                                 whole.substr(whole.size() - 6) + " ");
+      EXPECT_TRUE(std::regex_search(r.out, shortened)) << whole << "\n" << r.out;
+    }
+  }
+  Result r = Perper({"executions", "--agent", "Transformer", "--wide"}, {"COLUMNS=80"});
+  EXPECT_EQ(First(Row(r.out, id), 3), (std::vector<std::string>{id, "Transformer", instance}));
+  r = Perper({"executions", "--agent", "Transformer"});  // Not a terminal, no COLUMNS: whole.
+  EXPECT_EQ(First(Row(r.out, id), 3), (std::vector<std::string>{id, "Transformer", instance}));
 }
 
 TEST_F(CliTest, ExecutionsFiltersAndJson) {
@@ -357,6 +426,43 @@ TEST_F(CliTest, StateGetAndList) {
   EXPECT_NE(r.err.find("no key \"missing\" in dictionary 'stats'"), std::string::npos) << r.err;
 }
 
+// A dictionary that does not exist is not shown as an empty one; an instance's dictionary is
+// found from the instance's ID, without its trailing dash.
+TEST_F(CliTest, StateNamesAMissingDictionaryAndFindsAnInstancesDictionary) {
+  Result r = Perper({"state", "list", "nothing-here"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "perper: no dictionary 'nothing-here', nor an instance 'nothing-here' with a "
+                   "state dictionary 'nothing-here-' (see perper states)\n");
+  r = Perper({"state", "get", "nothing-here", "k"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no dictionary 'nothing-here'"), std::string::npos) << r.err;
+
+  SetEntry("Run-state-1-", "total", Int64Value(42));
+  for (std::vector<std::string> list : {std::vector<std::string>{"state", "list", "Run-state-1"},
+                                        {"state", "list", "--instance", "Run-state-1"},
+                                        {"state", "list", "Run-state-1-"}}) {
+    r = Perper(list);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(Row(r.out, "\"total\""), (std::vector<std::string>{"\"total\"", "42"})) << r.out;
+  }
+  r = Perper({"state", "get", "--instance", "Run-state-1", "total"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+  r = Perper({"state", "get", "Run-state-1", "total"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+  r = Perper({"state", "list", "--instance", "stats"});  // "stats-" does not exist
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "perper: instance 'stats' has no state dictionary 'stats-' (see perper "
+                   "states)\n");
+  r = Perper({"state", "get", "--instance", "Run-state-1", "Run-state-1", "total"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "perper state get: expected DICTIONARY KEY, or --instance ID KEY\n");
+  r = Perper({"state", "list"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "perper state list: expected DICTIONARY, or --instance ID\n");
+}
+
 TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   ChildProcess calculator({PERPER_CALCULATOR_BINARY},
                           {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
@@ -391,6 +497,50 @@ TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   EXPECT_EQ(json::parse(r.out), json::parse(R"({"results": ["9007199254740993"]})"));
   r = Perper({"call", "Calculator", "calc-1", "Add", "9007199254740992", "1"});
   EXPECT_EQ(r.out, "9007199254740993\n");
+  // Negative numbers are arguments as they are; after `--` every word is one, options too.
+  r = Perper({"call", "Calculator", "calc-1", "Add", "-5", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "-3\n");
+  r = Perper({"call", "--fabric", fabric_->address(), "Calculator", "calc-1", "Add", "--", "-5",
+              "-2"},
+             /*with_fabric=*/false);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "-7\n");
+  r = Perper({"call", "Calculator", "calc-1", "Add", "--", "1", "--timeout", "5"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("argument 2 is not JSON: --timeout"), std::string::npos) << r.err;
+}
+
+// A call to an agent nothing listens for says so, while it waits and when it gives up, instead
+// of reporting that the Fabric did not answer.
+TEST_F(CliTest, ACallToAnAgentNoProcessServesSaysSo) {
+  Result r = Perper({"call", "Nobody", "n-1", "Run", "--any-instance", "--timeout", "3"});
+  EXPECT_EQ(r.code, 1);
+  const std::string unserved = "no process serves agent Nobody: nothing on the Fabric at " +
+                               fabric_->address() + " listens for its executions";
+  EXPECT_NE(r.err.find("perper: " + unserved + "; the call waits up to 3 s for a process to "
+                       "start"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("perper: " + unserved + ", so nobody answered Nobody.Run on n-1 within 3 "
+                       "s; start the agent's process"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("did not answer"), std::string::npos) << r.err;
+  // Nothing of the call is left behind.
+  EXPECT_EQ(json::parse(Perper({"executions", "--agent", "Nobody", "--json"}).out), json::array());
+}
+
+// The warning comes while the call waits; a process that starts then still answers it.
+TEST_F(CliTest, ACallWaitsForAProcessThatStartsAfterTheWarning) {
+  ChildProcess call({PERPER_BINARY, "call", "Calculator", "calc-1", "Add", "1", "2", "--fabric",
+                     fabric_->address()});
+  ASSERT_TRUE(call.WaitForOutput("no process serves agent Calculator", seconds(10)))
+      << call.Output();
+  ChildProcess calculator({PERPER_CALCULATOR_BINARY},
+                          {"PERPER_FABRIC_ENDPOINT=" + fabric_->address()});
+  EXPECT_EQ(call.Wait(seconds(30)), 0) << call.Output() << calculator.Output();
+  EXPECT_EQ(call.Stdout(), "3\n");
 }
 
 TEST_F(CliTest, StatesListsDictionariesThenLists) {
@@ -621,7 +771,7 @@ TEST(CliErrorsTest, EveryCommandHasHelp) {
        {std::vector<std::string>{}, {"up"}, {"fabric"}, {"executions"}, {"instances"}, {"streams"},
         {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}, {"states"},
         {"destroy"}, {"delete"}, {"delete", "execution"}, {"delete", "stream"},
-        {"delete", "state"}}) {
+        {"delete", "state"}, {"completion"}, {"init"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.push_back("--help");
@@ -659,6 +809,112 @@ TEST(CliErrorsTest, VersionsAndBadFlagsOfBothBinaries) {
   EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
   EXPECT_EQ(RunToCompletion({PERPER_FABRIC_BINARY, "--bogus"}, {}, &out, &err), 2);
   EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
+}
+
+// Completes `perper WORDS…` (the last word is the one being typed) in bash with the script of
+// `perper completion bash`, in the folder `dir`; returns the candidates, one per line, sorted.
+std::string Complete(const std::string& dir, std::vector<std::string> words) {
+  std::vector<std::string> argv = {
+      "/bin/bash", "-c",
+      "source <(\"$0\" completion bash) || exit 3\n"
+      "[[ $(complete -p perper) == 'complete -F _perper perper' ]] || exit 4\n"
+      "COMP_WORDS=(perper \"$@\"); COMP_CWORD=$#\n"
+      "_perper\n"
+      "printf '%s\\n' \"${COMPREPLY[@]}\" | sort",
+      PERPER_BINARY};
+  argv.insert(argv.end(), words.begin(), words.end());
+  std::string out, err;
+  int code = RunIn(dir, argv, {}, &out, &err);
+  EXPECT_EQ(code, 0) << err;
+  return out;
+}
+
+TEST(CliCompletionTest, BashCompletesCommandsFlagsAndFiles) {
+  TempDir dir;
+  std::ofstream(dir.path() + "/app.yaml") << "agents: {}\n";
+  EXPECT_EQ(Complete(dir.path(), {"ex"}), "executions\n");
+  EXPECT_EQ(Complete(dir.path(), {"st"}), "state\nstates\nstream\nstreams\n");
+  EXPECT_EQ(Complete(dir.path(), {"stream", "t"}), "tail\n");
+  EXPECT_EQ(Complete(dir.path(), {"delete", ""}), "--help\nexecution\nstate\nstream\n");
+  EXPECT_EQ(Complete(dir.path(), {"executions", "--st"}), "--state\n");
+  EXPECT_EQ(Complete(dir.path(), {"stream", "tail", "--no"}), "--no-follow\n");
+  EXPECT_EQ(Complete(dir.path(), {"delete", "state", "--l"}), "--list\n");
+  // Values: a file where the option names one, nothing for others.
+  EXPECT_EQ(Complete(dir.path(), {"up", "ap"}), "app.yaml\n");
+  EXPECT_EQ(Complete(dir.path(), {"up", "app.yaml", "--log-dir", "a"}), "app.yaml\n");
+  EXPECT_EQ(Complete(dir.path(), {"executions", "--agent", ""}), "\n");
+  EXPECT_EQ(Complete(dir.path(), {"executions", "--agent", "up", "--j"}), "--json\n");
+  // Every command of the binary is offered.
+  std::string commands = Complete(dir.path(), {""});
+  for (const char* command : {"up", "fabric", "executions", "instances", "streams", "stream",
+                              "state", "states", "destroy", "delete", "call", "init",
+                              "completion"}) {
+    EXPECT_NE(commands.find(std::string("\n") + command + "\n"), std::string::npos) << command;
+  }
+
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "completion", "tcsh"}, {}, &out, &err), 2);
+  EXPECT_EQ(err, "perper completion: no completion for 'tcsh'; the shells are: bash\n");
+}
+
+// perper init python: a runnable application; perper up runs it as it is.
+TEST(CliInitTest, ThePythonTemplateRunsWithPerperUp) {
+  TempDir dir;
+  std::string out, err;
+  ASSERT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "python", "greeter"}, {}, &out, &err), 0)
+      << err;
+  EXPECT_EQ(out,
+            "Created ./greeter/, a Python application:\n"
+            "  greeter/agent.py  the agent greeter: its Deploy calls its delegate Greet and "
+            "prints the answer\n"
+            "  greeter/app.yaml  the application: perper up app.yaml\n"
+            "Run it (with the Python SDK importable):\n"
+            "  perper up greeter/app.yaml\n");
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "up", "greeter/app.yaml"},
+                  {std::string("PERPER_PYTHON=") + PERPER_PYTHON,
+                   std::string("PYTHONPATH=") + PERPER_PYTHON_PATH},
+                  &out, &err, seconds(60)),
+            0)
+      << out << err;
+  EXPECT_TRUE(std::regex_match(out, std::regex(R"(\[agent=greeter instance=deploy pid=\d+\] )"
+                                               R"(Hello, greeter!\n)")))
+      << out << err;
+}
+
+// An existing folder with something in it is never written to; bad names and languages are
+// usage errors.
+TEST(CliInitTest, InitRefusesANonEmptyFolderAndBadArguments) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/taken");
+  std::ofstream(dir.path() + "/taken/notes.txt") << "mine\n";
+  std::string out, err;
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "taken"}, {}, &out, &err), 1);
+  EXPECT_EQ(err, "perper init: ./taken exists and is not an empty folder; nothing was written "
+                 "(choose another NAME, or remove it)\n");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() + "/taken"),
+                          std::filesystem::directory_iterator()),
+            1);
+  std::ofstream(dir.path() + "/file") << "x";
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "python", "file"}, {}, &out, &err), 1);
+  // An empty folder is filled.
+  std::filesystem::create_directories(dir.path() + "/empty");
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "empty"}, {}, &out, &err), 0) << err;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/empty/CMakeLists.txt"));
+  // The C++ agent is examples/cpp/hello_agent under the new name (cli_init_cpp builds and runs
+  // it).
+  std::stringstream agent;
+  agent << std::ifstream(dir.path() + "/empty/agent.cc").rdbuf();
+  EXPECT_NE(agent.str().find("perper::Agent app(\"empty\");"), std::string::npos) << agent.str();
+  EXPECT_NE(agent.str().find("perper::call<std::string>(\"Greet\", \"empty\")"),
+            std::string::npos)
+      << agent.str();
+  EXPECT_EQ(agent.str().find("SPDX"), std::string::npos) << agent.str();
+
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "rust", "x"}, {}, &out, &err), 2);
+  EXPECT_EQ(err, "perper init: no template for 'rust'; the templates are cpp and python\n");
+  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "../escape"}, {}, &out, &err), 2);
+  EXPECT_NE(err.find("'../escape' cannot name an agent"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/../escape"));
 }
 
 TEST(CliFabricTest, PerperFabricServesUntilSigterm) {

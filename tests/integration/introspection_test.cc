@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
 // FabricIntrospection over real gRPC, on every backend. The data is created through the Store
 // directly, so these tests depend only on the Store interface.
+#include <chrono>
+#include <memory>
+#include <thread>
+
 #include "perper/common/values.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_keys.h"
 
+#include "tests/integration/executions_helpers.h"
 #include "tests/support/fabric_fixture.h"
 
 namespace perper::testing {
@@ -218,6 +223,41 @@ TEST_P(IntrospectionTest, ListReservationsOfAWorkgroup) {
   EXPECT_EQ(response.reservations(0).holder(), "holder-2");
   EXPECT_EQ(response.reservations(1).execution().execution(), "e-2");
   EXPECT_EQ(response.reservations(1).holder(), "holder-1");
+}
+
+// The agents that open listen calls serve, counted per kind of call, until the calls end.
+TEST_P(IntrospectionTest, ListAgentListenersCountsOpenListenCallsUntilTheyEnd) {
+  auto listeners = [&](const std::string& agent) {
+    grpc2::IntrospectionListAgentListenersRequest request;
+    request.set_agent(agent);
+    grpc2::IntrospectionListAgentListenersResponse response;
+    grpc::Status status = Introspection()->ListAgentListeners(Context().get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    std::vector<std::string> rows;
+    for (const auto& a : response.agents()) {
+      rows.push_back(a.agent() + " " + std::to_string(a.listen_calls()) + " " +
+                     std::to_string(a.reservation_calls()));
+    }
+    return rows;
+  };
+  EXPECT_EQ(listeners("Counted"), Ids{});
+  auto stub = Executions();
+  auto listen = std::make_unique<ListenCall>(*stub, "Counted");
+  EXPECT_EQ(listen->ReadInitial(), Ids{});  // Live: it is counted from before its scan.
+  auto reserve = std::make_unique<ReserveCall>(*stub, "Counted", 1);
+  reserve->ExpectStart();
+  auto other = std::make_unique<ReserveCall>(*stub, "Other", 1);
+  other->ExpectStart();
+  EXPECT_EQ(listeners("Counted"), (Ids{"Counted 1 1"}));
+  EXPECT_EQ(listeners(""), (Ids{"Counted 1 1", "Other 0 1"}));
+  listen.reset();
+  reserve.reset();
+  // The Fabric sees the cancellations shortly after the client.
+  for (int i = 0; i < 1000 && !listeners("Counted").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(listeners("Counted"), Ids{});
+  EXPECT_EQ(listeners(""), (Ids{"Other 0 1"}));
 }
 
 TEST_P(IntrospectionTest, ListStatesShowsDictionariesThenListsWithCounts) {

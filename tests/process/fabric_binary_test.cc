@@ -4,12 +4,17 @@
 #include <signal.h>
 
 #include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "perper/grpc2/executions.grpc.pb.h"
+#include "perper/grpc2/instances.grpc.pb.h"
+#include "tests/integration/executions_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
@@ -18,6 +23,7 @@ namespace perper::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 int PortOf(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
 
@@ -27,6 +33,78 @@ int FreePort() {
   int port = PortOf(probe.address());
   probe.Stop();
   return port;
+}
+
+// The debug lines of the Fabric that mention `id`, without their time stamps.
+std::vector<std::string> LinesAbout(const std::string& log, const std::string& id) {
+  std::vector<std::string> lines;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(id) != std::string::npos) lines.push_back(line.substr(line.find(' ') + 1));
+  }
+  return lines;
+}
+
+// At debug, the Fabric logs each event of a call (the listen call of the agent that serves it,
+// the call, creation, reservation, completion, deletion, the end of the listen call) as one
+// line, IDs first; at info, none of them.
+TEST(FabricBinaryTest, DebugLogsEveryEventOfACallIdsFirstAndInfoNone) {
+  for (const std::string level : {"debug", "info"}) {
+    FabricProcess fabric({"--storage", "memory", "--log-level", level});
+    ASSERT_TRUE(fabric.Start()) << fabric.Log();
+    auto channel = fabric.NewChannel();
+    auto agent = std::make_unique<TestAgent>(channel, "Logged", [](const auto&) {
+      return TestAgent::Outcome{{Int64Value(7)}, ""};
+    });
+    auto instances = grpc2::FabricInstances::NewStub(channel);
+    grpc2::ExecutionsGetResultResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc2::ExecutionsCreateRequest call =
+        CreateRequest("Add-logged-1", "Logged", "l-1", "Add", {Int64Value(3), Int64Value(4)});
+    ASSERT_TRUE(instances->Call(&context, call, &response).ok());
+    ASSERT_EQ(response.results_size(), 1);
+    agent.reset();  // Its listen call ends.
+
+    if (level == "info") {
+      EXPECT_THAT(fabric.Log(), Not(HasSubstr(" D fabric:")));
+      EXPECT_THAT(fabric.Log(), Not(HasSubstr("Add-logged-1")));
+      continue;
+    }
+    // The end of the listen call is logged once the Fabric sees the cancellation.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (fabric.Log().find("listen call ended") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    const std::string log = fabric.Log();
+    const std::regex opened(R"(D fabric: \[call=(listen-[0-9a-f]+-[0-9]+) agent=Logged\] )"
+                            R"(ListenAndReserve opened \(workgroup ''\))");
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(log, match, opened)) << log;
+    const std::string listen = match[1];
+    EXPECT_THAT(
+        LinesAbout(log, "Add-logged-1"),
+        ::testing::ElementsAre(
+            "D fabric: [exec=Add-logged-1] call: Logged.Add on instance l-1",
+            "D fabric: [exec=Add-logged-1] created: Logged.Add on instance l-1",
+            "D fabric: [exec=Add-logged-1 call=" + listen +
+                "] reserved: Logged.Add on instance l-1",
+            "D fabric: [exec=Add-logged-1] completed",
+            "D fabric: [exec=Add-logged-1] deleted",
+            "D fabric: [exec=Add-logged-1] call answered: 1 result"))
+        << log;
+    EXPECT_THAT(log, HasSubstr("D fabric: [call=" + listen +
+                               " agent=Logged] listen call ended: CANCELLED: cancelled by the "
+                               "client, or its connection was lost; 0 reservations released\n"));
+    // Every debug line of the Fabric: a time stamp, D, the logger, then the IDs in brackets.
+    const std::regex format(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} D fabric: \[[a-z]+=.*)");
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(" D ") != std::string::npos)
+        EXPECT_TRUE(std::regex_match(line, format)) << line;
+    }
+  }
 }
 
 TEST(FabricBinaryTest, HelpListsEveryOption) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 namespace perper::testing {
@@ -46,12 +47,22 @@ bool Stat(pid_t pid, char* state, pid_t* parent) {
 
 }  // namespace
 
-ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> env) {
+ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::string> env,
+                           const std::string& cwd) {
   int out[2], err[2];
   if (pipe(out) != 0 || pipe(err) != 0) return;
+  std::set<std::string> removed;
+  for (const std::string& kv : env) {
+    if (kv.find('=') == std::string::npos) removed.insert(kv);
+  }
   std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-  for (const std::string& kv : env) env_strings.push_back(kv);
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    if (removed.count(entry.substr(0, entry.find('='))) == 0) env_strings.push_back(entry);
+  }
+  for (const std::string& kv : env) {
+    if (removed.count(kv) == 0) env_strings.push_back(kv);
+  }
   std::vector<char*> envp, args;
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -68,6 +79,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     execve(args[0], args.data(), envp.data());
     _exit(127);
   }
@@ -135,7 +147,12 @@ std::string ChildProcess::Stderr() {
 
 int RunToCompletion(std::vector<std::string> argv, std::vector<std::string> env, std::string* out,
                     std::string* err, std::chrono::milliseconds timeout) {
-  ChildProcess child(std::move(argv), std::move(env));
+  return RunIn("", std::move(argv), std::move(env), out, err, timeout);
+}
+
+int RunIn(const std::string& cwd, std::vector<std::string> argv, std::vector<std::string> env,
+          std::string* out, std::string* err, std::chrono::milliseconds timeout) {
+  ChildProcess child(std::move(argv), std::move(env), cwd);
   int code = child.Wait(timeout);
   if (code == -1) {
     child.Signal(SIGKILL);

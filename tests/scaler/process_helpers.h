@@ -23,8 +23,10 @@ namespace perper::testing {
 // SIGKILL when destroyed if still running. Thread-safe accessors.
 class ChildProcess {
  public:
-  // Starts argv[0] (a path) with the test's environment plus `env` ("NAME=value").
-  ChildProcess(std::vector<std::string> argv, std::vector<std::string> env = {});
+  // Starts argv[0] (a path) with the test's environment plus `env` ("NAME=value"; a bare
+  // "NAME" removes NAME), in the folder `cwd` (empty: the test's).
+  ChildProcess(std::vector<std::string> argv, std::vector<std::string> env = {},
+               const std::string& cwd = "");
   ~ChildProcess();
 
   pid_t pid() const { return pid_; }
@@ -53,6 +55,10 @@ class ChildProcess {
 int RunToCompletion(std::vector<std::string> argv, std::vector<std::string> env, std::string* out,
                     std::string* err,
                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// The same in the folder `cwd`.
+int RunIn(const std::string& cwd, std::vector<std::string> argv, std::vector<std::string> env,
+          std::string* out, std::string* err,
+          std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // Live (not zombie) processes whose parent is `parent`.
 std::vector<pid_t> ChildrenOf(pid_t parent);

@@ -3,6 +3,7 @@
 // perper-fabric process for the tests that drive it directly).
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 
+#include "tests/integration/executions_helpers.h"
 #include "tests/scaler/process_helpers.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
@@ -193,7 +195,7 @@ TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
   EXPECT_NE(up.Stdout().find("] worker restarted"), std::string::npos) << up.Output();
   EXPECT_NE(up.Stdout().find("] Test passed"), std::string::npos) << up.Output();
   EXPECT_NE(up.Stderr().find("pid=" + std::to_string(worker) +
-                             "] was killed by signal 9 unexpectedly; restarting in"),
+                             "] was killed by signal 9 (SIGKILL) unexpectedly; restarting in"),
             std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
@@ -202,7 +204,10 @@ TEST(UpTest, AKilledAgentProcessIsRestartedAndTheApplicationCompletes) {
 TEST(UpTest, ACrashLoopIsReported) {
   std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "crash.yaml"}, Env(marker));
+  // The report names the exit code and quotes what the process said last on stderr.
   ASSERT_TRUE(up.WaitForOutput("crash loop: exited with code 3 (5 exits", seconds(15)))
+      << up.Output();
+  ASSERT_TRUE(up.WaitForOutput("; last stderr: crash.yaml: no setting 'speed'\n", seconds(5)))
       << up.Output();
   up.Signal(SIGTERM);
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
@@ -276,14 +281,9 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
 
   auto executions = grpc2::FabricExecutions::NewStub(channel_);
   for (int i = 0; i < 5; ++i) {
-    grpc2::ExecutionsCreateRequest create;
-    create.mutable_execution()->set_execution("Hold-" + std::to_string(i));
-    create.mutable_instance()->set_instance("sleepers");
-    create.mutable_instance()->set_agent("Sleeper");
-    create.set_delegate("Hold");
-    google::protobuf::Empty empty;
-    grpc::ClientContext context;
-    ASSERT_TRUE(executions->Create(&context, create, &empty).ok());
+    ASSERT_TRUE(CreateExecution(*executions, "Hold-" + std::to_string(i), "Sleeper", "sleepers",
+                                "Hold")
+                    .ok());
   }
   // Five pending executions, one per process, at most three processes.
   EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 3; }, seconds(10)))
@@ -336,7 +336,7 @@ TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_NE(up.Stderr().find("still running after 500ms: SIGKILL"), std::string::npos)
       << up.Output();
-  EXPECT_NE(up.Stderr().find("] stopped (was killed by signal 9)"), std::string::npos)
+  EXPECT_NE(up.Stderr().find("] stopped (was killed by signal 9 (SIGKILL))"), std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
@@ -354,6 +354,102 @@ TEST(UpTest, ASecondSignalKillsAtOnce) {
   EXPECT_NE(up.Stderr().find("second signal: killing every agent process now"), std::string::npos)
       << up.Output();
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// A command that cannot run is found before the Fabric or any process starts, with the OS's
+// reason, instead of as a process that keeps failing to start.
+TEST(UpTest, ACommandThatCannotRunIsReportedBeforeAnythingStarts) {
+  TempDir dir;
+  std::string path = dir.path() + "/app.yaml";
+  std::ofstream(dir.path() + "/not-executable") << "#!/bin/sh\n";
+  struct Case {
+    std::string command, message;
+  };
+  for (const Case& c :
+       {Case{"./bar", "perper up: agent Foo: command ./bar: No such file or directory\n"},
+        Case{"./not-executable",
+             "perper up: agent Foo: command ./not-executable: Permission denied\n"},
+        Case{dir.path(), "perper up: agent Foo: command " + dir.path() + ": Is a directory\n"}}) {
+    std::ofstream(path) << "deploy: Foo\nagents:\n  Foo:\n    command: " << c.command << "\n";
+    std::string out, err;
+    EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", path}, {}, &out, &err), 1) << err;
+    EXPECT_EQ(err, c.message);
+  }
+  std::ofstream(path) << "agents:\n  Foo:\n    command: /bin/true\n    workdir: ./nowhere\n";
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", path}, {}, &out, &err), 1) << err;
+  EXPECT_EQ(err, "perper up: agent Foo: workdir " + dir.path() +
+                     "/nowhere: No such file or directory\n");
+}
+
+// `perper up` leaves the Fabric's address in .perper/fabric.address next to the manifest while
+// it runs; the inspection commands run in that folder, or below it, find the Fabric there.
+TEST(UpTest, TheInspectionCommandsFindTheFabricOfAPerperUpInTheirFolder) {
+  std::string marker = TestMarker();
+  TempDir app;
+  std::ofstream(app.path() + "/app.yaml") << ReadFile(kApps + "per_instance.yaml");
+  const std::string below = app.path() + "/src/deeper";
+  std::filesystem::create_directories(below);
+  const std::string address_file = app.path() + "/.perper/fabric.address";
+  ChildProcess up({PERPER_BINARY, "up", app.path() + "/app.yaml"}, Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("is up", seconds(10))) << up.Output();
+  std::string address = ReadFile(address_file);
+  ASSERT_FALSE(address.empty());
+  address.pop_back();  // the newline
+  EXPECT_NE(up.Stderr().find("listening on " + address + "\n"), std::string::npos) << address;
+
+  // Something only this Fabric holds.
+  auto executions = grpc2::FabricExecutions::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(CreateExecution(*executions, "Probe-found-1", "Prober", "nobody", "Probe").ok());
+
+  for (const std::string& dir : {app.path(), below}) {
+    std::string out, err;
+    EXPECT_EQ(RunIn(dir, {PERPER_BINARY, "executions", "--agent", "Prober"},
+                    {"PERPER_FABRIC_ENDPOINT"}, &out, &err),
+              0)
+        << err;
+    EXPECT_NE(out.find("Probe-found-1"), std::string::npos) << dir << ": " << out;
+  }
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
+  EXPECT_FALSE(std::filesystem::exists(address_file));
+
+  // A file left by a perper up that was killed: the message says where the address came from.
+  std::filesystem::create_directories(app.path() + "/.perper");
+  std::ofstream(address_file) << "127.0.0.1:1\n";
+  std::string out, err;
+  EXPECT_EQ(RunIn(below, {PERPER_BINARY, "instances", "--timeout", "5"},
+                  {"PERPER_FABRIC_ENDPOINT"}, &out, &err),
+            1);
+  EXPECT_NE(err.find("perper: cannot reach the Fabric at 127.0.0.1:1 ("), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("(the address is from " + address_file +
+                     ", which perper up writes while it runs; a perper up that was killed "
+                     "leaves it behind)\n"),
+            std::string::npos)
+      << err;
+  // --fabric and $PERPER_FABRIC_ENDPOINT come first.
+  EXPECT_EQ(RunIn(below, {PERPER_BINARY, "instances", "--fabric", "127.0.0.1:2", "--timeout", "5"},
+                  {}, &out, &err),
+            1);
+  EXPECT_NE(err.find("cannot reach the Fabric at 127.0.0.1:2 ("), std::string::npos) << err;
+  EXPECT_EQ(err.find("the address is from"), std::string::npos) << err;
+}
+
+// Nothing names a Fabric: the message says what was looked for before the default address.
+TEST(UpTest, WithoutAnyAddressTheMessageSaysWhatWasTried) {
+  TempDir dir;
+  std::string out, err;
+  int code = RunIn(dir.path(), {PERPER_BINARY, "instances", "--timeout", "5"},
+                   {"PERPER_FABRIC_ENDPOINT"}, &out, &err);
+  if (code == 0) GTEST_SKIP() << "a Fabric serves the default address 127.0.0.1:40400";
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(err.find("cannot reach the Fabric at 127.0.0.1:40400 ("), std::string::npos) << err;
+  EXPECT_NE(err.find("(no --fabric, no $PERPER_FABRIC_ENDPOINT and no .perper/fabric.address in " +
+                     dir.path() + " or its parents, so the default)\n"),
+            std::string::npos)
+      << err;
 }
 
 TEST(UpTest, ABadManifestExitsWithTwoAndNamesTheLine) {

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 
+#include "absl/time/clock.h"
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -99,6 +100,35 @@ TEST_P(ExecutionStoreTest, FirstCompletionWins) {
   EXPECT_TRUE(record->finished);
   EXPECT_THAT(record->results, ElementsAre("r1"));
   EXPECT_FALSE(record->error.has_value());
+}
+
+// Ages and durations in listings: the store notes when it created and finished a record (in
+// the store's clock: Redis's with the redis backend, so a few ms apart from this process's).
+TEST_P(ExecutionStoreTest, CreationAndCompletionTimesAreKept) {
+  auto& s = store().executions();
+  const int64_t before = absl::ToUnixMillis(absl::Now()) - 1000;
+  ASSERT_TRUE(s.CreateExecution(Record("e1")).ok());
+  auto created = s.GetExecution("e1");
+  ASSERT_TRUE(created.ok());
+  EXPECT_GE(created->created_ms, before);
+  EXPECT_LE(created->created_ms, absl::ToUnixMillis(absl::Now()) + 1000);
+  EXPECT_EQ(created->finished_ms, 0);
+  ASSERT_TRUE(s.CompleteExecution("e1", {"r1"}, std::nullopt).ok());
+  auto finished = s.GetExecution("e1");
+  ASSERT_TRUE(finished.ok());
+  EXPECT_EQ(finished->created_ms, created->created_ms);
+  EXPECT_GE(finished->finished_ms, created->created_ms);
+  EXPECT_LE(finished->finished_ms, absl::ToUnixMillis(absl::Now()) + 1000);
+  auto listed = s.ListExecutions(AgentFilter("agent"), 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 0u);  // finished: not listed without include_finished
+  ExecutionFilter all = AgentFilter("agent");
+  all.include_finished = true;
+  listed = s.ListExecutions(all, 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].created_ms, created->created_ms);
+  EXPECT_EQ((*listed)[0].finished_ms, finished->finished_ms);
 }
 
 TEST_P(ExecutionStoreTest, CompletionWithErrorKeepsTheError) {
@@ -280,10 +310,13 @@ TEST_P(ExecutionStoreDurabilityTest, CreatedCompletedAndDeletedSurviveReopen) {
   EXPECT_EQ(open->delegate, "de");
   EXPECT_THAT(open->arguments, ElementsAre("x", ""));
   EXPECT_FALSE(open->finished);
+  EXPECT_GT(open->created_ms, 0);
   auto done = r.GetExecution("done");
   ASSERT_TRUE(done.ok());
   EXPECT_TRUE(done->finished);
   EXPECT_THAT(done->results, ElementsAre("r1", "r2"));
+  EXPECT_GE(done->finished_ms, done->created_ms);
+  EXPECT_GT(done->created_ms, 0);
   EXPECT_FALSE(done->error.has_value());
   auto failed = r.GetExecution("failed");
   ASSERT_TRUE(failed.ok());

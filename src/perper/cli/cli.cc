@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 
 #include "perper/cli/commands.h"
+#include "perper/cli/completion.h"
 #include "perper/cli/fabric_client.h"
 
 namespace perper::cli {
@@ -23,7 +24,9 @@ void AddTargetOptions(CLI::App& command, FabricTarget& target, std::optional<dou
                       double default_timeout, bool json = true) {
   command.add_option("--fabric", target.address,
                      "Address of the Fabric, host:port, or a comma-separated list of them "
-                     "(tried in order) [env PERPER_FABRIC_ENDPOINT, default 127.0.0.1:40400]")
+                     "(tried in order) [env PERPER_FABRIC_ENDPOINT; default: the Fabric of the "
+                     "perper up running in this folder or a parent (its .perper/fabric.address), "
+                     "else 127.0.0.1:40400]")
       ->envname("PERPER_FABRIC_ENDPOINT");
   if (json) command.add_flag("--json", target.json, "Print JSON instead of a table");
   command.add_option("--timeout", timeout,
@@ -39,8 +42,7 @@ int Main(int argc, char** argv) {
       "See docs/cli.md."};
   app.require_subcommand(1);
   std::function<int()> action;
-  FabricTarget target;
-  target.address = "127.0.0.1:40400";
+  FabricTarget target;  // address: empty unless --fabric or $PERPER_FABRIC_ENDPOINT gives it
   std::optional<double> timeout;
   auto with_timeout = [&](double default_timeout) -> const FabricTarget& {
     target.timeout_seconds = timeout.value_or(default_timeout);
@@ -51,14 +53,19 @@ int Main(int argc, char** argv) {
   CLI::App* up_cmd = app.add_subcommand(
       "up", "Start a Fabric (embedded unless --fabric), the process scaler and the application "
             "of APP.yaml; Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code.");
+  // Type names FILE and DIR also tell the shell completion to offer file names.
   up_cmd->add_option("APP", up.manifest, "The application manifest (YAML, see docs/scaler.md)")
-      ->required();
+      ->required()
+      ->type_name("FILE");
   up_cmd->add_option("--fabric", up.fabric,
                      "Use the running Fabric at this address instead of an embedded one");
   up_cmd->add_option("--log-dir", up.log_dir,
-                     "Also keep each process's output in DIR/<agent>.<instance>.log");
+                     "Also keep each process's output in DIR/<agent>.<instance>.log")
+      ->type_name("DIR");
   up_cmd->add_option("--address-file", up.address_file,
-                     "Write the Fabric's address to this file once it is up");
+                     "Also write the Fabric's address to this file once it is up (it is always "
+                     "written to .perper/fabric.address next to APP while perper up runs)")
+      ->type_name("FILE");
   up_cmd->add_flag("--reset", up.reset,
                    "Start over: before Deploy starts, destroy the instances the previous Deploy "
                    "started (without Stop) and delete its recorded execution and state, so "
@@ -69,12 +76,18 @@ int Main(int argc, char** argv) {
   CLI::App* fabric_cmd = app.add_subcommand(
       "fabric", "Run a Fabric until SIGINT or SIGTERM (the options of perper-fabric)");
   fabric::AddFabricFlags(*fabric_cmd, fabric_flags);
+  fabric_cmd->get_option("--config")->type_name("FILE");
+  fabric_cmd->get_option("--data-dir")->type_name("DIR");
+  fabric_cmd->get_option("--address-file")->type_name("FILE");
   fabric_cmd->callback([&] { action = [&] { return RunFabric(fabric_flags); }; });
 
   ExecutionsOptions executions;
   CLI::App* executions_cmd =
-      app.add_subcommand("executions", "List executions (state: waiting, running, finished, "
-                                       "failed; running = reserved by an agent process)");
+      app.add_subcommand("executions",
+                         "List executions with their state (waiting, running = reserved by an "
+                         "agent process, finished, failed), age and duration. Live instances "
+                         "(agent Registry) are perper instances' rows, shown with --agent "
+                         "Registry");
   AddTargetOptions(*executions_cmd, target, timeout, 10);
   executions_cmd->add_option("--agent", executions.agent, "Only this agent type");
   executions_cmd->add_option("--instance", executions.instance, "Only this instance");
@@ -85,6 +98,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   executions_cmd->add_option("--limit", executions.limit, "At most this many (up to 100000)")
       ->capture_default_str();
+  executions_cmd->add_flag("--wide", executions.wide,
+                           "Show whole IDs even when the table is wider than the terminal");
   executions_cmd->callback([&] { action = [&] { return RunExecutions(with_timeout(10), executions); }; });
 
   std::string instances_agent;
@@ -119,22 +134,29 @@ int Main(int argc, char** argv) {
     };
   });
 
-  std::string dictionary, key;
-  bool json_key = false;
+  StateOptions state;
   CLI::App* state_cmd = app.add_subcommand("state", "Read state dictionaries");
   state_cmd->require_subcommand(1);
-  CLI::App* get_cmd = state_cmd->add_subcommand("get", "Print the value of KEY in DICTIONARY");
+  const std::string instance_help =
+      "The state dictionary of this instance ('<ID>-'), instead of DICTIONARY";
+  CLI::App* get_cmd = state_cmd->add_subcommand(
+      "get", "Print the value of KEY in DICTIONARY: DICTIONARY KEY, or --instance ID KEY");
   AddTargetOptions(*get_cmd, target, timeout, 10);
-  get_cmd->add_option("DICTIONARY", dictionary, "The dictionary (an instance's is '<ID>-')")
+  get_cmd
+      ->add_option("DICTIONARY KEY", state.positionals,
+                   "The dictionary (an instance ID names its state dictionary '<ID>-'), then the "
+                   "key (a string, unless --json-key)")
       ->required();
-  get_cmd->add_option("KEY", key, "The key (a string, unless --json-key)")->required();
-  get_cmd->add_flag("--json-key", json_key, "Read KEY as a JSON value (e.g. 42)");
-  get_cmd->callback(
-      [&] { action = [&] { return RunStateGet(with_timeout(10), dictionary, key, json_key); }; });
-  CLI::App* list_cmd = state_cmd->add_subcommand("list", "List the keys and values of DICTIONARY");
+  get_cmd->add_option("--instance", state.instance, instance_help);
+  get_cmd->add_flag("--json-key", state.json_key, "Read KEY as a JSON value (e.g. 42)");
+  get_cmd->callback([&] { action = [&] { return RunStateGet(with_timeout(10), state); }; });
+  CLI::App* list_cmd = state_cmd->add_subcommand(
+      "list", "List the keys and values of DICTIONARY (or of --instance ID's state)");
   AddTargetOptions(*list_cmd, target, timeout, 10);
-  list_cmd->add_option("DICTIONARY", dictionary, "The dictionary")->required();
-  list_cmd->callback([&] { action = [&] { return RunStateList(with_timeout(10), dictionary); }; });
+  list_cmd->add_option("DICTIONARY", state.positionals,
+                       "The dictionary (an instance ID names its state dictionary '<ID>-')");
+  list_cmd->add_option("--instance", state.instance, instance_help);
+  list_cmd->callback([&] { action = [&] { return RunStateList(with_timeout(10), state); }; });
 
   std::string states_prefix;
   CLI::App* states_cmd = app.add_subcommand(
@@ -200,6 +222,31 @@ int Main(int argc, char** argv) {
                      "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
 
+  std::string init_language, init_name;
+  CLI::App* init_cmd = app.add_subcommand(
+      "init", "Write a runnable application to start from into ./NAME: an agent in LANGUAGE "
+              "(cpp or python), its manifest for perper up and, for cpp, its CMake build");
+  init_cmd->add_option("LANGUAGE", init_language, "cpp or python")->required();
+  init_cmd->add_option("NAME", init_name, "The agent type and the folder")->required();
+  init_cmd->callback([&] { action = [&] { return RunInit(init_language, init_name); }; });
+
+  std::string shell;
+  CLI::App* completion_cmd = app.add_subcommand(
+      "completion", "Print a script that completes perper's commands and flags in SHELL "
+                    "(bash): source <(perper completion bash)");
+  completion_cmd->add_option("SHELL", shell, "The shell: bash")->required();
+  completion_cmd->callback([&] {
+    action = [&] {
+      if (shell != "bash") {
+        std::fprintf(stderr, "perper completion: no completion for '%s'; the shells are: bash\n",
+                     shell.c_str());
+        return 2;
+      }
+      std::fputs(BashCompletion(app).c_str(), stdout);
+      return 0;
+    };
+  });
+
   app.set_version_flag("--version", std::string("perper ") + PERPER_VERSION);
   // CLI11 would answer an unknown command with "A subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
@@ -223,6 +270,7 @@ int Main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   if (!action) return 2;
+  if (target.address.empty()) FindFabric(target, ".");
   if (auto addresses = Addresses(target); !addresses.ok()) {
     std::fprintf(stderr, "perper: %s\n", std::string(addresses.status().message()).c_str());
     return 2;

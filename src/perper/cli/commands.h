@@ -15,6 +15,9 @@ namespace perper::cli {
 // Options every inspection command takes.
 struct FabricTarget {
   std::string address;  // host:port, or a comma-separated list (see Addresses)
+  // Where `address` came from, when not from --fabric or $PERPER_FABRIC_ENDPOINT: said when the
+  // Fabric cannot be reached (FindFabric).
+  std::string origin;
   bool json = false;
   double timeout_seconds = 10;
 };
@@ -23,12 +26,21 @@ struct ExecutionsOptions {
   std::string agent, instance, delegate;
   std::string state = "all";  // all, unfinished, waiting, running, finished, failed
   uint32_t limit = 1000;
+  bool wide = false;  // never shorten IDs to fit the terminal
 };
 
 struct TailOptions {
   std::string stream;
   int64_t from = 0;
   bool follow = true;
+};
+
+// `perper state get|list`: DICTIONARY (and KEY) as positionals, or --instance X for the state
+// dictionary of instance X ("X-"), then KEY.
+struct StateOptions {
+  std::vector<std::string> positionals;
+  std::string instance;
+  bool json_key = false;
 };
 
 struct CallOptions {
@@ -55,9 +67,8 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options);
 int RunInstances(const FabricTarget& target, const std::string& agent);
 int RunStreams(const FabricTarget& target, const std::string& prefix);
 int RunStreamTail(const FabricTarget& target, const TailOptions& options);
-int RunStateGet(const FabricTarget& target, const std::string& dictionary, const std::string& key,
-                bool json_key);
-int RunStateList(const FabricTarget& target, const std::string& dictionary);
+int RunStateGet(const FabricTarget& target, const StateOptions& options);
+int RunStateList(const FabricTarget& target, const StateOptions& options);
 int RunStates(const FabricTarget& target, const std::string& prefix);
 int RunCall(const FabricTarget& target, const CallOptions& options);
 int RunDestroy(const FabricTarget& target, const DestroyOptions& options);
@@ -66,6 +77,8 @@ int RunDeleteStream(const FabricTarget& target, const std::string& id);
 // `list`: delete the list NAME; otherwise the dictionary NAME, or the list when no dictionary.
 int RunDeleteState(const FabricTarget& target, const std::string& name, bool list);
 int RunUp(const UpOptions& options);
+// Writes the template of `language` (cpp, python) into ./NAME, refusing a non-empty NAME.
+int RunInit(const std::string& language, const std::string& name);
 int RunFabric(const fabric::FabricConfigFlags& flags);
 
 }  // namespace perper::cli

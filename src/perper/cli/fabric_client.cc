@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,29 @@
 #include "perper/grpc2/introspection.grpc.pb.h"
 
 namespace perper::cli {
+
+void FindFabric(FabricTarget& target, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  fs::path start = fs::absolute(dir, error).lexically_normal();
+  if (!start.has_filename() && start != start.root_path()) start = start.parent_path();  // "a/"
+  for (fs::path at = start;; at = at.parent_path()) {
+    fs::path file = at / kAppAddressFile;
+    std::ifstream in(file);
+    std::string address;
+    if (std::getline(in, address) && !absl::StripAsciiWhitespace(address).empty()) {
+      target.address = std::string(absl::StripAsciiWhitespace(address));
+      target.origin = absl::StrCat("the address is from ", file.string(),
+                                   ", which perper up writes while it runs; a perper up that "
+                                   "was killed leaves it behind");
+      return;
+    }
+    if (at == at.parent_path()) break;
+  }
+  target.address = kDefaultAddress;
+  target.origin = absl::StrCat("no --fabric, no $PERPER_FABRIC_ENDPOINT and no ", kAppAddressFile,
+                               " in ", start.string(), " or its parents, so the default");
+}
 
 absl::StatusOr<std::vector<std::string>> Addresses(const FabricTarget& target) {
   std::vector<std::string> addresses;
@@ -84,6 +109,7 @@ int Fail(const FabricTarget& target, const grpc::Status& status, const std::stri
       message = absl::StrCat("cannot reach the Fabric at ", Address(target), " (",
                              status.error_message(),
                              "); is it running? Give its address with --fabric");
+      if (!target.origin.empty()) absl::StrAppend(&message, " (", target.origin, ")");
       break;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       message = absl::StrCat("the Fabric at ", Address(target), " did not answer ", what,

@@ -21,6 +21,16 @@
 
 namespace perper::cli {
 
+// The Fabric an inspection command talks to when neither --fabric nor $PERPER_FABRIC_ENDPOINT
+// names one: the address `perper up` writes to `.perper/fabric.address` in its application's
+// folder while it runs, found in `dir` or the nearest of its parents that has one; else the
+// default address.
+inline constexpr char kDefaultAddress[] = "127.0.0.1:40400";
+inline constexpr char kAppStateDir[] = ".perper";
+inline constexpr char kAppAddressFile[] = ".perper/fabric.address";
+// Sets target.address and target.origin as described above.
+void FindFabric(FabricTarget& target, const std::string& dir);
+
 // The addresses of --fabric, a comma-separated list of host:port (each may carry an http:// or
 // https:// prefix, dropped; spaces around entries ignored). An empty entry is an error naming
 // the flag and the value.

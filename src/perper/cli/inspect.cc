@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The inspection commands: plain synchronous gRPC calls against a running Fabric.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
+#include <variant>
 
 #include <grpcpp/grpcpp.h>
 
@@ -11,7 +15,10 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "perper/cli/commands.h"
 #include "perper/cli/fabric_client.h"
 #include "perper/cli/table.h"
@@ -25,6 +32,24 @@
 namespace perper::cli {
 
 using nlohmann::json;
+
+namespace {
+
+// The agent whose executions are the live instances (docs/protocol/instances.md).
+constexpr char kRegistry[] = "Registry";
+
+// A span of time the way a person reads it at a glance: "850ms", "4.2s", "12m", "3h", "5d".
+std::string Span(int64_t ms, bool fine) {
+  if (ms < 0) ms = 0;
+  if (fine && ms < 1000) return absl::StrCat(ms, "ms");
+  if (fine && ms < 10'000) return absl::StrFormat("%.1fs", ms / 1000.0);
+  if (ms < 60'000) return absl::StrCat(ms / 1000, "s");
+  if (ms < 3'600'000) return absl::StrCat(ms / 60'000, "m");
+  if (ms < 48 * 3'600'000) return absl::StrCat(ms / 3'600'000, "h");
+  return absl::StrCat(ms / (24 * 3'600'000), "d");
+}
+
+}  // namespace
 
 int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) {
   static const std::set<std::string> kStates = {"all",     "unfinished", "waiting",
@@ -59,34 +84,58 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) 
   if (!status.ok()) return Fail(target, status, "listing reservations");
   for (const auto& r : reservations.reservations()) reserved.insert(r.execution().execution());
 
-  Table table({"EXECUTION", "AGENT", "INSTANCE", "DELEGATE", "STATE", "ARGS", "RESULTS"});
+  // The Registry's executions are the live instances, not work waiting for a process: they are
+  // perper instances' rows, listed here only when asked for by name (--agent Registry).
+  const bool registry = options.agent == kRegistry;
+  size_t instances_left_out = 0;
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  Table table({"EXECUTION", "AGENT", "INSTANCE", "DELEGATE", "STATE", "IN/OUT", "AGE", "TOOK"});
   json rows = json::array();
   for (const auto& e : response.executions()) {
+    const bool instance = e.instance().agent() == kRegistry;
     std::string state = e.failed()     ? "failed"
                         : e.finished() ? "finished"
+                        : instance     ? "live"
                         : reserved.count(e.execution().execution()) != 0 ? "running"
                                                                          : "waiting";
-    bool unfinished = state == "waiting" || state == "running";
+    const bool unfinished = !e.finished();
     if (options.state != "all" && options.state != state &&
         !(options.state == "unfinished" && unfinished)) {
       continue;
     }
+    if (instance && !registry) {
+      ++instances_left_out;
+      continue;
+    }
+    const bool known = e.created_ms() > 0;
+    const bool took = known && e.finished() && e.finished_ms() >= e.created_ms();
     table.AddRow({e.execution().execution(), e.instance().agent(), e.instance().instance(),
-                  e.delegate(), state, std::to_string(e.argument_count()),
-                  std::to_string(e.result_count())});
-    rows.push_back({{"execution", e.execution().execution()},
-                    {"agent", e.instance().agent()},
-                    {"instance", e.instance().instance()},
-                    {"delegate", e.delegate()},
-                    {"state", state},
-                    {"argument_count", e.argument_count()},
-                    {"result_count", e.result_count()},
-                    {"sequence", JsonInteger(e.sequence())}});
+                  e.delegate(), state, absl::StrCat(e.argument_count(), "/", e.result_count()),
+                  known ? Span(now - e.created_ms(), /*fine=*/false) : "-",
+                  took ? Span(e.finished_ms() - e.created_ms(), /*fine=*/true) : "-"});
+    json row = {{"execution", e.execution().execution()},
+                {"agent", e.instance().agent()},
+                {"instance", e.instance().instance()},
+                {"delegate", e.delegate()},
+                {"state", state},
+                {"argument_count", e.argument_count()},
+                {"result_count", e.result_count()},
+                {"sequence", JsonInteger(e.sequence())}};
+    if (known) row["created_ms"] = JsonInteger(e.created_ms());
+    if (took) row["finished_ms"] = JsonInteger(e.finished_ms());
+    rows.push_back(std::move(row));
   }
   if (target.json) {
     PrintJson(rows);
-  } else {
-    Print(table.Render());
+    return 0;
+  }
+  // The IDs give way first when the terminal is narrow.
+  Print(table.Render(options.wide ? 0 : OutputWidth(), {0, 1, 2, 3}));
+  if (instances_left_out > 0) {
+    std::fprintf(stderr,
+                 "(%zu live instances are not listed: they are the executions of agent Registry; "
+                 "see perper instances)\n",
+                 instances_left_out);
   }
   return 0;
 }
@@ -263,9 +312,59 @@ absl::StatusOr<google::protobuf::Any> KeyAny(const std::string& key, bool json_k
 
 }  // namespace
 
-int RunStateGet(const FabricTarget& target, const std::string& dictionary, const std::string& key,
-                bool json_key) {
-  auto key_any = KeyAny(key, json_key);
+namespace {
+
+// The dictionary a state command names, as (dictionary, key): the first positional, or with
+// --instance X the state dictionary of X, "X-". An instance ID given as the dictionary names
+// that instance's dictionary when there is no dictionary of its own name but there is "X-", so
+// nobody needs to know about the trailing dash. A dictionary that does not exist is an error
+// naming what was looked for (reading it would show nothing, as if it were empty). Returns the
+// exit code on failure.
+struct StateTarget {
+  std::string dictionary, key;
+};
+std::variant<StateTarget, int> ResolveState(const FabricTarget& target, const StateOptions& options,
+                                            const char* command, size_t keys) {
+  const size_t given = options.positionals.size();
+  const size_t wanted = (options.instance.empty() ? 1 : 0) + keys;
+  if (given != wanted) {
+    std::fprintf(
+        stderr, "perper state %s: expected %s\n", command,
+        keys == 0 ? "DICTIONARY, or --instance ID" : "DICTIONARY KEY, or --instance ID KEY");
+    return 2;
+  }
+  StateTarget state;
+  if (keys > 0) state.key = options.positionals.back();
+  const std::string named =
+      options.instance.empty() ? options.positionals.front() : options.instance;
+  std::vector<std::string> candidates;
+  if (options.instance.empty()) candidates.push_back(named);
+  candidates.push_back(named + "-");
+  std::vector<grpc2::StateSummary> states;
+  grpc::Status status = ListStates(target, named, &states);
+  if (!status.ok()) return Fail(target, status, "listing states");
+  for (const std::string& candidate : candidates) {
+    for (const auto& s : states) {
+      if (s.kind() == grpc2::StateSummary::DICTIONARY && s.name() == candidate) {
+        state.dictionary = candidate;
+        return state;
+      }
+    }
+  }
+  return Error(options.instance.empty()
+                   ? absl::StrCat("no dictionary '", named, "', nor an instance '", named,
+                                  "' with a state dictionary '", named, "-' (see perper states)")
+                   : absl::StrCat("instance '", named, "' has no state dictionary '", named,
+                                  "-' (see perper states)"));
+}
+
+}  // namespace
+
+int RunStateGet(const FabricTarget& target, const StateOptions& options) {
+  auto resolved = ResolveState(target, options, "get", 1);
+  if (const int* code = std::get_if<int>(&resolved)) return *code;
+  const auto& [dictionary, key] = std::get<StateTarget>(resolved);
+  auto key_any = KeyAny(key, options.json_key);
   if (!key_any.ok()) {
     std::fprintf(stderr, "perper state get: %s\n", std::string(key_any.status().message()).c_str());
     return 2;
@@ -292,7 +391,10 @@ int RunStateGet(const FabricTarget& target, const std::string& dictionary, const
   return 0;
 }
 
-int RunStateList(const FabricTarget& target, const std::string& dictionary) {
+int RunStateList(const FabricTarget& target, const StateOptions& options) {
+  auto resolved = ResolveState(target, options, "list", 0);
+  if (const int* code = std::get_if<int>(&resolved)) return *code;
+  const std::string& dictionary = std::get<StateTarget>(resolved).dictionary;
   auto stub = grpc2::FabricStatesDictionary::NewStub(Channel(target));
   grpc2::StatesDictionaryListItemsRequest request;
   request.mutable_dictionary()->set_dictionary(dictionary);
@@ -315,6 +417,24 @@ int RunStateList(const FabricTarget& target, const std::string& dictionary) {
   }
   return 0;
 }
+
+namespace {
+
+// Whether some process listens for `agent`'s executions on the Fabric (ListAgentListeners);
+// nullopt when the Fabric cannot tell (an older one, or no answer within a second).
+std::optional<bool> Served(const std::shared_ptr<grpc::Channel>& channel,
+                           const std::string& agent) {
+  auto stub = grpc2::FabricIntrospection::NewStub(channel);
+  grpc2::IntrospectionListAgentListenersRequest request;
+  request.set_agent(agent);
+  grpc2::IntrospectionListAgentListenersResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (!stub->ListAgentListeners(&context, request, &response).ok()) return std::nullopt;
+  return response.agents_size() > 0;
+}
+
+}  // namespace
 
 int RunCall(const FabricTarget& target, const CallOptions& options) {
   grpc2::ExecutionsCreateRequest request;
@@ -357,8 +477,34 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
   grpc2::ExecutionsGetResultResponse response;
   grpc::ClientContext context;
   Deadline(context, target);
-  grpc::Status status = stub->Call(&context, request, &response);
+  absl::Notification answered;
+  grpc::Status status;
+  stub->async()->Call(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    answered.Notify();
+  });
+  // A call to an agent no process serves waits for one until the timeout; say so while it
+  // waits. Not at once: a process may be starting for it (perper up starts a pool's first
+  // process when executions wait).
+  const std::string unserved = absl::StrCat(
+      "no process serves agent ", options.agent, ": nothing on the Fabric at ", Address(target),
+      " listens for its executions");
+  const absl::Duration grace = absl::Seconds(std::min(2.0, target.timeout_seconds / 2));
+  if (!answered.WaitForNotificationWithTimeout(grace) &&
+      !Served(channel, options.agent).value_or(true)) {
+    std::fprintf(stderr,
+                 "perper: %s; the call waits up to %g s for a process to start (perper up "
+                 "starts them from the application's manifest)\n",
+                 unserved.c_str(), target.timeout_seconds);
+  }
+  answered.WaitForNotification();
   std::string what = absl::StrCat(options.agent, ".", options.delegate, " on ", options.instance);
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      !Served(channel, options.agent).value_or(true)) {
+    return Error(absl::StrCat(unserved, ", so nobody answered ", what, " within ",
+                              target.timeout_seconds, " s; start the agent's process (e.g. with "
+                              "perper up APP.yaml) or check the agent's name"));
+  }
   if (!status.ok()) return Fail(target, status, "calling " + what);
   if (response.has_error() && !response.error().message().empty()) {
     if (target.json) PrintJson({{"error", response.error().message()}});

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
 // `perper up` (the Fabric, the scaler and the application) and `perper fabric`.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -12,8 +15,10 @@
 #include "absl/strings/str_split.h"
 #include "perper/cli/commands.h"
 #include "perper/cli/destroy.h"
+#include "perper/cli/fabric_client.h"
 #include "perper/cli/local_redis.h"
 #include "perper/common/logging.h"
+#include "perper/fabric/fabric_config.h"
 #include "perper/fabric/fabric_server.h"
 #include "perper/scaler/fabric_watchers.h"
 #include "perper/scaler/manifest.h"
@@ -45,11 +50,35 @@ absl::StatusOr<fabric::FabricConfig> EmbeddedConfig(const scaler::FabricSpec& sp
   return fabric::ResolveFabricConfig(flags);
 }
 
-void WriteAddressFile(const std::string& path, const std::string& address) {
-  std::string temp = path + ".tmp";
-  std::ofstream(temp) << address << "\n";
-  std::rename(temp.c_str(), path.c_str());
-}
+// `.perper/fabric.address` in the application's folder while `perper up` runs, so that the
+// inspection commands run there find its Fabric without --fabric (FindFabric). Removed when
+// `perper up` ends, unless another `perper up` of the same folder has replaced it since.
+class AppAddressFile {
+ public:
+  AppAddressFile(const std::string& app_dir, const std::string& address)
+      : dir_(app_dir + "/" + kAppStateDir), path_(app_dir + "/" + kAppAddressFile),
+        address_(address) {
+    mkdir(dir_.c_str(), 0755);
+    if (absl::Status s = fabric::WriteAddressFile(path_, address_); !s.ok()) {
+      // Not fatal: the application runs; only finding its Fabric needs --fabric.
+      PERPER_LOG_WARN(Logger::kScaler, "{}; give the inspection commands --fabric {}",
+                      std::string(s.message()), address_);
+      path_.clear();
+    }
+  }
+  ~AppAddressFile() {
+    if (path_.empty()) return;
+    std::ifstream in(path_);
+    std::string content;
+    if (std::getline(in, content) && content == address_) std::remove(path_.c_str());
+    rmdir(dir_.c_str());  // Only when empty.
+  }
+  AppAddressFile(const AppAddressFile&) = delete;
+  AppAddressFile& operator=(const AppAddressFile&) = delete;
+
+ private:
+  std::string dir_, path_, address_;
+};
 
 }  // namespace
 
@@ -65,6 +94,11 @@ int RunUp(const UpOptions& options) {
     std::fprintf(stderr, "perper up: --reset starts Deploy over, but %s names no deploy: agent\n",
                  options.manifest.c_str());
     return 2;
+  }
+  // Before anything starts: a command that cannot run would only show as a crash loop.
+  if (absl::Status s = scaler::CheckCommands(*manifest); !s.ok()) {
+    std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());
+    return 1;
   }
   std::string address = !options.fabric.empty() ? options.fabric : manifest->fabric.address;
   // The scaler and the processes it starts are given one address; a list would reach them as
@@ -174,7 +208,14 @@ int RunUp(const UpOptions& options) {
                       instance);
     }
   }
-  if (!options.address_file.empty()) WriteAddressFile(options.address_file, agent_addresses);
+  if (!options.address_file.empty()) {
+    if (absl::Status s = fabric::WriteAddressFile(options.address_file, agent_addresses);
+        !s.ok()) {
+      std::fprintf(stderr, "perper up: --address-file: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+  }
+  AppAddressFile app_address_file(manifest->dir, agent_addresses);
 
   scaler::SupervisorOptions supervisor_options;
   supervisor_options.fabric_address = agent_addresses;

@@ -3,6 +3,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
+#include "perper/common/logging.h"
 
 namespace perper::fabric {
 
@@ -143,7 +144,51 @@ void ChangeHub::OnChange(const Change& change) {
   if (!stopped_) queued_.push_back(change);
 }
 
+namespace {
+
+// One debug line per committed change, IDs first, before the change reaches its subscribers:
+// what they do about it is logged after it. Item writes and listener changes, one per batch or
+// acknowledgement, only at trace.
+void LogChange(const Change& change) {
+  using Kind = Change::Kind;
+  auto& logger = GetLogger(Logger::kFabric);
+  if (!logger.should_log(spdlog::level::debug)) return;
+  switch (change.kind) {
+    case Kind::kExecutionCreated:
+      logger.debug("[exec={}] created: {}.{} on instance {}", change.id, change.agent,
+                   change.delegate, change.instance);
+      return;
+    case Kind::kReservationReleased:
+      logger.debug("[exec={}] reservation released (workgroup '{}')", change.id, change.workgroup);
+      return;
+    case Kind::kStreamItemsWritten:
+      logger.trace("[stream={}] items written up to key {}", change.id, change.key);
+      return;
+    case Kind::kListenerChanged:
+      logger.trace("[stream={}] a listener changed", change.id);
+      return;
+    case Kind::kResync:
+      logger.debug("changes of other Fabric processes may have been missed: every call reads "
+                   "again what it waits for");
+      return;
+    default:
+      break;
+  }
+  // The others: an execution or a stream completed, deleted, or a stream created.
+  const bool execution =
+      change.kind == Kind::kExecutionCompleted || change.kind == Kind::kExecutionDeleted;
+  const char* what = change.kind == Kind::kStreamCreated ? "created"
+                     : change.kind == Kind::kExecutionCompleted ||
+                             change.kind == Kind::kStreamCompleted
+                         ? "completed"
+                         : "deleted";
+  logger.debug("[{}={}] {}", execution ? "exec" : "stream", change.id, what);
+}
+
+}  // namespace
+
 void ChangeHub::Route(const Change& change) {
+  LogChange(change);
   switch (change.kind) {
     case Change::Kind::kExecutionCreated:
     case Change::Kind::kExecutionCompleted:

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "perper/common/values.h"
 
 namespace perper::fabric {
@@ -20,6 +21,15 @@ grpc2::ExecutionsGetResultResponse ResultOf(const storage::ExecutionRecord& reco
   for (const std::string& result : record.results) *response.add_results() = ParseAny(result);
   if (record.error.has_value()) response.mutable_error()->set_message(*record.error);
   return response;
+}
+
+std::string DescribeOutcome(const grpc2::ExecutionsGetResultResponse& response) {
+  if (response.deleted()) return "deleted";
+  if (response.has_error() && !response.error().message().empty()) {
+    return "failed: " + response.error().message();
+  }
+  return absl::StrCat(response.results_size(),
+                      response.results_size() == 1 ? " result" : " results");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <grpcpp/support/server_callback.h>
@@ -29,6 +30,9 @@ std::string RandomHex();
 
 // The result of an execution as GetResult reports it: results, and error only when failed.
 grpc2::ExecutionsGetResultResponse ResultOf(const storage::ExecutionRecord& record);
+
+// A call's outcome for a log line: "2 results", "failed: <message>", "deleted".
+std::string DescribeOutcome(const grpc2::ExecutionsGetResultResponse& response);
 
 // Waits until an execution is finished or deleted, then calls `done` once with the response
 // (deleted=true when it was deleted, or is absent and `wait_for_creation` is false). Subscribes

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
@@ -128,7 +129,7 @@ template <class Base>
 class FeedReactor : public Base {
  protected:
   explicit FeedReactor(const ServiceContext& context)
-      : context_(context), slot_(context.open_calls->TryOpen()) {}
+      : context_(context), call_(NewHolderId("listen")), slot_(context.open_calls->TryOpen()) {}
 
   // Finishes with RESOURCE_EXHAUSTED when no open-call slot was free; then returns false.
   bool HasSlot(const std::string& what) {
@@ -144,9 +145,18 @@ class FeedReactor : public Base {
       filter_ = filter;
       reserve_ = reserve;
       workgroup_ = std::move(workgroup);
-      if (reserve_) holder_ = NewHolderId("listen");
+      if (reserve_) holder_ = call_;
       scanning_ = true;
+      begun_ = true;
     }
+    // Counted from before the scan: an execution created from now on has a process that
+    // serves it (ListAgentListeners).
+    listener_ = context_.listeners->Open(filter.agent, reserve);
+    PERPER_LOG_DEBUG(Logger::kFabric, "[call={} agent={}] {} opened{}{}{}", call_, filter.agent,
+                     reserve ? "ListenAndReserve" : "Listen",
+                     filter.instance.empty() ? "" : " for instance " + filter.instance,
+                     filter.delegate.empty() ? "" : " for delegate " + filter.delegate,
+                     reserve ? " (workgroup '" + workgroup_ + "')" : "");
     subscriber_ =
         std::make_shared<GuardedSubscriber>([this](const Change& change) { OnHint(change); });
     // Subscribe before scanning: an execution created during the scan is then either in the
@@ -193,6 +203,7 @@ class FeedReactor : public Base {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      end_ = status.ok() ? "ended" : "ended: " + FromGrpcStatus(status).ToString();
       if (writing_) {
         deferred_finish_ = std::move(status);
         return;
@@ -219,14 +230,19 @@ class FeedReactor : public Base {
     Pump();
   }
 
-  void OnCancel() override { FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")); }
+  void OnCancel() override {
+    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED,
+                            "cancelled by the client, or its connection was lost"));
+  }
 
   void OnDone() override {
     // Close first: after Close no hint runs, so nothing touches this object any more.
     if (subscriber_ != nullptr) subscriber_->Close();
     subscription_.Reset();
+    listener_.Reset();
     std::vector<std::string> held;
-    std::string workgroup, holder;
+    std::string workgroup, holder, agent, end;
+    bool begun = false;
     {
       absl::MutexLock lock(&mu_);
       if (reserve_) {
@@ -235,12 +251,23 @@ class FeedReactor : public Base {
         workgroup = workgroup_;
         holder = holder_;
       }
+      agent = filter_.agent;
+      end = end_;
+      begun = begun_;
+    }
+    if (begun) {
+      PERPER_LOG_DEBUG(Logger::kFabric,
+                       "[call={} agent={}] listen call {}; {} reservations released", call_, agent,
+                       end, held.size());
     }
     // Other members of the workgroup get these executions at once (at-least-once delivery).
     // A release that fails (the store is unreachable) is not retried: a remote store's
     // reservations end with the lease of this process instead.
     for (const std::string& id : held) {
-      (void)context_.store->executions().ReleaseReservation(id, workgroup, holder);
+      if (context_.store->executions().ReleaseReservation(id, workgroup, holder).ok()) {
+        PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reservation released: its call ended",
+                         id, call_);
+      }
     }
     {
       absl::MutexLock lock(&mu_);
@@ -304,6 +331,7 @@ class FeedReactor : public Base {
   }
 
   const ServiceContext context_;
+  const std::string call_;  // This call's ID in logs, and its reservations' holder.
 
  private:
   const OpenCalls::Slot slot_;
@@ -479,6 +507,9 @@ class FeedReactor : public Base {
         return std::nullopt;
       }
       --credits_;
+      PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved: {}.{} on instance {}", id,
+                       call_, response->instance().agent(), response->delegate(),
+                       response->instance().instance());
     } else {
       absl::StatusOr<bool> found = executions.ReadExecution(id, [&](const ExecutionRecord& record) {
         if (!record.finished && storage::Matches(filter_, record)) visit(record);
@@ -543,6 +574,7 @@ class FeedReactor : public Base {
 
   std::shared_ptr<GuardedSubscriber> subscriber_;
   ChangeHub::Subscription subscription_;
+  AgentListeners::Registration listener_;  // Set once by Begin, reset by OnDone.
 
   absl::Mutex mu_;
   storage::ExecutionFilter filter_ ABSL_GUARDED_BY(mu_);
@@ -550,6 +582,8 @@ class FeedReactor : public Base {
   std::string workgroup_ ABSL_GUARDED_BY(mu_);
   std::string holder_ ABSL_GUARDED_BY(mu_);
   bool scanning_ ABSL_GUARDED_BY(mu_) = false;
+  bool begun_ ABSL_GUARDED_BY(mu_) = false;  // Begin ran: the call was logged as opened.
+  std::string end_ ABSL_GUARDED_BY(mu_) = "ended";  // How the call ended, for the log.
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -715,7 +749,11 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
       absl::MutexLock lock(&mu_);
       held = held_;
     }
-    if (held) (void)context_.store->executions().ReleaseReservation(execution_, workgroup_, holder_);
+    if (held &&
+        context_.store->executions().ReleaseReservation(execution_, workgroup_, holder_).ok()) {
+      PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reservation released: its call ended",
+                       execution_, holder_);
+    }
     delete this;
   }
 
@@ -743,6 +781,8 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
             held_ = true;
             write = true;
             writing_ = true;
+            PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved (workgroup '{}')",
+                             execution_, holder_, workgroup_);
           }
         }
       }

@@ -412,11 +412,8 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
   std::printf("perper-fabric listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
   if (!config.address_file.empty()) {
-    // Written to a temporary name and renamed, so a reader never sees a partial address.
-    std::string temp = config.address_file + ".tmp";
-    std::ofstream(temp) << (*server)->address() << "\n";
-    if (std::rename(temp.c_str(), config.address_file.c_str()) != 0) {
-      PERPER_LOG_ERROR(Logger::kFabric, "cannot write address file {}", config.address_file);
+    if (absl::Status s = WriteAddressFile(config.address_file, (*server)->address()); !s.ok()) {
+      PERPER_LOG_ERROR(Logger::kFabric, "{}", std::string(s.message()));
     }
   }
   sigset_t signals;
@@ -439,6 +436,18 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
   (*server)->Shutdown(absl::Seconds(1));
   server->reset();  // Closes the store.
   return 0;
+}
+
+absl::Status WriteAddressFile(const std::string& path, const std::string& address) {
+  std::string temp = path + ".tmp";
+  std::ofstream out(temp);
+  out << address << "\n";
+  out.close();
+  if (!out || std::rename(temp.c_str(), path.c_str()) != 0) {
+    std::remove(temp.c_str());
+    return absl::UnavailableError("cannot write address file " + path);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace perper::fabric

@@ -94,6 +94,7 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   server->open_calls_ = std::make_unique<OpenCalls>(options.limits.max_open_calls);
   ServiceContext context{server->store_.get(), &server->hub_, options.limits};
   context.open_calls = server->open_calls_.get();
+  context.listeners = &server->listeners_;
   // Writes that wait (an fsync, a round trip to Redis) run on a pool of their own, so they do
   // not hold gRPC's callback threads.
   const bool redis = options.store.kind == "redis";

@@ -71,6 +71,7 @@ class FabricServer {
   ChangeHub hub_;
   std::unique_ptr<WritePool> writes_;  // Null unless the store's writes wait for fsync.
   std::unique_ptr<OpenCalls> open_calls_;
+  AgentListeners listeners_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;

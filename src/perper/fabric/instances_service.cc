@@ -537,12 +537,18 @@ grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*
     answer->Finish(record.status());
     return reactor;
   }
+  PERPER_LOG_DEBUG(Logger::kFabric, "[exec={}] call: {}.{} on instance {}",
+                   record->execution, record->agent, record->delegate, record->instance);
   auto start = [context = context_, answer, slot = reactor->cancel_slot(),
                 record = std::move(record).value()]() mutable {
-    auto call = ExecutionCall::Start(context, std::move(record),
-                                     [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
-                                       answer->Finish(std::move(result));
-                                     });
+    std::string id = record.execution;
+    auto call = ExecutionCall::Start(
+        context, std::move(record),
+        [answer, id](absl::StatusOr<ExecutionsGetResultResponse> result) {
+          PERPER_LOG_DEBUG(Logger::kFabric, "[exec={}] call answered: {}", id,
+                           result.ok() ? DescribeOutcome(*result) : result.status().ToString());
+          answer->Finish(std::move(result));
+        });
     slot->Set([call] { call->Cancel(); });
   };
   // The creation is a durable write: with a write pool it runs there (see write_pool.h).

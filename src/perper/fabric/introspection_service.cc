@@ -13,7 +13,10 @@
 namespace perper::fabric {
 namespace {
 
-absl::StatusOr<size_t> ResolveLimit(uint32_t limit) {
+// Checks the request's strings, then resolves its limit: what every listing does first.
+absl::StatusOr<size_t> CheckedLimit(const google::protobuf::Message& request, uint32_t limit,
+                                    const FabricLimits& limits) {
+  if (absl::Status s = CheckRequestStrings(request, limits); !s.ok()) return s;
   if (limit == 0) return IntrospectionService::kDefaultLimit;
   if (limit > IntrospectionService::kMaxLimit) {
     return absl::InvalidArgumentError("limit " + std::to_string(limit) +
@@ -28,10 +31,7 @@ absl::StatusOr<size_t> ResolveLimit(uint32_t limit) {
 grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListExecutionsRequest* request,
     grpc2::IntrospectionListExecutionsResponse* response) {
-  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
-  }
-  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
   if (!limit.ok()) return FinishUnary(context, limit.status());
   storage::ExecutionFilter filter;
   filter.agent = request->agent();
@@ -52,6 +52,8 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     summary->set_argument_count(static_cast<uint32_t>(record.arguments.size()));
     summary->set_result_count(static_cast<uint32_t>(record.results.size()));
     summary->set_sequence(record.sequence);
+    summary->set_created_ms(record.created_ms);
+    summary->set_finished_ms(record.finished_ms);
   }
   return FinishUnary(context, absl::OkStatus());
 }
@@ -59,10 +61,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
 grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListInstancesRequest* request,
     grpc2::IntrospectionListInstancesResponse* response) {
-  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
-  }
-  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
   if (!limit.ok()) return FinishUnary(context, limit.status());
   // An instance is an unfinished Registry execution whose `instance` field names the agent type.
   storage::ExecutionFilter filter;
@@ -89,10 +88,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
 grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListStreamsRequest* request,
     grpc2::IntrospectionListStreamsResponse* response) {
-  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
-  }
-  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
   if (!limit.ok()) return FinishUnary(context, limit.status());
   auto streams = context_.store->streams().ListStreams(request->stream_prefix(), *limit);
   if (!streams.ok()) return FinishUnary(context, streams.status());
@@ -122,10 +118,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
     grpc::CallbackServerContext* context,
     const grpc2::IntrospectionListReservationsRequest* request,
     grpc2::IntrospectionListReservationsResponse* response) {
-  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
-  }
-  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
   if (!limit.ok()) return FinishUnary(context, limit.status());
   auto reservations = context_.store->executions().ListReservations(request->workgroup(), *limit);
   if (!reservations.ok()) return FinishUnary(context, reservations.status());
@@ -141,10 +134,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
 grpc::ServerUnaryReactor* IntrospectionService::ListStates(
     grpc::CallbackServerContext* context, const grpc2::IntrospectionListStatesRequest* request,
     grpc2::IntrospectionListStatesResponse* response) {
-  if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
-  }
-  absl::StatusOr<size_t> limit = ResolveLimit(request->limit());
+  absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
   if (!limit.ok()) return FinishUnary(context, limit.status());
   auto states = context_.store->states().ListStates(request->name_prefix(), *limit);
   if (!states.ok()) return FinishUnary(context, states.status());
@@ -155,6 +145,21 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStates(
                           ? grpc2::StateSummary::LIST
                           : grpc2::StateSummary::DICTIONARY);
     summary->set_count(state.count);
+  }
+  return FinishUnary(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IntrospectionService::ListAgentListeners(
+    grpc::CallbackServerContext* context,
+    const grpc2::IntrospectionListAgentListenersRequest* request,
+    grpc2::IntrospectionListAgentListenersResponse* response) {
+  absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
+  if (!limit.ok()) return FinishUnary(context, limit.status());
+  for (const AgentListeners::Count& count : context_.listeners->List(request->agent(), *limit)) {
+    grpc2::AgentListenerSummary* summary = response->add_agents();
+    summary->set_agent(count.agent);
+    summary->set_listen_calls(count.listen_calls);
+    summary->set_reservation_calls(count.reservation_calls);
   }
   return FinishUnary(context, absl::OkStatus());
 }

@@ -10,6 +10,7 @@
 //   ListStreams       streams by ID prefix, with sizes and listener positions
 //   ListReservations  reservations of one workgroup
 //   ListStates        dictionaries, then lists, by name prefix, with their entry counts
+//   ListAgentListeners  the agents this process's open Listen/ListenAndReserve calls serve
 //
 // Thread safety: stateless beyond its context; calls may run concurrently on any gRPC thread.
 #pragma once
@@ -45,6 +46,10 @@ class IntrospectionService final : public grpc2::FabricIntrospection::CallbackSe
   grpc::ServerUnaryReactor* ListStates(grpc::CallbackServerContext* context,
                                        const grpc2::IntrospectionListStatesRequest* request,
                                        grpc2::IntrospectionListStatesResponse* response) override;
+  grpc::ServerUnaryReactor* ListAgentListeners(
+      grpc::CallbackServerContext* context,
+      const grpc2::IntrospectionListAgentListenersRequest* request,
+      grpc2::IntrospectionListAgentListenersResponse* response) override;
 
  private:
   ServiceContext context_;

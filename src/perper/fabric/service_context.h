@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
+#include "perper/fabric/agent_listeners.h"
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/open_calls.h"
 #include "perper/fabric/write_pool.h"
@@ -61,6 +62,8 @@ struct ServiceContext {
   WritePool* writes = nullptr;
   // The long-lived calls held now; every such call takes a slot for its life.
   OpenCalls* open_calls = nullptr;
+  // The open Listen and ListenAndReserve calls by agent: which agents some process serves.
+  AgentListeners* listeners = nullptr;
 };
 
 // INVALID_ARGUMENT "<what> must not be empty" when `value` is empty.

@@ -18,7 +18,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
+#include "absl/strings/str_cat.h"
 #include "perper/common/grpc_status.h"
+#include "perper/common/logging.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/fabric/change_hub.h"
@@ -267,6 +269,8 @@ class ListenCore {
     await_first_ = await_first;
     exhausted_ = exhausted;
     started_ = true;
+    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] listen call opened from key {}",
+                     stream_, name_, start);
     PumpAndUnlock();
   }
 
@@ -320,14 +324,21 @@ class ListenCore {
     }
     // A failure means the stream is gone; its deletion hint ends the call.
     if (transient) {
-      context_.store->streams().MoveListener(stream_, name, key).IgnoreError();
+      if (context_.store->streams().MoveListener(stream_, name, key).ok()) {
+        PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] moved to {} (acknowledged)",
+                         stream_, name, key);
+      }
       return;
     }
     storage::StepRequest step;
     step.stream = stream_;
-    step.listener = std::move(name);
+    step.listener = name;
     step.reached_key = key;
-    context_.store->Step(step).IgnoreError();
+    absl::StatusOr<storage::StepResult> result = context_.store->Step(step);
+    if (result.ok() && result->applied) {
+      PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] moved to {} (acknowledged)",
+                       stream_, name, key);
+    }
   }
 
   // Called from OnDone: no callback runs after this, and a transient listener is removed.
@@ -335,9 +346,19 @@ class ListenCore {
     if (subscriber_ != nullptr) subscriber_->Close();
     subscription_.Reset();
     bool remove = false;
+    bool started = false;
+    std::string end = "ended";
     {
       absl::MutexLock lock(&mu_);
+      started = started_;
       remove = started_ && transient_;
+      if (final_status_.has_value() && !final_status_->ok()) {
+        end = "ended: " + final_status_->ToString();
+      }
+    }
+    if (started) {
+      PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] listen call {}", stream_, name_,
+                       end);
     }
     if (remove) context_.store->streams().DeleteListener(stream_, name_).IgnoreError();
   }
@@ -1065,6 +1086,12 @@ grpc::ServerUnaryReactor* StreamsService::MoveListener(
     default:
       status = absl::InvalidArgumentError("item_key: set either reached_key or delete_listener");
   }
+  if (status.ok()) {
+    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] {}", stream,
+                     request->listener_name(),
+                     request->has_reached_key() ? absl::StrCat("moved to ", request->reached_key())
+                                                : std::string("deleted"));
+  }
   return FinishUnary(call, status);
 }
 
@@ -1209,6 +1236,16 @@ grpc::ServerUnaryReactor* StreamsService::Step(grpc::CallbackServerContext* call
                      [store = context_.store, step = std::move(step), response]() {
                        absl::StatusOr<storage::StepResult> result = store->Step(step);
                        if (!result.ok()) return result.status();
+                       PERPER_LOG_DEBUG(
+                           Logger::kFabric, "[stream={} listener={}] step to {}: {}{}",
+                           step.stream, step.listener, step.reached_key,
+                           result->applied            ? "moved"
+                           : result->already_taken    ? "already taken"
+                                                      : "position mismatch",
+                           step.operations.empty()
+                               ? ""
+                               : absl::StrCat(" with ", step.operations.size(),
+                                              " operations on dictionary ", step.dictionary));
                        response->set_applied(result->applied);
                        response->set_already_taken(result->already_taken);
                        response->set_position_mismatch(result->position_mismatch);

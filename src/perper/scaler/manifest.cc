@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "perper/scaler/manifest.h"
 
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -177,6 +180,7 @@ absl::StatusOr<AgentSpec> ParseAgent(const Errors& errors, const std::string& di
     return errors.At(command_node, prefix + ".command",
                      absl::StrCat("'", agent.argv[0], "' is not on PATH"));
   }
+  agent.command = agent.argv[0];
   agent.argv[0] = resolved;
   if (agent.mode == AgentMode::kPool) {
     if (!has_max && has_min) agent.max = std::max(agent.min, 1);
@@ -255,6 +259,35 @@ const AgentSpec* Manifest::Find(std::string_view name) const {
     if (agent.name == name) return &agent;
   }
   return nullptr;
+}
+
+absl::Status CheckCommands(const Manifest& manifest) {
+  for (const AgentSpec& agent : manifest.agents) {
+    struct stat info;
+    // stat and access say what execve and chdir would: ENOENT, EACCES, ENOTDIR...
+    std::string reason;
+    if (stat(agent.argv[0].c_str(), &info) != 0) {
+      reason = strerror(errno);
+    } else if (S_ISDIR(info.st_mode)) {
+      reason = strerror(EISDIR);
+    } else if (access(agent.argv[0].c_str(), X_OK) != 0) {
+      reason = strerror(errno);
+    }
+    if (!reason.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("agent ", agent.name, ": command ", agent.command, ": ", reason));
+    }
+    if (stat(agent.workdir.c_str(), &info) != 0) {
+      reason = strerror(errno);
+    } else if (!S_ISDIR(info.st_mode)) {
+      reason = strerror(ENOTDIR);
+    }
+    if (!reason.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("agent ", agent.name, ": workdir ", agent.workdir, ": ", reason));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ExpandVariables(std::string_view text) {

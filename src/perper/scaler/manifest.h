@@ -27,6 +27,7 @@ enum class AgentMode {
 struct AgentSpec {
   std::string name;               // the agent type
   std::vector<std::string> argv;  // argv[0] is an absolute path, or a name looked up on PATH
+  std::string command;            // argv[0] as the manifest wrote it (for messages)
   std::map<std::string, std::string> env;
   std::string workdir;  // absolute; default: the manifest's folder
   AgentMode mode = AgentMode::kInstance;
@@ -73,6 +74,12 @@ absl::StatusOr<Manifest> ParseManifest(std::string_view text, std::string_view p
 
 // Reads and parses the file at `path` (relative paths resolve against its folder).
 absl::StatusOr<Manifest> LoadManifest(const std::string& path);
+
+// Checks what the OS would refuse when starting each agent's process: its command must be an
+// executable file and its workdir a folder. FAILED_PRECONDITION with the OS's reason, e.g.
+// "agent Cart: command ./bin/cart: No such file or directory". `perper up` runs it before it
+// starts anything, so a missing binary is not found by a process that keeps failing to start.
+absl::Status CheckCommands(const Manifest& manifest);
 
 // Replaces ${VAR} and ${VAR:-default} in `text` from the environment. An unset variable without
 // a default is INVALID_ARGUMENT naming it.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -45,9 +46,13 @@ struct Supervisor::Slot {
   std::optional<absl::Time> kill_at;
   std::optional<absl::Time> restart_at;
   RestartPolicy policy;
+  // The last lines the current (or last) process wrote to stderr: why it exited, usually.
+  std::deque<std::string> last_errors;
 };
 
 struct Supervisor::LogStream {
+  std::string slot;  // the key of the slot whose process writes it
+  bool err = false;  // its stderr
   std::string prefix;
   int out_fd = 1;  // where prefixed lines go (1 or 2)
   int file_fd = -1;
@@ -84,8 +89,24 @@ int ExitCode(int status) {
 
 std::string Describe(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exited with code ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("was killed by signal ", WTERMSIG(status));
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return absl::StrCat("was killed by signal ", WTERMSIG(status),
+                        name != nullptr ? absl::StrCat(" (SIG", name, ")") : "");
+  }
   return "ended";
+}
+
+// How many of a process's last stderr lines a crash report quotes, and how much of each.
+constexpr size_t kLastErrorLines = 3;
+constexpr size_t kLastErrorLineBytes = 300;
+
+// " (last stderr: a | b)" for a crash report, or "" when the process wrote nothing there.
+std::string LastErrors(const std::deque<std::string>& lines) {
+  if (lines.empty()) return "";
+  std::string joined;
+  for (const std::string& line : lines) absl::StrAppend(&joined, joined.empty() ? "" : " | ", line);
+  return absl::StrCat("; last stderr: ", joined);
 }
 
 std::string FileSafe(std::string_view name) {
@@ -454,8 +475,10 @@ void Supervisor::Spawn(Slot& slot) {
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
-  std::string exec_error = absl::StrCat("perper: cannot run ", spec.argv[0], "\n");
-  std::string chdir_error = absl::StrCat("perper: cannot enter ", spec.workdir, "\n");
+  // The reason is looked up in the child (errno is known only there); strerrordesc_np reads a
+  // constant table, unlike strerror, so it is safe between fork and exec.
+  std::string exec_error = absl::StrCat("perper: cannot run ", spec.argv[0], ": ");
+  std::string chdir_error = absl::StrCat("perper: cannot enter ", spec.workdir, ": ");
 
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
@@ -477,13 +500,16 @@ void Supervisor::Spawn(Slot& slot) {
     if (null_fd >= 0) dup2(null_fd, 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
-    if (chdir(spec.workdir.c_str()) != 0) {
-      (void)!write(2, chdir_error.data(), chdir_error.size());
+    auto fail = [](const std::string& what) {
+      const char* reason = strerrordesc_np(errno);
+      (void)!write(2, what.data(), what.size());
+      if (reason != nullptr) (void)!write(2, reason, strlen(reason));
+      (void)!write(2, "\n", 1);
       _exit(127);
-    }
+    };
+    if (chdir(spec.workdir.c_str()) != 0) fail(chdir_error);
     execve(argv[0], argv.data(), envp.data());
-    (void)!write(2, exec_error.data(), exec_error.size());
-    _exit(127);
+    fail(exec_error);
   }
   if (null_fd >= 0) close(null_fd);
   close(out[1]);
@@ -500,6 +526,7 @@ void Supervisor::Spawn(Slot& slot) {
   slot.pid = pid;
   slot.started = absl::Now();
   slot.kill_at.reset();
+  slot.last_errors.clear();
   pids_[pid] = slot.key;
   std::string prefix = absl::StrCat("[agent=", spec.name, " instance=", slot.label, " pid=", pid,
                                     "] ");
@@ -513,6 +540,8 @@ void Supervisor::Spawn(Slot& slot) {
     int fd = i == 0 ? out[0] : err[0];
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     auto log = std::make_unique<LogStream>();
+    log->slot = slot.key;
+    log->err = i == 1;
     log->prefix = prefix;
     log->out_fd = i == 0 ? 1 : 2;
     log->file_fd = (i == 0 || file_fd < 0) ? file_fd : dup(file_fd);
@@ -523,7 +552,10 @@ void Supervisor::Spawn(Slot& slot) {
 }
 
 void Supervisor::ReadLog(int fd) {
-  LogStream& log = *logs_.at(fd);
+  // Closed already when a reaped process's pipes were drained (Reaped) in this round of poll.
+  auto it = logs_.find(fd);
+  if (it == logs_.end()) return;
+  LogStream& log = *it->second;
   char buffer[8192];
   while (true) {
     ssize_t n = read(fd, buffer, sizeof(buffer));
@@ -539,10 +571,22 @@ void Supervisor::ReadLog(int fd) {
       std::string line = log.buffer.substr(start, end - start + 1);
       WriteAll(log.out_fd, absl::StrCat(log.prefix, line));
       if (log.file_fd >= 0) WriteAll(log.file_fd, line);
+      NoteError(log, line);
       start = end + 1;
     }
     log.buffer.erase(0, start);
   }
+}
+
+void Supervisor::NoteError(const LogStream& log, std::string_view line) {
+  if (!log.err) return;
+  auto it = slots_.find(log.slot);
+  if (it == slots_.end()) return;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (line.empty()) return;
+  std::deque<std::string>& lines = it->second->last_errors;
+  lines.emplace_back(line.substr(0, kLastErrorLineBytes));
+  if (lines.size() > kLastErrorLines) lines.pop_front();
 }
 
 void Supervisor::CloseLog(int fd) {
@@ -552,6 +596,7 @@ void Supervisor::CloseLog(int fd) {
   if (!log.buffer.empty()) {
     WriteAll(log.out_fd, absl::StrCat(log.prefix, log.buffer, "\n"));
     if (log.file_fd >= 0) WriteAll(log.file_fd, log.buffer + "\n");
+    NoteError(log, log.buffer);
   }
   if (log.file_fd >= 0) close(log.file_fd);
   close(fd);
@@ -565,6 +610,13 @@ void Supervisor::Reaped(pid_t pid, int status) {
   pids_.erase(pit);
   auto it = slots_.find(key);
   if (it == slots_.end()) return;
+  // What the process wrote last is in its pipes already (it has exited): read it before the
+  // exit is reported, so the report can quote it.
+  std::vector<int> fds;
+  for (const auto& [fd, log] : logs_) {
+    if (log->slot == key) fds.push_back(fd);
+  }
+  for (int fd : fds) ReadLog(fd);
   Slot& slot = *it->second;
   absl::Time now = absl::Now();
   slot.pid = -1;
@@ -589,14 +641,14 @@ void Supervisor::Reaped(pid_t pid, int status) {
   if (slot.policy.in_crash_loop()) {
     PERPER_LOG_ERROR(Logger::kScaler,
                      "[agent={} instance={} pid={}] crash loop: {} ({} exits in a row within "
-                     "{}); restarting in {}",
+                     "{}); restarting in {}{}",
                      agent, slot.label, pid, Describe(status), slot.policy.recent_exits(),
                      absl::FormatDuration(options_.restart.crash_window),
-                     absl::FormatDuration(delay));
+                     absl::FormatDuration(delay), LastErrors(slot.last_errors));
   } else {
     PERPER_LOG_WARN(Logger::kScaler, "[agent={} instance={} pid={}] {} unexpectedly; "
-                    "restarting in {}", agent, slot.label, pid, Describe(status),
-                    absl::FormatDuration(delay));
+                    "restarting in {}{}", agent, slot.label, pid, Describe(status),
+                    absl::FormatDuration(delay), LastErrors(slot.last_errors));
   }
 }
 

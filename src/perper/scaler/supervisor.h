@@ -33,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -97,6 +98,8 @@ class Supervisor {
   void HandleSignals();
   void ReadLog(int fd);
   void CloseLog(int fd);
+  // Keeps `line` as one of the last stderr lines of the log's slot (for crash reports).
+  void NoteError(const LogStream& log, std::string_view line);
   void Reaped(pid_t pid, int status);
   void OnTimers();
   void BeginShutdown();

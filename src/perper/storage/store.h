@@ -56,6 +56,11 @@ struct ExecutionRecord {
   std::optional<std::string> error;  // Set when the execution finished with an error.
   // Assigned by the store at creation, strictly increasing: creation order.
   uint64_t sequence = 0;
+  // When the store created and finished it, in milliseconds since the Unix epoch (for ages and
+  // durations in listings); 0 when unknown (not finished, or stored by an older version).
+  // Assigned by the store; a create's or completion's own values are ignored.
+  int64_t created_ms = 0;
+  int64_t finished_ms = 0;
 };
 
 // Which executions a listing returns. Empty instance or delegate match any; agent must match

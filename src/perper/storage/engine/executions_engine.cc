@@ -9,6 +9,7 @@
 #include <google/protobuf/wire_format_lite.h>
 
 #include "absl/hash/hash.h"
+#include "absl/time/clock.h"
 #include "perper/common/text.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
@@ -47,6 +48,7 @@ std::string ExecutionsEngine::Encode(const ExecutionRecord& record, bool finishe
   data.set_has_error(error.has_value());
   if (error.has_value()) data.set_error(*error);
   data.set_sequence(record.sequence);
+  data.set_created_ms(record.created_ms);
   std::string bytes;
   data.SerializeToString(&bytes);
   return bytes;
@@ -71,6 +73,7 @@ bool ExecutionsEngine::Decode(std::string_view execution, const Stored& stored,
   record->instance.clear();
   record->delegate.clear();
   size_t arguments = 0, results = 0;
+  int64_t created_ms = 0, finished_ms = 0;
   bool has_error = false;
   std::string error;
   auto next = [](std::vector<std::string>& values, size_t& count) {
@@ -93,6 +96,14 @@ bool ExecutionsEngine::Decode(std::string_view execution, const Stored& stored,
         has_error = value != 0;
         continue;
       }
+      case ExecutionData::kCreatedMsFieldNumber:
+      case ExecutionData::kFinishedMsFieldNumber: {
+        uint64_t value;
+        if (!in.ReadVarint64(&value)) return false;
+        (field == ExecutionData::kCreatedMsFieldNumber ? created_ms : finished_ms) =
+            static_cast<int64_t>(value);
+        continue;
+      }
       default:
         if (!WireFormatLite::SkipField(&in, tag)) return false;
         continue;
@@ -108,6 +119,8 @@ bool ExecutionsEngine::Decode(std::string_view execution, const Stored& stored,
   record->results.resize(results);
   record->finished = stored.finished;
   record->sequence = stored.sequence;
+  record->created_ms = created_ms;
+  record->finished_ms = finished_ms;
   if (has_error) {
     record->error = std::move(error);
   } else {
@@ -174,6 +187,7 @@ absl::StatusOr<bool> ExecutionsEngine::CreateExecution(ExecutionRecord record) {
     }
     // Taken under the shard lock, so one ID's incarnations get increasing sequences.
     record.sequence = next_sequence_.fetch_add(1, std::memory_order_relaxed);
+    record.created_ms = absl::ToUnixMillis(absl::Now());
     Stored stored;
     stored.data = Encode(record, false, record.results, record.error);
     stored.sequence = record.sequence;
@@ -246,6 +260,7 @@ absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
     for (std::string& result : results) outcome.add_results(std::move(result));
     outcome.set_has_error(error.has_value());
     if (error.has_value()) outcome.set_error(*error);
+    outcome.set_finished_ms(absl::ToUnixMillis(absl::Now()));
     std::string data;
     data.reserve(stored.data.size() + outcome.ByteSizeLong());
     data = stored.data;

@@ -74,8 +74,9 @@ if r[1] then
   end
   return {-1}
 end
+local now = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'agent', ARGV[2], 'instance', ARGV[3], 'delegate', ARGV[4],
-           'args', ARGV[5], 'seq', ARGV[6])
+           'args', ARGV[5], 'seq', ARGV[6], 'ctime', now[1] * 1000 + math.floor(now[2] / 1000))
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 return {1, ARGV[6], 0}
 )lua";
@@ -167,7 +168,9 @@ if r[2] then
   if r[5] == ARGV[4] then return {1, r[1], r[3], r[4]} end
   return {-1}
 end
-redis.call('HSET', KEYS[1], 'finished', '1', 'results', ARGV[1], 'done', ARGV[4])
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'finished', '1', 'results', ARGV[1], 'done', ARGV[4],
+           'ftime', now[1] * 1000 + math.floor(now[2] / 1000))
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(field, 1, 2) == 'r:' then redis.call('HDEL', KEYS[1], field) end
@@ -412,6 +415,11 @@ bool ParseRecord(std::string_view execution, const RedisReply& reply, ExecutionR
       record->error = value;
     } else if (field == "seq") {
       record->sequence = ParseSequence(value);
+    } else if (field == "ctime" || field == "ftime") {
+      int64_t ms = 0;
+      if (absl::SimpleAtoi(value, &ms)) {
+        (field == "ctime" ? record->created_ms : record->finished_ms) = ms;
+      }
     }
   }
   return has_agent;
