@@ -82,6 +82,7 @@ public static class PerperStreamExtensions
                 responses = server.ResponseStream;
             }
             bool finished = false;
+            long? given = null;
             try
             {
                 if (duplex is not null)
@@ -128,6 +129,7 @@ public static class PerperStreamExtensions
                             continue;  // the resumed item, delivered again after a reconnect
                         }
                         T value = PerperValues.Unpack<T>(packed);
+                        given = key;
                         yield return (key, value);
                         lastKey = key;
                         acks?.Note(key);
@@ -139,6 +141,10 @@ public static class PerperStreamExtensions
                 callCancel.Cancel();
                 if (acks is not null)
                 {
+                    if (given is long taken && given != lastKey)
+                    {
+                        acks.Note(taken);  // disposed while holding this item: the consumer took it
+                    }
                     // The consumer finished or stopped early: store its last item, so that a new
                     // enumeration with the same listener resumes from it.
                     await acks.FinishAsync().ConfigureAwait(false);

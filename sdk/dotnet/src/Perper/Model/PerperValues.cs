@@ -453,7 +453,7 @@ public static class PerperValues
         bool integral = Math.Floor(number) == number && !double.IsInfinity(number);
         if (type == typeof(object))
         {
-            return integral && Math.Abs(number) <= MaxExactInteger ? (long)number : number;
+            return integral && Math.Abs(number) <= MaxExactInteger ? (object)(long)number : number;
         }
         if (type == typeof(double))
         {
