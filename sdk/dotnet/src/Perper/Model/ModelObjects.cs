@@ -83,3 +83,10 @@ public sealed record PerperStreamProgress(long? LastKey, ulong WrittenCount, boo
 /// step was taken before (<see cref="AlreadyTaken"/>), the listener was elsewhere
 /// (<see cref="PositionMismatch"/>) or, both false, a compare failed.</summary>
 public sealed record PerperStepResult(bool Applied, bool AlreadyTaken, bool PositionMismatch, long Position);
+
+/// <summary>Several results of a handler, however many (a tuple type fixes their number):
+/// <c>return new PerperResults(a, b, c);</c></summary>
+public sealed class PerperResults(params object?[] values)
+{
+    public IReadOnlyList<object?> Values { get; } = values;
+}

@@ -127,6 +127,10 @@ public static class PerperValues
         {
             return [];
         }
+        if (returned is PerperResults several)
+        {
+            return PackAll(several.Values);
+        }
         if (returned is ITuple tuple)
         {
             var results = new List<Any>(tuple.Length);
