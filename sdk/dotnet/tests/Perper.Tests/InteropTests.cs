@@ -132,7 +132,10 @@ public sealed class ChildAgent : IAsyncDisposable
         {
             start.ArgumentList.Add(arg);
         }
-        start.Environment["PERPER_FABRIC_ENDPOINT"] = address;
+        if (address.Length > 0)
+        {
+            start.Environment["PERPER_FABRIC_ENDPOINT"] = address;
+        }
         start.Environment["PYTHONPATH"] = $"{Path.Combine(Repository.Root, "sdk", "python")}:{Path.Combine(Repository.BuildDir, "sdk", "python", "python")}";
         start.Environment["PYTHONUNBUFFERED"] = "1";
         foreach ((string key, string value) in env ?? new Dictionary<string, string>())
@@ -159,8 +162,40 @@ public sealed class ChildAgent : IAsyncDisposable
 
     public string Output { get { lock (_output) { return _output.ToString(); } } }
 
+    /// <summary>Waits for the process to exit by itself; returns its exit code.</summary>
+    public async Task<int> WaitAsync(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cancel.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{_process.StartInfo.FileName} did not exit within {timeout.TotalSeconds} s:\n{Output}");
+        }
+        _exited = true;
+        return _process.ExitCode;
+    }
+
+    /// <summary>SIGKILL, as a crash would.</summary>
+    public void Kill()
+    {
+        _process.Kill();
+        _process.WaitForExit();
+        _killed = true;
+    }
+
+    private bool _exited;
+    private bool _killed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_killed || _exited)
+        {
+            _process.Dispose();
+            return;
+        }
         if (!_process.HasExited)
         {
             Process.Start("kill", ["-TERM", _process.Id.ToString()])!.WaitForExit();

@@ -50,21 +50,25 @@ public sealed class HandlerMethod
         new(name, handler.Method, _ => handler.Target);
 
     /// <summary>Every public method declared by <paramref name="type"/> (static or not), named
-    /// by <see cref="PerperHandlerAttribute"/> or by the method's name without <c>Async</c>;
+    /// by <see cref="PerperHandlerAttribute"/> or by the method's name without <c>Async</c> (kept
+    /// when the class also declares the name without it);
     /// instance methods are called on an object made per execution (through the service provider
     /// when there is one), or on <paramref name="instance"/> when given.</summary>
     public static IEnumerable<HandlerMethod> FromType(Type type, object? instance = null)
     {
         const BindingFlags flags = BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
-        foreach (MethodInfo method in type.GetMethods(flags))
+        MethodInfo[] methods = type.GetMethods(flags);
+        var declared = methods.Select(m => m.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (MethodInfo method in methods)
         {
             if (method.IsSpecialName || method.IsGenericMethodDefinition || method.GetCustomAttribute<PerperIgnoreAttribute>() is not null ||
                 method.GetCustomAttribute<CompilerGeneratedAttribute>() is not null)
             {
                 continue;
             }
-            string name = method.GetCustomAttribute<PerperHandlerAttribute>()?.Name ??
-                          (method.Name.EndsWith("Async", StringComparison.Ordinal) && method.Name.Length > 5 ? method.Name[..^5] : method.Name);
+            // "XAsync" is the delegate X, unless the class also has a method X.
+            bool strip = method.Name.EndsWith("Async", StringComparison.Ordinal) && method.Name.Length > 5 && !declared.Contains(method.Name[..^5]);
+            string name = method.GetCustomAttribute<PerperHandlerAttribute>()?.Name ?? (strip ? method.Name[..^5] : method.Name);
             Func<IServiceProvider?, object?> target = method.IsStatic ? _ => null
                 : instance is not null ? _ => instance
                 : services => services is null ? Activator.CreateInstance(type) : ActivatorUtilities.GetServiceOrCreateInstance(services, type);

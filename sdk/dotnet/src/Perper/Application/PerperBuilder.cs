@@ -121,12 +121,6 @@ public sealed class PerperBuilder
     public PerperAgentHost Build(IServiceProvider? services = null)
     {
         string agent = Agent;
-        string? startedAs = Environment.GetEnvironmentVariable(AgentVariable);
-        if (!string.IsNullOrEmpty(startedAs) && startedAs != agent)
-        {
-            // Serving a name nobody calls would leave the scaler's callers waiting for ever.
-            throw new InvalidOperationException($"perper: X_PERPER_AGENT is {startedAs} but this process serves agent {agent}");
-        }
         ILoggerFactory loggers = _loggerFactory ?? LoggerFactory.Create(b => b
             .AddSimpleConsole(o => o.SingleLine = true)
             .AddFilter("perper", LogLevel.Information)
@@ -139,12 +133,19 @@ public sealed class PerperBuilder
     }
 
     /// <summary>Builds and runs the agent process until SIGINT or SIGTERM (or, with
-    /// <see cref="StopAfterDeploy"/>, until Deploy returns); returns the exit code.</summary>
+    /// <see cref="StopAfterDeploy"/>, until Deploy returns); returns the exit code. A process the
+    /// scaler started for another agent (<c>X_PERPER_AGENT</c>) is refused with exit code 2.</summary>
     public async Task<int> RunAsync()
     {
         PerperAgentHost host;
         try
         {
+            string? startedAs = Environment.GetEnvironmentVariable(AgentVariable);
+            if (!string.IsNullOrEmpty(startedAs) && startedAs != Agent)
+            {
+                // Serving a name nobody calls would leave the scaler's callers waiting for ever.
+                throw new InvalidOperationException($"perper: X_PERPER_AGENT is {startedAs} but this process serves agent {Agent}");
+            }
             host = Build();
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException)
