@@ -39,6 +39,8 @@ public sealed class CallsAgent
         return "never";
     }
 
+    public static byte[] Reverse(byte[] data) => data.Reverse().ToArray();
+
     public static async Task<int> Nested(int n) => n == 0 ? 0 : 1 + await Context.CallAsync<int>("Nested", n - 1);
 
     public static TaskCompletionSource Waiting { get; set; } = new();
@@ -59,6 +61,16 @@ public sealed class CallsTests(FabricFixture fabric) : IClassFixture<FabricFixtu
         Assert.Equal("Hello, you!", await Context.CallAsync<string>("Greet", "you"));
         await Context.CallAsync("Nothing");
         Assert.Equal(5, await Context.CallAsync<int>("Nested", 5));
+    }
+
+    [Fact]
+    public async Task ValuesOf16MiBTravelBothWays()
+    {
+        await using var session = Session.Start(fabric.Address, "Calls4", b => b.AddHandlers<CallsAgent>());
+        byte[] data = new byte[16 * 1024 * 1024];
+        Random.Shared.NextBytes(data);
+        byte[] reversed = await Context.CallAsync<byte[]>("Reverse", data);
+        Assert.Equal(data.Reverse(), reversed);
     }
 
     [Fact]
