@@ -41,6 +41,12 @@ public sealed class ProcessTests(ITestOutputHelper output)
             PerperStream numbers = await Context.BlankStream().Persistent().StartAsync();
             await numbers.WriteItemAsync(1L, 10L);
             Assert.Equal(9L, await Context.CallAsync<long>("Square", 3L));
+            // A reader (named) and a reader (anonymous) in the middle of the stream.
+            IAsyncEnumerator<long> named = numbers.EnumerateAsync<long>("reader").GetAsyncEnumerator();
+            IAsyncEnumerator<long> anonymous = numbers.EnumerateAsync<long>().GetAsyncEnumerator();
+            Assert.True(await named.MoveNextAsync());
+            Assert.True(await anonymous.MoveNextAsync());
+            Assert.Equal((10L, 10L), (named.Current, anonymous.Current));
 
             fabric.Kill();
             await fabric.DisposeAsync();
@@ -50,12 +56,14 @@ public sealed class ProcessTests(ITestOutputHelper output)
             Assert.Equal(16L, await Context.CallAsync<long>("Square", 4L));
             await numbers.WriteItemAsync(2L, 20L);
             await numbers.CompleteAsync();
-            var items = new List<long>();
-            await foreach (long item in numbers.EnumerateAsync<long>())
+            // The readers reconnect and go on after the last item they delivered.
+            foreach (IAsyncEnumerator<long> reader in new[] { named, anonymous })
             {
-                items.Add(item);
+                Assert.True(await reader.MoveNextAsync());
+                Assert.Equal(20L, reader.Current);
+                Assert.False(await reader.MoveNextAsync());
+                await reader.DisposeAsync();
             }
-            Assert.Equal([10L, 20L], items);
         }
         finally
         {
