@@ -185,7 +185,8 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
                 return PerperValues.UnpackResults(recorded.Results, typeof(object));
             }
         }
-        var context = new PerperContext(Fabric, instance, execution, _stopping.Token, record, this);
+        KeptCalls? kept = record ? new KeptCalls(Fabric) : null;
+        var context = new PerperContext(Fabric, instance, execution, _stopping.Token, record, this, kept);
         object? returned;
         try
         {
@@ -197,11 +198,13 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         catch (Exception e) when (record && !_stopping.IsCancellationRequested)
         {
             await CompleteAsync(Completion(execution, [], Describe(e))).ConfigureAwait(false);
+            kept?.Release();
             throw;
         }
         if (record)
         {
             await CompleteAsync(Completion(execution, PerperValues.ResultsOf(returned), null)).ConfigureAwait(false);
+            kept?.Release();
         }
         return returned;
     }
@@ -366,9 +369,10 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         _ = Task.Run(async () =>
         {
             ExecutionsCompleteRequest? completion = null;
+            var kept = new KeptCalls(Fabric);
             try
             {
-                completion = await RunExecutionAsync(message, @delegate, cancellation.Token).ConfigureAwait(false);
+                completion = await RunExecutionAsync(message, @delegate, kept, cancellation.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
             {
@@ -379,7 +383,8 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
                 _logger.LogInformation("perper: {Agent}.{Delegate} ({Execution}) failed: {Error}", message.Instance.Agent, @delegate, execution, Describe(e));
                 completion = Completion(execution, [], Describe(e));
             }
-            Finished(@delegate, execution, completion, reservation);
+            // A cancelled execution keeps its calls: it was deleted, or it runs again elsewhere.
+            Finished(@delegate, execution, completion, reservation, kept);
             _running.TryRemove(execution, out _);
             cancellation.Dispose();
         });
@@ -388,11 +393,13 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
     /// <summary>Routes the completion of a finished execution, and its credit: on the delegate's
     /// open reservation call (with the credit when that call delivered it), else with the unary
     /// Complete.</summary>
-    private void Finished(string @delegate, string execution, ExecutionsCompleteRequest? completion, ReservationCall origin)
+    /// An execution that kept calls completes with the unary Complete, whose answer tells when
+    /// they can go (on the reservation call that could wait for the next delivery).
+    private void Finished(string @delegate, string execution, ExecutionsCompleteRequest? completion, ReservationCall origin, KeptCalls kept)
     {
         ReservationCall? current = _stopping.IsCancellationRequested ? null : _calls.GetValueOrDefault(@delegate);
         long credits = ReferenceEquals(current, origin) && origin.Open ? 1 : 0;
-        if (completion is not null && current is { Open: true } && completion.CalculateSize() <= MaxCompletionBytes)
+        if (completion is not null && current is { Open: true } && completion.CalculateSize() <= MaxCompletionBytes && kept.Count == 0)
         {
             _finishing[execution] = completion;
             current.Push(completion, credits);
@@ -400,7 +407,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         }
         if (completion is not null)
         {
-            CompleteInBackground(completion);
+            CompleteInBackground(completion, kept);
         }
         if (credits > 0)
         {
@@ -425,7 +432,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         _ => $"{error.GetType().Name}: {error.Message}",
     };
 
-    private void CompleteInBackground(ExecutionsCompleteRequest completion)
+    private void CompleteInBackground(ExecutionsCompleteRequest completion, KeptCalls? kept = null)
     {
         string execution = completion.Execution.Execution;
         _finishing[execution] = completion;
@@ -434,6 +441,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             try
             {
                 await CompleteAsync(completion).ConfigureAwait(false);
+                kept?.Release();
             }
             catch (Exception e)
             {
@@ -486,10 +494,11 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         }))).Value;
     }
 
-    private async Task<ExecutionsCompleteRequest> RunExecutionAsync(ExecutionsListenResponse message, string @delegate, CancellationToken cancellationToken)
+    private async Task<ExecutionsCompleteRequest> RunExecutionAsync(ExecutionsListenResponse message, string @delegate, KeptCalls kept,
+        CancellationToken cancellationToken)
     {
         string execution = message.Execution.Execution;
-        var context = new PerperContext(Fabric, message.Instance, execution, cancellationToken, true, this);
+        var context = new PerperContext(Fabric, message.Instance, execution, cancellationToken, true, this, kept);
         using (PerperContext.Enter(context))
         {
             await EnsureInitializedAsync(message.Instance).ConfigureAwait(false);

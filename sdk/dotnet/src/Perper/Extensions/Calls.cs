@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: MIT
+using Grpc.Core;
 using Perper.Grpc2;
 using Perper.Model;
 
@@ -32,7 +33,8 @@ public static class PerperInstanceExtensions
     }
 
     /// <summary>Creates the execution, waits for its result and deletes it (one round trip:
-    /// FabricInstances.Call). Cancelling the calling execution deletes the callee's.</summary>
+    /// FabricInstances.Call); inside a real execution the finished call is kept instead (see
+    /// <see cref="KeptCalls"/>). Cancelling the calling execution deletes the callee's.</summary>
     internal static async Task<ExecutionsGetResultResponse> CallRawAsync(PerperInstance instance, string @delegate, object?[] args)
     {
         PerperContext context = PerperContext.Current;
@@ -44,8 +46,44 @@ public static class PerperInstanceExtensions
             Delegate = @delegate,
             Arguments = { PerperValues.PackAll(args) },
         };
-        ExecutionsGetResultResponse response = await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CallAsync(request, o)).ConfigureAwait(false);
+        ExecutionsGetResultResponse response = context.KeptCalls is { } kept
+            ? await CallKeptAsync(context, request, kept).ConfigureAwait(false)
+            : await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CallAsync(request, o)).ConfigureAwait(false);
         return Check(execution, response);
+    }
+
+    /// <summary>Inside a real execution: creates the call's execution (an identical one, finished
+    /// or not, is left as it is: a re-run finds the first run's result) and waits for its result
+    /// without deleting it; the finished call is kept (see <see cref="KeptCalls"/>). Cancellation
+    /// deletes it, as FabricInstances.Call does.</summary>
+    private static async Task<ExecutionsGetResultResponse> CallKeptAsync(PerperContext context, ExecutionsCreateRequest request, KeptCalls kept)
+    {
+        await PerperContext.UnaryAsync((fabric, o) => fabric.Executions.CreateAsync(request, o)).ConfigureAwait(false);
+        var get = new ExecutionsGetResultRequest { Execution = request.Execution };
+        ExecutionsGetResultResponse response;
+        try
+        {
+            response = await PerperContext.UnaryAsync((fabric, o) => fabric.Executions.GetResultAsync(get, o)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException || e is RpcException { StatusCode: StatusCode.Cancelled })
+        {
+            var delete = new ExecutionsDeleteRequest { Execution = request.Execution };
+            try
+            {
+                using var bounded = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await context.Fabric.RetryAsync(o => context.Fabric.Executions.DeleteAsync(delete, o), bounded.Token).ConfigureAwait(false);
+            }
+            catch (Exception failed) when (failed is RpcException or OperationCanceledException)
+            {
+                // A process stopping while the Fabric is away does not hang here.
+            }
+            throw;
+        }
+        if (!response.Deleted)
+        {
+            kept.Keep(request.Execution.Execution);
+        }
+        return response;
     }
 
     /// <summary>Throws the execution's error or cancellation; returns the response otherwise.</summary>

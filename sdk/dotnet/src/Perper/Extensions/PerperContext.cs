@@ -22,8 +22,10 @@ public sealed class PerperContext
     /// <paramref name="fabric"/>. With <paramref name="deriveIds"/>, the IDs made in it are
     /// derived from <paramref name="execution"/> (see <see cref="NewId"/>).</summary>
     public PerperContext(FabricService fabric, PerperInstance instance, string execution,
-        CancellationToken cancellationToken = default, bool deriveIds = false, IStreamOptionsSource? streamOptions = null)
+        CancellationToken cancellationToken = default, bool deriveIds = false, IStreamOptionsSource? streamOptions = null,
+        KeptCalls? keptCalls = null)
     {
+        KeptCalls = keptCalls;
         Fabric = fabric;
         Instance = instance;
         Execution = execution;
@@ -43,6 +45,10 @@ public sealed class PerperContext
     public bool DerivesIds { get; }
     /// <summary>The stream options of the delegates the process serves (for <c>Perper.Context.Stream</c>).</summary>
     public IStreamOptionsSource? StreamOptions { get; }
+
+    /// <summary>Set in a real execution (one the Fabric handed out, or a recorded Deploy): the
+    /// finished calls it keeps for a re-run of itself.</summary>
+    public KeptCalls? KeptCalls { get; }
 
     /// <summary>The context of the running code, or the default one, or null.</summary>
     public static PerperContext? CurrentOrNull => Ambient.Value ?? _default;
