@@ -70,6 +70,33 @@ public sealed class ExamplesTests
         Assert.Equal(2, Regex.Matches(output, @"\[agent=container-sample instance=Run-[^\]]*\] instance destroyed: stopping").Count);
     }
 
+    [Fact]
+    public async Task ARecordedDeployRunsOncePerFabric()
+    {
+        await using var fabric = new FabricProcess();
+        var record = new Dictionary<string, string> { ["X_PERPER_RECORD_DEPLOY"] = "1" };
+        var outputs = new List<string>();
+        for (int run = 0; run < 2; run++)
+        {
+            await using var process = new ChildAgent("dotnet", [Example("BasicSample")], fabric.Address, record);
+            Assert.Equal(0, await process.WaitAsync(TimeSpan.FromSeconds(60)));
+            outputs.Add(process.Output);
+        }
+        Assert.Contains("Basic sample done.", outputs[0]);
+        Assert.DoesNotContain("Deploy already ran", outputs[0]);
+        Assert.DoesNotContain("Basic sample done.", outputs[1]);
+        Assert.Contains("Deploy already ran on this Fabric (execution basic-sample-deploy-deploy)", outputs[1]);
+    }
+
+    [Fact]
+    public async Task AProcessStartedForAnotherAgentRefusesToServe()
+    {
+        await using var process = new ChildAgent("dotnet", [Example("ContainerSample")], "127.0.0.1:1",
+            new Dictionary<string, string> { ["X_PERPER_AGENT"] = "Sensor" });
+        Assert.Equal(2, await process.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("perper: X_PERPER_AGENT is Sensor but this process serves agent container-sample", process.Output);
+    }
+
     private static List<long> Sums(string output) =>
         output.Split('\n').Select(l => long.TryParse(l.Trim(), out long n) ? (long?)n : null).OfType<long>().ToList();
 

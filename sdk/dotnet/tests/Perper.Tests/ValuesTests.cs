@@ -93,6 +93,14 @@ public sealed class ValuesTests
     }
 
     [Fact]
+    public void EndpointListsAreParsedAsTheOtherSdksDo()
+    {
+        Assert.Equal(["a:1", "b:2", "c:3"], Perper.Protocol.FabricService.ParseEndpoints(" a:1, http://b:2 ,c:3/"));
+        Assert.Contains("has an empty address", Assert.Throws<ArgumentException>(() => Perper.Protocol.FabricService.ParseEndpoints("a:1,,b:2")).Message);
+        Assert.Contains("TLS is not supported yet", Assert.Throws<ArgumentException>(() => Perper.Protocol.FabricService.ParseEndpoints("https://a:1")).Message);
+    }
+
+    [Fact]
     public void LongErrorsAreCutToTheFabricsLimit()
     {
         string text = new('é', 100_000);
