@@ -26,13 +26,15 @@ dotnet pack "$root/sdk/dotnet/src/Perper/Perper.csproj" -c Release -o "$work/fee
 cp -r "$root/examples/dotnet/OutOfTree" "$work/app"
 rm -rf "$work/app/bin" "$work/app/obj"
 cache=${NUGET_PACKAGES:-$HOME/.nuget/packages}
+cache_source=
+if [[ -d $cache ]]; then cache_source="<add key=\"cache\" value=\"$cache\" />"; fi
 cat > "$work/app/nuget.config" <<CONFIG
 <?xml version="1.0" encoding="utf-8"?>
 <configuration>
   <packageSources>
     <clear />
     <add key="perper-local" value="$work/feed" />
-    <add key="cache" value="$cache" />
+    $cache_source
     <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
   </packageSources>
 </configuration>
