@@ -15,14 +15,14 @@ using Perper;
 using Perper.Application;
 using Perper.Extensions;
 using Perper.Model;
-using Perper.Protocol;
 
-await using var fabric = new FabricService();
-await using PerperAgentHost generator = new PerperBuilder("GeneratorAgent").WithFabric(fabric).AddHandlers<GeneratorAgent>().Build();
-await using PerperAgentHost processor = new PerperBuilder("ProcessorAgent").WithFabric(fabric).AddHandlers<ProcessorAgent>().Build();
+// Three agent types, one host each, sharing the process's connection (FabricService.Default);
+// the last one handles SIGINT/SIGTERM and decides the exit.
+await using PerperAgentHost generator = new PerperBuilder("GeneratorAgent").AddHandlers<GeneratorAgent>().Build();
+await using PerperAgentHost processor = new PerperBuilder("ProcessorAgent").AddHandlers<ProcessorAgent>().Build();
 await generator.StartAsync();
 await processor.StartAsync();
-return await new PerperBuilder("MultiAgentSample").WithFabric(fabric).AddHandlers<MultiAgentSample>().StopAfterDeploy().RunAsync();
+return await new PerperBuilder("MultiAgentSample").AddHandlers<MultiAgentSample>().StopAfterDeploy().RunAsync();
 
 public class GeneratorAgent
 {

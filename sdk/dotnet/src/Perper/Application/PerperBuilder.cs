@@ -68,7 +68,8 @@ public sealed class PerperBuilder
         return this;
     }
 
-    /// <summary>The Fabric's address (default: <c>PERPER_FABRIC_ENDPOINT</c>).</summary>
+    /// <summary>The Fabric's address: a connection of the host's own (default: the process's
+    /// <see cref="FabricService.Default"/>, from <c>PERPER_FABRIC_ENDPOINT</c>).</summary>
     public PerperBuilder WithEndpoint(string endpoint)
     {
         _endpoint = endpoint;
@@ -127,9 +128,15 @@ public sealed class PerperBuilder
             .SetMinimumLevel(LogLevel.Warning)
             .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
         ILogger logger = loggers.CreateLogger("perper");
-        FabricService fabric = _fabric ?? new FabricService(_endpoint, logger);
+        // Without an endpoint of its own, the host uses the process's singleton (so several agent
+        // types in one process share one connection), and leaves it open when it stops.
+        FabricService fabric = _fabric ?? (_endpoint is null ? FabricService.Default : new FabricService(_endpoint, logger));
+        if (_fabric is null && _endpoint is null)
+        {
+            fabric.Logger = logger;
+        }
         var options = new PerperAgentOptions { Agent = agent, Instance = _instance, Workgroup = _workgroup, Concurrency = _concurrency };
-        return new PerperAgentHost(options, _handlers, fabric, _fabric is null, logger, services);
+        return new PerperAgentHost(options, _handlers, fabric, _fabric is null && _endpoint is not null, logger, services);
     }
 
     /// <summary>Builds and runs the agent process until SIGINT or SIGTERM (or, with
