@@ -19,7 +19,8 @@ version=$(sed -n 's/^project(perper VERSION \([0-9.]*\).*/\1/p' "$root/CMakeList
 
 dotnet pack "$root/sdk/dotnet/src/Perper/Perper.csproj" -c Release -o "$work/feed" --nologo -v quiet
 [[ -f $work/feed/Perper.$version.nupkg ]] || { echo "dotnet pack made no Perper.$version.nupkg:" >&2; ls "$work/feed" >&2; exit 1; }
-/usr/bin/python3 -m zipfile -l "$work/feed/Perper.$version.nupkg" | grep -q 'lib/net10.0/Perper.dll' || { echo "the package has no lib/net10.0/Perper.dll" >&2; exit 1; }
+contents=$(/usr/bin/python3 -m zipfile -l "$work/feed/Perper.$version.nupkg")
+[[ $contents == *lib/net10.0/Perper.dll* ]] || { echo "the package has no lib/net10.0/Perper.dll" >&2; exit 1; }
 
 # A fresh package cache, so that the package just packed is the one used (a cached Perper of the
 # same version would be taken instead); the user's cache serves the other packages as a feed.
