@@ -100,9 +100,10 @@ if __name__ == "__main__":
 )"},
       {"app.yaml", "the application: perper up app.yaml",
        R"(# perper up app.yaml: starts a Fabric and the process of @NAME@, whose Deploy prints a
-# greeting and ends the application. The process gets the environment of perper up, so the
-# Python SDK must be importable there (installed, or on PYTHONPATH); PERPER_PYTHON picks
-# another interpreter than python3. The format: docs/scaler.md.
+# greeting and ends the application. perper up gives the process the Python SDK of its own
+# build or install (on PYTHONPATH). The interpreter must have grpcio and protobuf: on Debian
+# /usr/bin/python3 with python3-grpcio and python3-protobuf; PERPER_PYTHON picks it when the
+# python3 first on PATH is another one. The format: docs/scaler.md.
 name: @NAME@
 deploy: @NAME@
 agents:
