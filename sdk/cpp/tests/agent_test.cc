@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,7 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
@@ -402,6 +405,81 @@ TEST_F(AgentTest, TheLogLevelComesFromTheEnvironment) {
   EXPECT_EQ(bad.Wait(10s), 2);
   EXPECT_THAT(bad.Output(), HasSubstr("PERPER_LOG_LEVEL must be trace, debug, info, warn, error "
                                       "or off, got 'loud'"));
+}
+
+// This process's stderr (where the SDK logs) into a file that can be read while it grows.
+class StderrCapture {
+ public:
+  StderrCapture() : path_(::testing::TempDir() + "/stderr-" + std::to_string(::getpid())) {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    std::FILE* file = std::fopen(path_.c_str(), "w");
+    ::dup2(::fileno(file), 2);
+    std::fclose(file);
+  }
+  ~StderrCapture() {
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    std::remove(path_.c_str());
+  }
+  std::string Read() const {
+    std::fflush(stderr);
+    std::ifstream in(path_);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  std::string path_;
+  int saved_ = -1;
+};
+
+// A call to an agent no process serves warns, naming the agent, once it has waited a while, and
+// is answered when a process starts serving it; a slow call to a served agent warns of nothing.
+TEST_F(AgentTest, ACallToAnAgentNoProcessServesSaysSoAndGoesOnWaiting) {
+  auto asked = std::make_shared<std::promise<std::pair<Result<int64_t>, Result<int64_t>>>>();
+  auto answer = asked->get_future();
+  Agent caller("Caller");
+  caller.on("Slow", [](Context& ctx, int64_t x) -> Task<int64_t> {
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(600));
+    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    co_return x;
+  });
+  caller.on_deploy([asked](Context& ctx) -> Task<void> {
+    Result<int64_t> slow = co_await ctx.agent("Caller", "caller-1").call<int64_t>("Slow", 7);
+    Result<int64_t> plus = co_await ctx.agent("Lonely", "lonely-1").call<int64_t>("Plus", 1);
+    asked->set_value({std::move(slow), std::move(plus)});
+  });
+  RunOptions options = Options();
+  options.unserved_check_after = std::chrono::milliseconds(200);
+  StderrCapture captured;
+  Runtime runtime(caller, options);
+  ASSERT_TRUE(runtime.Start().ok());
+  const std::string warning = "no process serves agent Lonely";
+  ASSERT_TRUE(testing::WaitFor([&] { return captured.Read().find(warning) != std::string::npos; },
+                               20s))
+      << captured.Read();
+  EXPECT_EQ(answer.wait_for(0s), std::future_status::timeout);
+
+  Agent lonely("Lonely");
+  lonely.on("Plus", [](Context& ctx, int64_t x) -> Task<int64_t> { co_return x + 1; });
+  Runtime serving(lonely, Options());
+  ASSERT_TRUE(serving.Start().ok());
+  ASSERT_EQ(answer.wait_for(20s), std::future_status::ready);
+  auto [slow, plus] = answer.get();
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  EXPECT_EQ(*slow, 7);
+  ASSERT_TRUE(plus.ok()) << plus.status();
+  EXPECT_EQ(*plus, 2);
+  serving.RequestStop();
+  EXPECT_EQ(serving.Wait(), 0);
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+
+  std::string log = captured.Read();
+  EXPECT_THAT(log, HasSubstr(" W sdk: [agent=Caller exec="));
+  EXPECT_EQ(log.find(warning), log.rfind(warning)) << log;  // Said once.
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("no process serves agent Caller"))) << log;
 }
 
 TEST_F(AgentTest, InstanceStateIsKeptInTheFabricPerInstance) {

@@ -21,7 +21,8 @@ from perper import _logging, values
 from perper._ambient import (current, get_connection, in_execution,  # noqa: F401  (re-exported)
                             new_id)
 from perper._stats import COUNTERS
-from perper._stubs import (executions_pb2, instances_pb2, model_pb2, states_pb2, streams_pb2)
+from perper._stubs import (executions_pb2, instances_pb2, introspection_pb2, model_pb2, states_pb2,
+                           streams_pb2)
 from perper.connection import Backoff, is_retryable
 from perper.errors import (ExecutionCancelledError, ExecutionFailedError, StreamFailedError,
                            bounded_error_text)
@@ -37,6 +38,9 @@ CANCEL_DELETE_TIMEOUT = 5.0
 MAX_KEPT_CALLS = 1000
 # How many kept calls are deleted concurrently.
 KEPT_DELETE_BATCH = 32
+# After how many seconds without an answer a call checks that some process serves its agent
+# (and logs a warning when none does). Read at each call, so a test can lower it.
+UNSERVED_CHECK_AFTER = 5.0
 
 _log = _logging.log
 
@@ -49,6 +53,24 @@ def results_of_response(execution: str, response: executions_pb2.ExecutionsGetRe
     if response.HasField("error") and response.error.message:
         raise ExecutionFailedError(execution, response.error.message)
     return values.unpack_results(response.results, result_type)
+
+
+async def _warn_when_unserved(agent: str, execution: str) -> None:
+    """Runs beside a call: once it has waited UNSERVED_CHECK_AFTER seconds, asks the Fabric
+    whether any process listens for `agent` and, when none does, says so (the call goes on
+    waiting: a process may yet start)."""
+    await asyncio.sleep(UNSERVED_CHECK_AFTER)
+    connection = get_connection()
+    try:
+        response = await connection.introspection.ListAgentListeners(
+            introspection_pb2.IntrospectionListAgentListenersRequest(agent=agent), timeout=5)
+    except (grpc.aio.AioRpcError, asyncio.TimeoutError):
+        return  # An older Fabric, or an unreachable one: nothing to say.
+    if any(a.agent == agent and (a.listen_calls or a.reservation_calls) for a in response.agents):
+        return
+    _log.warning("[exec=%s] waiting for %s: no process serves agent %s (no listen call for it on "
+                 "the Fabric at %s); the call waits until one does", execution, agent, agent,
+                 connection.endpoint)
 
 
 async def _call_kept(request: executions_pb2.ExecutionsCreateRequest
@@ -175,13 +197,17 @@ class Agent:
             execution=model_pb2.PerperExecution(execution=execution), instance=self.to_message(),
             delegate=delegate, arguments=values.pack_all(args))
         connection = get_connection()
-        if in_execution():
-            response = await _call_kept(request)
-            kept = current().kept
-            if kept is not None and not response.deleted:
-                kept.keep(execution)
-        else:
-            response = await connection.retry(connection.instances.Call, request)
+        watchdog = asyncio.ensure_future(_warn_when_unserved(self.agent, execution))
+        try:
+            if in_execution():
+                response = await _call_kept(request)
+                kept = current().kept
+                if kept is not None and not response.deleted:
+                    kept.keep(execution)
+            else:
+                response = await connection.retry(connection.instances.Call, request)
+        finally:
+            watchdog.cancel()
         return results_of_response(execution, response, result_type)
 
     async def destroy(self, *stop_args: Any) -> Any:

@@ -20,6 +20,7 @@
 //   }
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -283,6 +284,10 @@ struct RunOptions {
   // results (docs/sdk-cpp.md, "Stable IDs"): when a newer call finishes, the oldest beyond this
   // is deleted. Lowered by tests; not read from the environment.
   size_t max_kept_calls = kMaxKeptCalls;
+  // How long a call waits for its answer before checking that some process serves the agent it
+  // calls (a warning names the agent when none does; the call goes on waiting). Zero: never.
+  // Lowered by tests; not read from the environment.
+  std::chrono::milliseconds unserved_check_after{5000};
   // The level of the SDK's log (trace, debug, info, warn, error or off; it applies to every
   // Perper logger of the process); empty: left as it is (info). PERPER_LOG_LEVEL, the variable
   // the Fabric and the Python SDK read too.

@@ -75,12 +75,14 @@ Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
     *request.add_arguments() = std::move(argument);
   }
   absl::StatusOr<grpc2::ExecutionsGetResultResponse> response;
+  std::unique_ptr<Core::UnservedWatch> watch = core->WatchUnserved(instance.agent(), id);
   // (A derived ID means the ambient context is a real execution's, whose kept calls these are.)
   if (std::shared_ptr<KeptCalls> kept = derived ? CurrentKeptCalls() : nullptr; kept != nullptr) {
     response = co_await KeptCall(core, std::move(request), std::move(kept));
   } else {
     response = co_await core->InstancesCall(std::move(request));
   }
+  watch.reset();
   co_return ReadResponse(absl::StrCat(instance.agent(), ".", delegate, " (execution ", id, ")"),
                          std::move(response));
 }

@@ -1122,6 +1122,44 @@ void Core::DeleteExecutionDetached(std::string id, bool kept_call) {
       asio::detached);
 }
 
+std::unique_ptr<Core::UnservedWatch> Core::WatchUnserved(std::string agent, std::string id) {
+  if (options_.unserved_check_after <= std::chrono::milliseconds::zero()) return nullptr;
+  // The timer lives on a strand of its own: the watch ends from the caller's thread.
+  auto strand = asio::make_strand(io_);
+  auto timer = std::make_shared<asio::steady_timer>(strand, options_.unserved_check_after);
+  asio::co_spawn(
+      strand,
+      [](Core* core, std::shared_ptr<asio::steady_timer> timer, std::string agent,
+         std::string id) -> Task<void> {
+        auto [waited] =
+            co_await timer->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        if (waited) co_return;  // Answered in time.
+        grpc2::IntrospectionListAgentListenersRequest request;
+        request.set_agent(agent);
+        auto listeners = co_await core->Unary<grpc2::IntrospectionListAgentListenersRequest,
+                                              grpc2::IntrospectionListAgentListenersResponse>(
+            std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+              core->introspection()->async()->ListAgentListeners(context, req, resp,
+                                                                 std::move(done));
+            });
+        if (!listeners.ok()) co_return;  // An older or unreachable Fabric: nothing to say.
+        for (const auto& listened : listeners->agents()) {
+          if (listened.agent() == agent &&
+              (listened.listen_calls() > 0 || listened.reservation_calls() > 0)) {
+            co_return;
+          }
+        }
+        PERPER_LOG_WARN(Logger::kSdk,
+                        "[agent={} exec={}] waiting for {}: no process serves agent {} (no listen "
+                        "call for it on the Fabric at {}); the call waits until one does",
+                        core->agent_.name(), id, agent, agent, core->Current().address);
+      }(this, timer, std::move(agent), std::move(id)),
+      asio::detached);
+  auto watch = std::make_unique<UnservedWatch>();
+  watch->end = [strand, timer] { asio::post(strand, [timer] { timer->cancel(); }); };
+  return watch;
+}
+
 void Core::DeleteKeptCalls(std::vector<std::string> ids) {
   for (std::string& id : ids) {
     DeleteExecutionDetached(std::move(id), /*kept_call=*/true);

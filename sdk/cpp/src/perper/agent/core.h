@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -178,6 +179,16 @@ class Core {
   // effort: a cancelled call's execution (a failure is logged as a warning), or a kept call no
   // longer needed (`kept_call`; a failure is logged at debug level).
   void DeleteExecutionDetached(std::string id, bool kept_call = false);
+  // Beside a call of `agent` (execution `id`): once RunOptions::unserved_check_after has
+  // passed, asks the Fabric whether any process listens for `agent` and warns when none does.
+  // Destroying the returned watch (the call was answered) ends it. Null when disabled.
+  struct UnservedWatch {
+    std::function<void()> end;
+    ~UnservedWatch() {
+      if (end) end();
+    }
+  };
+  std::unique_ptr<UnservedWatch> WatchUnserved(std::string agent, std::string id);
   // Deletes each of `ids` (kept calls no longer needed) by DeleteExecutionDetached.
   void DeleteKeptCalls(std::vector<std::string> ids);
   // The most finished calls a running execution keeps (RunOptions::max_kept_calls).

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
 using Perper.Grpc2;
 using Perper.Model;
+using Perper.Protocol;
 
 namespace Perper.Extensions;
 
@@ -46,10 +48,54 @@ public static class PerperInstanceExtensions
             Delegate = @delegate,
             Arguments = { PerperValues.PackAll(args) },
         };
-        ExecutionsGetResultResponse response = context.KeptCalls is { } kept
-            ? await CallKeptAsync(context, request, kept).ConfigureAwait(false)
-            : await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CallAsync(request, o)).ConfigureAwait(false);
+        using var answered = new CancellationTokenSource();
+        _ = WarnWhenUnservedAsync(context.Fabric, instance.Agent, execution, answered.Token);
+        ExecutionsGetResultResponse response;
+        try
+        {
+            response = context.KeptCalls is { } kept
+                ? await CallKeptAsync(context, request, kept).ConfigureAwait(false)
+                : await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CallAsync(request, o)).ConfigureAwait(false);
+        }
+        finally
+        {
+            answered.Cancel();
+        }
         return Check(execution, response);
+    }
+
+    /// <summary>How long a call waits for its answer before checking that some process serves
+    /// the agent it calls (a warning names the agent when none does; the call goes on waiting).
+    /// Zero: never. Lowered by tests.</summary>
+    public static TimeSpan UnservedCheckAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Runs beside a call: once it has waited <see cref="UnservedCheckAfter"/>, asks the
+    /// Fabric whether any process listens for <paramref name="agent"/> and warns when none
+    /// does.</summary>
+    private static async Task WarnWhenUnservedAsync(FabricService fabric, string agent, string execution, CancellationToken answered)
+    {
+        if (UnservedCheckAfter <= TimeSpan.Zero)
+        {
+            return;
+        }
+        try
+        {
+            await Task.Delay(UnservedCheckAfter, answered).ConfigureAwait(false);
+            var request = new IntrospectionListAgentListenersRequest { Agent = agent };
+            IntrospectionListAgentListenersResponse listeners = await fabric.Introspection.ListAgentListenersAsync(
+                request, deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: answered).ConfigureAwait(false);
+            if (listeners.Agents.Any(a => a.Agent == agent && (a.ListenCalls > 0 || a.ReservationCalls > 0)))
+            {
+                return;
+            }
+            fabric.Logger.LogWarning(
+                "[exec={Execution}] waiting for {Agent}: no process serves agent {Served} (no listen call for it on the Fabric at {Address}); the call waits until one does",
+                execution, agent, agent, fabric.Endpoint);
+        }
+        catch (Exception e) when (e is OperationCanceledException or RpcException)
+        {
+            // Answered in time, or an older or unreachable Fabric: nothing to say.
+        }
     }
 
     /// <summary>Inside a real execution: creates the call's execution (an identical one, finished
