@@ -109,7 +109,8 @@ public sealed class InteropTests(FabricFixture fabric) : IClassFixture<FabricFix
         await using ChildAgent python = StartPython(fabric.Address);
         var peer = new PerperInstance("PyPeer", "py");
         object?[] sent = [.. Sent];
-        AssertEchoed(await peer.CallAsync<object?[]>("EchoAll", sent));
+        // Bounded: a peer that failed to start must fail the test, not hang it.
+        AssertEchoed(await peer.CallAsync<object?[]>("EchoAll", sent).WaitAsync(TimeSpan.FromSeconds(60)));
         Assert.Equal("ok", await peer.CallAsync<string>("CallDotnet"));
         Assert.Equal([0L, 1L, 2L], await All<long>(await peer.CallAsync<PerperStream>("Count", 3L)));
         PerperStream broken = await peer.CallAsync<PerperStream>("Broken");
@@ -136,7 +137,8 @@ public sealed class ChildAgent : IAsyncDisposable
         {
             start.Environment["PERPER_FABRIC_ENDPOINT"] = address;
         }
-        start.Environment["PYTHONPATH"] = $"{Path.Combine(Repository.Root, "sdk", "python")}:{Path.Combine(Repository.BuildDir, "sdk", "python", "python")}";
+        // The Python SDK as the build lays it out (the package with its generated stubs).
+        start.Environment["PYTHONPATH"] = Path.Combine(Repository.BuildDir, "python");
         start.Environment["PYTHONUNBUFFERED"] = "1";
         foreach ((string key, string value) in env ?? new Dictionary<string, string>())
         {
