@@ -38,10 +38,7 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> ExecutionStore::ReadAndReserve(
   if (!found.ok()) return found.status();
   if (!matches) return ReserveOutcome::kSkipped;
   absl::StatusOr<bool> reserved = TryReserve(execution, workgroup, holder);
-  // Deleted or finished since the read: nothing to deliver.
-  if (absl::IsNotFound(reserved.status()) || absl::IsFailedPrecondition(reserved.status())) {
-    return ReserveOutcome::kSkipped;
-  }
+  if (IsGoneOrFinished(reserved.status())) return ReserveOutcome::kSkipped;
   if (!reserved.ok()) return reserved.status();
   return *reserved ? ReserveOutcome::kReserved : ReserveOutcome::kHeldByOther;
 }

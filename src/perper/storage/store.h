@@ -81,6 +81,12 @@ struct ReservationRecord {
   std::string holder;
 };
 
+// What TryReserve answers for an execution deleted or finished meanwhile (NOT_FOUND,
+// FAILED_PRECONDITION): a reserving listener has nothing to deliver then.
+inline bool IsGoneOrFinished(const absl::Status& status) {
+  return absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
+}
+
 class ExecutionStore {
  public:
   virtual ~ExecutionStore() = default;

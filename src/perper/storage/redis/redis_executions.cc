@@ -390,6 +390,10 @@ absl::Status Finished(std::string_view execution) {
                                        " is already finished");
 }
 
+absl::Status Undecodable(std::string_view execution) {
+  return absl::DataLossError("execution " + ShortId(execution) + " cannot be decoded");
+}
+
 // Fills `record` from an HGETALL reply; false when it is not a complete record.
 bool ParseRecord(std::string_view execution, const RedisReply& reply, ExecutionRecord* record) {
   if (reply.type != RedisReply::Type::kArray || reply.elements.empty()) return false;
@@ -695,10 +699,7 @@ absl::StatusOr<ExecutionRecord> RedisExecutions::GetExecution(std::string_view e
             PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"HGETALL", key}));
             if (reply.elements.empty()) return std::optional<ExecutionRecord>();
             ExecutionRecord parsed;
-            if (!ParseRecord(execution, reply, &parsed)) {
-              return absl::DataLossError("execution " + ShortId(execution) +
-                                         " cannot be decoded");
-            }
+            if (!ParseRecord(execution, reply, &parsed)) return Undecodable(execution);
             return std::optional<ExecutionRecord>(std::move(parsed));
           }));
   if (!record.has_value()) return NotFound(execution);
@@ -950,15 +951,10 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::ReadAndReserve(
   RedisReply record;
   absl::StatusOr<ReserveOutcome> outcome =
       Reserve(execution, workgroup, holder, &filter, &record);
-  // Deleted or finished since the hint: nothing to deliver.
-  if (absl::IsNotFound(outcome.status()) || absl::IsFailedPrecondition(outcome.status())) {
-    return ReserveOutcome::kSkipped;
-  }
+  if (IsGoneOrFinished(outcome.status())) return ReserveOutcome::kSkipped;
   if (!outcome.ok() || *outcome != ReserveOutcome::kReserved) return outcome;
   ExecutionRecord parsed;
-  if (!ParseRecord(execution, record, &parsed)) {
-    return absl::DataLossError("execution " + ShortId(execution) + " cannot be decoded");
-  }
+  if (!ParseRecord(execution, record, &parsed)) return Undecodable(execution);
   visit(parsed);
   return outcome;
 }
