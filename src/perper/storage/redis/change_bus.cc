@@ -351,6 +351,9 @@ class ChangeBus::Subscriber {
         counters_->losses.fetch_add(1, std::memory_order_relaxed);
         PERPER_LOG_WARN(Logger::kStorage, "change bus: subscription lost, subscribing again: {}",
                         std::string(status.message()));
+        // Now, not only once subscribed again: a call waiting on a hint must re-read at once,
+        // and end with the store's status if Redis itself is gone (it may never come back).
+        DeliverResync();
         subscribed_before = true;
         backoff = options_.min_backoff;
       } else {
@@ -545,10 +548,14 @@ class ChangeBus::Subscriber {
     }
     if (resubscription) {
       PERPER_LOG_INFO(Logger::kStorage, "change bus: subscribed again to every bucket");
-      Change resync;
-      resync.kind = Change::Kind::kResync;
-      observer_->OnChange(resync);
+      DeliverResync();
     }
+  }
+
+  void DeliverResync() {
+    Change resync;
+    resync.kind = Change::Kind::kResync;
+    observer_->OnChange(resync);
   }
 
   const ChangeBusOptions& options_;

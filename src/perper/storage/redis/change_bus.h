@@ -85,8 +85,9 @@ struct ChangeBusStats {
 // bucket channel there and polls them all (plus a wake-up pipe, so stopping is immediate). When
 // a connection breaks or stays silent past a PING, a bucket's slot moves (the node answers MOVED
 // or sends sunsubscribe, or the map read every topology_interval changed), it closes all of
-// them, reloads the map and subscribes again with back-off; once every bucket is subscribed again
-// it delivers Change::Kind::kResync, because changes published in between were lost.
+// them, reloads the map and subscribes again with back-off. It delivers Change::Kind::kResync
+// twice: when the subscription is lost (waiting calls re-read now, and learn if Redis is gone)
+// and once every bucket is subscribed again (changes published in between were lost).
 // Standalone Redis works the same with one node.
 //
 // Delivery: the observer's OnChange is called on the subscriber thread, with no lock held, for
