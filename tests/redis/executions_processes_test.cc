@@ -267,6 +267,23 @@ TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsO
   EXPECT_EQ(listed->front().holder, "ha");
 }
 
+TEST_P(ExecutionsProcessesTest, RefusalsByALiveProcessReadItsLeaseOncePerThirdOfALease) {
+  // A lease far longer than the test: whatever A saw of B's lease stays fresh throughout.
+  auto a = Open(60s);
+  auto b = Open(60s);
+  constexpr int kExecutions = 10;
+  for (int i = 0; i < kExecutions; ++i) {
+    const std::string id = "e" + std::to_string(i);
+    ASSERT_TRUE(a->executions().CreateExecution(Record(id)).ok());
+    ASSERT_TRUE(b->executions().TryReserve(id, "w", "hb").value());
+  }
+  for (int i = 0; i < kExecutions; ++i) {
+    EXPECT_FALSE(a->executions().TryReserve("e" + std::to_string(i), "w", "ha").value());
+  }
+  EXPECT_EQ(a->redis().lease_lookups(), 1);
+  EXPECT_EQ(a->redis().watched_holds(), static_cast<size_t>(kExecutions));
+}
+
 TEST_P(ExecutionsProcessesTest, ReleaseReportsTheRoutingFieldsOfTheExecution) {
   constexpr auto kLease = 1000ms;
   auto a = Open(kLease);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "perper/storage/redis/leases.h"
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -18,6 +19,43 @@ absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id) {
   absl::StatusOr<RedisReply> reply = pool.Run(key, {"EXISTS", key});
   if (!reply.ok()) return reply.status();
   return reply->integer != 0;
+}
+
+LiveLeases::LiveLeases(ClientPool* pool, std::chrono::milliseconds max_age)
+    : pool_(pool), max_age_(max_age) {}
+
+absl::StatusOr<bool> LiveLeases::Alive(std::string_view process_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = alive_until_.find(process_id);
+    if (it != alive_until_.end()) {
+      if (Clock::now() < it->second) return true;
+      alive_until_.erase(it);
+    }
+    ++lookups_;
+  }
+  std::string key = LeaseKey(process_id);
+  absl::StatusOr<RedisReply> reply = pool_->Run(key, {"PTTL", key});
+  if (!reply.ok()) return reply.status();
+  // -2: no such key (dead); -1: no expiry, which a lease never lacks; else milliseconds left.
+  if (reply->integer == -2) return false;
+  std::chrono::milliseconds left = max_age_;
+  if (reply->integer >= 0) left = std::min(left, std::chrono::milliseconds(reply->integer));
+  absl::MutexLock lock(&mu_);
+  // Few processes share a deployment; the bound only matters after many have come and gone.
+  if (alive_until_.size() >= 1024) alive_until_.clear();
+  alive_until_[std::string(process_id)] = Clock::now() + left;
+  return true;
+}
+
+void LiveLeases::Dead(std::string_view process_id) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = alive_until_.find(process_id); it != alive_until_.end()) alive_until_.erase(it);
+}
+
+int64_t LiveLeases::lookups() const {
+  absl::MutexLock lock(&mu_);
+  return lookups_;
 }
 
 ProcessLease::ProcessLease(ClientPool* pool, std::chrono::milliseconds lease)
@@ -71,8 +109,13 @@ void ProcessLease::Run() {
 }
 
 ForeignHolderWatcher::ForeignHolderWatcher(ClientPool* pool, Report report,
-                                           std::chrono::milliseconds interval, size_t capacity)
-    : pool_(pool), report_(std::move(report)), interval_(interval), capacity_(capacity) {}
+                                           std::chrono::milliseconds interval, size_t capacity,
+                                           LiveLeases* live_leases)
+    : pool_(pool),
+      report_(std::move(report)),
+      interval_(interval),
+      capacity_(capacity),
+      live_leases_(live_leases) {}
 
 ForeignHolderWatcher::~ForeignHolderWatcher() { Stop(); }
 
@@ -129,6 +172,9 @@ void ForeignHolderWatcher::CheckOnce() {
     if (alive.ok() && !*alive) dead.insert(process);
   }
   if (dead.empty()) return;
+  if (live_leases_ != nullptr) {
+    for (const std::string& process : dead) live_leases_->Dead(process);
+  }
   std::vector<ForeignHold> released;
   {
     absl::MutexLock lock(&mu_);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -29,6 +30,34 @@ namespace perper::storage::redis {
 std::string LeaseKey(std::string_view process_id);
 // Whether the process `process_id` holds a live lease (one EXISTS).
 absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id);
+
+// Which processes were lately seen holding a lease, so that a reservation refused because
+// another live process holds it costs no EXISTS of that process's lease each time. A process
+// seen alive with `PTTL` p is taken for alive for min(p, max_age): never past its lease as it
+// stood (plus the round trip), and at most max_age after a clean close deleted it (a clean
+// close also releases what its calls held, so nothing waits on that). Being dead is not
+// remembered: a dead process is asked about each time, which is rare (its holdings go).
+//
+// Thread safety: every method is safe to call concurrently.
+class LiveLeases {
+ public:
+  // `pool` must outlive the cache.
+  LiveLeases(ClientPool* pool, std::chrono::milliseconds max_age);
+  // LeaseAlive, answered from what was seen while that is fresh.
+  absl::StatusOr<bool> Alive(std::string_view process_id);
+  // `process_id` was found dead elsewhere: ask next time.
+  void Dead(std::string_view process_id);
+  // Round trips Alive made (for tests).
+  int64_t lookups() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ClientPool* const pool_;
+  const std::chrono::milliseconds max_age_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Clock::time_point, std::less<>> alive_until_ ABSL_GUARDED_BY(mu_);
+  int64_t lookups_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // This process's lease: set by Start, renewed by a thread every lease/3, deleted by a clean
 // Stop. Owned by the executions part of a RedisStore. Thread safety: Start is called once, then
@@ -85,9 +114,11 @@ class ForeignHolderWatcher {
  public:
   using Report = std::function<void(const Change&)>;
 
+  // `live_leases`, when given, is told of each death found, so that what it remembers does not
+  // contradict a release just reported.
   ForeignHolderWatcher(ClientPool* pool, Report report,
                        std::chrono::milliseconds interval = std::chrono::milliseconds(250),
-                       size_t capacity = 100000);
+                       size_t capacity = 100000, LiveLeases* live_leases = nullptr);
   ~ForeignHolderWatcher();  // Stops the thread.
   ForeignHolderWatcher(const ForeignHolderWatcher&) = delete;
   ForeignHolderWatcher& operator=(const ForeignHolderWatcher&) = delete;
@@ -118,6 +149,7 @@ class ForeignHolderWatcher {
   const Report report_;
   const std::chrono::milliseconds interval_;
   const size_t capacity_;
+  LiveLeases* const live_leases_;
   mutable absl::Mutex mu_;
   // (execution, workgroup) → entry; ordered so that all workgroups of an execution are adjacent.
   std::map<std::pair<std::string, std::string>, Entry, std::less<>> entries_ ABSL_GUARDED_BY(mu_);

@@ -11,8 +11,9 @@
 //   DeleteExecution      2 + locator: record and index scripts together, locator delete (1
 //                        without an instance: the record script deletes the locator in its
 //                        slot).
-//   TryReserve           1 + locator; a holder on another process adds an EXISTS of its lease,
-//                        and when the lease is gone one more script takes the reservation over.
+//   TryReserve           1 + locator; a holder on another process adds a PTTL of its lease
+//                        (once per third of a lease per process: LiveLeases), and when the
+//                        lease is gone one more script takes the reservation over.
 //   ReadAndReserve       as TryReserve: the same script answers the record.
 //   ReleaseReservation   1 + locator.
 //   ListExecutionIds     1 with an agent or an instance; with any agent and no instance
@@ -452,9 +453,13 @@ RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier)
     : pool_(&pool),
       notifier_(&notifier),
       lease_(&pool, pool.options().lease),
+      // As often as a lease is renewed: a clean close is believed within a third of a lease.
+      live_leases_(&pool, pool.options().lease / 3),
       // The release of a dead holder concerns this process's waiting calls only: every process
       // that waits for one watches it too.
-      watcher_(&pool, [this](const Change& change) { notifier_->NotifyLocal(change); }) {}
+      watcher_(
+          &pool, [this](const Change& change) { notifier_->NotifyLocal(change); },
+          std::chrono::milliseconds(250), 100000, &live_leases_) {}
 
 std::optional<std::string> LocalHolds::Holder(std::string_view execution,
                                               std::string_view workgroup) {
@@ -1007,7 +1012,7 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::Reserve(
     const std::string& other = Element(*reply, 1);
     std::string_view process = SplitHolder(other).first;
     if (process == pool_->process_id()) return ReserveOutcome::kHeldByOther;
-    PERPER_ASSIGN_OR_RETURN(bool alive, LeaseAlive(*pool_, process));
+    PERPER_ASSIGN_OR_RETURN(bool alive, live_leases_.Alive(process));
     if (alive) {
       watcher_.Watch(process, ForeignHold{std::string(execution), std::string(workgroup),
                                           Element(*reply, 2), Element(*reply, 3),

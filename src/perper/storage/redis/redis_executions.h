@@ -109,6 +109,8 @@ class RedisExecutions final : public ExecutionStore {
 
   // How many reservations held by other processes this process watches.
   size_t watched_holds() const { return watcher_.size(); }
+  // How many times a reservation held by another process had that process's lease read.
+  int64_t lease_lookups() const { return live_leases_.lookups(); }
   // How many reservation attempts were answered "held by another" from this process's own
   // holds, without a round trip.
   uint64_t sibling_answers() const { return sibling_answers_.load(std::memory_order_relaxed); }
@@ -174,6 +176,7 @@ class RedisExecutions final : public ExecutionStore {
   RedisNotifier* const notifier_;
   LocalHolds local_holds_;  // Before the watcher: its thread reports into it until stopped.
   ProcessLease lease_;
+  LiveLeases live_leases_;  // Whether a refusing holder's process lives; before the watcher.
   ForeignHolderWatcher watcher_;
 
   std::atomic<uint64_t> sibling_answers_{0};
