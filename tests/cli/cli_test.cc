@@ -297,7 +297,8 @@ TEST_F(CliTest, ExecutionsFitTheTerminal) {
       EXPECT_TRUE(std::regex_search(r.out, shortened)) << whole << "\n" << r.out;
     }
   }
-  Result r = Perper({"executions", "--agent", "Transformer", "--wide"}, {"COLUMNS=80"});
+  Result r = Perper({"executions", "--agent", "Transformer", "--wide"},
+                    std::vector<std::string>{"COLUMNS=80"});
   EXPECT_EQ(First(Row(r.out, id), 3), (std::vector<std::string>{id, "Transformer", instance}));
   r = Perper({"executions", "--agent", "Transformer"});  // Not a terminal, no COLUMNS: whole.
   EXPECT_EQ(First(Row(r.out, id), 3), (std::vector<std::string>{id, "Transformer", instance}));

@@ -101,8 +101,9 @@ TEST(FabricBinaryTest, DebugLogsEveryEventOfACallIdsFirstAndInfoNone) {
     const std::regex format(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} D fabric: \[[a-z]+=.*)");
     std::istringstream lines(log);
     for (std::string line; std::getline(lines, line);) {
-      if (line.find(" D ") != std::string::npos)
+      if (line.find(" D ") != std::string::npos) {
         EXPECT_TRUE(std::regex_match(line, format)) << line;
+      }
     }
   }
 }
