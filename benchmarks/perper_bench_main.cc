@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
   app.add_flag("--smoke", smoke, "every workload with tiny counts (a few seconds)");
   app.add_option("--scale", scale, "multiply every count by this factor (e.g. 0.1)");
   app.add_option("--only", only,
-                 "comma-separated subset of floor,calls,streams,jobs,state (Redis baselines follow)");
+                 "comma-separated subset of floor,calls,streams,jobs,state,dotnet (Redis "
+                 "baselines follow; dotnet: B1 into a .NET agent beside a C++ one)");
   app.add_option("--modes", modes,
                  "comma-separated storage modes: memory,rocksdb,redis,redis3 (redis: one Fabric "
                  "on a private redis-server; redis3: three Fabrics on one)");
@@ -81,7 +82,10 @@ int main(int argc, char** argv) {
     config.run_streams = has(only, "streams");
     config.run_jobs = has(only, "jobs");
     config.run_state = has(only, "state");
+    config.run_dotnet = has(only, "dotnet");
   }
+  // A smoke run stays seconds long: the .NET bench's first build alone takes longer.
+  if (smoke) config.run_dotnet = false;
   for (size_t begin = 0; begin <= modes.size();) {
     size_t end = std::min(modes.find(',', begin), modes.size());
     std::string mode = modes.substr(begin, end - begin);
@@ -99,10 +103,14 @@ int main(int argc, char** argv) {
   Report report;
   if (config.run_floor) RunFloor(config, report);
   if (config.run_redis) RunRedis(config, report);
-  if (config.memory) RunFabric(config, "memory", report);
-  if (config.rocksdb) RunFabric(config, "rocksdb", report);
-  if (config.redis) RunFabric(config, "redis", report);
-  if (config.redis3) RunFabric(config, "redis3", report);
+  // A Fabric per mode only for the workloads that use one (the .NET bench starts its own).
+  if (config.run_calls || config.run_streams || config.run_jobs || config.run_state) {
+    if (config.memory) RunFabric(config, "memory", report);
+    if (config.rocksdb) RunFabric(config, "rocksdb", report);
+    if (config.redis) RunFabric(config, "redis", report);
+    if (config.redis3) RunFabric(config, "redis3", report);
+  }
+  if (config.run_dotnet) RunDotnet(config, report);
   report.Print();
   return report.failed() ? 1 : 0;
 }

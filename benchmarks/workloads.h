@@ -38,7 +38,7 @@ struct Config {
   std::string redis_binary = "redis-server";
   Counts counts;
   bool run_floor = true, run_calls = true, run_streams = true, run_jobs = true,
-       run_state = true, run_redis = true;
+       run_state = true, run_redis = true, run_dotnet = true;
   bool memory = true, rocksdb = true, redis = true, redis3 = true;
   // How the redis-servers the bench starts keep their data: "none", "everysec" or "always"
   // (PersistenceArgs in redis_client.h).
@@ -59,6 +59,9 @@ void RunRedis(const Config& config, Report& report);
 // and workers spread over them round-robin). The redis modes also print how many Redis commands
 // and round trips each operation cost.
 void RunFabric(const Config& config, const std::string& mode, Report& report);
+// B1 into a .NET SDK agent beside a C++ SDK agent (sdk/dotnet/bench, run with `dotnet run`);
+// skipped with a line saying so when dotnet is not on PATH.
+void RunDotnet(const Config& config, Report& report);
 
 // Helper roles (hidden flags of perper-bench); each returns the process exit code.
 int FloorServerRole(const std::string& address_file);
