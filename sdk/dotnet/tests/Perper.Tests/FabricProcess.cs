@@ -18,14 +18,21 @@ public sealed class FabricProcess : IAsyncDisposable
     private readonly System.Text.StringBuilder _log = new();
 
     public FabricProcess(string? dataDir = null, string listen = "127.0.0.1:0")
+        : this(dataDir is null
+                   ? new[] { "--storage", "memory" }
+                   : new[] { "--storage", "rocksdb", "--data-dir", dataDir, "--sync", "false" },
+               listen)
+    {
+        DataDir = dataDir;
+    }
+
+    /// <summary>A Fabric with these storage options (e.g. <c>--storage redis --redis ADDRESS</c>).</summary>
+    public FabricProcess(IEnumerable<string> storageArgs, string listen = "127.0.0.1:0")
     {
         _dir = Directory.CreateTempSubdirectory("perper-dotnet-").FullName;
-        DataDir = dataDir;
         string addressFile = Path.Combine(_dir, "address");
         var start = new ProcessStartInfo(Repository.FabricBinary) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (string arg in dataDir is null
-                     ? new[] { "--storage", "memory" }
-                     : new[] { "--storage", "rocksdb", "--data-dir", dataDir, "--sync", "false" })
+        foreach (string arg in storageArgs)
         {
             start.ArgumentList.Add(arg);
         }
@@ -48,7 +55,7 @@ public sealed class FabricProcess : IAsyncDisposable
     }
 
     public string Address { get; }
-    public string? DataDir { get; }
+    public string? DataDir { get; private init; }
     public string Log { get { lock (_log) { return _log.ToString(); } } }
 
     /// <summary>SIGKILL, as a crash would.</summary>
