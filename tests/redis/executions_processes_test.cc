@@ -206,8 +206,12 @@ TEST_P(ExecutionsProcessesTest, ChangesMadeElsewhereEndTheHoldsAProcessKnows) {
   // Deleted and created again through b: the new execution is nobody's yet.
   ASSERT_TRUE(b->executions().DeleteExecution("gone").value());
   ASSERT_TRUE(b->executions().CreateExecution(Record("gone", "elsewhere")).value());
+  // The new one (A's own creation of "gone" was reported too, and must not end the wait).
   ASSERT_TRUE(a->WaitForChange(
-      [](const Change& c) { return c.kind == Change::Kind::kExecutionCreated && c.id == "gone"; },
+      [](const Change& c) {
+        return c.kind == Change::Kind::kExecutionCreated && c.id == "gone" &&
+               c.instance == "elsewhere";
+      },
       10s));
   EXPECT_TRUE(a->executions().TryReserve("gone", "w", "h2").value());
 
