@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 
 #include "tests/cluster/cluster_support.h"
@@ -210,7 +211,8 @@ TEST(ClusterReshardTest, CallsAndStreamsGoOnWhileEverySlotOfAMasterMoves) {
   EXPECT_TRUE(ledger.Errors().empty()) << ledger.Errors().front();
   for (const auto& [id, entry] : ledger.Snapshot()) {
     EXPECT_TRUE(entry.created) << id;
-    EXPECT_EQ(entry.deliveries, 1) << id;
+    EXPECT_EQ(entry.deliveries, 1) << id << " delivered through Fabrics "
+                                   << absl::StrJoin(entry.fabrics, ",");
     EXPECT_EQ(entry.ok_completions, 1) << id;
   }
   for (auto& run : runs) {

@@ -115,7 +115,7 @@ absl::Status ApplyCompletion(const ServiceContext& context, Completion completio
 // Hints for the filter's agent put execution IDs on a queue; the queue is drained one write at a
 // time, and each ID is reconciled against the store: what this call has delivered (ID and the
 // sequence of the incarnation) versus what the store holds now. That yields at most one message
-// per step (the execution, or deleted=true), and the ID is reconciled again after the write, so
+// per step (the execution, or deleted=true), and after "deleted" the ID is reconciled again, so
 // a deleted-then-recreated ID gives "deleted" and then the new execution. Hints are only hints:
 // duplicates, stale ones and reordered ones all reconcile to the right messages; and when some
 // may have been lost (kResync), everything the call could have missed is reconciled again.
@@ -549,7 +549,10 @@ class FeedReactor : public Base {
             continue;
           }
           response_ = std::move(*message);
-          queue_.push_front(std::move(entry));  // Reconcile again after this write.
+          // After "deleted", the same ID may hold a new execution to deliver next. After an
+          // execution, a later change to it comes with a hint of its own (or a resync): reading
+          // it again would cost every delivery a second store read.
+          if (response_.deleted()) queue_.push_front(std::move(entry));
         }
         writing_ = true;
       }
