@@ -8,7 +8,8 @@ int main(int argc, char** argv) {
   perper::fabric::BlockShutdownSignals();
   CLI::App app{
       "perper-fabric: the Perper server. Stores executions, streams and state, and pushes\n"
-      "changes to agent processes over the grpc2 protocol."};
+      "changes to agent processes over the grpc2 protocol. Serves KEDA's external scaler on\n"
+      "the same address (externalscaler.ExternalScaler), for scaling agents on Kubernetes."};
   perper::fabric::FabricConfigFlags flags;
   perper::fabric::AddFabricFlags(app, flags);
   app.set_version_flag("--version", std::string("perper-fabric ") + PERPER_VERSION);

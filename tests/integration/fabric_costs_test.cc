@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "perper/fabric/write_pool.h"
 #include "tests/integration/executions_helpers.h"
+#include "tests/support/forwarding_executions.h"
 #include "tests/support/wrapped_store_fabric.h"
 
 namespace perper::testing {
@@ -20,9 +21,9 @@ namespace {
 
 // An ExecutionStore that forwards to another, counting reads and able to hold creations of
 // IDs starting with "slow-" until released (standing in for a write waiting for its fsync).
-class InstrumentedExecutions final : public storage::ExecutionStore {
+class InstrumentedExecutions final : public ForwardingExecutions {
  public:
-  explicit InstrumentedExecutions(storage::ExecutionStore& inner) : inner_(inner) {}
+  using ForwardingExecutions::ForwardingExecutions;
 
   std::atomic<int64_t> reads{0};
   std::atomic<int> slow_entered{0};
@@ -44,37 +45,14 @@ class InstrumentedExecutions final : public storage::ExecutionStore {
     ++reads;
     return inner_.GetExecution(execution);
   }
-  absl::StatusOr<bool> ReadExecution(std::string_view execution,
-                                     absl::FunctionRef<void(const storage::ExecutionRecord&)> visit) override {
+  absl::StatusOr<bool> ReadExecution(
+      std::string_view execution,
+      absl::FunctionRef<void(const storage::ExecutionRecord&)> visit) override {
     ++reads;
     return inner_.ReadExecution(execution, visit);
   }
-  absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
-                                 std::optional<std::string> error) override {
-    return inner_.CompleteExecution(execution, std::move(results), std::move(error));
-  }
-  absl::StatusOr<bool> DeleteExecution(std::string_view execution) override {
-    return inner_.DeleteExecution(execution);
-  }
-  absl::StatusOr<std::vector<storage::ExecutionRecord>> ListExecutions(const storage::ExecutionFilter& filter,
-                                                               size_t limit) override {
-    return inner_.ListExecutions(filter, limit);
-  }
-  absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
-                                  std::string_view holder) override {
-    return inner_.TryReserve(execution, workgroup, holder);
-  }
-  absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                                  std::string_view holder) override {
-    return inner_.ReleaseReservation(execution, workgroup, holder);
-  }
-  absl::StatusOr<std::vector<storage::ReservationRecord>> ListReservations(
-      std::string_view workgroup, size_t limit) override {
-    return inner_.ListReservations(workgroup, limit);
-  }
 
  private:
-  storage::ExecutionStore& inner_;
   absl::Mutex mu_;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -8,86 +8,12 @@
 #include <utility>
 #include <vector>
 
-
 #include "tests/integration/executions_helpers.h"
+#include "tests/support/forwarding_executions.h"
 #include "tests/support/wrapped_store_fabric.h"
 
 namespace perper::testing {
 namespace {
-
-using storage::ExecutionFilter;
-using storage::ExecutionRecord;
-
-// An ExecutionStore that forwards to another and counts the two kinds of scan.
-class CountingExecutions final : public storage::ExecutionStore {
- public:
-  explicit CountingExecutions(storage::ExecutionStore& inner) : inner_(inner) {}
-
-  std::atomic<int64_t> list_executions_calls{0};
-  std::atomic<int64_t> list_ids_calls{0};
-
-  absl::StatusOr<bool> CreateExecution(ExecutionRecord record) override {
-    return inner_.CreateExecution(std::move(record));
-  }
-  absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override {
-    return inner_.GetExecution(execution);
-  }
-  absl::StatusOr<bool> ReadExecution(std::string_view execution,
-                                     absl::FunctionRef<void(const ExecutionRecord&)> visit) override {
-    return inner_.ReadExecution(execution, visit);
-  }
-  absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
-                                 std::optional<std::string> error) override {
-    return inner_.CompleteExecution(execution, std::move(results), std::move(error));
-  }
-  absl::StatusOr<bool> DeleteExecution(std::string_view execution) override {
-    return inner_.DeleteExecution(execution);
-  }
-  absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(const ExecutionFilter& filter,
-                                                               size_t limit) override {
-    ++list_executions_calls;
-    return inner_.ListExecutions(filter, limit);
-  }
-  absl::StatusOr<std::vector<std::string>> ListExecutionIds(const ExecutionFilter& filter,
-                                                            size_t limit) override {
-    ++list_ids_calls;
-    return inner_.ListExecutionIds(filter, limit);
-  }
-  absl::StatusOr<bool> TryReserve(std::string_view execution, std::string_view workgroup,
-                                  std::string_view holder) override {
-    return inner_.TryReserve(execution, workgroup, holder);
-  }
-  absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
-                                  std::string_view holder) override {
-    return inner_.ReleaseReservation(execution, workgroup, holder);
-  }
-  absl::StatusOr<std::vector<storage::ReservationRecord>> ListReservations(
-      std::string_view workgroup, size_t limit) override {
-    return inner_.ListReservations(workgroup, limit);
-  }
-
- private:
-  storage::ExecutionStore& inner_;
-};
-
-// A Fabric in this process on a counting store of the given backend.
-class CountingFabric {
- public:
-  explicit CountingFabric(const std::string& kind)
-      : fabric_(kind, [this](WrappedStore& store) {
-          executions_ = std::make_unique<CountingExecutions>(store.inner().executions());
-          store.set_executions(executions_.get());
-        }) {}
-
-  CountingExecutions& executions() { return *executions_; }
-  std::unique_ptr<grpc2::FabricExecutions::Stub> Executions() {
-    return grpc2::FabricExecutions::NewStub(fabric_.channel());
-  }
-
- private:
-  std::unique_ptr<CountingExecutions> executions_;  // Outlives the server.
-  WrappedStoreFabric fabric_;
-};
 
 class ListenScanCostTest : public ::testing::TestWithParam<std::string> {};
 

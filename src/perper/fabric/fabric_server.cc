@@ -19,6 +19,7 @@
 #include "perper/fabric/executions_service.h"
 #include "perper/fabric/instances_service.h"
 #include "perper/fabric/introspection_service.h"
+#include "perper/fabric/keda_service.h"
 #include "perper/fabric/states_service.h"
 #include "perper/fabric/streams_service.h"
 
@@ -32,7 +33,8 @@ struct FabricServer::Services {
         dictionary(context),
         list(context),
         descriptors(context),
-        introspection(context) {}
+        introspection(context),
+        keda(context) {}
   ExecutionsService executions;
   InstancesService instances;
   StreamsService streams;
@@ -40,6 +42,7 @@ struct FabricServer::Services {
   StatesListService list;
   DescriptorsService descriptors;
   IntrospectionService introspection;
+  KedaService keda;  // KEDA's external scaler, for Kubernetes.
 };
 
 absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(const FabricOptions& options) {
@@ -143,6 +146,7 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   builder.RegisterService(&s.list);
   builder.RegisterService(&s.descriptors);
   builder.RegisterService(&s.introspection);
+  builder.RegisterService(&s.keda);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
     return absl::UnavailableError("cannot listen on " + options.listen_address + ": " +
