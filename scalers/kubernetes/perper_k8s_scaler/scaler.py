@@ -84,7 +84,7 @@ class Scaler:
                     if message.start_of_stream:
                         live = True
                         self._events.put_nowait(("snapshot", initial))
-                        log.info("watching Registry at %s: %d live instances",
+                        log.info("watching Registry at %s (%d live instances)",
                                  self._connection.endpoint, len(initial))
                         backoff.reset()
                         warned = False

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from conftest import SCALER_ROOT, sdk_fixtures
+from perper_k8s_scaler.config import ConfigError, load
 
 
 def run_scaler(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -53,9 +54,18 @@ def test_help(tmp_path):
 def test_config_errors_name_the_key(tmp_path, text, message):
     config = tmp_path / "scaler.yaml"
     config.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load(str(config))
+    assert str(error.value).startswith(f"{config}: {message}")
+
+
+def test_a_config_error_stops_the_scaler_with_code_2(tmp_path):
+    config = tmp_path / "scaler.yaml"
+    config.write_text("agents:\n  Cart:\n    image: a\n    mode: fast\n")
     result = run_scaler(tmp_path, "--config", str(config))
     assert result.returncode == 2
-    assert result.stderr.startswith(f"perper-k8s-scaler: {config}: {message}")
+    assert result.stderr == (f"perper-k8s-scaler: {config}: agents.Cart.mode: expected "
+                             "instance, pool or external, got 'fast'\n")
 
 
 def test_missing_config_file(tmp_path):

@@ -146,7 +146,7 @@ def test_start_up_reconcile_removes_pods_of_vanished_instances(fabric, api, star
         "[agent=Cart instance=Run-gone] pod cart-stale deleted (no such live instance)")
 
 
-def test_resync_recreates_a_pod_deleted_behind_its_back(fabric, api, start_scaler):
+def test_resync_recreates_pods_deleted_or_ended(fabric, api, start_scaler):
     scaler = start_scaler(fabric.address, api, instance_config(resync_seconds=0.2))
 
     async def body():
@@ -158,7 +158,13 @@ def test_resync_recreates_a_pod_deleted_behind_its_back(fabric, api, start_scale
             with api.condition:  # evicted, or deleted by hand
                 del api.pods[key]
             await wait(api, lambda: key in api.pods)
-            assert api.pods_in(NAMESPACE)[key[1]]["metadata"]["uid"] != first_uid
+            second_uid = api.pods_in(NAMESPACE)[key[1]]["metadata"]["uid"]
+            assert second_uid != first_uid
+            with api.condition:  # its container exited, and restartPolicy did not restart it
+                api.pods[key]["status"]["phase"] = "Failed"
+            await wait(api, lambda: key in api.pods
+                       and api.pods[key]["metadata"]["uid"] != second_uid)
+            assert api.pods_in(NAMESPACE)[key[1]]["status"]["phase"] == "Pending"
 
     sdk_fixtures.run(body())
     assert scaler.stop() == 0
