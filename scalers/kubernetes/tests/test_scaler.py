@@ -221,3 +221,26 @@ def test_pooled_agent_deployment_follows_pending_executions(fabric, api, start_s
     assert missing[0].endswith('[agent=Ledger deployment=ledger] scaling the Deployment failed '
                                '(HTTP 404: deployments.apps "ledger" not found)')
     assert scaler.stop() == 0
+
+
+def test_a_restarted_fabric_is_watched_again(fabric, api, start_scaler):
+    """The watch reconnects to a Fabric that restarted, and its snapshot replaces the old one:
+    an instance the new (empty, memory) Fabric does not have loses its pod."""
+    scaler = start_scaler(fabric.address, api, instance_config())
+    sdk_fixtures.run(create_registry_record(fabric.address, "Run-before", "Cart"))
+    key = (NAMESPACE, f"cart-{sha1('Run-before')}")
+    api.wait_for(lambda: key in api.pods)
+
+    fabric.kill()
+    restarted = sdk_fixtures.FabricProcess(listen=fabric.address)
+    try:
+        sdk_fixtures.run(create_registry_record(restarted.address, "Run-after", "Cart"))
+        api.wait_for(lambda: key not in api.pods
+                     and (NAMESPACE, f"cart-{sha1('Run-after')}") in api.pods)
+        # One outage, one warning, however many attempts it took.
+        warnings = [line for line in scaler.lines if "failed" in line]
+        assert len(warnings) == 1
+        assert f"watching Registry at {fabric.address} failed (UNAVAILABLE" in warnings[0]
+        assert scaler.stop() == 0
+    finally:
+        restarted.stop()
