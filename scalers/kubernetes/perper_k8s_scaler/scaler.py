@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import grpc
 
-from perper.connection import Backoff, FabricConnection
+from perper.connection import Backoff, FabricConnection, is_retryable
 from perper._stubs import executions_pb2, introspection_pb2, model_pb2
 
 from perper_k8s_scaler.config import Config, PoolAgent
@@ -76,6 +76,7 @@ class Scaler:
         backoff = Backoff(0.1, 5.0)
         warned = False
         while True:
+            endpoint = self._connection.endpoint
             call = self._connection.executions.Listen(request, wait_for_ready=True)
             initial: dict[str, str] = {}
             live = False
@@ -103,11 +104,13 @@ class Scaler:
                 error = "the call ended"
             except grpc.aio.AioRpcError as e:
                 error = f"{e.code().name}: {e.details()}"
+                if is_retryable(e):  # with several Fabric addresses, try the next one
+                    self._connection.moved_from(endpoint)
             finally:
                 call.cancel()
             if not warned:
-                log.warning("watching Registry at %s failed (%s); reconnecting",
-                            self._connection.endpoint, error)
+                log.warning("watching Registry at %s failed (%s); reconnecting", endpoint,
+                            error)
                 warned = True
             await backoff.wait()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import time
 
 import perper
@@ -244,3 +245,14 @@ def test_a_restarted_fabric_is_watched_again(fabric, api, start_scaler):
         assert scaler.stop() == 0
     finally:
         restarted.stop()
+
+
+def test_an_unreachable_fabric_address_is_passed_over(fabric, api, start_scaler):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    scaler = start_scaler(fabric.address, api, instance_config(fabric=f"{dead},{fabric.address}"))
+    sdk_fixtures.run(create_registry_record(fabric.address, "Run-1", "Cart"))
+    api.wait_for(lambda: (NAMESPACE, f"cart-{sha1('Run-1')}") in api.pods)
+    scaler.wait_for_line(f"watching Registry at {fabric.address} (")
+    assert scaler.stop() == 0
