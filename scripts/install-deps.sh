@@ -13,6 +13,8 @@ packages=(
   python3-grpcio python3-protobuf python3-pytest
   # pip install ./sdk/python (into a venv made with --system-site-packages), and its test
   python3-pip python3-venv
+  # the Kubernetes scaler (scalers/kubernetes): the official client, and YAML for its config
+  python3-kubernetes python3-yaml
 )
 
 missing=()
