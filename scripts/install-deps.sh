@@ -13,6 +13,12 @@ packages=(
   python3-grpcio python3-protobuf python3-pytest
   # pip install ./sdk/python (into a venv made with --system-site-packages), and its test
   python3-pip python3-venv
+  # Containers (docs/containers.md): podman builds and runs the images (with runc: crun cannot
+  # run on a cgroup v1+v2 hybrid), debootstrap makes the Debian base image, docker-compose
+  # drives podman's Docker-compatible socket for `perper up --scaler compose`; netavark and
+  # aardvark-dns give the containers a network with service names (netavark runs iptables);
+  # uidmap: podman's helpers.
+  podman runc debootstrap docker-compose netavark aardvark-dns iptables uidmap
 )
 
 missing=()

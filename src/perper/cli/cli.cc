@@ -222,6 +222,12 @@ int Main(int argc, char** argv) {
                      "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
 
+  CLI::App* health_cmd = app.add_subcommand(
+      "health", "Ask the Fabric's gRPC health service (grpc.health.v1) whether it serves: exit 0 "
+                "and SERVING when it does, 1 with the reason when not (container health checks)");
+  AddTargetOptions(*health_cmd, target, timeout, 5, /*json=*/false);
+  health_cmd->callback([&] { action = [&] { return RunHealth(with_timeout(5)); }; });
+
   std::string init_language, init_name;
   CLI::App* init_cmd = app.add_subcommand(
       "init", "Write a runnable application to start from into ./NAME: an agent in LANGUAGE "
