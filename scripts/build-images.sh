@@ -6,6 +6,7 @@
 #   localhost/perper-fabric                   + perper-fabric, perper; /data, :40400, healthcheck
 #   localhost/perper-python-agent             python3-grpcio, python3-protobuf, the Python SDK
 #   localhost/perper-cpp-examples             + the C++ example agents (when they are built)
+#   localhost/perper-test-agent               + the scaler's test agent (tests/containers)
 # Cached: an image is rebuilt only when its inputs changed (its Containerfile, the files copied
 # into it, its package list, the image it is built from); the hash is kept in the label
 # io.perper.inputs. The base image is made once (--rebuild-base makes it again).
@@ -117,6 +118,8 @@ build() {
 strip_debug() { strip --strip-debug "$@"; }
 
 want() { ((${#wanted[@]} == 0)) || [[ " ${wanted[*]} " == *" $1 "* ]]; }
+# Named only: the test agent is not part of a plain run.
+want_named() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
 binaries=("$build_dir/apps/perper-fabric" "$build_dir/apps/perper")
 for b in "${binaries[@]}"; do
@@ -158,4 +161,12 @@ if want perper-cpp-examples; then
     build localhost/perper-cpp-examples "$root/containers/cpp-examples.Containerfile" \
       "$scratch/examples"
   fi
+fi
+if want_named perper-test-agent; then
+  agent="$build_dir/tests/scaler/scaler_test_agent"
+  [[ -x "$agent" ]] || { say "$agent is missing: run scripts/build.sh scaler_test_agent first"; exit 1; }
+  mkdir -p "$scratch/test-agent/bin"
+  cp "$agent" "$scratch/test-agent/bin/"
+  strip_debug "$scratch/test-agent/bin"/*
+  build localhost/perper-test-agent "$root/containers/cpp-examples.Containerfile" "$scratch/test-agent"
 fi

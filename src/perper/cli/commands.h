@@ -61,6 +61,8 @@ struct UpOptions {
   std::string log_dir;
   std::string address_file;
   bool reset = false;  // destroy what the previous Deploy recorded before Deploy starts
+  std::string scaler = "local";  // local (processes) or compose (containers)
+  std::string project;           // compose: docker-compose's project name
 };
 
 int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options);
