@@ -6,6 +6,7 @@
 #   localhost/perper-fabric                   + perper-fabric, perper; /data, :40400, healthcheck
 #   localhost/perper-python-agent             python3-grpcio, python3-protobuf, the Python SDK
 #   localhost/perper-cpp-examples             + the C++ example agents (when they are built)
+#   localhost/perper-python-examples          + the Python example agents (examples/python)
 #   localhost/perper-test-agent               + the scaler's test agent (tests/containers)
 # Cached: an image is rebuilt only when its inputs changed (its Containerfile, the files copied
 # into it, its package list, the image it is built from); the hash is kept in the label
@@ -143,11 +144,12 @@ if want perper-fabric; then
   strip_debug "$scratch/fabric"/*
   build localhost/perper-fabric "$root/containers/fabric.Containerfile" "$scratch/fabric"
 fi
-if want perper-python-agent; then
+if want perper-python-agent || want perper-python-examples; then
   [[ -d "$build_dir/python/perper" ]] ||
     { say "$build_dir/python is missing: run scripts/build.sh perper_python_stubs first"; exit 1; }
   mkdir -p "$scratch/python"
-  cp -r "$build_dir/python/perper" "$scratch/python/"
+  # -L: the build links the sources into python/perper; the image needs the files.
+  cp -rL "$build_dir/python/perper" "$scratch/python/"
   find "$scratch/python" -name __pycache__ -prune -exec rm -rf {} +
   build localhost/perper-python-agent "$root/containers/python-agent.Containerfile" "$scratch/python"
 fi
@@ -161,6 +163,13 @@ if want perper-cpp-examples; then
     build localhost/perper-cpp-examples "$root/containers/cpp-examples.Containerfile" \
       "$scratch/examples"
   fi
+fi
+if want perper-python-examples; then
+  mkdir -p "$scratch/python-examples"
+  cp -r "$root/examples/python" "$scratch/python-examples/"
+  find "$scratch/python-examples" -name __pycache__ -prune -exec rm -rf {} +
+  build localhost/perper-python-examples "$root/containers/python-examples.Containerfile" \
+    "$scratch/python-examples"
 fi
 if want_named perper-test-agent; then
   agent="$build_dir/tests/scaler/scaler_test_agent"

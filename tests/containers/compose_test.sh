@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # `perper up --scaler compose` with real podman and docker-compose (label containers):
-# - the hello example prints what it prints as processes, its StreamPrinterAgent instance runs in
-#   a container of its own that is removed when the instance is destroyed;
+# - the hello example (C++, and Python in the Python agent image) prints what it prints as
+#   processes, its StreamPrinterAgent instance runs in a container of its own that is removed
+#   when the instance is destroyed;
 # - the instances example routes its calls between two instance containers and passes;
 # - a long-running application: an instance container whose process is killed is restarted
 #   (restart: always) and
@@ -17,14 +18,14 @@ source "$(dirname "$0")/lib.sh"
 perper="$build_dir/apps/perper"
 require_podman
 command -v docker-compose >/dev/null || skip "docker-compose is not installed (scripts/install-deps.sh)"
-build_images perper-fabric perper-cpp-examples perper-test-agent
+build_images perper-fabric perper-cpp-examples perper-python-examples perper-test-agent
 
 export PERPER_PODMAN_DIR=$(mktemp -d /tmp/perper-podman-compose.XXXXXX)
 work=$(mktemp -d)
 up_pid=
 cleanup() {
   [[ -n "$up_pid" ]] && kill "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null
-  for p in hello$$ instances$$ workers$$; do
+  for p in hello$$ pyhello$$ instances$$ workers$$; do
     podman ps -a -q --filter "label=com.docker.compose.project=$p" | xargs -r podman rm -f -t 0 >/dev/null 2>&1
     podman network rm -f "${p}_default" >/dev/null 2>&1 || true
   done
@@ -61,22 +62,26 @@ out=$("$perper" up "$root/examples/apps/containers/hello.yaml" 2>&1) || status=$
   fail "an image manifest with the local scaler: exit code $status, '$out'"
 pass "refused with the reason: no DOCKER_HOST (exit 1), images without --scaler compose (exit 2)"
 
-# The hello example across two containers.
-status=0
-"$perper" up --scaler compose "$root/examples/apps/containers/hello.yaml" --project hello$$ \
-  >"$work/hello.out" 2>"$work/hello.err" || status=$?
-[[ $status == 0 ]] || fail "hello: exit code $status; $(cat "$work/hello.out" "$work/hello.err")"
-for line in "Hello world from Deploy!" "Hello world from HelloWorldGenerator!" \
-    "Hello world from StreamPrinterAgent's StreamPrinter!" "Hello world through stream!" \
-    "StreamPrinter printed 27 characters"; do
-  grep -q "| $line\$" "$work/hello.out" || fail "hello: no '$line' in: $(cat "$work/hello.out")"
-done
-grep -q "\[agent=StreamPrinterAgent instance=Run-.* service=streamprinteragent-[0-9a-f]\{10\}\] starting its container" \
-  "$work/hello.err" || fail "hello: the instance's container was not started: $(cat "$work/hello.err")"
-grep -q "service=streamprinteragent-[0-9a-f]\{10\}\] instance destroyed: removing its container" \
-  "$work/hello.err" || fail "hello: the destroyed instance's container was not removed: $(cat "$work/hello.err")"
-pass "hello: printed the sentence through the stream, exit code 0, printer container removed"
-nothing_left hello$$
+# The hello example across two containers, with C++ agents and with Python agents.
+hello() {
+  local manifest=$1 project=$2 status=0
+  "$perper" up --scaler compose "$root/examples/apps/containers/$manifest" --project "$project" \
+    >"$work/hello.out" 2>"$work/hello.err" || status=$?
+  [[ $status == 0 ]] || fail "$manifest: exit code $status; $(cat "$work/hello.out" "$work/hello.err")"
+  for line in "Hello world from Deploy!" "Hello world from HelloWorldGenerator!" \
+      "Hello world from StreamPrinterAgent's StreamPrinter!" "Hello world through stream!" \
+      "StreamPrinter printed 27 characters"; do
+    grep -q "| $line\$" "$work/hello.out" || fail "$manifest: no '$line' in: $(cat "$work/hello.out")"
+  done
+  grep -q "\[agent=StreamPrinterAgent instance=Run-.* service=streamprinteragent-[0-9a-f]\{10\}\] starting its container" \
+    "$work/hello.err" || fail "$manifest: the instance's container was not started: $(cat "$work/hello.err")"
+  grep -q "service=streamprinteragent-[0-9a-f]\{10\}\] instance destroyed: removing its container" \
+    "$work/hello.err" || fail "$manifest: the destroyed instance's container was not removed: $(cat "$work/hello.err")"
+  pass "$manifest: printed the sentence through the stream, exit code 0, printer container removed"
+  nothing_left "$project"
+}
+hello hello.yaml hello$$
+hello python-hello.yaml pyhello$$
 
 # The instances example: two instance containers.
 status=0

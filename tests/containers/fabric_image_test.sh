@@ -50,7 +50,8 @@ grep -q "received SIGTERM, stopping" <<<"$logs" || fail "no 'received SIGTERM' i
 pass "stopped by SIGTERM in ${elapsed} s with exit code 0"
 
 out=$(podman run --rm localhost/perper-python-agent python3 -c \
-  'import grpc, google.protobuf, perper, os; print(perper.__name__, os.getuid())' 2>&1) ||
+  'import grpc, google.protobuf, os, perper, perper.grpc2.executions_pb2
+print(perper.__name__, callable(perper.run), os.getuid())' 2>&1) ||
   fail "perper-python-agent cannot import the SDK: $out"
-[[ "$out" == "perper 10001" ]] || fail "perper-python-agent printed '$out'"
+[[ "$out" == "perper True 10001" ]] || fail "perper-python-agent printed '$out'"
 pass "perper-python-agent imports perper as uid 10001"
