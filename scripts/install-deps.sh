@@ -17,8 +17,8 @@ packages=(
   # run on a cgroup v1+v2 hybrid), debootstrap makes the Debian base image, docker-compose
   # drives podman's Docker-compatible socket for `perper up --scaler compose`; netavark and
   # aardvark-dns give the containers a network with service names (netavark runs iptables);
-  # uidmap: podman's helpers.
-  podman runc debootstrap docker-compose netavark aardvark-dns iptables uidmap
+  # uidmap: podman's helpers; curl: the compose scaler reads the engine's container events.
+  podman runc debootstrap docker-compose netavark aardvark-dns iptables uidmap curl
 )
 
 missing=()

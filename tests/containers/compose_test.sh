@@ -6,7 +6,7 @@
 #   when the instance is destroyed;
 # - the instances example routes its calls between two instance containers and passes;
 # - a long-running application: an instance container whose process is killed is restarted
-#   (restart: always) and
+#   (restart: always), one stopped with `podman kill` is started again by the scaler, and it
 #   answers calls again; a destroyed instance's container is removed; a pool of containers
 #   scales up to its max under waiting executions and back to zero when they are gone;
 #   SIGTERM stops it with exit code 143;
@@ -122,6 +122,19 @@ who=$("$perper" call Worker "$victim_instance" WhoAmI --fabric "$address" --time
   fail "calling the restarted instance failed: $who"
 [[ "$who" == *"$victim_instance"* ]] || fail "the restarted instance answered '$who'"
 pass "killed container $victim restarted (RestartCount 1) and answered WhoAmI = $victim_instance"
+# `podman kill` is a user's stop, which podman's restart policy respects: the scaler sees the
+# container die (docker-compose events) and starts it again itself.
+podman kill "$victim" >/dev/null
+victim_service=${victim#"${p}_"}
+victim_service=${victim_service%_*}  # <project>_<service>_<index>
+user_killed() { grep -q "service=$victim_service\] container exited with code 137 unexpectedly" "$work/workers.err"; }
+wait_for 30 "the scaler noticing that $victim was killed ($(tail -5 "$work/workers.err"))" user_killed
+running_again() { [[ "$(podman inspect --format '{{.State.Running}}' "$victim")" == true ]]; }
+wait_for 30 "container $victim started again by the scaler" running_again
+who=$("$perper" call Worker "$victim_instance" WhoAmI --fabric "$address" --timeout 20) ||
+  fail "calling the instance after podman kill failed: $who"
+[[ "$who" == *"$victim_instance"* ]] || fail "the instance answered '$who' after podman kill"
+pass "podman kill $victim: started again by the scaler and answered WhoAmI"
 
 "$perper" destroy "$other_instance" --fabric "$address" >/dev/null || fail "perper destroy $other_instance failed"
 other_gone() { [[ -z "$(containers $p "label=io.perper.instance=$other_instance")" ]]; }

@@ -188,9 +188,13 @@ absl::Status ComposeScaler::WriteComposeFile() {
 }
 
 pid_t ComposeScaler::ComposeChild(const std::vector<std::string>& args, int output_fd) {
-  std::vector<std::string> argv_strings = {"docker-compose", "--ansi", "never", "-p",
-                                           options_.project, "-f", compose_file_};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<std::string> argv = {"docker-compose", "--ansi", "never", "-p", options_.project,
+                                   "-f", compose_file_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Child(std::move(argv), output_fd);
+}
+
+pid_t ComposeScaler::Child(std::vector<std::string> argv_strings, int output_fd) {
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -342,6 +346,29 @@ absl::Status ComposeScaler::Reconcile() {
   return status;
 }
 
+void ComposeScaler::WatchEvents() {
+  std::string host = std::getenv("DOCKER_HOST");
+  std::string filters = absl::StrCat("%7B%22label%22%3A%5B%22com.docker.compose.project%3D",
+                                     options_.project, "%22%5D%7D");
+  std::vector<std::string> argv = {"curl", "-sSN"};
+  if (host.rfind("unix://", 0) == 0) {
+    argv.insert(argv.end(), {"--unix-socket", host.substr(7),
+                             absl::StrCat("http://localhost/v1.41/events?filters=", filters)});
+  } else if (host.rfind("tcp://", 0) == 0) {
+    argv.push_back(absl::StrCat("http://", host.substr(6), "/v1.41/events?filters=", filters));
+  } else {
+    PERPER_LOG_WARN(Logger::kScaler, "DOCKER_HOST {}: not unix:// or tcp://, so containers "
+                    "stopped by hand are not started again", host);
+    return;
+  }
+  int events_pipe[2];
+  if (pipe2(events_pipe, O_CLOEXEC) != 0) return;
+  events_pid_ = Child(argv, events_pipe[1]);
+  close(events_pipe[1]);
+  events_fd_ = events_pipe[0];
+  fcntl(events_fd_, F_SETFL, fcntl(events_fd_, F_GETFL) | O_NONBLOCK);
+}
+
 void ComposeScaler::FollowLogs() {
   // One `logs -f` per service with containers; it ends when they are gone.
   std::vector<std::string> wanted;
@@ -351,9 +378,87 @@ void ComposeScaler::FollowLogs() {
   }
   for (const std::string& name : wanted) {
     if (followers_.count(name) != 0) continue;
-    pid_t pid = ComposeChild({"logs", "-f", "--no-color", name});
+    // A service followed before (its container restarted) shows only what is new.
+    bool again = !followed_.insert(name).second;
+    pid_t pid = ComposeChild({"logs", "-f", "--no-color", again ? "--tail=0" : "--tail=all", name});
     if (pid > 0) followers_[name] = pid;
   }
+}
+
+namespace {
+
+// The first string value of "key" in one line of the engine's JSON events.
+std::string JsonString(const std::string& line, const std::string& key) {
+  std::string marker = absl::StrCat("\"", key, "\":\"");
+  size_t start = line.find(marker);
+  if (start == std::string::npos) return "";
+  start += marker.size();
+  size_t end = line.find('"', start);
+  return end == std::string::npos ? "" : line.substr(start, end - start);
+}
+
+}  // namespace
+
+void ComposeScaler::ReadEvents() {
+  char buffer[8192];
+  while (true) {
+    ssize_t n = read(events_fd_, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      PERPER_LOG_WARN(Logger::kScaler, "watching container events ended: a container "
+                      "stopped by hand is no longer started again");
+      close(events_fd_);
+      events_fd_ = -1;
+      break;
+    }
+    events_buffer_.append(buffer, static_cast<size_t>(n));
+  }
+  size_t start = 0, end;
+  while ((end = events_buffer_.find('\n', start)) != std::string::npos) {
+    std::string line = events_buffer_.substr(start, end - start);
+    start = end + 1;
+    if (line.empty() || line[0] != '{') continue;  // an error of curl's
+    OnContainerEvent(JsonString(line, "Action"), JsonString(line, "com.docker.compose.service"),
+                     JsonString(line, "exitCode"));
+  }
+  events_buffer_.erase(0, start);
+}
+
+void ComposeScaler::OnContainerEvent(const std::string& action, const std::string& service,
+                                     const std::string& exit_code) {
+  absl::Time now = absl::Now();
+  if (action == "start") {
+    started_[service] = now;
+    FollowLogs();
+    return;
+  }
+  if (action != "die") return;
+  std::string agent, instance;
+  if (auto it = instances_.find(service); it != instances_.end()) {
+    agent = it->second.agent;
+    instance = it->second.id;
+  } else {
+    for (const auto& [name, pool] : pools_) {
+      if (ServiceName(name) == service && pool.running > 0) agent = name;
+    }
+  }
+  if (agent.empty()) return;  // removed on purpose, or not an agent of ours
+  RestartPolicy& policy = restarts_.try_emplace(service).first->second;
+  auto started = started_.find(service);
+  absl::Duration ran = started == started_.end() ? absl::InfiniteDuration() : now - started->second;
+  absl::Duration delay = policy.OnExit(now, ran);
+  std::string what = absl::StrCat("[agent=", agent, instance.empty() ? "" : " instance=", instance,
+                                  " service=", service, "] container exited with code ",
+                                  exit_code.empty() ? "?" : exit_code);
+  if (policy.in_crash_loop()) {
+    PERPER_LOG_ERROR(Logger::kScaler, "{}: crash loop ({} exits within 30s); ensuring it runs "
+                     "in {}", what, policy.recent_exits(), absl::FormatDuration(delay));
+  } else {
+    PERPER_LOG_WARN(Logger::kScaler, "{} unexpectedly; ensuring it runs in {}", what,
+                    absl::FormatDuration(delay));
+  }
+  if (!restart_at_ || now + delay < *restart_at_) restart_at_ = now + delay;
 }
 
 void ComposeScaler::ReapChildren() {
@@ -372,6 +477,7 @@ void ComposeScaler::ReapChildren() {
 }
 
 void ComposeScaler::Shutdown() {
+  if (events_pid_ > 0) kill(events_pid_, SIGTERM);
   for (const auto& [name, pid] : followers_) kill(pid, SIGTERM);
   if (deploy_pid_ > 0) kill(deploy_pid_, SIGTERM);
   int grace = 1;
@@ -392,6 +498,10 @@ void ComposeScaler::Shutdown() {
   followers_.clear();
   if (deploy_pid_ > 0) waitpid(deploy_pid_, nullptr, 0);
   deploy_pid_ = -1;
+  if (events_pid_ > 0) waitpid(events_pid_, nullptr, 0);
+  events_pid_ = -1;
+  if (events_fd_ >= 0) close(events_fd_);
+  events_fd_ = -1;
 }
 
 int ComposeScaler::Run() {
@@ -421,6 +531,9 @@ int ComposeScaler::Run() {
                 "export DOCKER_HOST=$(scripts/podman-service.sh start)",
                 1);
   }
+  // docker-compose is Python: unbuffered, its events and forwarded lines arrive when they
+  // happen, not when a pipe buffer fills. Set before any thread or child starts.
+  setenv("PYTHONUNBUFFERED", "1", 1);
   if (options_.project.empty()) {
     std::string name = manifest_.name;
     if (name.empty()) name = fs::path(manifest_.path).stem().string();
@@ -491,6 +604,7 @@ int ComposeScaler::Run() {
       return 1;
     }
   }
+  WatchEvents();
   if (!manifest_.deploy.empty()) {
     std::string service = ServiceName(manifest_.deploy);
     // Attached: its output is forwarded, and it exits with Deploy's exit code.
@@ -517,9 +631,14 @@ int ComposeScaler::Run() {
   PERPER_LOG_INFO(Logger::kScaler, "application {} is up in containers (project {})",
                   manifest_.name.empty() ? manifest_.path : manifest_.name, options_.project);
   while (!stopped_by_signal_ && !deploy_exit_code_) {
-    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {event_fd(), POLLIN, 0}};
+    pollfd fds[3] = {{signal_fd_, POLLIN, 0}, {event_fd(), POLLIN, 0}, {events_fd_, POLLIN, 0}};
     // Pools re-evaluate their target while above their minimum (idle scale-down).
-    int ready = poll(fds, 2, pools_.empty() ? -1 : 200);
+    int timeout_ms = pools_.empty() ? -1 : 200;
+    if (restart_at_) {
+      int64_t wait = absl::ToInt64Milliseconds(*restart_at_ - absl::Now()) + 1;
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(wait, 0, timeout_ms < 0 ? 60'000 : 200));
+    }
+    int ready = poll(fds, events_fd_ >= 0 ? 3 : 2, timeout_ms);
     bool changed = false;
     if (ready > 0 && fds[0].revents != 0) {
       signalfd_siginfo info;
@@ -534,6 +653,11 @@ int ComposeScaler::Run() {
     }
     if (stopped_by_signal_ || deploy_exit_code_) break;
     if (ready > 0 && fds[1].revents != 0) changed = HandleEvents();
+    if (ready > 0 && events_fd_ >= 0 && fds[2].revents != 0) ReadEvents();
+    if (restart_at_ && absl::Now() >= *restart_at_) {
+      restart_at_.reset();
+      changed = true;  // `up -d` starts the died containers of the wanted services again
+    }
     changed = ReconcilePools() || changed;
     if (changed) {
       if (absl::Status s = Reconcile(); !s.ok()) {

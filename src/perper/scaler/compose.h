@@ -12,8 +12,10 @@
 //   when its Registry execution appears, removed (`up --remove-orphans`) when it is deleted;
 // - pool agents: one service `<agent>`, `--scale`d between min and max by PoolPolicy;
 // - every agent gets PERPER_FABRIC_ENDPOINT=fabric:40400, X_PERPER_AGENT (and
-//   X_PERPER_INSTANCE); instance and pool containers have `restart: always`, so a killed
-//   container is started again by podman;
+//   X_PERPER_INSTANCE); instance and pool containers have `restart: always`, so podman starts
+//   a container whose process died again; one stopped otherwise (`podman kill`, `podman stop`)
+//   is started by the scaler (`up -d`), which watches the engine's container events (its
+//   /events API, through curl) and waits as RestartPolicy says;
 // - SIGINT/SIGTERM or Deploy's exit: `docker-compose down` removes the containers and network.
 // Each service's output is forwarded by a `docker-compose logs -f` child ("svc_1 | line").
 //
@@ -38,6 +40,7 @@
 #include <grpcpp/grpcpp.h>
 #include "perper/scaler/manifest.h"
 #include "perper/scaler/pool_policy.h"
+#include "perper/scaler/restart_policy.h"
 #include "perper/scaler/supervisor.h"
 
 namespace perper::scaler {
@@ -88,6 +91,14 @@ class ComposeScaler : public QueuedScalerEvents {
   pid_t ComposeChild(const std::vector<std::string>& args, int output_fd = -1);
   absl::Status Reconcile();
   void FollowLogs();
+  // Reads the events child's lines; a wanted container that died is started again.
+  void ReadEvents();
+  // Starts the events child: the engine's /events of this project's containers, one JSON
+  // object a line (`docker-compose events` would know only the services of the file it read).
+  void WatchEvents();
+  pid_t Child(std::vector<std::string> argv, int output_fd);
+  void OnContainerEvent(const std::string& action, const std::string& service,
+                        const std::string& exit_code);
   void ReapChildren();
   void Shutdown();
 
@@ -102,6 +113,13 @@ class ComposeScaler : public QueuedScalerEvents {
   std::map<std::string, Pool> pools_;              // by agent type
   std::set<std::string> warned_;                   // instances of unknown types, logged once
   std::map<std::string, pid_t> followers_;         // service -> its `logs -f` child
+  std::set<std::string> followed_;                 // services whose logs were shown from start
+  pid_t events_pid_ = -1;                          // curl of the engine's /events
+  int events_fd_ = -1;
+  std::string events_buffer_;
+  std::map<std::string, RestartPolicy> restarts_;  // by service
+  std::map<std::string, absl::Time> started_;      // by service: its container's last start
+  std::optional<absl::Time> restart_at_;           // when to `up -d` the died containers
   pid_t deploy_pid_ = -1;
   std::optional<int> deploy_exit_code_;
   std::optional<int> stopped_by_signal_;
