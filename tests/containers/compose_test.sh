@@ -24,6 +24,7 @@ export PERPER_PODMAN_DIR=$(mktemp -d /tmp/perper-podman-compose.XXXXXX)
 work=$(mktemp -d)
 up_pid=
 cleanup() {
+  set +e  # every step runs, whatever the one before returned
   [[ -n "$up_pid" ]] && kill "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null
   for p in hello$$ pyhello$$ instances$$ workers$$; do
     podman ps -a -q --filter "label=com.docker.compose.project=$p" | xargs -r podman rm -f -t 0 >/dev/null 2>&1

@@ -14,7 +14,11 @@ require_podman
 build_images perper-fabric perper-python-agent
 
 name=perper-test-fabric-$$
-cleanup() { podman rm -f -t 0 "$name" >/dev/null 2>&1 || true; podman volume rm -f "$name" >/dev/null 2>&1 || true; }
+cleanup() {
+  set +e
+  podman rm -f -t 0 "$name" >/dev/null 2>&1
+  podman volume rm -f "$name" >/dev/null 2>&1
+}
 trap cleanup EXIT
 # podman itself can run a container here (else skip with podman's reason).
 if ! out=$(podman run --rm localhost/perper-cpp-agent id -u 2>&1); then

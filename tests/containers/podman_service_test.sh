@@ -16,6 +16,7 @@ export PERPER_PODMAN_DIR=$(mktemp -d /tmp/perper-podman-test.XXXXXX)
 project=perpersvc$$
 work=$(mktemp -d)
 cleanup() {
+  set +e  # every step runs, whatever the one before returned
   [[ -n "${DOCKER_HOST:-}" ]] && docker-compose -p "$project" -f "$work/compose.yaml" down -t 0 >/dev/null 2>&1
   "$root/scripts/podman-service.sh" stop 2>/dev/null || true
   rm -rf "$PERPER_PODMAN_DIR" "$work"
