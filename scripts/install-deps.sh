@@ -15,6 +15,12 @@ packages=(
   python3-pip python3-venv
   # the Kubernetes scaler (scalers/kubernetes): the official client, and YAML for its config
   python3-kubernetes python3-yaml
+  # Containers (docs/containers.md): podman builds and runs the images (with runc: crun cannot
+  # run on a cgroup v1+v2 hybrid), debootstrap makes the Debian base image, docker-compose
+  # drives podman's Docker-compatible socket for `perper up --scaler compose`; netavark and
+  # aardvark-dns give the containers a network with service names (netavark runs iptables);
+  # uidmap: podman's helpers; curl: the compose scaler reads the engine's container events.
+  podman runc debootstrap docker-compose netavark aardvark-dns iptables uidmap curl
 )
 
 missing=()

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The manifest parser of `perper up`: the format of docs/scaler.md and errors with lines.
 #include "perper/scaler/manifest.h"
+#include "perper/scaler/compose.h"
 
 #include <cstdlib>
 
@@ -180,6 +181,48 @@ TEST(ManifestTest, TheExampleManifestsLoad) {
     ASSERT_TRUE(manifest.ok()) << name << ": " << manifest.status();
     EXPECT_FALSE(manifest->agents.empty());
   }
+}
+
+// Agents with an image run in containers (--scaler compose): the command is the container's,
+// kept as written, optional, and not checked on this machine.
+TEST(ManifestTest, ImagesKeepTheContainersCommand) {
+  setenv("PERPER_MANIFEST_TEST_TAG", "v2", 1);
+  auto manifest = Parse(R"(fabric:
+  image: localhost/my-fabric:${PERPER_MANIFEST_TEST_TAG}
+agents:
+  A:
+    image: localhost/agents:${PERPER_MANIFEST_TEST_TAG}
+    command: [my_agent, --fast]
+  B:
+    image: localhost/b
+)");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->fabric.image, "localhost/my-fabric:v2");
+  const AgentSpec* a = manifest->Find("A");
+  EXPECT_EQ(a->image, "localhost/agents:v2");
+  EXPECT_EQ(a->argv, (std::vector<std::string>{"my_agent", "--fast"}));
+  EXPECT_TRUE(manifest->Find("B")->argv.empty());
+  EXPECT_TRUE(CheckCommands(*manifest).ok());
+  auto empty = Parse("agents:\n  A:\n    image: \"\"\n");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("app.yaml:3: agents.A.image: expected an image name"),
+            std::string::npos)
+      << empty.status();
+  for (const char* name : {"hello.yaml", "instances.yaml"}) {
+    auto example =
+        LoadManifest(std::string(PERPER_SOURCE_DIR) + "/examples/apps/containers/" + name);
+    ASSERT_TRUE(example.ok()) << name << ": " << example.status();
+    EXPECT_EQ(example->agents.front().image, "localhost/perper-cpp-examples");
+  }
+}
+
+// Compose service names: lower case, stable, distinct per instance.
+TEST(ManifestTest, InstanceServiceNames) {
+  std::string name = InstanceServiceName("StreamPrinter_Agent", "Run-1");
+  EXPECT_EQ(name.substr(0, 20), "streamprinter-agent-");
+  EXPECT_EQ(name.size(), 20u + 10u);
+  EXPECT_EQ(name, InstanceServiceName("StreamPrinter_Agent", "Run-1"));
+  EXPECT_NE(name, InstanceServiceName("StreamPrinter_Agent", "Run-2"));
 }
 
 TEST(ManifestTest, LoadMissingFileIsAnError) {

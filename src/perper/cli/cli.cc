@@ -52,7 +52,8 @@ int Main(int argc, char** argv) {
   UpOptions up;
   CLI::App* up_cmd = app.add_subcommand(
       "up", "Start a Fabric (embedded unless --fabric), the process scaler and the application "
-            "of APP.yaml; Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code.");
+            "of APP.yaml (with --scaler compose: the Fabric and the agents as containers); "
+            "Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code.");
   // Type names FILE and DIR also tell the shell completion to offer file names.
   up_cmd->add_option("APP", up.manifest, "The application manifest (YAML, see docs/scaler.md)")
       ->required()
@@ -70,6 +71,14 @@ int Main(int argc, char** argv) {
                    "Start over: before Deploy starts, destroy the instances the previous Deploy "
                    "started (without Stop) and delete its recorded execution and state, so "
                    "Deploy runs anew");
+  up_cmd->add_option("--scaler", up.scaler,
+                     "local: agent processes on this machine; compose: the Fabric and the agents "
+                     "as containers through docker-compose and DOCKER_HOST (docs/containers.md)")
+      ->check(CLI::IsMember({"local", "compose"}))
+      ->capture_default_str();
+  up_cmd->add_option("--project", up.project,
+                     "--scaler compose: the docker-compose project name [default: the "
+                     "manifest's name]");
   up_cmd->callback([&] { action = [&] { return RunUp(up); }; });
 
   fabric::FabricConfigFlags fabric_flags;
@@ -221,6 +230,12 @@ int Main(int argc, char** argv) {
   call_cmd->add_flag("--any-instance", call.any_instance,
                      "Call even when INSTANCE is not a live instance (e.g. a Deploy instance)");
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
+
+  CLI::App* health_cmd = app.add_subcommand(
+      "health", "Ask the Fabric's gRPC health service (grpc.health.v1) whether it serves: exit 0 "
+                "and SERVING when it does, 1 with the reason when not (container health checks)");
+  AddTargetOptions(*health_cmd, target, timeout, 5, /*json=*/false);
+  health_cmd->callback([&] { action = [&] { return RunHealth(with_timeout(5)); }; });
 
   std::string init_language, init_name;
   CLI::App* init_cmd = app.add_subcommand(

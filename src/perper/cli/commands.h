@@ -61,6 +61,8 @@ struct UpOptions {
   std::string log_dir;
   std::string address_file;
   bool reset = false;  // destroy what the previous Deploy recorded before Deploy starts
+  std::string scaler = "local";  // local (processes) or compose (containers)
+  std::string project;           // compose: docker-compose's project name
 };
 
 int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options);
@@ -77,6 +79,8 @@ int RunDeleteStream(const FabricTarget& target, const std::string& id);
 // `list`: delete the list NAME; otherwise the dictionary NAME, or the list when no dictionary.
 int RunDeleteState(const FabricTarget& target, const std::string& name, bool list);
 int RunUp(const UpOptions& options);
+// Exit 0 when the Fabric's grpc.health.v1 service answers SERVING, 1 otherwise.
+int RunHealth(const FabricTarget& target);
 // Writes the template of `language` (cpp, python) into ./NAME, refusing a non-empty NAME.
 int RunInit(const std::string& language, const std::string& name);
 int RunFabric(const fabric::FabricConfigFlags& flags);

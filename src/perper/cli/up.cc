@@ -20,6 +20,7 @@
 #include "perper/common/logging.h"
 #include "perper/fabric/fabric_config.h"
 #include "perper/fabric/fabric_server.h"
+#include "perper/scaler/compose.h"
 #include "perper/scaler/fabric_watchers.h"
 #include "perper/scaler/manifest.h"
 #include "perper/scaler/python_path.h"
@@ -80,6 +81,46 @@ class AppAddressFile {
   std::string dir_, path_, address_;
 };
 
+// `perper up --scaler compose`: the Fabric and the agents in containers (scaler/compose.h).
+int RunComposeUp(const UpOptions& options, const scaler::Manifest& manifest) {
+  if (!options.fabric.empty()) {
+    std::fprintf(stderr, "perper up: --fabric: the compose scaler runs its own Fabric container\n");
+    return 2;
+  }
+  scaler::ComposeOptions compose;
+  compose.project = options.project;
+  if (options.reset) {
+    compose.before_deploy = [&manifest](std::shared_ptr<grpc::Channel> channel) {
+      std::string instance = DeployInstance(manifest.deploy);
+      DestroyResult reset = DestroyInstance(channel, instance, manifest.deploy,
+                                            /*skip_stop=*/true, absl::Seconds(30));
+      if (!reset.status.ok() && reset.status.error_code() != grpc::StatusCode::NOT_FOUND) {
+        return absl::UnavailableError(absl::StrCat("--reset: destroying ", instance,
+                                                   " failed: ", reset.status.error_message()));
+      }
+      return absl::OkStatus();
+    };
+  }
+  // As with the local scaler, the inspection commands run in the application's folder find
+  // the Fabric (here its published port) through .perper/fabric.address.
+  std::unique_ptr<AppAddressFile> app_address_file;
+  int address_file_error = 0;
+  compose.on_fabric_ready = [&](const std::string& address) {
+    if (!options.address_file.empty()) {
+      if (absl::Status s = fabric::WriteAddressFile(options.address_file, address); !s.ok()) {
+        PERPER_LOG_ERROR(Logger::kScaler, "--address-file: {}", std::string(s.message()));
+        address_file_error = 1;
+      }
+    }
+    app_address_file = std::make_unique<AppAddressFile>(manifest.dir, address);
+  };
+  scaler::ComposeScaler scaler(manifest, std::move(compose));
+  int code = scaler.Run();
+  app_address_file.reset();
+  PERPER_LOG_INFO(Logger::kScaler, "stopped (exit code {})", code);
+  return code != 0 ? code : address_file_error;
+}
+
 }  // namespace
 
 int RunUp(const UpOptions& options) {
@@ -94,6 +135,15 @@ int RunUp(const UpOptions& options) {
     std::fprintf(stderr, "perper up: --reset starts Deploy over, but %s names no deploy: agent\n",
                  options.manifest.c_str());
     return 2;
+  }
+  if (options.scaler == "compose") return RunComposeUp(options, *manifest);
+  for (const scaler::AgentSpec& agent : manifest->agents) {
+    if (!agent.image.empty()) {
+      std::fprintf(stderr,
+                   "perper up: %s:%d: agents.%s has an image: run it with --scaler compose\n",
+                   options.manifest.c_str(), agent.line, agent.name.c_str());
+      return 2;
+    }
   }
   // Before anything starts: a command that cannot run would only show as a crash loop.
   if (absl::Status s = scaler::CheckCommands(*manifest); !s.ok()) {

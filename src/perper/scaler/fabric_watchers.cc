@@ -10,7 +10,8 @@
 
 namespace perper::scaler {
 
-RegistryWatcher::RegistryWatcher(std::shared_ptr<grpc::Channel> channel, Supervisor& supervisor)
+RegistryWatcher::RegistryWatcher(std::shared_ptr<grpc::Channel> channel,
+                                 ScalerEvents& supervisor)
     : channel_(std::move(channel)), supervisor_(supervisor), thread_([this] { Loop(); }) {}
 
 RegistryWatcher::~RegistryWatcher() { Stop(); }
@@ -74,7 +75,7 @@ void RegistryWatcher::Loop() {
   }
 }
 
-PoolMonitor::PoolMonitor(std::shared_ptr<grpc::Channel> channel, Supervisor& supervisor,
+PoolMonitor::PoolMonitor(std::shared_ptr<grpc::Channel> channel, ScalerEvents& supervisor,
                          std::vector<std::string> agents, int max_pending,
                          absl::Duration interval)
     : channel_(std::move(channel)),

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// What the scaler watches in the Fabric, each on its own thread, feeding a Supervisor:
+// What the scaler watches in the Fabric, each on its own thread, feeding a scaler (ScalerEvents:
+// the process Supervisor, or the ComposeScaler):
 //
 // - RegistryWatcher: a FabricExecutions.Listen on agent `Registry` (every execution is a live
 //   instance; its `instance` field is the agent type). The executions before start_of_stream
@@ -29,7 +30,7 @@ namespace perper::scaler {
 class RegistryWatcher {
  public:
   // Keeps `supervisor`, which must outlive this watcher.
-  RegistryWatcher(std::shared_ptr<grpc::Channel> channel, Supervisor& supervisor);
+  RegistryWatcher(std::shared_ptr<grpc::Channel> channel, ScalerEvents& supervisor);
   ~RegistryWatcher();
   void Stop();
 
@@ -37,7 +38,7 @@ class RegistryWatcher {
   void Loop();
 
   std::shared_ptr<grpc::Channel> channel_;
-  Supervisor& supervisor_;
+  ScalerEvents& supervisor_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* call_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -47,7 +48,7 @@ class RegistryWatcher {
 class PoolMonitor {
  public:
   // Keeps `supervisor`, which must outlive this monitor.
-  PoolMonitor(std::shared_ptr<grpc::Channel> channel, Supervisor& supervisor,
+  PoolMonitor(std::shared_ptr<grpc::Channel> channel, ScalerEvents& supervisor,
               std::vector<std::string> agents, int max_pending, absl::Duration interval);
   ~PoolMonitor();
   void Stop();
@@ -56,7 +57,7 @@ class PoolMonitor {
   void Loop();
 
   std::shared_ptr<grpc::Channel> channel_;
-  Supervisor& supervisor_;
+  ScalerEvents& supervisor_;
   std::vector<std::string> agents_;
   int max_pending_;
   absl::Duration interval_;

@@ -144,6 +144,10 @@ absl::StatusOr<AgentSpec> ParseAgent(const Errors& errors, const std::string& di
         PERPER_ASSIGN_OR_RETURN(agent.env[var_name],
                                 Expanded(errors, var.second, where + "." + var_name, text));
       }
+    } else if (key == "image") {
+      PERPER_ASSIGN_OR_RETURN(std::string text, Scalar(errors, value, where));
+      PERPER_ASSIGN_OR_RETURN(agent.image, Expanded(errors, value, where, text));
+      if (agent.image.empty()) return errors.At(value, where, "expected an image name");
     } else if (key == "workdir") {
       PERPER_ASSIGN_OR_RETURN(std::string text, Scalar(errors, value, where));
       PERPER_ASSIGN_OR_RETURN(std::string expanded, Expanded(errors, value, where, text));
@@ -173,15 +177,23 @@ absl::StatusOr<AgentSpec> ParseAgent(const Errors& errors, const std::string& di
       return errors.At(entry.first, where, "unknown key");
     }
   }
-  if (!has_command) return errors.At(key_node, prefix, "missing command");
-  if (agent.argv.empty()) return errors.At(command_node, prefix + ".command", "empty command");
-  std::string resolved = ResolveCommand(dir, agent.argv[0]);
-  if (resolved.empty()) {
-    return errors.At(command_node, prefix + ".command",
-                     absl::StrCat("'", agent.argv[0], "' is not on PATH"));
+  if (!agent.image.empty()) {
+    // A path inside the image: nothing to resolve here; no command runs the image's own.
+    agent.command = agent.argv.empty() ? "" : agent.argv[0];
+  } else if (!has_command) {
+    return errors.At(key_node, prefix, "missing command (or an image:)");
+  } else if (agent.argv.empty()) {
+    return errors.At(command_node, prefix + ".command", "empty command");
   }
-  agent.command = agent.argv[0];
-  agent.argv[0] = resolved;
+  if (agent.image.empty()) {
+    std::string resolved = ResolveCommand(dir, agent.argv[0]);
+    if (resolved.empty()) {
+      return errors.At(command_node, prefix + ".command",
+                       absl::StrCat("'", agent.argv[0], "' is not on PATH"));
+    }
+    agent.command = agent.argv[0];
+    agent.argv[0] = resolved;
+  }
   if (agent.mode == AgentMode::kPool) {
     if (!has_max && has_min) agent.max = std::max(agent.min, 1);
     if (agent.min > agent.max) {
@@ -204,6 +216,8 @@ absl::Status ParseFabric(const Errors& errors, const std::string& dir, const YAM
     PERPER_ASSIGN_OR_RETURN(text, Expanded(errors, entry.second, where, text));
     if (key == "address") {
       fabric.address = text;
+    } else if (key == "image") {
+      fabric.image = text;
     } else if (key == "config") {
       fabric.config_file = Absolute(dir, text);
     } else if (key == "listen") {
@@ -263,6 +277,7 @@ const AgentSpec* Manifest::Find(std::string_view name) const {
 
 absl::Status CheckCommands(const Manifest& manifest) {
   for (const AgentSpec& agent : manifest.agents) {
+    if (!agent.image.empty()) continue;
     struct stat info;
     // stat and access say what execve and chdir would: ENOENT, EACCES, ENOTDIR...
     std::string reason;

@@ -25,8 +25,11 @@ enum class AgentMode {
 };
 
 struct AgentSpec {
-  std::string name;               // the agent type
-  std::vector<std::string> argv;  // argv[0] is an absolute path, or a name looked up on PATH
+  std::string name;  // the agent type
+  // argv[0] is an absolute path, or a name looked up on PATH. With `image`: the container's
+  // command as written (empty: the image's own), for `perper up --scaler compose`.
+  std::vector<std::string> argv;
+  std::string image;              // the container image; empty: a local process
   std::string command;            // argv[0] as the manifest wrote it (for messages)
   std::map<std::string, std::string> env;
   std::string workdir;  // absolute; default: the manifest's folder
@@ -42,6 +45,8 @@ struct AgentSpec {
 struct FabricSpec {
   // A running Fabric to use (host:port). Empty: run one embedded in `perper up`.
   std::string address;
+  // --scaler compose: the Fabric's image (default localhost/perper-fabric).
+  std::optional<std::string> image;
   // Settings of the embedded Fabric: the keys of the Fabric's YAML config (docs/configuration.md).
   std::optional<std::string> config_file, listen, storage, data_dir, log_level;
   std::optional<size_t> max_value_size, max_stream_retained_bytes, stream_write_wait_ms;
@@ -79,6 +84,7 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& path);
 // executable file and its workdir a folder. FAILED_PRECONDITION with the OS's reason, e.g.
 // "agent Cart: command ./bin/cart: No such file or directory". `perper up` runs it before it
 // starts anything, so a missing binary is not found by a process that keeps failing to start.
+// Agents with an `image` run in containers and are not checked.
 absl::Status CheckCommands(const Manifest& manifest);
 
 // Replaces ${VAR} and ${VAR:-default} in `text` from the environment. An unset variable without

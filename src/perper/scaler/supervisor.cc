@@ -27,13 +27,6 @@ extern char** environ;
 
 namespace perper::scaler {
 
-struct Supervisor::Event {
-  enum Kind { kSnapshot, kAdd, kRemove, kPending, kStop } kind;
-  std::vector<InstanceInfo> instances;  // kSnapshot, kAdd (one)
-  std::string id;                       // kRemove; kPending: the agent
-  int pending = 0;
-};
-
 struct Supervisor::Slot {
   std::string key;
   const AgentSpec* spec = nullptr;
@@ -128,6 +121,17 @@ void BlockSupervisorSignals() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
+bool PrepareScalerChild(pid_t parent, int death_signal, int null_fd) {
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, death_signal);
+  if (getppid() != parent) return false;
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (null_fd >= 0) dup2(null_fd, 0);
+  return true;
+}
+
 Supervisor::Supervisor(const Manifest& manifest, SupervisorOptions options)
     : manifest_(manifest), options_(std::move(options)) {}
 
@@ -138,7 +142,6 @@ Supervisor::~Supervisor() {
     if (log->file_fd >= 0) close(log->file_fd);
   }
   if (signal_fd_ >= 0) close(signal_fd_);
-  if (event_fd_ >= 0) close(event_fd_);
 }
 
 absl::Status Supervisor::Init() {
@@ -149,8 +152,7 @@ absl::Status Supervisor::Init() {
   sigaddset(&signals, SIGCHLD);
   signal_fd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd_ < 0) return absl::InternalError(absl::StrCat("signalfd: ", strerror(errno)));
-  event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (event_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  if (absl::Status s = InitEvents(); !s.ok()) return s;
   if (!options_.log_dir.empty()) {
     mkdir(options_.log_dir.c_str(), 0755);
     struct stat info;
@@ -162,7 +164,17 @@ absl::Status Supervisor::Init() {
   return absl::OkStatus();
 }
 
-void Supervisor::Post(Event event) {
+QueuedScalerEvents::~QueuedScalerEvents() {
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+absl::Status QueuedScalerEvents::InitEvents() {
+  event_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (event_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  return absl::OkStatus();
+}
+
+void QueuedScalerEvents::Post(Event event) {
   {
     absl::MutexLock lock(&mu_);
     events_.push_back(std::move(event));
@@ -171,16 +183,25 @@ void Supervisor::Post(Event event) {
   (void)!write(event_fd_, &one, sizeof(one));
 }
 
-void Supervisor::SetInstances(std::vector<InstanceInfo> instances) {
+std::vector<QueuedScalerEvents::Event> QueuedScalerEvents::TakeEvents() {
+  uint64_t count;
+  (void)!read(event_fd_, &count, sizeof(count));
+  std::vector<Event> events;
+  absl::MutexLock lock(&mu_);
+  events.swap(events_);
+  return events;
+}
+
+void QueuedScalerEvents::SetInstances(std::vector<InstanceInfo> instances) {
   Post(Event{Event::kSnapshot, std::move(instances), "", 0});
 }
-void Supervisor::AddInstance(InstanceInfo instance) {
+void QueuedScalerEvents::AddInstance(InstanceInfo instance) {
   Post(Event{Event::kAdd, {std::move(instance)}, "", 0});
 }
-void Supervisor::RemoveInstance(std::string id) {
+void QueuedScalerEvents::RemoveInstance(std::string id) {
   Post(Event{Event::kRemove, {}, std::move(id), 0});
 }
-void Supervisor::SetPending(std::string agent, int pending) {
+void QueuedScalerEvents::SetPending(std::string agent, int pending) {
   Post(Event{Event::kPending, {}, std::move(agent), pending});
 }
 void Supervisor::RequestStop() { Post(Event{Event::kStop, {}, "", 0}); }
@@ -204,7 +225,7 @@ int Supervisor::Run() {
     }
     std::vector<pollfd> fds;
     fds.push_back({signal_fd_, POLLIN, 0});
-    fds.push_back({event_fd_, POLLIN, 0});
+    fds.push_back({event_fd(), POLLIN, 0});
     for (const auto& [fd, log] : logs_) fds.push_back({fd, POLLIN, 0});
     int timeout_ms = -1;
     if (auto deadline = NextDeadline(); deadline.has_value()) {
@@ -277,14 +298,7 @@ void Supervisor::HandleSignals() {
 }
 
 void Supervisor::HandleEvents() {
-  uint64_t count;
-  (void)!read(event_fd_, &count, sizeof(count));
-  std::vector<Event> events;
-  {
-    absl::MutexLock lock(&mu_);
-    events.swap(events_);
-  }
-  for (Event& event : events) {
+  for (Event& event : TakeEvents()) {
     if (event.kind == Event::kStop) {
       if (!stopping_) PERPER_LOG_INFO(Logger::kScaler, "stop requested");
       BeginShutdown();
@@ -491,13 +505,7 @@ void Supervisor::Spawn(Slot& slot) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (null_fd >= 0) dup2(null_fd, 0);
+    if (!PrepareScalerChild(parent, SIGKILL, null_fd)) _exit(1);
     dup2(out[1], 1);
     dup2(err[1], 2);
     auto fail = [](const std::string& what) {

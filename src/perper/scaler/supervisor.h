@@ -59,10 +59,58 @@ struct InstanceInfo {
   std::string agent;
 };
 
+// What the Fabric watchers (fabric_watchers.h) report to a scaler: the live instances and the
+// pending executions of pool agents. Implementations are thread-safe.
+class ScalerEvents {
+ public:
+  virtual ~ScalerEvents() = default;
+  // A full list of live instances (after a (re)connection): instances missing from it are gone.
+  virtual void SetInstances(std::vector<InstanceInfo> instances) = 0;
+  virtual void AddInstance(InstanceInfo instance) = 0;
+  virtual void RemoveInstance(std::string id) = 0;
+  // The number of unfinished executions of a pool agent type.
+  virtual void SetPending(std::string agent, int pending) = 0;
+};
+
+// ScalerEvents for a scaler that runs one loop: each call queues an event and wakes the loop
+// through an eventfd (poll event_fd()); the loop takes the queue with TakeEvents. The calls are
+// thread-safe; InitEvents and TakeEvents belong to the loop's thread.
+class QueuedScalerEvents : public ScalerEvents {
+ public:
+  struct Event {
+    enum Kind { kSnapshot, kAdd, kRemove, kPending, kStop } kind;
+    std::vector<InstanceInfo> instances;  // kSnapshot, kAdd (one)
+    std::string id;                       // kRemove: the instance; kPending: the agent
+    int pending = 0;
+  };
+  ~QueuedScalerEvents() override;
+
+  void SetInstances(std::vector<InstanceInfo> instances) override;
+  void AddInstance(InstanceInfo instance) override;
+  void RemoveInstance(std::string id) override;
+  void SetPending(std::string agent, int pending) override;
+
+ protected:
+  absl::Status InitEvents();  // creates the eventfd
+  int event_fd() const { return event_fd_; }
+  void Post(Event event);
+  std::vector<Event> TakeEvents();  // and clears the eventfd
+
+ private:
+  int event_fd_ = -1;
+  absl::Mutex mu_;
+  std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
+};
+
 // Blocks SIGINT, SIGTERM and SIGCHLD in the calling thread (and threads it starts later).
 void BlockSupervisorSignals();
 
-class Supervisor {
+// In a child a scaler has just forked (before exec): its own process group, `death_signal`
+// when `parent` dies, no blocked signals, stdin from `null_fd` (if >= 0). False when the parent
+// is gone already: the child should _exit. Async-signal-safe.
+bool PrepareScalerChild(pid_t parent, int death_signal, int null_fd);
+
+class Supervisor : public QueuedScalerEvents {
  public:
   // Keeps a reference to `manifest`, which must outlive the supervisor.
   Supervisor(const Manifest& manifest, SupervisorOptions options);
@@ -78,22 +126,15 @@ class Supervisor {
   // 0). Every process is stopped before it returns.
   int Run();
 
-  // Thread-safe. A full list of live instances (after a (re)connection): instances missing from
-  // it are stopped.
-  void SetInstances(std::vector<InstanceInfo> instances);
-  void AddInstance(InstanceInfo instance);
-  void RemoveInstance(std::string id);
-  // The number of unfinished executions of a pool agent type.
-  void SetPending(std::string agent, int pending);
+  // Thread-safe, as SetInstances (instances missing from its list are stopped), AddInstance,
+  // RemoveInstance and SetPending.
   void RequestStop();
 
  private:
-  struct Event;
   struct Slot;
   struct LogStream;
   struct Pool;
 
-  void Post(Event event);
   void HandleEvents();
   void HandleSignals();
   void ReadLog(int fd);
@@ -115,10 +156,6 @@ class Supervisor {
   const Manifest& manifest_;
   SupervisorOptions options_;
   int signal_fd_ = -1;
-  int event_fd_ = -1;
-
-  absl::Mutex mu_;
-  std::vector<Event> events_ ABSL_GUARDED_BY(mu_);
 
   // Loop-thread state.
   std::map<std::string, std::unique_ptr<Slot>> slots_;  // by key
