@@ -22,6 +22,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "perper/common/health_check.h"
 #include "perper/common/logging.h"
 #include "perper/scaler/fabric_watchers.h"
@@ -217,6 +218,10 @@ pid_t ComposeScaler::Child(std::vector<std::string> argv_strings, int output_fd)
 }
 
 absl::Status ComposeScaler::Compose(const std::vector<std::string>& args) {
+  return ComposeOutput(args).status();
+}
+
+absl::StatusOr<std::string> ComposeScaler::ComposeOutput(const std::vector<std::string>& args) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
@@ -245,7 +250,14 @@ absl::Status ComposeScaler::Compose(const std::vector<std::string>& args) {
         ": ", output));
   }
   PERPER_LOG_DEBUG(Logger::kScaler, "{}: {}", command, output);
-  return absl::OkStatus();
+  return output;
+}
+
+void ComposeScaler::AttachDeploy() {
+  const std::string service = ServiceName(manifest_.deploy);
+  ++deploy_attachments_;
+  deploy_pid_ = ComposeChild({"up", "--no-deps", "--no-color", "--exit-code-from", service,
+                              service});
 }
 
 bool ComposeScaler::HandleEvents() {
@@ -465,7 +477,27 @@ void ComposeScaler::ReapChildren() {
   int status = 0;
   if (deploy_pid_ > 0 && waitpid(deploy_pid_, &status, WNOHANG) == deploy_pid_) {
     deploy_pid_ = -1;
-    deploy_exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    // docker-compose's attached log printer can fail on its own (1.29 raises when a container
+    // of the project goes away as it looks): its exit is Deploy's only if Deploy stopped.
+    absl::StatusOr<std::string> running =
+        code == 0 ? absl::StatusOr<std::string>("")
+                  : ComposeOutput({"ps", "--services", "--filter", "status=running"});
+    const std::string service = ServiceName(manifest_.deploy);
+    bool still_running = false;
+    if (running.ok()) {
+      for (absl::string_view line : absl::StrSplit(*running, '\n')) {
+        still_running = still_running || line == service;
+      }
+    }
+    if (still_running && deploy_attachments_ < 5) {
+      PERPER_LOG_WARN(Logger::kScaler,
+                      "docker-compose attached to Deploy ended with code {} while Deploy runs: "
+                      "attaching again", code);
+      AttachDeploy();
+    } else {
+      deploy_exit_code_ = code;
+    }
   }
   for (auto it = followers_.begin(); it != followers_.end();) {
     if (waitpid(it->second, &status, WNOHANG) == it->second) {
@@ -606,10 +638,7 @@ int ComposeScaler::Run() {
   }
   WatchEvents();
   if (!manifest_.deploy.empty()) {
-    std::string service = ServiceName(manifest_.deploy);
-    // Attached: its output is forwarded, and it exits with Deploy's exit code.
-    deploy_pid_ = ComposeChild({"up", "--no-deps", "--no-color", "--exit-code-from", service,
-                                service});
+    AttachDeploy();
   }
   if (absl::Status s = Reconcile(); !s.ok()) {
     PERPER_LOG_ERROR(Logger::kScaler, "{}", std::string(s.message()));

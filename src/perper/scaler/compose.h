@@ -86,6 +86,11 @@ class ComposeScaler : public QueuedScalerEvents {
   absl::Status WriteComposeFile();
   // `docker-compose -p P -f F <args>`, waited for; its output is in the error when it fails.
   absl::Status Compose(const std::vector<std::string>& args);
+  // The same, answering what it printed.
+  absl::StatusOr<std::string> ComposeOutput(const std::vector<std::string>& args);
+  // Attaches to Deploy's container (`up --exit-code-from`): its output is forwarded, and the
+  // attached process exits with Deploy's exit code.
+  void AttachDeploy();
   // Starts `docker-compose -p P -f F <args>` with its stdout and stderr on `output_fd` (-1:
   // ours); returns its pid, or -1.
   pid_t ComposeChild(const std::vector<std::string>& args, int output_fd = -1);
@@ -121,6 +126,7 @@ class ComposeScaler : public QueuedScalerEvents {
   std::map<std::string, absl::Time> started_;      // by service: its container's last start
   std::optional<absl::Time> restart_at_;           // when to `up -d` the died containers
   pid_t deploy_pid_ = -1;
+  int deploy_attachments_ = 0;
   std::optional<int> deploy_exit_code_;
   std::optional<int> stopped_by_signal_;
 };
