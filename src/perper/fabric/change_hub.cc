@@ -90,6 +90,60 @@ void ChangeHub::DeliverToAll(const Change& change) {
   for (auto& target : targets) target->OnChange(change);
 }
 
+void ChangeHub::StartDispatcher(size_t max_queued) {
+  absl::MutexLock lock(&dispatch_mu_);
+  if (dispatcher_.joinable() || stopped_) return;
+  max_queued_ = max_queued;
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
+  dispatcher_id_ = dispatcher_.get_id();
+  dispatched_.store(true, std::memory_order_release);
+}
+
+void ChangeHub::StopDispatcher() {
+  {
+    absl::MutexLock lock(&dispatch_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    queued_.clear();
+  }
+  if (dispatcher_.joinable()) dispatcher_.join();
+}
+
+void ChangeHub::DispatchLoop() {
+  std::deque<Change> batch;
+  while (true) {
+    {
+      absl::MutexLock lock(&dispatch_mu_);  // Also waits for StartDispatcher to finish.
+      dispatch_mu_.Await(absl::Condition(
+          +[](ChangeHub* hub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->dispatch_mu_) {
+            return hub->stopped_ || !hub->queued_.empty();
+          },
+          this));
+      if (stopped_) return;
+      batch.swap(queued_);  // Writers blocked on a full queue go on.
+    }
+    for (const Change& change : batch) Route(change);
+    batch.clear();
+  }
+}
+
+void ChangeHub::OnChange(const Change& change) {
+  if (!dispatched_.load(std::memory_order_acquire)) {
+    Route(change);
+    return;
+  }
+  absl::MutexLock lock(&dispatch_mu_);
+  // A subscriber that writes from a delivery must not wait for its own thread to drain.
+  if (std::this_thread::get_id() != dispatcher_id_) {
+    dispatch_mu_.Await(absl::Condition(
+        +[](ChangeHub* hub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->dispatch_mu_) {
+          return hub->stopped_ || hub->queued_.size() < hub->max_queued_;
+        },
+        this));
+  }
+  if (!stopped_) queued_.push_back(change);
+}
+
 namespace {
 
 // One debug line per committed change, IDs first, before the change reaches its subscribers:
@@ -133,130 +187,32 @@ void LogChange(const Change& change) {
 
 }  // namespace
 
-void ChangeHub::StartDispatcher(size_t max_queued, size_t lanes) {
-  absl::MutexLock lock(&dispatch_mu_);
-  if (!lanes_.empty() || stopped_) return;
-  max_queued_ = max_queued;
-  lanes_.resize(std::max<size_t>(lanes, 1));
-  for (size_t i = 0; i < lanes_.size(); ++i) {
-    lanes_[i].thread = std::thread([this, i] { DispatchLoop(i); });
-  }
-  dispatched_.store(true, std::memory_order_release);
-}
-
-void ChangeHub::StopDispatcher() {
-  std::vector<std::thread> threads;
-  {
-    absl::MutexLock lock(&dispatch_mu_);
-    if (stopped_) return;
-    stopped_ = true;
-    for (Lane& lane : lanes_) {
-      lane.queued.clear();
-      threads.push_back(std::move(lane.thread));
-    }
-    queued_ = 0;
-  }
-  for (std::thread& thread : threads) {
-    if (thread.joinable()) thread.join();
-  }
-}
-
-bool ChangeHub::IsLaneThread() const {
-  const std::thread::id self = std::this_thread::get_id();
-  for (const Lane& lane : lanes_) {
-    if (lane.thread.get_id() == self) return true;
-  }
-  return false;
-}
-
-void ChangeHub::DispatchLoop(size_t index) {
-  std::deque<Delivery> batch;
-  while (true) {
-    {
-      absl::MutexLock lock(&dispatch_mu_);  // Also waits for StartDispatcher to finish.
-      Lane& lane = lanes_[index];
-      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(dispatch_mu_) {
-        return stopped_ || !lane.queued.empty();
-      };
-      dispatch_mu_.Await(absl::Condition(&ready));
-      if (stopped_) return;
-      batch.swap(lane.queued);  // Writers blocked on full queues go on.
-      queued_ -= batch.size();
-    }
-    for (const Delivery& delivery : batch) {
-      if (delivery.all) {
-        DeliverToAll(delivery.change);
-      } else {
-        Deliver(delivery.topic, delivery.key, delivery.change);
-      }
-    }
-    batch.clear();
-  }
-}
-
-void ChangeHub::OnChange(const Change& change) {
-  if (!dispatched_.load(std::memory_order_acquire)) {
-    Route(change);
-    return;
-  }
+void ChangeHub::Route(const Change& change) {
   LogChange(change);
-  absl::MutexLock lock(&dispatch_mu_);
-  // A subscriber that writes from a delivery must not wait for the lanes to drain.
-  if (!IsLaneThread()) {
-    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(dispatch_mu_) {
-      return stopped_ || queued_ < max_queued_;
-    };
-    dispatch_mu_.Await(absl::Condition(&room));
-  }
-  if (stopped_) return;
-  ForEachTopic(
-      change,
-      [&](Topic topic, const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(dispatch_mu_) {
-        // By key alone: a stream's items and its listeners keep their relative order too.
-        Lane& lane = lanes_[absl::HashOf(key) % lanes_.size()];
-        lane.queued.push_back(Delivery{topic, false, key, change});
-        ++queued_;
-      },
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(dispatch_mu_) {
-        lanes_[0].queued.push_back(Delivery{Topic::kStream, true, "", change});
-        ++queued_;
-      });
-}
-
-
-template <typename DeliverOne, typename DeliverAll>
-void ChangeHub::ForEachTopic(const Change& change, DeliverOne deliver, DeliverAll deliver_all) {
   switch (change.kind) {
     case Change::Kind::kExecutionCreated:
     case Change::Kind::kExecutionCompleted:
     case Change::Kind::kExecutionDeleted:
     case Change::Kind::kReservationReleased:
-      deliver(Topic::kExecution, change.id);
-      deliver(Topic::kAgentExecutions, change.agent);
+      Deliver(Topic::kExecution, change.id, change);
+      Deliver(Topic::kAgentExecutions, change.agent, change);
       break;
     case Change::Kind::kStreamCreated:
     case Change::Kind::kStreamItemsWritten:
     case Change::Kind::kStreamCompleted:
-      deliver(Topic::kStream, change.id);
+      Deliver(Topic::kStream, change.id, change);
       break;
     case Change::Kind::kStreamDeleted:
-      deliver(Topic::kStream, change.id);
-      deliver(Topic::kStreamListeners, change.id);
+      Deliver(Topic::kStream, change.id, change);
+      Deliver(Topic::kStreamListeners, change.id, change);
       break;
     case Change::Kind::kListenerChanged:
-      deliver(Topic::kStreamListeners, change.id);
+      Deliver(Topic::kStreamListeners, change.id, change);
       break;
     case Change::Kind::kResync:
-      deliver_all();
+      DeliverToAll(change);
       break;
   }
-}
-
-void ChangeHub::Route(const Change& change) {
-  LogChange(change);
-  ForEachTopic(
-      change, [&](Topic topic, const std::string& key) { Deliver(topic, key, change); },
-      [&]() { DeliverToAll(change); });
 }
 
 size_t ChangeHub::SubscriptionCountForTest() {

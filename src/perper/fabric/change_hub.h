@@ -12,8 +12,7 @@
 //
 // Thread safety: all methods are thread-safe. Subscribers are called outside the hub's locks,
 // possibly concurrently, and may subscribe or unsubscribe from within a callback. They are called
-// on the committing thread, or on one of the hub's dispatcher threads once StartDispatcher was
-// called.
+// on the committing thread, or on the hub's dispatcher thread once StartDispatcher was called.
 #pragma once
 
 #include <array>
@@ -95,15 +94,12 @@ class ChangeHub final : public storage::ChangeObserver {
   ChangeHub(const ChangeHub&) = delete;
   ChangeHub& operator=(const ChangeHub&) = delete;
 
-  // From now on OnChange only queues the change, and `lanes` threads of the hub's own deliver
-  // it. For a store whose reads cost a network round trip (redis): subscribers re-read the store
-  // on a hint, and a write must not wait while each of them does; several lanes let re-reads of
-  // different topics overlap (and share round trips). Each key (an agent, an execution, a
-  // stream) always goes through the same lane, so its changes arrive in the order they came;
-  // kResync goes through lane 0. OnChange blocks while `max_queued` deliveries wait, so a writer faster than delivery
-  // slows down instead of growing the queues without bound. REQUIRES: called once, before the
-  // first change.
-  void StartDispatcher(size_t max_queued = 100000, size_t lanes = 4);
+  // From now on OnChange only queues the change, and one thread of the hub's own delivers the
+  // queue in order. For a store whose reads cost a network round trip (redis): subscribers
+  // re-read the store on a hint, and a write must not wait while each of them does. OnChange
+  // blocks while `max_queued` changes wait, so a writer faster than delivery slows down instead
+  // of growing the queue without bound. REQUIRES: called once, before the first change.
+  void StartDispatcher(size_t max_queued = 100000);
   // Stops the thread started by StartDispatcher, dropping what is still queued; changes that
   // arrive afterwards are dropped too. Nothing is delivered after it returns. Idempotent.
   void StopDispatcher();
@@ -136,35 +132,20 @@ class ChangeHub final : public storage::ChangeObserver {
   void Deliver(Topic topic, const std::string& key, const storage::Change& change);
   void DeliverToAll(const storage::Change& change);
 
-  // One topic's delivery of a change (all: every subscriber, for kResync).
-  struct Delivery {
-    Topic topic;
-    bool all;
-    std::string key;
-    storage::Change change;
-  };
-  struct Lane {
-    std::deque<Delivery> queued;
-    std::thread thread;  // Started under dispatch_mu_.
-  };
-
-  // Calls `deliver(topic, key)` for each topic of `change`, or `deliver_all()` for kResync.
-  template <typename Deliver, typename DeliverAll>
-  static void ForEachTopic(const storage::Change& change, Deliver deliver, DeliverAll deliver_all);
   // Routes one change to its topics' subscribers, on the calling thread.
   void Route(const storage::Change& change);
-  void DispatchLoop(size_t lane);
-  bool IsLaneThread() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(dispatch_mu_);
+  void DispatchLoop();
 
   std::array<Shard, kShards> shards_;
   std::atomic<uint64_t> next_id_{1};
 
   // The dispatcher (StartDispatcher); unused otherwise.
   absl::Mutex dispatch_mu_;
-  std::vector<Lane> lanes_ ABSL_GUARDED_BY(dispatch_mu_);
-  size_t queued_ ABSL_GUARDED_BY(dispatch_mu_) = 0;  // Over every lane.
+  std::deque<storage::Change> queued_ ABSL_GUARDED_BY(dispatch_mu_);
   size_t max_queued_ ABSL_GUARDED_BY(dispatch_mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(dispatch_mu_) = false;
+  std::thread dispatcher_;  // Started under dispatch_mu_.
+  std::thread::id dispatcher_id_ ABSL_GUARDED_BY(dispatch_mu_);
   std::atomic<bool> dispatched_{false};  // Set once the dispatcher runs; never cleared.
 };
 

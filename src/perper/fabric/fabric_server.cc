@@ -107,7 +107,7 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
     context.writes = server->writes_.get();
   }
   // Subscribers re-read the store on a hint; with Redis each read is a round trip, so hints are
-  // delivered on the hub's own threads rather than on the writer's, which would otherwise wait
+  // delivered on the hub's own thread rather than on the writer's, which would otherwise wait
   // for every local listener to re-read before its write is answered.
   if (redis) server->hub_.StartDispatcher();
   server->services_ = std::make_unique<Services>(context);
