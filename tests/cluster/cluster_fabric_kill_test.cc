@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <iostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -137,6 +138,8 @@ TEST(ClusterFabricKillTest, KilledProcessLosesNothingAndItsReservationsMoveAfter
       },
       std::chrono::seconds(60)))
       << victim_holdings() << Unfinished(ledger, {}) << setup.Logs();
+  // How evenly the processes' workers shared the load, for whoever reads the test's output.
+  std::cout << victim_holdings();
   std::set<std::string> held;
   for (int i = 0; i < kWorkersPerProcess; ++i) {
     for (const std::string& id : workers[kVictim * kWorkersPerProcess + i]->Held()) held.insert(id);

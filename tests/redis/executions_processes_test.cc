@@ -61,6 +61,9 @@ class Process {
   }
 
   ExecutionStore& executions() { return store_->executions(); }
+  // From now on this process's changes reach only its own observer, as if it were killed
+  // before publishing them.
+  void StopPublishing() { dynamic_cast<RedisStore&>(*store_).StopPublishingForTesting(); }
   RedisExecutions& redis() { return dynamic_cast<RedisStore&>(*store_).redis_executions(); }
 
   // Waits until a change reported since the process opened satisfies `wanted`.
@@ -269,6 +272,35 @@ TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsO
   ASSERT_TRUE(listed.ok()) << listed.status();
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ(listed->front().holder, "ha");
+}
+
+TEST_P(ExecutionsProcessesTest, AProcessGoneBeforePublishingLeavesTheOthersAResync) {
+  constexpr auto kLease = 1000ms;
+  auto a = Open(kLease);
+  auto b = Open(kLease);
+  // B acknowledges a creation and dies before its change goes out on the bus.
+  b->StopPublishing();
+  ASSERT_TRUE(b->executions().CreateExecution(Record("e1")).ok());
+  b->redis().AbandonLeaseForTesting();
+  const Clock::time_point died = Clock::now();
+  b.reset();
+  // A never hears of e1; once B's lease has run out, its waiting calls are told to look again.
+  ASSERT_TRUE(a->WaitForChange(
+      [](const Change& change) { return change.kind == Change::Kind::kResync; }, kLease + 1s))
+      << "no resync within the lease and a second";
+  EXPECT_GE(Clock::now() - died, kLease / 2);
+  EXPECT_EQ(a->redis().deaths_reported(), 1);
+  EXPECT_FALSE(a->WaitForChange(
+      [](const Change& change) {
+        return change.kind == Change::Kind::kExecutionCreated && change.id == "e1";
+      },
+      0ms));
+  // Looking again finds it.
+  ExecutionFilter filter;
+  filter.agent = "agent";
+  absl::StatusOr<std::vector<std::string>> ids = a->executions().ListExecutionIds(filter, 10);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, std::vector<std::string>{"e1"});
 }
 
 TEST_P(ExecutionsProcessesTest, RefusalsByALiveProcessReadItsLeaseOncePerThirdOfALease) {

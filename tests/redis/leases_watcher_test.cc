@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Process leases and the foreign-holder watcher against a real redis-server: a lease is renewed
 // for as long as its process runs, deleted by a clean stop and left to run out by an abandoned
-// one; the watcher reports the holds of dead processes only, once, and stays bounded.
+// one; the watcher reports the holds of dead processes only, once, and stays bounded; the death
+// watcher reports a process gone without closing once, with one resync.
 #include <chrono>
 #include <memory>
 #include <string>
@@ -155,6 +156,112 @@ TEST_F(WatcherTest, ItsThreadChecksByItself) {
     mu_.AwaitWithTimeout(absl::Condition(&reported), absl::Seconds(5));
   }
   EXPECT_THAT(Reported(), ElementsAre("e1/w/agent"));
+  watcher.Stop();
+}
+
+class DeathWatcherTest : public LeasesTest {
+ protected:
+  void Register(const std::string& process_id) {
+    std::string key = Key(kGlobalTag, "processes");
+    ASSERT_TRUE(pool_->Run(key, {"SADD", key, process_id}).ok());
+  }
+  ProcessDeathWatcher::Report Recorder() {
+    return [this](const Change& change) {
+      absl::MutexLock lock(&mu_);
+      if (change.kind == Change::Kind::kResync) ++resyncs_;
+    };
+  }
+  int Resyncs() {
+    absl::MutexLock lock(&mu_);
+    return resyncs_;
+  }
+  std::vector<std::string> Check(ProcessDeathWatcher& watcher) {
+    absl::StatusOr<std::vector<std::string>> died = watcher.CheckOnce();
+    EXPECT_TRUE(died.ok()) << died.status();
+    return died.ok() ? *died : std::vector<std::string>{};
+  }
+
+  absl::Mutex mu_;
+  int resyncs_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST_F(DeathWatcherTest, ReportsAProcessWhoseLeaseRanOutOnceWithOneResync) {
+  SetLease(pool_->process_id());  // The watcher's own process lives.
+  Register("1111111111111111");
+  SetLease("1111111111111111");
+  Register("2222222222222222");
+  SetLease("2222222222222222");
+  ProcessDeathWatcher watcher(pool_.get(), Recorder(), 250ms, 60s);
+  EXPECT_TRUE(Check(watcher).empty());
+  DeleteLease("1111111111111111");
+  DeleteLease("2222222222222222");
+  EXPECT_THAT(Check(watcher), UnorderedElementsAre("1111111111111111", "2222222222222222"));
+  EXPECT_EQ(Resyncs(), 1);  // One resync covers every death of one look.
+  EXPECT_TRUE(Check(watcher).empty());
+  EXPECT_EQ(Resyncs(), 1);
+  EXPECT_EQ(watcher.reported(), 2);
+  // Back (a lease that lapsed while its process was cut off), then gone again: reported again.
+  SetLease("1111111111111111");
+  EXPECT_TRUE(Check(watcher).empty());
+  DeleteLease("1111111111111111");
+  EXPECT_THAT(Check(watcher), ElementsAre("1111111111111111"));
+  EXPECT_EQ(Resyncs(), 2);
+}
+
+TEST_F(DeathWatcherTest, NeitherTheDeadBeforeItsFirstLookNorACleanCloseIsReported) {
+  SetLease(pool_->process_id());
+  Register("1111111111111111");  // Dead before the watcher's process started.
+  Register("2222222222222222");
+  SetLease("2222222222222222");
+  ProcessDeathWatcher watcher(pool_.get(), Recorder(), 250ms, 60s);
+  EXPECT_TRUE(Check(watcher).empty());
+  // A clean close leaves the set (ProcessLease::Stop with release).
+  std::string key = Key(kGlobalTag, "processes");
+  ASSERT_TRUE(pool_->Run(key, {"SREM", key, "2222222222222222"}).ok());
+  DeleteLease("2222222222222222");
+  EXPECT_TRUE(Check(watcher).empty());
+  EXPECT_EQ(Resyncs(), 0);
+}
+
+TEST_F(DeathWatcherTest, JudgesNobodyWithoutALeaseOfItsOwn) {
+  SetLease(pool_->process_id());
+  Register("1111111111111111");
+  SetLease("1111111111111111");
+  ProcessDeathWatcher watcher(pool_.get(), Recorder(), 250ms, 60s);
+  EXPECT_TRUE(Check(watcher).empty());
+  DeleteLease(pool_->process_id());
+  DeleteLease("1111111111111111");
+  EXPECT_TRUE(Check(watcher).empty());  // Our own lease is missing: we may be the one cut off.
+  SetLease(pool_->process_id());
+  EXPECT_THAT(Check(watcher), ElementsAre("1111111111111111"));
+}
+
+TEST_F(DeathWatcherTest, ADeadMemberLeavesTheSetAfterForgetAfter) {
+  SetLease(pool_->process_id());
+  Register("1111111111111111");
+  SetLease("1111111111111111");
+  ProcessDeathWatcher watcher(pool_.get(), Recorder(), 250ms, /*forget_after=*/0ms);
+  EXPECT_TRUE(Check(watcher).empty());
+  DeleteLease("1111111111111111");
+  EXPECT_THAT(Check(watcher), ElementsAre("1111111111111111"));
+  EXPECT_TRUE(Registered("1111111111111111"));
+  EXPECT_TRUE(Check(watcher).empty());
+  EXPECT_FALSE(Registered("1111111111111111"));
+}
+
+TEST_F(DeathWatcherTest, ItsThreadLooksByItself) {
+  SetLease(pool_->process_id());
+  Register("1111111111111111");
+  SetLease("1111111111111111");
+  ProcessDeathWatcher watcher(pool_.get(), Recorder(), 50ms, 60s);
+  watcher.Start();
+  DeleteLease("1111111111111111");
+  {
+    absl::MutexLock lock(&mu_);
+    auto reported = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return resyncs_ > 0; };
+    mu_.AwaitWithTimeout(absl::Condition(&reported), absl::Seconds(5));
+  }
+  EXPECT_EQ(Resyncs(), 1);
   watcher.Stop();
 }
 

@@ -5,10 +5,31 @@
 #include <set>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
+#include "perper/common/logging.h"
+#include "perper/common/status_macros.h"
 #include "perper/storage/redis/redis_keys.h"
 
 namespace perper::storage::redis {
+
+namespace {
+
+// Runs `work` every `period` until `*stopping` is set (waking early only for that). `mu`
+// guards `*stopping`; it is not held while `work` runs.
+void EveryPeriodUntilStopped(absl::Mutex& mu, const bool* stopping, absl::Duration period,
+                             absl::FunctionRef<void()> work) {
+  absl::MutexLock lock(&mu);
+  while (!*stopping) {
+    mu.AwaitWithTimeout(absl::Condition(stopping), period);
+    if (*stopping) break;
+    mu.Unlock();
+    work();
+    mu.Lock();
+  }
+}
+
+}  // namespace
 
 std::string LeaseKey(std::string_view process_id) {
   return Key(ProcessTag(process_id), "lease");
@@ -95,17 +116,10 @@ void ProcessLease::Stop(bool release) {
 }
 
 void ProcessLease::Run() {
-  const absl::Duration period = absl::FromChrono(lease_) / 3;
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), period);
-    if (stopping_) break;
-    mu_.Unlock();
-    // A failed renewal is retried at the next period; if Redis stays away longer than the
-    // lease, other processes rightly treat this one as gone.
-    (void)Renew();
-    mu_.Lock();
-  }
+  // A failed renewal is retried at the next period; if Redis stays away longer than the lease,
+  // other processes rightly treat this one as gone.
+  EveryPeriodUntilStopped(mu_, &stopping_, absl::FromChrono(lease_) / 3,
+                          [this] { (void)Renew(); });
 }
 
 ForeignHolderWatcher::ForeignHolderWatcher(ClientPool* pool, Report report,
@@ -200,15 +214,96 @@ void ForeignHolderWatcher::CheckOnce() {
 }
 
 void ForeignHolderWatcher::Run() {
-  const absl::Duration period = absl::FromChrono(interval_);
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), period);
-    if (stopping_) break;
-    mu_.Unlock();
-    CheckOnce();
-    mu_.Lock();
+  EveryPeriodUntilStopped(mu_, &stopping_, absl::FromChrono(interval_), [this] { CheckOnce(); });
+}
+
+ProcessDeathWatcher::ProcessDeathWatcher(ClientPool* pool, Report report,
+                                         std::chrono::milliseconds interval,
+                                         std::chrono::milliseconds forget_after,
+                                         LiveLeases* live_leases)
+    : pool_(pool),
+      report_(std::move(report)),
+      interval_(interval),
+      forget_after_(forget_after),
+      live_leases_(live_leases) {}
+
+ProcessDeathWatcher::~ProcessDeathWatcher() { Stop(); }
+
+void ProcessDeathWatcher::Start() {
+  // Redis unreachable now: the thread's looks take over; the first of them counts as the first.
+  (void)CheckOnce();
+  thread_ = std::thread([this] { Run(); });
+}
+
+void ProcessDeathWatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
   }
+  if (thread_.joinable()) thread_.join();
+}
+
+int64_t ProcessDeathWatcher::reported() const {
+  absl::MutexLock lock(&mu_);
+  return reported_;
+}
+
+absl::StatusOr<std::vector<std::string>> ProcessDeathWatcher::CheckOnce() {
+  auto alive = [&](std::string_view process) {
+    return live_leases_ != nullptr ? live_leases_->Alive(process) : LeaseAlive(*pool_, process);
+  };
+  std::vector<std::string> died;
+  {
+    absl::MutexLock lock(&check_mu_);
+    PERPER_ASSIGN_OR_RETURN(bool leased, LeaseAlive(*pool_, pool_->process_id()));
+    if (!leased) return died;
+    const std::string processes = Key(kGlobalTag, "processes");
+    PERPER_ASSIGN_OR_RETURN(RedisReply members, pool_->Run(processes, {"SMEMBERS", processes}));
+    const Clock::time_point now = Clock::now();
+    std::map<std::string, Clock::time_point, std::less<>> dead_since;
+    for (const RedisReply& member : members.elements) {
+      const std::string& process = member.str;
+      if (process == pool_->process_id()) continue;
+      PERPER_ASSIGN_OR_RETURN(bool lives, alive(process));
+      if (lives) continue;
+      auto seen = dead_since_.find(process);
+      if (seen == dead_since_.end()) {
+        if (looked_) died.push_back(process);
+        dead_since.emplace(process, now);
+      } else if (now - seen->second < forget_after_) {
+        dead_since.emplace(process, seen->second);
+      } else {
+        // Every live process has looked at it by now. Best effort: a failure leaves it for
+        // the next look of any process.
+        (void)pool_->Run(processes, {"SREM", processes, process});
+      }
+    }
+    // A member that left the set, or whose lease came back, is judged afresh next time.
+    dead_since_ = std::move(dead_since);
+    looked_ = true;
+  }
+  if (died.empty()) return died;
+  {
+    absl::MutexLock lock(&mu_);
+    reported_ += static_cast<int64_t>(died.size());
+  }
+  for (const std::string& process : died) {
+    if (live_leases_ != nullptr) live_leases_->Dead(process);
+    PERPER_LOG_INFO(Logger::kStorage,
+                    "[process={}] Fabric process gone without closing (its lease ran out): "
+                    "every waiting call looks again for what it may not have published",
+                    process);
+  }
+  Change resync;
+  resync.kind = Change::Kind::kResync;
+  report_(resync);
+  return died;
+}
+
+void ProcessDeathWatcher::Run() {
+  // Redis unreachable: the bus resyncs its own way; look again next round.
+  EveryPeriodUntilStopped(mu_, &stopping_, absl::FromChrono(interval_),
+                          [this] { (void)CheckOnce(); });
 }
 
 }  // namespace perper::storage::redis

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -154,6 +155,60 @@ class ForeignHolderWatcher {
   // (execution, workgroup) → entry; ordered so that all workgroups of an execution are adjacent.
   std::map<std::pair<std::string, std::string>, Entry, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// Tells this process when another Fabric process of the deployment has died, so that its
+// waiting calls look again. A process killed after acknowledging a write and before publishing
+// its change on the bus leaves a change nobody heard (a creation no listener saw, a completion
+// a result waiter never learns of); the data is in Redis, so a resync finds it.
+//
+// Every `interval` it reads `{perper}:processes` and each other member's lease. A member without
+// a lease is reported once, through `report` as a kResync, unless it was dead already at this
+// process's first look (at Start: every call here began after it died). A member dead for
+// longer than `forget_after` leaves the set, so it does not grow with every killed process;
+// every live process has looked at it long before. Judges nobody while this process's own
+// lease is missing (it may be the one cut off).
+//
+// Owned by the executions part of a RedisStore. Thread safety: Start, Stop and CheckOnce may be
+// called from any thread; `report` is called without any lock held, from the caller of
+// CheckOnce (the watcher's thread).
+class ProcessDeathWatcher {
+ public:
+  using Report = std::function<void(const Change&)>;
+
+  // `live_leases`, when given, answers for leases seen alive lately (see LiveLeases).
+  ProcessDeathWatcher(ClientPool* pool, Report report, std::chrono::milliseconds interval,
+                      std::chrono::milliseconds forget_after, LiveLeases* live_leases = nullptr);
+  ~ProcessDeathWatcher();  // Stops the thread.
+  ProcessDeathWatcher(const ProcessDeathWatcher&) = delete;
+  ProcessDeathWatcher& operator=(const ProcessDeathWatcher&) = delete;
+
+  // Takes the first look, then looks every interval.
+  void Start();
+  void Stop();
+
+  // One look (what the thread does every interval): the processes found dead since the last.
+  absl::StatusOr<std::vector<std::string>> CheckOnce();
+  // Deaths reported so far (for tests).
+  int64_t reported() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void Run();
+
+  ClientPool* const pool_;
+  const Report report_;
+  const std::chrono::milliseconds interval_;
+  const std::chrono::milliseconds forget_after_;
+  LiveLeases* const live_leases_;
+  absl::Mutex check_mu_;  // One look at a time.
+  bool looked_ ABSL_GUARDED_BY(check_mu_) = false;
+  // Members seen without a lease, and since when.
+  std::map<std::string, Clock::time_point, std::less<>> dead_since_ ABSL_GUARDED_BY(check_mu_);
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t reported_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -459,7 +459,14 @@ RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier)
       // that waits for one watches it too.
       watcher_(
           &pool, [this](const Change& change) { notifier_->NotifyLocal(change); },
-          std::chrono::milliseconds(250), 100000, &live_leases_) {}
+          std::chrono::milliseconds(250), 100000, &live_leases_),
+      // A dead process's unpublished changes concern every waiting call of this process. Its
+      // entry is dropped long after every live process has looked (they look every 250 ms).
+      deaths_(
+          &pool, [this](const Change& change) { notifier_->NotifyLocal(change); },
+          std::chrono::milliseconds(250),
+          std::max<std::chrono::milliseconds>(std::chrono::minutes(1), 10 * pool.options().lease),
+          &live_leases_) {}
 
 std::optional<std::string> LocalHolds::Holder(std::string_view execution,
                                               std::string_view workgroup) {
@@ -513,6 +520,7 @@ void LocalHolds::OnChange(const Change& change) {
 
 RedisExecutions::~RedisExecutions() {
   notifier_->SetCacheKeeper(nullptr);
+  deaths_.Stop();
   watcher_.Stop();
   lease_.Stop(/*release=*/true);
 }
@@ -521,6 +529,7 @@ absl::Status RedisExecutions::Start() {
   notifier_->SetCacheKeeper(&local_holds_);
   PERPER_RETURN_IF_ERROR(lease_.Start());
   watcher_.Start();
+  deaths_.Start();
   return absl::OkStatus();
 }
 

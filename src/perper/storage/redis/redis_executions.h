@@ -111,6 +111,8 @@ class RedisExecutions final : public ExecutionStore {
   size_t watched_holds() const { return watcher_.size(); }
   // How many times a reservation held by another process had that process's lease read.
   int64_t lease_lookups() const { return live_leases_.lookups(); }
+  // How many other processes this one found gone without closing (each cost a resync).
+  int64_t deaths_reported() const { return deaths_.reported(); }
   // How many reservation attempts were answered "held by another" from this process's own
   // holds, without a round trip.
   uint64_t sibling_answers() const { return sibling_answers_.load(std::memory_order_relaxed); }
@@ -178,6 +180,7 @@ class RedisExecutions final : public ExecutionStore {
   ProcessLease lease_;
   LiveLeases live_leases_;  // Whether a refusing holder's process lives; before the watcher.
   ForeignHolderWatcher watcher_;
+  ProcessDeathWatcher deaths_;
 
   std::atomic<uint64_t> sibling_answers_{0};
   // Numbers this process's completions (their tokens).

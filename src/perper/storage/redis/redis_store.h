@@ -39,6 +39,9 @@ class RedisStore final : public Store {
   ClientPool& pool() { return *pool_; }
   RedisExecutions& redis_executions() { return *executions_; }
   RedisStreams& redis_streams() { return *streams_; }
+  // From now on changes reach this process's observer only, never the bus: a process killed
+  // before publishing what it acknowledged. For tests.
+  void StopPublishingForTesting() { notifier_.SetBus(nullptr); }
 
  private:
   explicit RedisStore(std::unique_ptr<ClientPool> pool);
