@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// ChangeHub's dispatcher: with it, OnChange returns before subscribers run, deliveries keep the
-// order of the changes, and nothing is delivered once it stopped.
+// ChangeHub's dispatcher: with it, OnChange returns before subscribers run, each subscriber hears
+// its changes in order while a busy one does not hold the others, a writer waits for room but a
+// delivery that writes never does, and nothing is delivered once it stopped.
 #include <chrono>
 #include <memory>
 #include <string>
@@ -18,10 +19,11 @@ namespace {
 
 using storage::Change;
 
-Change ItemsWritten(const std::string& stream) {
+Change ItemsWritten(const std::string& stream, int64_t key = 0) {
   Change change;
   change.kind = Change::Kind::kStreamItemsWritten;
   change.id = stream;
+  change.key = key;
   return change;
 }
 
@@ -33,6 +35,7 @@ class Recorder {
       release_.WaitForNotification();
       absl::MutexLock lock(&mu_);
       seen_.push_back(change.id);
+      keys_.push_back(change.key);
       thread_ = std::this_thread::get_id();
     });
   }
@@ -46,6 +49,10 @@ class Recorder {
     absl::MutexLock lock(&mu_);
     return seen_;
   }
+  std::vector<int64_t> keys() {
+    absl::MutexLock lock(&mu_);
+    return keys_;
+  }
   std::thread::id thread() {
     absl::MutexLock lock(&mu_);
     return thread_;
@@ -55,6 +62,7 @@ class Recorder {
   absl::Notification release_;
   absl::Mutex mu_;
   std::vector<std::string> seen_ ABSL_GUARDED_BY(mu_);
+  std::vector<int64_t> keys_ ABSL_GUARDED_BY(mu_);
   std::thread::id thread_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -68,21 +76,59 @@ TEST(ChangeHubDispatcherTest, WithoutItSubscribersRunOnTheCommittingThread) {
   EXPECT_EQ(recorder.thread(), std::this_thread::get_id());
 }
 
-TEST(ChangeHubDispatcherTest, OnChangeReturnsWhileASubscriberIsBusyAndOrderIsKept) {
+TEST(ChangeHubDispatcherTest, OnChangeReturnsWhileSubscribersAreBusyAndEachHearsInOrder) {
   ChangeHub hub;
   hub.StartDispatcher();
+  Recorder a_recorder, b_recorder;
+  auto a = hub.Subscribe(Topic::kStream, "a", a_recorder.subscriber());
+  auto b = hub.Subscribe(Topic::kStream, "b", b_recorder.subscriber());
+  // The subscribers block until released: these return all the same.
+  for (int i = 0; i < 50; ++i) hub.OnChange(ItemsWritten(i % 2 == 0 ? "a" : "b", i));
+  EXPECT_TRUE(a_recorder.seen().empty());
+  EXPECT_TRUE(b_recorder.seen().empty());
+  a_recorder.Release();
+  b_recorder.Release();
+  ASSERT_TRUE(a_recorder.WaitForCount(25));
+  ASSERT_TRUE(b_recorder.WaitForCount(25));
+  std::vector<int64_t> a_expected, b_expected;
+  for (int i = 0; i < 50; ++i) (i % 2 == 0 ? a_expected : b_expected).push_back(i);
+  EXPECT_EQ(a_recorder.keys(), a_expected);
+  EXPECT_EQ(b_recorder.keys(), b_expected);
+  EXPECT_NE(a_recorder.thread(), std::this_thread::get_id());
+}
+
+TEST(ChangeHubDispatcherTest, ABusySubscriberDoesNotHoldAnother) {
+  ChangeHub hub;
+  hub.StartDispatcher();
+  Recorder busy, free;
+  free.Release();
+  auto a = hub.Subscribe(Topic::kStream, "a", busy.subscriber());
+  auto b = hub.Subscribe(Topic::kStream, "b", free.subscriber());
+  hub.OnChange(ItemsWritten("a"));  // Blocks its delivery until released.
+  hub.OnChange(ItemsWritten("b"));
+  ASSERT_TRUE(free.WaitForCount(1)) << "the second subscriber waited for the first";
+  EXPECT_TRUE(busy.seen().empty());
+  busy.Release();
+  EXPECT_TRUE(busy.WaitForCount(1));
+}
+
+TEST(ChangeHubDispatcherTest, ADeliveryThatWritesNeverWaitsForRoom) {
+  ChangeHub hub;
+  hub.StartDispatcher(/*max_queued=*/1);
   Recorder recorder;
-  auto a = hub.Subscribe(Topic::kStream, "a", recorder.subscriber());
-  auto b = hub.Subscribe(Topic::kStream, "b", recorder.subscriber());
-  // The subscriber blocks until released: these return all the same.
-  for (int i = 0; i < 50; ++i) hub.OnChange(ItemsWritten(i % 2 == 0 ? "a" : "b"));
-  EXPECT_TRUE(recorder.seen().empty());
   recorder.Release();
-  ASSERT_TRUE(recorder.WaitForCount(50));
-  std::vector<std::string> expected;
-  for (int i = 0; i < 50; ++i) expected.push_back(i % 2 == 0 ? "a" : "b");
-  EXPECT_EQ(recorder.seen(), expected);
-  EXPECT_NE(recorder.thread(), std::this_thread::get_id());
+  auto t = hub.Subscribe(Topic::kStream, "t", recorder.subscriber());
+  // Each change on "s" commits three on "t" from within its delivery: past the bound of 1.
+  auto writer = std::make_shared<GuardedSubscriber>([&hub](const Change& change) {
+    for (int i = 0; i < 3; ++i) hub.OnChange(ItemsWritten("t", change.key * 3 + i));
+  });
+  auto s = hub.Subscribe(Topic::kStream, "s", writer);
+  for (int i = 0; i < 5; ++i) hub.OnChange(ItemsWritten("s", i));
+  ASSERT_TRUE(recorder.WaitForCount(15));
+  std::vector<int64_t> expected;
+  for (int i = 0; i < 15; ++i) expected.push_back(i);
+  EXPECT_EQ(recorder.keys(), expected);
+  writer->Close();
 }
 
 TEST(ChangeHubDispatcherTest, AFullQueueHoldsTheWriterUntilDeliveryCatchesUp) {

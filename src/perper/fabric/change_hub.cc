@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "perper/fabric/change_hub.h"
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "perper/common/logging.h"
@@ -73,7 +75,7 @@ void ChangeHub::Deliver(Topic topic, const std::string& key, const Change& chang
     size_t start = subs.rotation++ % n;
     for (size_t i = 0; i < n; ++i) targets.push_back(subs.entries[(start + i) % n].subscriber);
   }
-  for (auto& target : targets) target->OnChange(change);
+  Hand(std::move(targets), change);
 }
 
 void ChangeHub::DeliverToAll(const Change& change) {
@@ -87,29 +89,63 @@ void ChangeHub::DeliverToAll(const Change& change) {
       }
     }
   }
-  for (auto& target : targets) target->OnChange(change);
+  Hand(std::move(targets), change);
 }
 
-void ChangeHub::StartDispatcher(size_t max_queued) {
+namespace {
+
+// Set on the hub's own threads: a change they commit never waits for room (they make it).
+thread_local const ChangeHub* hub_thread_of = nullptr;
+
+}  // namespace
+
+void ChangeHub::Hand(std::vector<std::shared_ptr<ChangeSubscriber>> targets,
+                     const Change& change) {
+  if (!dispatched_.load(std::memory_order_acquire)) {
+    for (auto& target : targets) target->OnChange(change);
+    return;
+  }
+  absl::MutexLock lock(&dispatch_mu_);
+  if (stopped_) return;
+  for (auto& target : targets) {
+    Inbox& inbox = inboxes_[target.get()];
+    if (inbox.subscriber == nullptr) inbox.subscriber = std::move(target);
+    // Not running and nothing waiting: it was not in ready_ (an idle inbox is erased).
+    if (!inbox.running && inbox.changes.empty()) ready_.push_back(inbox.subscriber.get());
+    inbox.changes.push_back(change);
+    ++inboxed_;
+  }
+}
+
+void ChangeHub::StartDispatcher(size_t max_queued, size_t delivery_threads) {
   absl::MutexLock lock(&dispatch_mu_);
   if (dispatcher_.joinable() || stopped_) return;
   max_queued_ = max_queued;
   dispatcher_ = std::thread([this] { DispatchLoop(); });
-  dispatcher_id_ = dispatcher_.get_id();
+  for (size_t i = 0; i < std::max<size_t>(delivery_threads, 1); ++i) {
+    delivery_threads_.emplace_back([this] { DeliveryLoop(); });
+  }
   dispatched_.store(true, std::memory_order_release);
 }
 
 void ChangeHub::StopDispatcher() {
+  absl::flat_hash_map<const ChangeSubscriber*, Inbox> dropped;  // Released outside the lock.
   {
     absl::MutexLock lock(&dispatch_mu_);
     if (stopped_) return;
     stopped_ = true;
+    stopping_.store(true, std::memory_order_release);
     queued_.clear();
+    dropped.swap(inboxes_);
+    ready_.clear();
+    inboxed_ = 0;
   }
   if (dispatcher_.joinable()) dispatcher_.join();
+  for (std::thread& thread : delivery_threads_) thread.join();
 }
 
 void ChangeHub::DispatchLoop() {
+  hub_thread_of = this;
   std::deque<Change> batch;
   while (true) {
     {
@@ -120,10 +156,50 @@ void ChangeHub::DispatchLoop() {
           },
           this));
       if (stopped_) return;
-      batch.swap(queued_);  // Writers blocked on a full queue go on.
+      batch.swap(queued_);
     }
     for (const Change& change : batch) Route(change);
     batch.clear();
+  }
+}
+
+void ChangeHub::DeliveryLoop() {
+  hub_thread_of = this;
+  for (;;) {
+    // Released after the lock at the end of each round: either may be the last reference.
+    std::shared_ptr<ChangeSubscriber> subscriber, retired;
+    std::deque<Change> changes;
+    const ChangeSubscriber* next = nullptr;
+    {
+      absl::MutexLock lock(&dispatch_mu_);
+      dispatch_mu_.Await(absl::Condition(
+          +[](ChangeHub* hub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->dispatch_mu_) {
+            return hub->stopped_ || !hub->ready_.empty();
+          },
+          this));
+      if (stopped_) return;
+      next = ready_.front();
+      ready_.pop_front();
+      Inbox& inbox = inboxes_.at(next);
+      inbox.running = true;
+      changes.swap(inbox.changes);
+      subscriber = inbox.subscriber;
+    }
+    for (const Change& change : changes) {
+      if (stopping_.load(std::memory_order_acquire)) return;
+      subscriber->OnChange(change);
+    }
+    absl::MutexLock lock(&dispatch_mu_);
+    if (stopped_) return;
+    inboxed_ -= changes.size();  // Writers waiting for room go on.
+    auto it = inboxes_.find(next);
+    if (it->second.changes.empty()) {
+      retired = std::move(it->second.subscriber);
+      inboxes_.erase(it);
+    } else {
+      it->second.running = false;
+      ready_.push_back(next);
+    }
   }
 }
 
@@ -133,11 +209,11 @@ void ChangeHub::OnChange(const Change& change) {
     return;
   }
   absl::MutexLock lock(&dispatch_mu_);
-  // A subscriber that writes from a delivery must not wait for its own thread to drain.
-  if (std::this_thread::get_id() != dispatcher_id_) {
+  // A subscriber that writes from a delivery must not wait for its own threads to drain.
+  if (hub_thread_of != this) {
     dispatch_mu_.Await(absl::Condition(
         +[](ChangeHub* hub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(hub->dispatch_mu_) {
-          return hub->stopped_ || hub->queued_.size() < hub->max_queued_;
+          return hub->stopped_ || hub->queued_.size() + hub->inboxed_ < hub->max_queued_;
         },
         this));
   }

@@ -12,7 +12,8 @@
 //
 // Thread safety: all methods are thread-safe. Subscribers are called outside the hub's locks,
 // possibly concurrently, and may subscribe or unsubscribe from within a callback. They are called
-// on the committing thread, or on the hub's dispatcher thread once StartDispatcher was called.
+// on the committing thread, or on one of the hub's delivery threads once StartDispatcher was
+// called; either way one subscriber hears its changes one at a time, in the order they came.
 #pragma once
 
 #include <array>
@@ -94,14 +95,19 @@ class ChangeHub final : public storage::ChangeObserver {
   ChangeHub(const ChangeHub&) = delete;
   ChangeHub& operator=(const ChangeHub&) = delete;
 
-  // From now on OnChange only queues the change, and one thread of the hub's own delivers the
-  // queue in order. For a store whose reads cost a network round trip (redis): subscribers
-  // re-read the store on a hint, and a write must not wait while each of them does. OnChange
-  // blocks while `max_queued` changes wait, so a writer faster than delivery slows down instead
-  // of growing the queue without bound. REQUIRES: called once, before the first change.
-  void StartDispatcher(size_t max_queued = 100000);
-  // Stops the thread started by StartDispatcher, dropping what is still queued; changes that
-  // arrive afterwards are dropped too. Nothing is delivered after it returns. Idempotent.
+  // From now on OnChange only queues the change; a thread of the hub's own routes it to its
+  // subscribers' inboxes, and `delivery_threads` threads run the inboxes. For a store whose
+  // reads cost a network round trip (redis): subscribers re-read the store on a hint, so a
+  // write must not wait while each of them does, and one subscriber's round trip must not hold
+  // the others' (every reserving call of an agent hears each of its executions). Each
+  // subscriber hears its changes one at a time, in the order they came; different subscribers
+  // run at once. OnChange blocks while `max_queued` changes and deliveries wait, so a writer
+  // faster than delivery slows down instead of growing the queues without bound (a delivery
+  // thread that writes never waits). REQUIRES: called once, before the first change.
+  void StartDispatcher(size_t max_queued = 100000, size_t delivery_threads = 8);
+  // Stops the threads started by StartDispatcher, dropping what is still queued; changes that
+  // arrive afterwards are dropped too. Nothing is delivered after it returns. REQUIRES: not
+  // called from a subscriber. Idempotent.
   void StopDispatcher();
 
   [[nodiscard]] Subscription Subscribe(Topic topic, std::string key,
@@ -131,10 +137,20 @@ class ChangeHub final : public storage::ChangeObserver {
   void Unsubscribe(Topic topic, const std::string& key, uint64_t id);
   void Deliver(Topic topic, const std::string& key, const storage::Change& change);
   void DeliverToAll(const storage::Change& change);
+  // Calls each target now, or (dispatcher running) puts the change in its inbox.
+  void Hand(std::vector<std::shared_ptr<ChangeSubscriber>> targets, const storage::Change& change);
 
   // Routes one change to its topics' subscribers, on the calling thread.
   void Route(const storage::Change& change);
   void DispatchLoop();
+  void DeliveryLoop();
+
+  // The changes waiting for one subscriber. `running`: a delivery thread is calling it.
+  struct Inbox {
+    std::shared_ptr<ChangeSubscriber> subscriber;
+    std::deque<storage::Change> changes;
+    bool running = false;
+  };
 
   std::array<Shard, kShards> shards_;
   std::atomic<uint64_t> next_id_{1};
@@ -142,10 +158,16 @@ class ChangeHub final : public storage::ChangeObserver {
   // The dispatcher (StartDispatcher); unused otherwise.
   absl::Mutex dispatch_mu_;
   std::deque<storage::Change> queued_ ABSL_GUARDED_BY(dispatch_mu_);
+  // Subscribers with changes waiting, by identity; `ready_` lists those no thread runs, in the
+  // order they became ready.
+  absl::flat_hash_map<const ChangeSubscriber*, Inbox> inboxes_ ABSL_GUARDED_BY(dispatch_mu_);
+  std::deque<const ChangeSubscriber*> ready_ ABSL_GUARDED_BY(dispatch_mu_);
+  size_t inboxed_ ABSL_GUARDED_BY(dispatch_mu_) = 0;  // Changes in every inbox.
   size_t max_queued_ ABSL_GUARDED_BY(dispatch_mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(dispatch_mu_) = false;
-  std::thread dispatcher_;  // Started under dispatch_mu_.
-  std::thread::id dispatcher_id_ ABSL_GUARDED_BY(dispatch_mu_);
+  std::atomic<bool> stopping_{false};  // stopped_, read between deliveries without the lock.
+  std::thread dispatcher_;                   // Started under dispatch_mu_.
+  std::vector<std::thread> delivery_threads_;  // Started under dispatch_mu_.
   std::atomic<bool> dispatched_{false};  // Set once the dispatcher runs; never cleared.
 };
 
