@@ -391,6 +391,18 @@ TEST_F(CliTest, StreamsShowListenersAndCounts) {
   ASSERT_EQ(rows[0]["listeners"].size(), 1u);
   EXPECT_EQ(rows[0]["listeners"][0]["name"], "reader");
   EXPECT_EQ(row[6], "reader@" + rows[0]["listeners"][0]["position"].dump());
+  // Exactly the field names docs/cli.md lists (error only for a stream that failed).
+  auto keys = [](const json& object) {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : object.items()) names.push_back(name);
+    return names;
+  };
+  EXPECT_EQ(keys(rows[0]),
+            (std::vector<std::string>{"completed", "ephemeral", "first_key", "item_count",
+                                      "last_key", "listeners", "stream", "stride",
+                                      "written_count"}));
+  EXPECT_EQ(keys(rows[0]["listeners"][0]),
+            (std::vector<std::string>{"name", "position", "transient"}));
 }
 
 TEST_F(CliTest, StreamTail) {
