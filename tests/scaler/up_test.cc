@@ -525,6 +525,11 @@ TEST(UpTest, HelpDescribesUp) {
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", "--help"}, {}, &out, &err), 0);
   EXPECT_NE(out.find("--log-dir"), std::string::npos) << out;
   EXPECT_NE(out.find("--fabric"), std::string::npos) << out;
+  // What the tests of signals check (SigtermStopsEveryProcess, ASecondSignalKillsAtOnce).
+  EXPECT_NE(out.find("Exits with Deploy's exit code, or after a signal with 128 + its number "
+                     "(130 after Ctrl-C, 143 after SIGTERM)."),
+            std::string::npos)
+      << out;
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up"}, {}, &out, &err), 2);  // APP is required
 }
 
