@@ -16,6 +16,7 @@
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "tests/integration/executions_helpers.h"
+#include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
@@ -107,6 +108,32 @@ TEST(FabricBinaryTest, DebugLogsEveryEventOfACallIdsFirstAndInfoNone) {
       }
     }
   }
+}
+
+// At debug, a stream's life is logged too, stream ID first: created, a listener moved,
+// completed, deleted (docs/configuration.md's table).
+TEST(FabricBinaryTest, DebugLogsAStreamsEventsAndListenerMoves) {
+  FabricProcess fabric({"--storage", "memory", "--log-level", "debug"});
+  ASSERT_TRUE(fabric.Start()) << fabric.Log();
+  auto streams = grpc2::FabricStreams::NewStub(fabric.NewChannel());
+  ASSERT_TRUE(CreateStream(*streams, "logged-numbers", /*ephemeral=*/false).ok());
+  ASSERT_TRUE(WriteKeys(*streams, "logged-numbers", {1, 2}).ok());
+  ASSERT_TRUE(MoveListener(*streams, "logged-numbers", "reader", 1).ok());
+  ASSERT_TRUE(Complete(*streams, "logged-numbers").ok());
+  ASSERT_TRUE(DeleteStream(*streams, "logged-numbers").ok());
+  // The change hub may log from its own thread: wait for the last line.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (fabric.Log().find("[stream=logged-numbers] deleted") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_THAT(LinesAbout(fabric.Log(), "stream=logged-numbers"),
+              ::testing::UnorderedElementsAre(
+                  "D fabric: [stream=logged-numbers] created",
+                  "D fabric: [stream=logged-numbers listener=reader] moved to 1",
+                  "D fabric: [stream=logged-numbers] completed",
+                  "D fabric: [stream=logged-numbers] deleted"))
+      << fabric.Log();
 }
 
 TEST(FabricBinaryTest, HelpListsEveryOption) {

@@ -356,6 +356,60 @@ TEST(UpTest, ASecondSignalKillsAtOnce) {
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
+// A Python agent whose program serves another name than the manifest's (sensor for Sensor) is
+// refused at start and each exit is reported with the reason; the Python Deploy waiting for it
+// logs that no process serves Sensor instead of hanging silently. Ctrl-C then cancels that
+// Deploy at once (no SIGKILL after the grace period), and perper up exits 130.
+TEST(UpTest, APythonAgentServingAnotherNameIsReportedAndCtrlCEndsTheWaitingDeploy) {
+  std::string marker = TestMarker();
+  ChildProcess up({PERPER_BINARY, "up", kApps + "wrong_name.yaml"}, Env(marker));
+  // The scaler's report of the exit quotes the refusal.
+  const std::string refusal =
+      "ValueError: perper: X_PERPER_AGENT is Sensor but this process serves agent sensor";
+  ASSERT_TRUE(WaitUntil(
+      [&] { return CountLines(up.Stderr(), "] exited with code 1 unexpectedly", refusal) > 0; },
+      seconds(30)))
+      << up.Output();
+  EXPECT_EQ(CountLines(up.Stderr(), "W scaler: [agent=Sensor instance=Run-", refusal),
+            CountLines(up.Stderr(), "] exited with code 1 unexpectedly", refusal))
+      << up.Output();
+  ASSERT_TRUE(up.WaitForOutput("waiting for Sensor: no process serves agent Sensor", seconds(20)))
+      << up.Output();
+  EXPECT_EQ(CountLines(up.Stderr(), "[agent=Caller instance=deploy pid=",
+                       "no process serves agent Sensor"),
+            1u)
+      << up.Output();
+
+  up.Signal(SIGINT);
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGINT) << up.Output();
+  EXPECT_NE(up.Stderr().find("[agent=Caller] stop requested while Deploy runs: cancelling Deploy"),
+            std::string::npos)
+      << up.Output();
+  EXPECT_EQ(CountLines(up.Stderr(), "[agent=Caller instance=deploy pid=",
+                       "] stopped (exited with code 0)"),
+            1u)
+      << up.Output();
+  EXPECT_EQ(up.Stderr().find("SIGKILL"), std::string::npos) << up.Output();
+  EXPECT_TRUE(ProcessesWithEnv(marker).empty());
+}
+
+// A stale Fabric on the port the manifest names: perper up must not start a second Fabric beside
+// it (gRPC's SO_REUSEPORT would let it, and its agents would be split between the two).
+TEST(UpTest, AStaleFabricOnTheManifestsPortStopsPerperUpBeforeAnyAgentStarts) {
+  FabricProcess stale({"--storage", "memory"});
+  ASSERT_TRUE(stale.Start()) << stale.Log();
+  TempDir dir;
+  std::ofstream(dir.path() + "/app.yaml")
+      << "fabric:\n  listen: " << stale.address() << "\nagents:\n  Foo:\n    command: /bin/true\n";
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", dir.path() + "/app.yaml"}, {}, &out, &err), 1);
+  EXPECT_NE(err.find("perper up: cannot start the Fabric: cannot listen on " + stale.address() +
+                     ": address already in use\n"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("started"), std::string::npos) << err;
+}
+
 // A command that cannot run is found before the Fabric or any process starts, with the OS's
 // reason, instead of as a process that keeps failing to start.
 TEST(UpTest, ACommandThatCannotRunIsReportedBeforeAnythingStarts) {
@@ -471,6 +525,11 @@ TEST(UpTest, HelpDescribesUp) {
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", "--help"}, {}, &out, &err), 0);
   EXPECT_NE(out.find("--log-dir"), std::string::npos) << out;
   EXPECT_NE(out.find("--fabric"), std::string::npos) << out;
+  // What the tests of signals check (SigtermStopsEveryProcess, ASecondSignalKillsAtOnce).
+  EXPECT_NE(out.find("Exits with Deploy's exit code, or after a signal with 128 + its number "
+                     "(130 after Ctrl-C, 143 after SIGTERM)."),
+            std::string::npos)
+      << out;
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up"}, {}, &out, &err), 2);  // APP is required
 }
 

@@ -14,7 +14,7 @@ from perper import values
 from perper._ambient import Context, current, get_connection  # noqa: F401  (re-exported)
 from perper._stubs import executions_pb2, instances_pb2, model_pb2, streams_pb2
 from perper.model import (INT64_MAX, Agent, Dictionary, List, Stream, StreamProgress, new_id,
-                          results_of_response)
+                          results_of_response, watch_unserved)
 
 TRIGGER_LISTENER = "-trigger"
 
@@ -85,7 +85,10 @@ async def start_agent(agent: str, *args: Any) -> Agent:
     request = instances_pb2.InstancesCreateAndStartRequest(
         instance=model_pb2.PerperInstance(instance=instance, agent=agent),
         arguments=values.pack_all(args), parent=current().agent.to_message())
-    response = await get_connection().retry(get_connection().instances.CreateAndStart, request)
+    # Start runs in a process of the agent: with none, the warning says why this waits.
+    response = await watch_unserved(
+        agent, instance,
+        get_connection().retry(get_connection().instances.CreateAndStart, request))
     start_result = results_of_response(f"Start of {instance}", response)
     return Agent(agent, instance, start_result)
 

@@ -12,7 +12,7 @@ import contextlib
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Awaitable, Optional
 
 import grpc
 from google.protobuf import any_pb2
@@ -71,6 +71,17 @@ async def _warn_when_unserved(agent: str, execution: str) -> None:
     _log.warning("[exec=%s] waiting for %s: no process serves agent %s (no listen call for it on "
                  "the Fabric at %s); the call waits until one does", execution, agent, agent,
                  connection.endpoint)
+
+
+async def watch_unserved(agent: str, execution: str, awaitable: Awaitable[Any]) -> Any:
+    """Awaits `awaitable`, a request that only a process of `agent` can answer (a call, or an
+    instance's Start or Stop: `execution` is then the instance's ID), warning meanwhile when no
+    process serves `agent` (see _warn_when_unserved)."""
+    watchdog = asyncio.ensure_future(_warn_when_unserved(agent, execution))
+    try:
+        return await awaitable
+    finally:
+        watchdog.cancel()
 
 
 async def _call_kept(request: executions_pb2.ExecutionsCreateRequest
@@ -197,17 +208,14 @@ class Agent:
             execution=model_pb2.PerperExecution(execution=execution), instance=self.to_message(),
             delegate=delegate, arguments=values.pack_all(args))
         connection = get_connection()
-        watchdog = asyncio.ensure_future(_warn_when_unserved(self.agent, execution))
-        try:
-            if in_execution():
-                response = await _call_kept(request)
-                kept = current().kept
-                if kept is not None and not response.deleted:
-                    kept.keep(execution)
-            else:
-                response = await connection.retry(connection.instances.Call, request)
-        finally:
-            watchdog.cancel()
+        if in_execution():
+            response = await watch_unserved(self.agent, execution, _call_kept(request))
+            kept = current().kept
+            if kept is not None and not response.deleted:
+                kept.keep(execution)
+        else:
+            response = await watch_unserved(
+                self.agent, execution, connection.retry(connection.instances.Call, request))
         return results_of_response(execution, response, result_type)
 
     async def destroy(self, *stop_args: Any) -> Any:
@@ -217,8 +225,10 @@ class Agent:
         """
         request = instances_pb2.InstancesStopAndDeleteRequest(
             instance=self.to_message(), stop_parameters=values.pack_all(stop_args))
-        response = await get_connection().retry(get_connection().instances.StopAndDelete,
-                                                request)
+        # Stop runs in a process of the agent: with none, the warning says why this waits.
+        response = await watch_unserved(
+            self.agent, self.instance,
+            get_connection().retry(get_connection().instances.StopAndDelete, request))
         return results_of_response(f"Stop of {self.instance}", response)
 
     def __eq__(self, other: object) -> bool:

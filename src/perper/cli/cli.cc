@@ -53,7 +53,8 @@ int Main(int argc, char** argv) {
   CLI::App* up_cmd = app.add_subcommand(
       "up", "Start a Fabric (embedded unless --fabric), the process scaler and the application "
             "of APP.yaml (with --scaler compose: the Fabric and the agents as containers); "
-            "Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code.");
+            "Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code, or after a "
+            "signal with 128 + its number (130 after Ctrl-C, 143 after SIGTERM).");
   // Type names FILE and DIR also tell the shell completion to offer file names.
   up_cmd->add_option("APP", up.manifest, "The application manifest (YAML, see docs/scaler.md)")
       ->required()

@@ -77,8 +77,9 @@ std::vector<File> PythonTemplate() {
 """The agent @NAME@.
 
 `perper up app.yaml` starts this process and runs its Deploy, which calls the delegate Greet
-through the Fabric, prints the answer and ends the application. The package `perper` (the
-Python SDK) must be importable: installed, or on PYTHONPATH.
+through the Fabric, prints the answer and ends the application. perper up gives this process
+the package `perper` (the Python SDK) of its own build or install; run by hand, the script needs
+it installed (pip install ./sdk/python) or on PYTHONPATH (<build>/python).
 """
 
 import perper
@@ -176,8 +177,10 @@ int RunInit(const std::string& language, const std::string& name) {
                     "/build -DCMAKE_PREFIX_PATH=<where Perper is installed> && cmake --build ",
                     name, "/build\n  perper up ", name, "/app.yaml\n");
   } else {
-    absl::StrAppend(&summary, "Run it (with the Python SDK importable):\n  perper up ", name,
-                    "/app.yaml\n");
+    absl::StrAppend(&summary,
+                    "Run it (perper up gives the agent the Python SDK; its Python needs grpcio "
+                    "and protobuf, see app.yaml):\n  perper up ",
+                    name, "/app.yaml\n");
   }
   std::fputs(summary.c_str(), stdout);
   return 0;
