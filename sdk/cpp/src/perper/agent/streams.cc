@@ -400,7 +400,11 @@ class ListenCall final : public grpc::ClientReadReactor<grpc2::StreamsListenItem
     core->connection().streams()->async()->ListenItems(call->context_.get(), &call->request_,
                                                        call.get());
     call->AddHold();
-    call->reading_ = true;
+    {
+      // (No other thread sees the call yet; the lock is for the annotations.)
+      absl::MutexLock lock(&call->mu_);
+      call->reading_ = true;
+    }
     call->StartRead(&call->response_);
     call->StartCall();
     return call;
@@ -443,8 +447,11 @@ class ListenAndMoveCall final
     call->context_->set_wait_for_ready(core->connection().wait_for_ready());
     core->connection().streams()->async()->ListenItemsAndMove(call->context_.get(), call.get());
     call->AddHold();
-    call->reading_ = true;
-    call->writing_ = true;
+    {
+      absl::MutexLock lock(&call->mu_);
+      call->reading_ = true;
+      call->writing_ = true;
+    }
     call->StartWrite(&call->first_);
     call->StartRead(&call->response_);
     call->StartCall();
