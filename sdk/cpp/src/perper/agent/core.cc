@@ -146,7 +146,8 @@ int Core::Wait() {
   connection_.SetStopping();
   reservation_.Close();
   CancelAll();
-  // Handlers return once cancelled, and their calls end; both at once within the time.
+  // Up to 5 s for the cancelled handlers, the unary Completes and the calls in flight to end:
+  // the two parts' conditions must hold at once, so the first is checked again after the second.
   absl::Time deadline = absl::Now() + absl::Seconds(5);
   bool idle = false;
   while (!idle && reservation_.AwaitIdle(deadline) && connection_.calls().AwaitEmpty(deadline)) {
