@@ -34,29 +34,31 @@ namespace {
 // it, as FabricInstances.Call does.
 Task<absl::StatusOr<grpc2::ExecutionsGetResultResponse>> KeptCall(
     Core* core, grpc2::ExecutionsCreateRequest request, std::shared_ptr<KeptCalls> kept) {
+  Connection& connection = core->connection();
   std::string id = request.execution().execution();
-  auto created = co_await core->Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
-      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
-        core->executions()->async()->Create(context, req, resp, std::move(done));
+  auto created = co_await connection.Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
+      std::move(request), [&connection](auto* context, auto* req, auto* resp, auto done) {
+        connection.executions()->async()->Create(context, req, resp, std::move(done));
       });
   if (!created.ok()) {
     if (absl::IsCancelled(created.status())) {
-      core->DeleteExecutionDetached(id);
+      connection.DeleteExecutionDetached(id);
     }
     co_return created.status();
   }
   grpc2::ExecutionsGetResultRequest get;
   get.mutable_execution()->set_execution(id);
   auto result =
-      co_await core->Unary<grpc2::ExecutionsGetResultRequest, grpc2::ExecutionsGetResultResponse>(
-          std::move(get), [core](auto* context, auto* req, auto* resp, auto done) {
-            core->executions()->async()->GetResult(context, req, resp, std::move(done));
-          });
+      co_await connection
+          .Unary<grpc2::ExecutionsGetResultRequest, grpc2::ExecutionsGetResultResponse>(
+              std::move(get), [&connection](auto* context, auto* req, auto* resp, auto done) {
+                connection.executions()->async()->GetResult(context, req, resp, std::move(done));
+              });
   if (!result.ok() && absl::IsCancelled(result.status())) {
-    core->DeleteExecutionDetached(id);
+    connection.DeleteExecutionDetached(id);
   }
   if (result.ok() && !result->deleted()) {
-    core->DeleteKeptCalls(kept->Add(id, core->max_kept_calls()));
+    connection.DeleteKeptCalls(kept->Add(id, connection.max_kept_calls()));
   }
   co_return result;
 }
@@ -75,12 +77,13 @@ Task<absl::StatusOr<Values>> CallRaw(Core* core, model::PerperInstance instance,
     *request.add_arguments() = std::move(argument);
   }
   absl::StatusOr<grpc2::ExecutionsGetResultResponse> response;
-  std::unique_ptr<Core::UnservedWatch> watch = core->WatchUnserved(instance.agent(), id);
+  std::unique_ptr<Connection::UnservedWatch> watch =
+      core->connection().WatchUnserved(instance.agent(), id);
   // (A derived ID means the ambient context is a real execution's, whose kept calls these are.)
   if (std::shared_ptr<KeptCalls> kept = derived ? CurrentKeptCalls() : nullptr; kept != nullptr) {
     response = co_await KeptCall(core, std::move(request), std::move(kept));
   } else {
-    response = co_await core->InstancesCall(std::move(request));
+    response = co_await core->connection().InstancesCall(std::move(request));
   }
   watch.reset();
   co_return ReadResponse(absl::StrCat(instance.agent(), ".", delegate, " (execution ", id, ")"),
@@ -121,7 +124,7 @@ Task<absl::StatusOr<std::pair<Instance, internal::Values>>> Context::StartAgentR
     *request.add_arguments() = std::move(arg);
   }
   model::PerperInstance created = request.instance();
-  auto response = co_await core->InstancesCreateAndStart(std::move(request));
+  auto response = co_await core->connection().InstancesCreateAndStart(std::move(request));
   auto results = internal::ReadResponse(
       absl::StrCat("Start of ", created.agent(), " ", created.instance()), std::move(response));
   if (!results.ok()) {
@@ -138,7 +141,7 @@ namespace internal {
 Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance) {
   grpc2::InstancesStopAndDeleteRequest request;
   *request.mutable_instance() = instance;
-  auto response = co_await core->InstancesStopAndDelete(std::move(request));
+  auto response = co_await core->connection().InstancesStopAndDelete(std::move(request));
   co_return ReadResponse(absl::StrCat("Stop of ", instance.agent(), " ", instance.instance()),
                          std::move(response))
       .status();

@@ -14,10 +14,10 @@
 namespace perper::internal {
 namespace {
 
-// The start function of Core::Unary for `service`'s method `Method` (needs `core`).
-#define PERPER_STATES_CALL(service, Method)                                \
-  [core](auto* context, auto* req, auto* resp, auto done) {                \
-    core->service()->async()->Method(context, req, resp, std::move(done)); \
+// The start function of Connection::Unary for `service`'s method `Method` (needs `core`).
+#define PERPER_STATES_CALL(service, Method)                                             \
+  [core](auto* context, auto* req, auto* resp, auto done) {                             \
+    core->connection().service()->async()->Method(context, req, resp, std::move(done)); \
   }
 
 // Reads a server-streaming call to its end and yields every response. Keeps itself alive until
@@ -49,14 +49,16 @@ class CollectReactor final : public grpc::ClientReadReactor<Response> {
   }
 
   void OnDone(const grpc::Status& status) override {
-    core_->RemoveCall(call_id_);
+    core_->connection().RemoveCall(call_id_);
     done_->Set(status.ok() ? Result(std::move(responses_)) : Result(FromGrpcStatus(status)));
     delete this;
   }
 
  private:
   explicit CollectReactor(Core* core)
-      : core_(core), context_(core->NewContext()), call_id_(core->AddCall(context_)) {}
+      : core_(core),
+        context_(core->connection().NewContext()),
+        call_id_(core->connection().AddCall(context_)) {}
 
   Core* const core_;
   const std::shared_ptr<grpc::ClientContext> context_;
@@ -69,8 +71,9 @@ class CollectReactor final : public grpc::ClientReadReactor<Response> {
 
 Task<absl::StatusOr<grpc2::StatesDictionaryOperateResponse>> DictionaryOperate(
     Core* core, grpc2::StatesDictionaryOperateRequest request) {
-  return core->Unary<grpc2::StatesDictionaryOperateRequest, grpc2::StatesDictionaryOperateResponse>(
-      std::move(request), PERPER_STATES_CALL(dictionaries, Operate));
+  return core->connection()
+      .Unary<grpc2::StatesDictionaryOperateRequest, grpc2::StatesDictionaryOperateResponse>(
+          std::move(request), PERPER_STATES_CALL(dictionaries, Operate));
 }
 
 grpc2::StatesDictionaryOperateRequest OperateRequest(std::string dictionary,
@@ -143,9 +146,10 @@ Task<absl::StatusOr<bool>> DictionaryContains(Core* core, std::string dictionary
 Task<absl::StatusOr<int64_t>> DictionaryCount(Core* core, std::string dictionary) {
   grpc2::StatesDictionaryCountItemsRequest request;
   request.mutable_dictionary()->set_dictionary(std::move(dictionary));
-  auto response = co_await core->Unary<grpc2::StatesDictionaryCountItemsRequest,
-                                       grpc2::StatesDictionaryCountItemsResponse>(
-      std::move(request), PERPER_STATES_CALL(dictionaries, CountItems));
+  auto response = co_await core->connection()
+                      .Unary<grpc2::StatesDictionaryCountItemsRequest,
+                             grpc2::StatesDictionaryCountItemsResponse>(
+                          std::move(request), PERPER_STATES_CALL(dictionaries, CountItems));
   if (!response.ok()) {
     co_return response.status();
   }
@@ -160,7 +164,7 @@ DictionaryItems(Core* core, std::string dictionary) {
                                  grpc2::StatesDictionaryListItemsResponse>;
   auto responses = co_await Reactor::Run(
       core, std::move(request), [core](auto* context, auto* req, auto* reactor) {
-        core->dictionaries()->async()->ListItems(context, req, reactor);
+        core->connection().dictionaries()->async()->ListItems(context, req, reactor);
       });
   if (!responses.ok()) {
     co_return responses.status();
@@ -177,17 +181,17 @@ Task<absl::Status> DictionaryClear(Core* core, std::string dictionary) {
   grpc2::StatesDictionaryDeleteRequest request;
   request.mutable_dictionary()->set_dictionary(std::move(dictionary));
   request.set_keep_cache(true);
-  auto response =
-      co_await core->Unary<grpc2::StatesDictionaryDeleteRequest, google::protobuf::Empty>(
-          std::move(request), PERPER_STATES_CALL(dictionaries, Delete));
+  auto response = co_await core->connection()
+                      .Unary<grpc2::StatesDictionaryDeleteRequest, google::protobuf::Empty>(
+                          std::move(request), PERPER_STATES_CALL(dictionaries, Delete));
   co_return response.status();
 }
 
 Task<absl::StatusOr<std::vector<google::protobuf::Any>>> ListOperate(
     Core* core, grpc2::StatesListOperateRequest request) {
-  auto response =
-      co_await core->Unary<grpc2::StatesListOperateRequest, grpc2::StatesListOperateResponse>(
-          std::move(request), PERPER_STATES_CALL(lists, Operate));
+  auto response = co_await core->connection()
+                      .Unary<grpc2::StatesListOperateRequest, grpc2::StatesListOperateResponse>(
+                          std::move(request), PERPER_STATES_CALL(lists, Operate));
   if (!response.ok()) {
     co_return response.status();
   }
@@ -199,8 +203,9 @@ Task<absl::StatusOr<int64_t>> ListCount(Core* core, std::string list) {
   grpc2::StatesListCountItemsRequest request;
   request.mutable_list()->set_list(std::move(list));
   auto response =
-      co_await core->Unary<grpc2::StatesListCountItemsRequest, grpc2::StatesListCountItemsResponse>(
-          std::move(request), PERPER_STATES_CALL(lists, CountItems));
+      co_await core->connection()
+          .Unary<grpc2::StatesListCountItemsRequest, grpc2::StatesListCountItemsResponse>(
+              std::move(request), PERPER_STATES_CALL(lists, CountItems));
   if (!response.ok()) {
     co_return response.status();
   }
@@ -212,10 +217,10 @@ Task<absl::StatusOr<std::vector<google::protobuf::Any>>> ListItems(Core* core, s
   request.mutable_list()->set_list(std::move(list));
   using Reactor =
       CollectReactor<grpc2::StatesListListItemsRequest, grpc2::StatesListListItemsResponse>;
-  auto responses = co_await Reactor::Run(core, std::move(request),
-                                         [core](auto* context, auto* req, auto* reactor) {
-                                           core->lists()->async()->ListItems(context, req, reactor);
-                                         });
+  auto responses = co_await Reactor::Run(
+      core, std::move(request), [core](auto* context, auto* req, auto* reactor) {
+        core->connection().lists()->async()->ListItems(context, req, reactor);
+      });
   if (!responses.ok()) {
     co_return responses.status();
   }
@@ -232,9 +237,9 @@ Task<absl::StatusOr<std::optional<int64_t>>> ListLocate(Core* core, std::string 
   grpc2::StatesListLocateRequest request;
   request.mutable_list()->set_list(std::move(list));
   *request.mutable_value() = std::move(value);
-  auto response =
-      co_await core->Unary<grpc2::StatesListLocateRequest, grpc2::StatesListLocateResponse>(
-          std::move(request), PERPER_STATES_CALL(lists, Locate));
+  auto response = co_await core->connection()
+                      .Unary<grpc2::StatesListLocateRequest, grpc2::StatesListLocateResponse>(
+                          std::move(request), PERPER_STATES_CALL(lists, Locate));
   if (!response.ok()) {
     co_return response.status();
   }
@@ -248,8 +253,9 @@ Task<absl::Status> ListClear(Core* core, std::string list) {
   grpc2::StatesListDeleteRequest request;
   request.mutable_list()->set_list(std::move(list));
   request.set_keep_cache(true);
-  auto response = co_await core->Unary<grpc2::StatesListDeleteRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STATES_CALL(lists, Delete));
+  auto response =
+      co_await core->connection().Unary<grpc2::StatesListDeleteRequest, google::protobuf::Empty>(
+          std::move(request), PERPER_STATES_CALL(lists, Delete));
   co_return response.status();
 }
 

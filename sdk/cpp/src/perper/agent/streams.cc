@@ -36,15 +36,16 @@ constexpr std::size_t kMaxBatch = 256;
 constexpr std::chrono::milliseconds kFirstBackoff(50);
 constexpr std::chrono::milliseconds kMaxBackoff(2000);
 
-// The start function of Core::Unary for the FabricStreams method `Method` (needs `core`).
-#define PERPER_STREAMS_CALL(Method)                                        \
-  [core](auto* context, auto* req, auto* resp, auto done) {                \
-    core->streams()->async()->Method(context, req, resp, std::move(done)); \
+// The start function of Connection::Unary for the FabricStreams method `Method` (needs `core`).
+#define PERPER_STREAMS_CALL(Method)                                                     \
+  [core](auto* context, auto* req, auto* resp, auto done) {                             \
+    core->connection().streams()->async()->Method(context, req, resp, std::move(done)); \
   }
 
 Task<absl::Status> StreamsCreate(Core* core, grpc2::StreamsCreateRequest request) {
-  auto result = co_await core->Unary<grpc2::StreamsCreateRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STREAMS_CALL(Create));
+  auto result =
+      co_await core->connection().Unary<grpc2::StreamsCreateRequest, google::protobuf::Empty>(
+          std::move(request), PERPER_STREAMS_CALL(Create));
   co_return result.status();
 }
 
@@ -54,14 +55,15 @@ Task<absl::Status> MoveListener(Core* core, grpc2::model::PerperStream stream, s
   *request.mutable_stream() = std::move(stream);
   request.set_listener_name(std::move(listener));
   request.set_reached_key(key);
-  auto result = co_await core->Unary<grpc2::StreamsMoveListenerRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STREAMS_CALL(MoveListener));
+  auto result =
+      co_await core->connection().Unary<grpc2::StreamsMoveListenerRequest, google::protobuf::Empty>(
+          std::move(request), PERPER_STREAMS_CALL(MoveListener));
   co_return result.status();
 }
 
 Task<absl::StatusOr<grpc2::StreamsStepResponse>> Step(Core* core,
                                                       grpc2::StreamsStepRequest request) {
-  return core->Unary<grpc2::StreamsStepRequest, grpc2::StreamsStepResponse>(
+  return core->connection().Unary<grpc2::StreamsStepRequest, grpc2::StreamsStepResponse>(
       std::move(request), PERPER_STREAMS_CALL(Step));
 }
 
@@ -88,9 +90,9 @@ Task<absl::StatusOr<StreamProgress>> StreamGetProgress(Core* core,
                                                        grpc2::model::PerperStream stream) {
   grpc2::StreamsGetProgressRequest request;
   *request.mutable_stream() = std::move(stream);
-  auto response =
-      co_await core->Unary<grpc2::StreamsGetProgressRequest, grpc2::StreamsGetProgressResponse>(
-          std::move(request), PERPER_STREAMS_CALL(GetProgress));
+  auto response = co_await core->connection()
+                      .Unary<grpc2::StreamsGetProgressRequest, grpc2::StreamsGetProgressResponse>(
+                          std::move(request), PERPER_STREAMS_CALL(GetProgress));
   if (!response.ok()) {
     co_return response.status();
   }
@@ -142,8 +144,9 @@ Task<absl::Status> StreamWrite(Core* core, grpc2::model::PerperStream stream,
     request.set_auto_key(true);
   }
   *request.mutable_value() = std::move(value);
-  auto result = co_await core->Unary<grpc2::StreamsWriteItemRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STREAMS_CALL(WriteItem));
+  auto result =
+      co_await core->connection().Unary<grpc2::StreamsWriteItemRequest, google::protobuf::Empty>(
+          std::move(request), PERPER_STREAMS_CALL(WriteItem));
   co_return result.status();
 }
 
@@ -154,24 +157,27 @@ Task<absl::Status> StreamComplete(Core* core, grpc2::model::PerperStream stream,
   if (!error.empty()) {
     request.mutable_error()->set_message(BoundedText(error, kMaxErrorTextBytes));
   }
-  auto result = co_await core->Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STREAMS_CALL(Complete));
+  auto result =
+      co_await core->connection().Unary<grpc2::StreamsCompleteRequest, google::protobuf::Empty>(
+          std::move(request), PERPER_STREAMS_CALL(Complete));
   co_return result.status();
 }
 
 Task<absl::Status> StreamWaitForListener(Core* core, grpc2::model::PerperStream stream) {
   grpc2::StreamsWaitForListenerRequest request;
   *request.mutable_stream() = std::move(stream);
-  auto result = co_await core->Unary<grpc2::StreamsWaitForListenerRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STREAMS_CALL(WaitForListener));
+  auto result = co_await core->connection()
+                    .Unary<grpc2::StreamsWaitForListenerRequest, google::protobuf::Empty>(
+                        std::move(request), PERPER_STREAMS_CALL(WaitForListener));
   co_return result.status();
 }
 
 Task<absl::Status> StreamDelete(Core* core, grpc2::model::PerperStream stream) {
   grpc2::StreamsDeleteRequest request;
   *request.mutable_stream() = std::move(stream);
-  auto result = co_await core->Unary<grpc2::StreamsDeleteRequest, google::protobuf::Empty>(
-      std::move(request), PERPER_STREAMS_CALL(Delete));
+  auto result =
+      co_await core->connection().Unary<grpc2::StreamsDeleteRequest, google::protobuf::Empty>(
+          std::move(request), PERPER_STREAMS_CALL(Delete));
   co_return result.status();
 }
 
@@ -199,7 +205,7 @@ class ItemsCall {
       : core_(core),
         capacity_(capacity),
         batch_(ItemsPerResponse(capacity)),
-        context_(core->NewContext()) {}
+        context_(core->connection().NewContext()) {}
   virtual ~ItemsCall() = default;
 
   // Sends an acknowledgement (the listener reached `key`) on the call; false when the call can
@@ -263,7 +269,7 @@ class ItemsCall {
   virtual void ReadMore() = 0;     // StartRead
   virtual void ReleaseHold() = 0;  // RemoveHold
 
-  void Registered() { call_id_ = core_->AddCall(context_); }
+  void Registered() { call_id_ = core_->connection().AddCall(context_); }
 
   // The request of every listen call: how many items a response may carry.
   static void AskForBatches(std::size_t capacity, grpc2::StreamsListenItemsRequest& request) {
@@ -346,7 +352,7 @@ class ItemsCall {
     if (waiter != nullptr) {
       waiter->Set(StreamEvent{0, {}, end});
     }
-    core_->RemoveCall(call_id_);
+    core_->connection().RemoveCall(call_id_);
     done_.Set(true);
     self_.reset();  // may delete this: nothing after
   }
@@ -390,10 +396,15 @@ class ListenCall final : public grpc::ClientReadReactor<grpc2::StreamsListenItem
     call->request_ = std::move(request);
     AskForBatches(capacity, call->request_);
     call->Registered();
-    call->context_->set_wait_for_ready(core->wait_for_ready());
-    core->streams()->async()->ListenItems(call->context_.get(), &call->request_, call.get());
+    call->context_->set_wait_for_ready(core->connection().wait_for_ready());
+    core->connection().streams()->async()->ListenItems(call->context_.get(), &call->request_,
+                                                       call.get());
     call->AddHold();
-    call->reading_ = true;
+    {
+      // (No other thread sees the call yet; the lock is for the annotations.)
+      absl::MutexLock lock(&call->mu_);
+      call->reading_ = true;
+    }
     call->StartRead(&call->response_);
     call->StartCall();
     return call;
@@ -433,11 +444,14 @@ class ListenAndMoveCall final
     *call->first_.mutable_listen() = std::move(request);
     AskForBatches(capacity, *call->first_.mutable_listen());
     call->Registered();
-    call->context_->set_wait_for_ready(core->wait_for_ready());
-    core->streams()->async()->ListenItemsAndMove(call->context_.get(), call.get());
+    call->context_->set_wait_for_ready(core->connection().wait_for_ready());
+    core->connection().streams()->async()->ListenItemsAndMove(call->context_.get(), call.get());
     call->AddHold();
-    call->reading_ = true;
-    call->writing_ = true;
+    {
+      absl::MutexLock lock(&call->mu_);
+      call->reading_ = true;
+      call->writing_ = true;
+    }
     call->StartWrite(&call->first_);
     call->StartRead(&call->response_);
     call->StartCall();
@@ -565,7 +579,7 @@ void ItemsReader::Open() {
   if (call_ != nullptr) {
     max_queued_ = std::max(max_queued_, call_->max_queued());
   }
-  endpoint_ = core_->endpoint_index();
+  endpoint_ = core_->connection().endpoint_index();
   call_ = listener_.empty() ? ListenCall::Start(core_, capacity_, std::move(request))
                             : ListenAndMoveCall::Start(core_, capacity_, std::move(request));
   ++calls_;
@@ -604,7 +618,7 @@ Task<StreamEvent> ItemsReader::Next() {
       co_return event;
     }
     // The connection broke: open a new call after a back-off (at the next address, if several).
-    core_->MoveFrom(endpoint_);
+    core_->connection().MoveFrom(endpoint_);
     auto state = co_await asio::this_coro::cancellation_state;
     if (state.cancelled() != asio::cancellation_type::none) {
       co_return StreamEvent{0, {}, absl::CancelledError("the reading handler was cancelled")};
@@ -750,9 +764,9 @@ Task<void> BatchWriter::FlushLoop(std::shared_ptr<BatchWriter> self) {
     }
     if (!done) {
       Core* core = self->core_;
-      auto result =
-          co_await core->Unary<grpc2::StreamsWriteItemsRequest, grpc2::StreamsWriteItemsResponse>(
-              std::move(request), PERPER_STREAMS_CALL(WriteItems));
+      auto result = co_await core->connection()
+                        .Unary<grpc2::StreamsWriteItemsRequest, grpc2::StreamsWriteItemsResponse>(
+                            std::move(request), PERPER_STREAMS_CALL(WriteItems));
       absl::MutexLock lock(&state.mu);
       if (!result.ok() && state.error.ok()) {
         state.error = result.status();
@@ -838,10 +852,11 @@ Task<absl::StatusOr<Stream>> DeclaredStream::start_values(
     *request.add_arguments() = std::move(arg);
   }
   Stream stream = stream_;
-  auto created = co_await core->Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
-      std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
-        core->executions()->async()->Create(context, req, resp, std::move(done));
-      });
+  auto created =
+      co_await core->connection().Unary<grpc2::ExecutionsCreateRequest, google::protobuf::Empty>(
+          std::move(request), [core](auto* context, auto* req, auto* resp, auto done) {
+            core->connection().executions()->async()->Create(context, req, resp, std::move(done));
+          });
   if (!created.ok()) {
     co_return created.status();
   }
