@@ -27,85 +27,53 @@ ClientPool::ClientPool(RedisStoreOptions options)
 absl::StatusOr<std::unique_ptr<ClientPool>> ClientPool::Create(RedisStoreOptions options) {
   if (options.pool_size == 0) options.pool_size = 1;
   std::unique_ptr<ClientPool> pool(new ClientPool(std::move(options)));
-  PERPER_ASSIGN_OR_RETURN(std::unique_ptr<ClusterClient> first,
-                          ClusterClient::Create(pool->options_.cluster));
-  pool->cluster_mode_ = first->cluster_mode();
-  absl::MutexLock lock(&pool->mu_);
-  pool->idle_.push_back(first.get());
-  pool->clients_.push_back(std::move(first));
+  for (size_t i = 0; i < pool->options_.pool_size; ++i) {
+    PERPER_ASSIGN_OR_RETURN(std::unique_ptr<ClusterClient> client,
+                            ClusterClient::Create(pool->options_.cluster));
+    pool->cluster_mode_ = client->cluster_mode();
+    pool->clients_.push_back(std::move(client));
+  }
   return pool;
 }
 
-ClientPool::Lease::~Lease() {
-  if (client_ != nullptr) pool_->Return(client_);
-}
-
-void ClientPool::Return(ClusterClient* client) {
-  absl::MutexLock lock(&mu_);
-  idle_.push_back(client);
-}
-
-absl::StatusOr<ClientPool::Lease> ClientPool::Acquire() {
-  {
-    absl::MutexLock lock(&mu_);
-    auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !idle_.empty() || clients_.size() + connecting_ < options_.pool_size;
-    };
-    mu_.Await(absl::Condition(&available));
-    if (!idle_.empty()) {
-      ClusterClient* client = idle_.back();
-      idle_.pop_back();
-      return Lease(this, client);
-    }
-    ++connecting_;
-  }
-  // A new client connects outside the lock: others keep using the idle ones meanwhile.
-  absl::StatusOr<std::unique_ptr<ClusterClient>> created = ClusterClient::Create(options_.cluster);
-  absl::MutexLock lock(&mu_);
-  --connecting_;
-  if (!created.ok()) return created.status();
-  ClusterClient* client = created->get();
-  clients_.push_back(std::move(created).value());
-  return Lease(this, client);
+ClusterClient& ClientPool::Next() {
+  return *clients_[next_.fetch_add(1, std::memory_order_relaxed) % clients_.size()];
 }
 
 absl::StatusOr<RedisReply> ClientPool::Run(std::string_view key,
                                            const std::vector<std::string_view>& argv) {
-  PERPER_ASSIGN_OR_RETURN(Lease client, Acquire());
-  return client->Command(key, argv);
+  return Next().Command(key, argv);
 }
 
 absl::StatusOr<RedisReply> ClientPool::RunScript(std::string_view script,
                                                  const std::vector<std::string_view>& keys,
                                                  const std::vector<std::string_view>& args) {
-  PERPER_ASSIGN_OR_RETURN(Lease client, Acquire());
-  return client->RunScript(script, keys, args);
+  return Next().RunScript(script, keys, args);
 }
 
 absl::StatusOr<RedisReply> ClientPool::RunWrite(std::string_view script,
                                                 const std::vector<std::string_view>& keys,
                                                 const std::vector<std::string_view>& args) {
-  PERPER_ASSIGN_OR_RETURN(Lease client, Acquire());
-  PERPER_ASSIGN_OR_RETURN(RedisReply reply, client->RunScript(script, keys, args));
+  ClusterClient& client = Next();
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, client.RunScript(script, keys, args));
   if (options_.wait_replicas > 0) {
-    PERPER_RETURN_IF_ERROR(WaitForReplicas(*client, keys.empty() ? 0 : KeySlot(keys.front())));
+    PERPER_RETURN_IF_ERROR(WaitForReplicas(client, keys.empty() ? 0 : KeySlot(keys.front())));
   }
   return reply;
 }
 
 std::vector<absl::StatusOr<RedisReply>> ClientPool::RunWrites(
     const std::vector<ClusterClient::Script>& scripts) {
-  absl::StatusOr<Lease> client = Acquire();
-  if (!client.ok()) return {scripts.size(), client.status()};
-  std::vector<absl::StatusOr<RedisReply>> replies = (*client)->RunScripts(scripts);
+  ClusterClient& client = Next();
+  std::vector<absl::StatusOr<RedisReply>> replies = client.RunScripts(scripts);
   if (options_.wait_replicas == 0) return replies;
   // One WAIT per node written to covers every write made there through this client.
   absl::flat_hash_map<std::string, absl::Status> waited;
   for (size_t i = 0; i < scripts.size(); ++i) {
     if (!replies[i].ok()) continue;
     const int slot = scripts[i].keys.empty() ? 0 : KeySlot(scripts[i].keys.front());
-    auto [it, first] = waited.try_emplace((*client)->NodeForSlot(slot));
-    if (first) it->second = WaitForReplicas(**client, slot);
+    auto [it, first] = waited.try_emplace(client.NodeForSlot(slot));
+    if (first) it->second = WaitForReplicas(client, slot);
     if (!it->second.ok()) replies[i] = it->second;
   }
   return replies;
@@ -126,13 +94,10 @@ absl::Status ClientPool::WaitForReplicas(ClusterClient& client, int slot) {
 }
 
 std::string ClientPool::NodeForKey(std::string_view key) {
-  absl::StatusOr<Lease> client = Acquire();
-  if (!client.ok()) return "";
-  return (*client)->NodeForSlot(KeySlot(key));
+  return Next().NodeForSlot(KeySlot(key));
 }
 
 ClusterStats ClientPool::stats() {
-  absl::MutexLock lock(&mu_);
   ClusterStats sum;
   for (const auto& client : clients_) {
     ClusterStats s = client->stats();

@@ -3,6 +3,7 @@
 // RedisStore, and the identity of this Fabric process.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -21,9 +22,10 @@ namespace perper::storage::redis {
 
 struct RedisStoreOptions {
   ClusterOptions cluster;
-  // Most clients (each with its own connection per node) in use at once; a caller past it
-  // waits for one to be returned.
-  size_t pool_size = 16;
+  // How many ClusterClients the process spreads its commands over, each with one shared,
+  // pipelining connection per node. Few: the fewer connections, the more commands share a round
+  // trip; more than one, so that one large value in transit does not hold every caller up.
+  size_t pool_size = 2;
   // How long a dead Fabric process's reservations and transient listeners outlive it.
   std::chrono::milliseconds lease{3000};
   // When > 0, every write waits (WAIT) until this many replicas have it before it is
@@ -32,35 +34,18 @@ struct RedisStoreOptions {
   std::chrono::milliseconds wait_timeout{1000};
 };
 
-// Thread safety: all methods are thread-safe. A Lease is used by one thread at a time.
+// Thread safety: all methods are thread-safe, and so are the clients handed out.
 class ClientPool {
  public:
-  // Connects one client at once, so an unreachable deployment fails here (UNAVAILABLE naming
-  // the addresses); the others connect when first needed.
+  // Connects every client at once, so an unreachable deployment fails here (UNAVAILABLE naming
+  // the addresses).
   static absl::StatusOr<std::unique_ptr<ClientPool>> Create(RedisStoreOptions options);
   ClientPool(const ClientPool&) = delete;
   ClientPool& operator=(const ClientPool&) = delete;
 
-  // A client for the holder's exclusive use until the Lease is destroyed.
-  class Lease {
-   public:
-    Lease(Lease&& other) noexcept : pool_(other.pool_), client_(other.client_) {
-      other.client_ = nullptr;
-    }
-    Lease& operator=(Lease&&) = delete;
-    ~Lease();
-    ClusterClient* operator->() const { return client_; }
-    ClusterClient& operator*() const { return *client_; }
-
-   private:
-    friend class ClientPool;
-    Lease(ClientPool* pool, ClusterClient* client) : pool_(pool), client_(client) {}
-    ClientPool* pool_;
-    ClusterClient* client_;
-  };
-  // Blocks while every client is in use and the pool is full. Fails only when a new client
-  // cannot connect.
-  absl::StatusOr<Lease> Acquire();
+  // The next client, in turn; shared with other callers. Commands that must share a connection
+  // (a write and its WAIT) go through one client.
+  ClusterClient& Next();
 
   // One command, on the node owning `key`'s slot.
   absl::StatusOr<RedisReply> Run(std::string_view key, const std::vector<std::string_view>& argv);
@@ -92,15 +77,12 @@ class ClientPool {
 
  private:
   explicit ClientPool(RedisStoreOptions options);
-  void Return(ClusterClient* client);
 
   const RedisStoreOptions options_;
   const std::string process_id_;
   bool cluster_mode_ = false;  // set once by Create
-  absl::Mutex mu_;
-  std::vector<std::unique_ptr<ClusterClient>> clients_ ABSL_GUARDED_BY(mu_);
-  std::vector<ClusterClient*> idle_ ABSL_GUARDED_BY(mu_);
-  size_t connecting_ ABSL_GUARDED_BY(mu_) = 0;  // clients being created outside mu_
+  std::vector<std::unique_ptr<ClusterClient>> clients_;  // set once by Create
+  std::atomic<size_t> next_{0};
 };
 
 }  // namespace perper::storage::redis

@@ -58,7 +58,7 @@ absl::Status ClusterClient::Discover() {
   std::vector<std::string> failures;
   for (const auto& [host, port] : options_.seeds) {
     int index = NodeIndex(host, port);
-    absl::StatusOr<RedisConnection*> connection = Connection(index);
+    absl::StatusOr<std::shared_ptr<SharedConnection>> connection = Connection(index);
     if (!connection.ok()) {
       failures.push_back(std::string(connection.status().message()));
       continue;
@@ -101,7 +101,7 @@ absl::Status ClusterClient::RefreshLocked() {
 }
 
 absl::Status ClusterClient::LoadSlots(int from) {
-  absl::StatusOr<RedisConnection*> connection = Connection(from);
+  absl::StatusOr<std::shared_ptr<SharedConnection>> connection = Connection(from);
   if (!connection.ok()) return connection.status();
   absl::StatusOr<RedisReply> reply = (*connection)->Run({"CLUSTER", "SLOTS"});
   if (!reply.ok()) {
@@ -140,15 +140,15 @@ int ClusterClient::NodeIndex(std::string_view host, int port) {
   return static_cast<int>(nodes_.size()) - 1;
 }
 
-absl::StatusOr<RedisConnection*> ClusterClient::Connection(int node) {
+absl::StatusOr<std::shared_ptr<SharedConnection>> ClusterClient::Connection(int node) {
   Node& n = nodes_[node];
-  if (n.connection != nullptr && !n.connection->broken()) return n.connection.get();
+  if (n.connection != nullptr && !n.connection->broken()) return n.connection;
   n.connection.reset();
-  absl::StatusOr<std::unique_ptr<RedisConnection>> connection =
-      RedisConnection::Connect(n.host, n.port, options_.connection);
+  absl::StatusOr<std::shared_ptr<SharedConnection>> connection =
+      SharedConnection::Connect(n.host, n.port, options_.connection);
   if (!connection.ok()) return connection.status();
   n.connection = *std::move(connection);
-  return n.connection.get();
+  return n.connection;
 }
 
 absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
@@ -164,23 +164,36 @@ absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
   // Waits before the next attempt; false once the deadline has passed.
   auto back_off = [&]() {
     if (Clock::now() + backoff >= deadline) return false;
-    ++stats_.retries;
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.retries;
+    }
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
     return true;
   };
   while (true) {
     const bool asking = ask_node >= 0;
-    const int node = asking ? ask_node : slot_node_[slot];
-    ask_node = -1;
-    absl::StatusOr<RedisReply> reply =
+    int node = -1;
+    std::string address;
+    absl::StatusOr<std::shared_ptr<SharedConnection>> connection =
         absl::UnavailableError(absl::StrCat("redis: no node serves slot ", slot));
-    if (node >= 0) {
-      absl::StatusOr<RedisConnection*> connection = Connection(node);
-      if (!connection.ok()) {
-        reply = connection.status();
-      } else if (asking) {
-        // ASKING lets the importing node accept the next command for a slot it does not own yet.
+    {
+      absl::MutexLock lock(&mu_);
+      node = asking ? ask_node : slot_node_[slot];
+      if (node >= 0) {
+        address = nodes_[node].address;
+        connection = Connection(node);
+      }
+    }
+    ask_node = -1;
+    absl::StatusOr<RedisReply> reply = absl::UnknownError("not sent");
+    if (!connection.ok()) {
+      reply = connection.status();
+    } else {
+      if (asking) {
+        // ASKING lets the importing node accept the next command for a slot it does not own
+        // yet; sent together, nothing of another thread goes between them.
         absl::StatusOr<std::vector<RedisReply>> replies =
             (*connection)->Pipeline({{"ASKING"}, argv});
         if (replies.ok()) {
@@ -193,17 +206,19 @@ absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
       }
     }
     if (!reply.ok()) {
+      // A broken connection is replaced by the next Connection().
       if (!absl::IsUnavailable(reply.status())) return reply.status();
-      if (node >= 0) nodes_[node].connection.reset();
       if (!cluster_mode_) {
         // A standalone server that restarted: reconnect once, no waiting.
         if (standalone_retried) return reply.status();
         standalone_retried = true;
+        absl::MutexLock lock(&mu_);
         ++stats_.retries;
         continue;
       }
       // A lost master: its replica takes over after the node timeout; the map says when.
       if (!back_off()) return reply.status();
+      absl::MutexLock lock(&mu_);
       (void)RefreshLocked();
       continue;
     }
@@ -215,6 +230,7 @@ absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
         return absl::UnavailableError(absl::StrCat("redis: too many redirections for slot ", slot,
                                                    ", last: ", reply->str.substr(0, 128)));
       }
+      absl::MutexLock lock(&mu_);
       if (redirect.host.empty()) redirect.host = nodes_[node].host;
       int target = NodeIndex(redirect.host, redirect.port);
       if (redirect.ask) {
@@ -231,9 +247,12 @@ absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
     if (try_again || cluster_down) {
       if (!back_off()) {
         return absl::UnavailableError(
-            absl::StrCat("redis ", nodes_[node].address, ": ", reply->str.substr(0, 128)));
+            absl::StrCat("redis ", address, ": ", reply->str.substr(0, 128)));
       }
-      if (cluster_down) (void)RefreshLocked();
+      if (cluster_down) {
+        absl::MutexLock lock(&mu_);
+        (void)RefreshLocked();
+      }
       continue;
     }
     return reply;  // any other error reply is the command's answer
@@ -247,7 +266,6 @@ absl::StatusOr<RedisReply> ClusterClient::Command(std::string_view key,
 
 absl::StatusOr<RedisReply> ClusterClient::CommandInSlot(int slot,
                                                         const std::vector<std::string_view>& argv) {
-  absl::MutexLock lock(&mu_);
   absl::StatusOr<RedisReply> reply = Execute(slot, argv);
   if (reply.ok() && reply->is_error()) return ReplyStatus(*reply);
   return reply;
@@ -268,15 +286,18 @@ absl::StatusOr<int> ClusterClient::ScriptSlot(const std::vector<std::string_view
 }
 
 absl::StatusOr<std::string> ClusterClient::ScriptSha(std::string_view script, int slot) {
-  std::string script_key(script);
-  auto it = script_sha_.find(script_key);
-  if (it == script_sha_.end()) {
-    // SCRIPT LOAD returns the SHA1 the server will know the script by.
-    PERPER_ASSIGN_OR_RETURN(RedisReply loaded, Execute(slot, {"SCRIPT", "LOAD", script}));
-    PERPER_RETURN_IF_ERROR(ReplyStatus(loaded));
-    it = script_sha_.emplace(script_key, loaded.str).first;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = script_sha_.find(absl::string_view(script.data(), script.size()));
+    if (it != script_sha_.end()) return it->second;
   }
-  return it->second;
+  // SCRIPT LOAD returns the SHA1 the server will know the script by (two threads loading the
+  // same script at once get the same one).
+  PERPER_ASSIGN_OR_RETURN(RedisReply loaded, Execute(slot, {"SCRIPT", "LOAD", script}));
+  PERPER_RETURN_IF_ERROR(ReplyStatus(loaded));
+  absl::MutexLock lock(&mu_);
+  script_sha_.emplace(std::string(script), loaded.str);
+  return loaded.str;
 }
 
 std::vector<std::string_view> ClusterClient::ScriptArgv(const Script& script,
@@ -288,7 +309,7 @@ std::vector<std::string_view> ClusterClient::ScriptArgv(const Script& script,
   return argv;
 }
 
-absl::StatusOr<RedisReply> ClusterClient::RunScriptLocked(int slot, const Script& script) {
+absl::StatusOr<RedisReply> ClusterClient::RunOneScript(int slot, const Script& script) {
   PERPER_ASSIGN_OR_RETURN(std::string sha, ScriptSha(script.script, slot));
   std::string numkeys = absl::StrCat(script.keys.size());
   std::vector<std::string_view> argv = ScriptArgv(script, sha, numkeys);
@@ -307,8 +328,7 @@ absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
                                                     const std::vector<std::string_view>& keys,
                                                     const std::vector<std::string_view>& args) {
   PERPER_ASSIGN_OR_RETURN(int slot, ScriptSlot(keys));
-  absl::MutexLock lock(&mu_);
-  return RunScriptLocked(slot, Script{script, keys, args});
+  return RunOneScript(slot, Script{script, keys, args});
 }
 
 std::vector<absl::StatusOr<RedisReply>> ClusterClient::RunScripts(
@@ -323,17 +343,19 @@ std::vector<absl::StatusOr<RedisReply>> ClusterClient::RunScripts(
       out[i] = slot.status();
     }
   }
-  absl::MutexLock lock(&mu_);
   // The scripts of each node known to own their slots, in the order given.
   std::map<int, std::vector<size_t>> by_node;
   std::vector<size_t> alone;  // Run one by one, with redirections and retries.
-  for (size_t i = 0; i < scripts.size(); ++i) {
-    if (slots[i] < 0) continue;
-    const int node = slot_node_[slots[i]];
-    if (node < 0) {
-      alone.push_back(i);
-    } else {
-      by_node[node].push_back(i);
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      if (slots[i] < 0) continue;
+      const int node = slot_node_[slots[i]];
+      if (node < 0) {
+        alone.push_back(i);
+      } else {
+        by_node[node].push_back(i);
+      }
     }
   }
   for (auto& [node, indexes] : by_node) {
@@ -357,15 +379,18 @@ std::vector<absl::StatusOr<RedisReply>> ClusterClient::RunScripts(
       numkeys.push_back(absl::StrCat(scripts[i].keys.size()));
       commands.push_back(ScriptArgv(scripts[i], shas.back(), numkeys.back()));
     }
-    absl::StatusOr<RedisConnection*> connection =
-        loaded ? Connection(node) : absl::UnavailableError("script not loaded");
+    absl::StatusOr<std::shared_ptr<SharedConnection>> connection =
+        absl::UnavailableError("script not loaded");
+    if (loaded) {
+      absl::MutexLock lock(&mu_);
+      connection = Connection(node);
+    }
     absl::StatusOr<std::vector<RedisReply>> replies =
         connection.ok() ? (*connection)->Pipeline(commands) : connection.status();
     if (!replies.ok()) {
-      // A broken connection or a failed load: each one again alone, which reconnects, waits
-      // out a failover and reports what stays wrong. A script that ran may run twice; every
-      // script of the backend allows that.
-      if (connection.ok() && (*connection)->broken()) nodes_[node].connection.reset();
+      // A broken connection (replaced by the next Connection()) or a failed load: each one
+      // again alone, which reconnects, waits out a failover and reports what stays wrong. A
+      // script that ran may run twice; every script of the backend allows that.
       alone.insert(alone.end(), indexes.begin(), indexes.end());
       continue;
     }
@@ -383,7 +408,7 @@ std::vector<absl::StatusOr<RedisReply>> ClusterClient::RunScripts(
       }
     }
   }
-  for (size_t i : alone) out[i] = RunScriptLocked(slots[i], scripts[i]);
+  for (size_t i : alone) out[i] = RunOneScript(slots[i], scripts[i]);
   return out;
 }
 

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include "perper/storage/redis/redis_connection.h"
+#include "perper/storage/redis/shared_connection.h"
 
 namespace perper::storage::redis {
 
@@ -45,10 +46,10 @@ struct ClusterStats {
 // cluster (slot map from CLUSTER SLOTS, one lazily opened connection per node).
 //
 // Owned by whoever talks to the deployment (the redis backend, a test); it owns its connections.
-// Thread safety: every public method takes an internal mutex for its whole duration. A node
-// connection carries one request/reply exchange at a time and a redirection changes the shared
-// slot map, so the simplest correct rule is to serialise; a caller that needs parallel
-// round trips creates one ClusterClient per thread (each has its own connections).
+// Thread safety: every public method is safe to call concurrently. Commands go out on one
+// SharedConnection per node, outside the internal mutex, so concurrent callers share round
+// trips; the mutex guards the slot map, the nodes and the script cache, and is held across a
+// round trip only to reload the map (CLUSTER SLOTS) or to connect to a node.
 class ClusterClient {
  public:
   static absl::StatusOr<std::unique_ptr<ClusterClient>> Create(ClusterOptions options);
@@ -94,7 +95,7 @@ class ClusterClient {
     std::string host;
     int port = 0;
     std::string address;
-    std::unique_ptr<RedisConnection> connection;  // null until first used or after a failure
+    std::shared_ptr<SharedConnection> connection;  // null until first used or after a failure
   };
 
   explicit ClusterClient(ClusterOptions options);
@@ -102,18 +103,20 @@ class ClusterClient {
   absl::Status RefreshLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status LoadSlots(int from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int NodeIndex(std::string_view host, int port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<RedisConnection*> Connection(int node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The node's connection, connecting (again) when it has none or it broke.
+  absl::StatusOr<std::shared_ptr<SharedConnection>> Connection(int node)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static absl::StatusOr<int> ScriptSlot(const std::vector<std::string_view>& keys);
   static std::vector<std::string_view> ScriptArgv(const Script& script, std::string_view sha,
                                                   const std::string& numkeys);
   // The SHA1 of `script`, loading it on the node of `slot` the first time.
   absl::StatusOr<std::string> ScriptSha(std::string_view script, int slot)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<RedisReply> RunScriptLocked(int slot, const Script& script)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<RedisReply> RunOneScript(int slot, const Script& script)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Like CommandInSlot, but error replies other than redirections come back as replies.
   absl::StatusOr<RedisReply> Execute(int slot, const std::vector<std::string_view>& argv)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const ClusterOptions options_;
   bool cluster_mode_ = false;  // set once by Create

@@ -18,6 +18,14 @@ timeval ToTimeval(std::chrono::milliseconds ms) {
   return tv;
 }
 
+RedisReply Convert(const redisReply* r);
+
+}  // namespace
+
+RedisReply ConvertReply(const redisReply* reply) { return Convert(reply); }
+
+namespace {
+
 RedisReply Convert(const redisReply* r) {
   RedisReply out;
   switch (r->type) {
@@ -104,6 +112,8 @@ RedisConnection::RedisConnection(std::string address, redisContext* context)
     : address_(std::move(address)), context_(context) {}
 
 RedisConnection::~RedisConnection() { redisFree(context_); }
+
+int RedisConnection::fd() const { return context_->fd; }
 
 absl::Status RedisConnection::Unavailable(std::string_view what) {
   broken_ = true;

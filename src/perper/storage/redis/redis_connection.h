@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 
 struct redisContext;
+struct redisReply;
 
 namespace perper::storage::redis {
 
@@ -35,6 +36,8 @@ inline constexpr size_t kMaxErrorMessageBytes = 256;
 // -BUSY*, -NOPERM, -NOAUTH, -WRONGPASS, -EXECABORT, -CROSSSLOT → FAILED_PRECONDITION; anything
 // else → INTERNAL. OK for a reply that is not an error.
 absl::Status ReplyStatus(const RedisReply& reply);
+// A copy of a hiredis reply.
+RedisReply ConvertReply(const redisReply* reply);
 
 struct ConnectionOptions {
   std::chrono::milliseconds connect_timeout{1000};
@@ -67,6 +70,8 @@ class RedisConnection {
 
   bool broken() const { return broken_; }
   const std::string& address() const { return address_; }  // "host:port"
+  // The socket, for a SharedConnection built on this one's set-up.
+  int fd() const;
 
  private:
   RedisConnection(std::string address, redisContext* context);

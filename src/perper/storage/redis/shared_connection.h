@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+// One connection to one Redis node shared by every thread of a process, pipelining their
+// commands: what threads submit while a write is in flight goes out together in the next write,
+// and one reader thread hands each reply to its waiter in order (Redis answers the commands of a
+// connection in the order it got them). Redis then reads many commands and writes many replies
+// per system call instead of one each, which is most of its cost per command on loopback.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+
+#include "perper/storage/redis/redis_connection.h"
+
+namespace perper::storage::redis {
+
+// Thread safety: every method is safe to call concurrently. A command answered later than the
+// command timeout breaks the connection (replies come in order, so nothing after a lost one can
+// be matched): every waiting command then fails UNAVAILABLE, and the owner connects again.
+class SharedConnection {
+ public:
+  static absl::StatusOr<std::shared_ptr<SharedConnection>> Connect(
+      std::string host, int port, const ConnectionOptions& options = {});
+  ~SharedConnection();  // Fails what still waits, stops the reader.
+  SharedConnection(const SharedConnection&) = delete;
+  SharedConnection& operator=(const SharedConnection&) = delete;
+
+  // Sends `commands` together (no other thread's command goes between them) and waits for their
+  // replies. An error reply comes back as a reply of type kError; only the transport fails the
+  // StatusOr.
+  absl::StatusOr<std::vector<RedisReply>> Pipeline(
+      const std::vector<std::vector<std::string_view>>& commands);
+  absl::StatusOr<RedisReply> Command(const std::vector<std::string_view>& argv);
+  // Like Command, but an error reply becomes its ReplyStatus.
+  absl::StatusOr<RedisReply> Run(const std::vector<std::string_view>& argv);
+
+  bool broken() const;
+  const std::string& address() const { return address_; }
+
+ private:
+  // One submission: its replies, filled in order by the reader.
+  struct Waiter {
+    size_t expected = 0;
+    std::vector<RedisReply> replies;
+    absl::Status status;
+    absl::Notification done;
+  };
+
+  SharedConnection(std::unique_ptr<RedisConnection> setup, std::chrono::milliseconds timeout);
+  void ReadLoop();
+  // Marks the connection broken with `why` and fails every waiter; idempotent.
+  void Break(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes `data` whole (a short write is continued); false on a failure.
+  bool WriteAll(const std::string& data);
+
+  const std::string address_;
+  const std::chrono::milliseconds timeout_;
+  // Owns the socket (set up, authenticated); after Connect only its file descriptor is used.
+  const std::unique_ptr<RedisConnection> setup_;
+  const int fd_;
+
+  mutable absl::Mutex mu_;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  std::string why_broken_ ABSL_GUARDED_BY(mu_);
+  std::string outgoing_ ABSL_GUARDED_BY(mu_);  // formatted commands not yet written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a thread is writing; it writes what comes
+  std::deque<Waiter*> waiting_ ABSL_GUARDED_BY(mu_);  // in the order of their commands
+  std::thread reader_;
+};
+
+}  // namespace perper::storage::redis
