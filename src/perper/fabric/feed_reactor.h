@@ -5,6 +5,7 @@
 // Thread safety: as FeedReactor states below; the free functions may be called from any thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <limits>
@@ -19,6 +20,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include <grpcpp/support/server_callback.h>
@@ -66,7 +68,10 @@ absl::Status ApplyCompletion(const ServiceContext& context, Completion completio
 //
 // With reservation, an execution is delivered only when a credit is left and TryReserve
 // succeeds; IDs without credit wait in `starved_` until the client grants more, IDs held by
-// another member wait in `waiting_` until a kReservationReleased hint for our workgroup.
+// another member wait in `waiting_` until a kReservationReleased hint for our workgroup. With
+// more than one credit, the IDs waiting behind the next one are tried together
+// (ReadAndReserveMany: one round trip per Redis node instead of one per ID), and the messages
+// of those reserved are written one after another.
 //
 // Thread safety: state is guarded by mu_; StartWrite and Finish are called outside it.
 template <class Base>
@@ -185,10 +190,15 @@ class FeedReactor : public Base {
     subscription_.Reset();
     listener_.Reset();
     std::vector<std::string> held;
-    std::string workgroup, holder, agent, end;
+    std::string workgroup, holder, agent, end, tried;
     bool begun = false;
     {
       absl::MutexLock lock(&mu_);
+      if (reserve_) {
+        tried = absl::StrCat("; tried: ", stats_.reserved, " reserved, ", stats_.held_by_other,
+                             " held by another, ", stats_.skipped,
+                             " finished or gone; longest backlog ", stats_.longest_backlog);
+      }
       if (reserve_) {
         for (const auto& [id, delivered] : delivered_)
           held.push_back(id);
@@ -201,8 +211,8 @@ class FeedReactor : public Base {
     }
     if (begun) {
       PERPER_LOG_DEBUG(Logger::kFabric,
-                       "[call={} agent={}] listen call {}; {} reservations released", call_, agent,
-                       end, held.size());
+                       "[call={} agent={}] listen call {}; {} reservations released{}", call_,
+                       agent, end, held.size(), tried);
     }
     // Other members of the workgroup get these executions at once (at-least-once delivery).
     // A release that fails (the store is unreachable) is not retried: a remote store's
@@ -305,6 +315,10 @@ class FeedReactor : public Base {
 
   void Enqueue(std::string id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     queue_.push_back({std::move(id)});
+    NoteBacklog();
+  }
+  void NoteBacklog() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stats_.longest_backlog = std::max(stats_.longest_backlog, queue_.size() + starved_.size());
   }
 
   void OnHint(const storage::Change& change) {
@@ -408,6 +422,7 @@ class FeedReactor : public Base {
     // (Reading it now would cost a store read per waiting execution per credit.)
     if (reserve_ && credits_ == 0) {
       starved_.push_back(id);
+      NoteBacklog();
       return std::nullopt;
     }
     std::optional<grpc2::ExecutionsListenResponse> response;
@@ -421,12 +436,18 @@ class FeedReactor : public Base {
       absl::StatusOr<Outcome> outcome =
           executions.ReadAndReserve(id, filter_, workgroup_, holder_, visit);
       if (!outcome.ok()) return Fail(outcome.status());
-      if (*outcome == Outcome::kSkipped) return std::nullopt;
+      if (*outcome == Outcome::kSkipped) {
+        ++stats_.skipped;
+        return std::nullopt;
+      }
       if (*outcome == Outcome::kHeldByOther) {
+        ++stats_.held_by_other;
         waiting_.insert(id);
         return std::nullopt;
       }
+      ++stats_.reserved;
       --credits_;
+      waiting_.erase(id);  // Held by another once; a late release hint must not bring it back.
       PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved: {}.{} on instance {}", id,
                        call_, response->instance().agent(), response->delegate(),
                        response->instance().instance());
@@ -452,16 +473,34 @@ class FeedReactor : public Base {
         absl::MutexLock lock(&mu_);
         if (finished_ || writing_ || !started_) return;
         Entry entry;
-        if (reserve_ && credits_ > 0 && !starved_.empty()) {
+        bool from_starved = false;
+        if (!reserved_.empty()) {
+          // Reserved together with an earlier one: its message is ready.
+          response_ = std::move(reserved_.front());
+          reserved_.pop_front();
+          writing_ = true;
+        } else if (reserve_ && credits_ > 0 && !starved_.empty()) {
           entry.id = std::move(starved_.front());
           starved_.pop_front();
+          from_starved = true;
         } else if (!queue_.empty()) {
           entry = std::move(queue_.front());
           queue_.pop_front();
         } else {
           return;
         }
-        if (entry.marker) {
+        if (writing_) {
+          // The message taken from reserved_ above.
+        } else if (!entry.marker && reserve_ && credits_ > 1 && !delivered_.contains(entry.id)) {
+          // Credits for more than one: the IDs waiting behind it are tried in the same round
+          // trip (a store that needs one per operation answers them together).
+          if (!ReserveTogether(std::move(entry.id), from_starved)) {
+            if (!failure_.ok()) break;
+            continue;
+          }
+          response_ = std::move(reserved_.front());
+          reserved_.pop_front();
+        } else if (entry.marker) {
           response_.Clear();
           response_.set_start_of_stream(true);
         } else {
@@ -488,6 +527,74 @@ class FeedReactor : public Base {
       failure = failure_;
     }
     FinishOnce(ToGrpcStatus(failure));
+  }
+
+  // Tries `first` and the IDs waiting right behind it (in starved_ or in queue_, up to the
+  // credits and to a start_of_stream marker), in one ReadAndReserveMany; the messages of those
+  // reserved go to reserved_, in order. An ID this call has delivered already is never asked
+  // again: the store answers "reserved" to its own holder, which would deliver it twice (a
+  // release heard late can put such an ID back in starved_). False when none was reserved (or
+  // the store failed: failure_).
+  bool ReserveTogether(std::string first, bool from_starved) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    constexpr size_t kMostTogether = 32;
+    std::vector<std::string> ids = {std::move(first)};
+    absl::flat_hash_set<std::string> taken = {ids.front()};
+    const size_t most = std::min<uint64_t>(credits_, kMostTogether);
+    while (ids.size() < most) {
+      if (from_starved) {
+        if (starved_.empty()) break;
+        std::string id = std::move(starved_.front());
+        starved_.pop_front();
+        // Delivered already, or twice in the batch: dropped, as Reconcile would drop it.
+        if (delivered_.contains(id) || !taken.insert(id).second) continue;
+        ids.push_back(std::move(id));
+      } else {
+        if (queue_.empty() || queue_.front().marker || delivered_.contains(queue_.front().id) ||
+            !taken.insert(queue_.front().id).second) {
+          break;
+        }
+        ids.push_back(std::move(queue_.front().id));
+        queue_.pop_front();
+      }
+    }
+    std::vector<std::optional<grpc2::ExecutionsListenResponse>> responses(ids.size());
+    std::vector<uint64_t> sequences(ids.size(), 0);
+    using Outcome = storage::ExecutionStore::ReserveOutcome;
+    absl::StatusOr<std::vector<Outcome>> outcomes =
+        context_.store->executions().ReadAndReserveMany(
+            ids, filter_, workgroup_, holder_,
+            [&](size_t i, const storage::ExecutionRecord& record) {
+              responses[i] = ToListenResponse(record);
+              sequences[i] = record.sequence;
+            });
+    if (!outcomes.ok()) {
+      Fail(outcomes.status());
+      return false;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      switch ((*outcomes)[i]) {
+        case Outcome::kSkipped:
+          ++stats_.skipped;
+          continue;
+        case Outcome::kHeldByOther:
+          ++stats_.held_by_other;
+          waiting_.insert(ids[i]);
+          continue;
+        case Outcome::kReserved:
+          break;
+      }
+      ++stats_.reserved;
+      --credits_;
+      waiting_.erase(ids[i]);
+      grpc2::ExecutionsListenResponse& response = *responses[i];
+      PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved: {}.{} on instance {}",
+                       ids[i], call_, response.instance().agent(), response.delegate(),
+                       response.instance().instance());
+      delivered_[ids[i]] = {sequences[i], names_.Intern(response.instance().instance()),
+                            names_.Intern(response.delegate())};
+      reserved_.push_back(std::move(response));
+    }
+    return !reserved_.empty();
   }
 
   // Records a store failure for Pump to end the call with; returns nothing to deliver.
@@ -519,11 +626,18 @@ class FeedReactor : public Base {
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // OnDone ran: the last task deletes.
   std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> starved_ ABSL_GUARDED_BY(mu_);
+  // Messages of executions reserved together with an earlier one, written next, in order.
+  std::deque<grpc2::ExecutionsListenResponse> reserved_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> waiting_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Delivered> delivered_ ABSL_GUARDED_BY(mu_);
   // The instances and delegates of the delivered executions, each once, counted.
   NameTable names_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);  // A store failure that ends the call.
+  // What the call's reservation attempts came to, for its last log line.
+  struct {
+    uint64_t reserved = 0, held_by_other = 0, skipped = 0;
+    size_t longest_backlog = 0;
+  } stats_ ABSL_GUARDED_BY(mu_);
   grpc2::ExecutionsListenResponse response_;  // Owned by the write in flight while writing_.
 };
 

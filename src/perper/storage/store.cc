@@ -43,6 +43,22 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> ExecutionStore::ReadAndReserve(
   return *reserved ? ReserveOutcome::kReserved : ReserveOutcome::kHeldByOther;
 }
 
+absl::StatusOr<std::vector<ExecutionStore::ReserveOutcome>> ExecutionStore::ReadAndReserveMany(
+    const std::vector<std::string>& executions, const ExecutionFilter& filter,
+    std::string_view workgroup, std::string_view holder,
+    absl::FunctionRef<void(size_t index, const ExecutionRecord&)> visit) {
+  std::vector<ReserveOutcome> outcomes;
+  outcomes.reserve(executions.size());
+  for (size_t i = 0; i < executions.size(); ++i) {
+    absl::StatusOr<ReserveOutcome> outcome = ReadAndReserve(
+        executions[i], filter, workgroup, holder,
+        [&](const ExecutionRecord& record) { visit(i, record); });
+    if (!outcome.ok()) return outcome.status();
+    outcomes.push_back(*outcome);
+  }
+  return outcomes;
+}
+
 namespace {
 constexpr char kRetentionPayload[] = "perper.storage/retention-bound";
 }  // namespace

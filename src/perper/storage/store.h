@@ -149,6 +149,13 @@ class ExecutionStore {
   virtual absl::StatusOr<ReserveOutcome> ReadAndReserve(
       std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
       std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit);
+  // ReadAndReserve of each of `executions` (distinct IDs), in order: one outcome per ID, or the
+  // first error. `visit(i, record)` as ReadAndReserve's for executions[i]. The default runs them
+  // one by one; a store with a round trip per operation sends them together.
+  virtual absl::StatusOr<std::vector<ReserveOutcome>> ReadAndReserveMany(
+      const std::vector<std::string>& executions, const ExecutionFilter& filter,
+      std::string_view workgroup, std::string_view holder,
+      absl::FunctionRef<void(size_t index, const ExecutionRecord&)> visit);
   // Releases the reservation if `holder` holds it, reporting kReservationReleased.
   virtual absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
                                           std::string_view holder) = 0;

@@ -15,6 +15,8 @@
 //                        (once per third of a lease per process: LiveLeases), and when the
 //                        lease is gone one more script takes the reservation over.
 //   ReadAndReserve       as TryReserve: the same script answers the record.
+//   ReadAndReserveMany   1 per node for the whole batch (cached locators); the others as
+//                        ReadAndReserve.
 //   ReleaseReservation   1 + locator.
 //   ListExecutionIds     1 with an agent or an instance; with any agent and no instance
 //                        1 (SMEMBERS `{perper}:agents`) + 1 per agent. Each of those is one
@@ -561,6 +563,15 @@ absl::StatusOr<std::optional<RedisExecutions::Locator>> RedisExecutions::Locate(
   return std::optional<Locator>(std::move(locator));
 }
 
+std::optional<RedisExecutions::Locator> RedisExecutions::CachedLocator(
+    std::string_view execution) {
+  absl::MutexLock lock(&cache_mu_);
+  auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+  if (it == locators_.end()) return std::nullopt;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->second;
+}
+
 void RedisExecutions::CacheLocator(std::string_view execution, const Locator& locator) {
   absl::MutexLock lock(&cache_mu_);
   auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
@@ -971,6 +982,80 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::ReadAndReserve(
   if (!ParseRecord(execution, record, &parsed)) return Undecodable(execution);
   visit(parsed);
   return outcome;
+}
+
+absl::StatusOr<std::vector<ExecutionStore::ReserveOutcome>> RedisExecutions::ReadAndReserveMany(
+    const std::vector<std::string>& executions, const ExecutionFilter& filter,
+    std::string_view workgroup, std::string_view holder,
+    absl::FunctionRef<void(size_t index, const ExecutionRecord&)> visit) {
+  std::vector<ReserveOutcome> outcomes(executions.size(), ReserveOutcome::kSkipped);
+  const std::string field = "r:" + std::string(workgroup);
+  const std::string mine = pool_->process_id() + "/" + std::string(holder);
+  const std::vector<std::string_view> args = {
+      field, mine, "", "1", filter.any_agent ? std::string_view() : filter.agent,
+      filter.instance, filter.delegate};
+  std::vector<size_t> batched;  // Indexes sent together, with their record keys.
+  std::vector<std::string> keys;
+  std::vector<size_t> alone;  // Indexes that need ReadAndReserve's further steps.
+  for (size_t i = 0; i < executions.size(); ++i) {
+    const std::string& id = executions[i];
+    if (std::optional<std::string> sibling = local_holds_.Holder(id, workgroup);
+        sibling.has_value() && *sibling != holder) {
+      sibling_answers_.fetch_add(1, std::memory_order_relaxed);
+      outcomes[i] = ReserveOutcome::kHeldByOther;
+      continue;
+    }
+    std::optional<Locator> locator = CachedLocator(id);
+    if (!locator.has_value()) {
+      alone.push_back(i);
+      continue;
+    }
+    batched.push_back(i);
+    keys.push_back(RecordKey(locator->tag, id));
+  }
+  std::vector<ClusterClient::Script> scripts;
+  scripts.reserve(batched.size());
+  for (const std::string& key : keys) scripts.push_back({kReserveScript, {key}, args});
+  std::vector<absl::StatusOr<RedisReply>> replies = pool_->RunWrites(scripts);
+  for (size_t j = 0; j < batched.size(); ++j) {
+    const size_t i = batched[j];
+    const std::string& id = executions[i];
+    if (!replies[j].ok()) return replies[j].status();
+    const RedisReply& reply = *replies[j];
+    const long long code = Code(reply);
+    if (code == 0) {
+      alone.push_back(i);  // No record under the cached locator: it may be stale.
+    } else if (code == -1 || code == -3) {
+      outcomes[i] = ReserveOutcome::kSkipped;  // Finished, or not the filter's.
+    } else if (code == 1) {
+      watcher_.Forget(id, workgroup);
+      local_holds_.Held(id, workgroup, holder);
+      if (reply.elements.size() < 2) return Unexpected("reserve", reply);
+      ExecutionRecord parsed;
+      if (!ParseRecord(id, reply.elements[1], &parsed)) return Undecodable(id);
+      visit(i, parsed);
+      outcomes[i] = ReserveOutcome::kReserved;
+    } else if (code == 2) {
+      std::string_view process = SplitHolder(Element(reply, 1)).first;
+      outcomes[i] = ReserveOutcome::kHeldByOther;
+      if (process == pool_->process_id()) continue;
+      PERPER_ASSIGN_OR_RETURN(bool alive, live_leases_.Alive(process));
+      if (!alive) {
+        alone.push_back(i);  // Its holder is gone: taken over alone.
+        continue;
+      }
+      watcher_.Watch(process, ForeignHold{id, std::string(workgroup), Element(reply, 2),
+                                          Element(reply, 3), Element(reply, 4)});
+    } else {
+      return Unexpected("reserve", reply);
+    }
+  }
+  for (size_t i : alone) {
+    PERPER_ASSIGN_OR_RETURN(
+        outcomes[i], ReadAndReserve(executions[i], filter, workgroup, holder,
+                                    [&](const ExecutionRecord& record) { visit(i, record); }));
+  }
+  return outcomes;
 }
 
 absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::Reserve(

@@ -98,6 +98,12 @@ class RedisExecutions final : public ExecutionStore {
   absl::StatusOr<ReserveOutcome> ReadAndReserve(
       std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
       std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit) override;
+  // One round trip per node for the whole batch (cached locators); an execution whose answer
+  // needs more (no locator cached, a stale one, a holder whose process is gone) goes on alone.
+  absl::StatusOr<std::vector<ReserveOutcome>> ReadAndReserveMany(
+      const std::vector<std::string>& executions, const ExecutionFilter& filter,
+      std::string_view workgroup, std::string_view holder,
+      absl::FunctionRef<void(size_t index, const ExecutionRecord&)> visit) override;
   absl::Status ReleaseReservation(std::string_view execution, std::string_view workgroup,
                                   std::string_view holder) override;
   absl::StatusOr<std::vector<ReservationRecord>> ListReservations(std::string_view workgroup,
@@ -139,6 +145,8 @@ class RedisExecutions final : public ExecutionStore {
 
   // The locator of `execution`, from the cache when `use_cache`; nullopt when it has none.
   absl::StatusOr<std::optional<Locator>> Locate(std::string_view execution, bool use_cache);
+  // The cached locator of `execution`, without asking Redis.
+  std::optional<Locator> CachedLocator(std::string_view execution);
   void CacheLocator(std::string_view execution, const Locator& locator);
   void ForgetLocator(std::string_view execution);
   // Runs `attempt` on the execution's locator; when it answers "no record" (nullopt) under a
