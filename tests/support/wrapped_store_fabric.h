@@ -51,6 +51,8 @@ class WrappedStore final : public storage::Store {
   absl::StatusOr<storage::StepResult> Step(const storage::StepRequest& request) override {
     return inner_->Step(request);
   }
+  bool WritesWait() const override { return inner_->WritesWait(); }
+  bool ReadsWait() const override { return inner_->ReadsWait(); }
 
  private:
   std::unique_ptr<storage::Store> inner_;

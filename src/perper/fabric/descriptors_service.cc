@@ -37,8 +37,10 @@ grpc::ServerUnaryReactor* DescriptorsService::Register(
   }
   // The whole request is stored; Get parses it back and answers its descriptor, so whatever the
   // client sent (unknown fields included) is what a reader gets.
-  return FinishUnary(context, context_.store->descriptors().RegisterDescriptor(
-                                  request->type_url(), request->SerializeAsString()));
+  return AnswerWrite(context_, context, [store = context_.store, request]() {
+    return store->descriptors().RegisterDescriptor(request->type_url(),
+                                                   request->SerializeAsString());
+  });
 }
 
 grpc::ServerUnaryReactor* DescriptorsService::Get(

@@ -354,7 +354,7 @@ grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext*
   }
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
   if (!record.ok()) return FinishUnary(context, record.status());
-  return AnswerUnary(context_.writes, context,
+  return AnswerWrite(context_, context,
                      [store = context_.store, record = std::move(record).value()]() mutable {
                        return store->executions().CreateExecution(std::move(record)).status();
                      });
@@ -383,7 +383,7 @@ grpc::ServerUnaryReactor* ExecutionsService::Complete(
   }
   absl::StatusOr<Completion> completion = CompletionFromRequest(*request, context_.limits, "");
   if (!completion.ok()) return FinishUnary(context, completion.status());
-  return AnswerUnary(context_.writes, context,
+  return AnswerWrite(context_, context,
                      [context = context_, completion = std::move(completion).value()]() mutable {
                        return ApplyCompletion(context, std::move(completion));
                      });
@@ -405,7 +405,7 @@ grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext*
   if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
     return FinishUnary(context, s);
   }
-  return AnswerUnary(context_.writes, context, [context = context_, id]() {
+  return AnswerWrite(context_, context, [context = context_, id]() {
     auto& executions = context.store->executions();
     bool finished_before = false;
     absl::StatusOr<bool> existed = executions.ReadExecution(

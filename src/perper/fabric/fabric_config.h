@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The Fabric's configuration: defaults < YAML file (--config) < PERPER_* environment variables
-// < command-line flags. Shared by `perper-fabric` and `perper fabric`.
+// < command-line flags; and running a Fabric as a program (signals, the allocator, the address
+// file). Shared by `perper-fabric` and `perper fabric`, in the library perper_fabric_startup
+// (fabric_config.cc, fabric_startup.cc), so that the server library links neither CLI11 nor
+// yaml-cpp.
 //
 //   CLI::App app{"perper-fabric"};
 //   FabricConfigFlags flags;

@@ -99,17 +99,15 @@ absl::StatusOr<std::unique_ptr<FabricServer>> FabricServer::Start(
   context.open_calls = server->open_calls_.get();
   context.listeners = &server->listeners_;
   // Writes that wait (an fsync, a round trip to Redis) run on a pool of their own, so they do
-  // not hold gRPC's callback threads.
-  const bool redis = options.store.kind == "redis";
-  bool writes_wait = (options.store.kind == "rocksdb" && options.store.sync_writes) || redis;
-  if (writes_wait && options.write_threads > 0) {
+  // not hold gRPC's callback threads (RunWrite in unary.h).
+  if (server->store_->WritesWait() && options.write_threads > 0) {
     server->writes_ = std::make_unique<WritePool>(options.write_threads);
     context.writes = server->writes_.get();
   }
-  // Subscribers re-read the store on a hint; with Redis each read is a round trip, so hints are
+  // Subscribers re-read the store on a hint; when each read is a round trip, hints are
   // delivered on the hub's own thread rather than on the writer's, which would otherwise wait
   // for every local listener to re-read before its write is answered.
-  if (redis) server->hub_.StartDispatcher();
+  if (server->store_->ReadsWait()) server->hub_.StartDispatcher();
   server->services_ = std::make_unique<Services>(context);
 
   grpc::EnableDefaultHealthCheckService(true);

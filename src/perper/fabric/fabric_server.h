@@ -32,8 +32,9 @@ struct FabricOptions {
   std::string listen_address = "127.0.0.1:40400";
   storage::StoreOptions store;
   FabricLimits limits;
-  // Threads that run unary handlers' store writes when the store is rocksdb with synced writes
-  // (write_pool.h): how many durable writes can wait for, and share, one fsync. 0: inline.
+  // Threads that run store writes when the store's writes wait (Store::WritesWait: rocksdb with
+  // synced writes, redis; write_pool.h): how many writes can wait together, sharing one fsync.
+  // 0: inline.
   size_t write_threads = 64;
 };
 
@@ -69,7 +70,7 @@ class FabricServer {
 
   std::unique_ptr<storage::Store> store_;
   ChangeHub hub_;
-  std::unique_ptr<WritePool> writes_;  // Null unless the store's writes wait for fsync.
+  std::unique_ptr<WritePool> writes_;  // Null unless the store's writes wait.
   std::unique_ptr<OpenCalls> open_calls_;
   AgentListeners listeners_;
   std::unique_ptr<Services> services_;

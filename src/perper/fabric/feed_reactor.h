@@ -29,6 +29,7 @@
 #include "perper/common/logging.h"
 #include "perper/fabric/name_table.h"
 #include "perper/fabric/service_context.h"
+#include "perper/fabric/unary.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 
 namespace perper::fabric {
@@ -231,11 +232,13 @@ class FeedReactor : public Base {
     delete this;
   }
 
-  // Applies completions sent on this call, then grants `credits`: inline with the memory
-  // backend (or when `inline_writes`), on the write pool with a durable one, so that an fsync
-  // never holds a gRPC thread. The reactor outlives its pool tasks (OnDone defers the delete).
+  // Applies completions sent on this call, then grants `credits`: where writes run (RunWrite),
+  // so that an fsync or a round trip never holds a gRPC thread, unless `inline_writes` (the
+  // first message's, which must be applied before the scan starts). The reactor outlives its
+  // pool tasks (OnDone defers the delete).
   void CompleteThenCredit(std::vector<Completion> completions, uint64_t credits,
                           bool inline_writes) {
+    const bool posted = !inline_writes && !WritesRunInline(context_);
     {
       absl::MutexLock lock(&mu_);
       for (const Completion& completion : completions) {
@@ -243,7 +246,7 @@ class FeedReactor : public Base {
           it->second.completed_here = true;
         }
       }
-      if (context_.writes != nullptr && !inline_writes) ++tasks_;
+      if (posted) ++tasks_;
     }
     auto apply = [this, completions = std::move(completions), credits]() mutable {
       for (Completion& completion : completions) {
@@ -269,11 +272,11 @@ class FeedReactor : public Base {
       }
       AddCredits(credits);
     };
-    if (context_.writes == nullptr || inline_writes) {
+    if (!posted) {
       apply();
       return;
     }
-    context_.writes->Post([this, apply = std::move(apply)]() mutable {
+    RunWrite(context_, [this, apply = std::move(apply)]() mutable {
       apply();
       bool remove = false;
       {

@@ -15,6 +15,7 @@
 #include "perper/common/values.h"
 #include "perper/fabric/execution_calls.h"
 #include "perper/fabric/executions_service.h"
+#include "perper/fabric/unary.h"
 #include "perper/grpc2/model.pb.h"
 
 namespace perper::fabric {
@@ -551,12 +552,8 @@ grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*
         });
     slot->Set([call] { call->Cancel(); });
   };
-  // The creation is a durable write: with a write pool it runs there (see write_pool.h).
-  if (context_.writes != nullptr) {
-    context_.writes->Post(std::move(start));
-  } else {
-    start();
-  }
+  // The creation is a write: it runs where writes run.
+  RunWrite(context_, std::move(start));
   return reactor;
 }
 
@@ -591,13 +588,9 @@ grpc::ServerUnaryReactor* InstancesService::StopAndDelete(
         });
     slot->Set([op] { op->Cancel(); });
   };
-  // Without Stop the whole cascade is store writes, done at once: with a write pool they run
-  // there (see write_pool.h), not on gRPC's thread.
-  if (request->skip_stop() && context_.writes != nullptr) {
-    context_.writes->Post(std::move(start));
-  } else {
-    start();
-  }
+  // It starts with store writes (the Stop execution, or without Stop the whole cascade): they
+  // run where writes run.
+  RunWrite(context_, std::move(start));
   return reactor;
 }
 

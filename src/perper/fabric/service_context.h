@@ -57,8 +57,9 @@ struct ServiceContext {
   storage::Store* store = nullptr;
   ChangeHub* hub = nullptr;
   FabricLimits limits;
-  // Where unary handlers run their store writes: null runs them inline on gRPC's thread (the
-  // memory backend, whose writes take microseconds); set for a durable backend (write_pool.h).
+  // Where store writes run (RunWrite in unary.h): set by FabricServer exactly when the store
+  // declares that its writes wait (Store::WritesWait); null runs them inline on gRPC's thread
+  // (the memory backend, whose writes take microseconds).
   WritePool* writes = nullptr;
   // The long-lived calls held now; every such call takes a slot for its life.
   OpenCalls* open_calls = nullptr;

@@ -113,7 +113,9 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Create(
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
   }
-  return FinishUnary(context, context_.store->states().CreateDictionary(name));
+  return AnswerWrite(context_, context, [store = context_.store, name]() {
+    return store->states().CreateDictionary(name);
+  });
 }
 
 grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
@@ -146,18 +148,20 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
   op.new_value = SerializeAny(request->new_value());
   op.compare_existing_value = request->compare_existing_value();
   op.expected_existing_value = SerializeAny(request->expected_existing_value());
-  // Only an operation that may write goes to the write pool; a read answers inline.
-  return AnswerUnary(op.set_new_value ? context_.writes : nullptr, context,
-                     [store = context_.store, name, op = std::move(op), response]() {
-                       absl::StatusOr<storage::DictionaryOutcome> outcome =
-                           store->states().OperateDictionary(name, op);
-                       if (!outcome.ok()) return outcome.status();
-                       response->set_operation_successful(outcome->operation_successful);
-                       if (outcome->previous_value.has_value()) {
-                         *response->mutable_previous_value() = ParseAny(*outcome->previous_value);
-                       }
-                       return absl::OkStatus();
-                     });
+  const bool writes = op.set_new_value;
+  auto operate = [store = context_.store, name, op = std::move(op), response]() {
+    absl::StatusOr<storage::DictionaryOutcome> outcome =
+        store->states().OperateDictionary(name, op);
+    if (!outcome.ok()) return outcome.status();
+    response->set_operation_successful(outcome->operation_successful);
+    if (outcome->previous_value.has_value()) {
+      *response->mutable_previous_value() = ParseAny(*outcome->previous_value);
+    }
+    return absl::OkStatus();
+  };
+  // Only an operation that may write is a write; a read answers inline.
+  if (!writes) return FinishUnary(context, operate());
+  return AnswerWrite(context_, context, std::move(operate));
 }
 
 grpc::ServerWriteReactor<grpc2::StatesDictionaryListItemsResponse>*
@@ -226,8 +230,9 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Delete(
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
     return FinishUnary(context, s);
   }
-  return FinishUnary(context,
-                     context_.store->states().DeleteDictionary(name, request->keep_cache()));
+  return AnswerWrite(context_, context, [store = context_.store, name, request]() {
+    return store->states().DeleteDictionary(name, request->keep_cache());
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,7 +246,9 @@ grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext*
   }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
-  return FinishUnary(context, context_.store->states().CreateList(name));
+  return AnswerWrite(context_, context, [store = context_.store, name]() {
+    return store->states().CreateList(name);
+  });
 }
 
 grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext* context,
@@ -299,13 +306,19 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
     }
     op.insert_values.push_back(SerializeAny(request->insert_values(i)));
   }
-  absl::StatusOr<std::vector<std::string>> values = context_.store->states().OperateList(name, op);
-  if (!values.ok()) return FinishUnary(context, values.status());
-  // Every collected value is returned, nulls included (as stored; an empty Any for the empty
-  // null), so positions in the response match positions in the list.
-  for (const std::string& value : *values)
-    *response->add_values() = ParseAny(value);
-  return FinishUnary(context, absl::OkStatus());
+  const bool writes = op.remove_values || !op.insert_values.empty();
+  auto operate = [store = context_.store, name, op = std::move(op), response]() {
+    absl::StatusOr<std::vector<std::string>> values = store->states().OperateList(name, op);
+    if (!values.ok()) return values.status();
+    // Every collected value is returned, nulls included (as stored; an empty Any for the empty
+    // null), so positions in the response match positions in the list.
+    for (const std::string& value : *values)
+      *response->add_values() = ParseAny(value);
+    return absl::OkStatus();
+  };
+  // Only an operation that may write is a write; a read answers inline.
+  if (!writes) return FinishUnary(context, operate());
+  return AnswerWrite(context_, context, std::move(operate));
 }
 
 grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext* context,
@@ -388,7 +401,9 @@ grpc::ServerUnaryReactor* StatesListService::Delete(grpc::CallbackServerContext*
   }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
-  return FinishUnary(context, context_.store->states().DeleteList(name, request->keep_cache()));
+  return AnswerWrite(context_, context, [store = context_.store, name, request]() {
+    return store->states().DeleteList(name, request->keep_cache());
+  });
 }
 
 }  // namespace perper::fabric

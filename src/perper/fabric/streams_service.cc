@@ -282,11 +282,7 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
   enum class Next { kFinish, kRetry, kHold, kStartHolding };
 
   void Dispatch() {
-    if (context_.writes == nullptr) {
-      Attempt();
-    } else {
-      context_.writes->Post([this] { Attempt(); });
-    }
+    RunWrite(context_, [this] { Attempt(); });
   }
 
   // A listener change, or the timer (`give_up`): try again.
@@ -419,7 +415,7 @@ grpc::ServerUnaryReactor* WriteOrHold(const ServiceContext& context,
                                       grpc::CallbackServerContext* call, const std::string& stream,
                                       std::vector<ItemToWrite> items,
                                       grpc2::StreamsWriteItemsResponse* response) {
-  if (context.writes == nullptr) {
+  if (WritesRunInline(context)) {
     absl::StatusOr<std::vector<int64_t>> keys = context.store->streams().WriteItemsBounded(
         stream, items, context.limits.max_stream_retained_bytes);
     if (!storage::IsRetentionBoundReached(keys.status())) {
@@ -438,15 +434,17 @@ grpc::ServerUnaryReactor* StreamsService::Create(grpc::CallbackServerContext* ca
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
     return FinishUnary(call, s);
   }
-  absl::Status status = RequireNonEmpty(request->stream().stream(), "stream.stream");
-  if (status.ok()) {
-    storage::StreamRecord record;
-    record.stream = request->stream().stream();
-    record.ephemeral = request->ephemeral();
-    record.stride = request->stream().stride();
-    status = context_.store->streams().CreateStream(std::move(record)).status();
+  if (absl::Status s = RequireNonEmpty(request->stream().stream(), "stream.stream"); !s.ok()) {
+    return FinishUnary(call, s);
   }
-  return FinishUnary(call, status);
+  storage::StreamRecord record;
+  record.stream = request->stream().stream();
+  record.ephemeral = request->ephemeral();
+  record.stride = request->stream().stride();
+  return AnswerWrite(context_, call,
+                     [store = context_.store, record = std::move(record)]() mutable {
+                       return store->streams().CreateStream(std::move(record)).status();
+                     });
 }
 
 grpc::ServerUnaryReactor* StreamsService::WriteItem(grpc::CallbackServerContext* call,
@@ -525,29 +523,31 @@ grpc::ServerUnaryReactor* StreamsService::MoveListener(
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (status.ok()) status = RequireNonEmpty(request->listener_name(), "listener_name");
   if (!status.ok()) return FinishUnary(call, status);
-  storage::StreamStore& streams = context_.store->streams();
-  switch (request->item_key_case()) {
-    case grpc2::StreamsMoveListenerRequest::kReachedKey:
-      status = streams.MoveListener(stream, request->listener_name(), request->reached_key());
-      break;
-    case grpc2::StreamsMoveListenerRequest::kDeleteListener:
-      if (!request->delete_listener()) {
-        status = absl::InvalidArgumentError("delete_listener must be true when set");
-      } else {
-        // Deleting an absent listener is OK, so that a retried delete succeeds.
-        status = streams.DeleteListener(stream, request->listener_name()).status();
-      }
-      break;
-    default:
-      status = absl::InvalidArgumentError("item_key: set either reached_key or delete_listener");
+  if (request->item_key_case() == grpc2::StreamsMoveListenerRequest::kDeleteListener &&
+      !request->delete_listener()) {
+    return FinishUnary(call, absl::InvalidArgumentError("delete_listener must be true when set"));
   }
-  if (status.ok()) {
-    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] {}", stream,
-                     request->listener_name(),
-                     request->has_reached_key() ? absl::StrCat("moved to ", request->reached_key())
-                                                : std::string("deleted"));
+  if (request->item_key_case() == grpc2::StreamsMoveListenerRequest::ITEM_KEY_NOT_SET) {
+    return FinishUnary(call, absl::InvalidArgumentError(
+                                 "item_key: set either reached_key or delete_listener"));
   }
-  return FinishUnary(call, status);
+  return AnswerWrite(context_, call, [store = context_.store, request]() {
+    const std::string& stream = request->stream().stream();
+    storage::StreamStore& streams = store->streams();
+    absl::Status status =
+        request->has_reached_key()
+            ? streams.MoveListener(stream, request->listener_name(), request->reached_key())
+            // Deleting an absent listener is OK, so that a retried delete succeeds.
+            : streams.DeleteListener(stream, request->listener_name()).status();
+    if (status.ok()) {
+      PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] {}", stream,
+                       request->listener_name(),
+                       request->has_reached_key()
+                           ? absl::StrCat("moved to ", request->reached_key())
+                           : std::string("deleted"));
+    }
+    return status;
+  });
 }
 
 grpc::ServerUnaryReactor* StreamsService::WaitForListener(
@@ -568,29 +568,27 @@ grpc::ServerUnaryReactor* StreamsService::Delete(grpc::CallbackServerContext* ca
   const std::string& stream = request->stream().stream();
   absl::Status status = RequireNonEmpty(stream, "stream.stream");
   if (!status.ok()) return FinishUnary(call, status);
-  storage::Store& store = *context_.store;
-  if (absl::Status found = store.streams().GetStream(stream).status(); !found.ok()) {
-    if (!absl::IsNotFound(found)) return FinishUnary(call, found);
-    return FinishUnary(call, absl::NotFoundError("stream " + stream + " not found"));
-  }
-  // The stream's producer (the execution of the same ID) goes with it once it has finished: it
-  // has nothing left to do, and a finished execution is only kept for its result. It goes
-  // first, so that a Delete retried after a failure between the two still finds the stream.
-  bool finished = false;
-  absl::StatusOr<bool> producer = store.executions().ReadExecution(
-      stream, [&](const storage::ExecutionRecord& record) { finished = record.finished; });
-  if (!producer.ok()) return FinishUnary(call, producer.status());
-  if (finished) {
-    absl::StatusOr<bool> gone = store.executions().DeleteExecution(stream);
-    if (!gone.ok()) return FinishUnary(call, gone.status());
-  }
-  absl::StatusOr<bool> deleted = store.streams().DeleteStream(stream);
-  if (!deleted.ok()) {
-    status = deleted.status();
-  } else if (!*deleted) {
-    status = absl::NotFoundError("stream " + stream + " not found");
-  }
-  return FinishUnary(call, status);
+  return AnswerWrite(context_, call, [&store = *context_.store, stream]() -> absl::Status {
+    if (absl::Status found = store.streams().GetStream(stream).status(); !found.ok()) {
+      if (!absl::IsNotFound(found)) return found;
+      return absl::NotFoundError("stream " + stream + " not found");
+    }
+    // The stream's producer (the execution of the same ID) goes with it once it has finished:
+    // it has nothing left to do, and a finished execution is only kept for its result. It goes
+    // first, so that a Delete retried after a failure between the two still finds the stream.
+    bool finished = false;
+    absl::StatusOr<bool> producer = store.executions().ReadExecution(
+        stream, [&](const storage::ExecutionRecord& record) { finished = record.finished; });
+    if (!producer.ok()) return producer.status();
+    if (finished) {
+      absl::StatusOr<bool> gone = store.executions().DeleteExecution(stream);
+      if (!gone.ok()) return gone.status();
+    }
+    absl::StatusOr<bool> deleted = store.streams().DeleteStream(stream);
+    if (!deleted.ok()) return deleted.status();
+    if (!*deleted) return absl::NotFoundError("stream " + stream + " not found");
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* StreamsService::Complete(grpc::CallbackServerContext* call,
@@ -600,13 +598,14 @@ grpc::ServerUnaryReactor* StreamsService::Complete(grpc::CallbackServerContext* 
     return FinishUnary(call, s);
   }
   const std::string& stream = request->stream().stream();
-  absl::Status status = RequireNonEmpty(stream, "stream.stream");
-  if (status.ok()) {
+  if (absl::Status s = RequireNonEmpty(stream, "stream.stream"); !s.ok()) {
+    return FinishUnary(call, s);
+  }
+  return AnswerWrite(context_, call, [store = context_.store, request]() {
     std::optional<std::string> error;
     if (request->has_error()) error = request->error().message();
-    status = context_.store->streams().CompleteStream(stream, std::move(error));
-  }
-  return FinishUnary(call, status);
+    return store->streams().CompleteStream(request->stream().stream(), std::move(error));
+  });
 }
 
 grpc::ServerUnaryReactor* StreamsService::GetProgress(
@@ -687,7 +686,7 @@ grpc::ServerUnaryReactor* StreamsService::Step(grpc::CallbackServerContext* call
     op.compare_existing_value = in.compare_existing_value();
     op.expected_existing_value = SerializeAny(in.expected_existing_value());
   }
-  return AnswerUnary(context_.writes, call,
+  return AnswerWrite(context_, call,
                      [store = context_.store, step = std::move(step), response]() {
                        absl::StatusOr<storage::StepResult> result = store->Step(step);
                        if (!result.ok()) return result.status();

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: MIT
+// How unary handlers answer, and the one path every store write of a handler takes.
+//
+// Thread safety: the functions may be called from any thread.
 #pragma once
+
+#include <utility>
 
 #include "absl/status/status.h"
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
 
 #include "perper/common/grpc_status.h"
-#include "perper/fabric/write_pool.h"
+#include "perper/fabric/service_context.h"
 
 namespace perper::fabric {
 
@@ -19,19 +24,29 @@ inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* contex
   return reactor;
 }
 
-// Answers a unary callback-API call with the status `body()` returns (body fills the response).
-// With a write pool, `body` runs on one of its threads and this returns at once; without, it
-// runs inline. `body` must capture only what outlives the call (the request and response
-// messages do, until Finish).
-template <class Body>
-grpc::ServerUnaryReactor* AnswerUnary(WritePool* pool, grpc::CallbackServerContext* context,
-                                      Body body) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (pool == nullptr) {
-    reactor->Finish(ToGrpcStatus(body()));
-    return reactor;
+// Whether RunWrite runs a write inline (before it returns), on the calling thread.
+inline bool WritesRunInline(const ServiceContext& context) { return context.writes == nullptr; }
+
+// Runs `write` (store writes, and what they answer) where the store's writes belong: on the
+// write pool when the store declared that its writes wait (ServiceContext::writes is set only
+// then), inline otherwise. Every write a handler makes goes through here, so no handler chooses.
+template <class Write>
+void RunWrite(const ServiceContext& context, Write write) {
+  if (WritesRunInline(context)) {
+    write();
+    return;
   }
-  pool->Post([reactor, body = std::move(body)]() mutable {
+  context.writes->Post(std::move(write));
+}
+
+// Answers a unary call with the status `body()` returns (body writes to the store and fills the
+// response), run by RunWrite: with a write pool this returns at once. `body` must capture only
+// what outlives the call (the request and response messages do, until Finish).
+template <class Body>
+grpc::ServerUnaryReactor* AnswerWrite(const ServiceContext& context,
+                                      grpc::CallbackServerContext* call, Body body) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  RunWrite(context, [reactor, body = std::move(body)]() mutable {
     reactor->Finish(ToGrpcStatus(body()));
   });
   return reactor;

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-// WritePool: the threads on which unary handlers run their store writes in a durable backend.
+// WritePool: the threads on which the services run their store writes when the store declares
+// that its writes wait (Store::WritesWait: rocksdb with synced writes, redis); see RunWrite in
+// unary.h.
 //
 // gRPC's callback API runs every handler on a small fixed set of threads (two on a 2-core
 // machine). A durable write waits for its fsync; run inline, it would hold one of those threads

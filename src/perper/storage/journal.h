@@ -53,6 +53,8 @@ class Journal {
   virtual absl::Status Scan(
       std::string_view prefix,
       absl::FunctionRef<void(std::string_view key, std::string_view value)> visit) = 0;
+  // Commit waits for the disk (an fsync) before it returns.
+  virtual bool CommitWaits() const = 0;
 };
 
 // Commits `batch` when `journal` is set (durable backends); a no-op for the memory backend.

@@ -460,6 +460,15 @@ class Store {
   // Sets who hears about committed changes. REQUIRES: called before any mutating call;
   // `observer` outlives the store's use.
   virtual void SetObserver(ChangeObserver* observer) = 0;
+
+  // What a call may wait for, declared by each backend so that the Fabric can keep waiting
+  // calls off gRPC's few callback threads without knowing the backends by name.
+  // A write waits for an fsync or a round trip to a server: the Fabric runs writes on its write
+  // pool (fabric/write_pool.h).
+  virtual bool WritesWait() const = 0;
+  // A read is a round trip to a server: the Fabric delivers change hints on the hub's own
+  // thread, so that a writer does not wait for every local listener to re-read.
+  virtual bool ReadsWait() const = 0;
 };
 
 }  // namespace perper::storage

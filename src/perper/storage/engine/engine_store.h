@@ -38,6 +38,9 @@ class EngineStore final : public Store {
   DescriptorStore& descriptors() override { return descriptors_; }
   void SetObserver(ChangeObserver* observer) override { notifier_.SetObserver(observer); }
   absl::StatusOr<StepResult> Step(const StepRequest& request) override;
+  // Memory: nothing waits. RocksDB: a write waits for its fsync when writes are synced.
+  bool WritesWait() const override { return journal_ != nullptr && journal_->CommitWaits(); }
+  bool ReadsWait() const override { return false; }
 
  private:
   explicit EngineStore(std::unique_ptr<Journal> journal);

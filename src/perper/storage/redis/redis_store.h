@@ -35,6 +35,9 @@ class RedisStore final : public Store {
   absl::StatusOr<std::optional<DataPlacement>> PlacementOfInstance(
       std::string_view instance) override;
   void SetObserver(ChangeObserver* observer) override { notifier_.SetObserver(observer); }
+  // Every call is a round trip to Redis.
+  bool WritesWait() const override { return true; }
+  bool ReadsWait() const override { return true; }
 
   ClientPool& pool() { return *pool_; }
   RedisExecutions& redis_executions() { return *executions_; }

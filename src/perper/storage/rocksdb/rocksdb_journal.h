@@ -29,6 +29,7 @@ class RocksDbJournal final : public Journal {
   absl::Status Scan(std::string_view prefix,
                     absl::FunctionRef<void(std::string_view key, std::string_view value)> visit)
       override;
+  bool CommitWaits() const override { return sync_; }
 
  private:
   RocksDbJournal(std::unique_ptr<rocksdb::DB> db, bool sync) : db_(std::move(db)), sync_(sync) {}
