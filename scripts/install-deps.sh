@@ -9,6 +9,8 @@ packages=(
   libabsl-dev libasio-dev libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev
   nlohmann-json3-dev librocksdb-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev valgrind ccache
+  # scripts/check-thread-safety.sh: clang++-14's -Wthread-safety (the build itself uses GCC)
+  clang-14
   redis-server
   python3-grpcio python3-protobuf python3-pytest
   # pip install ./sdk/python (into a venv made with --system-site-packages), and its test

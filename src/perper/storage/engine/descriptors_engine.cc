@@ -10,10 +10,12 @@ namespace perper::storage {
 absl::Status DescriptorsEngine::Load() {
   if (journal_ == nullptr) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
+  // Scan calls the lambda on this thread, under the lock taken here.
   return journal_->Scan(keys::SpacePrefix(keys::kDescriptor),
-                        [&](std::string_view key, std::string_view value) {
-                          descriptors_[std::string(key.substr(2))] = std::string(value);
-                        });
+                        [&](std::string_view key, std::string_view value)
+                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                              descriptors_[std::string(key.substr(2))] = std::string(value);
+                            });
 }
 
 absl::Status DescriptorsEngine::RegisterDescriptor(std::string_view type_url, std::string bytes) {

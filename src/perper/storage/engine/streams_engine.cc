@@ -75,30 +75,34 @@ std::shared_ptr<StreamsEngine::StreamState> StreamsEngine::Find(std::string_view
 absl::Status StreamsEngine::Load() {
   absl::MutexLock registry_lock(&registry_mu_);
   absl::Status parse_error;
+  // Scan calls each lambda on this thread, under the registry lock taken here.
   absl::Status status = journal_->Scan(
-      keys::SpacePrefix(keys::kStream), [&](std::string_view key, std::string_view value) {
-        StreamData data;
-        if (!data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          parse_error = absl::DataLossError("corrupt stream record " + std::string(key));
-          return;
-        }
-        auto state = std::make_shared<StreamState>();
-        absl::MutexLock lock(&state->mu);
-        state->record.stream = std::string(key.substr(2));
-        state->record.ephemeral = data.ephemeral();
-        state->record.stride = data.stride();
-        state->record.completed = data.completed();
-        if (data.has_error()) state->record.error = data.error();
-        if (data.has_last_key()) state->last_key = data.last_key();
-        if (data.has_gc_floor()) state->gc_floor = data.gc_floor();
-        state->collected_count = data.collected_count();
-        streams_[state->record.stream] = std::move(state);
-      });
+      keys::SpacePrefix(keys::kStream),
+      [&](std::string_view key, std::string_view value)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu_) {
+            StreamData data;
+            if (!data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+              parse_error = absl::DataLossError("corrupt stream record " + std::string(key));
+              return;
+            }
+            auto state = std::make_shared<StreamState>();
+            absl::MutexLock lock(&state->mu);
+            state->record.stream = std::string(key.substr(2));
+            state->record.ephemeral = data.ephemeral();
+            state->record.stride = data.stride();
+            state->record.completed = data.completed();
+            if (data.has_error()) state->record.error = data.error();
+            if (data.has_last_key()) state->last_key = data.last_key();
+            if (data.has_gc_floor()) state->gc_floor = data.gc_floor();
+            state->collected_count = data.collected_count();
+            streams_[state->record.stream] = std::move(state);
+          });
   if (!status.ok()) return status;
   if (!parse_error.ok()) return parse_error;
 
   status = journal_->Scan(keys::SpacePrefix(keys::kItem),
-                          [&](std::string_view key, std::string_view value) {
+                          [&](std::string_view key,
+                              std::string_view value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu_) {
                             std::string_view id, suffix;
                             if (!keys::SplitComposite(key, &id, &suffix) || suffix.size() != 8) {
                               parse_error = absl::DataLossError("corrupt item key in the journal");
@@ -119,7 +123,9 @@ absl::Status StreamsEngine::Load() {
   if (!parse_error.ok()) return parse_error;
 
   status = journal_->Scan(
-      keys::SpacePrefix(keys::kListener), [&](std::string_view key, std::string_view value) {
+      keys::SpacePrefix(keys::kListener),
+      [&](std::string_view key,
+          std::string_view value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu_) {
         std::string_view id, name;
         ListenerData data;
         if (!keys::SplitComposite(key, &id, &name) ||
@@ -142,24 +148,16 @@ absl::StatusOr<bool> StreamsEngine::CreateStream(StreamRecord record) {
   record.completed = false;
   record.error.reset();
   for (;;) {
-    std::shared_ptr<StreamState> state;
-    bool fresh = false;
-    {
-      absl::MutexLock lock(&registry_mu_);
-      auto it = streams_.find(record.stream);
-      if (it != streams_.end()) {
-        state = it->second;
-      } else {
-        // The new entry is published locked, so that concurrent users of this ID wait for the
-        // journal commit below (done outside the registry lock) and see its outcome.
-        state = std::make_shared<StreamState>();
-        state->mu.Lock();
-        state->record = record;
-        streams_.emplace(record.stream, state);
-        fresh = true;
-      }
-    }
-    if (fresh) {
+    absl::ReleasableMutexLock registry_lock(&registry_mu_);
+    auto it = streams_.find(record.stream);
+    if (it == streams_.end()) {
+      // The new entry is published locked, so that concurrent users of this ID wait for the
+      // journal commit below (done outside the registry lock) and see its outcome.
+      auto state = std::make_shared<StreamState>();
+      state->mu.Lock();
+      state->record = record;
+      streams_.emplace(record.stream, state);
+      registry_lock.Release();
       JournalBatch batch;
       batch.Put(keys::Simple(keys::kStream, record.stream),
                 EncodeRecord(record, std::nullopt, std::nullopt, 0));
@@ -168,32 +166,34 @@ absl::StatusOr<bool> StreamsEngine::CreateStream(StreamRecord record) {
       state->mu.Unlock();
       if (!status.ok()) {
         absl::MutexLock lock(&registry_mu_);
-        auto it = streams_.find(record.stream);
+        it = streams_.find(record.stream);
         if (it != streams_.end() && it->second == state) streams_.erase(it);
         return status;
       }
       NotifyChange(Change::Kind::kStreamCreated, record.stream);
       return true;
     }
+    std::shared_ptr<StreamState> state = it->second;
+    registry_lock.Release();
     {
       absl::MutexLock lock(&state->mu);
       if (!state->deleted) {
-        const StreamRecord& existing = state->record;
-        if (existing.ephemeral == record.ephemeral && existing.stride == record.stride &&
-            !existing.completed) {
-          return false;
-        }
-        std::string why = existing.completed
-                              ? "is completed"
-                              : "has different options (ephemeral " +
-                                    std::string(existing.ephemeral ? "true" : "false") +
-                                    ", stride " + std::to_string(existing.stride) + ")";
+        // Read through state->, not a reference: the thread-safety analysis cannot tell that a
+        // reference's fields are guarded by state->mu.
+        const bool ephemeral = state->record.ephemeral;
+        const int64_t stride = state->record.stride;
+        const bool completed = state->record.completed;
+        if (ephemeral == record.ephemeral && stride == record.stride && !completed) return false;
+        std::string why = completed ? "is completed"
+                                    : "has different options (ephemeral " +
+                                          std::string(ephemeral ? "true" : "false") + ", stride " +
+                                          std::to_string(stride) + ")";
         return absl::AlreadyExistsError("stream " + record.stream + " already exists and " + why);
       }
     }
     // A deleted entry not yet dropped from the registry: drop it and try again.
     absl::MutexLock lock(&registry_mu_);
-    auto it = streams_.find(record.stream);
+    it = streams_.find(record.stream);
     if (it != streams_.end() && it->second == state) streams_.erase(it);
   }
 }

@@ -162,7 +162,7 @@ absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
   int ask_node = -1;
   bool standalone_retried = false;
   // Waits before the next attempt; false once the deadline has passed.
-  auto back_off = [&]() {
+  auto back_off = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (Clock::now() + backoff >= deadline) return false;
     {
       absl::MutexLock lock(&mu_);
