@@ -482,6 +482,72 @@ TEST_F(AgentTest, ACallToAnAgentNoProcessServesSaysSoAndGoesOnWaiting) {
   EXPECT_THAT(log, ::testing::Not(HasSubstr("no process serves agent Caller"))) << log;
 }
 
+size_t Occurrences(const std::string& text, const std::string& part) {
+  size_t count = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// start_agent and destroy wait for the instance's Start or Stop to run in a process of its
+// agent: with none (a process serving "sensor" while the Deploy says "Sensor"), the wait is
+// named, once, and ends when a process serves it.
+TEST_F(AgentTest, StartingOrDestroyingAnAgentNoProcessServesSaysSoAndGoesOnWaiting) {
+  auto start = std::make_shared<std::promise<absl::StatusOr<std::pair<Instance, int64_t>>>>();
+  auto started_future = start->get_future();
+  Agent caller("Caller");
+  caller.on_deploy([start](Context& ctx) -> Task<void> {
+    start->set_value(co_await ctx.start_agent<int64_t>("Sensor", 5));
+  });
+  Agent sensor("Sensor");
+  sensor.on("Start", [](Context& ctx, int64_t x) -> Task<int64_t> { co_return x * 2; });
+  RunOptions options = Options();
+  options.unserved_check_after = std::chrono::milliseconds(200);
+  StderrCapture captured;
+  const std::string warning = "no process serves agent Sensor";
+  auto warned = [&](size_t times) {
+    return testing::WaitFor([&] { return Occurrences(captured.Read(), warning) == times; }, 20s);
+  };
+  // Serves Sensor until `future` (a wait on Sensor) is ready; false if it never is.
+  auto served = [&](auto& future) {
+    Runtime serving(sensor, Options());
+    EXPECT_TRUE(serving.Start().ok());
+    bool ready = future.wait_for(20s) == std::future_status::ready;
+    serving.RequestStop();
+    EXPECT_EQ(serving.Wait(), 0);
+    return ready;
+  };
+  Runtime runtime(caller, options);
+  ASSERT_TRUE(runtime.Start().ok());
+  ASSERT_TRUE(warned(1)) << captured.Read();
+  EXPECT_EQ(started_future.wait_for(0s), std::future_status::timeout);
+  ASSERT_TRUE(served(started_future));
+  auto started = started_future.get();
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(started->second, 10);
+  const std::string id = started->first.id();
+  EXPECT_THAT(captured.Read(), HasSubstr("[agent=Caller exec=" + id + "] waiting for Sensor"));
+
+  auto destroy = std::make_shared<std::promise<absl::Status>>();
+  auto destroyed = destroy->get_future();
+  Agent destroyer("Destroyer");
+  destroyer.on_deploy([destroy, id](Context& ctx) -> Task<void> {
+    destroy->set_value(co_await ctx.agent("Sensor", id).destroy());
+  });
+  Runtime destroying(destroyer, options);
+  ASSERT_TRUE(destroying.Start().ok());
+  ASSERT_TRUE(warned(2)) << captured.Read();
+  EXPECT_EQ(destroyed.wait_for(0s), std::future_status::timeout);
+  ASSERT_TRUE(served(destroyed));
+  EXPECT_TRUE(destroyed.get().ok());
+  destroying.RequestStop();
+  EXPECT_EQ(destroying.Wait(), 0);
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+  EXPECT_EQ(Occurrences(captured.Read(), warning), 2) << captured.Read();
+}
+
 TEST_F(AgentTest, InstanceStateIsKeptInTheFabricPerInstance) {
   Agent counter("Counter");
   counter.on("Increment", [](Context& ctx) -> Task<absl::StatusOr<int64_t>> {

@@ -112,7 +112,8 @@ class Connection {
   void DeleteExecutionDetached(std::string id, bool kept_call = false);
   // Deletes each of `ids` (kept calls no longer needed) by DeleteExecutionDetached.
   void DeleteKeptCalls(std::vector<std::string> ids);
-  // Beside a call of `agent` (execution `id`): once RunOptions::unserved_check_after has
+  // Beside a call of `agent` (execution `id`), or a start or destroy of an instance of `agent`
+  // (`id` is the instance's): once RunOptions::unserved_check_after has
   // passed, asks the Fabric whether any process listens for `agent` and warns when none does.
   // Destroying the returned watch (the call was answered) ends it. Null when disabled.
   struct UnservedWatch {
