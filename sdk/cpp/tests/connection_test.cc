@@ -3,6 +3,7 @@
 // calls through Connection::Unary against a real Fabric process (no runtime, no agent).
 #include "sdk/cpp/src/perper/agent/connection.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <future>
@@ -32,6 +33,24 @@ namespace {
 using ::perper::testing::FabricProcess;
 using ::perper::testing::WaitFor;
 using namespace std::chrono_literals;
+
+// The back-off every SDK shares (STYLE.md): 50 ms growing x1.5 up to 2 s, each delay within
+// 20 % either side; Reset starts again from 50 ms.
+TEST(BackoffTest, GrowsByHalfUpToTwoSecondsWithinTwentyPercent) {
+  Backoff backoff;
+  double expected_ms = 50;
+  for (int i = 0; i < 30; ++i) {
+    double delay_ms = absl::ToDoubleMilliseconds(backoff.Next());
+    EXPECT_GE(delay_ms, expected_ms * 0.8 - 1e-6) << "attempt " << i;
+    EXPECT_LE(delay_ms, expected_ms * 1.2 + 1e-6) << "attempt " << i;
+    expected_ms = std::min(expected_ms * 1.5, 2000.0);
+  }
+  EXPECT_EQ(expected_ms, 2000.0);
+  backoff.Reset();
+  double first_ms = absl::ToDoubleMilliseconds(backoff.Next());
+  EXPECT_GE(first_ms, 40 - 1e-6);
+  EXPECT_LE(first_ms, 60 + 1e-6);
+}
 
 TEST(CallRegistryTest, CountsTheCallsAddedAndNotRemoved) {
   CallRegistry calls;

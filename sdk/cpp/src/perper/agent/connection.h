@@ -39,15 +39,20 @@ namespace perper::internal {
 // (UNAVAILABLE after a restart, a cancelled stream at shutdown), as opposed to a refusal.
 bool IsTransient(const grpc::Status& status);
 
-// Exponential back-off for reconnecting: 50 ms doubling to 5 s, with jitter. Not thread-safe.
+// Exponential back-off of retried unary calls, the reservation call and stream readers: 50 ms
+// growing x1.5 up to 2 s, each delay within 20 % either side, as in the Python and .NET SDKs
+// (STYLE.md, "What the SDKs share"). Not thread-safe.
 class Backoff {
  public:
+  static constexpr absl::Duration kInitial = absl::Milliseconds(50);
+  static constexpr absl::Duration kMax = absl::Seconds(2);
+  static constexpr double kFactor = 1.5;
+  static constexpr double kJitter = 0.2;
+
   absl::Duration Next();
   void Reset() { next_ = kInitial; }
 
  private:
-  static constexpr absl::Duration kInitial = absl::Milliseconds(50);
-  static constexpr absl::Duration kMax = absl::Seconds(5);
   absl::Duration next_ = kInitial;
 };
 
