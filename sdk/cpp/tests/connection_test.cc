@@ -24,12 +24,14 @@
 
 #include "perper/agent/agent.h"
 
+#include "sdk/cpp/tests/dead_address.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 
 namespace perper::internal {
 namespace {
 
+using ::perper::testing::DeadAddress;
 using ::perper::testing::FabricProcess;
 using ::perper::testing::WaitFor;
 using namespace std::chrono_literals;
@@ -183,6 +185,49 @@ TEST_F(ConnectionTest, CancellingTheRegisteredCallsEndsAUnaryCallInFlight) {
   EXPECT_EQ(future.get().code(), absl::StatusCode::kCancelled);
   // The call's callback removed it from the registry.
   EXPECT_TRUE(connection_.calls().AwaitEmpty(absl::Now() + absl::Seconds(10)));
+}
+
+// A unary call that finds no Fabric at any address retries UNAVAILABLE with back-off (moving
+// between the addresses) until RunOptions::unary_retry_timeout has passed, then fails with it,
+// as the Python and .NET SDKs do; it does not retry for ever.
+TEST(ConnectionRetryTest, AUnaryCallGivesUpOnUnavailableAfterTheRetryTimeout) {
+  Agent agent("ConnectionRetryTest");
+  RunOptions options;
+  options.unary_retry_timeout = std::chrono::milliseconds(500);
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  Connection connection(agent, options, io);
+  // Two addresses: no wait_for_ready, so each attempt fails at once.
+  connection.Connect({DeadAddress(), DeadAddress()});
+  std::thread thread([&io] { io.run(); });
+  grpc2::IntrospectionListExecutionsRequest request;
+  request.set_agent("Nobody");
+  std::promise<absl::Status> result;
+  absl::Time started = absl::Now();
+  asio::co_spawn(io,
+                 connection.Unary<grpc2::IntrospectionListExecutionsRequest,
+                                  grpc2::IntrospectionListExecutionsResponse>(
+                     std::move(request),
+                     [&connection](auto* context, auto* req, auto* resp, auto done) {
+                       connection.introspection()->async()->ListExecutions(context, req, resp,
+                                                                           std::move(done));
+                     }),
+                 [&result](std::exception_ptr,
+                           absl::StatusOr<grpc2::IntrospectionListExecutionsResponse> response) {
+                   result.set_value(response.status());
+                 });
+  auto future = result.get_future();
+  bool answered = future.wait_for(20s) == std::future_status::ready;
+  absl::Duration took = absl::Now() - started;
+  if (!answered) {  // ends the retries, so that the thread can be joined
+    connection.SetStopping();
+  }
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(future.get().code(), absl::StatusCode::kUnavailable);
+  EXPECT_GE(took, absl::Milliseconds(500));
+  work.reset();
+  io.stop();
+  thread.join();
 }
 
 }  // namespace

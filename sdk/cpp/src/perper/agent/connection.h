@@ -95,6 +95,8 @@ class Connection {
   // A unary call to the Fabric, resumed on the awaiting coroutine's executor (never on a gRPC
   // thread). `start(context, request, response, done)` starts the RPC through a stub's async()
   // interface. Cancelling the awaiting coroutine cancels the RPC; stopping the runtime cancels it.
+  // UNAVAILABLE is retried with Backoff, at the next address, until
+  // RunOptions::unary_retry_timeout has passed since the first attempt.
   //
   //   auto response = co_await connection.Unary<grpc2::StreamsCreateRequest,
   //                                             google::protobuf::Empty>(
@@ -214,6 +216,7 @@ Task<absl::StatusOr<Response>> Connection::Unary(Request request, StartFn start)
   auto state = co_await asio::this_coro::cancellation_state;
   auto shared_request = std::make_shared<const Request>(std::move(request));
   Backoff backoff;
+  const absl::Time give_up = absl::Now() + absl::FromChrono(options_.unary_retry_timeout);
   while (true) {
     if (state.cancelled() != asio::cancellation_type::none) {
       co_return absl::CancelledError("the calling execution was cancelled");
@@ -241,7 +244,8 @@ Task<absl::StatusOr<Response>> Connection::Unary(Request request, StartFn start)
     if (status.ok()) {
       co_return std::move(attempt->response);
     }
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || stopping()) {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || stopping() ||
+        absl::Now() >= give_up) {
       co_return FromGrpcStatus(status);
     }
     MoveFrom(endpoint);
