@@ -302,6 +302,35 @@ TEST_F(AgentTest, ResultsAreSentOnTheReservationCallNotByUnaryComplete) {
   EXPECT_EQ(counters.unary_completes.load() - unary_before, 0u);
 }
 
+// A result over 1 MiB goes by unary Complete, as in the Python and .NET SDKs (STYLE.md): only its
+// credit rides on the reservation call, so the next execution still runs and gets its answer.
+TEST_F(AgentTest, AResultOverOneMebibyteIsSentByUnaryComplete) {
+  internal::Counters& counters = internal::CountersForTest();
+  const uint64_t unary_before = counters.unary_completes.load();
+  const uint64_t stream_before = counters.stream_completions.load();
+  Agent big("Big");
+  big.on("Make", [](Context& ctx, int64_t bytes) -> Task<std::string> {
+    co_return std::string(static_cast<size_t>(bytes), 'x');
+  });
+  // One credit: the second call runs only once the first one's credit has come back.
+  Runtime runtime(big, Options(/*concurrency=*/1));
+  ASSERT_TRUE(runtime.Start().ok());
+  Result<std::string> large;
+  Result<std::string> small;
+  ASSERT_TRUE(DriveAgent(fabric_->address(), [&](Context& ctx) -> Task<void> {
+    large = co_await ctx.agent("Big", "big-1").call<std::string>("Make", int64_t{2 << 20});
+    small = co_await ctx.agent("Big", "big-1").call<std::string>("Make", int64_t{1000});
+  }));
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_EQ(large->size(), size_t{2 << 20});
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->size(), 1000u);
+  EXPECT_EQ(counters.unary_completes.load() - unary_before, 1u);
+  EXPECT_EQ(counters.stream_completions.load() - stream_before, 1u);
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+}
+
 // 10,000 calls in flight from one process into another, each a coroutine (no thread each); the
 // agent takes up to 10,000 executions at once.
 TEST_F(AgentTest, TenThousandConcurrentCallsIntoOneAgentComplete) {
