@@ -28,6 +28,14 @@ public sealed class CollectingLogger : ILogger
     public int Count(string text) => Messages.Count(m => m.Contains(text));
 }
 
+/// <summary>Hands <see cref="CollectingLogger"/> out for every category.</summary>
+public sealed class SingleLoggerFactory(ILogger logger) : ILoggerFactory
+{
+    public ILogger CreateLogger(string categoryName) => logger;
+    public void AddProvider(ILoggerProvider provider) { }
+    public void Dispose() { }
+}
+
 public sealed class UnservedTests(FabricFixture fabric) : IClassFixture<FabricFixture>
 {
     /// <summary>A call to an agent no process serves warns, naming it, once it has waited a

@@ -188,7 +188,7 @@ public sealed class FabricService : IAsyncDisposable
                 return;
             }
             _index = (_index + 1) % Endpoints.Count;
-            Logger.LogWarning("perper: Fabric at {Old} unavailable; moving to {New}", endpoint, Endpoints[_index]);
+            Logger.LogWarning("Fabric {Old} unavailable; moving to {New}", endpoint, Endpoints[_index]);
         }
     }
 
@@ -212,7 +212,7 @@ public sealed class FabricService : IAsyncDisposable
             {
                 if (Endpoints.Count == 1)
                 {
-                    Logger.LogDebug("perper: Fabric at {Endpoint} unavailable ({Detail}); retrying", endpoint, e.Status.Detail);
+                    Logger.LogDebug("Fabric {Endpoint} unavailable ({Detail}); retrying", endpoint, e.Status.Detail);
                 }
                 MovedFrom(endpoint);
             }
