@@ -482,7 +482,9 @@ void ReservationCall::CompleteExecution(const std::shared_ptr<ExecutionState>& e
       running_.erase(it);
     }
     if (bytes > kMaxListenCompletionBytes) {
-      // Only the credit rides on the call; CompleteByUnary records the completion.
+      // Only the credit rides on the call. Recorded here, under the same lock, for a delivery
+      // to find; no call carries it, so none is named.
+      unconfirmed_[execution->id] = Unconfirmed{completion, nullptr};
       if (listen_ != nullptr && !connection_.stopping()) {
         listen_->Grant(1);
       }
