@@ -302,6 +302,35 @@ TEST_F(AgentTest, ResultsAreSentOnTheReservationCallNotByUnaryComplete) {
   EXPECT_EQ(counters.unary_completes.load() - unary_before, 0u);
 }
 
+// A result over 1 MiB goes by unary Complete, as in the Python and .NET SDKs (STYLE.md): only its
+// credit rides on the reservation call, so the next execution still runs and gets its answer.
+TEST_F(AgentTest, AResultOverOneMebibyteIsSentByUnaryComplete) {
+  internal::Counters& counters = internal::CountersForTest();
+  const uint64_t unary_before = counters.unary_completes.load();
+  const uint64_t stream_before = counters.stream_completions.load();
+  Agent big("Big");
+  big.on("Make", [](Context& ctx, int64_t bytes) -> Task<std::string> {
+    co_return std::string(static_cast<size_t>(bytes), 'x');
+  });
+  // One credit: the second call runs only once the first one's credit has come back.
+  Runtime runtime(big, Options(/*concurrency=*/1));
+  ASSERT_TRUE(runtime.Start().ok());
+  Result<std::string> large;
+  Result<std::string> small;
+  ASSERT_TRUE(DriveAgent(fabric_->address(), [&](Context& ctx) -> Task<void> {
+    large = co_await ctx.agent("Big", "big-1").call<std::string>("Make", int64_t{2 << 20});
+    small = co_await ctx.agent("Big", "big-1").call<std::string>("Make", int64_t{1000});
+  }));
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_EQ(large->size(), size_t{2 << 20});
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->size(), 1000u);
+  EXPECT_EQ(counters.unary_completes.load() - unary_before, 1u);
+  EXPECT_EQ(counters.stream_completions.load() - stream_before, 1u);
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+}
+
 // 10,000 calls in flight from one process into another, each a coroutine (no thread each); the
 // agent takes up to 10,000 executions at once.
 TEST_F(AgentTest, TenThousandConcurrentCallsIntoOneAgentComplete) {
@@ -480,6 +509,72 @@ TEST_F(AgentTest, ACallToAnAgentNoProcessServesSaysSoAndGoesOnWaiting) {
   EXPECT_THAT(log, HasSubstr(" W sdk: [agent=Caller exec="));
   EXPECT_EQ(log.find(warning), log.rfind(warning)) << log;  // Said once.
   EXPECT_THAT(log, ::testing::Not(HasSubstr("no process serves agent Caller"))) << log;
+}
+
+size_t Occurrences(const std::string& text, const std::string& part) {
+  size_t count = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// start_agent and destroy wait for the instance's Start or Stop to run in a process of its
+// agent: with none (a process serving "sensor" while the Deploy says "Sensor"), the wait is
+// named, once, and ends when a process serves it.
+TEST_F(AgentTest, StartingOrDestroyingAnAgentNoProcessServesSaysSoAndGoesOnWaiting) {
+  auto start = std::make_shared<std::promise<absl::StatusOr<std::pair<Instance, int64_t>>>>();
+  auto started_future = start->get_future();
+  Agent caller("Caller");
+  caller.on_deploy([start](Context& ctx) -> Task<void> {
+    start->set_value(co_await ctx.start_agent<int64_t>("Sensor", 5));
+  });
+  Agent sensor("Sensor");
+  sensor.on("Start", [](Context& ctx, int64_t x) -> Task<int64_t> { co_return x * 2; });
+  RunOptions options = Options();
+  options.unserved_check_after = std::chrono::milliseconds(200);
+  StderrCapture captured;
+  const std::string warning = "no process serves agent Sensor";
+  auto warned = [&](size_t times) {
+    return testing::WaitFor([&] { return Occurrences(captured.Read(), warning) == times; }, 20s);
+  };
+  // Serves Sensor until `future` (a wait on Sensor) is ready; false if it never is.
+  auto served = [&](auto& future) {
+    Runtime serving(sensor, Options());
+    EXPECT_TRUE(serving.Start().ok());
+    bool ready = future.wait_for(20s) == std::future_status::ready;
+    serving.RequestStop();
+    EXPECT_EQ(serving.Wait(), 0);
+    return ready;
+  };
+  Runtime runtime(caller, options);
+  ASSERT_TRUE(runtime.Start().ok());
+  ASSERT_TRUE(warned(1)) << captured.Read();
+  EXPECT_EQ(started_future.wait_for(0s), std::future_status::timeout);
+  ASSERT_TRUE(served(started_future));
+  auto started = started_future.get();
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(started->second, 10);
+  const std::string id = started->first.id();
+  EXPECT_THAT(captured.Read(), HasSubstr("[agent=Caller exec=" + id + "] waiting for Sensor"));
+
+  auto destroy = std::make_shared<std::promise<absl::Status>>();
+  auto destroyed = destroy->get_future();
+  Agent destroyer("Destroyer");
+  destroyer.on_deploy([destroy, id](Context& ctx) -> Task<void> {
+    destroy->set_value(co_await ctx.agent("Sensor", id).destroy());
+  });
+  Runtime destroying(destroyer, options);
+  ASSERT_TRUE(destroying.Start().ok());
+  ASSERT_TRUE(warned(2)) << captured.Read();
+  EXPECT_EQ(destroyed.wait_for(0s), std::future_status::timeout);
+  ASSERT_TRUE(served(destroyed));
+  EXPECT_TRUE(destroyed.get().ok());
+  destroying.RequestStop();
+  EXPECT_EQ(destroying.Wait(), 0);
+  runtime.RequestStop();
+  EXPECT_EQ(runtime.Wait(), 0);
+  EXPECT_EQ(Occurrences(captured.Read(), warning), 2) << captured.Read();
 }
 
 TEST_F(AgentTest, InstanceStateIsKeptInTheFabricPerInstance) {

@@ -3,6 +3,7 @@
 // calls through Connection::Unary against a real Fabric process (no runtime, no agent).
 #include "sdk/cpp/src/perper/agent/connection.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <future>
@@ -23,15 +24,35 @@
 
 #include "perper/agent/agent.h"
 
+#include "sdk/cpp/tests/dead_address.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 
 namespace perper::internal {
 namespace {
 
+using ::perper::testing::DeadAddress;
 using ::perper::testing::FabricProcess;
 using ::perper::testing::WaitFor;
 using namespace std::chrono_literals;
+
+// The back-off every SDK shares (STYLE.md): 50 ms growing x1.5 up to 2 s, each delay within
+// 20 % either side; Reset starts again from 50 ms.
+TEST(BackoffTest, GrowsByHalfUpToTwoSecondsWithinTwentyPercent) {
+  Backoff backoff;
+  double expected_ms = 50;
+  for (int i = 0; i < 30; ++i) {
+    double delay_ms = absl::ToDoubleMilliseconds(backoff.Next());
+    EXPECT_GE(delay_ms, expected_ms * 0.8 - 1e-6) << "attempt " << i;
+    EXPECT_LE(delay_ms, expected_ms * 1.2 + 1e-6) << "attempt " << i;
+    expected_ms = std::min(expected_ms * 1.5, 2000.0);
+  }
+  EXPECT_EQ(expected_ms, 2000.0);
+  backoff.Reset();
+  double first_ms = absl::ToDoubleMilliseconds(backoff.Next());
+  EXPECT_GE(first_ms, 40 - 1e-6);
+  EXPECT_LE(first_ms, 60 + 1e-6);
+}
 
 TEST(CallRegistryTest, CountsTheCallsAddedAndNotRemoved) {
   CallRegistry calls;
@@ -164,6 +185,49 @@ TEST_F(ConnectionTest, CancellingTheRegisteredCallsEndsAUnaryCallInFlight) {
   EXPECT_EQ(future.get().code(), absl::StatusCode::kCancelled);
   // The call's callback removed it from the registry.
   EXPECT_TRUE(connection_.calls().AwaitEmpty(absl::Now() + absl::Seconds(10)));
+}
+
+// A unary call that finds no Fabric at any address retries UNAVAILABLE with back-off (moving
+// between the addresses) until RunOptions::unary_retry_timeout has passed, then fails with it,
+// as the Python and .NET SDKs do; it does not retry for ever.
+TEST(ConnectionRetryTest, AUnaryCallGivesUpOnUnavailableAfterTheRetryTimeout) {
+  Agent agent("ConnectionRetryTest");
+  RunOptions options;
+  options.unary_retry_timeout = std::chrono::milliseconds(500);
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  Connection connection(agent, options, io);
+  // Two addresses: no wait_for_ready, so each attempt fails at once.
+  connection.Connect({DeadAddress(), DeadAddress()});
+  std::thread thread([&io] { io.run(); });
+  grpc2::IntrospectionListExecutionsRequest request;
+  request.set_agent("Nobody");
+  std::promise<absl::Status> result;
+  absl::Time started = absl::Now();
+  asio::co_spawn(io,
+                 connection.Unary<grpc2::IntrospectionListExecutionsRequest,
+                                  grpc2::IntrospectionListExecutionsResponse>(
+                     std::move(request),
+                     [&connection](auto* context, auto* req, auto* resp, auto done) {
+                       connection.introspection()->async()->ListExecutions(context, req, resp,
+                                                                           std::move(done));
+                     }),
+                 [&result](std::exception_ptr,
+                           absl::StatusOr<grpc2::IntrospectionListExecutionsResponse> response) {
+                   result.set_value(response.status());
+                 });
+  auto future = result.get_future();
+  bool answered = future.wait_for(20s) == std::future_status::ready;
+  absl::Duration took = absl::Now() - started;
+  if (!answered) {  // ends the retries, so that the thread can be joined
+    connection.SetStopping();
+  }
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(future.get().code(), absl::StatusCode::kUnavailable);
+  EXPECT_GE(took, absl::Milliseconds(500));
+  work.reset();
+  io.stop();
+  thread.join();
 }
 
 }  // namespace

@@ -2,9 +2,7 @@
 // Several Fabric addresses: PERPER_FABRIC_ENDPOINT's list, the start address, and moving to the
 // next address when the current one fails. Two independent Fabrics (separate storage), and a
 // "dead" address: a free port with nothing listening.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,30 +22,18 @@
 #include "sdk/cpp/src/perper/agent/endpoints.h"
 #include "sdk/cpp/tests/call_add.h"
 #include "sdk/cpp/tests/child_process.h"
+#include "sdk/cpp/tests/dead_address.h"
 #include "tests/support/fabric_process.h"
 
 namespace perper {
 namespace {
 
 using ::perper::testing::ChildProcess;
+using ::perper::testing::DeadAddress;
 using ::perper::testing::FabricProcess;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
-
-// A port on 127.0.0.1 that was free a moment ago and has nothing listening.
-std::string DeadAddress() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
-}
 
 grpc::Status CallAdd(const FabricProcess& fabric, int64_t a, int64_t b, int64_t* sum) {
   return testing::CallAdd(fabric.NewChannel(), a, b, sum);

@@ -17,8 +17,9 @@ from perper._stubs import (executions_pb2_grpc, instances_pb2_grpc, introspectio
 T = TypeVar("T")
 
 DEFAULT_ENDPOINT = "127.0.0.1:40400"
-# Values of 16 MiB must travel in every direction; leave room for several of them per message.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 1024 * 1024
+# No message cap of the SDK's own (-1), as in the C++ and .NET SDKs: the Fabric's limits apply
+# (--max-value-size; docs/limits.md), so a Fabric that allows larger values needs no SDK setting.
+MAX_MESSAGE_BYTES = -1
 
 ENDPOINT_VARIABLE = "PERPER_FABRIC_ENDPOINT"
 # Pins the start index into the address list; meant for tests only (the default spreads the

@@ -11,9 +11,23 @@ import pytest
 import perper
 from perper import values
 from perper._stubs import states_pb2
-from perper.connection import FabricConnection, endpoints_from_env
+from perper.connection import Backoff, FabricConnection, endpoints_from_env
 
 from conftest import FabricProcess, kill, run, session, start_restart_agent
+
+
+def test_backoff_grows_by_half_up_to_two_seconds_within_twenty_percent():
+    # The back-off every SDK shares (STYLE.md): 50 ms growing x1.5 up to 2 s, each delay within
+    # 20 % either side; reset starts again from 50 ms.
+    backoff = Backoff()
+    expected = 0.05
+    for attempt in range(30):
+        delay = backoff.next_delay()
+        assert expected * 0.8 - 1e-9 <= delay <= expected * 1.2 + 1e-9, (attempt, delay)
+        expected = min(expected * 1.5, 2.0)
+    assert expected == 2.0
+    backoff.reset()
+    assert 0.04 - 1e-9 <= backoff.next_delay() <= 0.06 + 1e-9
 
 
 def test_endpoint_from_environment(monkeypatch):

@@ -10,7 +10,7 @@ from perper import values
 from perper.errors import PerperTypeError
 from perper.grpc2 import model_pb2
 
-from conftest import run, session
+from conftest import FabricProcess, run, session
 
 
 def packed(message) -> any_pb2.Any:
@@ -145,6 +145,22 @@ def test_16_mib_values_travel_end_to_end_with_the_default_limits(fabric):
             items = [item async for item in stream]
             assert items == [big]
     run(body(), timeout=60)
+
+
+def test_a_value_over_65_mib_travels_when_the_fabric_allows_it():
+    """The SDKs cap no message of their own (STYLE.md): the Fabric's --max-value-size decides, so
+    a Fabric that allows 100 MiB values takes and returns a 70 MiB one."""
+    fabric = FabricProcess(extra_args=["--max-value-size", str(100 << 20)])
+    huge = b"\x5a" * (70 << 20)
+
+    async def body():
+        async with session(fabric.address):
+            await perper.state().set("huge", huge)
+            assert await perper.state().get("huge") == huge
+    try:
+        run(body(), timeout=60)
+    finally:
+        fabric.stop()
 
 
 # Structured values: dict <-> google.protobuf.Struct, list <-> google.protobuf.ListValue.

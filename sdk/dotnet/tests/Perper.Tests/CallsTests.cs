@@ -85,6 +85,19 @@ public sealed class CallsTests(FabricFixture fabric) : IClassFixture<FabricFixtu
         Assert.Contains("takes 2 arguments, the call has 3", tooMany.Error);
     }
 
+    /// <summary>A failed handler is logged as in the other SDKs: at warning, IDs first
+    /// (<c>[agent=… exec=…] Fail failed: …</c>).</summary>
+    [Fact]
+    public async Task AFailedHandlerIsLoggedAtWarningWithItsIds()
+    {
+        var logger = new CollectingLogger();
+        using var loggers = new SingleLoggerFactory(logger);
+        await using var session = Session.Start(fabric.Address, "Calls5", b => b.AddHandlers<CallsAgent>().WithLogging(loggers));
+        await Assert.ThrowsAsync<PerperExecutionException>(() => Context.CallAsync("Fail", "logged"));
+        Assert.Contains(logger.Messages, m => m.StartsWith("Warning: [agent=Calls5 exec=") &&
+                                             m.EndsWith("] Fail failed: InvalidOperationException: logged"));
+    }
+
     [Fact]
     public async Task DeletingAnExecutionCancelsItsHandler()
     {

@@ -6,6 +6,21 @@ namespace Perper.Tests;
 
 public sealed class StatesTests(FabricFixture fabric) : IClassFixture<FabricFixture>
 {
+    /// <summary>The SDKs cap no message of their own (STYLE.md): the Fabric's
+    /// <c>--max-value-size</c> decides, so a Fabric that allows 100 MiB values takes and returns
+    /// a 70 MiB one.</summary>
+    [Fact]
+    public async Task AValueOver65MiBTravelsWhenTheFabricAllowsIt()
+    {
+        await using var large = new FabricProcess(["--storage", "memory", "--max-value-size", (100 << 20).ToString()]);
+        await using var session = Session.Start(large.Address, "States3");
+        byte[] huge = new byte[70 << 20];
+        Array.Fill(huge, (byte)0x5a);
+        PerperDictionary d = Context.Dictionary();
+        await d.SetAsync("huge", huge);
+        Assert.Equal(huge, await d.GetOrDefaultAsync<byte[]>("huge"));
+    }
+
     [Fact]
     public async Task DictionaryOperations()
     {

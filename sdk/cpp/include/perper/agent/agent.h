@@ -284,8 +284,15 @@ struct RunOptions {
   // results (docs/sdk-cpp.md, "Stable IDs"): when a newer call finishes, the oldest beyond this
   // is deleted. Lowered by tests; not read from the environment.
   size_t max_kept_calls = kMaxKeptCalls;
-  // How long a call waits for its answer before checking that some process serves the agent it
-  // calls (a warning names the agent when none does; the call goes on waiting). Zero: never.
+  // How long a unary call (a call's creation, a state operation, a write, ...) goes on retrying
+  // UNAVAILABLE, with back-off and moving between addresses, before it fails with it; as the
+  // Python SDK's retry_timeout and the .NET SDK's RetryTimeout. With one address, each attempt
+  // waits for the Fabric to be reachable, so this bounds the retries after broken connections.
+  // Lowered by tests; not read from the environment.
+  std::chrono::milliseconds unary_retry_timeout{60000};
+  // How long a call, start_agent or destroy (whose Start or Stop runs in a process of the agent)
+  // waits for its answer before checking that some process serves the agent (a warning names
+  // the agent when none does; the wait goes on). Zero: never.
   // Lowered by tests; not read from the environment.
   std::chrono::milliseconds unserved_check_after{5000};
   // The level of the SDK's log (trace, debug, info, warn, error or off; it applies to every

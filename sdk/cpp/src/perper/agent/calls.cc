@@ -124,7 +124,11 @@ Task<absl::StatusOr<std::pair<Instance, internal::Values>>> Context::StartAgentR
     *request.add_arguments() = std::move(arg);
   }
   model::PerperInstance created = request.instance();
+  // Start runs in a process of the agent: with none, the warning says why this waits.
+  std::unique_ptr<internal::Connection::UnservedWatch> watch =
+      core->connection().WatchUnserved(created.agent(), created.instance());
   auto response = co_await core->connection().InstancesCreateAndStart(std::move(request));
+  watch.reset();
   auto results = internal::ReadResponse(
       absl::StrCat("Start of ", created.agent(), " ", created.instance()), std::move(response));
   if (!results.ok()) {
@@ -141,7 +145,11 @@ namespace internal {
 Task<absl::Status> DestroyInstance(Core* core, model::PerperInstance instance) {
   grpc2::InstancesStopAndDeleteRequest request;
   *request.mutable_instance() = instance;
+  // Stop runs in a process of the agent: with none, the warning says why this waits.
+  std::unique_ptr<Connection::UnservedWatch> watch =
+      core->connection().WatchUnserved(instance.agent(), instance.instance());
   auto response = co_await core->connection().InstancesStopAndDelete(std::move(request));
+  watch.reset();
   co_return ReadResponse(absl::StrCat("Stop of ", instance.agent(), " ", instance.instance()),
                          std::move(response))
       .status();

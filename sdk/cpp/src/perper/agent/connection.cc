@@ -40,10 +40,10 @@ bool IsTransient(const grpc::Status& status) {
 
 absl::Duration Backoff::Next() {
   absl::Duration delay = next_;
-  next_ = std::min(next_ * 2, kMax);
+  next_ = std::min(next_ * kFactor, kMax);
   thread_local std::mt19937 random(std::random_device{}());
-  // Up to 20 % less, so that processes that lost the Fabric together do not return in step.
-  return delay - delay * (std::uniform_int_distribution<int>(0, 20)(random) / 100.0);
+  // Spread, so that processes that lost the Fabric together do not return in step.
+  return delay * std::uniform_real_distribution<double>(1 - kJitter, 1 + kJitter)(random);
 }
 
 absl::StatusOr<std::vector<std::string>> ParseFabricEndpoints(absl::string_view value,

@@ -39,15 +39,20 @@ namespace perper::internal {
 // (UNAVAILABLE after a restart, a cancelled stream at shutdown), as opposed to a refusal.
 bool IsTransient(const grpc::Status& status);
 
-// Exponential back-off for reconnecting: 50 ms doubling to 5 s, with jitter. Not thread-safe.
+// Exponential back-off of retried unary calls, the reservation call and stream readers: 50 ms
+// growing x1.5 up to 2 s, each delay within 20 % either side, as in the Python and .NET SDKs
+// (STYLE.md, "What the SDKs share"). Not thread-safe.
 class Backoff {
  public:
+  static constexpr absl::Duration kInitial = absl::Milliseconds(50);
+  static constexpr absl::Duration kMax = absl::Seconds(2);
+  static constexpr double kFactor = 1.5;
+  static constexpr double kJitter = 0.2;
+
   absl::Duration Next();
   void Reset() { next_ = kInitial; }
 
  private:
-  static constexpr absl::Duration kInitial = absl::Milliseconds(50);
-  static constexpr absl::Duration kMax = absl::Seconds(5);
   absl::Duration next_ = kInitial;
 };
 
@@ -90,6 +95,8 @@ class Connection {
   // A unary call to the Fabric, resumed on the awaiting coroutine's executor (never on a gRPC
   // thread). `start(context, request, response, done)` starts the RPC through a stub's async()
   // interface. Cancelling the awaiting coroutine cancels the RPC; stopping the runtime cancels it.
+  // UNAVAILABLE is retried with Backoff, at the next address, until
+  // RunOptions::unary_retry_timeout has passed since the first attempt.
   //
   //   auto response = co_await connection.Unary<grpc2::StreamsCreateRequest,
   //                                             google::protobuf::Empty>(
@@ -112,7 +119,8 @@ class Connection {
   void DeleteExecutionDetached(std::string id, bool kept_call = false);
   // Deletes each of `ids` (kept calls no longer needed) by DeleteExecutionDetached.
   void DeleteKeptCalls(std::vector<std::string> ids);
-  // Beside a call of `agent` (execution `id`): once RunOptions::unserved_check_after has
+  // Beside a call of `agent` (execution `id`), or a start or destroy of an instance of `agent`
+  // (`id` is the instance's): once RunOptions::unserved_check_after has
   // passed, asks the Fabric whether any process listens for `agent` and warns when none does.
   // Destroying the returned watch (the call was answered) ends it. Null when disabled.
   struct UnservedWatch {
@@ -208,6 +216,7 @@ Task<absl::StatusOr<Response>> Connection::Unary(Request request, StartFn start)
   auto state = co_await asio::this_coro::cancellation_state;
   auto shared_request = std::make_shared<const Request>(std::move(request));
   Backoff backoff;
+  const absl::Time give_up = absl::Now() + absl::FromChrono(options_.unary_retry_timeout);
   while (true) {
     if (state.cancelled() != asio::cancellation_type::none) {
       co_return absl::CancelledError("the calling execution was cancelled");
@@ -235,7 +244,8 @@ Task<absl::StatusOr<Response>> Connection::Unary(Request request, StartFn start)
     if (status.ok()) {
       co_return std::move(attempt->response);
     }
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || stopping()) {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE || stopping() ||
+        absl::Now() >= give_up) {
       co_return FromGrpcStatus(status);
     }
     MoveFrom(endpoint);

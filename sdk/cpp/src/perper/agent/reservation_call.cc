@@ -432,7 +432,10 @@ bool ReservationCall::Admit(const ListenReactor* from, const std::string& id) {
     // execution (again): complete it again on this call, returning the credit. The first
     // completion to arrive wins; the Fabric skips the other.
     CountersForTest().completed_again.fetch_add(1, std::memory_order_relaxed);
-    if (auto listen = CurrentListen(); listen != nullptr && listen->Grant(1, known)) {
+    // (A large one is on its way by unary Complete: only the credit goes back.)
+    bool small = known->bytes <= kMaxListenCompletionBytes;
+    if (auto listen = CurrentListen();
+        listen != nullptr && listen->Grant(1, small ? known : nullptr) && small) {
       CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
     }
     return false;
@@ -478,10 +481,19 @@ void ReservationCall::CompleteExecution(const std::shared_ptr<ExecutionState>& e
     if (it != running_.end() && it->second == execution) {
       running_.erase(it);
     }
-    unconfirmed_[execution->id] = Unconfirmed{completion, execution->delivered_by};
-    if (listen_ != nullptr && listen_->Grant(connection_.stopping() ? 0 : 1, completion)) {
-      CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
-      on_listen = true;
+    if (bytes > kMaxListenCompletionBytes) {
+      // Only the credit rides on the call. Recorded here, under the same lock, for a delivery
+      // to find; no call carries it, so none is named.
+      unconfirmed_[execution->id] = Unconfirmed{completion, nullptr};
+      if (listen_ != nullptr && !connection_.stopping()) {
+        listen_->Grant(1);
+      }
+    } else {
+      unconfirmed_[execution->id] = Unconfirmed{completion, execution->delivered_by};
+      if (listen_ != nullptr && listen_->Grant(connection_.stopping() ? 0 : 1, completion)) {
+        CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
+        on_listen = true;
+      }
     }
   }
   if (!on_listen) {

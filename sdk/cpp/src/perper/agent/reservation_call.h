@@ -41,6 +41,10 @@ namespace perper::internal {
 // touched on `strand`. No lock is held while calling `deliver`, `request_stop` or the reactor.
 class ReservationCall {
  public:
+  // A larger completion goes by unary Complete, so that one big result does not hold up the
+  // credits and the small completions behind it on the call (the same in every SDK, STYLE.md).
+  static constexpr size_t kMaxListenCompletionBytes = 1 << 20;
+
   // Takes the messages of call `from` that name an execution (deliveries and deletions), on
   // `strand`, in the order received.
   using Deliver = std::function<void(const ListenReactor* from,
@@ -79,7 +83,7 @@ class ReservationCall {
   // stop): its credit goes to the current call.
   void Finished(const std::shared_ptr<ExecutionState>& execution);
   // Finishes `execution` with its completion: on the listen call, with the credit it frees;
-  // when no live call takes it, by a unary Complete.
+  // when no live call takes it, or it is over kMaxListenCompletionBytes, by a unary Complete.
   void CompleteExecution(const std::shared_ptr<ExecutionState>& execution,
                          grpc2::ExecutionsCompleteRequest request);
   // Completes by a unary Complete (the fallback when no listen call can take a completion).

@@ -33,8 +33,6 @@ namespace {
 constexpr char kTriggerListener[] = "-trigger";
 // Items in one WriteItems batch, and the most items a reader asks for in one listen response.
 constexpr std::size_t kMaxBatch = 256;
-constexpr std::chrono::milliseconds kFirstBackoff(50);
-constexpr std::chrono::milliseconds kMaxBackoff(2000);
 
 // The start function of Connection::Unary for the FabricStreams method `Method` (needs `core`).
 #define PERPER_STREAMS_CALL(Method)                                                     \
@@ -586,7 +584,7 @@ void ItemsReader::Open() {
 }
 
 Task<StreamEvent> ItemsReader::Next() {
-  std::chrono::milliseconds backoff = kFirstBackoff;
+  Backoff backoff;  // from the first delay again after an item
   while (true) {
     if (closed_) {
       co_return StreamEvent{0, {}, absl::CancelledError("the stream reader was closed")};
@@ -623,12 +621,12 @@ Task<StreamEvent> ItemsReader::Next() {
     if (state.cancelled() != asio::cancellation_type::none) {
       co_return StreamEvent{0, {}, absl::CancelledError("the reading handler was cancelled")};
     }
-    asio::steady_timer timer(co_await asio::this_coro::executor, backoff);
+    asio::steady_timer timer(co_await asio::this_coro::executor,
+                             absl::ToChronoMilliseconds(backoff.Next()));
     auto [error] = co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     if (error) {
       co_return StreamEvent{0, {}, absl::CancelledError("the reading handler was cancelled")};
     }
-    backoff = std::min(backoff * 2, kMaxBackoff);
     Open();
   }
 }

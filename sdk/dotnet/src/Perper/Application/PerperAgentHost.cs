@@ -132,7 +132,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             await Task.WhenAny(deploy, _stopRequested.Task).ConfigureAwait(false);
             if (!deploy.IsCompleted)
             {
-                _logger.LogInformation("perper: stop requested while Deploy runs: cancelling Deploy");
+                _logger.LogInformation("[agent={Agent}] stop requested while Deploy runs: cancelling Deploy", Agent);
                 _stopping.Cancel();
             }
             int code;
@@ -146,7 +146,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             }
             catch (Exception e)
             {
-                _logger.LogError("perper: Deploy of {Agent} failed: {Error}", Agent, Describe(e));
+                _logger.LogError("[agent={Agent}] Deploy failed: {Error}", Agent, Describe(e));
                 return 1;
             }
             if (!stopAfterDeploy)
@@ -180,7 +180,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             ExecutionsGetResultResponse? recorded = await RecordDeployAsync(instance, execution).ConfigureAwait(false);
             if (recorded is not null)
             {
-                _logger.LogWarning("Deploy already ran on this Fabric (execution {Execution}); `perper up --reset` runs it anew", execution);
+                _logger.LogInformation("[agent={Agent}] Deploy already ran on this Fabric (execution {Execution}); `perper up --reset` runs it anew", Agent, execution);
                 PerperInstanceExtensions.Check(execution, recorded);
                 return PerperValues.UnpackResults(recorded.Results, typeof(object));
             }
@@ -321,12 +321,12 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             }
             catch (RpcException e) when (FabricService.IsRetryable(e))
             {
-                _logger.LogWarning("perper: listening for {Agent}.{Delegate}: Fabric unavailable; reconnecting", Agent, @delegate);
+                _logger.LogWarning("[agent={Agent} delegate={Delegate}] listen call ended (Fabric unavailable); reconnecting", Agent, @delegate);
                 Fabric.MovedFrom(endpoint);
             }
             catch (RpcException e)
             {
-                _logger.LogError("perper: listening for {Agent}.{Delegate} failed: {Code} {Detail}", Agent, @delegate, e.StatusCode, e.Status.Detail);
+                _logger.LogError("[agent={Agent} delegate={Delegate}] listen call ended: {Code} {Detail}", Agent, @delegate, e.StatusCode, e.Status.Detail);
             }
             try
             {
@@ -380,7 +380,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             }
             catch (Exception e)
             {
-                _logger.LogInformation("perper: {Agent}.{Delegate} ({Execution}) failed: {Error}", message.Instance.Agent, @delegate, execution, Describe(e));
+                _logger.LogWarning("[agent={Agent} exec={Execution}] {Delegate} failed: {Error}", message.Instance.Agent, execution, @delegate, Describe(e));
                 completion = Completion(execution, [], Describe(e));
             }
             // A cancelled execution keeps its calls: it was deleted, or it runs again elsewhere.
@@ -445,7 +445,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             }
             catch (Exception e)
             {
-                _logger.LogError("perper: completing execution {Execution} failed: {Error}", execution, Describe(e));
+                _logger.LogWarning("[agent={Agent} exec={Execution}] complete failed: {Error}", Agent, execution, Describe(e));
             }
             finally
             {

@@ -30,7 +30,9 @@ public static class PerperInstanceExtensions
     public static async Task DestroyAsync(this PerperInstance instance, params object?[] stopArgs)
     {
         var request = new InstancesStopAndDeleteRequest { Instance = instance, StopParameters = { PerperValues.PackAll(stopArgs) } };
-        ExecutionsGetResultResponse response = await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.StopAndDeleteAsync(request, o)).ConfigureAwait(false);
+        // Stop runs in a process of the agent: with none, the warning says why this waits.
+        ExecutionsGetResultResponse response = await WatchUnservedAsync(instance.Agent, instance.Instance,
+            () => PerperContext.UnaryAsync((fabric, o) => fabric.Instances.StopAndDeleteAsync(request, o))).ConfigureAwait(false);
         Check($"Stop of {instance.Instance}", response);
     }
 
@@ -48,25 +50,35 @@ public static class PerperInstanceExtensions
             Delegate = @delegate,
             Arguments = { PerperValues.PackAll(args) },
         };
+        ExecutionsGetResultResponse response = await WatchUnservedAsync(instance.Agent, execution,
+            () => context.KeptCalls is { } kept
+                ? CallKeptAsync(context, request, kept)
+                : PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CallAsync(request, o))).ConfigureAwait(false);
+        return Check(execution, response);
+    }
+
+    /// <summary>Awaits <paramref name="request"/>, which only a process of
+    /// <paramref name="agent"/> can answer (a call, or an instance's Start or Stop:
+    /// <paramref name="id"/> is then the instance's), warning meanwhile when no process serves
+    /// <paramref name="agent"/> (see <see cref="WarnWhenUnservedAsync"/>).</summary>
+    private static async Task<T> WatchUnservedAsync<T>(string agent, string id, Func<Task<T>> request)
+    {
         using var answered = new CancellationTokenSource();
-        _ = WarnWhenUnservedAsync(context.Fabric, instance.Agent, execution, answered.Token);
-        ExecutionsGetResultResponse response;
+        _ = WarnWhenUnservedAsync(PerperContext.Current.Fabric, agent, id, answered.Token);
         try
         {
-            response = context.KeptCalls is { } kept
-                ? await CallKeptAsync(context, request, kept).ConfigureAwait(false)
-                : await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CallAsync(request, o)).ConfigureAwait(false);
+            return await request().ConfigureAwait(false);
         }
         finally
         {
             answered.Cancel();
         }
-        return Check(execution, response);
     }
 
-    /// <summary>How long a call waits for its answer before checking that some process serves
-    /// the agent it calls (a warning names the agent when none does; the call goes on waiting).
-    /// Zero: never. Lowered by tests.</summary>
+    /// <summary>How long a call, a start or a destroy (whose Start or Stop runs in a process of
+    /// the agent) waits for its answer before checking that some process serves the agent (a
+    /// warning names the agent when none does; the wait goes on). Zero: never. Lowered by
+    /// tests.</summary>
     public static TimeSpan UnservedCheckAfter { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Runs beside a call: once it has waited <see cref="UnservedCheckAfter"/>, asks the
@@ -158,7 +170,9 @@ public static class PerperInstanceExtensions
             Arguments = { PerperValues.PackAll(args) },
             Parent = context.Instance,
         };
-        ExecutionsGetResultResponse response = await PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CreateAndStartAsync(request, o)).ConfigureAwait(false);
+        // Start runs in a process of the agent: with none, the warning says why this waits.
+        ExecutionsGetResultResponse response = await WatchUnservedAsync(agent, instance.Instance,
+            () => PerperContext.UnaryAsync((fabric, o) => fabric.Instances.CreateAndStartAsync(request, o))).ConfigureAwait(false);
         return (instance, Check($"Start of {instance.Instance}", response));
     }
 }

@@ -93,7 +93,7 @@ public sealed class KeptCalls(FabricService fabric)
                 }
                 catch (Exception e) when (e is RpcException or OperationCanceledException or ObjectDisposedException)
                 {
-                    fabric.Logger.LogDebug("perper: deleting the kept call {Call} failed: {Error}", call, e.Message);
+                    fabric.Logger.LogDebug("delete of kept call {Call} failed: {Error}", call, e.Message);
                 }
             }
         });

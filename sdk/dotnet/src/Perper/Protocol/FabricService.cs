@@ -29,7 +29,10 @@ public sealed class FabricService : IAsyncDisposable
     public const string EndpointVariable = "PERPER_FABRIC_ENDPOINT";
     /// <summary>Pins the first address of a list (tests); otherwise it is the process ID modulo the count.</summary>
     public const string EndpointIndexVariable = "PERPER_FABRIC_ENDPOINT_INDEX";
-    /// <summary>Values of 16 MiB travel in every direction; room for several of them per message.</summary>
+    /// <summary>Formerly the SDK's own message cap (65 MiB). The channels now cap no message, as in
+    /// the C++ and Python SDKs: the Fabric's limits apply (<c>--max-value-size</c>; docs/limits.md),
+    /// so a Fabric that allows larger values needs no SDK setting.</summary>
+    [Obsolete("The channels cap no message; the Fabric's limits apply.")]
     public const int MaxMessageBytes = 64 * 1024 * 1024 + 1024 * 1024;
 
     private static readonly Lock DefaultLock = new();
@@ -185,7 +188,7 @@ public sealed class FabricService : IAsyncDisposable
                 return;
             }
             _index = (_index + 1) % Endpoints.Count;
-            Logger.LogWarning("perper: Fabric at {Old} unavailable; moving to {New}", endpoint, Endpoints[_index]);
+            Logger.LogWarning("Fabric {Old} unavailable; moving to {New}", endpoint, Endpoints[_index]);
         }
     }
 
@@ -209,7 +212,7 @@ public sealed class FabricService : IAsyncDisposable
             {
                 if (Endpoints.Count == 1)
                 {
-                    Logger.LogDebug("perper: Fabric at {Endpoint} unavailable ({Detail}); retrying", endpoint, e.Status.Detail);
+                    Logger.LogDebug("Fabric {Endpoint} unavailable ({Detail}); retrying", endpoint, e.Status.Detail);
                 }
                 MovedFrom(endpoint);
             }
@@ -283,8 +286,9 @@ public sealed class FabricService : IAsyncDisposable
         {
             Channel = GrpcChannel.ForAddress("http://" + endpoint, new GrpcChannelOptions
             {
-                MaxReceiveMessageSize = MaxMessageBytes,
-                MaxSendMessageSize = MaxMessageBytes,
+                // No cap of the SDK's own (null): the Fabric's limits apply.
+                MaxReceiveMessageSize = null,
+                MaxSendMessageSize = null,
                 HttpHandler = new SocketsHttpHandler
                 {
                     EnableMultipleHttp2Connections = true,
