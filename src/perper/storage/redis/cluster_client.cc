@@ -161,8 +161,9 @@ absl::StatusOr<RedisReply> ClusterClient::Execute(int slot,
   int redirects = 0;
   int ask_node = -1;
   bool standalone_retried = false;
-  // Waits before the next attempt; false once the deadline has passed.
-  auto back_off = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Waits before the next attempt; false once the deadline has passed. Called without mu_: a
+  // command's round trip goes out on a shared connection, outside the client's lock.
+  auto back_off = [&]() ABSL_LOCKS_EXCLUDED(mu_) {
     if (Clock::now() + backoff >= deadline) return false;
     {
       absl::MutexLock lock(&mu_);
