@@ -156,6 +156,8 @@ TEST_F(ConnectionTest, UnaryCallsTheFabric) {
   ASSERT_TRUE(response.ok()) << response.status();
   ASSERT_EQ(response->executions_size(), 1);
   EXPECT_EQ(response->executions(0).execution().execution(), "exec-created");
+  // The call's callback removes it from the registry just after it wakes the coroutine.
+  EXPECT_TRUE(connection_.calls().AwaitEmpty(absl::Now() + absl::Seconds(5)));
   EXPECT_EQ(connection_.calls().size(), 0u);
 }
 
