@@ -120,7 +120,11 @@ kill -KILL "$victim_pid"
 restarted() { [[ "$(podman inspect --format '{{.RestartCount}} {{.State.Running}}' "$victim")" == "1 true" ]]; }
 wait_for 30 "container $victim restarted after SIGKILL" restarted
 who=$("$perper" call Worker "$victim_instance" WhoAmI --fabric "$address" --timeout 20) ||
-  fail "calling the restarted instance failed: $who"
+  fail "calling the restarted instance failed: $who
+--- perper up's log (last 40 lines):
+$(tail -n 40 "$work/workers.err")
+--- the restarted container's log (last 40 lines):
+$(podman logs --tail 40 "$victim" 2>&1)"
 [[ "$who" == *"$victim_instance"* ]] || fail "the restarted instance answered '$who'"
 pass "killed container $victim restarted (RestartCount 1) and answered WhoAmI = $victim_instance"
 # `podman kill` is a user's stop, which podman's restart policy respects: the scaler sees the
