@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 import venv
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import perper
 async def deploy():
     print("doubled:", await perper.call("Double", 21), flush=True)
 
-perper.run("Installed", {"Deploy": deploy, "Double": lambda x: 2 * x}, stop_after_deploy=True)
+perper.run("Installed", {"Deploy": deploy, "Double": lambda x: 2 * x})
 """
 
 
@@ -69,11 +72,31 @@ def test_pip_install_into_a_virtual_environment_then_run_an_agent(tmp_path, fabr
 
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
-    result = subprocess.run([python, str(agent)], capture_output=True, text=True, timeout=60,
-                            env=clean_env(PERPER_FABRIC_ENDPOINT=fabric.address), cwd="/")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "doubled: 42\n"
-    assert f"[agent=Installed] serving from {fabric.address}" in result.stderr
+    # The agent serves until SIGTERM: "serving" is logged once every listen call has started,
+    # which may come after Deploy returns, so the process must outlive both.
+    process = subprocess.Popen([python, str(agent)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd="/",
+                               env=clean_env(PERPER_FABRIC_ENDPOINT=fabric.address))
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda: out.extend(process.stdout), daemon=True),
+               threading.Thread(target=lambda: err.extend(process.stderr), daemon=True)]
+    for reader in readers:
+        reader.start()
+    serving = f"[agent=Installed] serving from {fabric.address}"
+    try:
+        deadline = time.monotonic() + 60
+        while not (out and any(serving in line for line in err)):
+            assert process.poll() is None, "".join(err)
+            assert time.monotonic() < deadline, "".join(out + err)
+            time.sleep(0.05)  # polls the readers' lists; the condition is checked above
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=10)
+    assert returncode == 0, "".join(err)
+    assert "".join(out) == "doubled: 42\n"
 
 
 def test_pip_install_user(tmp_path):
