@@ -499,13 +499,25 @@ void ComposeScaler::ReapChildren() {
       deploy_exit_code_ = code;
     }
   }
+  bool follow_again = false;
   for (auto it = followers_.begin(); it != followers_.end();) {
     if (waitpid(it->second, &status, WNOHANG) == it->second) {
+      // `logs -f` ends with 0 when its containers are gone. docker-compose 1.29's log printer
+      // can also raise on its own while they run; then the service's output would go unseen,
+      // so it is followed again (from the lines that come next) a few times.
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) &&
+          ++follower_failures_[it->first] <= 5) {
+        PERPER_LOG_WARN(Logger::kScaler, "[service={}] docker-compose logs -f ended with code {}: "
+                        "following its output again", it->first,
+                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        follow_again = true;
+      }
       it = followers_.erase(it);
     } else {
       ++it;
     }
   }
+  if (follow_again && !stopped_by_signal_) FollowLogs();
 }
 
 void ComposeScaler::Shutdown() {

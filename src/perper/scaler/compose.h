@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include <grpcpp/grpcpp.h>
+
 #include "perper/scaler/manifest.h"
 #include "perper/scaler/pool_policy.h"
 #include "perper/scaler/restart_policy.h"
@@ -119,6 +120,7 @@ class ComposeScaler : public QueuedScalerEvents {
   std::set<std::string> warned_;                   // instances of unknown types, logged once
   std::map<std::string, pid_t> followers_;         // service -> its `logs -f` child
   std::set<std::string> followed_;                 // services whose logs were shown from start
+  std::map<std::string, int> follower_failures_;   // service -> `logs -f` that ended in error
   pid_t events_pid_ = -1;                          // curl of the engine's /events
   int events_fd_ = -1;
   std::string events_buffer_;
