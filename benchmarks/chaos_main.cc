@@ -123,13 +123,12 @@ int main(int argc, char** argv) {
   std::string address_file = dir + "/address", log = dir + "/fabric.log";
   pid_t fabric = options.fabric_address.empty() ? fork() : -1;
   if (fabric == 0) {
-    for (const std::string& entry : options.fabric_env)
-      putenv(const_cast<char*>(entry.c_str()));
+    for (const std::string& entry : options.fabric_env) putenv(const_cast<char*>(entry.c_str()));
     freopen(log.c_str(), "w", stdout);
     dup2(fileno(stdout), 2);
-    execl(options.fabric.c_str(), options.fabric.c_str(), "--listen", "127.0.0.1:0",
-          "--storage", options.storage.c_str(), "--data-dir", (dir + "/db").c_str(),
-          "--address-file", address_file.c_str(), "--log-level", "info", nullptr);
+    execl(options.fabric.c_str(), options.fabric.c_str(), "--listen", "127.0.0.1:0", "--storage",
+          options.storage.c_str(), "--data-dir", (dir + "/db").c_str(), "--address-file",
+          address_file.c_str(), "--log-level", "info", nullptr);
     _exit(127);
   }
   std::string address = options.fabric_address;
@@ -179,8 +178,7 @@ int main(int argc, char** argv) {
       *create.add_arguments() = Bytes(1024, 'e');
       uint64_t n = 0;
       while (Clock::now() < end && stored.load() < data_cap) {
-        write.mutable_stream()->set_stream("chaos-" +
-                                           std::to_string(random() % options.streams));
+        write.mutable_stream()->set_stream("chaos-" + std::to_string(random() % options.streams));
         g2::StreamsWriteItemsResponse response;
         if (stub->WriteItems(Deadline(std::chrono::seconds(30)).get(), write, &response).ok()) {
           stored += 64 * 1024;
@@ -274,8 +272,7 @@ int main(int argc, char** argv) {
       }
     });
   }
-  for (std::thread& thread : threads)
-    thread.join();
+  for (std::thread& thread : threads) thread.join();
   // Every chaos call is gone: no listener should be left on the streams.
   size_t listeners_left = 0;
   {
@@ -291,11 +288,11 @@ int main(int argc, char** argv) {
     }
   }
   if (fabric < 0) {
-    std::printf("perper-chaos: %d s, %d clients, %d writers against %s\n  chaos calls %llu; "
-                "stored %zu MiB; listeners left on the streams %zu\n",
-                options.seconds, options.clients, options.writers, address.c_str(),
-                static_cast<unsigned long long>(calls.load()), stored.load() >> 20,
-                listeners_left);
+    std::printf(
+        "perper-chaos: %d s, %d clients, %d writers against %s\n  chaos calls %llu; "
+        "stored %zu MiB; listeners left on the streams %zu\n",
+        options.seconds, options.clients, options.writers, address.c_str(),
+        static_cast<unsigned long long>(calls.load()), stored.load() >> 20, listeners_left);
     return 0;
   }
   size_t rss_end = RssKiB(fabric);

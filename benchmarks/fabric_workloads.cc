@@ -8,8 +8,8 @@
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
-#include <deque>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <latch>
 #include <memory>
@@ -25,16 +25,17 @@ namespace g2 = perper::grpc2;
 
 int EchoAgentRole(const std::string& fabric, const std::string& agent) {
   RawFabricClient client(fabric);
-  grpc::Status status = ReserveLoop(
-      client, agent, "echo", 4096,
-      [&](const g2::ExecutionsListenResponse& message, CreditGrant& grant) {
-        // Completed on the reservation call with its credit; the writer coalesces what
-        // arrives while a write is in flight, so many executions are in flight at once.
-        g2::ExecutionsCompleteRequest completion;
-        *completion.mutable_execution() = message.execution();
-        if (message.arguments_size() > 0) *completion.add_results() = message.arguments(0);
-        grant.Complete(std::move(completion), 1);
-      });
+  grpc::Status status =
+      ReserveLoop(client, agent, "echo", 4096,
+                  [&](const g2::ExecutionsListenResponse& message, CreditGrant& grant) {
+                    // Completed on the reservation call with its credit; the writer coalesces what
+                    // arrives while a write is in flight, so many executions are in flight at once.
+                    g2::ExecutionsCompleteRequest completion;
+                    *completion.mutable_execution() = message.execution();
+                    if (message.arguments_size() > 0)
+                      *completion.add_results() = message.arguments(0);
+                    grant.Complete(std::move(completion), 1);
+                  });
   std::fprintf(stderr, "echo agent: %s\n", status.error_message().c_str());
   return status.ok() ? 0 : 1;
 }
@@ -48,22 +49,22 @@ int JobWorkerRole(const std::string& fabric, const std::string& agent, const std
   // job is logged completed once the message carrying it was written. A completion written
   // just before a kill that the Fabric never read leaves the job to be redelivered (counted as
   // a duplicate, never as lost).
-  grpc::Status status = ReserveLoop(
-      client, agent, "workers", kWorkerCredits,
-      [&](const g2::ExecutionsListenResponse& message, CreditGrant& grant) {
-        const std::string& id = message.execution().execution();
-        events.Received(id);
-        if (Stalled()) {  // Held until this worker is killed.
-          events.Held(id);
-          return;
-        }
-        g2::ExecutionsCompleteRequest completion;
-        *completion.mutable_execution() = message.execution();
-        *completion.add_results() = PackBytes(log);
-        grant.Complete(std::move(completion), 1, [&events, id](bool ok) {
-          if (ok) events.Completed(id);
-        });
-      });
+  grpc::Status status =
+      ReserveLoop(client, agent, "workers", kWorkerCredits,
+                  [&](const g2::ExecutionsListenResponse& message, CreditGrant& grant) {
+                    const std::string& id = message.execution().execution();
+                    events.Received(id);
+                    if (Stalled()) {  // Held until this worker is killed.
+                      events.Held(id);
+                      return;
+                    }
+                    g2::ExecutionsCompleteRequest completion;
+                    *completion.mutable_execution() = message.execution();
+                    *completion.add_results() = PackBytes(log);
+                    grant.Complete(std::move(completion), 1, [&events, id](bool ok) {
+                      if (ok) events.Completed(id);
+                    });
+                  });
   std::fprintf(stderr, "job worker: %s\n", status.error_message().c_str());
   return status.ok() ? 0 : 1;
 }
@@ -77,9 +78,9 @@ struct Fabric {
   std::string mode;
   std::vector<Child> processes;
   std::vector<std::string> addresses;
-  RedisServer* redis = nullptr;          // the redis modes: the server the Fabrics share
-  std::unique_ptr<Redis> redis_counter;  // reads its INFO between workloads
-  std::vector<std::string> command_rows; // the rows of the commands-per-operation table
+  RedisServer* redis = nullptr;           // the redis modes: the server the Fabrics share
+  std::unique_ptr<Redis> redis_counter;   // reads its INFO between workloads
+  std::vector<std::string> command_rows;  // the rows of the commands-per-operation table
   std::atomic<size_t> next{0};
 
   const std::string& Next() { return addresses[next++ % addresses.size()]; }
@@ -151,8 +152,8 @@ class Meter {
                     by_calls[i].first / n);
       top += buffer;
     }
-    std::snprintf(buffer, sizeof buffer, "%.2f | %.2f | %.2f | %.2f",
-                  delta.TotalCalls() / n, scripts / n, delta.reads / n,
+    std::snprintf(buffer, sizeof buffer, "%.2f | %.2f | %.2f | %.2f", delta.TotalCalls() / n,
+                  scripts / n, delta.reads / n,
                   CpuSeconds(fabric_.redis->process.pid()) - redis_cpu_start_);
     fabric_.command_rows.push_back("| " + what + " | " + unit + " | " + std::to_string(ops) +
                                    " | " + buffer + " | " + top + " |");
@@ -183,9 +184,9 @@ void Parallel(int threads, const std::function<void(int)>& body) {
 void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, TempDir& dir,
               Report& report) {
   const Counts& n = config.counts;
-  Child agent = Child::Spawn(
-      {SelfPath(), "--role", "echo-agent", "--fabric-address", fabric.Next(), "--agent", kEchoAgent},
-      dir.path() + "/echo-agent.log");
+  Child agent = Child::Spawn({SelfPath(), "--role", "echo-agent", "--fabric-address", fabric.Next(),
+                              "--agent", kEchoAgent},
+                             dir.path() + "/echo-agent.log");
   RawFabricClient client(fabric.Next());
   std::atomic<uint64_t> next_id{0};
   // One call either way; true when the result is the argument.
@@ -219,10 +220,14 @@ void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, Tem
       }
       double seconds = (NowNs() - start) / 1e9;
       report.Check(ok, "B1 " + how + " sequential: a result differed (" + mode + ")");
-      Row row{.workload = "B1 calls", .key = Label(key + ".seq", mode),
-              .name = how + ", sequential", .mode = mode, .count = n.calls_sequential,
+      Row row{.workload = "B1 calls",
+              .key = Label(key + ".seq", mode),
+              .name = how + ", sequential",
+              .mode = mode,
+              .count = n.calls_sequential,
               .latency = Summarize(std::move(latencies)),
-              .ops_per_s = n.calls_sequential / seconds, .floor_key = "floor.unary",
+              .ops_per_s = n.calls_sequential / seconds,
+              .floor_key = "floor.unary",
               .redis_key = "redis.b1.seq"};
       meter.Fill(row);
       report.Add(row);
@@ -251,10 +256,15 @@ void RunCalls(const Config& config, const std::string& mode, Fabric& fabric, Tem
       std::vector<int64_t> all;
       for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
       report.Check(ok, "B1 " + how + " 64 in flight: a result differed (" + mode + ")");
-      Row row{.workload = "B1 calls", .key = Label(key + ".64", mode),
-              .name = how + ", 64 in flight", .mode = mode, .count = each * kInFlight,
-              .latency = Summarize(std::move(all)), .ops_per_s = each * kInFlight / seconds,
-              .floor_key = "floor.unary64", .redis_key = "redis.b1.64"};
+      Row row{.workload = "B1 calls",
+              .key = Label(key + ".64", mode),
+              .name = how + ", 64 in flight",
+              .mode = mode,
+              .count = each * kInFlight,
+              .latency = Summarize(std::move(all)),
+              .ops_per_s = each * kInFlight / seconds,
+              .floor_key = "floor.unary64",
+              .redis_key = "redis.b1.64"};
       meter.Fill(row);
       report.Add(row);
       // Each thread made one call more before the gate, to connect.
@@ -298,10 +308,9 @@ bool WriteAll(RawFabricClient& client, const std::string& stream, uint64_t count
 
 // One writer, `listeners` listener threads (each its own connection) that are registered before
 // the first write. Returns the slowest listener's items/s (from the first write to its last item).
-double PushToListeners(Fabric& fabric, RawFabricClient& client,
-                       const std::string& stream, uint64_t count, int listeners, bool batched,
-                       int items_per_message, Report& report, const std::string& what,
-                       double* writer_rate) {
+double PushToListeners(Fabric& fabric, RawFabricClient& client, const std::string& stream,
+                       uint64_t count, int listeners, bool batched, int items_per_message,
+                       Report& report, const std::string& what, double* writer_rate) {
   report.Check(client.CreateStream(stream, false).ok(), what + ": Create failed");
   std::vector<OrderCheck> checks(listeners);
   std::vector<grpc::Status> statuses(listeners);
@@ -356,10 +365,15 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     char note[96];
     std::snprintf(note, sizeof note, "per listener, order checked; writer %.0f items/s",
                   writer_rate);
-    Row row{.workload = workload, .key = Label("b2.push" + std::to_string(listeners), mode),
+    Row row{.workload = workload,
+            .key = Label("b2.push" + std::to_string(listeners), mode),
             .name = "push to " + std::to_string(listeners) + " listener(s), WriteItems x100",
-            .mode = mode, .count = n.stream_items, .ops_per_s = rate, .floor_key = "floor.push",
-            .redis_key = "redis.b2.read" + std::to_string(listeners), .note = note};
+            .mode = mode,
+            .count = n.stream_items,
+            .ops_per_s = rate,
+            .floor_key = "floor.push",
+            .redis_key = "redis.b2.read" + std::to_string(listeners),
+            .note = note};
     meter.Fill(row);
     report.Add(row);
     meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
@@ -370,10 +384,14 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     PushToListeners(fabric, client, "sequential", n.stream_items_sequential, 1, false,
                     config.items_per_message, report, "B2 sequential WriteItem (" + mode + ")",
                     &writer_rate);
-    Row row{.workload = workload, .key = Label("b2.write.seq", mode),
-            .name = "WriteItem sequential, 1 listener", .mode = mode,
-            .count = n.stream_items_sequential, .ops_per_s = writer_rate,
-            .floor_key = "floor.unary", .redis_key = "redis.b2.xadd.seq",
+    Row row{.workload = workload,
+            .key = Label("b2.write.seq", mode),
+            .name = "WriteItem sequential, 1 listener",
+            .mode = mode,
+            .count = n.stream_items_sequential,
+            .ops_per_s = writer_rate,
+            .floor_key = "floor.unary",
+            .redis_key = "redis.b2.xadd.seq",
             .note = "writer items/s"};
     meter.Fill(row);
     report.Add(row);
@@ -386,9 +404,12 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     bool ok = WriteAll(client, "append", n.stream_items, true);
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok, "B2 append failed (" + mode + ")");
-    Row row{.workload = workload, .key = Label("b2.append", mode),
-            .name = "append, WriteItems x100, no listener", .mode = mode,
-            .count = n.stream_items, .ops_per_s = n.stream_items / seconds,
+    Row row{.workload = workload,
+            .key = Label("b2.append", mode),
+            .name = "append, WriteItems x100, no listener",
+            .mode = mode,
+            .count = n.stream_items,
+            .ops_per_s = n.stream_items / seconds,
             .redis_key = "redis.b2.xadd.batch",
             .note = mode == "rocksdb" ? "durable (fsync per acknowledged batch)" : ""};
     meter.Fill(row);
@@ -405,10 +426,14 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     double seconds = (NowNs() - start) / 1e9;
     report.Check(status.ok() && check.ordered && check.expected == n.stream_items,
                  "B2 replay lost or reordered items (" + mode + ")");
-    Row row{.workload = workload, .key = Label("b2.replay", mode),
-            .name = "replay of a stored stream from key 0", .mode = mode,
-            .count = n.stream_items, .ops_per_s = n.stream_items / seconds,
-            .floor_key = "floor.push", .redis_key = "redis.b2.replay"};
+    Row row{.workload = workload,
+            .key = Label("b2.replay", mode),
+            .name = "replay of a stored stream from key 0",
+            .mode = mode,
+            .count = n.stream_items,
+            .ops_per_s = n.stream_items / seconds,
+            .floor_key = "floor.push",
+            .redis_key = "redis.b2.replay"};
     meter.Fill(row);
     report.Add(row);
     meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
@@ -455,11 +480,15 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     listener.join();
     report.Check(ok && check.ordered && check.expected == n.e2e_items,
                  "B2 paced stream lost or reordered items (" + mode + ")");
-    Row row{.workload = workload, .key = Label("b2.e2e", mode),
-            .name = "end-to-end latency at 10,000 items/s", .mode = mode, .count = n.e2e_items,
+    Row row{.workload = workload,
+            .key = Label("b2.e2e", mode),
+            .name = "end-to-end latency at 10,000 items/s",
+            .mode = mode,
+            .count = n.e2e_items,
             .latency = Summarize(std::move(latencies)),
             .ops_per_s = n.e2e_items / ((check.last_at - start) / 1e9),
-            .redis_key = "redis.b2.e2e", .note = "writer batches the items due"};
+            .redis_key = "redis.b2.e2e",
+            .note = "writer batches the items due"};
     meter.Fill(row);
     report.Add(row);
     meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
@@ -477,8 +506,9 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
     });
     size_t registered = 0;
     uint64_t items = 0;
-    WaitFor([&] { return client.StreamInfo("ephemeral", items, registered).ok() && registered > 0; },
-            std::chrono::seconds(10));
+    WaitFor(
+        [&] { return client.StreamInfo("ephemeral", items, registered).ok() && registered > 0; },
+        std::chrono::seconds(10));
     std::atomic<bool> writing{true};
     uint64_t max_stored = 0;
     int64_t rss_start = fabric.RssKb(), rss_max = rss_start;
@@ -487,7 +517,8 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
       while (writing) {
         uint64_t stored = 0;
         size_t ignored = 0;
-        if (own.StreamInfo("ephemeral", stored, ignored).ok()) max_stored = std::max(max_stored, stored);
+        if (own.StreamInfo("ephemeral", stored, ignored).ok())
+          max_stored = std::max(max_stored, stored);
         rss_max = std::max(rss_max, fabric.RssKb());
         std::this_thread::sleep_for(std::chrono::milliseconds(20));  // sampling period
       }
@@ -508,9 +539,13 @@ void RunStreams(const Config& config, const std::string& mode, Fabric& fabric, R
                   kStreamBatch, static_cast<unsigned long long>(max_stored),
                   static_cast<unsigned long long>(final_stored), rss_start / 1024.0,
                   rss_max / 1024.0);
-    Row row{.workload = workload, .key = Label("b2.ephemeral", mode),
-            .name = "ephemeral stream, acking listener", .mode = mode,
-            .count = n.ephemeral_items, .ops_per_s = n.ephemeral_items / seconds, .note = note};
+    Row row{.workload = workload,
+            .key = Label("b2.ephemeral", mode),
+            .name = "ephemeral stream, acking listener",
+            .mode = mode,
+            .count = n.ephemeral_items,
+            .ops_per_s = n.ephemeral_items / seconds,
+            .note = note};
     meter.Fill(row);
     report.Add(row);
     meter.CountCommands(row.workload + ": " + row.name, row.count, "item");
@@ -582,20 +617,24 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
   report.Check(created_ok && half && drained, "B3 did not finish (" + mode + ")");
   for (size_t w = 1; w < workers.size(); ++w) workers[w].Stop();
   JobOutcome outcome = ReadJobLogs(logs, jobs, 0, kill_at);
-  report.Check(outcome.lost == 0, "B3 lost " + std::to_string(outcome.lost) + " executions (" +
-                                      mode + ")");
+  report.Check(outcome.lost == 0,
+               "B3 lost " + std::to_string(outcome.lost) + " executions (" + mode + ")");
   report.Check(outcome.duplicates <= static_cast<uint64_t>(kWorkerCredits),
                "B3 duplicates " + std::to_string(outcome.duplicates) + " exceed the credits");
-  report.Check(outcome.redelivered == 0 || outcome.recovery_ms >= 0,
-               "B3 recovery time unknown");
+  report.Check(outcome.redelivered == 0 || outcome.recovery_ms >= 0, "B3 recovery time unknown");
   char note[256];
   std::snprintf(note, sizeof note,
-                "split %s; %llu jobs created first (%.0f/s, 8 producers); RSS +%.0f B per job, the whole backlog's dispatch state included (64 B argument and result)",
+                "split %s; %llu jobs created first (%.0f/s, 8 producers); RSS +%.0f B per job, the "
+                "whole backlog's dispatch state included (64 B argument and result)",
                 outcome.split.c_str(), static_cast<unsigned long long>(jobs), create_rate,
                 (rss_after - rss_before) * 1024.0 / static_cast<double>(jobs));
-  Row row{.workload = "B3 reservations", .key = Label("b3.rate", mode),
-          .name = "4 workers, credits 16 (first half)", .mode = mode, .count = jobs / 2,
-          .ops_per_s = (jobs / 2) / ((half_at - start) / 1e9), .redis_key = "redis.b3.rate",
+  Row row{.workload = "B3 reservations",
+          .key = Label("b3.rate", mode),
+          .name = "4 workers, credits 16 (first half)",
+          .mode = mode,
+          .count = jobs / 2,
+          .ops_per_s = (jobs / 2) / ((half_at - start) / 1e9),
+          .redis_key = "redis.b3.rate",
           .note = note};
   meter.Fill(row);
   report.Add(row);
@@ -604,13 +643,16 @@ void RunJobs(const Config& config, const std::string& mode, Fabric& fabric, Temp
                 "duplicates %llu, lost %llu",
                 static_cast<unsigned long long>(outcome.orphaned),
                 static_cast<unsigned long long>(outcome.redelivered), outcome.first_recovery_ms,
-                outcome.recovery_ms,
-                static_cast<unsigned long long>(outcome.duplicates),
+                outcome.recovery_ms, static_cast<unsigned long long>(outcome.duplicates),
                 static_cast<unsigned long long>(outcome.lost));
-  Row after{.workload = "B3 reservations", .key = Label("b3.after", mode),
-            .name = "3 workers after kill -9 (second half)", .mode = mode,
-            .count = jobs - jobs / 2, .ops_per_s = (jobs - jobs / 2) / ((end - half_at) / 1e9),
-            .redis_key = "redis.b3.after", .note = note};
+  Row after{.workload = "B3 reservations",
+            .key = Label("b3.after", mode),
+            .name = "3 workers after kill -9 (second half)",
+            .mode = mode,
+            .count = jobs - jobs / 2,
+            .ops_per_s = (jobs - jobs / 2) / ((end - half_at) / 1e9),
+            .redis_key = "redis.b3.after",
+            .note = note};
   meter.Fill(after);
   report.Add(after);
   meter.CountCommands("B3 reservations: reserve and complete (4 workers, one killed)", jobs, "job");
@@ -639,10 +681,14 @@ void RunState(const Config& config, const std::string& mode, Fabric& fabric, Rep
     }
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok, std::string("state ") + (set ? "set" : "get") + " failed (" + mode + ")");
-    Row row{.workload = "State", .key = Label(set ? "state.set" : "state.get", mode),
+    Row row{.workload = "State",
+            .key = Label(set ? "state.set" : "state.get", mode),
             .name = set ? "dictionary set, sequential" : "dictionary get, sequential",
-            .mode = mode, .count = ops, .latency = Summarize(std::move(latencies)),
-            .ops_per_s = ops / seconds, .floor_key = "floor.unary",
+            .mode = mode,
+            .count = ops,
+            .latency = Summarize(std::move(latencies)),
+            .ops_per_s = ops / seconds,
+            .floor_key = "floor.unary",
             .redis_key = set ? "redis.state.set" : "redis.state.get"};
     meter.Fill(row);
     report.Add(row);
@@ -661,7 +707,8 @@ void RunFabric(const Config& base_config, const std::string& mode, Report& repor
     Counts& n = config.counts;
     for (uint64_t* count : {&n.calls_sequential, &n.calls_in_flight, &n.jobs, &n.state_ops,
                             &n.stream_items_sequential}) {
-      *count = std::max<uint64_t>(kInFlight * 2, static_cast<uint64_t>(*count * config.durable_scale));
+      *count =
+          std::max<uint64_t>(kInFlight * 2, static_cast<uint64_t>(*count * config.durable_scale));
     }
   }
   TempDir dir;
@@ -684,9 +731,10 @@ void RunFabric(const Config& base_config, const std::string& mode, Report& repor
     std::string suffix = processes == 1 ? "" : "-" + std::to_string(p);
     std::string address_file = dir.path() + "/fabric" + suffix + ".address";
     std::string log_file = dir.path() + "/fabric" + suffix + ".log";
-    std::vector<std::string> argv = {config.fabric_binary, "--storage",
-                                     redis_mode ? "redis" : mode, "--listen", "127.0.0.1:0",
-                                     "--address-file", address_file, "--log-level", "warn"};
+    std::vector<std::string> argv = {
+        config.fabric_binary, "--storage",   redis_mode ? "redis" : mode,
+        "--listen",           "127.0.0.1:0", "--address-file",
+        address_file,         "--log-level", "warn"};
     if (mode == "rocksdb") {
       argv.push_back("--data-dir");
       argv.push_back(dir.path() + "/data");

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The floor: a tiny callback-API gRPC server in a helper process, measured with the same
 // client-side patterns the Fabric workloads use.
-#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <atomic>
@@ -9,6 +8,8 @@
 #include <fstream>
 #include <latch>
 #include <thread>
+
+#include <grpcpp/grpcpp.h>
 
 #include "benchmarks/raw_fabric_client.h"
 #include "benchmarks/workloads.h"
@@ -38,8 +39,10 @@ class FloorService final : public Floor::CallbackService {
         StartWrite(&blob_);
       }
       void OnWriteDone(bool ok) override {
-        if (ok) StartRead(&blob_);
-        else Finish(grpc::Status::CANCELLED);
+        if (ok)
+          StartRead(&blob_);
+        else
+          Finish(grpc::Status::CANCELLED);
       }
       void OnDone() override { delete this; }
 
@@ -112,8 +115,9 @@ void RunFloor(const Config& config, Report& report) {
   const Counts& n = config.counts;
   TempDir dir;
   std::string address_file = dir.path() + "/floor.address";
-  Child server = Child::Spawn({SelfPath(), "--role", "floor-server", "--address-file", address_file},
-                              dir.path() + "/floor.log");
+  Child server =
+      Child::Spawn({SelfPath(), "--role", "floor-server", "--address-file", address_file},
+                   dir.path() + "/floor.log");
   bool up = WaitFor([&] { return !ReadFile(address_file).empty(); }, std::chrono::seconds(10));
   report.Check(up, "floor server did not start");
   if (!up) return;
@@ -145,8 +149,12 @@ void RunFloor(const Config& config, Report& report) {
     }
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok, "floor unary ping-pong returned a wrong payload");
-    Row row{.workload = "Floor (gRPC)", .key = "floor.unary", .name = "unary ping-pong, sequential",
-            .mode = "grpc", .count = n.ping, .latency = Summarize(std::move(latencies)),
+    Row row{.workload = "Floor (gRPC)",
+            .key = "floor.unary",
+            .name = "unary ping-pong, sequential",
+            .mode = "grpc",
+            .count = n.ping,
+            .latency = Summarize(std::move(latencies)),
             .ops_per_s = n.ping / seconds};
     meter.Fill(row);
     report.Add(row);
@@ -178,9 +186,13 @@ void RunFloor(const Config& config, Report& report) {
     std::vector<int64_t> all;
     for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
     report.Check(ok, "floor unary ping-pong (64 in flight) returned a wrong payload");
-    Row row{.workload = "Floor (gRPC)", .key = "floor.unary64",
-            .name = "unary ping-pong, 64 in flight", .mode = "grpc", .count = each * kInFlight,
-            .latency = Summarize(std::move(all)), .ops_per_s = each * kInFlight / seconds};
+    Row row{.workload = "Floor (gRPC)",
+            .key = "floor.unary64",
+            .name = "unary ping-pong, 64 in flight",
+            .mode = "grpc",
+            .count = each * kInFlight,
+            .latency = Summarize(std::move(all)),
+            .ops_per_s = each * kInFlight / seconds};
     meter.Fill(row);
     report.Add(row);
   }
@@ -202,8 +214,12 @@ void RunFloor(const Config& config, Report& report) {
     call->WritesDone();
     ok &= call->Finish().ok();
     report.Check(ok, "floor bidi ping-pong failed");
-    Row row{.workload = "Floor (gRPC)", .key = "floor.bidi", .name = "bidi-stream ping-pong",
-            .mode = "grpc", .count = n.ping, .latency = Summarize(std::move(latencies)),
+    Row row{.workload = "Floor (gRPC)",
+            .key = "floor.bidi",
+            .name = "bidi-stream ping-pong",
+            .mode = "grpc",
+            .count = n.ping,
+            .latency = Summarize(std::move(latencies)),
             .ops_per_s = n.ping / seconds};
     meter.Fill(row);
     report.Add(row);
@@ -222,8 +238,12 @@ void RunFloor(const Config& config, Report& report) {
     bool ok = reader->Finish().ok();
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok && received == n.push, "floor push lost messages");
-    Row row{.workload = "Floor (gRPC)", .key = "floor.push", .name = "server-streaming push",
-            .mode = "grpc", .count = n.push, .ops_per_s = n.push / seconds};
+    Row row{.workload = "Floor (gRPC)",
+            .key = "floor.push",
+            .name = "server-streaming push",
+            .mode = "grpc",
+            .count = n.push,
+            .ops_per_s = n.push / seconds};
     meter.Fill(row);
     report.Add(row);
   }

@@ -104,8 +104,9 @@ void Report::Print() const {
   }
   for (const std::string& workload : workloads) {
     std::printf("\n### %s\n\n", workload.c_str());
-    std::printf("| measured | mode | n | p50 µs | p99 µs | p99.9 µs | ops/s | server CPU s | "
-                "server peak MB | vs floor | vs Redis | notes |\n");
+    std::printf(
+        "| measured | mode | n | p50 µs | p99 µs | p99.9 µs | ops/s | server CPU s | "
+        "server peak MB | vs floor | vs Redis | notes |\n");
     std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|\n");
     for (const Row& row : rows_) {
       if (row.workload != workload) continue;
@@ -115,7 +116,8 @@ void Report::Print() const {
       std::printf("| %s | %s | %llu | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
                   row.name.c_str(), row.mode.c_str(), static_cast<unsigned long long>(row.count),
                   p50.c_str(), p99.c_str(), p999.c_str(), Fixed(row.ops_per_s, "%.0f").c_str(),
-                  Fixed(row.server_cpu_s, "%.2f").c_str(), Fixed(row.server_peak_mb, "%.1f").c_str(),
+                  Fixed(row.server_cpu_s, "%.2f").c_str(),
+                  Fixed(row.server_peak_mb, "%.1f").c_str(),
                   Ratio(row, row.floor_key.empty() ? nullptr : Find(row.floor_key)).c_str(),
                   Ratio(row, row.redis_key.empty() ? nullptr : Find(row.redis_key)).c_str(),
                   Notes(row, row.memory_key.empty() ? nullptr : Find(row.memory_key)).c_str());

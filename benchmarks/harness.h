@@ -39,8 +39,8 @@ struct Row {
   uint64_t count = 0;
   std::optional<LatencySummary> latency;
   double ops_per_s = 0;
-  double server_cpu_s = -1;   // CPU seconds of the server process during the workload
-  double server_peak_mb = -1; // VmHWM of the server process after the workload
+  double server_cpu_s = -1;    // CPU seconds of the server process during the workload
+  double server_peak_mb = -1;  // VmHWM of the server process after the workload
   std::string floor_key;
   std::string redis_key;
   std::string memory_key;

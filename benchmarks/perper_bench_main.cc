@@ -2,10 +2,11 @@
 // perper-bench: Perper against the gRPC floor and Redis Streams, measured in one run.
 // See docs/benchmarks.md. Exits non-zero when a check fails (lost items, broken order, lost
 // executions) or a process misbehaves.
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+
+#include <CLI/CLI.hpp>
 
 #include "benchmarks/workloads.h"
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "benchmarks/raw_fabric_client.h"
 
-#include <google/protobuf/wrappers.pb.h>
-
 #include <condition_variable>
+
+#include <google/protobuf/wrappers.pb.h>
 
 namespace perper::bench {
 
@@ -41,8 +41,7 @@ RawFabricClient::RawFabricClient(const std::string& address)
 namespace {
 
 g2::ExecutionsCreateRequest CreateRequest(const std::string& execution, const std::string& agent,
-                                          const std::string& instance,
-                                          const std::string& delegate,
+                                          const std::string& instance, const std::string& delegate,
                                           const std::string& argument) {
   g2::ExecutionsCreateRequest request;
   request.mutable_execution()->set_execution(execution);
@@ -79,14 +78,13 @@ grpc::Status RawFabricClient::Call(const std::string& execution, const std::stri
 }
 
 grpc::Status RawFabricClient::CreateExecution(const std::string& execution,
-                                              const std::string& agent,
-                                              const std::string& instance,
+                                              const std::string& agent, const std::string& instance,
                                               const std::string& delegate,
                                               const std::string& argument) {
   grpc::ClientContext context;
   google::protobuf::Empty response;
-  return executions_->Create(&context, CreateRequest(execution, agent, instance, delegate, argument),
-                             &response);
+  return executions_->Create(
+      &context, CreateRequest(execution, agent, instance, delegate, argument), &response);
 }
 
 grpc::Status RawFabricClient::GetResult(const std::string& execution, std::string& result,
@@ -269,8 +267,8 @@ grpc::Status ReserveLoop(
     RawFabricClient& client, const std::string& agent, const std::string& workgroup,
     uint64_t credits,
     const std::function<void(const g2::ExecutionsListenResponse&, CreditGrant&)>& handle) {
-  using Call = grpc::ClientReaderWriter<g2::ExecutionsListenAndReserveRequest,
-                                        g2::ExecutionsListenResponse>;
+  using Call =
+      grpc::ClientReaderWriter<g2::ExecutionsListenAndReserveRequest, g2::ExecutionsListenResponse>;
   // Whoever queues something while no write is in flight writes it, and then whatever was
   // queued meanwhile, in one message per turn: no writer thread, so no thread hop between an
   // execution's arrival and its completion on the reading thread.

@@ -7,14 +7,14 @@
 #ifndef PERPER_BENCHMARKS_RAW_FABRIC_CLIENT_H_
 #define PERPER_BENCHMARKS_RAW_FABRIC_CLIENT_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <grpcpp/grpcpp.h>
 
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
@@ -98,11 +98,10 @@ class CreditGrant {
 // grant)` on the reading thread as soon as each execution arrives. The handler (or whoever it
 // hands the execution to) completes it and grants credits back through `grant`. Returns when
 // the call ends.
-grpc::Status ReserveLoop(
-    RawFabricClient& client, const std::string& agent, const std::string& workgroup,
-    uint64_t credits,
-    const std::function<void(const perper::grpc2::ExecutionsListenResponse&, CreditGrant&)>&
-        handle);
+grpc::Status ReserveLoop(RawFabricClient& client, const std::string& agent,
+                         const std::string& workgroup, uint64_t credits,
+                         const std::function<void(const perper::grpc2::ExecutionsListenResponse&,
+                                                  CreditGrant&)>& handle);
 
 }  // namespace perper::bench
 

@@ -36,8 +36,8 @@ Reply Redis::Next() {
 }
 
 std::string Str(const redisReply* reply) {
-  return reply != nullptr && (reply->type == REDIS_REPLY_STRING ||
-                              reply->type == REDIS_REPLY_STATUS)
+  return reply != nullptr &&
+                 (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS)
              ? std::string(reply->str, reply->len)
              : std::string();
 }
@@ -56,8 +56,8 @@ bool StartRedisServer(const std::string& binary, const std::string& persistence,
   report.Check(!persist.empty(), "unknown Redis persistence " + persistence);
   if (persist.empty()) return false;
   server.port = FreePort();
-  std::vector<std::string> argv = {binary, "--bind", "127.0.0.1", "--port",
-                                   std::to_string(server.port), "--dir", dir};
+  std::vector<std::string> argv = {
+      binary, "--bind", "127.0.0.1", "--port", std::to_string(server.port), "--dir", dir};
   argv.insert(argv.end(), persist.begin(), persist.end());
   server.process = Child::Spawn(argv, dir + "/redis.log");
   bool up = WaitFor(

@@ -4,13 +4,13 @@
 #ifndef PERPER_BENCHMARKS_REDIS_CLIENT_H_
 #define PERPER_BENCHMARKS_REDIS_CLIENT_H_
 
-#include <hiredis/hiredis.h>
-
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <hiredis/hiredis.h>
 
 #include "benchmarks/harness.h"
 

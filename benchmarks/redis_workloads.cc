@@ -56,15 +56,14 @@ std::vector<Entry> ParseRead(const redisReply* reply) {
   return ParseEntries(stream->element[1]);
 }
 
-
 }  // namespace
 
 int RedisEchoRole(int port) {
   Redis redis(port);
   if (!redis.ok()) return 1;
   while (true) {
-    Reply reply = redis.Command(
-        {"XREADGROUP", "GROUP", "echo", "worker", "COUNT", "64", "BLOCK", "1000", "STREAMS", "req", ">"});
+    Reply reply = redis.Command({"XREADGROUP", "GROUP", "echo", "worker", "COUNT", "64", "BLOCK",
+                                 "1000", "STREAMS", "req", ">"});
     if (!reply) return 1;
     std::vector<Entry> entries = ParseRead(reply.get());
     for (const Entry& entry : entries) {
@@ -121,9 +120,9 @@ int RedisWorkerRole(int port, const std::string& name, const std::string& log) {
         handle(ParseEntries(claimed->element[1]));
       }
     }
-    Reply reply = redis.Command({"XREADGROUP", "GROUP", "g", name, "COUNT",
-                                 std::to_string(kWorkerCredits), "BLOCK", "100", "STREAMS", "jobs",
-                                 ">"});
+    Reply reply =
+        redis.Command({"XREADGROUP", "GROUP", "g", name, "COUNT", std::to_string(kWorkerCredits),
+                       "BLOCK", "100", "STREAMS", "jobs", ">"});
     if (!reply) return 1;
     handle(ParseRead(reply.get()));
   }
@@ -193,7 +192,8 @@ void RunRedisCalls(const Config& config, RedisServer& server, const std::string&
   auto call = [](Redis& redis, const std::string& reply_stream, std::string& last, uint64_t i) {
     std::string payload = MakePayload(i, 0);
     if (!redis.Command({"XADD", "req", "*", "reply", reply_stream, "p", payload})) return false;
-    Reply reply = redis.Command({"XREAD", "COUNT", "1", "BLOCK", "5000", "STREAMS", reply_stream, last});
+    Reply reply =
+        redis.Command({"XREAD", "COUNT", "1", "BLOCK", "5000", "STREAMS", reply_stream, last});
     std::vector<Entry> entries = ParseRead(reply.get());
     if (entries.empty()) return false;
     last = entries[0].id;
@@ -214,10 +214,14 @@ void RunRedisCalls(const Config& config, RedisServer& server, const std::string&
     }
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok, "Redis request/reply (sequential) failed");
-    Row row{.workload = "B1 calls", .key = "redis.b1.seq",
-            .name = "Redis request/reply, sequential", .mode = "redis",
-            .count = n.calls_sequential, .latency = Summarize(std::move(latencies)),
-            .ops_per_s = n.calls_sequential / seconds, .floor_key = "floor.unary"};
+    Row row{.workload = "B1 calls",
+            .key = "redis.b1.seq",
+            .name = "Redis request/reply, sequential",
+            .mode = "redis",
+            .count = n.calls_sequential,
+            .latency = Summarize(std::move(latencies)),
+            .ops_per_s = n.calls_sequential / seconds,
+            .floor_key = "floor.unary"};
     meter.Fill(row);
     report.Add(row);
   }
@@ -250,10 +254,14 @@ void RunRedisCalls(const Config& config, RedisServer& server, const std::string&
     std::vector<int64_t> all;
     for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
     report.Check(ok, "Redis request/reply (64 in flight) failed");
-    Row row{.workload = "B1 calls", .key = "redis.b1.64",
-            .name = "Redis request/reply, 64 in flight", .mode = "redis",
-            .count = each * kInFlight, .latency = Summarize(std::move(all)),
-            .ops_per_s = each * kInFlight / seconds, .floor_key = "floor.unary64"};
+    Row row{.workload = "B1 calls",
+            .key = "redis.b1.64",
+            .name = "Redis request/reply, 64 in flight",
+            .mode = "redis",
+            .count = each * kInFlight,
+            .latency = Summarize(std::move(all)),
+            .ops_per_s = each * kInFlight / seconds,
+            .floor_key = "floor.unary64"};
     meter.Fill(row);
     report.Add(row);
   }
@@ -269,7 +277,8 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
     std::vector<ReadCheck> checks(readers);
     std::vector<std::thread> threads;
     for (int r = 0; r < readers; ++r) {
-      threads.emplace_back([&, r] { checks[r] = ReadAll(server.port, stream, count, true, nullptr); });
+      threads.emplace_back(
+          [&, r] { checks[r] = ReadAll(server.port, stream, count, true, nullptr); });
     }
     // XREAD cannot say when a reader is waiting; the readers start from 0-0 and miss nothing.
     int64_t start = NowNs();
@@ -288,14 +297,19 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
   for (int readers : {1, 4}) {
     ServerMeter meter(server.process.pid());
     double writer_rate = 0;
-    double rate = push("push-" + std::to_string(readers), n.stream_items, readers, true, writer_rate);
+    double rate =
+        push("push-" + std::to_string(readers), n.stream_items, readers, true, writer_rate);
     char note[96];
     std::snprintf(note, sizeof note, "per reader, order checked; XADD pipelined x100: %.0f/s",
                   writer_rate);
-    Row row{.workload = workload, .key = "redis.b2.read" + std::to_string(readers),
+    Row row{.workload = workload,
+            .key = "redis.b2.read" + std::to_string(readers),
             .name = "Redis XADD -> XREAD by " + std::to_string(readers) + " reader(s)",
-            .mode = "redis", .count = n.stream_items, .ops_per_s = rate,
-            .floor_key = "floor.push", .note = note};
+            .mode = "redis",
+            .count = n.stream_items,
+            .ops_per_s = rate,
+            .floor_key = "floor.push",
+            .note = note};
     meter.Fill(row);
     report.Add(row);
   }
@@ -303,10 +317,14 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
     ServerMeter meter(server.process.pid());
     double writer_rate = 0;
     push("sequential", n.stream_items_sequential, 1, false, writer_rate);
-    Row row{.workload = workload, .key = "redis.b2.xadd.seq",
-            .name = "Redis XADD sequential, 1 reader", .mode = "redis",
-            .count = n.stream_items_sequential, .ops_per_s = writer_rate,
-            .floor_key = "floor.unary", .note = "writer items/s"};
+    Row row{.workload = workload,
+            .key = "redis.b2.xadd.seq",
+            .name = "Redis XADD sequential, 1 reader",
+            .mode = "redis",
+            .count = n.stream_items_sequential,
+            .ops_per_s = writer_rate,
+            .floor_key = "floor.unary",
+            .note = "writer items/s"};
     meter.Fill(row);
     report.Add(row);
   }
@@ -316,9 +334,12 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
     bool ok = AddAll(writer, "append", n.stream_items, true);
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok, "Redis append failed");
-    Row row{.workload = workload, .key = "redis.b2.xadd.batch",
-            .name = "Redis XADD pipelined x100, no reader", .mode = "redis",
-            .count = n.stream_items, .ops_per_s = n.stream_items / seconds,
+    Row row{.workload = workload,
+            .key = "redis.b2.xadd.batch",
+            .name = "Redis XADD pipelined x100, no reader",
+            .mode = "redis",
+            .count = n.stream_items,
+            .ops_per_s = n.stream_items / seconds,
             .note = "not durable (no AOF)"};
     meter.Fill(row);
     report.Add(row);
@@ -329,8 +350,12 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
     ReadCheck check = ReadAll(server.port, "push-1", n.stream_items, false, nullptr);
     double seconds = (NowNs() - start) / 1e9;
     report.Check(check.ordered && check.expected == n.stream_items, "Redis replay lost items");
-    Row row{.workload = workload, .key = "redis.b2.replay", .name = "Redis XREAD replay from 0",
-            .mode = "redis", .count = n.stream_items, .ops_per_s = n.stream_items / seconds,
+    Row row{.workload = workload,
+            .key = "redis.b2.replay",
+            .name = "Redis XREAD replay from 0",
+            .mode = "redis",
+            .count = n.stream_items,
+            .ops_per_s = n.stream_items / seconds,
             .floor_key = "floor.push"};
     meter.Fill(row);
     report.Add(row);
@@ -339,7 +364,8 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
     ServerMeter meter(server.process.pid());
     std::vector<int64_t> latencies;
     ReadCheck check;
-    std::thread reader([&] { check = ReadAll(server.port, "paced", n.e2e_items, true, &latencies); });
+    std::thread reader(
+        [&] { check = ReadAll(server.port, "paced", n.e2e_items, true, &latencies); });
     const int64_t interval = 1'000'000'000 / kE2eRate;
     int64_t start = NowNs();
     uint64_t sent = 0;
@@ -362,9 +388,12 @@ void RunRedisStreams(const Config& config, RedisServer& server, Report& report) 
     reader.join();
     report.Check(ok && check.ordered && check.expected == n.e2e_items,
                  "Redis paced stream lost items");
-    Row row{.workload = workload, .key = "redis.b2.e2e",
-            .name = "Redis end-to-end latency at 10,000 items/s", .mode = "redis",
-            .count = n.e2e_items, .latency = Summarize(std::move(latencies)),
+    Row row{.workload = workload,
+            .key = "redis.b2.e2e",
+            .name = "Redis end-to-end latency at 10,000 items/s",
+            .mode = "redis",
+            .count = n.e2e_items,
+            .latency = Summarize(std::move(latencies)),
             .ops_per_s = n.e2e_items / ((check.last_at - start) / 1e9),
             .note = "writer pipelines the items due"};
     meter.Fill(row);
@@ -400,10 +429,10 @@ void RunRedisJobs(const Config& config, RedisServer& server, const std::string& 
   int64_t start = NowNs();
   for (int w = 0; w < kWorkers; ++w) {
     logs.push_back(dir + "/redis-worker-" + std::to_string(w) + ".events");
-    workers.push_back(Child::Spawn({SelfPath(), "--role", "redis-worker", "--redis-port",
-                                    std::to_string(server.port), "--name",
-                                    "w" + std::to_string(w), "--log", logs.back()},
-                                   logs.back() + ".stderr"));
+    workers.push_back(Child::Spawn(
+        {SelfPath(), "--role", "redis-worker", "--redis-port", std::to_string(server.port),
+         "--name", "w" + std::to_string(w), "--log", logs.back()},
+        logs.back() + ".stderr"));
   }
   auto done = [&] { return std::atoll(Str(control.Command({"GET", "done"}).get()).c_str()); };
   bool half = WaitFor([&] { return done() >= static_cast<long long>(jobs / 2); },
@@ -441,23 +470,31 @@ void RunRedisJobs(const Config& config, RedisServer& server, const std::string& 
   JobOutcome outcome = ReadJobLogs(logs, jobs, 0, kill_at);
   report.Check(outcome.lost == 0, "Redis consumer group lost " + std::to_string(outcome.lost));
   char note[200];
-  std::snprintf(note, sizeof note, "XREADGROUP COUNT 16, XACKs of a delivery pipelined; split %s", outcome.split.c_str());
-  Row row{.workload = "B3 reservations", .key = "redis.b3.rate",
-          .name = "Redis consumer group, 4 workers (first half)", .mode = "redis",
-          .count = jobs / 2, .ops_per_s = (jobs / 2) / ((half_at - start) / 1e9), .note = note};
+  std::snprintf(note, sizeof note, "XREADGROUP COUNT 16, XACKs of a delivery pipelined; split %s",
+                outcome.split.c_str());
+  Row row{.workload = "B3 reservations",
+          .key = "redis.b3.rate",
+          .name = "Redis consumer group, 4 workers (first half)",
+          .mode = "redis",
+          .count = jobs / 2,
+          .ops_per_s = (jobs / 2) / ((half_at - start) / 1e9),
+          .note = note};
   meter.Fill(row);
   report.Add(row);
-  std::snprintf(note, sizeof note,
-                "kill -9 of worker 0: %llu open, %llu XAUTOCLAIMed (idle 500 ms) after %.1f-%.1f ms; "
-                "duplicates %llu, lost %llu",
-                static_cast<unsigned long long>(outcome.orphaned),
-                static_cast<unsigned long long>(outcome.redelivered), outcome.first_recovery_ms,
-                outcome.recovery_ms,
-                static_cast<unsigned long long>(outcome.duplicates),
-                static_cast<unsigned long long>(outcome.lost));
-  Row after{.workload = "B3 reservations", .key = "redis.b3.after",
-            .name = "Redis, 3 workers after kill -9 (second half)", .mode = "redis",
-            .count = jobs - jobs / 2, .ops_per_s = (jobs - jobs / 2) / ((end - half_at) / 1e9),
+  std::snprintf(
+      note, sizeof note,
+      "kill -9 of worker 0: %llu open, %llu XAUTOCLAIMed (idle 500 ms) after %.1f-%.1f ms; "
+      "duplicates %llu, lost %llu",
+      static_cast<unsigned long long>(outcome.orphaned),
+      static_cast<unsigned long long>(outcome.redelivered), outcome.first_recovery_ms,
+      outcome.recovery_ms, static_cast<unsigned long long>(outcome.duplicates),
+      static_cast<unsigned long long>(outcome.lost));
+  Row after{.workload = "B3 reservations",
+            .key = "redis.b3.after",
+            .name = "Redis, 3 workers after kill -9 (second half)",
+            .mode = "redis",
+            .count = jobs - jobs / 2,
+            .ops_per_s = (jobs - jobs / 2) / ((end - half_at) / 1e9),
             .note = note};
   meter.Fill(after);
   report.Add(after);
@@ -483,9 +520,13 @@ void RunRedisState(const Config& config, RedisServer& server, Report& report) {
     }
     double seconds = (NowNs() - start) / 1e9;
     report.Check(ok, std::string("Redis ") + (set ? "HSET" : "HGET") + " failed");
-    Row row{.workload = "State", .key = set ? "redis.state.set" : "redis.state.get",
-            .name = set ? "Redis HSET, sequential" : "Redis HGET, sequential", .mode = "redis",
-            .count = ops, .latency = Summarize(std::move(latencies)), .ops_per_s = ops / seconds,
+    Row row{.workload = "State",
+            .key = set ? "redis.state.set" : "redis.state.get",
+            .name = set ? "Redis HSET, sequential" : "Redis HGET, sequential",
+            .mode = "redis",
+            .count = ops,
+            .latency = Summarize(std::move(latencies)),
+            .ops_per_s = ops / seconds,
             .floor_key = "floor.unary"};
     meter.Fill(row);
     report.Add(row);
@@ -497,7 +538,8 @@ void RunRedisState(const Config& config, RedisServer& server, Report& report) {
 void RunRedis(const Config& config, Report& report) {
   TempDir dir;
   RedisServer server;
-  if (!StartRedisServer(config.redis_binary, config.redis_persistence, dir.path(), server, report)) {
+  if (!StartRedisServer(config.redis_binary, config.redis_persistence, dir.path(), server,
+                        report)) {
     return;
   }
   if (config.run_calls) RunRedisCalls(config, server, dir.path(), report);

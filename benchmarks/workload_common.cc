@@ -4,9 +4,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
-
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <set>
@@ -17,9 +16,9 @@
 namespace perper::bench {
 
 void Counts::Scale(double factor) {
-  for (uint64_t* count : {&ping, &push, &calls_sequential, &calls_in_flight, &stream_items,
-                          &stream_items_sequential, &e2e_items, &ephemeral_items, &jobs,
-                          &state_ops}) {
+  for (uint64_t* count :
+       {&ping, &push, &calls_sequential, &calls_in_flight, &stream_items, &stream_items_sequential,
+        &e2e_items, &ephemeral_items, &jobs, &state_ops}) {
     *count = std::max<uint64_t>(kInFlight * 2, static_cast<uint64_t>(*count * factor));
   }
 }
@@ -119,7 +118,8 @@ JobOutcome ReadJobLogs(const std::vector<std::string>& logs, uint64_t jobs, int 
       again = true;
       double ms = (receipt.second - kill_ns) / 1e6;
       outcome.recovery_ms = std::max(outcome.recovery_ms, ms);
-      outcome.first_recovery_ms = outcome.first_recovery_ms < 0 ? ms : std::min(outcome.first_recovery_ms, ms);
+      outcome.first_recovery_ms =
+          outcome.first_recovery_ms < 0 ? ms : std::min(outcome.first_recovery_ms, ms);
     }
     if (again) {
       ++outcome.redelivered;

@@ -19,13 +19,13 @@ inline constexpr int kE2eRate = 10'000;  // items/s
 
 // Item counts of one run (scaled down by --scale, tiny with --smoke).
 struct Counts {
-  uint64_t ping = 20'000;           // floor ping-pongs and pushes per variant
-  uint64_t push = 1'000'000;        // floor server-streaming messages
+  uint64_t ping = 20'000;     // floor ping-pongs and pushes per variant
+  uint64_t push = 1'000'000;  // floor server-streaming messages
   uint64_t calls_sequential = 10'000;
   uint64_t calls_in_flight = 30'000;
-  uint64_t stream_items = 1'000'000;         // batched writes, listeners, replay
-  uint64_t stream_items_sequential = 50'000; // one WriteItem (one XADD) per item
-  uint64_t e2e_items = 20'000;               // at kE2eRate
+  uint64_t stream_items = 1'000'000;          // batched writes, listeners, replay
+  uint64_t stream_items_sequential = 50'000;  // one WriteItem (one XADD) per item
+  uint64_t e2e_items = 20'000;                // at kE2eRate
   uint64_t ephemeral_items = 200'000;
   uint64_t jobs = 100'000;
   uint64_t state_ops = 10'000;
@@ -37,14 +37,15 @@ struct Config {
   std::string fabric_binary;
   std::string redis_binary = "redis-server";
   Counts counts;
-  bool run_floor = true, run_calls = true, run_streams = true, run_jobs = true,
-       run_state = true, run_redis = true, run_dotnet = true;
+  bool run_floor = true, run_calls = true, run_streams = true, run_jobs = true, run_state = true,
+       run_redis = true, run_dotnet = true;
   bool memory = true, rocksdb = true, redis = true, redis3 = true;
   // How the redis-servers the bench starts keep their data: "none", "everysec" or "always"
   // (PersistenceArgs in redis_client.h).
   std::string redis_persistence = "none";
-  // In rocksdb mode (and the redis modes with persistence "always"), the counts of the workloads made of single durable writes (calls, jobs,
-  // state, sequential WriteItem) are multiplied by this factor to keep the run short.
+  // In rocksdb mode (and the redis modes with persistence "always"), the counts of the workloads
+  // made of single durable writes (calls, jobs, state, sequential WriteItem) are multiplied by this
+  // factor to keep the run short.
   double durable_scale = 0.1;
   // Items per listen response the B2 listeners ask for (max_items_per_message; 1 = one item
   // per message, as upstream clients).
@@ -93,14 +94,14 @@ class EventLog {
 // What the logs of the workers of one B3 run say.
 struct JobOutcome {
   uint64_t completed_distinct = 0;
-  uint64_t lost = 0;        // jobs never completed (given that the server holds none open)
-  uint64_t duplicates = 0;  // jobs received by more than one worker
-  std::string split;        // completions per worker
+  uint64_t lost = 0;              // jobs never completed (given that the server holds none open)
+  uint64_t duplicates = 0;        // jobs received by more than one worker
+  std::string split;              // completions per worker
   double first_recovery_ms = -1;  // kill until the first of the dead worker's open jobs reached
                                   // another worker
-  double recovery_ms = -1;  // kill until the last of them did
-  uint64_t orphaned = 0;    // jobs the dead worker received and did not log as completed
-  uint64_t redelivered = 0; // of those, received again by another worker
+  double recovery_ms = -1;        // kill until the last of them did
+  uint64_t orphaned = 0;          // jobs the dead worker received and did not log as completed
+  uint64_t redelivered = 0;       // of those, received again by another worker
 };
 // Call once the server holds no job open: a job the dead worker received but never logged as
 // completed, and no other worker received, was completed by it just before the kill.

@@ -10,12 +10,10 @@
 #include <regex>
 #include <sstream>
 
-#include <gtest/gtest.h>
-#include <grpcpp/grpcpp.h>
-
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_split.h"
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
@@ -25,6 +23,7 @@
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
+#include <nlohmann/json.hpp>
 
 namespace perper::testing {
 namespace {
@@ -236,9 +235,9 @@ std::vector<std::string> First(std::vector<std::string> row, size_t n) {
 TEST_F(CliTest, ExecutionsTableShowsStatesAgesAndDurations) {
   Result r = Perper({"executions", "--agent", "Calc"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(Row(r.out, "EXECUTION"), (std::vector<std::string>{"EXECUTION", "AGENT", "INSTANCE",
-                                                               "DELEGATE", "STATE", "IN/OUT",
-                                                               "AGE", "TOOK"}));
+  EXPECT_EQ(Row(r.out, "EXECUTION"),
+            (std::vector<std::string>{"EXECUTION", "AGENT", "INSTANCE", "DELEGATE", "STATE",
+                                      "IN/OUT", "AGE", "TOOK"}));
   EXPECT_EQ(First(Row(r.out, "Add-1"), 6),
             (std::vector<std::string>{"Add-1", "Calc", "c-1", "Add", "waiting", "2/0"}));
   EXPECT_EQ(First(Row(r.out, "Done-1"), 6),
@@ -281,8 +280,8 @@ TEST_F(CliTest, ExecutionsFitTheTerminal) {
   const std::string instance = "Run-777195ab-eb88-9cce-17ea-67e993e907a3";
   CreateExecution(id, "Transformer", instance, "Transform");
   for (size_t columns : {80u, 100u}) {
-    Result r = Perper({"executions", "--agent", "Transformer"},
-                      {"COLUMNS=" + std::to_string(columns)});
+    Result r =
+        Perper({"executions", "--agent", "Transformer"}, {"COLUMNS=" + std::to_string(columns)});
     ASSERT_EQ(r.code, 0) << r.err;
     std::istringstream lines(r.out);
     for (std::string line; std::getline(lines, line);) {
@@ -397,10 +396,9 @@ TEST_F(CliTest, StreamsShowListenersAndCounts) {
     for (const auto& [name, value] : object.items()) names.push_back(name);
     return names;
   };
-  EXPECT_EQ(keys(rows[0]),
-            (std::vector<std::string>{"completed", "ephemeral", "first_key", "item_count",
-                                      "last_key", "listeners", "stream", "stride",
-                                      "written_count"}));
+  EXPECT_EQ(keys(rows[0]), (std::vector<std::string>{"completed", "ephemeral", "first_key",
+                                                     "item_count", "last_key", "listeners",
+                                                     "stream", "stride", "written_count"}));
   EXPECT_EQ(keys(rows[0]["listeners"][0]),
             (std::vector<std::string>{"name", "position", "transient"}));
 }
@@ -444,8 +442,9 @@ TEST_F(CliTest, StateGetAndList) {
 TEST_F(CliTest, StateNamesAMissingDictionaryAndFindsAnInstancesDictionary) {
   Result r = Perper({"state", "list", "nothing-here"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, "perper: no dictionary 'nothing-here', nor an instance 'nothing-here' with a "
-                   "state dictionary 'nothing-here-' (see perper states)\n");
+  EXPECT_EQ(r.err,
+            "perper: no dictionary 'nothing-here', nor an instance 'nothing-here' with a "
+            "state dictionary 'nothing-here-' (see perper states)\n");
   r = Perper({"state", "get", "nothing-here", "k"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("no dictionary 'nothing-here'"), std::string::npos) << r.err;
@@ -466,8 +465,9 @@ TEST_F(CliTest, StateNamesAMissingDictionaryAndFindsAnInstancesDictionary) {
   EXPECT_EQ(r.out, "42\n");
   r = Perper({"state", "list", "--instance", "stats"});  // "stats-" does not exist
   EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, "perper: instance 'stats' has no state dictionary 'stats-' (see perper "
-                   "states)\n");
+  EXPECT_EQ(r.err,
+            "perper: instance 'stats' has no state dictionary 'stats-' (see perper "
+            "states)\n");
   r = Perper({"state", "get", "--instance", "Run-state-1", "Run-state-1", "total"});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err, "perper state get: expected DICTIONARY KEY, or --instance ID KEY\n");
@@ -514,9 +514,9 @@ TEST_F(CliTest, CallRunsADelegateOfALiveInstance) {
   r = Perper({"call", "Calculator", "calc-1", "Add", "-5", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "-3\n");
-  r = Perper({"call", "--fabric", fabric_->address(), "Calculator", "calc-1", "Add", "--", "-5",
-              "-2"},
-             /*with_fabric=*/false);
+  r = Perper(
+      {"call", "--fabric", fabric_->address(), "Calculator", "calc-1", "Add", "--", "-5", "-2"},
+      /*with_fabric=*/false);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "-7\n");
   r = Perper({"call", "Calculator", "calc-1", "Add", "--", "1", "--timeout", "5"});
@@ -531,11 +531,13 @@ TEST_F(CliTest, ACallToAnAgentNoProcessServesSaysSo) {
   EXPECT_EQ(r.code, 1);
   const std::string unserved = "no process serves agent Nobody: nothing on the Fabric at " +
                                fabric_->address() + " listens for its executions";
-  EXPECT_NE(r.err.find("perper: " + unserved + "; the call waits up to 3 s for a process to "
+  EXPECT_NE(r.err.find("perper: " + unserved +
+                       "; the call waits up to 3 s for a process to "
                        "start"),
             std::string::npos)
       << r.err;
-  EXPECT_NE(r.err.find("perper: " + unserved + ", so nobody answered Nobody.Run on n-1 within 3 "
+  EXPECT_NE(r.err.find("perper: " + unserved +
+                       ", so nobody answered Nobody.Run on n-1 within 3 "
                        "s; start the agent's process"),
             std::string::npos)
       << r.err;
@@ -738,10 +740,16 @@ TEST_F(CliTest, DestroyCallsStopOnAServedInstance) {
 }
 
 TEST(CliErrorsTest, AnUnreachableFabricIsExplained) {
-  for (std::vector<std::string> command :
-       {std::vector<std::string>{"instances"}, {"executions"}, {"streams"}, {"state", "list", "d"},
-        {"states"}, {"destroy", "i"}, {"destroy", "i", "--agent", "A", "--force"},
-        {"delete", "execution", "e"}, {"delete", "stream", "s"}, {"delete", "state", "d"}}) {
+  for (std::vector<std::string> command : {std::vector<std::string>{"instances"},
+                                           {"executions"},
+                                           {"streams"},
+                                           {"state", "list", "d"},
+                                           {"states"},
+                                           {"destroy", "i"},
+                                           {"destroy", "i", "--agent", "A", "--force"},
+                                           {"delete", "execution", "e"},
+                                           {"delete", "stream", "s"},
+                                           {"delete", "state", "d"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.insert(argv.end(), {"--fabric", "127.0.0.1:1", "--timeout", "5"});
@@ -762,8 +770,7 @@ TEST(CliErrorsTest, NoAnsweringFabricInAListNamesEveryAddress) {
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "instances", "--fabric", "127.0.0.1:1,,127.0.0.1:2"},
                             {}, &out, &err),
             2);
-  EXPECT_NE(err.find("--fabric '127.0.0.1:1,,127.0.0.1:2' has an empty address"),
-            std::string::npos)
+  EXPECT_NE(err.find("--fabric '127.0.0.1:1,,127.0.0.1:2' has an empty address"), std::string::npos)
       << err;
 }
 
@@ -780,11 +787,24 @@ TEST(CliErrorsTest, UpTakesASingleFabricAddress) {
 }
 
 TEST(CliErrorsTest, EveryCommandHasHelp) {
-  for (std::vector<std::string> command :
-       {std::vector<std::string>{}, {"up"}, {"fabric"}, {"executions"}, {"instances"}, {"streams"},
-        {"stream", "tail"}, {"state", "get"}, {"state", "list"}, {"call"}, {"states"},
-        {"destroy"}, {"delete"}, {"delete", "execution"}, {"delete", "stream"},
-        {"delete", "state"}, {"completion"}, {"init"}}) {
+  for (std::vector<std::string> command : {std::vector<std::string>{},
+                                           {"up"},
+                                           {"fabric"},
+                                           {"executions"},
+                                           {"instances"},
+                                           {"streams"},
+                                           {"stream", "tail"},
+                                           {"state", "get"},
+                                           {"state", "list"},
+                                           {"call"},
+                                           {"states"},
+                                           {"destroy"},
+                                           {"delete"},
+                                           {"delete", "execution"},
+                                           {"delete", "stream"},
+                                           {"delete", "state"},
+                                           {"completion"},
+                                           {"init"}}) {
     std::vector<std::string> argv = {PERPER_BINARY};
     argv.insert(argv.end(), command.begin(), command.end());
     argv.push_back("--help");
@@ -859,9 +879,9 @@ TEST(CliCompletionTest, BashCompletesCommandsFlagsAndFiles) {
   EXPECT_EQ(Complete(dir.path(), {"executions", "--agent", "up", "--j"}), "--json\n");
   // Every command of the binary is offered.
   std::string commands = Complete(dir.path(), {""});
-  for (const char* command : {"up", "fabric", "executions", "instances", "streams", "stream",
-                              "state", "states", "destroy", "delete", "call", "init",
-                              "completion"}) {
+  for (const char* command :
+       {"up", "fabric", "executions", "instances", "streams", "stream", "state", "states",
+        "destroy", "delete", "call", "init", "completion"}) {
     EXPECT_NE(commands.find(std::string("\n") + command + "\n"), std::string::npos) << command;
   }
 
@@ -885,10 +905,10 @@ TEST(CliInitTest, ThePythonTemplateRunsWithPerperUp) {
             "protobuf, see app.yaml):\n"
             "  perper up greeter/app.yaml\n");
   // Without PYTHONPATH, as a new user runs it: perper up gives the agent its build's SDK.
-  EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "up", "greeter/app.yaml"},
-                  {std::string("PERPER_PYTHON=") + PERPER_PYTHON, "PYTHONPATH"}, &out, &err,
-                  seconds(60)),
-            0)
+  EXPECT_EQ(
+      RunIn(dir.path(), {PERPER_BINARY, "up", "greeter/app.yaml"},
+            {std::string("PERPER_PYTHON=") + PERPER_PYTHON, "PYTHONPATH"}, &out, &err, seconds(60)),
+      0)
       << out << err;
   EXPECT_TRUE(std::regex_match(out, std::regex(R"(\[agent=greeter instance=deploy pid=\d+\] )"
                                                R"(Hello, greeter!\n)")))
@@ -903,8 +923,9 @@ TEST(CliInitTest, InitRefusesANonEmptyFolderAndBadArguments) {
   std::ofstream(dir.path() + "/taken/notes.txt") << "mine\n";
   std::string out, err;
   EXPECT_EQ(RunIn(dir.path(), {PERPER_BINARY, "init", "cpp", "taken"}, {}, &out, &err), 1);
-  EXPECT_EQ(err, "perper init: ./taken exists and is not an empty folder; nothing was written "
-                 "(choose another NAME, or remove it)\n");
+  EXPECT_EQ(err,
+            "perper init: ./taken exists and is not an empty folder; nothing was written "
+            "(choose another NAME, or remove it)\n");
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() + "/taken"),
                           std::filesystem::directory_iterator()),
             1);
@@ -919,8 +940,7 @@ TEST(CliInitTest, InitRefusesANonEmptyFolderAndBadArguments) {
   std::stringstream agent;
   agent << std::ifstream(dir.path() + "/empty/agent.cc").rdbuf();
   EXPECT_NE(agent.str().find("perper::Agent app(\"empty\");"), std::string::npos) << agent.str();
-  EXPECT_NE(agent.str().find("perper::call<std::string>(\"Greet\", \"empty\")"),
-            std::string::npos)
+  EXPECT_NE(agent.str().find("perper::call<std::string>(\"Greet\", \"empty\")"), std::string::npos)
       << agent.str();
   EXPECT_EQ(agent.str().find("SPDX"), std::string::npos) << agent.str();
 

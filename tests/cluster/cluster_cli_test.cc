@@ -5,17 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
-#include "absl/strings/str_cat.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_keys.h"
 #include "tests/cluster/cluster_support.h"
 #include "tests/integration/executions_helpers.h"
 #include "tests/scaler/process_helpers.h"
 #include "tests/support/fabric_fixture.h"
+#include <nlohmann/json.hpp>
 
 namespace perper::testing {
 namespace {
@@ -41,8 +40,8 @@ class ClusterCliTest : public ClusterFabricsFixture {
 TEST_F(ClusterCliTest, EveryProcessListsEveryInstanceWithItsSlotAndMaster) {
   auto executions = grpc2::FabricExecutions::NewStub(setup_.channel(0));
   for (int n = 0; n < kInstances; ++n) {
-    grpc::Status s = CreateExecution(*executions, absl::StrCat("Counter-", n), "Registry",
-                                     "Counter", "Run", {});
+    grpc::Status s =
+        CreateExecution(*executions, absl::StrCat("Counter-", n), "Registry", "Counter", "Run", {});
     ASSERT_TRUE(s.ok()) << Describe(s);
   }
   std::set<std::string> masters;

@@ -16,11 +16,10 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include <gtest/gtest.h>
 
 #include "tests/cluster/cluster_support.h"
 #include "tests/support/fabric_fixture.h"
@@ -48,8 +47,8 @@ std::string Unfinished(const Ledger& ledger, const std::set<std::string>& held) 
 }
 
 TEST(ClusterFabricKillTest, KilledProcessLosesNothingAndItsReservationsMoveAfterTheLease) {
-  FabricsOnCluster setup({.masters = 3, .replicas_per_master = 0, .fabrics = 3,
-                          .lease_ms = kLeaseMs});
+  FabricsOnCluster setup(
+      {.masters = 3, .replicas_per_master = 0, .fabrics = 3, .lease_ms = kLeaseMs});
   ASSERT_TRUE(setup.Start());
   Ledger ledger;
   std::vector<std::unique_ptr<Worker>> workers;
@@ -103,8 +102,8 @@ TEST(ClusterFabricKillTest, KilledProcessLosesNothingAndItsReservationsMoveAfter
   }
 
   // Phase 1: everybody works.
-  ASSERT_TRUE(WaitFor([&] { return ledger.CreatedAndCompleted() >= 300; },
-                      std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return ledger.CreatedAndCompleted() >= 300; }, std::chrono::seconds(60)))
       << ledger.CreatedAndCompleted();
   // Phase 2: the victim's workers keep what they get from now on, until their credits are used.
   // Which worker wins an execution is a race; the load goes on until the victim's have won
@@ -159,8 +158,8 @@ TEST(ClusterFabricKillTest, KilledProcessLosesNothingAndItsReservationsMoveAfter
   const size_t created = ledger.CreatedCount();
   // All but the one the victim's creator had in flight when it was killed.
   ASSERT_GE(created, static_cast<size_t>(before_the_kill + 300 - 1));
-  ASSERT_TRUE(WaitFor([&] { return ledger.CreatedAndCompleted() == created; },
-                      std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return ledger.CreatedAndCompleted() == created; }, std::chrono::seconds(60)))
       << ledger.CreatedAndCompleted() << " of " << created << " completed\n"
       << Unfinished(ledger, held) << setup.Logs();
   for (auto& worker : workers) worker->Stop();
@@ -183,9 +182,9 @@ TEST(ClusterFabricKillTest, KilledProcessLosesNothingAndItsReservationsMoveAfter
       EXPECT_EQ(entry.fabrics[0], kVictim) << id;
       EXPECT_NE(entry.fabrics[1], kVictim) << id;
       slowest_takeover_ms = std::max<int64_t>(
-          slowest_takeover_ms, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   entry.delivered_at[1] - killed_at)
-                                   .count());
+          slowest_takeover_ms,
+          std::chrono::duration_cast<std::chrono::milliseconds>(entry.delivered_at[1] - killed_at)
+              .count());
       ++duplicates;
     } else {
       EXPECT_EQ(entry.deliveries, 1) << id;

@@ -8,9 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
+#include <gtest/gtest.h>
 
 #include "tests/cluster/cluster_support.h"
 #include "tests/integration/executions_helpers.h"
@@ -57,8 +56,8 @@ TEST_F(ClusterFabricsTest, ExecutionListenedForOnOneProcessIsCreatedAndAnsweredO
     early_status = b->GetResult(Context(std::chrono::seconds(20)).get(), request, &early);
   });
 
-  grpc::Status created =
-      CreateExecution(*b, "call-1", "Calculator", "calc-1", "Add", {Int64Value(20), Int64Value(22)});
+  grpc::Status created = CreateExecution(*b, "call-1", "Calculator", "calc-1", "Add",
+                                         {Int64Value(20), Int64Value(22)});
   ASSERT_TRUE(created.ok()) << Describe(created);
 
   grpc2::ExecutionsListenResponse heard;

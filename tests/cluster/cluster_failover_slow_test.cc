@@ -10,10 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include <gtest/gtest.h>
 
 #include "perper/storage/redis/key_slot.h"
 #include "tests/cluster/cluster_support.h"
@@ -61,8 +60,8 @@ std::vector<std::string> NamesServedBy(const std::vector<int>& owners, int port,
 }
 
 TEST(ClusterFailoverTest, AcknowledgedWritesAreReadableAfterAMasterFailsOver) {
-  FabricsOnCluster setup({.masters = 3, .replicas_per_master = 1, .fabrics = 3,
-                          .wait_replicas = 1});
+  FabricsOnCluster setup(
+      {.masters = 3, .replicas_per_master = 1, .fabrics = 3, .wait_replicas = 1});
   ASSERT_TRUE(setup.Start());
   RedisCluster& cluster = setup.cluster();
   const std::vector<int> masters = MasterPorts(cluster);
@@ -144,8 +143,8 @@ TEST(ClusterFailoverTest, AcknowledgedWritesAreReadableAfterAMasterFailsOver) {
   // The load goes on after the failover, where it can: a write to the promoted master waits up
   // to the Fabric's WAIT timeout for a replica it no longer has, then fails.
   const int at_failover = outcomes.acked.load();
-  ASSERT_TRUE(WaitFor([&] { return outcomes.acked.load() >= at_failover + 60; },
-                      std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return outcomes.acked.load() >= at_failover + 60; }, std::chrono::seconds(60)))
       << setup.Logs();
   stop.store(true);
   writers.JoinAll();
@@ -185,9 +184,9 @@ TEST(ClusterFailoverTest, AcknowledgedWritesAreReadableAfterAMasterFailsOver) {
     RedisProcess& added = *cluster.nodes().back();
     absl::Status started = added.Start();
     ASSERT_TRUE(started.ok()) << started;
-    auto joined = RedisCli({"--cluster", "add-node", added.address(),
-                            absl::StrCat("127.0.0.1:", replica), "--cluster-slave",
-                            "--cluster-master-id", NodeId(replica)});
+    auto joined =
+        RedisCli({"--cluster", "add-node", added.address(), absl::StrCat("127.0.0.1:", replica),
+                  "--cluster-slave", "--cluster-master-id", NodeId(replica)});
     ASSERT_TRUE(joined.ok()) << joined.status();
     ASSERT_TRUE(WaitFor([&] { return ReplicaOf(cluster, replica) == added.port(); },
                         std::chrono::seconds(30)));

@@ -9,11 +9,10 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include <gtest/gtest.h>
 
 #include "tests/cluster/cluster_support.h"
 #include "tests/support/fabric_fixture.h"
@@ -163,8 +162,9 @@ TEST(ClusterReshardTest, CallsAndStreamsGoOnWhileEverySlotOfAMasterMoves) {
     for (auto& run : runs) total += run->written.load();
     return total;
   };
-  ASSERT_TRUE(WaitFor([&] { return ledger.CreatedAndCompleted() >= 100 && streams_written() >= 100; },
-                      std::chrono::seconds(60)));
+  ASSERT_TRUE(
+      WaitFor([&] { return ledger.CreatedAndCompleted() >= 100 && streams_written() >= 100; },
+              std::chrono::seconds(60)));
 
   // Move every slot of one master to another, with its keys, while the load runs.
   const std::vector<int> masters = MasterPorts(cluster);
@@ -201,8 +201,8 @@ TEST(ClusterReshardTest, CallsAndStreamsGoOnWhileEverySlotOfAMasterMoves) {
   }
   listeners.JoinAll();
   const size_t created = ledger.CreatedCount();
-  ASSERT_TRUE(WaitFor([&] { return ledger.CreatedAndCompleted() == created; },
-                      std::chrono::seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return ledger.CreatedAndCompleted() == created; }, std::chrono::seconds(60)))
       << ledger.CreatedAndCompleted() << " of " << created << "\n"
       << setup.Logs();
   for (auto& worker : workers) EXPECT_FALSE(worker->ended()) << Describe(worker->end_status());
@@ -211,8 +211,8 @@ TEST(ClusterReshardTest, CallsAndStreamsGoOnWhileEverySlotOfAMasterMoves) {
   EXPECT_TRUE(ledger.Errors().empty()) << ledger.Errors().front();
   for (const auto& [id, entry] : ledger.Snapshot()) {
     EXPECT_TRUE(entry.created) << id;
-    EXPECT_EQ(entry.deliveries, 1) << id << " delivered through Fabrics "
-                                   << absl::StrJoin(entry.fabrics, ",");
+    EXPECT_EQ(entry.deliveries, 1)
+        << id << " delivered through Fabrics " << absl::StrJoin(entry.fabrics, ",");
     EXPECT_EQ(entry.ok_completions, 1) << id;
   }
   for (auto& run : runs) {

@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "tests/cluster/cluster_support.h"
 
-#include <google/protobuf/wrappers.pb.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include <google/protobuf/wrappers.pb.h>
 
 #include "perper/storage/redis/redis_connection.h"
 #include "tests/support/fabric_fixture.h"
@@ -28,7 +27,7 @@ FabricsOnCluster::~FabricsOnCluster() {
   if (!started.ok()) return ::testing::AssertionFailure() << started;
   std::vector<std::string> addresses;
   for (auto& node : cluster_.nodes()) addresses.push_back(node->address());
-  std::vector<std::string> args = {"--storage", "redis", "--redis", absl::StrJoin(addresses, ","),
+  std::vector<std::string> args = {"--storage",   "redis", "--redis", absl::StrJoin(addresses, ","),
                                    "--log-level", "warn"};
   if (options_.lease_ms > 0) {
     args.insert(args.end(), {"--redis-lease-ms", std::to_string(options_.lease_ms)});
@@ -266,8 +265,8 @@ grpc::Status GetResult(grpc2::FabricExecutions::Stub& stub, const std::string& i
   return stub.GetResult(DeadlineContext(timeout).get(), request, response);
 }
 
-grpc::Status DictionarySet(grpc2::FabricStatesDictionary::Stub& stub,
-                           const std::string& dictionary, const std::string& key, int64_t value,
+grpc::Status DictionarySet(grpc2::FabricStatesDictionary::Stub& stub, const std::string& dictionary,
+                           const std::string& key, int64_t value,
                            std::chrono::milliseconds timeout) {
   grpc2::StatesDictionaryOperateRequest request;
   request.mutable_dictionary()->set_dictionary(dictionary);

@@ -18,11 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
@@ -117,12 +116,12 @@ std::string Describe(const grpc::Status& status);
 class Ledger {
  public:
   struct Entry {
-    bool created = false;           // a Create of it returned OK
-    int deliveries = 0;             // ListenAndReserve deliveries to any worker
-    std::vector<int> fabrics;       // the Fabric of each delivery, in order
+    bool created = false;      // a Create of it returned OK
+    int deliveries = 0;        // ListenAndReserve deliveries to any worker
+    std::vector<int> fabrics;  // the Fabric of each delivery, in order
     std::vector<Clock::time_point> delivered_at;
-    int ok_completions = 0;         // Complete calls that returned OK
-    int finished_answers = 0;       // Complete calls answered FAILED_PRECONDITION
+    int ok_completions = 0;    // Complete calls that returned OK
+    int finished_answers = 0;  // Complete calls answered FAILED_PRECONDITION
   };
 
   void Created(const std::string& id);
@@ -210,8 +209,8 @@ grpc::Status GetResult(grpc2::FabricExecutions::Stub& stub, const std::string& i
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // Dictionary helpers over Operate.
-grpc::Status DictionarySet(grpc2::FabricStatesDictionary::Stub& stub,
-                           const std::string& dictionary, const std::string& key, int64_t value,
+grpc::Status DictionarySet(grpc2::FabricStatesDictionary::Stub& stub, const std::string& dictionary,
+                           const std::string& key, int64_t value,
                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 // The value under `key` (an Int64Value), nullopt when absent.
 absl::StatusOr<std::optional<int64_t>> DictionaryGet(grpc2::FabricStatesDictionary::Stub& stub,

@@ -36,7 +36,6 @@
 #include <google/protobuf/text_format.h>
 
 #include "perper/common/logging.h"
-
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/support/fabric_fixture.h"
 
@@ -191,8 +190,7 @@ class Fuzzer {
       iteration_ = iteration;
       OneCase();
     }
-    while (!parked_.empty())
-      CloseParked(0);
+    while (!parked_.empty()) CloseParked(0);
     worker.reset();
     std::fprintf(stderr, "fuzz: backend=%s seed=%llu ran %llu iterations, %zu failures\n",
                  backend_.c_str(), static_cast<unsigned long long>(config_.seed),

@@ -65,8 +65,7 @@ class FabricScenariosTest : public FabricTest {
         Introspection()->ListInstances(Context(kAnswerWithin).get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     std::vector<std::string> ids;
-    for (const auto& instance : response.instances())
-      ids.push_back(instance.instance());
+    for (const auto& instance : response.instances()) ids.push_back(instance.instance());
     return ids;
   }
 
@@ -89,8 +88,7 @@ class FabricScenariosTest : public FabricTest {
         }
       });
     }
-    for (std::thread& thread : running)
-      thread.join();
+    for (std::thread& thread : running) thread.join();
     EXPECT_EQ(failures.load(), 0);
   }
 

@@ -164,16 +164,14 @@ std::string RequestGenerator::RandomText(size_t max_length) {
   static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789-_./:{}";
   size_t length = Below(max_length + 1);
   std::string text(length, 'a');
-  for (char& c : text)
-    c = kChars[Below(sizeof(kChars) - 1)];
+  for (char& c : text) c = kChars[Below(sizeof(kChars) - 1)];
   return text;
 }
 
 std::string RequestGenerator::RandomBytes(size_t max_length) {
   size_t length = Below(max_length + 1);
   std::string bytes(length, '\0');
-  for (char& c : bytes)
-    c = static_cast<char>(Below(256));
+  for (char& c : bytes) c = static_cast<char>(Below(256));
   return bytes;
 }
 
@@ -264,8 +262,7 @@ void RequestGenerator::Fill(pb::Message* message, int depth) {
 void RequestGenerator::SetField(pb::Message* message, const FD* field, int depth) {
   if (field->is_repeated()) {
     uint64_t count = Chance(85) ? Below(4) : Below(12);
-    for (uint64_t i = 0; i < count; ++i)
-      AddOrSet(message, field, depth);
+    for (uint64_t i = 0; i < count; ++i) AddOrSet(message, field, depth);
   } else {
     AddOrSet(message, field, depth);
   }
@@ -465,8 +462,7 @@ RawCall::Outcome RawCall::Read(std::string* bytes, std::chrono::milliseconds wai
     std::vector<grpc::Slice> slices;
     read_buffer_.Dump(&slices);
     bytes->clear();
-    for (const auto& s : slices)
-      bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    for (const auto& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   return outcome;
 }
@@ -521,11 +517,9 @@ ExecutionWorker::~ExecutionWorker() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    for (grpc::ClientContext* context : contexts_)
-      context->TryCancel();
+    for (grpc::ClientContext* context : contexts_) context->TryCancel();
   }
-  for (std::thread& t : threads_)
-    t.join();
+  for (std::thread& t : threads_) t.join();
 }
 
 void ExecutionWorker::Serve(const std::string& agent, uint64_t seed) {

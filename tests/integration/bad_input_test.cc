@@ -3,24 +3,23 @@
 // bidirectional calls whose first message is missing, does not parse, or never comes; IDs and
 // error texts over their limits; status messages bounded whatever the client sent; a stream's
 // long error delivered without breaking its listeners' connection.
-#include <atomic>
-#include <chrono>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <gmock/gmock.h>
 #include <grpcpp/support/byte_buffer.h>
 
 #include "perper/common/status_macros.h"
 #include "perper/common/text.h"
-
 #include "tests/integration/executions_helpers.h"
 
 namespace perper::testing {
@@ -215,8 +214,7 @@ TEST_P(BadInputTest, LongIdsCostOtherCallsOnTheSameConnectionNothing) {
       }
     });
   }
-  for (std::thread& thread : threads)
-    thread.join();
+  for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(refused.load(), 500);
   EXPECT_EQ(ok_calls.load(), 500);
   EXPECT_EQ(other.load(), 0);
@@ -265,8 +263,7 @@ TEST_P(BadInputTest, ErrorTextsOverTheLimitAreResourceExhausted) {
 TEST_P(BadInputTest, AStreamsLongErrorReachesItsListenersCutAndTheConnectionStaysUp) {
   // Within the error limit, far over what a status message may carry.
   std::string error;
-  while (error.size() < 60000)
-    error += "é line " + std::to_string(error.size()) + "; ";
+  while (error.size() < 60000) error += "é line " + std::to_string(error.size()) + "; ";
   auto streams = grpc2::FabricStreams::NewStub(channel_);
   grpc2::StreamsCreateRequest create;
   create.mutable_stream()->set_stream("failing");
@@ -502,9 +499,8 @@ class VanishedClientTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(VanishedClientTest, TheReservationsOfAClientThatWentSilentGoToAnotherMember) {
   FreezableProxy proxy(fabric_->address());
-  auto silent_stub =
-      grpc2::FabricExecutions::NewStub(grpc::CreateChannel(proxy.address(),
-                                                           grpc::InsecureChannelCredentials()));
+  auto silent_stub = grpc2::FabricExecutions::NewStub(
+      grpc::CreateChannel(proxy.address(), grpc::InsecureChannelCredentials()));
   auto stub = grpc2::FabricExecutions::NewStub(fabric_->NewChannel());
   auto silent = std::make_unique<ReserveCall>(*silent_stub, "ag", 1, "w");
   silent->ExpectStart();

@@ -254,8 +254,7 @@ TEST_P(DictionaryTest, ConcurrentCompareAndSetIncrementsCountExactly) {
       }
     });
   }
-  for (auto& t : threads)
-    t.join();
+  for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(IntOf(Op(StringValue("n"), true, false, false).previous_value()),
             kThreads * kIncrements);

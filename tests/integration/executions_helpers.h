@@ -12,16 +12,15 @@
 #include <utility>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include <gtest/gtest.h>
+
 #include "tests/support/fabric_fixture.h"
 
 namespace perper::testing {
 
-inline grpc2::ExecutionsCreateRequest CreateRequest(const std::string& id,
-                                                    const std::string& agent,
+inline grpc2::ExecutionsCreateRequest CreateRequest(const std::string& id, const std::string& agent,
                                                     const std::string& instance,
                                                     const std::string& delegate,
                                                     std::vector<google::protobuf::Any> args = {}) {

@@ -213,8 +213,7 @@ TEST_P(ExecutionsTest, ListenLosesNothingCreatedDuringTheInitialScan) {
       ASSERT_TRUE(CreateExecution(*writer_stub, "e" + std::to_string(i), "ag", "in", "Do").ok());
     }
   });
-  while (!go)
-    std::this_thread::yield();
+  while (!go) std::this_thread::yield();
   ListenCall listen(*stub, "ag");
   std::set<std::string> got;
   int starts = 0;

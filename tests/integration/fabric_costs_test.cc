@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+
 #include "perper/fabric/write_pool.h"
 #include "tests/integration/executions_helpers.h"
 #include "tests/support/forwarding_executions.h"

@@ -75,8 +75,7 @@ class InstancesTest : public FabricTest {
 
   grpc::Status StopAndDelete(const std::string& id, const std::string& agent,
                              std::vector<google::protobuf::Any> params,
-                             grpc2::ExecutionsGetResultResponse* response,
-                             bool skip_stop = false) {
+                             grpc2::ExecutionsGetResultResponse* response, bool skip_stop = false) {
     grpc2::InstancesStopAndDeleteRequest request;
     request.mutable_instance()->set_instance(id);
     request.mutable_instance()->set_agent(agent);
@@ -102,13 +101,12 @@ class InstancesTest : public FabricTest {
                     ->ListStreams(Context().get(), grpc2::IntrospectionListStreamsRequest(),
                                   &listed_streams)
                     .ok());
-    for (const auto& stream : listed_streams.streams())
-      all.push_back("stream " + stream.stream());
+    for (const auto& stream : listed_streams.streams()) all.push_back("stream " + stream.stream());
     grpc2::IntrospectionListStatesResponse listed_states;
-    EXPECT_TRUE(Introspection()
-                    ->ListStates(Context().get(), grpc2::IntrospectionListStatesRequest(),
-                                 &listed_states)
-                    .ok());
+    EXPECT_TRUE(
+        Introspection()
+            ->ListStates(Context().get(), grpc2::IntrospectionListStatesRequest(), &listed_states)
+            .ok());
     for (const auto& state : listed_states.states()) {
       all.push_back((state.kind() == grpc2::StateSummary::LIST ? "list " : "dictionary ") +
                     state.name());
@@ -252,9 +250,8 @@ TEST_P(InstancesTest, CancelledCallDeletesItsExecution) {
   ListenCall handler(*executions, "Slow");
   EXPECT_TRUE(handler.ReadInitial().empty());
   grpc2::ExecutionsGetResultResponse response;
-  grpc::Status status =
-      Instances()->Call(Context(std::chrono::milliseconds(300)).get(),
-                        CreateRequest("Slow-1", "Slow", "s", "Work"), &response);
+  grpc::Status status = Instances()->Call(Context(std::chrono::milliseconds(300)).get(),
+                                          CreateRequest("Slow-1", "Slow", "s", "Work"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   grpc2::ExecutionsListenResponse seen;
   ASSERT_TRUE(handler.Read(&seen));
@@ -285,8 +282,7 @@ TEST_P(InstancesTest, StopAndDeleteRejectsUnknownEmptyAndMismatchedInstances) {
   EXPECT_THAT(unknown.error_message(), HasSubstr("nope"));
   EXPECT_EQ(StopAndDelete("", "Calc", {}, &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(StopAndDelete("x", "", {}, &response).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(StopAndDelete("x", "", {}, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   auto executions = Executions();
   ASSERT_TRUE(CreateExecution(*executions, "calc-1", "Registry", "Calc", "Run").ok());
   grpc::Status wrong = StopAndDelete("calc-1", "Other", {}, &response);
@@ -416,10 +412,10 @@ TEST_P(InstancesTest, StopAndDeleteLeavesNothingOfTheInstanceOrItsChildren) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(StringOf(response.results(0)), "stopped gone");
   // Only the other instance is left, with everything it had.
-  EXPECT_THAT(Everything(), UnorderedElementsAre(
-                                "execution kept/Registry", "execution kept-done/Worker",
-                                "execution kept-running/Worker", "stream kept-done",
-                                "stream kept-running", "dictionary kept-", "list kept-"));
+  EXPECT_THAT(Everything(),
+              UnorderedElementsAre("execution kept/Registry", "execution kept-done/Worker",
+                                   "execution kept-running/Worker", "stream kept-done",
+                                   "stream kept-running", "dictionary kept-", "list kept-"));
 }
 
 TEST_P(InstancesTest, SkipStopDestroysAnInstanceWhoseProcessIsGone) {

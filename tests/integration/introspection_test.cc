@@ -8,7 +8,6 @@
 #include "perper/common/values.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_keys.h"
-
 #include "tests/integration/executions_helpers.h"
 #include "tests/support/fabric_fixture.h"
 
@@ -25,8 +24,7 @@ class IntrospectionTest : public FabricTest {
     record.agent = agent;
     record.instance = instance;
     record.delegate = delegate;
-    for (int i = 0; i < arguments; ++i)
-      record.arguments.push_back(SerializeAny(Int64Value(i)));
+    for (int i = 0; i < arguments; ++i) record.arguments.push_back(SerializeAny(Int64Value(i)));
     auto created = store().executions().CreateExecution(record);
     ASSERT_TRUE(created.ok()) << created.status();
   }
@@ -35,8 +33,7 @@ class IntrospectionTest : public FabricTest {
     grpc::Status status = Introspection()->ListExecutions(Context().get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     std::vector<std::string> ids;
-    for (const auto& e : response.executions())
-      ids.push_back(e.execution().execution());
+    for (const auto& e : response.executions()) ids.push_back(e.execution().execution());
     return ids;
   }
 };
@@ -112,8 +109,7 @@ TEST_P(IntrospectionTest, LimitsAreBounded) {
 }
 
 TEST_P(IntrospectionTest, DefaultLimitIsAThousand) {
-  for (int i = 0; i < 1001; ++i)
-    CreateExecution("e-" + std::to_string(i), "a", "", "D");
+  for (int i = 0; i < 1001; ++i) CreateExecution("e-" + std::to_string(i), "a", "", "D");
   grpc2::IntrospectionListExecutionsRequest request;
   EXPECT_EQ(ExecutionIds(request).size(), 1000u);
   request.set_limit(5000);
@@ -140,9 +136,9 @@ TEST_P(IntrospectionTest, ListInstancesShowsUnfinishedRegistryExecutions) {
     EXPECT_EQ(response.placements(0).instance(), "Run-1");
     EXPECT_EQ(response.placements(0).slot(),
               static_cast<uint32_t>(storage::redis::KeySlot(storage::redis::InstanceTag("Run-1"))));
-    EXPECT_EQ(response.placements(0).slot(),
-              static_cast<uint32_t>(
-                  storage::redis::KeySlot(storage::redis::DictionaryTag("Run-1-"))));
+    EXPECT_EQ(
+        response.placements(0).slot(),
+        static_cast<uint32_t>(storage::redis::KeySlot(storage::redis::DictionaryTag("Run-1-"))));
     EXPECT_NE(response.placements(0).node(), "");
     EXPECT_EQ(response.placements(1).instance(), "Run-2");
   } else {
@@ -168,8 +164,7 @@ TEST_P(IntrospectionTest, ListStreamsWithSizesAndListeners) {
   other.stream = "t-other";
   ASSERT_TRUE(store().streams().CreateStream(other).ok());
   std::vector<storage::ItemToWrite> items;
-  for (int64_t key : {4, 5, 6})
-    items.push_back({key, SerializeAny(Int64Value(key))});
+  for (int64_t key : {4, 5, 6}) items.push_back({key, SerializeAny(Int64Value(key))});
   ASSERT_TRUE(store().streams().WriteItems("s-packed", std::move(items)).ok());
   ASSERT_TRUE(store().streams().MoveListener("s-packed", "reader", 4).ok());
   ASSERT_TRUE(store().streams().CompleteStream("s-plain", std::string("boom")).ok());

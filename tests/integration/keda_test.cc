@@ -11,9 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "perper/fabric/keda_service.h"
-
 #include "keda/externalscaler.grpc.pb.h"
+#include "perper/fabric/keda_service.h"
 #include "tests/integration/executions_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/forwarding_executions.h"
@@ -31,8 +30,7 @@ ScaledObjectRef Ref(const std::string& name, const Metadata& metadata) {
   ref.set_namespace_("default");
   // As KEDA sends it: the trigger's whole metadata, its own keys included.
   (*ref.mutable_scalermetadata())["scalerAddress"] = "perper-fabric:40400";
-  for (const auto& [key, value] : metadata)
-    (*ref.mutable_scalermetadata())[key] = value;
+  for (const auto& [key, value] : metadata) (*ref.mutable_scalermetadata())[key] = value;
   return ref;
 }
 
@@ -138,14 +136,12 @@ class KedaTest : public FabricTest {
 // Worker: 3 executions waiting or running, 2 finished; 2 live instances, 1 finished and 1
 // deleted. Other agents' executions and instances around them.
 TEST_P(KedaTest, CountsUnfinishedExecutionsAndLiveInstances) {
-  for (const char* id : {"w-1", "w-2", "w-3", "w-4", "w-5", "w-6"})
-    Create(id, "Worker");
+  for (const char* id : {"w-1", "w-2", "w-3", "w-4", "w-5", "w-6"}) Create(id, "Worker");
   Complete("w-4");
   Complete("w-5");
   Delete("w-6");
   Create("o-1", "Other");
-  for (const char* id : {"wi-1", "wi-2", "wi-3", "wi-4"})
-    CreateInstance(id, "Worker");
+  for (const char* id : {"wi-1", "wi-2", "wi-3", "wi-4"}) CreateInstance(id, "Worker");
   Complete("wi-3");
   Delete("wi-4");
   CreateInstance("oi-1", "Other");

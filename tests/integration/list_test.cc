@@ -30,22 +30,19 @@ class ListTest : public FabricTest {
     grpc::Status status = Call(request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     std::vector<int64_t> values;
-    for (const Any& value : response.values())
-      values.push_back(IntOf(value));
+    for (const Any& value : response.values()) values.push_back(IntOf(value));
     return values;
   }
   void PushBack(std::initializer_list<int64_t> values, const std::string& list = "l") {
     auto request = Request(list);
     request.set_at_back(true);
-    for (int64_t v : values)
-      *request.add_insert_values() = Int64Value(v);
+    for (int64_t v : values) *request.add_insert_values() = Int64Value(v);
     EXPECT_TRUE(Op(request).empty());
   }
   void PushFront(std::initializer_list<int64_t> values) {
     auto request = Request();
     request.set_at_front(true);
-    for (int64_t v : values)
-      *request.add_insert_values() = Int64Value(v);
+    for (int64_t v : values) *request.add_insert_values() = Int64Value(v);
     EXPECT_TRUE(Op(request).empty());
   }
   RV Items(const std::string& list = "l") {

@@ -31,8 +31,7 @@ TEST_P(ListenScanCostTest, ListenStartsFromIdsAndDeliversTheBacklogOldestFirst) 
   EXPECT_EQ(listen.ReadInitial(), created);
 
   ReserveCall reserve(*stub, "Worker", /*credits=*/4);
-  for (const std::string& id : created)
-    EXPECT_EQ(reserve.NextExecution(), id);
+  for (const std::string& id : created) EXPECT_EQ(reserve.NextExecution(), id);
 
   EXPECT_EQ(fabric.executions().list_executions_calls.load(), 0);
   EXPECT_EQ(fabric.executions().list_ids_calls.load(), 2);

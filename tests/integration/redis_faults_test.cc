@@ -34,8 +34,8 @@ class RedisFaultsTest : public ::testing::Test {
     server_ = std::move(server).value();
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);
-    channel_ = grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(),
-                                         args);
+    channel_ =
+        grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args);
     streams_ = grpc2::FabricStreams::NewStub(channel_);
   }
   void TearDown() override {

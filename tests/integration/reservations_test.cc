@@ -21,7 +21,8 @@ class ReservationsTest : public FabricTest {
   storage::ExecutionStore& StoreExecutions() { return fabric().server().store().executions(); }
   std::set<std::string> Reserved(const std::string& workgroup) {
     std::set<std::string> ids;
-    for (const auto& r : Ok(StoreExecutions().ListReservations(workgroup, 1000))) ids.insert(r.execution);
+    for (const auto& r : Ok(StoreExecutions().ListReservations(workgroup, 1000)))
+      ids.insert(r.execution);
     return ids;
   }
 };
@@ -143,9 +144,8 @@ TEST_P(ReservationsTest, EachExecutionGoesToOneMemberOfAWorkgroup) {
   for (int i = 0; i < kCount; ++i) {
     ASSERT_TRUE(CreateExecution(*stub, "e" + std::to_string(i), "ag", "in", "Do").ok());
   }
-  ASSERT_TRUE(WaitFor([&] {
-    return ca.ids().size() + cb.ids().size() == kCount && cv.ids().size() == kCount;
-  }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return ca.ids().size() + cb.ids().size() == kCount && cv.ids().size() == kCount; }));
   std::set<std::string> all;
   for (const auto& id : ca.ids()) EXPECT_TRUE(all.insert(id).second) << id;
   for (const auto& id : cb.ids()) EXPECT_TRUE(all.insert(id).second) << id;

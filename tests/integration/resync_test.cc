@@ -92,8 +92,7 @@ class ResyncTest : public ::testing::Test {
     });
   }
   // Expects the call to answer, soon, with the one result `value`.
-  static void ExpectResult(std::future<grpc2::ExecutionsGetResultResponse>& result,
-                           int64_t value) {
+  static void ExpectResult(std::future<grpc2::ExecutionsGetResultResponse>& result, int64_t value) {
     ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
     grpc2::ExecutionsGetResultResponse response = result.get();
     EXPECT_FALSE(response.deleted());

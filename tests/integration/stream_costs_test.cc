@@ -9,7 +9,6 @@
 #include <utility>
 #include <vector>
 
-
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/wrapped_store_fabric.h"
 
@@ -128,8 +127,7 @@ TEST_P(StreamCostsTest, ReplayReadsTheStoreOncePerBatchWithoutCopies) {
   ASSERT_TRUE(CreateStream(*stub, "s", false).ok());
   constexpr int kItems = 1000;
   std::vector<std::string> values;
-  for (int key = 0; key < kItems; ++key)
-    values.push_back(ValueOf(key));
+  for (int key = 0; key < kItems; ++key) values.push_back(ValueOf(key));
   ASSERT_TRUE(WriteValues(*stub, "s", 0, values).ok());
   ASSERT_TRUE(Complete(*stub, "s").ok());
 
@@ -159,8 +157,7 @@ TEST_P(StreamCostsTest, LiveItemsAreReadWithoutCopies) {
   constexpr int kPerBatch = 50;
   for (int b = 0; b < kBatches; ++b) {
     std::vector<std::string> values;
-    for (int i = 0; i < kPerBatch; ++i)
-      values.push_back(ValueOf(b * kPerBatch + i));
+    for (int i = 0; i < kPerBatch; ++i) values.push_back(ValueOf(b * kPerBatch + i));
     ASSERT_TRUE(WriteValues(*stub, "live", b * kPerBatch, values).ok());
   }
   for (int key = 0; key < kBatches * kPerBatch; ++key) {

@@ -12,7 +12,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/store.h"
-
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/redis_backends.h"
@@ -116,8 +115,7 @@ TEST_P(StreamEphemeralTest, AnonymousListenItemsFollowsDeliveryInAnEphemeralStre
   ASSERT_TRUE(WaitForListener(*stub, "e").ok());
   for (int round = 0; round < 20; ++round) {
     std::vector<int64_t> keys;
-    for (int i = 0; i < 50; ++i)
-      keys.push_back(round * 50 + i);
+    for (int i = 0; i < 50; ++i) keys.push_back(round * 50 + i);
     ASSERT_TRUE(WriteKeys(*stub, "e", keys).ok());
     EXPECT_EQ(listen.NextKeys(50), keys);
   }
@@ -188,10 +186,8 @@ TEST_P(StreamEphemeralTest, ManyWritersAndListenersSeeEveryItemOnceInKeyOrder) {
       }
     });
   }
-  for (auto& t : threads)
-    t.join();
-  for (auto& t : readers)
-    t.join();
+  for (auto& t : threads) t.join();
+  for (auto& t : readers) t.join();
   EXPECT_EQ(failures.load(), 0) << first_failure;
   for (int l = 0; l < kListeners; ++l) {
     ASSERT_EQ(keys[l].size(), static_cast<size_t>(total)) << "listener " << l;
@@ -238,8 +234,7 @@ TEST_P(StreamEphemeralTest, ASlowListenerSlowsOnlyItsOwnCall) {
     ASSERT_TRUE(stub->WriteItems(Context().get(), request, &response).ok());
   }
   std::vector<int64_t> expected(kItems);
-  for (int i = 0; i < kItems; ++i)
-    expected[i] = i;
+  for (int i = 0; i < kItems; ++i) expected[i] = i;
   EXPECT_EQ(fast.NextKeys(kItems), expected);  // While `slow` has read nothing.
   EXPECT_EQ(slow.NextKeys(kItems), expected);  // And the stalled call catches up.
 }

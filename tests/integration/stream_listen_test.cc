@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/store.h"
-
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
 

@@ -48,7 +48,7 @@ TEST_P(StreamProgressTest, ReportsTheLastKeyAndTheItemsEverWritten) {
   EXPECT_FALSE(response.completed());
 
   ASSERT_TRUE(WriteKeys(*stub, "s", {1, 2, 3}).ok());
-  ASSERT_TRUE(WriteKeys(*stub, "s", {2, 3}).ok());  // A producer run again: replays.
+  ASSERT_TRUE(WriteKeys(*stub, "s", {2, 3}).ok());            // A producer run again: replays.
   ASSERT_TRUE(MoveListener(*stub, "s", "consumer", 3).ok());  // Collects 1 and 2.
   ASSERT_TRUE(GetProgress(*stub, "s", &response).ok());
   EXPECT_TRUE(response.has_items());
@@ -90,8 +90,8 @@ TEST_P(StreamProgressDurabilityTest, SurvivesARestartAfterCollection) {
 
 TEST(StreamProgressKillTest, SurvivesKillDashNineOfARocksdbFabric) {
   TempDir data;
-  std::vector<std::string> args = {"--storage", "rocksdb", "--data-dir", data.path() + "/db",
-                                   "--log-level", "warn"};
+  std::vector<std::string> args = {"--storage",         "rocksdb",     "--data-dir",
+                                   data.path() + "/db", "--log-level", "warn"};
   {
     FabricProcess first(args);
     ASSERT_TRUE(first.Start()) << first.Log();

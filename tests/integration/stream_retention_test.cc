@@ -14,7 +14,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/store.h"
-
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
 
@@ -244,8 +243,7 @@ TEST_P(StreamRetentionTest, RetainedBytesNeverPassTheBound) {
       ASSERT_TRUE(MoveListener(*stub_, "s", "reader", *key).ok());
     }
   }
-  for (std::thread& writer : writers)
-    writer.join();
+  for (std::thread& writer : writers) writer.join();
   writing = false;
   monitor.join();
   EXPECT_EQ(failures.load(), 0);

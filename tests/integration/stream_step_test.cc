@@ -13,7 +13,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/storage/store.h"
-
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
@@ -51,8 +50,7 @@ grpc2::StreamsStepRequest StepRequest(const std::string& stream, const std::stri
   request.set_listener_name(listener);
   request.set_reached_key(reached_key);
   if (!dictionary.empty()) request.mutable_dictionary()->set_dictionary(dictionary);
-  for (auto& op : ops)
-    *request.add_operations() = std::move(op);
+  for (auto& op : ops) *request.add_operations() = std::move(op);
   return request;
 }
 
@@ -97,10 +95,9 @@ TEST_P(StreamStepTest, AppliesTheOperationsAndMovesTheListener) {
   ASSERT_TRUE(CreateStream(*stub, "readings", /*ephemeral=*/false).ok());
   ASSERT_TRUE(WriteKeys(*stub, "readings", {1, 2}).ok());
   grpc2::StreamsStepResponse response;
-  ASSERT_TRUE(
-      Step(StepRequest("readings", "average", 1, {SetOp("total", 10), SetOp("count", 1)}),
-           &response)
-          .ok());
+  ASSERT_TRUE(Step(StepRequest("readings", "average", 1, {SetOp("total", 10), SetOp("count", 1)}),
+                   &response)
+                  .ok());
   EXPECT_TRUE(response.applied());
   EXPECT_FALSE(response.already_taken());
   EXPECT_FALSE(response.position_mismatch());
@@ -112,10 +109,9 @@ TEST_P(StreamStepTest, AppliesTheOperationsAndMovesTheListener) {
   EXPECT_EQ(Position("readings", "average"), std::optional<int64_t>(1));
 
   // The same step again (a consumer run again after a crash) is already taken.
-  ASSERT_TRUE(
-      Step(StepRequest("readings", "average", 1, {SetOp("total", 20), SetOp("count", 2)}),
-           &response)
-          .ok());
+  ASSERT_TRUE(Step(StepRequest("readings", "average", 1, {SetOp("total", 20), SetOp("count", 2)}),
+                   &response)
+                  .ok());
   EXPECT_FALSE(response.applied());
   EXPECT_TRUE(response.already_taken());
   EXPECT_EQ(response.position(), 1);
@@ -277,8 +273,8 @@ TEST_P(StreamStepDurabilityTest, AStepSurvivesARestart) {
 
 TEST(StreamStepKillTest, AnAnsweredStepSurvivesKillDashNineOfARocksdbFabric) {
   TempDir data;
-  std::vector<std::string> args = {"--storage", "rocksdb", "--data-dir", data.path() + "/db",
-                                   "--log-level", "warn"};
+  std::vector<std::string> args = {"--storage",         "rocksdb",     "--data-dir",
+                                   data.path() + "/db", "--log-level", "warn"};
   {
     FabricProcess first(args);
     ASSERT_TRUE(first.Start()) << first.Log();
@@ -286,8 +282,8 @@ TEST(StreamStepKillTest, AnAnsweredStepSurvivesKillDashNineOfARocksdbFabric) {
     ASSERT_TRUE(CreateStream(*stub, "e", /*ephemeral=*/true).ok());
     ASSERT_TRUE(WriteKeys(*stub, "e", {1, 2, 3}).ok());
     grpc2::StreamsStepResponse response;
-    ASSERT_TRUE(stub->Step(Context().get(), StepRequest("e", "l", 2, {SetOp("k", 2)}), &response)
-                    .ok());
+    ASSERT_TRUE(
+        stub->Step(Context().get(), StepRequest("e", "l", 2, {SetOp("k", 2)}), &response).ok());
     ASSERT_TRUE(response.applied());
     first.Kill(SIGKILL);
     EXPECT_EQ(first.Wait(), 128 + SIGKILL);

@@ -13,7 +13,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/grpc2/streams.grpc.pb.h"
-
 #include "tests/support/fabric_fixture.h"
 
 namespace perper::testing {
@@ -141,12 +140,13 @@ class Listen {
     if (value != nullptr) *value = response.value();
     return response.key();
   }
-  std::vector<int64_t> NextKeys(size_t n) { return ReadKeys(n, [this] { return NextKey(); }); }
+  std::vector<int64_t> NextKeys(size_t n) {
+    return ReadKeys(n, [this] { return NextKey(); });
+  }
   // Reads to the end of the call and returns its status.
   grpc::Status Finish() {
     grpc2::StreamsListenItemsResponse response;
-    while (reader_->Read(&response))
-      extra_keys_.push_back(response.key());
+    while (reader_->Read(&response)) extra_keys_.push_back(response.key());
     finished_ = true;
     return reader_->Finish();
   }
@@ -184,7 +184,9 @@ class ListenAndMove {
     if (!call_->Read(&response)) return std::nullopt;
     return response.key();
   }
-  std::vector<int64_t> NextKeys(size_t n) { return ReadKeys(n, [this] { return NextKey(); }); }
+  std::vector<int64_t> NextKeys(size_t n) {
+    return ReadKeys(n, [this] { return NextKey(); });
+  }
   bool Ack(int64_t key) {
     grpc2::StreamsListenItemsAndMoveRequest ack;
     ack.set_reached_key(key);

@@ -10,7 +10,6 @@
 
 #include "perper/common/values.h"
 #include "perper/storage/store.h"
-
 #include "tests/integration/stream_test_helpers.h"
 #include "tests/support/fabric_fixture.h"
 
@@ -28,8 +27,7 @@ class StreamsTest : public FabricTest {
     EXPECT_TRUE(items.ok()) << items.status();
     std::vector<int64_t> keys;
     if (items.ok()) {
-      for (const auto& item : *items)
-        keys.push_back(item.key);
+      for (const auto& item : *items) keys.push_back(item.key);
     }
     return keys;
   }
@@ -239,11 +237,16 @@ TEST_P(StreamsTest, DeleteAlsoDeletesTheFinishedProducerOfTheStream) {
   ASSERT_TRUE(DeleteStream(*stub, "running-producer").ok());
   EXPECT_TRUE(store_executions.GetExecution("running-producer").ok());
   // An execution without a stream of its ID is not touched by a refused Delete.
-  ASSERT_TRUE(executions->Complete(Context().get(), [] {
-    grpc2::ExecutionsCompleteRequest request;
-    request.mutable_execution()->set_execution("running-producer");
-    return request;
-  }(), &empty).ok());
+  ASSERT_TRUE(executions
+                  ->Complete(
+                      Context().get(),
+                      [] {
+                        grpc2::ExecutionsCompleteRequest request;
+                        request.mutable_execution()->set_execution("running-producer");
+                        return request;
+                      }(),
+                      &empty)
+                  .ok());
   EXPECT_EQ(DeleteStream(*stub, "running-producer").error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(store_executions.GetExecution("running-producer").ok());
 }

@@ -10,6 +10,8 @@
 // The points are drawn from a seeded generator; the seed is printed, and PERPER_PIPELINE_SEED
 // repeats a run. PipelineTest.* are short (the default run); PipelineSlowTest.* inject at least
 // 50 process kills and 10 Fabric restarts (ctest label slow).
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -28,11 +30,9 @@
 #include <gtest/gtest.h>
 
 #include "perper/grpc2/states.grpc.pb.h"
-
 #include "tests/scaler/process_helpers.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
-#include <signal.h>
 
 namespace perper::testing {
 namespace {
@@ -227,8 +227,7 @@ class PipelineRun {
           << Report();
       victims.insert(victims.end(), pids.begin(), pids.end());
     }
-    for (pid_t pid : victims)
-      kill(pid, SIGKILL);
+    for (pid_t pid : victims) kill(pid, SIGKILL);
   }
 
   // The consumer's {count, total} (0 when absent), or nullopt when the Fabric does not answer.
@@ -350,8 +349,7 @@ TEST(PipelineSlowTest, FiftyRandomProcessKills) {
   RunUntil(
       [&] {
         std::vector<Fault> faults;
-        for (int i = 0; i < 6; ++i)
-          faults.push_back(AnyProcessFault(random));
+        for (int i = 0; i < 6; ++i) faults.push_back(AnyProcessFault(random));
         return faults;
       },
       [](const std::vector<Fault>& injected) { return injected.size() >= 50; }, 20, random);

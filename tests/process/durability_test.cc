@@ -110,8 +110,8 @@ void Writer(int id, std::shared_ptr<grpc::Channel> channel, Acknowledged* acked,
 
 TEST(DurabilityTest, KillDashNineLosesNoAcknowledgedWrite) {
   TempDir data;
-  std::vector<std::string> args = {"--storage", "rocksdb", "--data-dir", data.path() + "/db",
-                                   "--log-level", "warn"};
+  std::vector<std::string> args = {"--storage",         "rocksdb",     "--data-dir",
+                                   data.path() + "/db", "--log-level", "warn"};
   FabricProcess first(args);
   ASSERT_TRUE(first.Start()) << first.Log();
   auto channel = first.NewChannel();

@@ -8,8 +8,8 @@
 #include <sstream>
 #include <thread>
 
-#include <grpcpp/generic/generic_stub.h>
 #include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
 #include "perper/common/health_check.h"
@@ -87,14 +87,13 @@ TEST(FabricBinaryTest, DebugLogsEveryEventOfACallIdsFirstAndInfoNone) {
     const std::string listen = match[1];
     EXPECT_THAT(
         LinesAbout(log, "Add-logged-1"),
-        ::testing::ElementsAre(
-            "D fabric: [exec=Add-logged-1] call: Logged.Add on instance l-1",
-            "D fabric: [exec=Add-logged-1] created: Logged.Add on instance l-1",
-            "D fabric: [exec=Add-logged-1 call=" + listen +
-                "] reserved: Logged.Add on instance l-1",
-            "D fabric: [exec=Add-logged-1] completed",
-            "D fabric: [exec=Add-logged-1] deleted",
-            "D fabric: [exec=Add-logged-1] call answered: 1 result"))
+        ::testing::ElementsAre("D fabric: [exec=Add-logged-1] call: Logged.Add on instance l-1",
+                               "D fabric: [exec=Add-logged-1] created: Logged.Add on instance l-1",
+                               "D fabric: [exec=Add-logged-1 call=" + listen +
+                                   "] reserved: Logged.Add on instance l-1",
+                               "D fabric: [exec=Add-logged-1] completed",
+                               "D fabric: [exec=Add-logged-1] deleted",
+                               "D fabric: [exec=Add-logged-1] call answered: 1 result"))
         << log;
     // What the call's attempts came to ends the line; whether the creation's hint also came
     // after the reservation (then "1 finished or gone") is a race.
@@ -142,9 +141,9 @@ TEST(FabricBinaryTest, DebugLogsAStreamsEventsAndListenerMoves) {
 TEST(FabricBinaryTest, HelpListsEveryOption) {
   std::string output;
   EXPECT_EQ(RunFabricBinary({"--help"}, &output), 0);
-  for (const char* option : {"--listen", "--storage", "--data-dir", "--log-level", "--config",
-                             "--address-file", "--max-value-size",
-                             "--max-stream-retained-bytes", "--stream-write-wait-ms", "--sync"}) {
+  for (const char* option :
+       {"--listen", "--storage", "--data-dir", "--log-level", "--config", "--address-file",
+        "--max-value-size", "--max-stream-retained-bytes", "--stream-write-wait-ms", "--sync"}) {
     EXPECT_THAT(output, HasSubstr(option));
   }
   EXPECT_THAT(output, HasSubstr("127.0.0.1:40400"));
@@ -159,10 +158,10 @@ TEST(FabricBinaryTest, UnknownStorageExitsWithCodeTwoAndSaysWhy) {
 TEST(FabricBinaryTest, BadLogLevelIsRejected) {
   TempDir dir;
   std::string output;
-  EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:0", "--log-level",
-                             "chatty"},
-                            &output),
-            2);
+  EXPECT_EQ(
+      RunFabricBinary({"--storage", "memory", "--listen", "127.0.0.1:0", "--log-level", "chatty"},
+                      &output),
+      2);
   EXPECT_THAT(output, HasSubstr("unknown log level 'chatty'"));
 }
 
@@ -210,7 +209,8 @@ TEST(FabricBinaryTest, ABusyPortExitsWithCodeOneSayingItIsInUse) {
   ASSERT_TRUE(first.Start()) << first.Log();
   std::string output;
   EXPECT_EQ(RunFabricBinary({"--storage", "memory", "--listen", first.address()}, &output), 1);
-  EXPECT_THAT(output, HasSubstr("cannot listen on " + first.address() + ": address already in use"));
+  EXPECT_THAT(output,
+              HasSubstr("cannot listen on " + first.address() + ": address already in use"));
   // The first one still answers.
   auto executions = grpc2::FabricExecutions::NewStub(first.NewChannel());
   grpc2::ExecutionsCompleteRequest request;
@@ -229,8 +229,8 @@ TEST(FabricBinaryTest, ADataDirectoryInUseIsNamedAsSuch) {
   EXPECT_EQ(RunFabricBinary({"--storage", "rocksdb", "--data-dir", data, "--listen", "127.0.0.1:0"},
                             &output),
             1);
-  EXPECT_THAT(output, HasSubstr("the data directory " + data +
-                                " is in use by another Fabric process"));
+  EXPECT_THAT(output,
+              HasSubstr("the data directory " + data + " is in use by another Fabric process"));
 }
 
 TEST(FabricBinaryTest, APortPast65535IsRefusedNotWrapped) {
@@ -289,7 +289,8 @@ TEST(FabricBinaryTest, ServerReflectionListsTheProtocolServices) {
   grpc::CompletionQueue cq;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto call = generic.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto call = generic.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
   void* tag = nullptr;
   bool ok = false;
   auto step = [&](void* expected) {
@@ -311,10 +312,10 @@ TEST(FabricBinaryTest, ServerReflectionListsTheProtocolServices) {
   std::string bytes;
   for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   for (const char* service :
-       {"perper.grpc2.FabricExecutions", "perper.grpc2.FabricInstances", "perper.grpc2.FabricStreams",
-        "perper.grpc2.FabricStatesDictionary", "perper.grpc2.FabricStatesList",
-        "perper.grpc2.FabricProtobufDescriptors", "perper.grpc2.FabricIntrospection",
-        "grpc.health.v1.Health"}) {
+       {"perper.grpc2.FabricExecutions", "perper.grpc2.FabricInstances",
+        "perper.grpc2.FabricStreams", "perper.grpc2.FabricStatesDictionary",
+        "perper.grpc2.FabricStatesList", "perper.grpc2.FabricProtobufDescriptors",
+        "perper.grpc2.FabricIntrospection", "grpc.health.v1.Health"}) {
     EXPECT_THAT(bytes, HasSubstr(service));
   }
   grpc::Status status;

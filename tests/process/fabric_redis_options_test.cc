@@ -4,10 +4,9 @@
 // or is not what --redis-cluster says) named in the message of exit code 1, and a Fabric that
 // starts on a real redis-server with the given user and password.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <signal.h>
 
 #include <string>
 
@@ -38,9 +37,9 @@ int ClosedPort() {
 TEST(FabricRedisOptionsTest, HelpListsTheRedisOptions) {
   std::string output;
   EXPECT_EQ(RunFabricBinary({"--help"}, &output), 0);
-  for (const char* option : {"--redis", "--redis-username", "--redis-password", "--redis-cluster",
-                             "--redis-lease-ms", "--redis-wait-replicas", "PERPER_REDIS",
-                             "PERPER_REDIS_PASSWORD"}) {
+  for (const char* option :
+       {"--redis", "--redis-username", "--redis-password", "--redis-cluster", "--redis-lease-ms",
+        "--redis-wait-replicas", "PERPER_REDIS", "PERPER_REDIS_PASSWORD"}) {
     EXPECT_THAT(output, HasSubstr(option));
   }
   EXPECT_THAT(output, HasSubstr("redis (a Redis deployment"));
@@ -52,14 +51,13 @@ TEST(FabricRedisOptionsTest, BadValuesExitWithCodeTwoNamingTheOption) {
   EXPECT_THAT(output, HasSubstr("storage redis needs the Redis address"));
   EXPECT_EQ(RunFabricBinary({"--storage", "redis", "--redis", "localhost"}, &output), 2);
   EXPECT_THAT(output, HasSubstr("--redis: 'localhost' is not host:port"));
-  EXPECT_EQ(RunFabricBinary({"--storage", "redis", "--redis", "127.0.0.1:1", "--redis-cluster",
-                             "sometimes"},
-                            &output),
+  EXPECT_EQ(RunFabricBinary(
+                {"--storage", "redis", "--redis", "127.0.0.1:1", "--redis-cluster", "sometimes"},
+                &output),
             2);
   EXPECT_THAT(output, HasSubstr("--redis-cluster: expected auto, yes or no, got 'sometimes'"));
-  EXPECT_EQ(RunFabricBinary({"--storage", "redis", "--redis", "127.0.0.1:1", "--redis-lease-ms",
-                             "0"},
-                            &output),
+  EXPECT_EQ(RunFabricBinary(
+                {"--storage", "redis", "--redis", "127.0.0.1:1", "--redis-lease-ms", "0"}, &output),
             2);
   EXPECT_THAT(output, HasSubstr("--redis-lease-ms: expected milliseconds"));
   EXPECT_EQ(RunFabricBinary({"--storage", "redis", "--redis", "127.0.0.1:1"}, &output,
@@ -82,8 +80,8 @@ class FabricOnRedisTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(redis_.Start().ok());
-    auto created = RedisCli({"-p", std::to_string(redis_.port()), "ACL", "SETUSER", "perper",
-                             "on", ">secret", "~*", "&*", "+@all"});
+    auto created = RedisCli({"-p", std::to_string(redis_.port()), "ACL", "SETUSER", "perper", "on",
+                             ">secret", "~*", "&*", "+@all"});
     ASSERT_TRUE(created.ok()) << created.status();
   }
   RedisProcess redis_;

@@ -24,8 +24,8 @@ TEST(FabricTourTest, PrintsWhatTheReadmeShows) {
   FabricProcess fabric({"--storage", "rocksdb", "--data-dir", data.path() + "/db"});
   ASSERT_TRUE(fabric.Start()) << fabric.Log();
 
-  std::string command = build_dir + "/examples/fabric_tour/fabric_tour " +
-                        fabric.address() + " 2>&1";
+  std::string command =
+      build_dir + "/examples/fabric_tour/fabric_tour " + fabric.address() + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   std::string output;

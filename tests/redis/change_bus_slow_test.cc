@@ -12,7 +12,6 @@
 #include "perper/storage/redis/change_bus.h"
 #include "perper/storage/redis/cluster_client.h"
 #include "perper/storage/redis/key_slot.h"
-
 #include "tests/redis/change_bus_test_util.h"
 #include "tests/support/redis_process.h"
 

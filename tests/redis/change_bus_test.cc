@@ -5,6 +5,8 @@
 // change_bus_slow_test.cc.
 #include "perper/storage/redis/change_bus.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,10 +22,8 @@
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_connection.h"
 #include "perper/storage/redis/redis_notifier.h"
-
 #include "tests/redis/change_bus_test_util.h"
 #include "tests/support/redis_process.h"
-#include <signal.h>
 
 namespace perper::storage::redis {
 namespace {
@@ -104,8 +104,7 @@ class ChangeBusTest : public ::testing::TestWithParam<bool> {
       cluster_ = std::make_unique<RedisCluster>(3, 0);
       absl::Status started = cluster_->Start();
       ASSERT_TRUE(started.ok()) << started;
-      for (auto& node : cluster_->nodes())
-        ports_.push_back(node->port());
+      for (auto& node : cluster_->nodes()) ports_.push_back(node->port());
     } else {
       server_ = std::make_unique<RedisProcess>();
       absl::Status started = server_->Start();
@@ -175,16 +174,14 @@ TEST_P(ChangeBusTest, ChangesReachTheOtherProcessInOrderPerTopicAndAreNotEchoed)
     sent.push_back(StreamChange(Change::Kind::kStreamItemsWritten,
                                 "stream-" + std::to_string(i % 3), -1000000000000LL * i));
   }
-  for (const Change& change : sent)
-    a_->Publish(change);
+  for (const Change& change : sent) a_->Publish(change);
   ASSERT_TRUE(seen_by_b_.WaitForCount(sent.size(), std::chrono::seconds(20)))
       << seen_by_b_.Count() << " of " << sent.size();
   // Per topic key, B saw exactly what A sent, in A's order, field by field.
   std::vector<Change> received = seen_by_b_.Changes();
   ASSERT_EQ(received.size(), sent.size());
   std::vector<std::string> topics;
-  for (const Change& c : sent)
-    topics.emplace_back(ChangeBus::TopicKey(c));
+  for (const Change& c : sent) topics.emplace_back(ChangeBus::TopicKey(c));
   std::sort(topics.begin(), topics.end());
   topics.erase(std::unique(topics.begin(), topics.end()), topics.end());
   EXPECT_EQ(topics.size(), 6u);
@@ -197,8 +194,7 @@ TEST_P(ChangeBusTest, ChangesReachTheOtherProcessInOrderPerTopicAndAreNotEchoed)
       if (ChangeBus::TopicKey(c) == topic) got.push_back(c);
     }
     ASSERT_EQ(got.size(), expected.size()) << topic;
-    for (size_t i = 0; i < got.size(); ++i)
-      ExpectSameChange(got[i], expected[i]);
+    for (size_t i = 0; i < got.size(); ++i) ExpectSameChange(got[i], expected[i]);
   }
 
   // B answers on every bucket. Each bucket is one channel kept in order, so once A has B's
@@ -441,8 +437,7 @@ TEST_P(ChangeBusTest, StopsPromptlyEvenWhenRedisIsGone) {
   // Redis gone while changes wait to be published and the subscriber is reconnecting.
   if (server_ != nullptr) server_->Kill();
   if (cluster_ != nullptr) {
-    for (auto& node : cluster_->nodes())
-      node->Kill();
+    for (auto& node : cluster_->nodes()) node->Kill();
   }
   for (int i = 0; i < 100; ++i)
     b_->Publish(StreamChange(Change::Kind::kStreamItemsWritten, "s" + std::to_string(i), i));

@@ -12,7 +12,6 @@
 #include "perper/storage/redis/cluster_client.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_connection.h"
-
 #include "tests/support/redis_process.h"
 
 namespace perper::storage::redis {
@@ -83,8 +82,7 @@ TEST_F(ClusterTest, KeySlotsMatchTheServer) {
   auto node = Direct(cluster_.nodes()[0]->address());
   ASSERT_NE(node, nullptr);
   std::vector<std::string> keys = {"foo", "{user}.a", "x{}{y}", "a{b", "{{c}}", "", "123456789"};
-  for (int i = 0; i < 200; ++i)
-    keys.push_back("key:" + std::to_string(i * 7919));
+  for (int i = 0; i < 200; ++i) keys.push_back("key:" + std::to_string(i * 7919));
   for (const std::string& key : keys) {
     auto slot = node->Run({"CLUSTER", "KEYSLOT", key});
     ASSERT_TRUE(slot.ok()) << slot.status();
@@ -390,8 +388,7 @@ TEST_F(ClusterTest, OneClientSharedByThreads) {
       }
     });
   }
-  for (std::thread& thread : threads)
-    thread.join();
+  for (std::thread& thread : threads) thread.join();
   for (int k = 0; k < 10; ++k) {
     std::string key = "shared:" + std::to_string(k);
     auto value = client_->Command(key, {"GET", key});

@@ -6,20 +6,20 @@
 // locator cached by one process follows an ID the other deleted and created elsewhere; an
 // instance's executions share the slot of its state dictionary.
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <limits>
-#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_executions.h"
@@ -402,12 +402,12 @@ TEST_P(ExecutionsProcessesTest, OnlyALocatorWithoutItsRecordGivesWayToAnotherAge
   EXPECT_TRUE(a->executions().CreateExecution(Record("e1")).value());
   EXPECT_EQ(b->executions().GetExecution("e1")->agent, "agent");
   // A fresh locator may be a create in progress elsewhere: it is not taken for debris.
-  ASSERT_TRUE(Cli({"EVAL",
-                   "local t = redis.call('TIME') redis.call('SET', KEYS[1], ARGV[1]) "
-                   "redis.call('SET', KEYS[2], t[1] * 1000) return 1",
-                   "2", Key(LocatorTag("e2"), "w"), Key(LocatorTag("e2"), "wt"),
-                   "5:other11:{i:nowhere}"})
-                  .ok());
+  ASSERT_TRUE(
+      Cli({"EVAL",
+           "local t = redis.call('TIME') redis.call('SET', KEYS[1], ARGV[1]) "
+           "redis.call('SET', KEYS[2], t[1] * 1000) return 1",
+           "2", Key(LocatorTag("e2"), "w"), Key(LocatorTag("e2"), "wt"), "5:other11:{i:nowhere}"})
+          .ok());
   EXPECT_EQ(a->executions().CreateExecution(Record("e2")).status().code(),
             absl::StatusCode::kAlreadyExists);
   // A live execution keeps its ID, whatever the other agent's instance.

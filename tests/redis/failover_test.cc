@@ -11,7 +11,6 @@
 
 #include "perper/storage/redis/cluster_client.h"
 #include "perper/storage/redis/key_slot.h"
-
 #include "tests/support/redis_process.h"
 
 namespace perper::storage::redis {
@@ -31,8 +30,7 @@ TEST(ClusterFailoverTest, ClientFollowsThePromotedReplica) {
   ClusterClient& client = **created;
 
   std::vector<std::string> keys;
-  for (int i = 0; i < 300; ++i)
-    keys.push_back("fo:" + std::to_string(i));
+  for (int i = 0; i < 300; ++i) keys.push_back("fo:" + std::to_string(i));
   for (const std::string& key : keys) {
     auto set = client.Command(key, {"SET", key, key + "-v"});
     ASSERT_TRUE(set.ok()) << set.status();

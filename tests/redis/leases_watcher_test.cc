@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_keys.h"

@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include <gtest/gtest.h>
+
 #include "tests/support/redis_process.h"
 
 namespace perper::storage::redis {

@@ -7,7 +7,6 @@
 
 #include "perper/storage/redis/cluster_client.h"
 #include "perper/storage/redis/redis_connection.h"
-
 #include "tests/support/redis_process.h"
 
 namespace perper::storage::redis {

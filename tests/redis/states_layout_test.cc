@@ -14,13 +14,11 @@
 #include "perper/storage/redis/redis_store.h"
 #include "perper/storage/store.h"
 #include "perper/storage/store_factory.h"
-
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/redis_backends.h"
 
 namespace perper::storage::redis {
 namespace {
-
 
 std::string V(int64_t v) { return SerializeAny(perper::testing::Int64Value(v)); }
 
@@ -83,7 +81,8 @@ class StatesLayoutTest : public ::testing::TestWithParam<std::string> {
 // one script can touch both.
 TEST_P(StatesLayoutTest, AnInstancesStateLivesUnderTheInstanceTag) {
   ASSERT_TRUE(states().OperateDictionary("inst-", Set(V(1), V(2))).ok());
-  ASSERT_TRUE(states().OperateList("inst-", Insert(ListOperation::Location::kAtBack, 0, {V(3)})).ok());
+  ASSERT_TRUE(
+      states().OperateList("inst-", Insert(ListOperation::Location::kAtBack, 0, {V(3)})).ok());
   ASSERT_TRUE(states().OperateDictionary("plain", Set(V(1), V(2))).ok());
   EXPECT_EQ(Raw("{i:inst}:d", {"HLEN", "{i:inst}:d"}).integer, 1);
   EXPECT_EQ(Raw("{i:inst}:Li", {"LLEN", "{i:inst}:Li"}).integer, 1);
@@ -121,8 +120,7 @@ TEST_P(StatesLayoutTest, LongSplicesInTheMiddle) {
   using Location = ListOperation::Location;
   ASSERT_TRUE(states().OperateList("l", Insert(Location::kAtBack, 0, {V(-1), V(-2), V(-3)})).ok());
   std::vector<std::string> many;
-  for (int64_t i = 0; i < 20000; ++i)
-    many.push_back(V(i));
+  for (int64_t i = 0; i < 20000; ++i) many.push_back(V(i));
   ASSERT_TRUE(states().OperateList("l", Insert(Location::kIndex, 1, many)).ok());
   ASSERT_TRUE(states().OperateList("l", Insert(Location::kIndexBackwards, 1, many)).ok());
   auto entries = states().ListList("l");
@@ -143,9 +141,9 @@ TEST_P(StatesLayoutTest, TwoStoresShareTheirStates) {
   std::unique_ptr<Store> other = Open();
   ASSERT_NE(other, nullptr);
   ASSERT_TRUE(states().OperateDictionary("shared", Set(V(1), V(10))).ok());
-  ASSERT_TRUE(
-      other->states().OperateList("shared", Insert(ListOperation::Location::kAtFront, 0, {V(5)}))
-          .ok());
+  ASSERT_TRUE(other->states()
+                  .OperateList("shared", Insert(ListOperation::Location::kAtFront, 0, {V(5)}))
+                  .ok());
   auto entries = other->states().ListDictionary("shared");
   ASSERT_TRUE(entries.ok());
   ASSERT_EQ(entries->size(), 1u);
@@ -158,10 +156,12 @@ TEST_P(StatesLayoutTest, TwoStoresShareTheirStates) {
   EXPECT_EQ(states().CountDictionary("shared").value(), 0u);
   EXPECT_EQ(Names("shared"), (std::vector<std::string>{"L shared 1"}));
   ASSERT_TRUE(other->descriptors().RegisterDescriptor("x/T", "bytes").ok());
-  EXPECT_EQ(store_->descriptors().GetDescriptor("x/T").value(), std::optional<std::string>("bytes"));
+  EXPECT_EQ(store_->descriptors().GetDescriptor("x/T").value(),
+            std::optional<std::string>("bytes"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Redis, StatesLayoutTest, ::testing::Values(std::string("redis"), std::string("redis_cluster")),
+INSTANTIATE_TEST_SUITE_P(Redis, StatesLayoutTest,
+                         ::testing::Values(std::string("redis"), std::string("redis_cluster")),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

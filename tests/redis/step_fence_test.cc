@@ -12,17 +12,15 @@
 
 #include "perper/common/values.h"
 #include "perper/storage/redis/client_pool.h"
-#include "perper/storage/redis/redis_store.h"
 #include "perper/storage/redis/redis_step.h"
+#include "perper/storage/redis/redis_store.h"
 #include "perper/storage/store.h"
 #include "perper/storage/store_factory.h"
-
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/redis_backends.h"
 
 namespace perper::storage::redis {
 namespace {
-
 
 std::string V(const std::string& text) { return SerializeAny(perper::testing::StringValue(text)); }
 
@@ -176,7 +174,8 @@ TEST_P(StepFenceTest, KeysBeyondTwoToThe53AreComparedExactly) {
   EXPECT_TRUE(store_->Step(low).value().already_taken);
 }
 
-INSTANTIATE_TEST_SUITE_P(Redis, StepFenceTest, ::testing::Values(std::string("redis"), std::string("redis_cluster")),
+INSTANTIATE_TEST_SUITE_P(Redis, StepFenceTest,
+                         ::testing::Values(std::string("redis"), std::string("redis_cluster")),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

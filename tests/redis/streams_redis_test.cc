@@ -19,7 +19,6 @@
 #include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_notifier.h"
 #include "perper/storage/redis/redis_streams.h"
-
 #include "tests/support/redis_process.h"
 
 namespace perper::storage::redis {
@@ -86,8 +85,7 @@ class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
   std::vector<int> Ports() {
     if (GetParam() == "standalone") return {standalone_->port()};
     std::vector<int> ports;
-    for (auto& node : cluster_->nodes())
-      ports.push_back(node->port());
+    for (auto& node : cluster_->nodes()) ports.push_back(node->port());
     return ports;
   }
 
@@ -127,8 +125,7 @@ class RedisStreamsTest : public ::testing::TestWithParam<std::string> {
 
   static void Write(RedisStreams& streams, const std::string& id, std::vector<int64_t> keys) {
     std::vector<ItemToWrite> items;
-    for (int64_t key : keys)
-      items.push_back(ItemToWrite{key, "v" + std::to_string(key)});
+    for (int64_t key : keys) items.push_back(ItemToWrite{key, "v" + std::to_string(key)});
     auto written = streams.WriteItems(id, std::move(items));
     ASSERT_TRUE(written.ok()) << written.status();
   }
@@ -210,8 +207,7 @@ TEST_P(RedisStreamsTest, CollectsMoreThanOneBatchInOneMove) {
   RedisStreams& streams = *p->streams;
   Create(streams, "many", /*ephemeral=*/true);
   std::vector<int64_t> keys;
-  for (int64_t key = 1; key <= 2500; ++key)
-    keys.push_back(key);
+  for (int64_t key = 1; key <= 2500; ++key) keys.push_back(key);
   Write(streams, "many", keys);
   ASSERT_TRUE(streams.MoveListener("many", "l", 2400).ok());
   EXPECT_EQ(Keys(streams, "many").size(), 101u);

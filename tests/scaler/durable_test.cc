@@ -12,8 +12,6 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
@@ -22,6 +20,7 @@
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
+#include <nlohmann/json.hpp>
 
 namespace perper::testing {
 namespace {
@@ -37,8 +36,7 @@ std::vector<std::string> Env(const std::string& marker) {
 
 size_t Count(const std::string& text, const std::string& what) {
   size_t count = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
-    ++count;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
   return count;
 }
 
@@ -112,8 +110,8 @@ class ResetTest : public ::testing::Test {
     ASSERT_TRUE(fabric_.Start()) << fabric_.Log();
     auto channel = fabric_.NewChannel();
     auto executions = grpc2::FabricExecutions::NewStub(channel);
-    ASSERT_TRUE(CreateExecution(*executions, "Usage-deploy-deploy", "perper.Deploy",
-                                "Usage-deploy", "Deploy")
+    ASSERT_TRUE(CreateExecution(*executions, "Usage-deploy-deploy", "perper.Deploy", "Usage-deploy",
+                                "Deploy")
                     .ok());
     ASSERT_TRUE(CompleteExecution(*executions, "Usage-deploy-deploy").ok());
     ASSERT_TRUE(CreateExecution(*executions, "Run-old", "Registry", "Worker", "Run").ok());
@@ -136,8 +134,9 @@ class ResetTest : public ::testing::Test {
     *set.mutable_new_value() = Int64Value(1);
     grpc2::StatesDictionaryOperateResponse response;
     grpc::ClientContext set_context;
-    ASSERT_TRUE(
-        grpc2::FabricStatesDictionary::NewStub(channel)->Operate(&set_context, set, &response).ok());
+    ASSERT_TRUE(grpc2::FabricStatesDictionary::NewStub(channel)
+                    ->Operate(&set_context, set, &response)
+                    .ok());
   }
 
   FabricProcess fabric_{{"--storage", "memory"}};
@@ -160,8 +159,7 @@ TEST_F(ResetTest, ResetRemovesThePreviousDeployBeforeDeployStarts) {
   EXPECT_EQ(up.Wait(seconds(15)), 128 + SIGTERM) << up.Output();
 
   // Nothing left to reset: said so, and Deploy starts all the same.
-  ChildProcess again({PERPER_BINARY, "up", manifest, "--fabric", address, "--reset"},
-                     Env(marker));
+  ChildProcess again({PERPER_BINARY, "up", manifest, "--fabric", address, "--reset"}, Env(marker));
   ASSERT_TRUE(again.WaitForOutput("] deploy started", seconds(30))) << again.Output();
   EXPECT_NE(again.Stderr().find("reset: no earlier Deploy of Usage on this Fabric"),
             std::string::npos)

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The manifest parser of `perper up`: the format of docs/scaler.md and errors with lines.
 #include "perper/scaler/manifest.h"
-#include "perper/scaler/compose.h"
 
 #include <cstdlib>
 
 #include <gtest/gtest.h>
+
+#include "perper/scaler/compose.h"
 
 namespace perper::scaler {
 namespace {
@@ -22,7 +23,8 @@ TEST(ManifestTest, ParsesTheFabricLimits) {
   EXPECT_EQ(manifest->fabric.max_value_size, 1024u);
   EXPECT_EQ(manifest->fabric.max_stream_retained_bytes, 4096u);
   EXPECT_EQ(manifest->fabric.stream_write_wait_ms, 250u);
-  auto bad = Parse("fabric:\n  stream_write_wait_ms: soon\nagents:\n  A:\n    command: /bin/true\n");
+  auto bad =
+      Parse("fabric:\n  stream_write_wait_ms: soon\nagents:\n  A:\n    command: /bin/true\n");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("fabric.stream_write_wait_ms"), std::string::npos)
       << bad.status();

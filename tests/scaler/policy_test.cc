@@ -60,9 +60,9 @@ TEST(RestartPolicyTest, ExitsSpreadOverTimeAreNotACrashLoop) {
 
 TEST(PoolPolicyTest, ScalesUpAtOnceWithinBounds) {
   PoolPolicy policy(/*min=*/1, /*max=*/4, /*executions_per_process=*/2, absl::Seconds(5));
-  EXPECT_EQ(policy.Target(0, 0, kStart), 1);   // the minimum
-  EXPECT_EQ(policy.Target(3, 1, kStart), 2);   // ceil(3 / 2)
-  EXPECT_EQ(policy.Target(100, 2, kStart), 4); // the maximum
+  EXPECT_EQ(policy.Target(0, 0, kStart), 1);    // the minimum
+  EXPECT_EQ(policy.Target(3, 1, kStart), 2);    // ceil(3 / 2)
+  EXPECT_EQ(policy.Target(100, 2, kStart), 4);  // the maximum
 }
 
 TEST(PoolPolicyTest, ScalesDownOnlyAfterTheIdlePeriod) {

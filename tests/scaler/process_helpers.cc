@@ -114,8 +114,7 @@ bool ChildProcess::WaitForOutput(const std::string& text, std::chrono::milliseco
   auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return out_.find(text) != std::string::npos || err_.find(text) != std::string::npos;
   };
-  return mu_.AwaitWithTimeout(absl::Condition(&found),
-                              absl::Milliseconds(timeout.count()));
+  return mu_.AwaitWithTimeout(absl::Condition(&found), absl::Milliseconds(timeout.count()));
 }
 
 void ChildProcess::Signal(int signal) {

@@ -53,8 +53,7 @@ class ChildProcess {
 
 // Runs argv to completion (killed after `timeout`); returns the exit code and fills out/err.
 int RunToCompletion(std::vector<std::string> argv, std::vector<std::string> env, std::string* out,
-                    std::string* err,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                    std::string* err, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 // The same in the folder `cwd`.
 int RunIn(const std::string& cwd, std::vector<std::string> argv, std::vector<std::string> env,
           std::string* out, std::string* err,

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // `perper up` end to end: the real binary, real agent processes, a real Fabric (embedded, or a
 // perper-fabric process for the tests that drive it directly).
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -12,12 +14,10 @@
 
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
-
 #include "tests/integration/executions_helpers.h"
 #include "tests/scaler/process_helpers.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
-#include <signal.h>
 
 namespace perper::testing {
 namespace {
@@ -50,8 +50,7 @@ size_t CountLines(const std::string& text, const std::string& a, const std::stri
 
 size_t Count(const std::string& text, const std::string& what) {
   size_t count = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
-    ++count;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
   return count;
 }
 
@@ -125,17 +124,16 @@ TEST(UpTest, HelloExampleRunsOnALocalClusterOfThreeFabricProcesses) {
   std::vector<std::string> env = Env(marker);
   env.push_back("HELLO_DELAY_MS=5");
   TempDir dir;
-  ChildProcess up({PERPER_BINARY, "up",
-                   std::string(PERPER_SOURCE_DIR) + "/examples/apps/hello-cluster.yaml",
-                   "--address-file", dir.path() + "/address"},
-                  env);
+  ChildProcess up(
+      {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/hello-cluster.yaml",
+       "--address-file", dir.path() + "/address"},
+      env);
   ASSERT_EQ(up.Wait(seconds(60)), 0) << up.Output();
   std::string addresses = ReadFile(dir.path() + "/address");
   EXPECT_EQ(std::count(addresses.begin(), addresses.end(), ','), 2) << addresses;
   EXPECT_NE(up.Stderr().find("redis-server started on 127.0.0.1:"), std::string::npos)
       << up.Output();
-  EXPECT_NE(up.Stderr().find("3 Fabric processes (redis storage on 127.0.0.1:"),
-            std::string::npos)
+  EXPECT_NE(up.Stderr().find("3 Fabric processes (redis storage on 127.0.0.1:"), std::string::npos)
       << up.Output();
   std::string out = up.Stdout();
   EXPECT_NE(out.find("] Hello world through stream!\n"), std::string::npos) << up.Output();
@@ -281,9 +279,9 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
 
   auto executions = grpc2::FabricExecutions::NewStub(channel_);
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(CreateExecution(*executions, "Hold-" + std::to_string(i), "Sleeper", "sleepers",
-                                "Hold")
-                    .ok());
+    ASSERT_TRUE(
+        CreateExecution(*executions, "Hold-" + std::to_string(i), "Sleeper", "sleepers", "Hold")
+            .ok());
   }
   // Five pending executions, one per process, at most three processes.
   EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 3; }, seconds(10)))
@@ -375,8 +373,8 @@ TEST(UpTest, APythonAgentServingAnotherNameIsReportedAndCtrlCEndsTheWaitingDeplo
       << up.Output();
   ASSERT_TRUE(up.WaitForOutput("waiting for Sensor: no process serves agent Sensor", seconds(20)))
       << up.Output();
-  EXPECT_EQ(CountLines(up.Stderr(), "[agent=Caller instance=deploy pid=",
-                       "no process serves agent Sensor"),
+  EXPECT_EQ(CountLines(up.Stderr(),
+                       "[agent=Caller instance=deploy pid=", "no process serves agent Sensor"),
             1u)
       << up.Output();
 
@@ -385,8 +383,8 @@ TEST(UpTest, APythonAgentServingAnotherNameIsReportedAndCtrlCEndsTheWaitingDeplo
   EXPECT_NE(up.Stderr().find("[agent=Caller] stop requested while Deploy runs: cancelling Deploy"),
             std::string::npos)
       << up.Output();
-  EXPECT_EQ(CountLines(up.Stderr(), "[agent=Caller instance=deploy pid=",
-                       "] stopped (exited with code 0)"),
+  EXPECT_EQ(CountLines(up.Stderr(),
+                       "[agent=Caller instance=deploy pid=", "] stopped (exited with code 0)"),
             1u)
       << up.Output();
   EXPECT_EQ(up.Stderr().find("SIGKILL"), std::string::npos) << up.Output();
@@ -432,8 +430,8 @@ TEST(UpTest, ACommandThatCannotRunIsReportedBeforeAnythingStarts) {
   std::ofstream(path) << "agents:\n  Foo:\n    command: /bin/true\n    workdir: ./nowhere\n";
   std::string out, err;
   EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", path}, {}, &out, &err), 1) << err;
-  EXPECT_EQ(err, "perper up: agent Foo: workdir " + dir.path() +
-                     "/nowhere: No such file or directory\n");
+  EXPECT_EQ(
+      err, "perper up: agent Foo: workdir " + dir.path() + "/nowhere: No such file or directory\n");
 }
 
 // `perper up` leaves the Fabric's address in .perper/fabric.address next to the manifest while
@@ -473,11 +471,10 @@ TEST(UpTest, TheInspectionCommandsFindTheFabricOfAPerperUpInTheirFolder) {
   std::filesystem::create_directories(app.path() + "/.perper");
   std::ofstream(address_file) << "127.0.0.1:1\n";
   std::string out, err;
-  EXPECT_EQ(RunIn(below, {PERPER_BINARY, "instances", "--timeout", "5"},
-                  {"PERPER_FABRIC_ENDPOINT"}, &out, &err),
+  EXPECT_EQ(RunIn(below, {PERPER_BINARY, "instances", "--timeout", "5"}, {"PERPER_FABRIC_ENDPOINT"},
+                  &out, &err),
             1);
-  EXPECT_NE(err.find("perper: cannot reach the Fabric at 127.0.0.1:1 ("), std::string::npos)
-      << err;
+  EXPECT_NE(err.find("perper: cannot reach the Fabric at 127.0.0.1:1 ("), std::string::npos) << err;
   EXPECT_NE(err.find("(the address is from " + address_file +
                      ", which perper up writes while it runs; a perper up that was killed "
                      "leaves it behind)\n"),

@@ -64,7 +64,8 @@ TEST_P(ExecutionIdsTest, ListsTheIdsListExecutionsReturnsInCreationOrder) {
   for (size_t f = 0; f < filters.size(); ++f) {
     for (size_t limit : {size_t{0}, size_t{2}, size_t{100}}) {
       SCOPED_TRACE("filter " + std::to_string(f) + ", limit " + std::to_string(limit));
-      EXPECT_EQ(executions().ListExecutionIds(filters[f], limit).value(), Listed(filters[f], limit));
+      EXPECT_EQ(executions().ListExecutionIds(filters[f], limit).value(),
+                Listed(filters[f], limit));
     }
   }
   // And the values themselves, for one filter: unfinished executions of A, oldest first.

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include <gmock/gmock.h>
 
-#include "absl/time/clock.h"
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -34,8 +34,7 @@ ExecutionRecord Record(const std::string& id, const std::string& agent = "agent"
 
 std::vector<std::string> Ids(const std::vector<ExecutionRecord>& records) {
   std::vector<std::string> ids;
-  for (const auto& r : records)
-    ids.push_back(r.execution);
+  for (const auto& r : records) ids.push_back(r.execution);
   return ids;
 }
 
@@ -257,9 +256,9 @@ TEST_P(ExecutionStoreTest, ReadAndReserveManyAnswersEachAsReadAndReserveWould) {
     ASSERT_TRUE(s.CreateExecution(Record(id, "ag", "in", "De", {std::string(id) + "-arg"})).ok());
   }
   ASSERT_TRUE(s.CreateExecution(Record("other", "ag", "elsewhere", "De")).ok());
-  ASSERT_TRUE(s.TryReserve("m2", "w", "h2").value());         // held by another
+  ASSERT_TRUE(s.TryReserve("m2", "w", "h2").value());                // held by another
   ASSERT_TRUE(s.CompleteExecution("m3", {"r"}, std::nullopt).ok());  // finished
-  ASSERT_TRUE(s.TryReserve("m4", "w", "h1").value());         // held already by h1
+  ASSERT_TRUE(s.TryReserve("m4", "w", "h1").value());                // held already by h1
   ExecutionFilter filter;
   filter.agent = "ag";
   filter.instance = "in";
@@ -270,10 +269,10 @@ TEST_P(ExecutionStoreTest, ReadAndReserveManyAnswersEachAsReadAndReserveWould) {
     absl::StatusOr<std::vector<Outcome>> outcomes = s.ReadAndReserveMany(
         ids, filter, "w", "h1", [&](size_t i, const ExecutionRecord& record) { seen[i] = record; });
     ASSERT_TRUE(outcomes.ok()) << outcomes.status();
-    EXPECT_EQ(*outcomes, (std::vector<Outcome>{Outcome::kReserved, Outcome::kHeldByOther,
-                                                Outcome::kSkipped, Outcome::kReserved,
-                                                Outcome::kSkipped, Outcome::kSkipped,
-                                                Outcome::kReserved}))
+    EXPECT_EQ(*outcomes,
+              (std::vector<Outcome>{Outcome::kReserved, Outcome::kHeldByOther, Outcome::kSkipped,
+                                    Outcome::kReserved, Outcome::kSkipped, Outcome::kSkipped,
+                                    Outcome::kReserved}))
         << "round " << round;
     for (size_t i : {0u, 3u, 6u}) {
       ASSERT_TRUE(seen.count(i)) << ids[i];

@@ -7,7 +7,6 @@
 #include <google/protobuf/struct.pb.h>
 
 #include "perper/common/values.h"
-
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -151,8 +150,7 @@ TEST_P(StateStoreTest, DictionaryRejectsNullKeyAndEmptyName) {
 TEST_P(StateStoreTest, DictionaryListsInKeyOrderAndDeletes) {
   ASSERT_TRUE(states().CreateDictionary("d").ok());
   ASSERT_TRUE(states().CreateDictionary("d").ok());
-  for (std::string k : {"c", "a", "b"})
-    Op(false, true, false, S(k), V(k[0]));
+  for (std::string k : {"c", "a", "b"}) Op(false, true, false, S(k), V(k[0]));
   auto entries = states().ListDictionary("d").value();
   ASSERT_EQ(entries.size(), 3u);
   EXPECT_EQ(entries[0].first, S("a"));
@@ -243,8 +241,7 @@ TEST_P(StateStoreTest, ConcurrentCompareAndSetCountsExactly) {
       }
     });
   }
-  for (auto& t : threads)
-    t.join();
+  for (auto& t : threads) t.join();
   EXPECT_EQ(I(*Op(true, false, false, S("counter")).previous_value), kThreads * kIncrements);
 }
 
@@ -412,8 +409,7 @@ TEST_P(StateStoreTest, RandomListOperationsMatchModelAndSurviveReopen) {
     auto got = states().OperateList("r", op);
     ASSERT_TRUE(got.ok()) << got.status() << " at step " << step;
     std::vector<int64_t> got_values;
-    for (const auto& v : *got)
-      got_values.push_back(I(v));
+    for (const auto& v : *got) got_values.push_back(I(v));
     ASSERT_EQ(got_values, expected_got) << "step " << step;
     auto after = states().ListList("r").value();
     ASSERT_EQ(after.size(), model.size()) << "step " << step;

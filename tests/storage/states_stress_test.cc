@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "perper/common/values.h"
-
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -174,14 +173,14 @@ TEST_P(StatesStressTest, ManyThreadsChurnTheSameNames) {
       }
     });
   }
-  for (std::thread& thread : threads)
-    thread.join();
+  for (std::thread& thread : threads) thread.join();
   ASSERT_EQ(failed_threads.load(), 0);
 
   // Quiescent: every count agrees with its listing, and the owned names hold what their last
   // round left (one dictionary entry each, an empty list).
   for (const char* name : kSharedNames) {
-    EXPECT_EQ(states().CountDictionary(name).value(), states().ListDictionary(name).value().size()) << name;
+    EXPECT_EQ(states().CountDictionary(name).value(), states().ListDictionary(name).value().size())
+        << name;
     EXPECT_EQ(states().CountList(name).value(), states().ListList(name).value().size()) << name;
   }
   for (int t = 0; t < kThreads; ++t) {
@@ -195,7 +194,8 @@ TEST_P(StatesStressTest, ManyThreadsChurnTheSameNames) {
     shared_counts.push_back(states().CountDictionary(name).value());
   Reopen();
   for (size_t i = 0; i < std::size(kSharedNames); ++i) {
-    EXPECT_EQ(states().CountDictionary(kSharedNames[i]).value(), shared_counts[i]) << kSharedNames[i];
+    EXPECT_EQ(states().CountDictionary(kSharedNames[i]).value(), shared_counts[i])
+        << kSharedNames[i];
   }
   for (int t = 0; t < kThreads; ++t) {
     EXPECT_EQ(states().CountDictionary("own-d-" + std::to_string(t)).value(), 1u) << t;
@@ -226,11 +226,11 @@ TEST_P(StatesStressTest, DeleteWithoutKeepingTheCacheWhileOthersWrite) {
       }
     });
   }
-  for (std::thread& thread : threads)
-    thread.join();
+  for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_LE(states().CountDictionary("churn").value(), 8u);
-  EXPECT_EQ(states().CountDictionary("churn").value(), states().ListDictionary("churn").value().size());
+  EXPECT_EQ(states().CountDictionary("churn").value(),
+            states().ListDictionary("churn").value().size());
   EXPECT_EQ(states().CountList("churn").value(), states().ListList("churn").value().size());
 }
 

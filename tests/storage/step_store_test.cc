@@ -16,7 +16,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/common/values.h"
-
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -106,8 +105,7 @@ class StepStoreTest : public StoreTest {
     EXPECT_TRUE(items.ok()) << items.status();
     std::vector<int64_t> keys;
     if (items.ok()) {
-      for (const auto& item : *items)
-        keys.push_back(item.key);
+      for (const auto& item : *items) keys.push_back(item.key);
     }
     return keys;
   }
@@ -316,8 +314,7 @@ TEST_P(StepStoreTest, ConcurrentStepsOfOneListenerApplyOnce) {
       }
     });
   }
-  for (auto& thread : threads)
-    thread.join();
+  for (auto& thread : threads) thread.join();
   EXPECT_GE(applied.load(), 1);
   EXPECT_LE(applied.load(), kSteps);
   auto count = states().ListDictionary("state").value();
@@ -344,8 +341,7 @@ TEST_P(StepStoreTest, StepsAndDictionaryOperationsInterleaveWithoutDeadlock) {
       }
     });
   }
-  for (auto& thread : threads)
-    thread.join();
+  for (auto& thread : threads) thread.join();
   EXPECT_EQ(Position("a", "l0"), std::optional<int64_t>(1000));
   EXPECT_EQ(Position("b", "l3"), std::optional<int64_t>(1003));
 }

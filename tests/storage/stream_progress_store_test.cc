@@ -53,8 +53,8 @@ TEST_P(StreamProgressStoreTest, AFreshStreamHasNoItems) {
 TEST_P(StreamProgressStoreTest, CountsWritesButNotReplays) {
   CreateStream("s", false);
   WriteKeys("s", {1, 2, 3});
-  WriteKeys("s", {2, 3});        // Identical rewrites: replays.
-  WriteKeys("s", {3, 4});        // One replay, one new item.
+  WriteKeys("s", {2, 3});  // Identical rewrites: replays.
+  WriteKeys("s", {3, 4});  // One replay, one new item.
   StreamProgress progress = Progress("s");
   EXPECT_EQ(progress.last_key, std::optional<int64_t>(4));
   EXPECT_EQ(progress.written_count, 4u);

@@ -10,7 +10,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/common/values.h"
-
 #include "tests/support/store_fixture.h"
 
 namespace perper::testing {
@@ -40,8 +39,7 @@ class StreamStoreTest : public StoreTest {
     EXPECT_TRUE(items.ok()) << items.status();
     std::vector<int64_t> keys;
     if (items.ok()) {
-      for (const StreamItem& item : *items)
-        keys.push_back(item.key);
+      for (const StreamItem& item : *items) keys.push_back(item.key);
     }
     return keys;
   }
@@ -436,8 +434,7 @@ TEST_P(StreamStoreTest, ConcurrentAutoKeyWritersGetDistinctIncreasingKeys) {
       }
     });
   }
-  for (auto& thread : threads)
-    thread.join();
+  for (auto& thread : threads) thread.join();
   std::vector<int64_t> all;
   for (const auto& k : keys) {
     EXPECT_TRUE(std::is_sorted(k.begin(), k.end()));

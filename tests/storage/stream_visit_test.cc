@@ -27,8 +27,7 @@ class StreamVisitTest : public StoreTest {
     record.stream = id;
     ASSERT_TRUE(streams().CreateStream(record).ok());
     std::vector<ItemToWrite> writes;
-    for (const auto& [key, value] : items)
-      writes.push_back(ItemToWrite{key, value});
+    for (const auto& [key, value] : items) writes.push_back(ItemToWrite{key, value});
     ASSERT_TRUE(streams().WriteItems(id, std::move(writes)).ok());
   }
 

@@ -92,8 +92,8 @@ inline std::string BackendName(const ::testing::TestParamInfo<std::string>& info
 }
 
 // A client context with a deadline (default 10 s), so that a hung call fails the test.
-std::unique_ptr<grpc::ClientContext> Context(std::chrono::milliseconds timeout =
-                                                 std::chrono::seconds(10));
+std::unique_ptr<grpc::ClientContext> Context(
+    std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // Values as the SDKs pack them.
 google::protobuf::Any Int64Value(int64_t v);

@@ -15,7 +15,6 @@
 
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/storage/store.h"
-
 #include "tests/support/wrapped_store_fabric.h"
 
 namespace perper::testing {

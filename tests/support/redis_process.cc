@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "tests/support/redis_process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -10,13 +17,6 @@
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/redis_connection.h"
 #include "tests/support/spawn.h"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 namespace perper::testing {
 namespace {

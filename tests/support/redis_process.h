@@ -2,6 +2,8 @@
 // Test support: real redis-server processes on free loopback ports, standalone or as a cluster.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -11,7 +13,6 @@
 #include "absl/status/statusor.h"
 
 #include "tests/support/temp_dir.h"
-#include <sys/types.h>
 
 namespace perper::testing {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include <gtest/gtest.h>
 
-#include "absl/synchronization/mutex.h"
 #include "perper/storage/store.h"
 #include "perper/storage/store_factory.h"
 #include "tests/support/fabric_fixture.h"
@@ -87,8 +87,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
   // Writes one item per key, valued "v{key}"; returns the keys the store reports.
   std::vector<int64_t> WriteKeys(const std::string& id, std::vector<int64_t> keys) {
     std::vector<storage::ItemToWrite> items;
-    for (int64_t key : keys)
-      items.push_back(storage::ItemToWrite{key, "v" + std::to_string(key)});
+    for (int64_t key : keys) items.push_back(storage::ItemToWrite{key, "v" + std::to_string(key)});
     auto written = store().streams().WriteItems(id, std::move(items));
     EXPECT_TRUE(written.ok()) << written.status();
     return written.ok() ? *written : std::vector<int64_t>{};

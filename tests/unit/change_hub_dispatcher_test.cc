@@ -8,10 +8,10 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include <gtest/gtest.h>
+
 #include "perper/fabric/change_hub.h"
 
 namespace perper::fabric {

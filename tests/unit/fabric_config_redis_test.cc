@@ -18,7 +18,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr const char* kRedisEnv[] = {"PERPER_REDIS",         "PERPER_REDIS_USERNAME",
+constexpr const char* kRedisEnv[] = {"PERPER_REDIS",          "PERPER_REDIS_USERNAME",
                                      "PERPER_REDIS_PASSWORD", "PERPER_REDIS_CLUSTER",
                                      "PERPER_REDIS_LEASE_MS", "PERPER_REDIS_WAIT_REPLICAS",
                                      "PERPER_STORAGE"};
@@ -82,8 +82,8 @@ TEST_F(FabricConfigRedisTest, FileSetsEverySettingAndTakesAListOfAddresses) {
 
 TEST_F(FabricConfigRedisTest, EnvironmentBeatsFileAndFlagsBeatEnvironment) {
   fabric::FabricConfigFlags flags;
-  flags.config_file = WriteFile(
-      "storage: redis\nredis: file:1\nredis_password: from-file\nredis_cluster: yes\n");
+  flags.config_file =
+      WriteFile("storage: redis\nredis: file:1\nredis_password: from-file\nredis_cluster: yes\n");
   setenv("PERPER_REDIS", "env-a:2, env-b:3", 1);
   setenv("PERPER_REDIS_PASSWORD", "from-env", 1);
   setenv("PERPER_REDIS_LEASE_MS", "4000", 1);

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 // NameTable: one index per distinct name, counted; a released index is handed out again.
+#include "perper/fabric/name_table.h"
+
 #include <string>
 
 #include <gtest/gtest.h>
-
-#include "perper/fabric/name_table.h"
 
 namespace perper::fabric {
 namespace {

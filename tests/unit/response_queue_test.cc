@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // ResponseQueue: the batch of a listen call, parsed from the store's bytes into reused slots,
 // sent one item per message or packed under a count and a byte cap.
+#include "perper/fabric/response_queue.h"
+
 #include <string>
 
 #include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
-
-#include "perper/fabric/response_queue.h"
 
 namespace perper::fabric {
 namespace {
@@ -56,8 +56,7 @@ TEST(ResponseQueueTest, EmptyBytesAreTheNullAny) {
 
 TEST(ResponseQueueTest, PackedTakesAtMostMaxItems) {
   ResponseQueue queue;
-  for (int key = 1; key <= 5; ++key)
-    queue.Push(key, Stored("v" + std::to_string(key)));
+  for (int key = 1; key <= 5; ++key) queue.Push(key, Stored("v" + std::to_string(key)));
   const grpc2::StreamsListenItemsResponse* packed = queue.PopPacked(3, 1 << 20);
   ASSERT_EQ(packed->items_size(), 3);
   EXPECT_EQ(packed->items(0).key(), 1);

@@ -41,8 +41,7 @@ TEST(BoundedTextTest, CutsLongTextToTheBoundWithANote) {
 
 TEST(BoundedTextTest, NeverSplitsAUtf8Sequence) {
   std::string text;
-  while (text.size() < 5000)
-    text += "€";  // 3 bytes each.
+  while (text.size() < 5000) text += "€";  // 3 bytes each.
   for (size_t bound : {64u, 65u, 66u, 1024u}) {
     std::string cut = BoundedText(text, bound);
     EXPECT_LE(cut.size(), bound);

@@ -4,6 +4,8 @@
 // concurrent calls, the process lifecycle.
 #include "perper/agent/agent.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -25,11 +27,9 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
-
 #include "sdk/cpp/src/perper/agent/counters.h"
 #include "sdk/cpp/tests/child_process.h"
 #include "sdk/cpp/tests/drive.h"
@@ -424,9 +424,9 @@ TEST_F(AgentTest, TheLogLevelComesFromTheEnvironment) {
   ChildProcess quiet(PERPER_HELLO_BINARY, {endpoint, "PERPER_LOG_LEVEL=warn"});
   ASSERT_EQ(plain.Wait(20s), 0) << plain.Output();
   ASSERT_EQ(quiet.Wait(20s), 0) << quiet.Output();
-  EXPECT_THAT(plain.Output(), ::testing::ContainsRegex(
-                                  "(^|\n)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                                  "\\.[0-9]{3} I sdk: \\[agent=Hello\\] serving from "));
+  EXPECT_THAT(plain.Output(),
+              ::testing::ContainsRegex("(^|\n)[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                                       "\\.[0-9]{3} I sdk: \\[agent=Hello\\] serving from "));
   EXPECT_THAT(quiet.Output(), HasSubstr("Hello, world!\n"));
   EXPECT_THAT(quiet.Output(), ::testing::Not(HasSubstr(" I sdk: ")));
 
@@ -485,8 +485,8 @@ TEST_F(AgentTest, ACallToAnAgentNoProcessServesSaysSoAndGoesOnWaiting) {
   Runtime runtime(caller, options);
   ASSERT_TRUE(runtime.Start().ok());
   const std::string warning = "no process serves agent Lonely";
-  ASSERT_TRUE(testing::WaitFor([&] { return captured.Read().find(warning) != std::string::npos; },
-                               20s))
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return captured.Read().find(warning) != std::string::npos; }, 20s))
       << captured.Read();
   EXPECT_EQ(answer.wait_for(0s), std::future_status::timeout);
 

@@ -20,7 +20,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/agent/agent.h"
-
 #include "tests/support/fabric_process.h"
 
 namespace perper {

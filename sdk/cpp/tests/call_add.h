@@ -20,8 +20,7 @@ inline grpc::Status CallAdd(const std::shared_ptr<grpc::Channel>& channel, int64
                             int64_t* sum) {
   auto stub = grpc2::FabricInstances::NewStub(channel);
   grpc2::ExecutionsCreateRequest request;
-  request.mutable_execution()->set_execution("Add-" + std::to_string(a) + "-" +
-                                             std::to_string(b));
+  request.mutable_execution()->set_execution("Add-" + std::to_string(a) + "-" + std::to_string(b));
   request.mutable_instance()->set_agent("Calculator");
   request.mutable_instance()->set_instance("calc");
   request.set_delegate("Add");

@@ -7,6 +7,12 @@
 //   EXPECT_EQ(child.Wait(std::chrono::seconds(10)), 0);
 #pragma once
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -17,11 +23,6 @@
 
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/temp_dir.h"
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 extern char** environ;
 

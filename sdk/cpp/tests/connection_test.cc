@@ -23,7 +23,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/agent/agent.h"
-
 #include "sdk/cpp/tests/dead_address.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"

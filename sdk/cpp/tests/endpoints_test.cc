@@ -2,6 +2,8 @@
 // Several Fabric addresses: PERPER_FABRIC_ENDPOINT's list, the start address, and moving to the
 // next address when the current one fails. Two independent Fabrics (separate storage), and a
 // "dead" address: a free port with nothing listening.
+#include "sdk/cpp/src/perper/agent/endpoints.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,8 +20,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/agent/agent.h"
-
-#include "sdk/cpp/src/perper/agent/endpoints.h"
 #include "sdk/cpp/tests/call_add.h"
 #include "sdk/cpp/tests/child_process.h"
 #include "sdk/cpp/tests/dead_address.h"
@@ -72,8 +72,7 @@ TEST(FabricEndpointsTest, EmptyEntriesAndTlsAreErrorsNamingTheSourceAndValue) {
     ASSERT_FALSE(addresses.ok()) << value;
     EXPECT_TRUE(absl::IsInvalidArgument(addresses.status()));
     EXPECT_NE(addresses.status().message().find("PERPER_FABRIC_ENDPOINT"), std::string::npos);
-    EXPECT_NE(addresses.status().message().find(value), std::string::npos)
-        << addresses.status();
+    EXPECT_NE(addresses.status().message().find(value), std::string::npos) << addresses.status();
   }
   auto tls = internal::ParseFabricEndpoints("a:1,https://b:2", "PERPER_FABRIC_ENDPOINT");
   ASSERT_FALSE(tls.ok());
@@ -91,8 +90,7 @@ TEST(FabricEndpointsTest, TheEnvironmentVariablesAreChecked) {
   setenv("PERPER_FABRIC_ENDPOINT", "a:1,,b:2", 1);
   options = RunOptions::FromEnvironment("Calculator");
   ASSERT_FALSE(options.ok());
-  EXPECT_NE(options.status().message().find("PERPER_FABRIC_ENDPOINT 'a:1,,b:2'"),
-            std::string::npos)
+  EXPECT_NE(options.status().message().find("PERPER_FABRIC_ENDPOINT 'a:1,,b:2'"), std::string::npos)
       << options.status();
 
   setenv("PERPER_FABRIC_ENDPOINT", "a:1", 1);
@@ -171,9 +169,9 @@ TEST(FabricEndpointsTest, ServingIsLoggedOnceAFabricAnswers) {
   FabricProcess b({"--storage", "memory"});
   ASSERT_TRUE(b.Start()) << b.Log();
   std::string dead = DeadAddress();
-  ChildProcess calculator(PERPER_CALCULATOR_BINARY,
-                          {"PERPER_FABRIC_ENDPOINT=" + dead + "," + b.address(),
-                           "PERPER_FABRIC_ENDPOINT_INDEX=0"});
+  ChildProcess calculator(
+      PERPER_CALCULATOR_BINARY,
+      {"PERPER_FABRIC_ENDPOINT=" + dead + "," + b.address(), "PERPER_FABRIC_ENDPOINT_INDEX=0"});
   ASSERT_TRUE(testing::WaitFor(
       [&] { return calculator.Output().find("serving from") != std::string::npos; }, 20s))
       << calculator.Output();
@@ -181,8 +179,8 @@ TEST(FabricEndpointsTest, ServingIsLoggedOnceAFabricAnswers) {
   EXPECT_THAT(output, HasSubstr(" I sdk: [agent=Calculator] serving from " + b.address() +
                                 " (concurrency 64, workgroup '')\n"));
   EXPECT_THAT(output, Not(HasSubstr("serving from " + dead)));
-  size_t moved = output.find("[agent=Calculator] Fabric " + dead + " unavailable; moving to " +
-                             b.address());
+  size_t moved =
+      output.find("[agent=Calculator] Fabric " + dead + " unavailable; moving to " + b.address());
   ASSERT_NE(moved, std::string::npos) << output;
   EXPECT_LT(moved, output.find("serving from")) << output;
 }
@@ -198,8 +196,8 @@ TEST(FabricEndpointsTest, ReconnectingAndReconnectedAreLogged) {
                           {"PERPER_FABRIC_ENDPOINT=" + a.address() + "," + b.address(),
                            "PERPER_FABRIC_ENDPOINT_INDEX=0"});
   std::string serving = "[agent=Calculator] serving from " + a.address();
-  ASSERT_TRUE(testing::WaitFor(
-      [&] { return calculator.Output().find(serving) != std::string::npos; }, 20s))
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return calculator.Output().find(serving) != std::string::npos; }, 20s))
       << calculator.Output();
   a.Kill(SIGKILL);
   a.Wait();

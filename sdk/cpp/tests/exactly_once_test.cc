@@ -3,6 +3,9 @@
 // stream's progress, and consumers that keep their results in a dictionary and move their
 // listener in the same atomic step, so every item counts exactly once, also across a consumer
 // process killed with SIGKILL and restarted.
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -21,13 +24,10 @@
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
-
 #include "sdk/cpp/tests/child_process.h"
 #include "sdk/cpp/tests/drive.h"
 #include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
-#include <signal.h>
-#include <unistd.h>
 
 namespace perper {
 namespace {
@@ -111,11 +111,11 @@ Task<absl::Status> Average(Stream stream, Dictionary state) {
     if (!total.ok() || !count.ok()) {
       co_return total.ok() ? count.status() : total.status();
     }
-    absl::StatusOr<StepResult> step = co_await stream.step(
-        "average", (*item)->key,
-        state.changes()
-            .set("total", total->value_or(0) + (*item)->value)
-            .set("count", count->value_or(0) + 1));
+    absl::StatusOr<StepResult> step =
+        co_await stream.step("average", (*item)->key,
+                             state.changes()
+                                 .set("total", total->value_or(0) + (*item)->value)
+                                 .set("count", count->value_or(0) + 1));
     if (!step.ok()) {
       co_return step.status();
     }
@@ -146,8 +146,8 @@ TEST_F(ExactlyOnceTest, TheStepLoopCountsEachItemOnceAcrossReruns) {
     // A consumer run again: the item at the listener's position comes again, and its step is
     // already taken.
     again = co_await Average(stream, ctx.dictionary("averages"));
-    retaken = co_await stream.step(
-        "average", 50, ctx.dictionary("averages").changes().set("total", int64_t{-1}));
+    retaken = co_await stream.step("average", 50,
+                                   ctx.dictionary("averages").changes().set("total", int64_t{-1}));
   }));
   EXPECT_TRUE(first.ok()) << first;
   EXPECT_TRUE(again.ok()) << again;
@@ -242,19 +242,21 @@ TEST_F(ExactlyOnceTest, TheReadersOwnAcknowledgementsNeverUndoAStep) {
 TEST_F(ExactlyOnceTest, AProducerResumesFromItsStreamsProgress) {
   Agent app("Producer");
   // Writes the values 0 .. n-1 with auto keys, starting after what was written before.
-  app.stream("Resumable", [](Context& ctx, StreamWriter<int64_t>& out,
-                              int64_t n) -> Task<absl::Status> {
-    absl::StatusOr<StreamProgress> progress = co_await ctx.stream_progress();
-    if (!progress.ok()) {
-      co_return progress.status();
-    }
-    for (int64_t i = static_cast<int64_t>(progress->written_count); i < n; ++i) {
-      if (absl::Status written = co_await out.write(i); !written.ok()) {
-        co_return written;
-      }
-    }
-    co_return absl::OkStatus();
-  }, StreamOptions{.ephemeral = false});
+  app.stream(
+      "Resumable",
+      [](Context& ctx, StreamWriter<int64_t>& out, int64_t n) -> Task<absl::Status> {
+        absl::StatusOr<StreamProgress> progress = co_await ctx.stream_progress();
+        if (!progress.ok()) {
+          co_return progress.status();
+        }
+        for (int64_t i = static_cast<int64_t>(progress->written_count); i < n; ++i) {
+          if (absl::Status written = co_await out.write(i); !written.ok()) {
+            co_return written;
+          }
+        }
+        co_return absl::OkStatus();
+      },
+      StreamOptions{.ephemeral = false});
   RunOptions options;
   options.fabric_endpoint = fabric_->address();
   Runtime runtime(app, options);

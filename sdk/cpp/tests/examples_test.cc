@@ -2,6 +2,8 @@
 // The C++ examples run end to end as separate processes against a real perper-fabric process:
 // hello (two agent processes sharing a stream), the basic sample (streams, a cycle, calls),
 // instances, multi-process, and multi-agent (with a kill and restart of program and Fabric).
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -20,7 +22,6 @@
 #include "sdk/cpp/tests/child_process.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
-#include <signal.h>
 
 namespace perper {
 namespace {

@@ -24,7 +24,8 @@ TEST(IdsTest, DerivedUuidsDifferByExecutionAndCount) {
   for (const char* execution : {"e", "f", "Add-1"}) {
     for (uint64_t n = 1; n <= 100; ++n) {
       std::string uuid = DerivedUuid(execution, n);
-      EXPECT_THAT(uuid, MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"));
+      EXPECT_THAT(uuid,
+                  MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"));
       EXPECT_TRUE(seen.insert(uuid).second) << uuid;
     }
   }

@@ -2,6 +2,8 @@
 // An agent process outlives its Fabric: kill -9 of a durable perper-fabric and a restart on the
 // same address and data directory; the SDK re-opens its ListenAndReserve call and retries the
 // calls that were in flight, so the application carries on by itself.
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -22,12 +24,10 @@
 #include "perper/agent/agent.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
-
 #include "sdk/cpp/src/perper/agent/counters.h"
 #include "sdk/cpp/tests/call_add.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
-#include <signal.h>
 
 namespace perper {
 namespace {

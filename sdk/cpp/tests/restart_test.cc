@@ -28,7 +28,6 @@
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
-
 #include "sdk/cpp/src/perper/agent/counters.h"
 #include "sdk/cpp/src/perper/agent/ids.h"
 #include "tests/support/fabric_fixture.h"
@@ -377,8 +376,8 @@ TEST_F(RestartTest, ARecordedDeployRunsOncePerFabric) {
   {
     Runtime runtime(app, Options(/*record_deploy=*/true));
     ASSERT_TRUE(runtime.Start().ok());
-    ASSERT_TRUE(WaitFor([&] { return FinishedDeploy(Executions("Deployer-deploy")).has_value(); },
-                        20s));
+    ASSERT_TRUE(
+        WaitFor([&] { return FinishedDeploy(Executions("Deployer-deploy")).has_value(); }, 20s));
     runtime.RequestStop();
     EXPECT_EQ(runtime.Wait(), 0);
   }
@@ -435,8 +434,8 @@ TEST_F(RestartTest, ARecordedDeployThatFailsIsCompletedWithItsError) {
   Runtime runtime(app, Options(/*record_deploy=*/true));
   ASSERT_TRUE(runtime.Start().ok());
   grpc2::ExecutionsGetResultResponse response;
-  ASSERT_TRUE(WaitFor([&] { return FinishedDeploy(Executions("Deployer-deploy")).has_value(); },
-                      20s));
+  ASSERT_TRUE(
+      WaitFor([&] { return FinishedDeploy(Executions("Deployer-deploy")).has_value(); }, 20s));
   ASSERT_TRUE(GetResult("Deployer-deploy-deploy", &response).ok());
   EXPECT_THAT(response.error().message(), HasSubstr("deploy went wrong"));
   EXPECT_TRUE(FinishedDeploy(Executions("Deployer-deploy"))->failed());

@@ -13,7 +13,6 @@
 #include <gtest/gtest.h>
 
 #include "perper/agent/agent.h"
-
 #include "sdk/cpp/tests/drive.h"
 #include "tests/support/fabric_process.h"
 

@@ -3,6 +3,8 @@
 // producers (batched writes, keys, packed and persistent streams, actions, errors), starting
 // them on this or another instance and as a declared cycle, and readers (live and replayed
 // references, named listeners that resume, reconnecting after a Fabric restart).
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -20,12 +22,10 @@
 
 #include "perper/agent/agent.h"
 #include "perper/grpc2/streams.grpc.pb.h"
-
 #include "sdk/cpp/src/perper/agent/counters.h"
 #include "sdk/cpp/tests/drive.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
-#include <signal.h>
 
 namespace perper {
 namespace {

@@ -9,14 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include <gmock/gmock.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
-
-#include "absl/strings/escaping.h"
 
 #include "perper/grpc2/model.pb.h"
 
@@ -195,8 +194,8 @@ TEST(ValueTest, IntegersInsideAStructAreExactUpTo2To53) {
   auto unsigned_beyond = ToValue(std::vector<uint64_t>{std::numeric_limits<uint64_t>::max()});
   ASSERT_FALSE(unsigned_beyond.ok());
   EXPECT_THAT(unsigned_beyond.status().message(), HasSubstr("at [0]"));
-  auto negative = ToValue(std::map<std::string, std::map<std::string, int64_t>>{
-      {"a", {{"b", -kLimit - 1}}}});
+  auto negative =
+      ToValue(std::map<std::string, std::map<std::string, int64_t>>{{"a", {{"b", -kLimit - 1}}}});
   ASSERT_FALSE(negative.ok());
   EXPECT_THAT(negative.status().message(), HasSubstr("at a.b"));
 

@@ -7,9 +7,8 @@
 #include <optional>
 #include <string>
 
-#include <CLI/CLI.hpp>
-
 #include "absl/strings/str_join.h"
+#include <CLI/CLI.hpp>
 
 #include "perper/cli/commands.h"
 #include "perper/cli/completion.h"
@@ -22,11 +21,12 @@ namespace {
 // that print only a confirmation take no --json.
 void AddTargetOptions(CLI::App& command, FabricTarget& target, std::optional<double>& timeout,
                       double default_timeout, bool json = true) {
-  command.add_option("--fabric", target.address,
-                     "Address of the Fabric, host:port, or a comma-separated list of them "
-                     "(tried in order) [env PERPER_FABRIC_ENDPOINT; default: the Fabric of the "
-                     "perper up running in this folder or a parent (its .perper/fabric.address), "
-                     "else 127.0.0.1:40400]")
+  command
+      .add_option("--fabric", target.address,
+                  "Address of the Fabric, host:port, or a comma-separated list of them "
+                  "(tried in order) [env PERPER_FABRIC_ENDPOINT; default: the Fabric of the "
+                  "perper up running in this folder or a parent (its .perper/fabric.address), "
+                  "else 127.0.0.1:40400]")
       ->envname("PERPER_FABRIC_ENDPOINT");
   if (json) command.add_flag("--json", target.json, "Print JSON instead of a table");
   command.add_option("--timeout", timeout,
@@ -51,30 +51,34 @@ int Main(int argc, char** argv) {
 
   UpOptions up;
   CLI::App* up_cmd = app.add_subcommand(
-      "up", "Start a Fabric (embedded unless --fabric), the process scaler and the application "
-            "of APP.yaml (with --scaler compose: the Fabric and the agents as containers); "
-            "Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code, or after a "
-            "signal with 128 + its number (130 after Ctrl-C, 143 after SIGTERM).");
+      "up",
+      "Start a Fabric (embedded unless --fabric), the process scaler and the application "
+      "of APP.yaml (with --scaler compose: the Fabric and the agents as containers); "
+      "Ctrl-C or SIGTERM stops everything. Exits with Deploy's exit code, or after a "
+      "signal with 128 + its number (130 after Ctrl-C, 143 after SIGTERM).");
   // Type names FILE and DIR also tell the shell completion to offer file names.
   up_cmd->add_option("APP", up.manifest, "The application manifest (YAML, see docs/scaler.md)")
       ->required()
       ->type_name("FILE");
   up_cmd->add_option("--fabric", up.fabric,
                      "Use the running Fabric at this address instead of an embedded one");
-  up_cmd->add_option("--log-dir", up.log_dir,
-                     "Also keep each process's output in DIR/<agent>.<instance>.log")
+  up_cmd
+      ->add_option("--log-dir", up.log_dir,
+                   "Also keep each process's output in DIR/<agent>.<instance>.log")
       ->type_name("DIR");
-  up_cmd->add_option("--address-file", up.address_file,
-                     "Also write the Fabric's address to this file once it is up (it is always "
-                     "written to .perper/fabric.address next to APP while perper up runs)")
+  up_cmd
+      ->add_option("--address-file", up.address_file,
+                   "Also write the Fabric's address to this file once it is up (it is always "
+                   "written to .perper/fabric.address next to APP while perper up runs)")
       ->type_name("FILE");
   up_cmd->add_flag("--reset", up.reset,
                    "Start over: before Deploy starts, destroy the instances the previous Deploy "
                    "started (without Stop) and delete its recorded execution and state, so "
                    "Deploy runs anew");
-  up_cmd->add_option("--scaler", up.scaler,
-                     "local: agent processes on this machine; compose: the Fabric and the agents "
-                     "as containers through docker-compose and DOCKER_HOST (docs/containers.md)")
+  up_cmd
+      ->add_option("--scaler", up.scaler,
+                   "local: agent processes on this machine; compose: the Fabric and the agents "
+                   "as containers through docker-compose and DOCKER_HOST (docs/containers.md)")
       ->check(CLI::IsMember({"local", "compose"}))
       ->capture_default_str();
   up_cmd->add_option("--project", up.project,
@@ -110,29 +114,33 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   executions_cmd->add_flag("--wide", executions.wide,
                            "Show whole IDs even when the table is wider than the terminal");
-  executions_cmd->callback([&] { action = [&] { return RunExecutions(with_timeout(10), executions); }; });
+  executions_cmd->callback(
+      [&] { action = [&] { return RunExecutions(with_timeout(10), executions); }; });
 
   std::string instances_agent;
   CLI::App* instances_cmd =
       app.add_subcommand("instances", "List live agent instances (the Registry executions)");
   AddTargetOptions(*instances_cmd, target, timeout, 10);
   instances_cmd->add_option("--agent", instances_agent, "Only this agent type");
-  instances_cmd->callback([&] { action = [&] { return RunInstances(with_timeout(10), instances_agent); }; });
+  instances_cmd->callback(
+      [&] { action = [&] { return RunInstances(with_timeout(10), instances_agent); }; });
 
   std::string streams_prefix;
   CLI::App* streams_cmd = app.add_subcommand(
       "streams", "List streams: kind, stride, items stored, key range, state, listeners@position");
   AddTargetOptions(*streams_cmd, target, timeout, 10);
   streams_cmd->add_option("--prefix", streams_prefix, "Only streams whose ID starts with this");
-  streams_cmd->callback([&] { action = [&] { return RunStreams(with_timeout(10), streams_prefix); }; });
+  streams_cmd->callback(
+      [&] { action = [&] { return RunStreams(with_timeout(10), streams_prefix); }; });
 
   TailOptions tail;
   bool no_follow = false;
   CLI::App* stream_cmd = app.add_subcommand("stream", "Read a stream");
   stream_cmd->require_subcommand(1);
   CLI::App* tail_cmd = stream_cmd->add_subcommand(
-      "tail", "Print the items of stream ID from key --from on, one per line (KEY VALUE), and "
-              "follow new ones until the stream completes (or Ctrl-C)");
+      "tail",
+      "Print the items of stream ID from key --from on, one per line (KEY VALUE), and "
+      "follow new ones until the stream completes (or Ctrl-C)");
   AddTargetOptions(*tail_cmd, target, timeout, 10);
   tail_cmd->add_option("ID", tail.stream, "The stream")->required();
   tail_cmd->add_option("--from", tail.from, "First key to print")->capture_default_str();
@@ -173,12 +181,14 @@ int Main(int argc, char** argv) {
       "states", "List state dictionaries and lists with their number of entries");
   AddTargetOptions(*states_cmd, target, timeout, 10);
   states_cmd->add_option("--prefix", states_prefix, "Only names that start with this");
-  states_cmd->callback([&] { action = [&] { return RunStates(with_timeout(10), states_prefix); }; });
+  states_cmd->callback(
+      [&] { action = [&] { return RunStates(with_timeout(10), states_prefix); }; });
 
   DestroyOptions destroy;
   CLI::App* destroy_cmd = app.add_subcommand(
-      "destroy", "Destroy INSTANCE: call its Stop, destroy the instances it started, and delete "
-                 "its executions, their streams and its state");
+      "destroy",
+      "Destroy INSTANCE: call its Stop, destroy the instances it started, and delete "
+      "its executions, their streams and its state");
   AddTargetOptions(*destroy_cmd, target, timeout, 30, /*json=*/false);
   destroy_cmd->add_option("INSTANCE", destroy.instance, "The instance ID (see perper instances)")
       ->required();
@@ -194,16 +204,18 @@ int Main(int argc, char** argv) {
   CLI::App* delete_cmd = app.add_subcommand("delete", "Delete one execution, stream or state");
   delete_cmd->require_subcommand(1);
   CLI::App* delete_execution_cmd = delete_cmd->add_subcommand(
-      "execution", "Delete execution ID (an unfinished one is cancelled; an instance's Registry "
-                   "record is refused: use perper destroy)");
+      "execution",
+      "Delete execution ID (an unfinished one is cancelled; an instance's Registry "
+      "record is refused: use perper destroy)");
   AddTargetOptions(*delete_execution_cmd, target, timeout, 10, /*json=*/false);
   delete_execution_cmd->add_option("ID", delete_id, "The execution (see perper executions)")
       ->required();
   delete_execution_cmd->callback(
       [&] { action = [&] { return RunDeleteExecution(with_timeout(10), delete_id); }; });
   CLI::App* delete_stream_cmd = delete_cmd->add_subcommand(
-      "stream", "Delete stream ID with its items and listeners (and its finished producer "
-                "execution)");
+      "stream",
+      "Delete stream ID with its items and listeners (and its finished producer "
+      "execution)");
   AddTargetOptions(*delete_stream_cmd, target, timeout, 10, /*json=*/false);
   delete_stream_cmd->add_option("ID", delete_id, "The stream (see perper streams)")->required();
   delete_stream_cmd->callback(
@@ -215,14 +227,14 @@ int Main(int argc, char** argv) {
       ->required();
   delete_state_cmd->add_flag("--list", delete_list,
                              "Delete the list NAME (when a dictionary has the same name)");
-  delete_state_cmd->callback([&] {
-    action = [&] { return RunDeleteState(with_timeout(10), delete_id, delete_list); };
-  });
+  delete_state_cmd->callback(
+      [&] { action = [&] { return RunDeleteState(with_timeout(10), delete_id, delete_list); }; });
 
   CallOptions call;
   CLI::App* call_cmd = app.add_subcommand(
-      "call", "Call DELEGATE on an instance of AGENT with ARGS (one JSON value each: 1, 2.5, "
-              "'\"text\"', true, null) and print its results as JSON");
+      "call",
+      "Call DELEGATE on an instance of AGENT with ARGS (one JSON value each: 1, 2.5, "
+      "'\"text\"', true, null) and print its results as JSON");
   AddTargetOptions(*call_cmd, target, timeout, 30);
   call_cmd->add_option("AGENT", call.agent, "The agent type")->required();
   call_cmd->add_option("INSTANCE", call.instance, "The instance ID")->required();
@@ -233,23 +245,26 @@ int Main(int argc, char** argv) {
   call_cmd->callback([&] { action = [&] { return RunCall(with_timeout(30), call); }; });
 
   CLI::App* health_cmd = app.add_subcommand(
-      "health", "Ask the Fabric's gRPC health service (grpc.health.v1) whether it serves: exit 0 "
-                "and SERVING when it does, 1 with the reason when not (container health checks)");
+      "health",
+      "Ask the Fabric's gRPC health service (grpc.health.v1) whether it serves: exit 0 "
+      "and SERVING when it does, 1 with the reason when not (container health checks)");
   AddTargetOptions(*health_cmd, target, timeout, 5, /*json=*/false);
   health_cmd->callback([&] { action = [&] { return RunHealth(with_timeout(5)); }; });
 
   std::string init_language, init_name;
   CLI::App* init_cmd = app.add_subcommand(
-      "init", "Write a runnable application to start from into ./NAME: an agent in LANGUAGE "
-              "(cpp or python), its manifest for perper up and, for cpp, its CMake build");
+      "init",
+      "Write a runnable application to start from into ./NAME: an agent in LANGUAGE "
+      "(cpp or python), its manifest for perper up and, for cpp, its CMake build");
   init_cmd->add_option("LANGUAGE", init_language, "cpp or python")->required();
   init_cmd->add_option("NAME", init_name, "The agent type and the folder")->required();
   init_cmd->callback([&] { action = [&] { return RunInit(init_language, init_name); }; });
 
   std::string shell;
-  CLI::App* completion_cmd = app.add_subcommand(
-      "completion", "Print a script that completes perper's commands and flags in SHELL "
-                    "(bash): source <(perper completion bash)");
+  CLI::App* completion_cmd =
+      app.add_subcommand("completion",
+                         "Print a script that completes perper's commands and flags in SHELL "
+                         "(bash): source <(perper completion bash)");
   completion_cmd->add_option("SHELL", shell, "The shell: bash")->required();
   completion_cmd->callback([&] {
     action = [&] {
@@ -274,7 +289,8 @@ int Main(int argc, char** argv) {
       known = known || command->check_name(name);
     }
     if (!known) {
-      std::fprintf(stderr, "perper: unknown command '%s'; the commands are %s (see perper --help)\n",
+      std::fprintf(stderr,
+                   "perper: unknown command '%s'; the commands are %s (see perper --help)\n",
                    name.c_str(), absl::StrJoin(names, ", ").c_str());
       return 2;
     }

@@ -60,7 +60,7 @@ struct UpOptions {
   std::string fabric;  // a running Fabric; empty: the manifest's, or an embedded one
   std::string log_dir;
   std::string address_file;
-  bool reset = false;  // destroy what the previous Deploy recorded before Deploy starts
+  bool reset = false;            // destroy what the previous Deploy recorded before Deploy starts
   std::string scaler = "local";  // local (processes) or compose (containers)
   std::string project;           // compose: docker-compose's project name
 };

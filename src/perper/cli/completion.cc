@@ -83,12 +83,18 @@ std::string BashCompletion(const CLI::App& app) {
       "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
       "    word=${COMP_WORDS[i]}\n"
       "    case \"$path/$word\" in\n"
-      "      ", paths, ") path=$path/$word ;;\n"
+      "      ",
+      paths,
+      ") path=$path/$word ;;\n"
       "    esac\n"
       "  done\n"
       "  case \"$path $prev\" in\n"
-      "    ", or_none(files), ") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
-      "    ", or_none(values), ") COMPREPLY=(); return ;;\n"
+      "    ",
+      or_none(files),
+      ") COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
+      "    ",
+      or_none(values),
+      ") COMPREPLY=(); return ;;\n"
       "  esac\n"
       "  local words=\n"
       "  case \"$path\" in\n",
@@ -97,7 +103,9 @@ std::string BashCompletion(const CLI::App& app) {
       "  COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
       "  if [[ $cur != -* ]]; then\n"
       "    case \"$path\" in\n"
-      "      ", or_none(positionals), ") COMPREPLY+=($(compgen -f -- \"$cur\")) ;;\n"
+      "      ",
+      or_none(positionals),
+      ") COMPREPLY+=($(compgen -f -- \"$cur\")) ;;\n"
       "    esac\n"
       "  fi\n"
       "}\n"

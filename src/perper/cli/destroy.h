@@ -15,9 +15,8 @@
 #include <memory>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
 
 namespace perper::cli {
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+
 #include "perper/grpc2/introspection.grpc.pb.h"
 
 namespace perper::cli {
@@ -98,17 +99,18 @@ std::shared_ptr<grpc::Channel> Channel(const FabricTarget& target) {
 }
 
 void Deadline(grpc::ClientContext& context, const FabricTarget& target) {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(static_cast<int64_t>(target.timeout_seconds * 1000)));
+  context.set_deadline(
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(target.timeout_seconds * 1000)));
 }
 
 int Fail(const FabricTarget& target, const grpc::Status& status, const std::string& what) {
   std::string message;
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      message = absl::StrCat("cannot reach the Fabric at ", Address(target), " (",
-                             status.error_message(),
-                             "); is it running? Give its address with --fabric");
+      message =
+          absl::StrCat("cannot reach the Fabric at ", Address(target), " (", status.error_message(),
+                       "); is it running? Give its address with --fabric");
       if (!target.origin.empty()) absl::StrAppend(&message, " (", target.origin, ")");
       break;
     case grpc::StatusCode::DEADLINE_EXCEEDED:

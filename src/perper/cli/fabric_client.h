@@ -9,15 +9,13 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/status/statusor.h"
-
-#include <nlohmann/json.hpp>
+#include <grpcpp/grpcpp.h>
 
 #include "perper/cli/commands.h"
 #include "perper/grpc2/introspection.pb.h"
 #include "perper/grpc2/model.pb.h"
+#include <nlohmann/json.hpp>
 
 namespace perper::cli {
 

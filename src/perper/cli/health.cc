@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+
 #include "perper/cli/commands.h"
 #include "perper/cli/fabric_client.h"
 #include "perper/common/health_check.h"
@@ -18,8 +19,8 @@ int RunHealth(const FabricTarget& target) {
   grpc::Status status = CheckHealth(Channel(target), deadline, &serving);
   if (!status.ok()) return Fail(target, status, "health check");
   if (serving != kHealthServing) {
-    return Error(absl::StrCat("the Fabric at ", Address(target), " is ",
-                              HealthStatusName(serving)));
+    return Error(
+        absl::StrCat("the Fabric at ", Address(target), " is ", HealthStatusName(serving)));
   }
   Print(absl::StrCat("SERVING (", Address(target), ")\n"));
   return 0;

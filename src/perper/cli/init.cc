@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+
 #include "perper/cli/commands.h"
 #include "perper/cli/init_templates.h"
 
@@ -169,8 +170,8 @@ int RunInit(const std::string& language, const std::string& name) {
       std::fprintf(stderr, "perper init: cannot write %s\n", path.c_str());
       return 1;
     }
-    absl::StrAppend(&summary, "  ", path, "  ",
-                    absl::StrReplaceAll(file.what, {{"@NAME@", name}}), "\n");
+    absl::StrAppend(&summary, "  ", path, "  ", absl::StrReplaceAll(file.what, {{"@NAME@", name}}),
+                    "\n");
   }
   if (language == "cpp") {
     absl::StrAppend(&summary, "Build it, then run it:\n  cmake -S ", name, " -B ", name,

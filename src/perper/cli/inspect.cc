@@ -9,16 +9,14 @@
 #include <set>
 #include <variant>
 
-#include <grpcpp/grpcpp.h>
-
-#include <nlohmann/json.hpp>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
+
 #include "perper/cli/commands.h"
 #include "perper/cli/fabric_client.h"
 #include "perper/cli/table.h"
@@ -28,6 +26,7 @@
 #include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/states.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
+#include <nlohmann/json.hpp>
 
 namespace perper::cli {
 
@@ -55,8 +54,9 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) 
   static const std::set<std::string> kStates = {"all",     "unfinished", "waiting",
                                                 "running", "finished",   "failed"};
   if (kStates.count(options.state) == 0) {
-    std::fprintf(stderr, "perper executions: --state must be one of all, unfinished, waiting, "
-                         "running, finished, failed\n");
+    std::fprintf(stderr,
+                 "perper executions: --state must be one of all, unfinished, waiting, "
+                 "running, finished, failed\n");
     return 2;
   }
   auto stub = grpc2::FabricIntrospection::NewStub(Channel(target));
@@ -93,9 +93,9 @@ int RunExecutions(const FabricTarget& target, const ExecutionsOptions& options) 
   json rows = json::array();
   for (const auto& e : response.executions()) {
     const bool instance = e.instance().agent() == kRegistry;
-    std::string state = e.failed()     ? "failed"
-                        : e.finished() ? "finished"
-                        : instance     ? "live"
+    std::string state = e.failed()                                       ? "failed"
+                        : e.finished()                                   ? "finished"
+                        : instance                                       ? "live"
                         : reserved.count(e.execution().execution()) != 0 ? "running"
                                                                          : "waiting";
     const bool unfinished = !e.finished();
@@ -149,7 +149,7 @@ int RunInstances(const FabricTarget& target, const std::string& agent) {
   absl::flat_hash_map<std::string, const grpc2::InstancePlacement*> placement_of;
   for (const auto& p : placements) placement_of[p.instance()] = &p;
   Table table(!placements.empty() ? std::vector<std::string>{"INSTANCE", "AGENT", "SLOT", "NODE"}
-                     : std::vector<std::string>{"INSTANCE", "AGENT"});
+                                  : std::vector<std::string>{"INSTANCE", "AGENT"});
   json rows = json::array();
   for (const auto& i : instances) {
     std::vector<std::string> cells = {i.instance(), i.agent()};  // The table pads short rows.
@@ -196,7 +196,7 @@ int RunStreams(const FabricTarget& target, const std::string& prefix) {
   Table table({"STREAM", "KIND", "STRIDE", "ITEMS", "KEYS", "STATE", "LISTENERS"});
   json rows = json::array();
   for (const auto& s : *streams) {
-    std::string state = !s.completed() ? "open"
+    std::string state = !s.completed()      ? "open"
                         : s.error().empty() ? "completed"
                                             : "failed: " + s.error();
     std::vector<std::string> listeners;
@@ -274,8 +274,8 @@ int RunStreamTail(const FabricTarget& target, const TailOptions& options) {
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
   if (status.error_code() == grpc::StatusCode::UNKNOWN ||
       status.error_code() == grpc::StatusCode::ABORTED) {
-    return Error(absl::StrCat("stream ", options.stream, " ended with an error: ",
-                              status.error_message()));
+    return Error(
+        absl::StrCat("stream ", options.stream, " ended with an error: ", status.error_message()));
   }
   return Fail(target, status, "reading stream " + options.stream);
 }
@@ -442,8 +442,8 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
     json parsed = json::parse(options.arguments[i], nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) {
       std::fprintf(stderr,
-                   "perper call: argument %zu is not JSON: %s (quote strings: '\"text\"')\n",
-                   i + 1, options.arguments[i].c_str());
+                   "perper call: argument %zu is not JSON: %s (quote strings: '\"text\"')\n", i + 1,
+                   options.arguments[i].c_str());
       return 2;
     }
     auto any = JsonToAny(parsed);
@@ -486,9 +486,9 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
   // A call to an agent no process serves waits for one until the timeout; say so while it
   // waits. Not at once: a process may be starting for it (perper up starts a pool's first
   // process when executions wait).
-  const std::string unserved = absl::StrCat(
-      "no process serves agent ", options.agent, ": nothing on the Fabric at ", Address(target),
-      " listens for its executions");
+  const std::string unserved =
+      absl::StrCat("no process serves agent ", options.agent, ": nothing on the Fabric at ",
+                   Address(target), " listens for its executions");
   const absl::Duration grace = absl::Seconds(std::min(2.0, target.timeout_seconds / 2));
   if (!answered.WaitForNotificationWithTimeout(grace) &&
       !Served(channel, options.agent).value_or(true)) {
@@ -502,7 +502,8 @@ int RunCall(const FabricTarget& target, const CallOptions& options) {
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
       !Served(channel, options.agent).value_or(true)) {
     return Error(absl::StrCat(unserved, ", so nobody answered ", what, " within ",
-                              target.timeout_seconds, " s; start the agent's process (e.g. with "
+                              target.timeout_seconds,
+                              " s; start the agent's process (e.g. with "
                               "perper up APP.yaml) or check the agent's name"));
   }
   if (!status.ok()) return Fail(target, status, "calling " + what);

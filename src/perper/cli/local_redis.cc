@@ -61,9 +61,21 @@ absl::StatusOr<std::unique_ptr<LocalRedis>> LocalRedis::Start() {
   for (int attempt = 0; attempt < 5; ++attempt) {
     int port = FreePort();
     if (port == 0) return absl::UnavailableError("no free port for redis-server");
-    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port), "--bind",
-                                     "127.0.0.1", "--dir", dir, "--save", "", "--appendonly",
-                                     "yes", "--appendfsync", "everysec", "--daemonize", "no"};
+    std::vector<std::string> args = {"redis-server",
+                                     "--port",
+                                     std::to_string(port),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--dir",
+                                     dir,
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "yes",
+                                     "--appendfsync",
+                                     "everysec",
+                                     "--daemonize",
+                                     "no"};
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+
 #include "perper/cli/commands.h"
 #include "perper/cli/destroy.h"
 #include "perper/cli/fabric_client.h"
@@ -71,7 +72,8 @@ int RunDeleteExecution(const FabricTarget& target, const std::string& id) {
   for (const auto& e : executions.executions()) {
     if (e.execution().execution() == id) found = &e;
   }
-  if (found == nullptr) return Error(absl::StrCat("no execution '", id, "' (see perper executions)"));
+  if (found == nullptr)
+    return Error(absl::StrCat("no execution '", id, "' (see perper executions)"));
   if (found->instance().agent() == "Registry") {
     return Error(absl::StrCat("execution ", id, " is the Registry record of instance ", id,
                               "; `perper destroy ", id,
@@ -137,7 +139,8 @@ int RunDeleteState(const FabricTarget& target, const std::string& name, bool lis
   if (!status.ok()) return Fail(target, status, "deleting " + what);
   Print(absl::StrCat("deleted ", what, "\n"));
   if (!delete_list && list_exists) {
-    std::fprintf(stderr, "perper: a list '%s' remains; `perper delete state %s --list` deletes it\n",
+    std::fprintf(stderr,
+                 "perper: a list '%s' remains; `perper delete state %s --list` deletes it\n",
                  name.c_str(), name.c_str());
   }
   return 0;

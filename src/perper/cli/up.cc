@@ -8,11 +8,11 @@
 #include <cstdlib>
 #include <fstream>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include <grpcpp/grpcpp.h>
+
 #include "perper/cli/commands.h"
 #include "perper/cli/destroy.h"
 #include "perper/cli/fabric_client.h"
@@ -57,7 +57,8 @@ absl::StatusOr<fabric::FabricConfig> EmbeddedConfig(const scaler::FabricSpec& sp
 class AppAddressFile {
  public:
   AppAddressFile(const std::string& app_dir, const std::string& address)
-      : dir_(app_dir + "/" + kAppStateDir), path_(app_dir + "/" + kAppAddressFile),
+      : dir_(app_dir + "/" + kAppStateDir),
+        path_(app_dir + "/" + kAppAddressFile),
         address_(address) {
     mkdir(dir_.c_str(), 0755);
     if (absl::Status s = fabric::WriteAddressFile(path_, address_); !s.ok()) {
@@ -227,8 +228,7 @@ int RunUp(const UpOptions& options) {
     address = addresses.front();
     agent_addresses = absl::StrJoin(addresses, ",");
     if (processes == 1) {
-      PERPER_LOG_INFO(Logger::kScaler, "Fabric ({} storage) listening on {}", store.kind,
-                      address);
+      PERPER_LOG_INFO(Logger::kScaler, "Fabric ({} storage) listening on {}", store.kind, address);
     } else {
       PERPER_LOG_INFO(Logger::kScaler, "{} Fabric processes (redis storage on {}) listening on {}",
                       processes, absl::StrJoin(store.redis_addresses, ","), agent_addresses);
@@ -259,8 +259,7 @@ int RunUp(const UpOptions& options) {
     }
   }
   if (!options.address_file.empty()) {
-    if (absl::Status s = fabric::WriteAddressFile(options.address_file, agent_addresses);
-        !s.ok()) {
+    if (absl::Status s = fabric::WriteAddressFile(options.address_file, agent_addresses); !s.ok()) {
       std::fprintf(stderr, "perper up: --address-file: %s\n", std::string(s.message()).c_str());
       return 1;
     }

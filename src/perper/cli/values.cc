@@ -1,15 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include "perper/cli/values.h"
 
+#include <memory>
+
+#include "absl/strings/str_cat.h"
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/wrappers.pb.h>
-
-#include <memory>
-
-#include "absl/strings/str_cat.h"
 
 namespace perper::cli {
 namespace {
@@ -57,7 +56,8 @@ nlohmann::json ToJson(const pb::Any& value, bool exact_integers) {
     pb::DoubleValue v;
     if (value.UnpackTo(&v)) return v.value();
   }
-  const pb::Descriptor* descriptor = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
+  const pb::Descriptor* descriptor =
+      pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
   if (descriptor == nullptr) return Unknown(value);
   std::unique_ptr<pb::Message> message(
       pb::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());

@@ -15,14 +15,13 @@
 // Stateless functions; thread-safe.
 #pragma once
 
-#include <google/protobuf/any.pb.h>
-
 #include <cstdint>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
+#include <google/protobuf/any.pb.h>
+
+#include <nlohmann/json.hpp>
 
 namespace perper::cli {
 

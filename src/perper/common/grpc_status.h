@@ -3,9 +3,8 @@
 // mapping keeps the code, and the message cut to kMaxStatusMessageBytes (perper/common/text.h).
 #pragma once
 
-#include <grpcpp/support/status.h>
-
 #include "absl/status/status.h"
+#include <grpcpp/support/status.h>
 
 namespace perper {
 

@@ -44,8 +44,8 @@ grpc::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
   std::condition_variable done_cv;
   bool done = false;
   grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&](grpc::Status s) {
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
                    std::lock_guard<std::mutex> lock(mu);
                    status = std::move(s);
                    done = true;
@@ -67,11 +67,16 @@ grpc::Status CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
 
 const char* HealthStatusName(int serving_status) {
   switch (serving_status) {
-    case kHealthUnknown: return "UNKNOWN";
-    case kHealthServing: return "SERVING";
-    case kHealthNotServing: return "NOT_SERVING";
-    case 3: return "SERVICE_UNKNOWN";
-    default: return "an unreadable status";
+    case kHealthUnknown:
+      return "UNKNOWN";
+    case kHealthServing:
+      return "SERVING";
+    case kHealthNotServing:
+      return "NOT_SERVING";
+    case 3:
+      return "SERVICE_UNKNOWN";
+    default:
+      return "an unreadable status";
   }
 }
 

@@ -37,9 +37,8 @@ spdlog::logger& GetLogger(Logger component) {
 absl::Status SetLogLevel(std::string_view level) {
   auto parsed = spdlog::level::from_str(std::string(level));
   if (parsed == spdlog::level::off && level != "off") {
-    return absl::InvalidArgumentError(
-        "unknown log level '" + std::string(level) +
-        "'; expected trace, debug, info, warn, error or off");
+    return absl::InvalidArgumentError("unknown log level '" + std::string(level) +
+                                      "'; expected trace, debug, info, warn, error or off");
   }
   for (auto& logger : AllLoggers().loggers) logger->set_level(parsed);
   return absl::OkStatus();

@@ -9,9 +9,8 @@
 #include <memory>
 #include <string_view>
 
-#include <spdlog/spdlog.h>
-
 #include "absl/status/status.h"
+#include <spdlog/spdlog.h>
 
 namespace perper {
 
@@ -25,12 +24,12 @@ absl::Status SetLogLevel(std::string_view level);
 
 }  // namespace perper
 
-#define PERPER_LOG(component, level, ...)                          \
-  do {                                                             \
-    auto& perper_logger_ = ::perper::GetLogger(component);         \
-    if (perper_logger_.should_log(level)) {                        \
-      perper_logger_.log(level, __VA_ARGS__);                      \
-    }                                                              \
+#define PERPER_LOG(component, level, ...)                  \
+  do {                                                     \
+    auto& perper_logger_ = ::perper::GetLogger(component); \
+    if (perper_logger_.should_log(level)) {                \
+      perper_logger_.log(level, __VA_ARGS__);              \
+    }                                                      \
   } while (false)
 #define PERPER_LOG_TRACE(c, ...) PERPER_LOG(c, spdlog::level::trace, __VA_ARGS__)
 #define PERPER_LOG_DEBUG(c, ...) PERPER_LOG(c, spdlog::level::debug, __VA_ARGS__)

@@ -22,7 +22,9 @@ constexpr absl::Duration kTrimInterval = absl::Seconds(1);
 
 class Trimmer {
  public:
-  Trimmer() { std::thread([this] { Run(); }).detach(); }
+  Trimmer() {
+    std::thread([this] { Run(); }).detach();
+  }
 
   void Note(std::size_t bytes) {
     absl::MutexLock lock(&mu_);
@@ -73,8 +75,7 @@ std::string HeapStats() {
   if (FILE* out = open_memstream(&xml, &xml_size)) {
     malloc_info(0, out);
     std::fclose(out);
-    for (const char* p = xml; (p = std::strstr(p, "<heap nr=")) != nullptr; ++p)
-      ++arenas;
+    for (const char* p = xml; (p = std::strstr(p, "<heap nr=")) != nullptr; ++p) ++arenas;
     std::free(xml);
   }
   constexpr double kMiB = 1 << 20;

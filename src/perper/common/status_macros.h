@@ -16,17 +16,17 @@
 #define PERPER_STATUS_CONCAT_INNER(a, b) a##b
 #define PERPER_STATUS_CONCAT(a, b) PERPER_STATUS_CONCAT_INNER(a, b)
 
-#define PERPER_RETURN_IF_ERROR(expr)                            \
-  do {                                                          \
-    ::absl::Status perper_status_ = (expr);                     \
-    if (!perper_status_.ok()) return perper_status_;            \
+#define PERPER_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::absl::Status perper_status_ = (expr);          \
+    if (!perper_status_.ok()) return perper_status_; \
   } while (false)
 
 #define PERPER_ASSIGN_OR_RETURN(lhs, expr) \
   PERPER_ASSIGN_OR_RETURN_IMPL(PERPER_STATUS_CONCAT(perper_statusor_, __LINE__), lhs, expr)
 
-#define PERPER_ASSIGN_OR_RETURN_IMPL(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define PERPER_ASSIGN_OR_RETURN_IMPL(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

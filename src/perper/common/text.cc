@@ -9,8 +9,7 @@ size_t Utf8Prefix(std::string_view text, size_t max) {
   if (max >= text.size()) return text.size();
   size_t n = max;
   // Back up over continuation bytes (10xxxxxx) to the start of the sequence they belong to.
-  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80 && max - n < 4)
-    --n;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80 && max - n < 4) --n;
   return n;
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
+
 #include "perper/common/logging.h"
 
 namespace perper::fabric {
@@ -99,8 +100,7 @@ thread_local const ChangeHub* hub_thread_of = nullptr;
 
 }  // namespace
 
-void ChangeHub::Hand(std::vector<std::shared_ptr<ChangeSubscriber>> targets,
-                     const Change& change) {
+void ChangeHub::Hand(std::vector<std::shared_ptr<ChangeSubscriber>> targets, const Change& change) {
   if (!dispatched_.load(std::memory_order_acquire)) {
     for (auto& target : targets) target->OnChange(change);
     return;
@@ -244,8 +244,9 @@ void LogChange(const Change& change) {
       logger.trace("[stream={}] a listener changed", change.id);
       return;
     case Kind::kResync:
-      logger.debug("changes of other Fabric processes may have been missed: every call reads "
-                   "again what it waits for");
+      logger.debug(
+          "changes of other Fabric processes may have been missed: every call reads "
+          "again what it waits for");
       return;
     default:
       break;
@@ -253,11 +254,11 @@ void LogChange(const Change& change) {
   // The others: an execution or a stream completed, deleted, or a stream created.
   const bool execution =
       change.kind == Kind::kExecutionCompleted || change.kind == Kind::kExecutionDeleted;
-  const char* what = change.kind == Kind::kStreamCreated ? "created"
-                     : change.kind == Kind::kExecutionCompleted ||
-                             change.kind == Kind::kStreamCompleted
-                         ? "completed"
-                         : "deleted";
+  const char* what =
+      change.kind == Kind::kStreamCreated ? "created"
+      : change.kind == Kind::kExecutionCompleted || change.kind == Kind::kStreamCompleted
+          ? "completed"
+          : "deleted";
   logger.debug("[{}={}] {}", execution ? "exec" : "stream", change.id, what);
 }
 

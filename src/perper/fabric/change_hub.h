@@ -29,6 +29,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+
 #include "perper/storage/change.h"
 
 namespace perper::fabric {
@@ -166,9 +167,9 @@ class ChangeHub final : public storage::ChangeObserver {
   size_t max_queued_ ABSL_GUARDED_BY(dispatch_mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(dispatch_mu_) = false;
   std::atomic<bool> stopping_{false};  // stopped_, read between deliveries without the lock.
-  std::thread dispatcher_;                   // Started under dispatch_mu_.
+  std::thread dispatcher_;             // Started under dispatch_mu_.
   std::vector<std::thread> delivery_threads_;  // Started under dispatch_mu_.
-  std::atomic<bool> dispatched_{false};  // Set once the dispatcher runs; never cleared.
+  std::atomic<bool> dispatched_{false};        // Set once the dispatcher runs; never cleared.
 };
 
 }  // namespace perper::fabric

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+
 #include "perper/common/values.h"
 
 namespace perper::fabric {
@@ -43,10 +44,10 @@ std::shared_ptr<ResultWaiter> ResultWaiter::Start(const ServiceContext& context,
 }
 
 std::shared_ptr<ResultWaiter> ResultWaiter::Subscribe(const ServiceContext& context,
-                                                      std::string execution,
-                                                      bool wait_for_creation, Done done) {
-  auto waiter = std::make_shared<ResultWaiter>(context, execution, wait_for_creation,
-                                               std::move(done));
+                                                      std::string execution, bool wait_for_creation,
+                                                      Done done) {
+  auto waiter =
+      std::make_shared<ResultWaiter>(context, execution, wait_for_creation, std::move(done));
   std::weak_ptr<ResultWaiter> weak = waiter;
   auto subscriber = std::make_shared<GuardedSubscriber>([weak](const storage::Change& change) {
     if (auto self = weak.lock()) self->Check(&change);
@@ -142,10 +143,9 @@ std::shared_ptr<ExecutionCall> ExecutionCall::Start(const ServiceContext& contex
   auto call = std::make_shared<ExecutionCall>(context, id, std::move(done));
   // Subscribed before the creation, so that a fresh execution needs no read: its completion
   // is hinted whenever it comes.
-  auto waiter = ResultWaiter::Subscribe(context, id, /*wait_for_creation=*/false,
-                                        [call](grpc2::ExecutionsGetResultResponse response) {
-                                          call->OnResult(std::move(response));
-                                        });
+  auto waiter = ResultWaiter::Subscribe(
+      context, id, /*wait_for_creation=*/false,
+      [call](grpc2::ExecutionsGetResultResponse response) { call->OnResult(std::move(response)); });
   {
     absl::MutexLock lock(&call->mu_);
     call->waiter_ = waiter;

@@ -11,12 +11,12 @@
 #include <string_view>
 #include <utility>
 
-#include <grpcpp/support/server_callback.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include <grpcpp/support/server_callback.h>
+
 #include "perper/common/grpc_status.h"
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/service_context.h"
@@ -72,7 +72,7 @@ class ResultWaiter : public std::enable_shared_from_this<ResultWaiter> {
   const std::string execution_;
   const bool wait_for_creation_;
   absl::Mutex mu_;
-  Done done_ ABSL_GUARDED_BY(mu_);  // Null once called or cancelled.
+  Done done_ ABSL_GUARDED_BY(mu_);          // Null once called or cancelled.
   bool seen_ ABSL_GUARDED_BY(mu_) = false;  // The execution was seen to exist.
   bool armed_ ABSL_GUARDED_BY(mu_) = false;
   bool hinted_while_unarmed_ ABSL_GUARDED_BY(mu_) = false;

@@ -92,8 +92,7 @@ class ListenAndReserveReactor final
     completions.reserve(request_.completions_size());
     for (int i = 0; i < request_.completions_size(); ++i) {
       absl::StatusOr<Completion> completion = CompletionFromRequest(
-          request_.completions(i), context_.limits,
-          "completions[" + std::to_string(i) + "].");
+          request_.completions(i), context_.limits, "completions[" + std::to_string(i) + "].");
       if (!completion.ok()) {
         FinishOnce(ToGrpcStatus(completion.status()));
         return;

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+
 #include "perper/fabric/service_context.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 
@@ -31,7 +32,8 @@ class ExecutionsService final : public perper::grpc2::FabricExecutions::Callback
                           grpc2::ExecutionsListenResponse>*
   ListenAndReserve(grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<google::protobuf::Empty>* Reserve(
-      grpc::CallbackServerContext* context, const grpc2::ExecutionsReserveRequest* request) override;
+      grpc::CallbackServerContext* context,
+      const grpc2::ExecutionsReserveRequest* request) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
                                      const grpc2::ExecutionsCompleteRequest* request,
                                      google::protobuf::Empty* response) override;

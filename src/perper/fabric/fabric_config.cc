@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include <yaml-cpp/yaml.h>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include <yaml-cpp/yaml.h>
+
 #include "perper/common/logging.h"
 #include "perper/common/status_macros.h"
 #include "perper/storage/store_factory.h"
@@ -34,7 +34,8 @@ absl::StatusOr<bool> ParseBool(std::string_view text, std::string_view what) {
 absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
   uint64_t value = 0;
   if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value == 0) {
-    return absl::InvalidArgumentError(std::string(what) + ": expected a positive number of bytes, got '" +
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": expected a positive number of bytes, got '" +
                                       std::string(text) + "'");
   }
   return static_cast<size_t>(value);
@@ -67,7 +68,7 @@ std::optional<uint32_t> PortOf(std::string_view address) {
 }
 
 absl::StatusOr<std::vector<std::string>> ParseRedisAddresses(std::string_view text,
-                                                            std::string_view what) {
+                                                             std::string_view what) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(std::string(what) + ": " + std::string(why) +
                                       "; expected host:port[,host:port...], got '" +
@@ -257,8 +258,8 @@ absl::Status ApplyEnvironment(FabricConfig& config) {
   }
   for (const RedisSetting& setting : kRedisSettings) {
     if (const char* v = Env(setting.env)) {
-      PERPER_RETURN_IF_ERROR(ApplyRedisSetting(setting.key, v, setting.env, config.options.store)
-                                 .status());
+      PERPER_RETURN_IF_ERROR(
+          ApplyRedisSetting(setting.key, v, setting.env, config.options.store).status());
     }
   }
   return absl::OkStatus();
@@ -320,7 +321,8 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
     config.options.limits.max_stream_retained_bytes = *flags.max_stream_retained_bytes;
   }
   if (flags.stream_write_wait_ms) {
-    config.options.limits.stream_write_wait = std::chrono::milliseconds(*flags.stream_write_wait_ms);
+    config.options.limits.stream_write_wait =
+        std::chrono::milliseconds(*flags.stream_write_wait_ms);
   }
   if (flags.sync) config.options.store.sync_writes = *flags.sync;
   for (const RedisSetting& setting : kRedisSettings) {

@@ -15,9 +15,9 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include <CLI/CLI.hpp>
 
-#include "absl/status/statusor.h"
 #include "perper/fabric/fabric_server.h"
 
 namespace perper::fabric {
@@ -63,8 +63,8 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
 // heap statistics (HeapStats in perper/common/memory.h), trims the heap and logs them again.
 // Returns the exit code: 2 for a configuration it cannot run (an unknown log level, storage
 // redis without an address), 1 when the store cannot be opened or the address bound.
-// REQUIRES: SIGINT, SIGTERM and SIGUSR1 are blocked in every thread (call BlockShutdownSignals() first
-// thing in main, before any thread starts).
+// REQUIRES: SIGINT, SIGTERM and SIGUSR1 are blocked in every thread (call BlockShutdownSignals()
+// first thing in main, before any thread starts).
 int RunFabricUntilSignalled(const FabricConfig& config);
 void BlockShutdownSignals();
 

@@ -16,10 +16,10 @@
 #include <memory>
 #include <string>
 
-#include <grpcpp/server.h>
-
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include <grpcpp/server.h>
+
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/service_context.h"
 #include "perper/fabric/write_pool.h"
@@ -45,8 +45,8 @@ class FabricServer {
   static absl::StatusOr<std::unique_ptr<FabricServer>> Start(const FabricOptions& options);
 
   // Starts serving an already opened store (tests use this to share a store across restarts).
-  static absl::StatusOr<std::unique_ptr<FabricServer>> Start(
-      const FabricOptions& options, std::unique_ptr<storage::Store> store);
+  static absl::StatusOr<std::unique_ptr<FabricServer>> Start(const FabricOptions& options,
+                                                             std::unique_ptr<storage::Store> store);
 
   ~FabricServer();
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+
 #include "perper/common/logging.h"
 #include "perper/common/memory.h"
 #include "perper/fabric/fabric_config.h"
@@ -83,7 +84,8 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
     malloc_trim(0);
     PERPER_LOG_INFO(Logger::kFabric, "after malloc_trim, {}", HeapStats());
   }
-  PERPER_LOG_INFO(Logger::kFabric, "received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  PERPER_LOG_INFO(Logger::kFabric, "received {}, stopping",
+                  signal == SIGINT ? "SIGINT" : "SIGTERM");
   // Listen calls never end on their own, so the grace period only serves calls that are about
   // to answer; the rest are cancelled when it ends and their clients reconnect.
   (*server)->Shutdown(absl::Seconds(1));

@@ -38,9 +38,9 @@ absl::StatusOr<Completion> CompletionFromRequest(const grpc2::ExecutionsComplete
   const std::string& id = completion.id;
   completion.results.reserve(request.results_size());
   for (int i = 0; i < request.results_size(); ++i) {
-    if (absl::Status s = CheckValueSize(request.results(i), limits,
-                                        std::string(field) + "results[" + std::to_string(i) +
-                                            "] of execution " + id);
+    if (absl::Status s = CheckValueSize(
+            request.results(i), limits,
+            std::string(field) + "results[" + std::to_string(i) + "] of execution " + id);
         !s.ok()) {
       return s;
     }

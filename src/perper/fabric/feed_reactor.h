@@ -122,11 +122,9 @@ class FeedReactor : public Base {
     {
       absl::MutexLock lock(&mu_);
       std::deque<Entry> queue;
-      for (std::string& id : *existing)
-        queue.push_back({std::move(id)});
+      for (std::string& id : *existing) queue.push_back({std::move(id)});
       queue.push_back({"", /*marker=*/true});
-      for (Entry& entry : queue_)
-        queue.push_back(std::move(entry));
+      for (Entry& entry : queue_) queue.push_back(std::move(entry));
       queue_ = std::move(queue);
       scanning_ = false;
       started_ = true;
@@ -201,8 +199,7 @@ class FeedReactor : public Base {
                              " finished or gone; longest backlog ", stats_.longest_backlog);
       }
       if (reserve_) {
-        for (const auto& [id, delivered] : delivered_)
-          held.push_back(id);
+        for (const auto& [id, delivered] : delivered_) held.push_back(id);
         workgroup = workgroup_;
         holder = holder_;
       }
@@ -253,11 +250,11 @@ class FeedReactor : public Base {
         std::string id = completion.id;
         absl::Status status = ApplyCompletion(context_, std::move(completion));
         // Deleted or finished already: a benign race with a cancellation or a retry.
-        bool settled = status.ok() || absl::IsNotFound(status) ||
-                       absl::IsFailedPrecondition(status);
+        bool settled =
+            status.ok() || absl::IsNotFound(status) || absl::IsFailedPrecondition(status);
         if (!settled) {
-          PERPER_LOG_WARN(Logger::kFabric, "[exec={}] completion on the reservation stream: {}",
-                          id, status.ToString());
+          PERPER_LOG_WARN(Logger::kFabric, "[exec={}] completion on the reservation stream: {}", id,
+                          status.ToString());
         }
         absl::MutexLock lock(&mu_);
         if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
@@ -563,13 +560,11 @@ class FeedReactor : public Base {
     std::vector<std::optional<grpc2::ExecutionsListenResponse>> responses(ids.size());
     std::vector<uint64_t> sequences(ids.size(), 0);
     using Outcome = storage::ExecutionStore::ReserveOutcome;
-    absl::StatusOr<std::vector<Outcome>> outcomes =
-        context_.store->executions().ReadAndReserveMany(
-            ids, filter_, workgroup_, holder_,
-            [&](size_t i, const storage::ExecutionRecord& record) {
-              responses[i] = ToListenResponse(record);
-              sequences[i] = record.sequence;
-            });
+    absl::StatusOr<std::vector<Outcome>> outcomes = context_.store->executions().ReadAndReserveMany(
+        ids, filter_, workgroup_, holder_, [&](size_t i, const storage::ExecutionRecord& record) {
+          responses[i] = ToListenResponse(record);
+          sequences[i] = record.sequence;
+        });
     if (!outcomes.ok()) {
       Fail(outcomes.status());
       return false;
@@ -590,8 +585,8 @@ class FeedReactor : public Base {
       --credits_;
       waiting_.erase(ids[i]);
       grpc2::ExecutionsListenResponse& response = *responses[i];
-      PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved: {}.{} on instance {}",
-                       ids[i], call_, response.instance().agent(), response.delegate(),
+      PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved: {}.{} on instance {}", ids[i],
+                       call_, response.instance().agent(), response.delegate(),
                        response.instance().instance());
       delivered_[ids[i]] = {sequences[i], names_.Intern(response.instance().instance()),
                             names_.Intern(response.delegate())};
@@ -617,7 +612,7 @@ class FeedReactor : public Base {
   std::string workgroup_ ABSL_GUARDED_BY(mu_);
   std::string holder_ ABSL_GUARDED_BY(mu_);
   bool scanning_ ABSL_GUARDED_BY(mu_) = false;
-  bool begun_ ABSL_GUARDED_BY(mu_) = false;  // Begin ran: the call was logged as opened.
+  bool begun_ ABSL_GUARDED_BY(mu_) = false;         // Begin ran: the call was logged as opened.
   std::string end_ ABSL_GUARDED_BY(mu_) = "ended";  // How the call ended, for the log.
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -625,7 +620,7 @@ class FeedReactor : public Base {
   // FinishOnce's status while a write was in flight; OnWriteDone finishes with it.
   std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
   uint64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
-  int tasks_ ABSL_GUARDED_BY(mu_) = 0;     // Completion tasks posted and not yet run.
+  int tasks_ ABSL_GUARDED_BY(mu_) = 0;      // Completion tasks posted and not yet run.
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // OnDone ran: the last task deletes.
   std::deque<Entry> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> starved_ ABSL_GUARDED_BY(mu_);

@@ -202,8 +202,7 @@ void DeleteOwnedState(const ServiceContext& context, const std::string& instance
                     s.ToString());
   }
   if (absl::Status s = context.store->states().DeleteList(state, false); !s.ok()) {
-    PERPER_LOG_WARN(Logger::kFabric, "[instance={}] list not deleted: {}", instance,
-                    s.ToString());
+    PERPER_LOG_WARN(Logger::kFabric, "[instance={}] list not deleted: {}", instance, s.ToString());
   }
 }
 
@@ -279,8 +278,7 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
 
  private:
   void Begin(std::vector<std::string> stop_parameters) {
-    absl::StatusOr<ExecutionRecord> registry =
-        context_.store->executions().GetExecution(instance_);
+    absl::StatusOr<ExecutionRecord> registry = context_.store->executions().GetExecution(instance_);
     bool registered = registry.ok() && registry->agent == kRegistryAgent;
     if (!registered) {
       // Without Stop, what an unregistered instance owns can still go (the "{agent}-deploy"
@@ -308,11 +306,10 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
     stop.delegate = "Stop";
     stop.arguments = std::move(stop_parameters);
     std::shared_ptr<StopAndDeleteOp> self = shared_from_this();
-    auto call = ExecutionCall::Start(
-        context_, std::move(stop),
-        [self](absl::StatusOr<ExecutionsGetResultResponse> result) {
-          self->OnStopped(std::move(result));
-        });
+    auto call = ExecutionCall::Start(context_, std::move(stop),
+                                     [self](absl::StatusOr<ExecutionsGetResultResponse> result) {
+                                       self->OnStopped(std::move(result));
+                                     });
     absl::MutexLock lock(&mu_);
     if (!stopped_ && !cancelled_) call_ = std::move(call);
   }
@@ -513,11 +510,10 @@ grpc::ServerUnaryReactor* InstancesService::CreateAndStart(
   start.agent = agent;
   start.instance = id;
   start.delegate = "Start";
-  auto call = ExecutionCall::Start(
-      context_, std::move(start),
-      [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
-        answer->Finish(std::move(result));
-      });
+  auto call = ExecutionCall::Start(context_, std::move(start),
+                                   [answer](absl::StatusOr<ExecutionsGetResultResponse> result) {
+                                     answer->Finish(std::move(result));
+                                   });
   reactor->SetCancel([call] { call->Cancel(); });
   return reactor;
 }
@@ -538,8 +534,8 @@ grpc::ServerUnaryReactor* InstancesService::Call(grpc::CallbackServerContext* /*
     answer->Finish(record.status());
     return reactor;
   }
-  PERPER_LOG_DEBUG(Logger::kFabric, "[exec={}] call: {}.{} on instance {}",
-                   record->execution, record->agent, record->delegate, record->instance);
+  PERPER_LOG_DEBUG(Logger::kFabric, "[exec={}] call: {}.{} on instance {}", record->execution,
+                   record->agent, record->delegate, record->instance);
   auto start = [context = context_, answer, slot = reactor->cancel_slot(),
                 record = std::move(record).value()]() mutable {
     std::string id = record.execution;

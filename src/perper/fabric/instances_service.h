@@ -18,9 +18,9 @@ class InstancesService final : public perper::grpc2::FabricInstances::CallbackSe
  public:
   explicit InstancesService(const ServiceContext& context) : context_(context) {}
 
-  grpc::ServerUnaryReactor* CreateAndStart(
-      grpc::CallbackServerContext* context, const grpc2::InstancesCreateAndStartRequest* request,
-      grpc2::ExecutionsGetResultResponse* response) override;
+  grpc::ServerUnaryReactor* CreateAndStart(grpc::CallbackServerContext* context,
+                                           const grpc2::InstancesCreateAndStartRequest* request,
+                                           grpc2::ExecutionsGetResultResponse* response) override;
   grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
                                  const grpc2::ExecutionsCreateRequest* request,
                                  grpc2::ExecutionsGetResultResponse* response) override;

@@ -49,8 +49,7 @@ class KedaRefreshTimers {
       absl::MutexLock lock(&mu_);
       left.swap(due_);
     }
-    for (auto& [at, run] : left)
-      run(false);
+    for (auto& [at, run] : left) run(false);
   }
 
   void At(absl::Time at, std::function<void(bool)> run) {

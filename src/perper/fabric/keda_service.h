@@ -29,9 +29,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-#include "perper/fabric/service_context.h"
-
 #include "keda/externalscaler.grpc.pb.h"
+#include "perper/fabric/service_context.h"
 
 namespace perper::fabric {
 

@@ -112,10 +112,10 @@ void ListenCore::Begin(const grpc2::StreamsListenItemsRequest& request) {
   std::string name = named ? request.listener_name() : AnonymousListenerName();
   // A new named listener has processed nothing yet: it starts just below its first key, so
   // that a consumer's Step for that first item applies (a position is the last key processed).
-  int64_t registered_at = named && start != storage::kPositionNotStarted &&
-                                  start != storage::kPositionTrigger
-                              ? start - 1
-                              : start;
+  int64_t registered_at =
+      named && start != storage::kPositionNotStarted && start != storage::kPositionTrigger
+          ? start - 1
+          : start;
   absl::StatusOr<storage::ListenerRecord> listener =
       streams.RegisterListener(stream_, name, registered_at, /*transient=*/!named);
   if (!listener.ok()) {
@@ -204,8 +204,8 @@ void ListenCore::Ack(int64_t key) {
   step.reached_key = key;
   absl::StatusOr<storage::StepResult> result = context_.store->Step(step);
   if (result.ok() && result->applied) {
-    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] moved to {} (acknowledged)",
-                     stream_, name, key);
+    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] moved to {} (acknowledged)", stream_,
+                     name, key);
   }
 }
 
@@ -226,8 +226,7 @@ void ListenCore::End() {
     }
   }
   if (started) {
-    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] listen call {}", stream_, name,
-                     end);
+    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] listen call {}", stream_, name, end);
   }
   if (remove) context_.store->streams().DeleteListener(stream_, name).IgnoreError();
 }

@@ -6,12 +6,12 @@
 #include <optional>
 #include <string>
 
-#include <grpcpp/support/server_callback.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include <grpcpp/support/server_callback.h>
+
 #include "perper/fabric/change_hub.h"
 #include "perper/fabric/response_queue.h"
 #include "perper/fabric/service_context.h"
@@ -115,7 +115,7 @@ class ListenCore {
   bool transient_ ABSL_GUARDED_BY(mu_) = false;
   bool auto_advance_ ABSL_GUARDED_BY(mu_) = false;
   int64_t stride_ ABSL_GUARDED_BY(mu_) = 0;
-  int max_items_ ABSL_GUARDED_BY(mu_) = 1;        // Items per response message.
+  int max_items_ ABSL_GUARDED_BY(mu_) = 1;   // Items per response message.
   int64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;  // Next key to deliver (packed) or lower bound.
   bool await_first_ ABSL_GUARDED_BY(mu_) = false;
   bool exhausted_ ABSL_GUARDED_BY(mu_) = false;  // The cursor ran past the largest key.

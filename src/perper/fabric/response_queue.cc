@@ -47,8 +47,7 @@ void ResponseQueue::Recycle() {
 }
 
 bool ResponseQueue::IsLarge(const google::protobuf::Any& value) {
-  return value.value().capacity() > kKeepSlotBytes ||
-         value.type_url().capacity() > kKeepSlotBytes;
+  return value.value().capacity() > kKeepSlotBytes || value.type_url().capacity() > kKeepSlotBytes;
 }
 
 }  // namespace perper::fabric

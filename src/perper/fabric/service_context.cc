@@ -4,9 +4,8 @@
 #include <string>
 #include <vector>
 
-#include <google/protobuf/descriptor.h>
-
 #include "absl/container/flat_hash_map.h"
+#include <google/protobuf/descriptor.h>
 
 #include "perper/common/text.h"
 

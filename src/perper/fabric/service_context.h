@@ -7,11 +7,10 @@
 #include <string>
 #include <string_view>
 
-#include <google/protobuf/any.pb.h>
-#include <google/protobuf/message.h>
-
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include <google/protobuf/any.pb.h>
+#include <google/protobuf/message.h>
 
 #include "perper/fabric/agent_listeners.h"
 #include "perper/fabric/change_hub.h"
@@ -78,10 +77,9 @@ inline absl::Status CheckValueSize(const google::protobuf::Any& value, const Fab
                                    std::string_view what) {
   size_t size = value.ByteSizeLong();
   if (size <= limits.max_value_bytes) return absl::OkStatus();
-  return absl::ResourceExhaustedError(std::string(what) + " is " + std::to_string(size) +
-                                      " bytes, over the limit of " +
-                                      std::to_string(limits.max_value_bytes) +
-                                      " bytes (--max-value-size)");
+  return absl::ResourceExhaustedError(
+      std::string(what) + " is " + std::to_string(size) + " bytes, over the limit of " +
+      std::to_string(limits.max_value_bytes) + " bytes (--max-value-size)");
 }
 
 // Checks every string field of `request` (and of the messages in it, recursively; values in an

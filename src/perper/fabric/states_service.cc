@@ -246,9 +246,8 @@ grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext*
   }
   const std::string& name = request->list().list();
   if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
-  return AnswerWrite(context_, context, [store = context_.store, name]() {
-    return store->states().CreateList(name);
-  });
+  return AnswerWrite(context_, context,
+                     [store = context_.store, name]() { return store->states().CreateList(name); });
 }
 
 grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext* context,
@@ -312,8 +311,7 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
     if (!values.ok()) return values.status();
     // Every collected value is returned, nulls included (as stored; an empty Any for the empty
     // null), so positions in the response match positions in the list.
-    for (const std::string& value : *values)
-      *response->add_values() = ParseAny(value);
+    for (const std::string& value : *values) *response->add_values() = ParseAny(value);
     return absl::OkStatus();
   };
   // Only an operation that may write is a write; a read answers inline.

@@ -13,12 +13,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include <grpcpp/alarm.h>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
-
-#include "absl/strings/str_cat.h"
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
 #include "perper/common/text.h"
@@ -209,8 +208,7 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
 void FillKeys(const std::vector<int64_t>& keys, grpc2::StreamsWriteItemsResponse* response) {
   if (response == nullptr) return;
   response->mutable_keys()->Reserve(static_cast<int>(keys.size()));
-  for (int64_t key : keys)
-    response->add_keys(key);
+  for (int64_t key : keys) response->add_keys(key);
 }
 
 // A WriteItem or WriteItems call. The write goes to the store at once. When the stream's
@@ -229,9 +227,8 @@ void FillKeys(const std::vector<int64_t>& keys, grpc2::StreamsWriteItemsResponse
 class WriteReactor final : public grpc::ServerUnaryReactor {
  public:
   // `response` is null for WriteItem.
-  WriteReactor(const ServiceContext& context, grpc::CallbackServerContext* call,
-               std::string stream, std::vector<ItemToWrite> items,
-               grpc2::StreamsWriteItemsResponse* response)
+  WriteReactor(const ServiceContext& context, grpc::CallbackServerContext* call, std::string stream,
+               std::vector<ItemToWrite> items, grpc2::StreamsWriteItemsResponse* response)
       : context_(context),
         call_(call),
         stream_(std::move(stream)),
@@ -259,8 +256,8 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
       }
       finished_ = true;
     }
-    Finish(ToGrpcStatus(absl::CancelledError("the write to stream " + stream_ +
-                                             " was cancelled while held")));
+    Finish(ToGrpcStatus(
+        absl::CancelledError("the write to stream " + stream_ + " was cancelled while held")));
   }
 
   void OnDone() override {
@@ -528,8 +525,8 @@ grpc::ServerUnaryReactor* StreamsService::MoveListener(
     return FinishUnary(call, absl::InvalidArgumentError("delete_listener must be true when set"));
   }
   if (request->item_key_case() == grpc2::StreamsMoveListenerRequest::ITEM_KEY_NOT_SET) {
-    return FinishUnary(call, absl::InvalidArgumentError(
-                                 "item_key: set either reached_key or delete_listener"));
+    return FinishUnary(
+        call, absl::InvalidArgumentError("item_key: set either reached_key or delete_listener"));
   }
   return AnswerWrite(context_, call, [store = context_.store, request]() {
     const std::string& stream = request->stream().stream();
@@ -540,11 +537,10 @@ grpc::ServerUnaryReactor* StreamsService::MoveListener(
             // Deleting an absent listener is OK, so that a retried delete succeeds.
             : streams.DeleteListener(stream, request->listener_name()).status();
     if (status.ok()) {
-      PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] {}", stream,
-                       request->listener_name(),
-                       request->has_reached_key()
-                           ? absl::StrCat("moved to ", request->reached_key())
-                           : std::string("deleted"));
+      PERPER_LOG_DEBUG(
+          Logger::kFabric, "[stream={} listener={}] {}", stream, request->listener_name(),
+          request->has_reached_key() ? absl::StrCat("moved to ", request->reached_key())
+                                     : std::string("deleted"));
     }
     return status;
   });
@@ -618,8 +614,7 @@ grpc::ServerUnaryReactor* StreamsService::GetProgress(
   if (absl::Status s = RequireNonEmpty(stream, "stream.stream"); !s.ok()) {
     return FinishUnary(call, s);
   }
-  absl::StatusOr<storage::StreamProgress> progress =
-      context_.store->streams().GetProgress(stream);
+  absl::StatusOr<storage::StreamProgress> progress = context_.store->streams().GetProgress(stream);
   if (!progress.ok()) return FinishUnary(call, progress.status());
   response->set_has_items(progress->last_key.has_value());
   response->set_last_key(progress->last_key.value_or(0));
@@ -642,17 +637,17 @@ grpc::ServerUnaryReactor* StreamsService::Step(grpc::CallbackServerContext* call
     return FinishUnary(call, s);
   }
   if (listener.empty()) {
-    return FinishUnary(call, absl::InvalidArgumentError(
-                                 "listener_name must not be empty (a step on stream " +
-                                 ShortId(stream) + ")"));
+    return FinishUnary(
+        call, absl::InvalidArgumentError("listener_name must not be empty (a step on stream " +
+                                         ShortId(stream) + ")"));
   }
   auto where = [&] {
     return "the step of listener " + ShortId(listener) + " on stream " + ShortId(stream);
   };
   if (request->operations_size() > 0 && dictionary.empty()) {
-    return FinishUnary(call, absl::InvalidArgumentError(
-                                 where() + " has operations but no dictionary "
-                                           "(dictionary.dictionary is empty)"));
+    return FinishUnary(call,
+                       absl::InvalidArgumentError(where() + " has operations but no dictionary "
+                                                            "(dictionary.dictionary is empty)"));
   }
   storage::StepRequest step;
   step.stream = stream;
@@ -686,33 +681,31 @@ grpc::ServerUnaryReactor* StreamsService::Step(grpc::CallbackServerContext* call
     op.compare_existing_value = in.compare_existing_value();
     op.expected_existing_value = SerializeAny(in.expected_existing_value());
   }
-  return AnswerWrite(context_, call,
-                     [store = context_.store, step = std::move(step), response]() {
-                       absl::StatusOr<storage::StepResult> result = store->Step(step);
-                       if (!result.ok()) return result.status();
-                       PERPER_LOG_DEBUG(
-                           Logger::kFabric, "[stream={} listener={}] step to {}: {}{}",
-                           step.stream, step.listener, step.reached_key,
-                           result->applied            ? "moved"
-                           : result->already_taken    ? "already taken"
-                                                      : "position mismatch",
-                           step.operations.empty()
-                               ? ""
-                               : absl::StrCat(" with ", step.operations.size(),
-                                              " operations on dictionary ", step.dictionary));
-                       response->set_applied(result->applied);
-                       response->set_already_taken(result->already_taken);
-                       response->set_position_mismatch(result->position_mismatch);
-                       response->set_position(result->position);
-                       for (const storage::DictionaryOutcome& outcome : result->outcomes) {
-                         grpc2::StatesDictionaryOperateResponse* out = response->add_outcomes();
-                         out->set_operation_successful(outcome.operation_successful);
-                         if (outcome.previous_value.has_value()) {
-                           *out->mutable_previous_value() = ParseAny(*outcome.previous_value);
-                         }
-                       }
-                       return absl::OkStatus();
-                     });
+  return AnswerWrite(context_, call, [store = context_.store, step = std::move(step), response]() {
+    absl::StatusOr<storage::StepResult> result = store->Step(step);
+    if (!result.ok()) return result.status();
+    PERPER_LOG_DEBUG(Logger::kFabric, "[stream={} listener={}] step to {}: {}{}", step.stream,
+                     step.listener, step.reached_key,
+                     result->applied         ? "moved"
+                     : result->already_taken ? "already taken"
+                                             : "position mismatch",
+                     step.operations.empty()
+                         ? ""
+                         : absl::StrCat(" with ", step.operations.size(),
+                                        " operations on dictionary ", step.dictionary));
+    response->set_applied(result->applied);
+    response->set_already_taken(result->already_taken);
+    response->set_position_mismatch(result->position_mismatch);
+    response->set_position(result->position);
+    for (const storage::DictionaryOutcome& outcome : result->outcomes) {
+      grpc2::StatesDictionaryOperateResponse* out = response->add_outcomes();
+      out->set_operation_successful(outcome.operation_successful);
+      if (outcome.previous_value.has_value()) {
+        *out->mutable_previous_value() = ParseAny(*outcome.previous_value);
+      }
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace perper::fabric

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // StreamsService: the FabricStreams gRPC service (perper/grpc2/streams.proto), with the
-// extensions WriteItems, Complete, ListenItemsAndMove, GetProgress and Step. docs/protocol/streams.md describes
-// every RPC, its ordering and delivery guarantees and its status codes.
+// extensions WriteItems, Complete, ListenItemsAndMove, GetProgress and Step.
+// docs/protocol/streams.md describes every RPC, its ordering and delivery guarantees and its status
+// codes.
 //
 // Listen calls are pull-based reactors: they subscribe to the stream's topic on the ChangeHub,
 // treat each change as a hint, and read the next batch of items back from the Store after their

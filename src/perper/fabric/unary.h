@@ -46,9 +46,8 @@ template <class Body>
 grpc::ServerUnaryReactor* AnswerWrite(const ServiceContext& context,
                                       grpc::CallbackServerContext* call, Body body) {
   grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
-  RunWrite(context, [reactor, body = std::move(body)]() mutable {
-    reactor->Finish(ToGrpcStatus(body()));
-  });
+  RunWrite(context,
+           [reactor, body = std::move(body)]() mutable { reactor->Finish(ToGrpcStatus(body())); });
   return reactor;
 }
 

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+
 #include "perper/common/health_check.h"
 #include "perper/common/logging.h"
 #include "perper/scaler/fabric_watchers.h"
@@ -100,8 +101,7 @@ std::string Seconds(absl::Duration d) {
 
 std::string InstanceServiceName(std::string_view agent, std::string_view instance) {
   char hash[17];
-  std::snprintf(hash, sizeof(hash), "%016llx",
-                static_cast<unsigned long long>(Fnv1a(instance)));
+  std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(Fnv1a(instance)));
   return absl::StrCat(ServiceName(agent), "-", std::string(hash, 10));
 }
 
@@ -114,8 +114,9 @@ ComposeScaler::~ComposeScaler() {
 
 absl::Status ComposeScaler::WriteComposeFile() {
   const FabricSpec& fabric = manifest_.fabric;
-  std::string out = "# Written by perper up --scaler compose; rewritten as instances come and go.\n"
-                    "version: \"2.4\"\nservices:\n";
+  std::string out =
+      "# Written by perper up --scaler compose; rewritten as instances come and go.\n"
+      "version: \"2.4\"\nservices:\n";
   // The Fabric: the manifest's storage (memory unless it says otherwise, as `perper up`).
   std::vector<std::string> fabric_args = {"--storage", fabric.storage.value_or("memory")};
   auto flag = [&fabric_args](const char* name, const std::string& value) {
@@ -134,10 +135,11 @@ absl::Status ComposeScaler::WriteComposeFile() {
   std::vector<std::string> quoted;
   for (const std::string& a : fabric_args) quoted.push_back(Quote(a));
   bool durable = fabric_args[1] == "rocksdb";
-  absl::StrAppend(&out, "  ", kFabricService, ":\n    image: ",
-                  Quote(fabric.image.value_or(kDefaultFabricImage)), "\n    command: [",
-                  absl::StrJoin(quoted, ", "), "]\n    ports: [\"127.0.0.1:", fabric_port_, ":",
-                  kFabricPort, "\"]\n    restart: \"unless-stopped\"\n");
+  absl::StrAppend(&out, "  ", kFabricService,
+                  ":\n    image: ", Quote(fabric.image.value_or(kDefaultFabricImage)),
+                  "\n    command: [", absl::StrJoin(quoted, ", "),
+                  "]\n    ports: [\"127.0.0.1:", fabric_port_, ":", kFabricPort,
+                  "\"]\n    restart: \"unless-stopped\"\n");
   if (durable) absl::StrAppend(&out, "    volumes: [\"fabric-data:/data\"]\n");
 
   auto service = [&](const std::string& name, const AgentSpec& spec, const std::string& instance,
@@ -189,8 +191,8 @@ absl::Status ComposeScaler::WriteComposeFile() {
 }
 
 pid_t ComposeScaler::ComposeChild(const std::vector<std::string>& args, int output_fd) {
-  std::vector<std::string> argv = {"docker-compose", "--ansi", "never", "-p", options_.project,
-                                   "-f", compose_file_};
+  std::vector<std::string> argv = {"docker-compose", "--ansi", "never",      "-p",
+                                   options_.project, "-f",     compose_file_};
   argv.insert(argv.end(), args.begin(), args.end());
   return Child(std::move(argv), output_fd);
 }
@@ -240,8 +242,8 @@ absl::StatusOr<std::string> ComposeScaler::ComposeOutput(const std::vector<std::
   int status = 0;
   while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  std::string command = absl::StrCat("docker-compose -p ", options_.project, " ",
-                                     absl::StrJoin(args, " "));
+  std::string command =
+      absl::StrCat("docker-compose -p ", options_.project, " ", absl::StrJoin(args, " "));
   if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     while (!output.empty() && output.back() == '\n') output.pop_back();
     return absl::UnavailableError(absl::StrCat(
@@ -256,8 +258,8 @@ absl::StatusOr<std::string> ComposeScaler::ComposeOutput(const std::vector<std::
 void ComposeScaler::AttachDeploy() {
   const std::string service = ServiceName(manifest_.deploy);
   ++deploy_attachments_;
-  deploy_pid_ = ComposeChild({"up", "--no-deps", "--no-color", "--exit-code-from", service,
-                              service});
+  deploy_pid_ =
+      ComposeChild({"up", "--no-deps", "--no-color", "--exit-code-from", service, service});
 }
 
 bool ComposeScaler::HandleEvents() {
@@ -369,8 +371,10 @@ void ComposeScaler::WatchEvents() {
   } else if (host.rfind("tcp://", 0) == 0) {
     argv.push_back(absl::StrCat("http://", host.substr(6), "/v1.41/events?filters=", filters));
   } else {
-    PERPER_LOG_WARN(Logger::kScaler, "DOCKER_HOST {}: not unix:// or tcp://, so containers "
-                    "stopped by hand are not started again", host);
+    PERPER_LOG_WARN(Logger::kScaler,
+                    "DOCKER_HOST {}: not unix:// or tcp://, so containers "
+                    "stopped by hand are not started again",
+                    host);
     return;
   }
   int events_pipe[2];
@@ -418,7 +422,8 @@ void ComposeScaler::ReadEvents() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n <= 0) {
-      PERPER_LOG_WARN(Logger::kScaler, "watching container events ended: a container "
+      PERPER_LOG_WARN(Logger::kScaler,
+                      "watching container events ended: a container "
                       "stopped by hand is no longer started again");
       close(events_fd_);
       events_fd_ = -1;
@@ -464,8 +469,10 @@ void ComposeScaler::OnContainerEvent(const std::string& action, const std::strin
                                   " service=", service, "] container exited with code ",
                                   exit_code.empty() ? "?" : exit_code);
   if (policy.in_crash_loop()) {
-    PERPER_LOG_ERROR(Logger::kScaler, "{}: crash loop ({} exits within 30s); ensuring it runs "
-                     "in {}", what, policy.recent_exits(), absl::FormatDuration(delay));
+    PERPER_LOG_ERROR(Logger::kScaler,
+                     "{}: crash loop ({} exits within 30s); ensuring it runs "
+                     "in {}",
+                     what, policy.recent_exits(), absl::FormatDuration(delay));
   } else {
     PERPER_LOG_WARN(Logger::kScaler, "{} unexpectedly; ensuring it runs in {}", what,
                     absl::FormatDuration(delay));
@@ -493,7 +500,8 @@ void ComposeScaler::ReapChildren() {
     if (still_running && deploy_attachments_ < 5) {
       PERPER_LOG_WARN(Logger::kScaler,
                       "docker-compose attached to Deploy ended with code {} while Deploy runs: "
-                      "attaching again", code);
+                      "attaching again",
+                      code);
       AttachDeploy();
     } else {
       deploy_exit_code_ = code;
@@ -507,8 +515,10 @@ void ComposeScaler::ReapChildren() {
       // so it is followed again (from the lines that come next) a few times.
       if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) &&
           ++follower_failures_[it->first] <= 5) {
-        PERPER_LOG_WARN(Logger::kScaler, "[service={}] docker-compose logs -f ended with code {}: "
-                        "following its output again", it->first,
+        PERPER_LOG_WARN(Logger::kScaler,
+                        "[service={}] docker-compose logs -f ended with code {}: "
+                        "following its output again",
+                        it->first,
                         WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         follow_again = true;
       }
@@ -528,8 +538,10 @@ void ComposeScaler::Shutdown() {
   for (const AgentSpec& agent : manifest_.agents) {
     grace = std::max<int>(grace, static_cast<int>(absl::ToInt64Seconds(agent.grace)));
   }
-  PERPER_LOG_INFO(Logger::kScaler, "docker-compose -p {} down: stopping and removing every "
-                  "container", options_.project);
+  PERPER_LOG_INFO(Logger::kScaler,
+                  "docker-compose -p {} down: stopping and removing every "
+                  "container",
+                  options_.project);
   if (absl::Status s = Compose({"down", "--remove-orphans", "-t", absl::StrCat(grace)}); !s.ok()) {
     PERPER_LOG_ERROR(Logger::kScaler, "{}; the compose file stays in {}", std::string(s.message()),
                      options_.dir);
@@ -559,9 +571,10 @@ int ComposeScaler::Run() {
   }
   if (manifest_.fabric.config_file || manifest_.fabric.data_dir || manifest_.fabric.listen ||
       manifest_.fabric.redis || manifest_.fabric.processes > 1) {
-    return fail("fabric: config, data_dir, listen, redis and processes apply to the local "
-                "scaler; in containers the Fabric keeps its data in the volume fabric-data",
-                2);
+    return fail(
+        "fabric: config, data_dir, listen, redis and processes apply to the local "
+        "scaler; in containers the Fabric keeps its data in the volume fabric-data",
+        2);
   }
   for (const AgentSpec& agent : manifest_.agents) {
     if (agent.image.empty()) {
@@ -571,9 +584,10 @@ int ComposeScaler::Run() {
     }
   }
   if (std::getenv("DOCKER_HOST") == nullptr) {
-    return fail("DOCKER_HOST is not set: start podman's Docker API first, e.g. "
-                "export DOCKER_HOST=$(scripts/podman-service.sh start)",
-                1);
+    return fail(
+        "DOCKER_HOST is not set: start podman's Docker API first, e.g. "
+        "export DOCKER_HOST=$(scripts/podman-service.sh start)",
+        1);
   }
   // docker-compose is Python: unbuffered, its events and forwarded lines arrive when they
   // happen, not when a pipe buffer fills. Set before any thread or child starts.
@@ -620,13 +634,13 @@ int ComposeScaler::Run() {
   std::string address = absl::StrCat("127.0.0.1:", fabric_port_);
   grpc::ChannelArguments channel_args;
   channel_args.SetInt("grpc.use_local_subchannel_pool", 1);
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                           channel_args);
+  auto channel =
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), channel_args);
   absl::Time deadline = absl::Now() + absl::Seconds(30);
   int serving = kHealthUnknown;
   while (true) {
-    grpc::Status s = CheckHealth(channel, std::chrono::system_clock::now() +
-                                              std::chrono::seconds(1), &serving);
+    grpc::Status s =
+        CheckHealth(channel, std::chrono::system_clock::now() + std::chrono::seconds(1), &serving);
     if (s.ok() && serving == kHealthServing) break;
     if (absl::Now() >= deadline) {
       fail(absl::StrCat("the Fabric container did not answer on ", address, " within 30 s (",

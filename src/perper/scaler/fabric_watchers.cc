@@ -10,8 +10,7 @@
 
 namespace perper::scaler {
 
-RegistryWatcher::RegistryWatcher(std::shared_ptr<grpc::Channel> channel,
-                                 ScalerEvents& supervisor)
+RegistryWatcher::RegistryWatcher(std::shared_ptr<grpc::Channel> channel, ScalerEvents& supervisor)
     : channel_(std::move(channel)), supervisor_(supervisor), thread_([this] { Loop(); }) {}
 
 RegistryWatcher::~RegistryWatcher() { Stop(); }
@@ -76,8 +75,7 @@ void RegistryWatcher::Loop() {
 }
 
 PoolMonitor::PoolMonitor(std::shared_ptr<grpc::Channel> channel, ScalerEvents& supervisor,
-                         std::vector<std::string> agents, int max_pending,
-                         absl::Duration interval)
+                         std::vector<std::string> agents, int max_pending, absl::Duration interval)
     : channel_(std::move(channel)),
       supervisor_(supervisor),
       agents_(std::move(agents)),

@@ -18,11 +18,11 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
+
 #include "perper/scaler/supervisor.h"
 
 namespace perper::scaler {

@@ -12,11 +12,11 @@
 #include <fstream>
 #include <sstream>
 
-#include <yaml-cpp/yaml.h>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include <yaml-cpp/yaml.h>
+
 #include "perper/common/status_macros.h"
 
 namespace perper::scaler {
@@ -54,8 +54,8 @@ absl::StatusOr<int> Integer(const Errors& errors, const YAML::Node& node, const 
   PERPER_ASSIGN_OR_RETURN(std::string text, ExpandedScalar(errors, node, key));
   int value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < lowest) {
-    return errors.At(node, key,
-                     absl::StrCat("expected an integer of at least ", lowest, ", got '", text, "'"));
+    return errors.At(
+        node, key, absl::StrCat("expected an integer of at least ", lowest, ", got '", text, "'"));
   }
   return value;
 }
@@ -140,7 +140,8 @@ absl::StatusOr<AgentSpec> ParseAgent(const Errors& errors, const std::string& di
       if (!value.IsMap()) return errors.At(value, where, "expected a mapping NAME: value");
       for (const auto& var : value) {
         std::string var_name = var.first.Scalar();
-        PERPER_ASSIGN_OR_RETURN(std::string text, Scalar(errors, var.second, where + "." + var_name));
+        PERPER_ASSIGN_OR_RETURN(std::string text,
+                                Scalar(errors, var.second, where + "." + var_name));
         PERPER_ASSIGN_OR_RETURN(agent.env[var_name],
                                 Expanded(errors, var.second, where + "." + var_name, text));
       }
@@ -315,7 +316,8 @@ absl::StatusOr<std::string> ExpandVariables(std::string_view text) {
     }
     size_t end = text.find('}', i + 2);
     if (end == std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("unterminated ${ in '", std::string(text), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unterminated ${ in '", std::string(text), "'"));
     }
     std::string_view body = text.substr(i + 2, end - i - 2);
     std::string_view name = body;
@@ -330,9 +332,9 @@ absl::StatusOr<std::string> ExpandVariables(std::string_view text) {
     } else if (fallback.has_value()) {
       out += *fallback;
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("environment variable ", std::string(name), " is not set (write ${",
-                       std::string(name), ":-default} to give a default)"));
+      return absl::InvalidArgumentError(absl::StrCat("environment variable ", std::string(name),
+                                                     " is not set (write ${", std::string(name),
+                                                     ":-default} to give a default)"));
     }
     i = end + 1;
   }
@@ -370,7 +372,8 @@ absl::StatusOr<Manifest> ParseManifest(std::string_view text, std::string_view p
       for (const auto& agent : value) {
         std::string name = agent.first.Scalar();
         if (name.empty() || name == "Registry") {
-          return errors.At(agent.first, "agents", absl::StrCat("'", name, "' is not a valid agent type"));
+          return errors.At(agent.first, "agents",
+                           absl::StrCat("'", name, "' is not a valid agent type"));
         }
         PERPER_ASSIGN_OR_RETURN(AgentSpec spec,
                                 ParseAgent(errors, manifest.dir, name, agent.first, agent.second));

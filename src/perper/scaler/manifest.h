@@ -29,14 +29,14 @@ struct AgentSpec {
   // argv[0] is an absolute path, or a name looked up on PATH. With `image`: the container's
   // command as written (empty: the image's own), for `perper up --scaler compose`.
   std::vector<std::string> argv;
-  std::string image;              // the container image; empty: a local process
-  std::string command;            // argv[0] as the manifest wrote it (for messages)
+  std::string image;    // the container image; empty: a local process
+  std::string command;  // argv[0] as the manifest wrote it (for messages)
   std::map<std::string, std::string> env;
   std::string workdir;  // absolute; default: the manifest's folder
   AgentMode mode = AgentMode::kInstance;
-  int min = 0;                      // pool only
-  int max = 1;                      // pool only
-  int executions_per_process = 1;  // pool only: pending executions one process should take
+  int min = 0;                              // pool only
+  int max = 1;                              // pool only
+  int executions_per_process = 1;           // pool only: pending executions one process should take
   absl::Duration idle = absl::Seconds(5);   // pool only: below target this long, scale down
   absl::Duration grace = absl::Seconds(5);  // SIGTERM, then SIGKILL after this
   int line = 0;                             // where the agent is defined

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+
 #include "perper/common/logging.h"
 #include "perper/scaler/python_path.h"
 
@@ -230,8 +231,8 @@ int Supervisor::Run() {
     int timeout_ms = -1;
     if (auto deadline = NextDeadline(); deadline.has_value()) {
       absl::Duration wait = *deadline - absl::Now();
-      timeout_ms = static_cast<int>(
-          std::clamp<int64_t>(absl::ToInt64Milliseconds(wait) + 1, 0, 60'000));
+      timeout_ms =
+          static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(wait) + 1, 0, 60'000));
     }
     int ready = poll(fds.data(), fds.size(), timeout_ms);
     if (ready < 0 && errno != EINTR) {
@@ -386,8 +387,8 @@ void Supervisor::ReconcilePool(const std::string& agent) {
   int running = static_cast<int>(pool.slots.size());
   int target = pool.policy.Target(pool.pending, running, absl::Now());
   if (target == running) return;
-  PERPER_LOG_INFO(Logger::kScaler, "[agent={}] scaling from {} to {} processes ({} pending)",
-                  agent, running, target, pool.pending);
+  PERPER_LOG_INFO(Logger::kScaler, "[agent={}] scaling from {} to {} processes ({} pending)", agent,
+                  running, target, pool.pending);
   while (static_cast<int>(pool.slots.size()) < target) {
     std::string label = absl::StrCat("pool-", pool.next_index++);
     std::string key = absl::StrCat("pool:", agent, ":", label);
@@ -463,7 +464,7 @@ void Supervisor::Spawn(Slot& slot) {
   if (!options_.python_path.empty()) {
     auto own = spec.env.find("PYTHONPATH");
     const char* inherited = std::getenv("PYTHONPATH");
-    add("PYTHONPATH", AgentPythonPath(own != spec.env.end() ? own->second
+    add("PYTHONPATH", AgentPythonPath(own != spec.env.end()  ? own->second
                                       : inherited != nullptr ? inherited
                                                              : "",
                                       options_.python_path));
@@ -536,12 +537,12 @@ void Supervisor::Spawn(Slot& slot) {
   slot.kill_at.reset();
   slot.last_errors.clear();
   pids_[pid] = slot.key;
-  std::string prefix = absl::StrCat("[agent=", spec.name, " instance=", slot.label, " pid=", pid,
-                                    "] ");
+  std::string prefix =
+      absl::StrCat("[agent=", spec.name, " instance=", slot.label, " pid=", pid, "] ");
   int file_fd = -1;
   if (!options_.log_dir.empty()) {
-    std::string path = absl::StrCat(options_.log_dir, "/", FileSafe(spec.name), ".",
-                                    FileSafe(slot.label), ".log");
+    std::string path =
+        absl::StrCat(options_.log_dir, "/", FileSafe(spec.name), ".", FileSafe(slot.label), ".log");
     file_fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   }
   for (int i = 0; i < 2; ++i) {
@@ -632,8 +633,10 @@ void Supervisor::Reaped(pid_t pid, int status) {
   const std::string& agent = slot.spec->name;
   if (slot.deploy && !stopping_) {
     deploy_exit_code_ = ExitCode(status);
-    PERPER_LOG_INFO(Logger::kScaler, "[agent={} instance={} pid={}] Deploy {}: stopping the "
-                    "application", agent, slot.label, pid, Describe(status));
+    PERPER_LOG_INFO(Logger::kScaler,
+                    "[agent={} instance={} pid={}] Deploy {}: stopping the "
+                    "application",
+                    agent, slot.label, pid, Describe(status));
     slots_.erase(it);
     BeginShutdown();
     return;
@@ -654,9 +657,11 @@ void Supervisor::Reaped(pid_t pid, int status) {
                      absl::FormatDuration(options_.restart.crash_window),
                      absl::FormatDuration(delay), LastErrors(slot.last_errors));
   } else {
-    PERPER_LOG_WARN(Logger::kScaler, "[agent={} instance={} pid={}] {} unexpectedly; "
-                    "restarting in {}{}", agent, slot.label, pid, Describe(status),
-                    absl::FormatDuration(delay), LastErrors(slot.last_errors));
+    PERPER_LOG_WARN(Logger::kScaler,
+                    "[agent={} instance={} pid={}] {} unexpectedly; "
+                    "restarting in {}{}",
+                    agent, slot.label, pid, Describe(status), absl::FormatDuration(delay),
+                    LastErrors(slot.last_errors));
   }
 }
 
@@ -664,8 +669,10 @@ void Supervisor::OnTimers() {
   absl::Time now = absl::Now();
   for (auto& [key, slot] : slots_) {
     if (slot->kill_at.has_value() && now >= *slot->kill_at && slot->pid > 0) {
-      PERPER_LOG_WARN(Logger::kScaler, "[agent={} instance={} pid={}] still running after {}: "
-                      "SIGKILL", slot->spec->name, slot->label, slot->pid,
+      PERPER_LOG_WARN(Logger::kScaler,
+                      "[agent={} instance={} pid={}] still running after {}: "
+                      "SIGKILL",
+                      slot->spec->name, slot->label, slot->pid,
                       absl::FormatDuration(slot->spec->grace));
       kill(-slot->pid, SIGKILL);
       slot->kill_at.reset();

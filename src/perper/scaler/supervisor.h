@@ -40,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "perper/scaler/manifest.h"
 #include "perper/scaler/pool_policy.h"
 #include "perper/scaler/restart_policy.h"

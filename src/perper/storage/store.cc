@@ -21,8 +21,7 @@ absl::StatusOr<std::vector<std::string>> ExecutionStore::ListExecutionIds(
   absl::StatusOr<std::vector<ExecutionRecord>> records = ListExecutions(filter, limit);
   if (!records.ok()) return records.status();
   std::vector<std::string> ids;
-  for (ExecutionRecord& record : *records)
-    ids.push_back(std::move(record.execution));
+  for (ExecutionRecord& record : *records) ids.push_back(std::move(record.execution));
   return ids;
 }
 
@@ -50,9 +49,9 @@ absl::StatusOr<std::vector<ExecutionStore::ReserveOutcome>> ExecutionStore::Read
   std::vector<ReserveOutcome> outcomes;
   outcomes.reserve(executions.size());
   for (size_t i = 0; i < executions.size(); ++i) {
-    absl::StatusOr<ReserveOutcome> outcome = ReadAndReserve(
-        executions[i], filter, workgroup, holder,
-        [&](const ExecutionRecord& record) { visit(i, record); });
+    absl::StatusOr<ReserveOutcome> outcome =
+        ReadAndReserve(executions[i], filter, workgroup, holder,
+                       [&](const ExecutionRecord& record) { visit(i, record); });
     if (!outcome.ok()) return outcome.status();
     outcomes.push_back(*outcome);
   }
@@ -73,8 +72,9 @@ bool IsRetentionBoundReached(const absl::Status& status) {
   return absl::IsResourceExhausted(status) && status.GetPayload(kRetentionPayload).has_value();
 }
 
-absl::StatusOr<std::vector<int64_t>> StreamStore::WriteItemsBounded(
-    std::string_view stream, std::vector<ItemToWrite>& items, size_t max_retained_bytes) {
+absl::StatusOr<std::vector<int64_t>> StreamStore::WriteItemsBounded(std::string_view stream,
+                                                                    std::vector<ItemToWrite>& items,
+                                                                    size_t max_retained_bytes) {
   return WriteItems(stream, std::move(items));
 }
 
@@ -83,8 +83,7 @@ absl::StatusOr<size_t> StreamStore::VisitItems(
     absl::FunctionRef<void(int64_t key, std::string_view value)> visit) {
   absl::StatusOr<std::vector<StreamItem>> items = ReadItems(stream, from_key, max_items, max_bytes);
   if (!items.ok()) return items.status();
-  for (const StreamItem& item : *items)
-    visit(item.key, item.value);
+  for (const StreamItem& item : *items) visit(item.key, item.value);
   return items->size();
 }
 
@@ -95,9 +94,9 @@ absl::Status ValidateStepRequest(const StepRequest& request) {
                                       ShortId(request.stream) + ")");
   }
   if (!request.operations.empty() && request.dictionary.empty()) {
-    return absl::InvalidArgumentError(
-        "the step of listener " + ShortId(request.listener) + " on stream " +
-        ShortId(request.stream) + " has operations but no dictionary");
+    return absl::InvalidArgumentError("the step of listener " + ShortId(request.listener) +
+                                      " on stream " + ShortId(request.stream) +
+                                      " has operations but no dictionary");
   }
   for (size_t i = 0; i < request.operations.size(); ++i) {
     if (IsNullValue(request.operations[i].key)) {

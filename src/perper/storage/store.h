@@ -38,6 +38,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+
 #include "perper/storage/change.h"
 
 namespace perper::storage {
@@ -122,8 +123,8 @@ class ExecutionStore {
   virtual absl::StatusOr<bool> DeleteExecution(std::string_view execution) = 0;
 
   // Matching executions in creation order, at most `limit`.
-  virtual absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(
-      const ExecutionFilter& filter, size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(const ExecutionFilter& filter,
+                                                                      size_t limit) = 0;
   // The IDs of what ListExecutions returns, in the same order, without copying the records
   // (a listen call's initial scan needs only the IDs). The default forwards to ListExecutions;
   // a backend overrides it to skip the copies.
@@ -168,7 +169,7 @@ class ExecutionStore {
 
 // Listener positions with special meaning.
 inline constexpr int64_t kPositionNotStarted = std::numeric_limits<int64_t>::min();  // keeps all
-inline constexpr int64_t kPositionTrigger = std::numeric_limits<int64_t>::max();  // keeps none
+inline constexpr int64_t kPositionTrigger = std::numeric_limits<int64_t>::max();     // keeps none
 
 struct StreamRecord {
   std::string stream;
@@ -191,20 +192,18 @@ struct ItemToWrite {
 // What an item counts against a stream's retention bound: its value and a fixed allowance for
 // its key and the engine's bookkeeping (measured at about 160 bytes an item in RSS).
 inline constexpr size_t kRetainedItemOverhead = 128;
-inline size_t RetainedBytes(std::string_view value) {
-  return value.size() + kRetainedItemOverhead;
-}
+inline size_t RetainedBytes(std::string_view value) { return value.size() + kRetainedItemOverhead; }
 
 struct ListenerRecord {
   std::string name;
   int64_t position = kPositionNotStarted;  // The last key processed.
-  bool transient = false;  // Lives only as long as the call that registered it.
+  bool transient = false;                  // Lives only as long as the call that registered it.
 };
 
 struct StreamSummary {
   StreamRecord record;
   uint64_t item_count = 0;
-  uint64_t written_count = 0;  // As StreamProgress::written_count.
+  uint64_t written_count = 0;   // As StreamProgress::written_count.
   uint64_t retained_bytes = 0;  // As WriteItemsBounded counts them (RetainedBytes).
   std::optional<int64_t> first_key;
   std::optional<int64_t> last_key;
@@ -284,8 +283,8 @@ class StreamStore {
   // Creates listener `name` at `position` unless it exists; returns the listener as stored.
   // Transient listeners are not durable. NOT_FOUND when the stream is unknown.
   virtual absl::StatusOr<ListenerRecord> RegisterListener(std::string_view stream,
-                                                          std::string_view name,
-                                                          int64_t position, bool transient) = 0;
+                                                          std::string_view name, int64_t position,
+                                                          bool transient) = 0;
   // Sets the position of listener `name`, creating a durable listener when absent. In an
   // ephemeral stream, items below the lowest position of all listeners are deleted (the trigger
   // position protects nothing; kPositionNotStarted protects everything).

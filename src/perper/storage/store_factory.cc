@@ -58,7 +58,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const StoreOptions& options) {
     return std::unique_ptr<Store>(std::move(store));
   }
   if (options.kind == "rocksdb") {
-    PERPER_ASSIGN_OR_RETURN(auto journal, RocksDbJournal::Open(options.data_dir, options.sync_writes));
+    PERPER_ASSIGN_OR_RETURN(auto journal,
+                            RocksDbJournal::Open(options.data_dir, options.sync_writes));
     PERPER_ASSIGN_OR_RETURN(auto store, EngineStore::Open(std::move(journal)));
     return std::unique_ptr<Store>(std::move(store));
   }

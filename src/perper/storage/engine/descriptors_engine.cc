@@ -28,7 +28,8 @@ absl::Status DescriptorsEngine::RegisterDescriptor(std::string_view type_url, st
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<std::string>> DescriptorsEngine::GetDescriptor(std::string_view type_url) {
+absl::StatusOr<std::optional<std::string>> DescriptorsEngine::GetDescriptor(
+    std::string_view type_url) {
   absl::MutexLock lock(&mu_);
   auto it = descriptors_.find(absl::string_view(type_url.data(), type_url.size()));
   if (it == descriptors_.end()) return std::nullopt;

@@ -33,9 +33,8 @@ absl::StatusOr<StepResult> EngineStore::Step(const StepRequest& request) {
       streams_.StepListener(request.stream, request.listener, request.reached_key,
                             request.expected_position,
                             [&](bool allowed, JournalBatch& batch) -> absl::StatusOr<bool> {
-                              return states_.StepDictionary(request.dictionary,
-                                                            request.operations, allowed, batch,
-                                                            result.outcomes);
+                              return states_.StepDictionary(request.dictionary, request.operations,
+                                                            allowed, batch, result.outcomes);
                             }));
   result.applied = step.applied;
   result.already_taken = step.already_taken;

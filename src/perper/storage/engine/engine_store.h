@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+
 #include "perper/storage/engine/descriptors_engine.h"
 #include "perper/storage/engine/executions_engine.h"
 #include "perper/storage/engine/notifier.h"

@@ -5,11 +5,11 @@
 #include <limits>
 #include <utility>
 
+#include "absl/hash/hash.h"
+#include "absl/time/clock.h"
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
-#include "absl/hash/hash.h"
-#include "absl/time/clock.h"
 #include "perper/common/text.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
@@ -36,8 +36,8 @@ ExecutionsEngine::Shard& ExecutionsEngine::ShardFor(std::string_view execution) 
 }
 
 std::string ExecutionsEngine::Encode(const ExecutionRecord& record, bool finished,
-                                    const std::vector<std::string>& results,
-                                    const std::optional<std::string>& error) {
+                                     const std::vector<std::string>& results,
+                                     const std::optional<std::string>& error) {
   ExecutionData data;
   data.set_agent(record.agent);
   data.set_instance(record.instance);
@@ -66,8 +66,8 @@ bool ExecutionsEngine::Decode(std::string_view execution, const Stored& stored,
   // Read field by field into `record`'s own strings, which keep their capacity: decoding into a
   // record used before allocates nothing when the values fit.
   using google::protobuf::internal::WireFormatLite;
-  google::protobuf::io::CodedInputStream in(
-      reinterpret_cast<const uint8_t*>(stored.data.data()), static_cast<int>(stored.data.size()));
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(stored.data.data()),
+                                            static_cast<int>(stored.data.size()));
   record->execution.assign(execution.data(), execution.size());
   record->agent.clear();
   record->instance.clear();
@@ -84,12 +84,24 @@ bool ExecutionsEngine::Decode(std::string_view execution, const Stored& stored,
     int field = WireFormatLite::GetTagFieldNumber(tag);
     std::string* target = nullptr;
     switch (field) {
-      case ExecutionData::kAgentFieldNumber: target = &record->agent; break;
-      case ExecutionData::kInstanceFieldNumber: target = &record->instance; break;
-      case ExecutionData::kDelegateFieldNumber: target = &record->delegate; break;
-      case ExecutionData::kArgumentsFieldNumber: target = next(record->arguments, arguments); break;
-      case ExecutionData::kResultsFieldNumber: target = next(record->results, results); break;
-      case ExecutionData::kErrorFieldNumber: target = &error; break;
+      case ExecutionData::kAgentFieldNumber:
+        target = &record->agent;
+        break;
+      case ExecutionData::kInstanceFieldNumber:
+        target = &record->instance;
+        break;
+      case ExecutionData::kDelegateFieldNumber:
+        target = &record->delegate;
+        break;
+      case ExecutionData::kArgumentsFieldNumber:
+        target = next(record->arguments, arguments);
+        break;
+      case ExecutionData::kResultsFieldNumber:
+        target = next(record->results, results);
+        break;
+      case ExecutionData::kErrorFieldNumber:
+        target = &error;
+        break;
       case ExecutionData::kHasErrorFieldNumber: {
         uint64_t value;
         if (!in.ReadVarint64(&value)) return false;
@@ -142,27 +154,29 @@ Change ExecutionsEngine::MakeChange(Change::Kind kind, const ExecutionRecord& re
 absl::Status ExecutionsEngine::Load() {
   uint64_t max_sequence = 0;
   absl::Status parse_status = absl::OkStatus();
-  absl::Status status = journal_ == nullptr
-                            ? absl::OkStatus()
-                            : journal_->Scan(keys::SpacePrefix(keys::kExecution),
-                                             [&](std::string_view key, std::string_view value) {
-    ExecutionData data;
-    std::string id(key.substr(2));
-    if (!data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-      if (parse_status.ok()) {
-        parse_status = absl::DataLossError("execution record " + id + " cannot be parsed");
-      }
-      return;
-    }
-    Stored stored;
-    stored.data = std::string(value);
-    stored.sequence = data.sequence();
-    stored.finished = data.finished();
-    max_sequence = std::max(max_sequence, stored.sequence);
-    Shard& shard = ShardFor(id);
-    absl::MutexLock lock(&shard.mu);
-    shard.executions.insert_or_assign(std::move(id), std::move(stored));
-  });
+  absl::Status status =
+      journal_ == nullptr
+          ? absl::OkStatus()
+          : journal_->Scan(keys::SpacePrefix(keys::kExecution), [&](std::string_view key,
+                                                                    std::string_view value) {
+              ExecutionData data;
+              std::string id(key.substr(2));
+              if (!data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                if (parse_status.ok()) {
+                  parse_status =
+                      absl::DataLossError("execution record " + id + " cannot be parsed");
+                }
+                return;
+              }
+              Stored stored;
+              stored.data = std::string(value);
+              stored.sequence = data.sequence();
+              stored.finished = data.finished();
+              max_sequence = std::max(max_sequence, stored.sequence);
+              Shard& shard = ShardFor(id);
+              absl::MutexLock lock(&shard.mu);
+              shard.executions.insert_or_assign(std::move(id), std::move(stored));
+            });
   if (!status.ok()) return status;
   if (!parse_status.ok()) return parse_status;
   next_sequence_.store(max_sequence + 1, std::memory_order_relaxed);
@@ -348,8 +362,7 @@ absl::StatusOr<std::vector<std::string>> ExecutionsEngine::ListExecutionIds(
   std::sort(matching.begin(), matching.end(), older);
   std::vector<std::string> ids;
   ids.reserve(matching.size());
-  for (auto& [sequence, id] : matching)
-    ids.push_back(std::move(id));
+  for (auto& [sequence, id] : matching) ids.push_back(std::move(id));
   return ids;
 }
 

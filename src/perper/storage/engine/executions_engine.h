@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+
 #include "perper/storage/engine/notifier.h"
 #include "perper/storage/journal.h"
 #include "perper/storage/store.h"

@@ -44,14 +44,16 @@ inline std::string Simple(char space, std::string_view id) {
 inline std::string CompositePrefix(char space, std::string_view id) {
   std::string key = SpacePrefix(space);
   uint32_t n = static_cast<uint32_t>(id.size());
-  for (int shift = 24; shift >= 0; shift -= 8) key.push_back(static_cast<char>((n >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    key.push_back(static_cast<char>((n >> shift) & 0xff));
   key.append(id);
   return key;
 }
 
 inline void AppendInt64(std::string& key, int64_t value) {
   uint64_t u = static_cast<uint64_t>(value) ^ (uint64_t{1} << 63);
-  for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>((u >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    key.push_back(static_cast<char>((u >> shift) & 0xff));
 }
 
 inline int64_t DecodeInt64(std::string_view eight_bytes) {

@@ -11,7 +11,9 @@ namespace perper::storage {
 // releasing their locks. Thread-safe.
 class Notifier {
  public:
-  void SetObserver(ChangeObserver* observer) { observer_.store(observer, std::memory_order_release); }
+  void SetObserver(ChangeObserver* observer) {
+    observer_.store(observer, std::memory_order_release);
+  }
   void Notify(const Change& change) const {
     if (ChangeObserver* o = observer_.load(std::memory_order_acquire)) o->OnChange(change);
   }

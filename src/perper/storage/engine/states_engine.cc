@@ -190,8 +190,7 @@ absl::Status StatesEngine::Load() {
     absl::MutexLock lock(&list->mu);
     list->journaled = true;
     list->start = range.first;
-    for (auto& [raw, value] : stored)
-      list->items.push_back(std::move(value));
+    for (auto& [raw, value] : stored) list->items.push_back(std::move(value));
     items.erase(name);
   }
   for (const auto& [name, stored] : items) {
@@ -302,10 +301,9 @@ Evaluation Evaluate(const absl::btree_map<std::string, std::string>* entries,
 
 }  // namespace
 
-absl::StatusOr<bool> StatesEngine::StepDictionary(std::string_view name,
-                                                  const std::vector<DictionaryOperation>& operations,
-                                                  bool allowed, JournalBatch& batch,
-                                                  std::vector<DictionaryOutcome>& outcomes) {
+absl::StatusOr<bool> StatesEngine::StepDictionary(
+    std::string_view name, const std::vector<DictionaryOperation>& operations, bool allowed,
+    JournalBatch& batch, std::vector<DictionaryOutcome>& outcomes) {
   outcomes.clear();
   if (operations.empty()) {
     if (!allowed) return false;
@@ -333,9 +331,8 @@ absl::StatusOr<bool> StatesEngine::StepDictionary(std::string_view name,
     std::vector<std::pair<const std::string*, const std::optional<std::string>*>> writes;
     for (const auto& [key, value] : evaluation.changes) {
       auto it = dictionary->entries.find(key);
-      const bool same = value.has_value()
-                            ? it != dictionary->entries.end() && it->second == *value
-                            : it == dictionary->entries.end();
+      const bool same = value.has_value() ? it != dictionary->entries.end() && it->second == *value
+                                          : it == dictionary->entries.end();
       if (same) continue;
       std::string entry_key = keys::Composite(keys::kDictionaryEntry, name, key);
       if (value.has_value()) {
@@ -541,11 +538,9 @@ absl::StatusOr<std::vector<std::string>> StatesEngine::OperateListLocked(List& l
   if (op.get_values) {
     collected.reserve(reached);
     if (forward) {
-      for (int64_t i = lo; i < hi; ++i)
-        collected.push_back(list.items[i]);
+      for (int64_t i = lo; i < hi; ++i) collected.push_back(list.items[i]);
     } else {
-      for (int64_t i = hi - 1; i >= lo; --i)
-        collected.push_back(list.items[i]);
+      for (int64_t i = hi - 1; i >= lo; --i) collected.push_back(list.items[i]);
     }
   }
 
@@ -571,18 +566,14 @@ absl::StatusOr<std::vector<std::string>> StatesEngine::OperateListLocked(List& l
       // Items before rlo keep their raw indices; everything from rlo on is rewritten.
       batch.DeleteRange(item_key(start + rlo), item_key(start + count));
       int64_t raw = start + rlo;
-      for (const std::string& value : op.insert_values)
-        batch.Put(item_key(raw++), value);
-      for (int64_t i = rhi; i < count; ++i)
-        batch.Put(item_key(raw++), list.items[i]);
+      for (const std::string& value : op.insert_values) batch.Put(item_key(raw++), value);
+      for (int64_t i = rhi; i < count; ++i) batch.Put(item_key(raw++), list.items[i]);
     } else {
       // Items from rhi on keep their raw indices; everything before rhi is rewritten.
       batch.DeleteRange(item_key(start), item_key(start + rhi));
       int64_t raw = new_start;
-      for (int64_t i = 0; i < rlo; ++i)
-        batch.Put(item_key(raw++), list.items[i]);
-      for (const std::string& value : op.insert_values)
-        batch.Put(item_key(raw++), value);
+      for (int64_t i = 0; i < rlo; ++i) batch.Put(item_key(raw++), list.items[i]);
+      for (const std::string& value : op.insert_values) batch.Put(item_key(raw++), value);
     }
     batch.Put(keys::Simple(keys::kList, name), ListDataBytes(new_start, new_start + new_count));
   }
@@ -599,7 +590,8 @@ absl::StatusOr<std::vector<std::string>> StatesEngine::OperateListLocked(List& l
   return collected;
 }
 
-absl::StatusOr<std::optional<ListEntry>> StatesEngine::LocateInList(std::string_view name, std::string_view value) {
+absl::StatusOr<std::optional<ListEntry>> StatesEngine::LocateInList(std::string_view name,
+                                                                    std::string_view value) {
   while (true) {
     auto list = Find(lists_, name, /*create=*/false);
     if (list == nullptr) return std::nullopt;
@@ -679,7 +671,8 @@ absl::Status StatesEngine::DeleteList(std::string_view name, bool keep_cache) {
 // ---------------------------------------------------------------------------------------------
 // Listing
 
-absl::StatusOr<std::vector<StateSummary>> StatesEngine::ListStates(std::string_view prefix, size_t limit) {
+absl::StatusOr<std::vector<StateSummary>> StatesEngine::ListStates(std::string_view prefix,
+                                                                   size_t limit) {
   std::vector<StateSummary> result;
   // An object in the registry that was never journaled only exists in memory, made by a read
   // or a refused write (its backend would not have it after a restart): it is not listed.

@@ -14,10 +14,11 @@
 // shard (a shard lock is held only to look up or drop an entry, never while waiting for an
 // object). A step (StepDictionary) is called under a stream's lock (StreamsEngine), so across
 // engines the order is: stream, then dictionary, then registry shard; no code of this engine
-// ever waits for a stream's lock, so the order cannot be inverted. A deletion marks the object `removed` under its lock and then drops it from the
-// registry; an operation that found it before sees the mark under the object's lock and looks
-// the name up again. Every holder keeps the object alive by a shared_ptr declared before its
-// lock, so an object is never freed while its mutex is held.
+// ever waits for a stream's lock, so the order cannot be inverted. A deletion marks the object
+// `removed` under its lock and then drops it from the registry; an operation that found it before
+// sees the mark under the object's lock and looks the name up again. Every holder keeps the object
+// alive by a shared_ptr declared before its lock, so an object is never freed while its mutex is
+// held.
 //
 // Dictionaries are ordered by key bytes. A list is a deque whose items have raw indices
 // start_index .. end_index-1; logical index i is raw index start_index + i. Which raw indices an

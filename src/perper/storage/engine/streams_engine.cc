@@ -124,21 +124,21 @@ absl::Status StreamsEngine::Load() {
 
   status = journal_->Scan(
       keys::SpacePrefix(keys::kListener),
-      [&](std::string_view key,
-          std::string_view value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu_) {
-        std::string_view id, name;
-        ListenerData data;
-        if (!keys::SplitComposite(key, &id, &name) ||
-            !data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          parse_error = absl::DataLossError("corrupt listener record in the journal");
-          return;
-        }
-        auto it = streams_.find(std::string(id));
-        if (it == streams_.end()) return;
-        StreamState& state = *it->second;
-        absl::MutexLock lock(&state.mu);
-        state.listeners[std::string(name)] = Listener{data.position(), false};
-      });
+      [&](std::string_view key, std::string_view value)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu_) {
+            std::string_view id, name;
+            ListenerData data;
+            if (!keys::SplitComposite(key, &id, &name) ||
+                !data.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+              parse_error = absl::DataLossError("corrupt listener record in the journal");
+              return;
+            }
+            auto it = streams_.find(std::string(id));
+            if (it == streams_.end()) return;
+            StreamState& state = *it->second;
+            absl::MutexLock lock(&state.mu);
+            state.listeners[std::string(name)] = Listener{data.position(), false};
+          });
   if (!status.ok()) return status;
   return parse_error;
 }
@@ -217,9 +217,8 @@ absl::Status StreamsEngine::RetentionFull(std::string_view stream, const StreamS
                         std::to_string(data.retained_bytes) + " bytes in " +
                         std::to_string(data.items.size()) +
                         " items that not every listener has passed; writing " +
-                        std::to_string(bytes) +
-                        " more would pass its limit of " + std::to_string(limit) +
-                        " bytes (--max-stream-retained-bytes): ";
+                        std::to_string(bytes) + " more would pass its limit of " +
+                        std::to_string(limit) + " bytes (--max-stream-retained-bytes): ";
   const std::string* lowest_name = nullptr;
   int64_t lowest = 0;
   for (const auto& [name, listener] : data.listeners) {
@@ -230,10 +229,10 @@ absl::Status StreamsEngine::RetentionFull(std::string_view stream, const StreamS
     }
   }
   if (lowest_name != nullptr) {
-    message += "listener " + *lowest_name + " at position " +
-               (lowest == kPositionNotStarted ? std::string("not started")
-                                              : std::to_string(lowest)) +
-               " holds them back";
+    message +=
+        "listener " + *lowest_name + " at position " +
+        (lowest == kPositionNotStarted ? std::string("not started") : std::to_string(lowest)) +
+        " holds them back";
   } else if (data.listeners.empty()) {
     message += "the stream has no listener, so nothing is collected";
   } else {
@@ -271,8 +270,7 @@ absl::StatusOr<std::vector<int64_t>> StreamsEngine::WriteItemsBounded(
         if (auto stored = state->items.find(key); stored != state->items.end()) {
           if (stored->second != item.value) {
             return absl::AlreadyExistsError("key " + std::to_string(key) + " of stream " +
-                                            ShortId(stream) +
-                                            " already holds a different value");
+                                            ShortId(stream) + " already holds a different value");
           }
           replayed[i] = true;
         } else if (state->gc_floor.has_value() && key <= *state->gc_floor) {
@@ -508,8 +506,7 @@ size_t StreamsEngine::ApplyCollection(StreamState& data, const Collection& colle
     data.items.clear();
   } else {
     auto end = data.items.lower_bound(collection.keep_from);
-    for (auto it = data.items.begin(); it != end; ++it)
-      freed += RetainedBytes(it->second);
+    for (auto it = data.items.begin(); it != end; ++it) freed += RetainedBytes(it->second);
     data.items.erase(data.items.begin(), end);
   }
   data.retained_bytes -= freed;
@@ -656,7 +653,8 @@ absl::StatusOr<std::vector<ListenerRecord>> StreamsEngine::ListListeners(std::st
   return result;
 }
 
-absl::StatusOr<std::vector<StreamSummary>> StreamsEngine::ListStreams(std::string_view prefix, size_t limit) {
+absl::StatusOr<std::vector<StreamSummary>> StreamsEngine::ListStreams(std::string_view prefix,
+                                                                      size_t limit) {
   std::vector<std::shared_ptr<StreamState>> found;
   {
     absl::ReaderMutexLock lock(&registry_mu_);

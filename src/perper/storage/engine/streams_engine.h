@@ -157,8 +157,8 @@ class StreamsEngine final : public StreamStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(data.mu);
   // RESOURCE_EXHAUSTED for a write of `bytes` that would pass `limit`, naming what holds the
   // retained items back.
-  static absl::Status RetentionFull(std::string_view stream, const StreamState& data,
-                                    size_t bytes, size_t limit) ABSL_SHARED_LOCKS_REQUIRED(data.mu);
+  static absl::Status RetentionFull(std::string_view stream, const StreamState& data, size_t bytes,
+                                    size_t limit) ABSL_SHARED_LOCKS_REQUIRED(data.mu);
   void NotifyChange(Change::Kind kind, std::string_view stream, int64_t key = 0) const;
 
   Journal* const journal_;

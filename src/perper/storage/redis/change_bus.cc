@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include "perper/storage/redis/change_bus.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -12,11 +17,6 @@
 
 #include "perper/common/logging.h"
 #include "perper/storage/redis/key_slot.h"
-
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 namespace perper::storage::redis {
 namespace {
@@ -470,8 +470,7 @@ class ChangeBus::Subscriber {
       }
 
       fds[0] = {wake_[0], POLLIN, 0};
-      for (size_t i = 0; i < nodes.size(); ++i)
-        fds[i + 1] = {nodes[i].context->fd, POLLIN, 0};
+      for (size_t i = 0; i < nodes.size(); ++i) fds[i + 1] = {nodes[i].context->fd, POLLIN, 0};
       const auto wait = std::chrono::ceil<std::chrono::milliseconds>(wake_at - now);
       const int ready = poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
       if (ready < 0 && errno != EINTR)
@@ -715,8 +714,7 @@ bool ChangeBus::PublishBatch(std::deque<Queued> batch) {
     std::vector<bool> again(pending.size(), false);
     for (const auto& [node, items] : groups) {
       auto fail_all = [&, &items = items](std::string error) {
-        for (size_t i : items)
-          again[i] = true;
+        for (size_t i : items) again[i] = true;
         publish_map_stale_ = true;
         last_error = std::move(error);
       };

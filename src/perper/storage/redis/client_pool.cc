@@ -85,10 +85,10 @@ absl::Status ClientPool::WaitForReplicas(ClusterClient& client, int slot) {
   PERPER_ASSIGN_OR_RETURN(RedisReply reply,
                           client.CommandInSlot(slot, {"WAIT", replicas, timeout}));
   if (reply.type != RedisReply::Type::kInteger || reply.integer < options_.wait_replicas) {
-    return absl::UnavailableError(absl::StrCat(
-        "redis: written to the master ", client.NodeForSlot(slot), " but confirmed by only ",
-        reply.integer, " of ", options_.wait_replicas, " replicas within ",
-        options_.wait_timeout.count(), " ms"));
+    return absl::UnavailableError(
+        absl::StrCat("redis: written to the master ", client.NodeForSlot(slot),
+                     " but confirmed by only ", reply.integer, " of ", options_.wait_replicas,
+                     " replicas within ", options_.wait_timeout.count(), " ms"));
   }
   return absl::OkStatus();
 }

@@ -80,7 +80,7 @@ class ClientPool {
 
   const RedisStoreOptions options_;
   const std::string process_id_;
-  bool cluster_mode_ = false;  // set once by Create
+  bool cluster_mode_ = false;                            // set once by Create
   std::vector<std::unique_ptr<ClusterClient>> clients_;  // set once by Create
   std::atomic<size_t> next_{0};
 };

@@ -118,8 +118,7 @@ absl::Status ClusterClient::LoadSlots(int from) {
     int node = NodeIndex(host, static_cast<int>(master.elements[1].integer));
     long long start = std::max<long long>(range.elements[0].integer, 0);
     long long end = std::min<long long>(range.elements[1].integer, kSlotCount - 1);
-    for (long long s = start; s <= end; ++s)
-      slots[s] = node;
+    for (long long s = start; s <= end; ++s) slots[s] = node;
   }
   // A node that knows no slot (just started, cut off, reset) must not wipe a good map: the
   // caller then asks the next node.
@@ -301,8 +300,7 @@ absl::StatusOr<std::string> ClusterClient::ScriptSha(std::string_view script, in
   return loaded.str;
 }
 
-std::vector<std::string_view> ClusterClient::ScriptArgv(const Script& script,
-                                                        std::string_view sha,
+std::vector<std::string_view> ClusterClient::ScriptArgv(const Script& script, std::string_view sha,
                                                         const std::string& numkeys) {
   std::vector<std::string_view> argv = {"EVALSHA", sha, numkeys};
   argv.insert(argv.end(), script.keys.begin(), script.keys.end());

@@ -110,10 +110,8 @@ class ClusterClient {
   static std::vector<std::string_view> ScriptArgv(const Script& script, std::string_view sha,
                                                   const std::string& numkeys);
   // The SHA1 of `script`, loading it on the node of `slot` the first time.
-  absl::StatusOr<std::string> ScriptSha(std::string_view script, int slot)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<RedisReply> RunOneScript(int slot, const Script& script)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::string> ScriptSha(std::string_view script, int slot) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<RedisReply> RunOneScript(int slot, const Script& script) ABSL_LOCKS_EXCLUDED(mu_);
   // Like CommandInSlot, but error replies other than redirections come back as replies.
   absl::StatusOr<RedisReply> Execute(int slot, const std::vector<std::string_view>& argv)
       ABSL_LOCKS_EXCLUDED(mu_);

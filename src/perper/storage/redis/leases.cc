@@ -7,6 +7,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
+
 #include "perper/common/logging.h"
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/redis_keys.h"
@@ -31,9 +32,7 @@ void EveryPeriodUntilStopped(absl::Mutex& mu, const bool* stopping, absl::Durati
 
 }  // namespace
 
-std::string LeaseKey(std::string_view process_id) {
-  return Key(ProcessTag(process_id), "lease");
-}
+std::string LeaseKey(std::string_view process_id) { return Key(ProcessTag(process_id), "lease"); }
 
 absl::StatusOr<bool> LeaseAlive(ClientPool& pool, std::string_view process_id) {
   std::string key = LeaseKey(process_id);
@@ -118,8 +117,7 @@ void ProcessLease::Stop(bool release) {
 void ProcessLease::Run() {
   // A failed renewal is retried at the next period; if Redis stays away longer than the lease,
   // other processes rightly treat this one as gone.
-  EveryPeriodUntilStopped(mu_, &stopping_, absl::FromChrono(lease_) / 3,
-                          [this] { (void)Renew(); });
+  EveryPeriodUntilStopped(mu_, &stopping_, absl::FromChrono(lease_) / 3, [this] { (void)Renew(); });
 }
 
 ForeignHolderWatcher::ForeignHolderWatcher(ClientPool* pool, Report report,
@@ -133,7 +131,9 @@ ForeignHolderWatcher::ForeignHolderWatcher(ClientPool* pool, Report report,
 
 ForeignHolderWatcher::~ForeignHolderWatcher() { Stop(); }
 
-void ForeignHolderWatcher::Start() { thread_ = std::thread([this] { Run(); }); }
+void ForeignHolderWatcher::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void ForeignHolderWatcher::Stop() {
   {

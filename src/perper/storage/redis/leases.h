@@ -3,8 +3,8 @@
 // one is gone, so that what it held (reservations, transient listeners) can be taken over.
 //
 // Every process keeps `{p:<process id>}:lease` alive (SET PX, renewed every third of the lease)
-// and is in `{perper}:processes` while it runs. A process whose lease key has expired is dead: its holdings
-// may be taken by anyone. A process that closes cleanly deletes its lease at once.
+// and is in `{perper}:processes` while it runs. A process whose lease key has expired is dead: its
+// holdings may be taken by anyone. A process that closes cleanly deletes its lease at once.
 #pragma once
 
 #include <chrono>
@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+
 #include "perper/storage/change.h"
 #include "perper/storage/redis/client_pool.h"
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "perper/storage/redis/redis_connection.h"
 
+#include <sys/time.h>
+
 #include "absl/strings/str_cat.h"
 #include <hiredis/hiredis.h>
 
 #include "perper/common/status_macros.h"
-
-#include <sys/time.h>
 
 namespace perper::storage::redis {
 namespace {
@@ -48,8 +48,7 @@ RedisReply Convert(const redisReply* r) {
     case REDIS_REPLY_ARRAY:
       out.type = RedisReply::Type::kArray;
       out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i)
-        out.elements.push_back(Convert(r->element[i]));
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
       break;
     default:
       out.type = RedisReply::Type::kNil;
@@ -165,8 +164,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisConnection::Pipeline(
   for (const auto& argv : commands) {
     if (argv.empty()) return absl::InvalidArgumentError("redis: empty command");
   }
-  for (const auto& argv : commands)
-    PERPER_RETURN_IF_ERROR(Append(argv));
+  for (const auto& argv : commands) PERPER_RETURN_IF_ERROR(Append(argv));
   std::vector<RedisReply> replies;
   replies.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {

@@ -40,6 +40,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+
 #include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/storage/redis/key_slot.h"
@@ -343,9 +344,7 @@ std::string RecordKey(std::string_view tag, std::string_view execution) {
 std::string IdSetKey(std::string_view tag) { return Key(tag, "xs"); }
 
 std::string LocatorKey(std::string_view execution) { return Key(LocatorTag(execution), "w"); }
-std::string LocatorBirthKey(std::string_view execution) {
-  return Key(LocatorTag(execution), "wt");
-}
+std::string LocatorBirthKey(std::string_view execution) { return Key(LocatorTag(execution), "wt"); }
 
 // A locator without its record is taken for debris (of a create or delete interrupted by a
 // crash) only once it is this old: a create in progress sets its record right after its
@@ -389,8 +388,7 @@ absl::Status NotFound(std::string_view execution) {
   return absl::NotFoundError("execution " + ShortId(execution) + " not found");
 }
 absl::Status Finished(std::string_view execution) {
-  return absl::FailedPreconditionError("execution " + ShortId(execution) +
-                                       " is already finished");
+  return absl::FailedPreconditionError("execution " + ShortId(execution) + " is already finished");
 }
 
 absl::Status Undecodable(std::string_view execution) {
@@ -563,8 +561,7 @@ absl::StatusOr<std::optional<RedisExecutions::Locator>> RedisExecutions::Locate(
   return std::optional<Locator>(std::move(locator));
 }
 
-std::optional<RedisExecutions::Locator> RedisExecutions::CachedLocator(
-    std::string_view execution) {
+std::optional<RedisExecutions::Locator> RedisExecutions::CachedLocator(std::string_view execution) {
   absl::MutexLock lock(&cache_mu_);
   auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
   if (it == locators_.end()) return std::nullopt;
@@ -695,11 +692,12 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const std::string& stored_sequence = Element(created, 1);
   const bool finished = created.elements.size() > 2 && created.elements[2].integer != 0;
   PERPER_RETURN_IF_ERROR(
-      pool_->RunWrite(kIndexScript,
-                      {AgentKey(record.agent, "all"), AgentKey(record.agent, "open"),
-                       AgentKey(record.agent, "meta")},
-                      {id, stored_sequence, EncodeList({tag, record.instance, record.delegate}),
-                       finished ? "1" : "0"})
+      pool_
+          ->RunWrite(kIndexScript,
+                     {AgentKey(record.agent, "all"), AgentKey(record.agent, "open"),
+                      AgentKey(record.agent, "meta")},
+                     {id, stored_sequence, EncodeList({tag, record.instance, record.delegate}),
+                      finished ? "1" : "0"})
           .status());
   CacheLocator(id, Locator{record.agent, tag});
   if (code == 0) return false;
@@ -718,8 +716,7 @@ absl::StatusOr<ExecutionRecord> RedisExecutions::GetExecution(std::string_view e
   PERPER_ASSIGN_OR_RETURN(
       std::optional<ExecutionRecord> record,
       WithRecord<ExecutionRecord>(
-          execution,
-          [&](const Locator& locator) -> absl::StatusOr<std::optional<ExecutionRecord>> {
+          execution, [&](const Locator& locator) -> absl::StatusOr<std::optional<ExecutionRecord>> {
             std::string key = RecordKey(locator.tag, execution);
             PERPER_ASSIGN_OR_RETURN(RedisReply reply, pool_->Run(key, {"HGETALL", key}));
             if (reply.elements.empty()) return std::optional<ExecutionRecord>();
@@ -739,26 +736,26 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
       pool_->process_id() + "/" + std::to_string(completions_.fetch_add(1) + 1);
   PERPER_ASSIGN_OR_RETURN(
       std::optional<Change> change,
-      WithRecord<Change>(execution,
-                         [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
-        // The record and the agent's open set in one round trip: the close script checks the
-        // tag, so under a stale locator it does nothing.
-        const std::string record_key = RecordKey(locator.tag, execution);
-        const std::string open = AgentKey(locator.agent, "open");
-        const std::string meta = AgentKey(locator.agent, "meta");
-        const std::string tag = EncodeList({locator.tag});
-        std::vector<absl::StatusOr<RedisReply>> replies = pool_->RunWrites(
-            {{kCompleteScript,
-              {record_key},
-              {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}},
-             {kCloseScript, {open, meta}, {execution, tag}}});
-        PERPER_RETURN_IF_ERROR(replies[0].status());
-        PERPER_RETURN_IF_ERROR(replies[1].status());
-        long long code = Code(*replies[0]);
-        if (code == 0) return std::optional<Change>();
-        if (code == -1) return Finished(execution);
-        return MakeChange(Change::Kind::kExecutionCompleted, execution, *replies[0], 1);
-      }));
+      WithRecord<Change>(
+          execution, [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
+            // The record and the agent's open set in one round trip: the close script checks the
+            // tag, so under a stale locator it does nothing.
+            const std::string record_key = RecordKey(locator.tag, execution);
+            const std::string open = AgentKey(locator.agent, "open");
+            const std::string meta = AgentKey(locator.agent, "meta");
+            const std::string tag = EncodeList({locator.tag});
+            std::vector<absl::StatusOr<RedisReply>> replies = pool_->RunWrites(
+                {{kCompleteScript,
+                  {record_key},
+                  {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}},
+                 {kCloseScript, {open, meta}, {execution, tag}}});
+            PERPER_RETURN_IF_ERROR(replies[0].status());
+            PERPER_RETURN_IF_ERROR(replies[1].status());
+            long long code = Code(*replies[0]);
+            if (code == 0) return std::optional<Change>();
+            if (code == -1) return Finished(execution);
+            return MakeChange(Change::Kind::kExecutionCompleted, execution, *replies[0], 1);
+          }));
   if (!change.has_value()) return NotFound(execution);
   // A finished execution is never dispatched again, so no release is reported.
   watcher_.Forget(execution);
@@ -771,11 +768,10 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
   std::optional<Locator> last;  // The locator the record was looked for under.
   PERPER_ASSIGN_OR_RETURN(
       std::optional<Change> change,
-      WithRecord<Change>(execution,
-                         [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
+      WithRecord<
+          Change>(execution, [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
         last = locator;
-        std::vector<std::string> keys = {RecordKey(locator.tag, execution),
-                                         IdSetKey(locator.tag)};
+        std::vector<std::string> keys = {RecordKey(locator.tag, execution), IdSetKey(locator.tag)};
         if (locator.tag == LocatorTag(execution)) {
           keys.push_back(LocatorKey(execution));
           keys.push_back(LocatorBirthKey(execution));
@@ -802,9 +798,10 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
   // locator goes only when it is old: it may be a create's in progress.
   if (!change.has_value() || last->tag != LocatorTag(execution)) {
     PERPER_RETURN_IF_ERROR(
-        pool_->RunWrite(kReplaceScript, {LocatorKey(execution), LocatorBirthKey(execution)},
-                        {EncodeList({last->agent, last->tag}), "",
-                         change.has_value() ? "0" : kDebrisAgeMs})
+        pool_
+            ->RunWrite(
+                kReplaceScript, {LocatorKey(execution), LocatorBirthKey(execution)},
+                {EncodeList({last->agent, last->tag}), "", change.has_value() ? "0" : kDebrisAgeMs})
             .status());
   }
   ForgetLocator(execution);
@@ -836,9 +833,9 @@ absl::StatusOr<std::vector<RedisExecutions::Listed>> RedisExecutions::Scan(
   std::vector<Listed> listed;
   while (listed.size() < limit) {
     args[1] = std::to_string(limit - listed.size());
-    PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                            pool_->RunScript(kListScript, {keys.begin(), keys.end()},
-                                             {args.begin(), args.end()}));
+    PERPER_ASSIGN_OR_RETURN(
+        RedisReply reply,
+        pool_->RunScript(kListScript, {keys.begin(), keys.end()}, {args.begin(), args.end()}));
     const size_t n = reply.elements.size();
     if (n < 2 || (n - 2) % 3 != 0) return Unexpected("listing", reply);
     for (size_t i = 0; i + 2 < n - 2; i += 3) {
@@ -927,8 +924,8 @@ absl::Status RedisExecutions::ForEachRecord(
 absl::StatusOr<std::vector<std::optional<ExecutionRecord>>> RedisExecutions::ReadRecords(
     const std::vector<Listed>& listed) {
   std::vector<std::optional<ExecutionRecord>> records(listed.size());
-  PERPER_RETURN_IF_ERROR(ForEachRecord(
-      listed, kReadRecordsScript, {}, [&](size_t index, const RedisReply& answer) {
+  PERPER_RETURN_IF_ERROR(
+      ForEachRecord(listed, kReadRecordsScript, {}, [&](size_t index, const RedisReply& answer) {
         ExecutionRecord record;
         if (ParseRecord(listed[index].execution, answer, &record)) {
           records[index] = std::move(record);
@@ -974,8 +971,7 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::ReadAndReserve(
     std::string_view execution, const ExecutionFilter& filter, std::string_view workgroup,
     std::string_view holder, absl::FunctionRef<void(const ExecutionRecord&)> visit) {
   RedisReply record;
-  absl::StatusOr<ReserveOutcome> outcome =
-      Reserve(execution, workgroup, holder, &filter, &record);
+  absl::StatusOr<ReserveOutcome> outcome = Reserve(execution, workgroup, holder, &filter, &record);
   if (IsGoneOrFinished(outcome.status())) return ReserveOutcome::kSkipped;
   if (!outcome.ok() || *outcome != ReserveOutcome::kReserved) return outcome;
   ExecutionRecord parsed;
@@ -991,9 +987,13 @@ absl::StatusOr<std::vector<ExecutionStore::ReserveOutcome>> RedisExecutions::Rea
   std::vector<ReserveOutcome> outcomes(executions.size(), ReserveOutcome::kSkipped);
   const std::string field = "r:" + std::string(workgroup);
   const std::string mine = pool_->process_id() + "/" + std::string(holder);
-  const std::vector<std::string_view> args = {
-      field, mine, "", "1", filter.any_agent ? std::string_view() : filter.agent,
-      filter.instance, filter.delegate};
+  const std::vector<std::string_view> args = {field,
+                                              mine,
+                                              "",
+                                              "1",
+                                              filter.any_agent ? std::string_view() : filter.agent,
+                                              filter.instance,
+                                              filter.delegate};
   std::vector<size_t> batched;  // Indexes sent together, with their record keys.
   std::vector<std::string> keys;
   std::vector<size_t> alone;  // Indexes that need ReadAndReserve's further steps.
@@ -1108,9 +1108,9 @@ absl::StatusOr<ExecutionStore::ReserveOutcome> RedisExecutions::Reserve(
     if (process == pool_->process_id()) return ReserveOutcome::kHeldByOther;
     PERPER_ASSIGN_OR_RETURN(bool alive, live_leases_.Alive(process));
     if (alive) {
-      watcher_.Watch(process, ForeignHold{std::string(execution), std::string(workgroup),
-                                          Element(*reply, 2), Element(*reply, 3),
-                                          Element(*reply, 4)});
+      watcher_.Watch(process,
+                     ForeignHold{std::string(execution), std::string(workgroup), Element(*reply, 2),
+                                 Element(*reply, 3), Element(*reply, 4)});
       return ReserveOutcome::kHeldByOther;
     }
     replaceable = other;
@@ -1125,18 +1125,18 @@ absl::Status RedisExecutions::ReleaseReservation(std::string_view execution,
   const std::string mine = pool_->process_id() + "/" + std::string(holder);
   PERPER_ASSIGN_OR_RETURN(
       std::optional<Change> change,
-      WithRecord<Change>(execution,
-                         [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
-        PERPER_ASSIGN_OR_RETURN(RedisReply reply,
-                                pool_->RunWrite(kReleaseScript,
-                                                {RecordKey(locator.tag, execution)},
-                                                {field, mine}));
-        local_holds_.Released(execution, workgroup, holder);
-        if (Code(reply) != 1) return std::optional<Change>();
-        Change released = MakeChange(Change::Kind::kReservationReleased, execution, reply, 1);
-        released.workgroup = std::string(workgroup);
-        return std::optional<Change>(std::move(released));
-      }));
+      WithRecord<Change>(
+          execution, [&](const Locator& locator) -> absl::StatusOr<std::optional<Change>> {
+            PERPER_ASSIGN_OR_RETURN(
+                RedisReply reply,
+                pool_->RunWrite(kReleaseScript, {RecordKey(locator.tag, execution)},
+                                {field, mine}));
+            local_holds_.Released(execution, workgroup, holder);
+            if (Code(reply) != 1) return std::optional<Change>();
+            Change released = MakeChange(Change::Kind::kReservationReleased, execution, reply, 1);
+            released.workgroup = std::string(workgroup);
+            return std::optional<Change>(std::move(released));
+          }));
   if (change.has_value()) Report(*change);
   return absl::OkStatus();
 }
@@ -1157,8 +1157,7 @@ absl::StatusOr<std::vector<ReservationRecord>> RedisExecutions::ListReservations
   absl::flat_hash_map<std::string, bool> alive;
   alive[pool_->process_id()] = true;
   PERPER_RETURN_IF_ERROR(ForEachRecord(
-      listed, kHoldersScript, {field},
-      [&](size_t index, const RedisReply& answer) -> absl::Status {
+      listed, kHoldersScript, {field}, [&](size_t index, const RedisReply& answer) -> absl::Status {
         if (answer.str.empty()) return absl::OkStatus();
         auto [process, holder] = SplitHolder(answer.str);
         std::string process_id(process);

@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+
 #include "perper/storage/redis/client_pool.h"
 #include "perper/storage/redis/leases.h"
 #include "perper/storage/redis/redis_notifier.h"
@@ -132,9 +133,7 @@ class RedisExecutions final : public ExecutionStore {
   struct Locator {
     std::string agent;
     std::string tag;  // `{i:<instance>}` or `{e:<id>}` (redis_keys.h).
-    bool operator==(const Locator& other) const {
-      return agent == other.agent && tag == other.tag;
-    }
+    bool operator==(const Locator& other) const { return agent == other.agent && tag == other.tag; }
   };
   // An ID a listing found, with what reading its record needs.
   struct Listed {

@@ -20,9 +20,7 @@ class RedisNotifier {
   void SetBus(ChangeBus* bus) { bus_.store(bus, std::memory_order_release); }
   // Sees what NotifyLocal passes before the observer does, so that a cache of this process
   // (RedisExecutions' reservations) is true again before anyone acts on the change.
-  void SetCacheKeeper(ChangeObserver* keeper) {
-    keeper_.store(keeper, std::memory_order_release);
-  }
+  void SetCacheKeeper(ChangeObserver* keeper) { keeper_.store(keeper, std::memory_order_release); }
 
   // A change made by this process.
   void Notify(const Change& change) const;

@@ -282,7 +282,8 @@ absl::Status Delete(ClientPool& pool, const StateKeys& keys, std::string_view na
 std::string DecideFlags(const DictionaryOperation& op) {
   return {op.get_existing_value ? '1' : '0', op.set_new_value ? '1' : '0',
           op.compare_existing_value ? '1' : '0',
-          IsNullValue(op.expected_existing_value) ? '1' : '0', IsNullValue(op.new_value) ? '1' : '0'};
+          IsNullValue(op.expected_existing_value) ? '1' : '0',
+          IsNullValue(op.new_value) ? '1' : '0'};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,10 +372,9 @@ absl::StatusOr<std::vector<std::string>> RedisStates::OperateList(std::string_vi
   // Clamped so the script's Lua number holds it exactly; no list is that long.
   const std::string values_count =
       std::to_string(std::min<uint64_t>(op.values_count, uint64_t{1} << 52));
-  std::vector<std::string_view> args = {location, position, values_count,
-                                        op.get_values ? "1" : "0", op.remove_values ? "1" : "0"};
-  for (const std::string& value : op.insert_values)
-    args.push_back(value);
+  std::vector<std::string_view> args = {location, position, values_count, op.get_values ? "1" : "0",
+                                        op.remove_values ? "1" : "0"};
+  for (const std::string& value : op.insert_values) args.push_back(value);
   absl::StatusOr<RedisReply> reply =
       writes ? pool_.RunWrite(kOperateListScript, {keys.items, keys.marker}, args)
              : pool_.RunScript(kOperateListScript, {keys.items, keys.marker}, args);
@@ -399,15 +399,14 @@ absl::StatusOr<std::vector<std::string>> RedisStates::OperateList(std::string_vi
                                                   Quoted(name), " (valid: ", start, " .. ",
                                                   start + count, ")"));
       default:
-        return absl::OutOfRangeError(absl::StrCat(
-            "raw_index_backwards ", op.position, " is outside list ", Quoted(name), " (valid: ",
-            start - 1, " .. ", start + count - 1, ")"));
+        return absl::OutOfRangeError(
+            absl::StrCat("raw_index_backwards ", op.position, " is outside list ", Quoted(name),
+                         " (valid: ", start - 1, " .. ", start + count - 1, ")"));
     }
   }
   std::vector<std::string> collected;
   collected.reserve(reply->elements[1].elements.size());
-  for (RedisReply& value : reply->elements[1].elements)
-    collected.push_back(std::move(value.str));
+  for (RedisReply& value : reply->elements[1].elements) collected.push_back(std::move(value.str));
   if (reply->elements[2].integer == 1) PERPER_RETURN_IF_ERROR(List(pool_, keys, name));
   return collected;
 }
@@ -469,9 +468,8 @@ absl::StatusOr<std::vector<StateSummary>> RedisStates::ListStates(std::string_vi
     for (int64_t offset = 0; result.size() < limit; offset += kPage) {
       const std::string offset_text = std::to_string(offset);
       const std::string page_text = std::to_string(kPage);
-      PERPER_ASSIGN_OR_RETURN(
-          RedisReply page,
-          pool_.Run(zset, {"ZRANGEBYLEX", zset, from, "+", "LIMIT", offset_text, page_text}));
+      PERPER_ASSIGN_OR_RETURN(RedisReply page, pool_.Run(zset, {"ZRANGEBYLEX", zset, from, "+",
+                                                                "LIMIT", offset_text, page_text}));
       if (page.type != RedisReply::Type::kArray) return Malformed("ZRANGEBYLEX");
       bool past_prefix = false;
       for (RedisReply& entry : page.elements) {

@@ -98,7 +98,8 @@ absl::Status Malformed() {
 
 absl::StatusOr<StepResult> FenceStep(ClientPool& pool, const StepRequest& request,
                                      int64_t listener_position) {
-  static const std::string* const script = new std::string(std::string(kDecideLua) + std::string(kStepBody));
+  static const std::string* const script =
+      new std::string(std::string(kDecideLua) + std::string(kStepBody));
   const std::string tag = DictionaryTag(request.dictionary);
   const std::string entries = Key(tag, "d"), marker = Key(tag, "dx"), fences = Key(tag, "f");
   const std::string field = absl::StrCat(request.stream, "\n", request.listener);
@@ -144,8 +145,8 @@ absl::StatusOr<StepResult> FenceStep(ClientPool& pool, const StepRequest& reques
   return result;
 }
 
-absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams,
-                                   RedisNotifier& notifier, const StepRequest& request) {
+absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams, RedisNotifier& notifier,
+                                   const StepRequest& request) {
   PERPER_RETURN_IF_ERROR(ValidateStepRequest(request));
   PERPER_ASSIGN_OR_RETURN(const int64_t listener_position,
                           streams.ListenerPosition(request.stream, request.listener));

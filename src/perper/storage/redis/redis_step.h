@@ -46,8 +46,8 @@ namespace perper::storage::redis {
 // unknown stream.
 // The listener's move is reported (kListenerChanged) by RedisStreams::AdvanceListener, so
 // `notifier` is not used here.
-absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams,
-                                   RedisNotifier& notifier, const StepRequest& request);
+absl::StatusOr<StepResult> RunStep(ClientPool& pool, RedisStreams& streams, RedisNotifier& notifier,
+                                   const StepRequest& request);
 
 // Phase 2 alone, given the listener's position P (kPositionNotStarted when it does not exist):
 // what RunStep does in the dictionary's slot. Public so a test can stop between the phases as a

@@ -397,8 +397,7 @@ std::string TransientSet(std::string_view pid) { return Key(ProcessTag(pid), "tl
 
 // The first string after every string that starts with `prefix`, as a ZRANGEBYLEX bound.
 std::string PrefixEndBound(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff)
-    prefix.pop_back();
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
   if (prefix.empty()) return "+";
   prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
   return "(" + prefix;
@@ -635,8 +634,7 @@ absl::StatusOr<std::vector<int64_t>> RedisStreams::WriteItemsBounded(
   if (e[1].integer > 0) {
     PERPER_ASSIGN_OR_RETURN(int64_t largest, DecodeKey(e[2].str));
     // The values are in Redis now; free them as the engine does by moving them into its map.
-    for (ItemToWrite& item : items)
-      std::string().swap(item.value);
+    for (ItemToWrite& item : items) std::string().swap(item.value);
     Notify(Change::Kind::kStreamItemsWritten, stream, largest);
   }
   return written;

@@ -6,10 +6,9 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include <hiredis/hiredis.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include <hiredis/hiredis.h>
 
 namespace perper::storage::redis {
 
@@ -32,8 +31,7 @@ absl::StatusOr<std::shared_ptr<SharedConnection>> SharedConnection::Connect(
 
 SharedConnection::SharedConnection(std::unique_ptr<RedisConnection> setup,
                                    std::chrono::milliseconds timeout)
-    : address_(setup->address()), timeout_(timeout), setup_(std::move(setup)),
-      fd_(setup_->fd()) {}
+    : address_(setup->address()), timeout_(timeout), setup_(std::move(setup)), fd_(setup_->fd()) {}
 
 SharedConnection::~SharedConnection() {
   Break("connection closed");
@@ -89,9 +87,10 @@ absl::StatusOr<std::vector<RedisReply>> SharedConnection::Pipeline(
       lengths.push_back(a.size());
     }
     char* command = nullptr;
-    const int length = redisFormatCommandArgv(&command, static_cast<int>(args.size()),
-                                              args.data(), lengths.data());
-    if (length < 0 || command == nullptr) return absl::ResourceExhaustedError("redis: out of memory");
+    const int length = redisFormatCommandArgv(&command, static_cast<int>(args.size()), args.data(),
+                                              lengths.data());
+    if (length < 0 || command == nullptr)
+      return absl::ResourceExhaustedError("redis: out of memory");
     formatted.append(command, static_cast<size_t>(length));
     redisFreeCommand(command);
   }

@@ -72,8 +72,8 @@ class SharedConnection {
   mutable absl::Mutex mu_;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   std::string why_broken_ ABSL_GUARDED_BY(mu_);
-  std::string outgoing_ ABSL_GUARDED_BY(mu_);  // formatted commands not yet written
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a thread is writing; it writes what comes
+  std::string outgoing_ ABSL_GUARDED_BY(mu_);         // formatted commands not yet written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;         // a thread is writing; it writes what comes
   std::deque<Waiter*> waiting_ ABSL_GUARDED_BY(mu_);  // in the order of their commands
   std::thread reader_;
 };

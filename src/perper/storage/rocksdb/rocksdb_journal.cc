@@ -24,7 +24,7 @@ absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RocksDbJournal>> RocksDbJournal::Open(const std::string& directory,
-                                                                    bool sync) {
+                                                                     bool sync) {
   rocksdb::Options options;
   options.create_if_missing = true;
   options.IncreaseParallelism(2);
@@ -44,13 +44,13 @@ absl::StatusOr<std::unique_ptr<RocksDbJournal>> RocksDbJournal::Open(const std::
   if (status.IsIOError() && status.ToString().find("lock file") != std::string::npos) {
     // RocksDB says "While lock file: <dir>/LOCK: Resource temporarily unavailable".
     return absl::FailedPreconditionError(
-        "the data directory " + directory +
-        " is in use by another Fabric process (it holds " + directory +
-        "/LOCK); stop that Fabric or choose another --data-dir");
+        "the data directory " + directory + " is in use by another Fabric process (it holds " +
+        directory + "/LOCK); stop that Fabric or choose another --data-dir");
   }
   if (!status.ok()) return FromRocks(status, "opening rocksdb at " + directory);
   PERPER_LOG_INFO(Logger::kStorage, "rocksdb opened at {} (sync={})", directory, sync);
-  return std::unique_ptr<RocksDbJournal>(new RocksDbJournal(std::unique_ptr<rocksdb::DB>(raw), sync));
+  return std::unique_ptr<RocksDbJournal>(
+      new RocksDbJournal(std::unique_ptr<rocksdb::DB>(raw), sync));
 }
 
 RocksDbJournal::~RocksDbJournal() {

@@ -10,9 +10,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include <rocksdb/db.h>
 
-#include "absl/status/statusor.h"
 #include "perper/storage/journal.h"
 
 namespace perper::storage {
@@ -26,9 +26,9 @@ class RocksDbJournal final : public Journal {
   ~RocksDbJournal() override;
 
   absl::Status Commit(const JournalBatch& batch) override;
-  absl::Status Scan(std::string_view prefix,
-                    absl::FunctionRef<void(std::string_view key, std::string_view value)> visit)
-      override;
+  absl::Status Scan(
+      std::string_view prefix,
+      absl::FunctionRef<void(std::string_view key, std::string_view value)> visit) override;
   bool CommitWaits() const override { return sync_; }
 
  private:

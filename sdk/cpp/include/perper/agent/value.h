@@ -111,12 +111,11 @@ struct IsVector<std::vector<V>> : std::true_type {};
 // Whether T can be an element of a Struct or ListValue.
 template <typename T>
 struct IsStructElement
-    : std::bool_constant<std::integral<T> || std::floating_point<T> ||
-                         std::same_as<T, std::string> || std::same_as<T, std::nullopt_t> ||
-                         std::same_as<T, std::monostate> ||
-                         std::same_as<T, google::protobuf::Value> ||
-                         std::same_as<T, google::protobuf::Struct> ||
-                         std::same_as<T, google::protobuf::ListValue>> {};
+    : std::bool_constant<
+          std::integral<T> || std::floating_point<T> || std::same_as<T, std::string> ||
+          std::same_as<T, std::nullopt_t> || std::same_as<T, std::monostate> ||
+          std::same_as<T, google::protobuf::Value> || std::same_as<T, google::protobuf::Struct> ||
+          std::same_as<T, google::protobuf::ListValue>> {};
 template <typename V>
 struct IsStructElement<std::optional<V>> : IsStructElement<V> {};
 template <typename V>
@@ -230,9 +229,8 @@ absl::StatusOr<T> FromValueAt(const google::protobuf::Value& value, std::string_
     // [min, max + 1) as doubles, both exact: max + 1 is a power of two (a 64-bit max rounds
     // up to it).
     constexpr double kMin = static_cast<double>(std::numeric_limits<T>::min());
-    constexpr double kEnd = sizeof(T) < 8
-                                ? static_cast<double>(std::numeric_limits<T>::max()) + 1.0
-                                : static_cast<double>(std::numeric_limits<T>::max());
+    constexpr double kEnd = sizeof(T) < 8 ? static_cast<double>(std::numeric_limits<T>::max()) + 1.0
+                                          : static_cast<double>(std::numeric_limits<T>::max());
     auto number = IntegralNumber(value, path, kMin, kEnd,
                                  std::is_signed_v<T> ? "a signed integer" : "an unsigned integer");
     if (!number.ok()) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "perper/agent/connection.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <random>
 #include <utility>
@@ -17,8 +19,6 @@
 
 #include "perper/agent/endpoints.h"
 #include "perper/common/logging.h"
-
-#include <unistd.h>
 
 namespace perper::internal {
 

@@ -97,9 +97,9 @@ absl::Status Core::Start() {
   }
   if (!options_.log_level.empty()) {
     if (absl::Status status = SetLogLevel(options_.log_level); !status.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "PERPER_LOG_LEVEL must be trace, debug, info, warn, error or off, got '",
-          options_.log_level, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("PERPER_LOG_LEVEL must be trace, debug, info, warn, error or off, got '",
+                       options_.log_level, "'"));
     }
   }
   connection_.Connect(*addresses);
@@ -204,8 +204,7 @@ absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
     options.fabric_endpoint = value;
   }
   // Only for tests: pins the start address, otherwise chosen by the process ID.
-  if (const char* value = std::getenv("PERPER_FABRIC_ENDPOINT_INDEX");
-      value != nullptr && *value) {
+  if (const char* value = std::getenv("PERPER_FABRIC_ENDPOINT_INDEX"); value != nullptr && *value) {
     size_t index = 0;
     if (!absl::SimpleAtoi(value, &index)) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -69,8 +69,8 @@ Task<absl::StatusOr<grpc2::StreamsStepResponse>> Step(Core* core,
 // operations, not MoveListener: a Step never moves a listener backwards, so an
 // acknowledgement of this process can never undo a step the consumer took (Stream::step)
 // after the item was delivered. (A Fabric without Step gets MoveListener.)
-Task<absl::Status> Acknowledge(Core* core, grpc2::model::PerperStream stream,
-                               std::string listener, int64_t key) {
+Task<absl::Status> Acknowledge(Core* core, grpc2::model::PerperStream stream, std::string listener,
+                               int64_t key) {
   grpc2::StreamsStepRequest request;
   *request.mutable_stream() = stream;
   request.set_listener_name(listener);

@@ -111,8 +111,8 @@ absl::StatusOr<double> IntegralNumber(const google::protobuf::Value& value, std:
                                                    A(cpp_type), " (read it as double)"));
   }
   if (number < min || number >= end) {
-    return absl::OutOfRangeError(absl::StrCat("number ", number, Where(path),
-                                              " does not fit the requested integer type"));
+    return absl::OutOfRangeError(
+        absl::StrCat("number ", number, Where(path), " does not fit the requested integer type"));
   }
   return number;
 }
