@@ -11,6 +11,8 @@ packages=(
   clang libclang-rt-14-dev valgrind ccache
   # scripts/check-thread-safety.sh: clang++-14's -Wthread-safety (the build itself uses GCC)
   clang-14
+  # scripts/check-format.sh: the C++ format check, with the repository's .clang-format
+  clang-format-14
   redis-server
   python3-grpcio python3-protobuf python3-pytest
   # pip install ./sdk/python (into a venv made with --system-site-packages), and its test
