@@ -64,7 +64,7 @@ class RecordingObserver : public ChangeObserver {
 };
 
 inline void ExpectSameChange(const Change& got, const Change& want) {
-  EXPECT_EQ(ChangeKindName(got.kind), ChangeKindName(want.kind));
+  EXPECT_EQ(got.kind, want.kind);
   EXPECT_EQ(got.id, want.id);
   EXPECT_EQ(got.agent, want.agent);
   EXPECT_EQ(got.instance, want.instance);

@@ -36,8 +36,6 @@ struct Change {
   int64_t key = 0;
 };
 
-const char* ChangeKindName(Change::Kind kind);
-
 // Receives committed changes. Called outside store locks, from the thread that made the change;
 // implementations must be thread-safe and quick, and may call back into the store.
 class ChangeObserver {
