@@ -14,10 +14,6 @@
 
 namespace perper::storage::redis {
 
-namespace {
-
-// Runs `work` every `period` until `*stopping` is set (waking early only for that). `mu`
-// guards `*stopping`; it is not held while `work` runs.
 void EveryPeriodUntilStopped(absl::Mutex& mu, const bool* stopping, absl::Duration period,
                              absl::FunctionRef<void()> work) {
   absl::MutexLock lock(&mu);
@@ -29,8 +25,6 @@ void EveryPeriodUntilStopped(absl::Mutex& mu, const bool* stopping, absl::Durati
     mu.Lock();
   }
 }
-
-}  // namespace
 
 std::string LeaseKey(std::string_view process_id) { return Key(ProcessTag(process_id), "lease"); }
 

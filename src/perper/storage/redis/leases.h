@@ -19,14 +19,22 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #include "perper/storage/change.h"
 #include "perper/storage/redis/client_pool.h"
 
 namespace perper::storage::redis {
+
+// Runs `work` every `period` until `*stopping` is set (waking early only for that), on the
+// calling thread. `mu` guards `*stopping`; it is not held while `work` runs. The loops of the
+// lease keeper, the death watcher and the transient-listener sweeper.
+void EveryPeriodUntilStopped(absl::Mutex& mu, const bool* stopping, absl::Duration period,
+                             absl::FunctionRef<void()> work);
 
 // `{p:<process id>}:lease`.
 std::string LeaseKey(std::string_view process_id);

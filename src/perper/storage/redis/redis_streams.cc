@@ -920,16 +920,9 @@ absl::StatusOr<size_t> RedisStreams::SweepDeadProcesses() {
 }
 
 void RedisStreams::SweepLoop(std::chrono::milliseconds every) {
-  absl::MutexLock lock(&sweeper_mu_);
-  for (;;) {
-    // Wakes early only to stop.
-    sweeper_mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::FromChrono(every));
-    if (stopping_) return;
-    sweeper_mu_.Unlock();
-    // A failure (Redis unreachable) is retried at the next period.
-    (void)SweepDeadProcesses();
-    sweeper_mu_.Lock();
-  }
+  // A failure (Redis unreachable) is retried at the next period.
+  EveryPeriodUntilStopped(sweeper_mu_, &stopping_, absl::FromChrono(every),
+                          [this] { (void)SweepDeadProcesses(); });
 }
 
 }  // namespace perper::storage::redis
