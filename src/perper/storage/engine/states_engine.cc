@@ -206,17 +206,15 @@ absl::Status StatesEngine::Load() {
 
 absl::Status StatesEngine::CreateDictionary(std::string_view name) {
   if (absl::Status s = CheckName(name, "dictionary"); !s.ok()) return s;
-  while (true) {
-    auto dictionary = Find(dictionaries_, name, /*create=*/true);
-    absl::MutexLock lock(&dictionary->mu);
-    if (dictionary->removed) continue;
-    if (dictionary->journaled) return absl::OkStatus();
+  return WithLive(dictionaries_, name, [&](Dictionary& dictionary) -> absl::Status {
+    dictionary.mu.AssertHeld();  // Under WithLive's lock.
+    if (dictionary.journaled) return absl::OkStatus();
     JournalBatch batch;
     batch.Put(keys::Simple(keys::kDictionary, name), "");
     if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-    dictionary->journaled = true;
+    dictionary.journaled = true;
     return absl::OkStatus();
-  }
+  });
 }
 
 absl::StatusOr<DictionaryOutcome> StatesEngine::OperateDictionary(std::string_view name,
@@ -228,38 +226,37 @@ absl::StatusOr<DictionaryOutcome> StatesEngine::OperateDictionary(std::string_vi
   }
   const bool expected_null = IsNullValue(op.expected_existing_value);
   const bool new_null = IsNullValue(op.new_value);
-  while (true) {
-    // Only a set may create the dictionary; reads of an unknown dictionary see it empty.
-    auto dictionary = Find(dictionaries_, name, /*create=*/op.set_new_value);
-    if (dictionary == nullptr) {
-      return Decide(nullptr, op, expected_null, new_null).outcome;
-    }
-    absl::MutexLock lock(&dictionary->mu);
-    if (dictionary->removed) continue;
-    auto it = dictionary->entries.find(op.key);
-    const std::string* current = it == dictionary->entries.end() ? nullptr : &it->second;
-    DictionaryDecision decision = Decide(current, op, expected_null, new_null);
-    if (!decision.write) return std::move(decision.outcome);
+  using Result = absl::StatusOr<DictionaryOutcome>;
+  // Only a set may create the dictionary; reads of an unknown dictionary see it empty.
+  return WithLive(
+      dictionaries_, name, /*create=*/op.set_new_value,
+      [&]() -> Result { return Decide(nullptr, op, expected_null, new_null).outcome; },
+      [&](Dictionary& dictionary) -> Result {
+        dictionary.mu.AssertHeld();  // Under WithLive's lock.
+        auto it = dictionary.entries.find(op.key);
+        const std::string* current = it == dictionary.entries.end() ? nullptr : &it->second;
+        DictionaryDecision decision = Decide(current, op, expected_null, new_null);
+        if (!decision.write) return std::move(decision.outcome);
 
-    JournalBatch batch;
-    if (!dictionary->journaled) batch.Put(keys::Simple(keys::kDictionary, name), "");
-    std::string entry_key = keys::Composite(keys::kDictionaryEntry, name, op.key);
-    if (decision.remove) {
-      batch.Delete(std::move(entry_key));
-    } else {
-      batch.Put(std::move(entry_key), op.new_value);
-    }
-    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-    dictionary->journaled = true;
-    if (decision.remove) {
-      dictionary->entries.erase(it);
-    } else if (current != nullptr) {
-      it->second = op.new_value;
-    } else {
-      dictionary->entries.emplace(op.key, op.new_value);
-    }
-    return std::move(decision.outcome);
-  }
+        JournalBatch batch;
+        if (!dictionary.journaled) batch.Put(keys::Simple(keys::kDictionary, name), "");
+        std::string entry_key = keys::Composite(keys::kDictionaryEntry, name, op.key);
+        if (decision.remove) {
+          batch.Delete(std::move(entry_key));
+        } else {
+          batch.Put(std::move(entry_key), op.new_value);
+        }
+        if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+        dictionary.journaled = true;
+        if (decision.remove) {
+          dictionary.entries.erase(it);
+        } else if (current != nullptr) {
+          it->second = op.new_value;
+        } else {
+          dictionary.entries.emplace(op.key, op.new_value);
+        }
+        return std::move(decision.outcome);
+      });
 }
 
 namespace {
@@ -312,107 +309,103 @@ absl::StatusOr<bool> StatesEngine::StepDictionary(
   }
   const bool any_set = std::any_of(operations.begin(), operations.end(),
                                    [](const DictionaryOperation& op) { return op.set_new_value; });
-  while (true) {
-    // As OperateDictionary: only a step that may write creates the dictionary.
-    std::shared_ptr<Dictionary> dictionary =
-        Find(dictionaries_, name, /*create=*/allowed && any_set);
-    if (dictionary == nullptr) {
-      // Absent, and nothing here can write: every operation reads an empty dictionary.
-      Evaluation evaluation = Evaluate(nullptr, operations, outcomes);
-      if (!allowed || !evaluation.compares_hold) return false;
-      if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-      return true;
-    }
-    absl::MutexLock lock(&dictionary->mu);
-    if (dictionary->removed) continue;
-    Evaluation evaluation = Evaluate(&dictionary->entries, operations, outcomes);
-    if (!allowed || !evaluation.compares_hold) return false;
-    // Only the keys whose final value differs from the stored one are written.
-    std::vector<std::pair<const std::string*, const std::optional<std::string>*>> writes;
-    for (const auto& [key, value] : evaluation.changes) {
-      auto it = dictionary->entries.find(key);
-      const bool same = value.has_value() ? it != dictionary->entries.end() && it->second == *value
-                                          : it == dictionary->entries.end();
-      if (same) continue;
-      std::string entry_key = keys::Composite(keys::kDictionaryEntry, name, key);
-      if (value.has_value()) {
-        batch.Put(std::move(entry_key), *value);
-      } else {
-        batch.Delete(std::move(entry_key));
-      }
-      writes.emplace_back(&key, &value);
-    }
-    if (!writes.empty() && !dictionary->journaled) {
-      batch.Put(keys::Simple(keys::kDictionary, name), "");
-    }
-    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-    if (!writes.empty()) dictionary->journaled = true;
-    for (const auto& [key, value] : writes) {
-      if (value->has_value()) {
-        dictionary->entries.insert_or_assign(*key, **value);
-      } else {
-        dictionary->entries.erase(*key);
-      }
-    }
-    return true;
-  }
+  using Result = absl::StatusOr<bool>;
+  // As OperateDictionary: only a step that may write creates the dictionary.
+  return WithLive(
+      dictionaries_, name, /*create=*/allowed && any_set,
+      [&]() -> Result {
+        // Absent, and nothing here can write: every operation reads an empty dictionary.
+        Evaluation evaluation = Evaluate(nullptr, operations, outcomes);
+        if (!allowed || !evaluation.compares_hold) return false;
+        if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+        return true;
+      },
+      [&](Dictionary& dictionary) -> Result {
+        dictionary.mu.AssertHeld();  // Under WithLive's lock.
+        Evaluation evaluation = Evaluate(&dictionary.entries, operations, outcomes);
+        if (!allowed || !evaluation.compares_hold) return false;
+        // Only the keys whose final value differs from the stored one are written.
+        std::vector<std::pair<const std::string*, const std::optional<std::string>*>> writes;
+        for (const auto& [key, value] : evaluation.changes) {
+          auto it = dictionary.entries.find(key);
+          const bool same = value.has_value()
+                                ? it != dictionary.entries.end() && it->second == *value
+                                : it == dictionary.entries.end();
+          if (same) continue;
+          std::string entry_key = keys::Composite(keys::kDictionaryEntry, name, key);
+          if (value.has_value()) {
+            batch.Put(std::move(entry_key), *value);
+          } else {
+            batch.Delete(std::move(entry_key));
+          }
+          writes.emplace_back(&key, &value);
+        }
+        if (!writes.empty() && !dictionary.journaled) {
+          batch.Put(keys::Simple(keys::kDictionary, name), "");
+        }
+        if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+        if (!writes.empty()) dictionary.journaled = true;
+        for (const auto& [key, value] : writes) {
+          if (value->has_value()) {
+            dictionary.entries.insert_or_assign(*key, **value);
+          } else {
+            dictionary.entries.erase(*key);
+          }
+        }
+        return true;
+      });
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> StatesEngine::ListDictionary(
     std::string_view name) {
-  while (true) {
-    auto dictionary = Find(dictionaries_, name, /*create=*/false);
-    using Entries = std::vector<std::pair<std::string, std::string>>;
-    if (dictionary == nullptr) return Entries();
-    absl::MutexLock lock(&dictionary->mu);
-    if (dictionary->removed) continue;
-    return Entries(dictionary->entries.begin(), dictionary->entries.end());
-  }
+  using Entries = std::vector<std::pair<std::string, std::string>>;
+  using Result = absl::StatusOr<Entries>;
+  return WithLive(
+      dictionaries_, name, /*create=*/false, []() -> Result { return Entries(); },
+      [](Dictionary& dictionary) -> Result {
+        dictionary.mu.AssertHeld();  // Under WithLive's lock.
+        return Entries(dictionary.entries.begin(), dictionary.entries.end());
+      });
 }
 
 absl::StatusOr<uint64_t> StatesEngine::CountDictionary(std::string_view name) {
-  while (true) {
-    auto dictionary = Find(dictionaries_, name, /*create=*/false);
-    if (dictionary == nullptr) return 0;
-    absl::MutexLock lock(&dictionary->mu);
-    if (dictionary->removed) continue;
-    return dictionary->entries.size();
-  }
+  using Result = absl::StatusOr<uint64_t>;
+  return WithLive(
+      dictionaries_, name, /*create=*/false, []() -> Result { return 0; },
+      [](Dictionary& dictionary) -> Result {
+        dictionary.mu.AssertHeld();  // Under WithLive's lock.
+        return dictionary.entries.size();
+      });
 }
 
 absl::Status StatesEngine::DeleteDictionary(std::string_view name, bool keep_cache) {
   if (absl::Status s = CheckName(name, "dictionary"); !s.ok()) return s;
   const std::string entries_begin = keys::CompositePrefix(keys::kDictionaryEntry, name);
   if (keep_cache) {
-    while (true) {
-      auto dictionary = Find(dictionaries_, name, /*create=*/true);
-      absl::MutexLock lock(&dictionary->mu);
-      if (dictionary->removed) continue;
+    return WithLive(dictionaries_, name, [&](Dictionary& dictionary) -> absl::Status {
+      dictionary.mu.AssertHeld();  // Under WithLive's lock.
       JournalBatch batch;
       batch.DeleteRange(entries_begin, keys::PrefixEnd(entries_begin));
       batch.Put(keys::Simple(keys::kDictionary, name), "");
       if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-      dictionary->journaled = true;
-      dictionary->entries.clear();
+      dictionary.journaled = true;
+      dictionary.entries.clear();
       return absl::OkStatus();
-    }
+    });
   }
-  while (true) {
-    // `dictionary` is declared before the lock, so it outlives the lock's release even when
-    // Drop takes the registry's reference.
-    std::shared_ptr<Dictionary> dictionary = Find(dictionaries_, name, /*create=*/false);
-    if (dictionary == nullptr) return absl::OkStatus();
-    absl::MutexLock lock(&dictionary->mu);
-    if (dictionary->removed) continue;
-    JournalBatch batch;
-    batch.Delete(keys::Simple(keys::kDictionary, name));
-    batch.DeleteRange(entries_begin, keys::PrefixEnd(entries_begin));
-    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-    dictionary->removed = true;
-    dictionary->entries.clear();
-    Drop(dictionaries_, name, dictionary.get());
-    return absl::OkStatus();
-  }
+  return WithLive(
+      dictionaries_, name, /*create=*/false, [] { return absl::OkStatus(); },
+      [&](Dictionary& dictionary) -> absl::Status {
+        dictionary.mu.AssertHeld();  // Under WithLive's lock.
+        JournalBatch batch;
+        batch.Delete(keys::Simple(keys::kDictionary, name));
+        batch.DeleteRange(entries_begin, keys::PrefixEnd(entries_begin));
+        if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+        dictionary.removed = true;
+        dictionary.entries.clear();
+        Drop(dictionaries_, name, &dictionary);
+        return absl::OkStatus();
+      });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,36 +413,34 @@ absl::Status StatesEngine::DeleteDictionary(std::string_view name, bool keep_cac
 
 absl::Status StatesEngine::CreateList(std::string_view name) {
   if (absl::Status s = CheckName(name, "list"); !s.ok()) return s;
-  while (true) {
-    auto list = Find(lists_, name, /*create=*/true);
-    absl::MutexLock lock(&list->mu);
-    if (list->removed) continue;
-    if (list->journaled) return absl::OkStatus();
+  return WithLive(lists_, name, [&](List& list) {
+    list.mu.AssertHeld();  // Under WithLive's lock.
+    if (list.journaled) return absl::OkStatus();
     JournalBatch batch;
     batch.Put(keys::Simple(keys::kList, name),
-              ListDataBytes(list->start, list->start + static_cast<int64_t>(list->items.size())));
+              ListDataBytes(list.start, list.start + static_cast<int64_t>(list.items.size())));
     if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-    list->journaled = true;
+    list.journaled = true;
     return absl::OkStatus();
-  }
+  });
 }
 
 absl::StatusOr<std::vector<std::string>> StatesEngine::OperateList(std::string_view name,
                                                                    const ListOperation& op) {
   if (absl::Status s = CheckName(name, "list"); !s.ok()) return s;
   const bool writes = !op.insert_values.empty() || (op.remove_values && op.values_count > 0);
-  while (true) {
-    // Only a write may create the list; reads of an unknown list see it empty.
-    auto list = Find(lists_, name, /*create=*/writes);
-    if (list == nullptr) {
-      List empty;
-      absl::MutexLock lock(&empty.mu);
-      return OperateListLocked(empty, name, op);
-    }
-    absl::MutexLock lock(&list->mu);
-    if (list->removed) continue;
-    return OperateListLocked(*list, name, op);
-  }
+  // Only a write may create the list; reads of an unknown list see it empty.
+  return WithLive(
+      lists_, name, /*create=*/writes,
+      [&] {
+        List empty;
+        absl::MutexLock lock(&empty.mu);
+        return OperateListLocked(empty, name, op);
+      },
+      [&](List& list) {
+        list.mu.AssertHeld();  // Under WithLive's lock.
+        return OperateListLocked(list, name, op);
+      });
 }
 
 // One list operation is a splice at a boundary between items (0 .. count), found from the
@@ -592,45 +583,45 @@ absl::StatusOr<std::vector<std::string>> StatesEngine::OperateListLocked(List& l
 
 absl::StatusOr<std::optional<ListEntry>> StatesEngine::LocateInList(std::string_view name,
                                                                     std::string_view value) {
-  while (true) {
-    auto list = Find(lists_, name, /*create=*/false);
-    if (list == nullptr) return std::nullopt;
-    absl::MutexLock lock(&list->mu);
-    if (list->removed) continue;
-    for (size_t i = 0; i < list->items.size(); ++i) {
-      if (list->items[i] == value) {
-        return ListEntry{static_cast<uint32_t>(i), list->start + static_cast<int64_t>(i),
-                         list->items[i]};
-      }
-    }
-    return std::nullopt;
-  }
+  using Result = absl::StatusOr<std::optional<ListEntry>>;
+  return WithLive(
+      lists_, name, /*create=*/false, []() -> Result { return std::nullopt; },
+      [&](List& list) -> Result {
+        list.mu.AssertHeld();  // Under WithLive's lock.
+        for (size_t i = 0; i < list.items.size(); ++i) {
+          if (list.items[i] == value) {
+            return ListEntry{static_cast<uint32_t>(i), list.start + static_cast<int64_t>(i),
+                             list.items[i]};
+          }
+        }
+        return std::nullopt;
+      });
 }
 
 absl::StatusOr<std::vector<ListEntry>> StatesEngine::ListList(std::string_view name) {
-  while (true) {
-    auto list = Find(lists_, name, /*create=*/false);
-    if (list == nullptr) return std::vector<ListEntry>();
-    absl::MutexLock lock(&list->mu);
-    if (list->removed) continue;
-    std::vector<ListEntry> entries;
-    entries.reserve(list->items.size());
-    for (size_t i = 0; i < list->items.size(); ++i) {
-      entries.push_back(
-          {static_cast<uint32_t>(i), list->start + static_cast<int64_t>(i), list->items[i]});
-    }
-    return entries;
-  }
+  using Result = absl::StatusOr<std::vector<ListEntry>>;
+  return WithLive(
+      lists_, name, /*create=*/false, []() -> Result { return std::vector<ListEntry>(); },
+      [](List& list) -> Result {
+        list.mu.AssertHeld();  // Under WithLive's lock.
+        std::vector<ListEntry> entries;
+        entries.reserve(list.items.size());
+        for (size_t i = 0; i < list.items.size(); ++i) {
+          entries.push_back(
+              {static_cast<uint32_t>(i), list.start + static_cast<int64_t>(i), list.items[i]});
+        }
+        return entries;
+      });
 }
 
 absl::StatusOr<uint64_t> StatesEngine::CountList(std::string_view name) {
-  while (true) {
-    auto list = Find(lists_, name, /*create=*/false);
-    if (list == nullptr) return 0;
-    absl::MutexLock lock(&list->mu);
-    if (list->removed) continue;
-    return list->items.size();
-  }
+  using Result = absl::StatusOr<uint64_t>;
+  return WithLive(
+      lists_, name, /*create=*/false, []() -> Result { return 0; },
+      [](List& list) -> Result {
+        list.mu.AssertHeld();  // Under WithLive's lock.
+        return list.items.size();
+      });
 }
 
 absl::Status StatesEngine::DeleteList(std::string_view name, bool keep_cache) {
@@ -638,34 +629,31 @@ absl::Status StatesEngine::DeleteList(std::string_view name, bool keep_cache) {
   const std::string items_begin = keys::CompositePrefix(keys::kListEntry, name);
   if (keep_cache) {
     // The list stays, empty, with raw indices starting again at 0.
-    while (true) {
-      auto list = Find(lists_, name, /*create=*/true);
-      absl::MutexLock lock(&list->mu);
-      if (list->removed) continue;
+    return WithLive(lists_, name, [&](List& list) {
+      list.mu.AssertHeld();  // Under WithLive's lock.
       JournalBatch batch;
       batch.DeleteRange(items_begin, keys::PrefixEnd(items_begin));
       batch.Put(keys::Simple(keys::kList, name), ListDataBytes(0, 0));
       if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-      list->journaled = true;
-      list->items.clear();
-      list->start = 0;
+      list.journaled = true;
+      list.items.clear();
+      list.start = 0;
       return absl::OkStatus();
-    }
+    });
   }
-  while (true) {
-    std::shared_ptr<List> list = Find(lists_, name, /*create=*/false);  // Outlives `lock`.
-    if (list == nullptr) return absl::OkStatus();
-    absl::MutexLock lock(&list->mu);
-    if (list->removed) continue;
-    JournalBatch batch;
-    batch.Delete(keys::Simple(keys::kList, name));
-    batch.DeleteRange(items_begin, keys::PrefixEnd(items_begin));
-    if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
-    list->removed = true;
-    list->items.clear();
-    Drop(lists_, name, list.get());
-    return absl::OkStatus();
-  }
+  return WithLive(
+      lists_, name, /*create=*/false, [] { return absl::OkStatus(); },
+      [&](List& list) {
+        list.mu.AssertHeld();  // Under WithLive's lock.
+        JournalBatch batch;
+        batch.Delete(keys::Simple(keys::kList, name));
+        batch.DeleteRange(items_begin, keys::PrefixEnd(items_begin));
+        if (absl::Status s = CommitIfDurable(journal_, batch); !s.ok()) return s;
+        list.removed = true;
+        list.items.clear();
+        Drop(lists_, name, &list);
+        return absl::OkStatus();
+      });
 }
 
 // ---------------------------------------------------------------------------------------------

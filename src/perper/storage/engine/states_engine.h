@@ -18,7 +18,7 @@
 // `removed` under its lock and then drops it from the registry; an operation that found it before
 // sees the mark under the object's lock and looks the name up again. Every holder keeps the object
 // alive by a shared_ptr declared before its lock, so an object is never freed while its mutex is
-// held.
+// held. WithLive is that find, lock and retry, once for every operation.
 //
 // Dictionaries are ordered by key bytes. A list is a deque whose items have raw indices
 // start_index .. end_index-1; logical index i is raw index start_index + i. Which raw indices an
@@ -31,6 +31,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -46,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
+#include "perper/common/status_macros.h"
 #include "perper/storage/engine/notifier.h"
 #include "perper/storage/journal.h"
 #include "perper/storage/store.h"
@@ -127,6 +129,37 @@ class StatesEngine final : public StateStore {
   template <typename T>
   static std::shared_ptr<T> Find(std::array<Shard<T>, kShards>& shards, std::string_view name,
                                  bool create);
+
+  // Runs `locked(object)` under the lock of the live object `name` and returns what it returns.
+  // An object removed between the lookup and the lock (a concurrent deletion) is looked up
+  // again. Without `create`, an absent object gives `absent()` instead. The object is kept alive
+  // past the lock, so `locked` may Drop it. `locked` begins with `object.mu.AssertHeld()`: clang
+  // cannot carry a lock held here into a lambda annotated with its parameter's mutex (it matches
+  // the annotation against the lambda object), and the assertion both tells it and checks it.
+  template <typename T, typename Absent, typename Locked>
+  static auto WithLive(std::array<Shard<T>, kShards>& shards, std::string_view name, bool create,
+                       Absent absent, Locked locked) -> decltype(absent()) {
+    while (true) {
+      std::shared_ptr<T> object = Find(shards, name, create);  // Outlives `lock`.
+      if (object == nullptr) return absent();
+      absl::MutexLock lock(&object->mu);
+      if (object->removed) continue;
+      return locked(*object);
+    }
+  }
+  // The same, creating the object (in memory only) when absent.
+  template <typename T, typename Locked>
+  static auto WithLive(std::array<Shard<T>, kShards>& shards, std::string_view name, Locked locked)
+      -> decltype(locked(std::declval<T&>())) {
+    using Result = decltype(locked(std::declval<T&>()));
+    return WithLive(
+        shards, name, /*create=*/true,
+        []() -> Result {
+          PERPER_CHECK(false) << "Find with create returned null";
+          std::abort();
+        },
+        locked);
+  }
 
   // Every object whose name starts with `prefix`, in name order (taken shard by shard).
   template <typename T>
