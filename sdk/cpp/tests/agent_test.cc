@@ -270,7 +270,7 @@ TEST_F(AgentTest, CancellingACallerCancelsTheCallItIsWaitingFor) {
 // neither while serving nor at stop, and the callers get the right values and errors.
 TEST_F(AgentTest, ResultsAreSentOnTheReservationCallNotByUnaryComplete) {
   constexpr int kCalls = 300;
-  internal::Counters& counters = internal::CountersForTest();
+  internal::Counters& counters = internal::ProcessCounters();
   const uint64_t unary_before = counters.unary_completes.load();
   const uint64_t stream_before = counters.stream_completions.load();
   Agent calculator = CalculatorAgent();
@@ -305,7 +305,7 @@ TEST_F(AgentTest, ResultsAreSentOnTheReservationCallNotByUnaryComplete) {
 // A result over 1 MiB goes by unary Complete, as in the Python and .NET SDKs (STYLE.md): only its
 // credit rides on the reservation call, so the next execution still runs and gets its answer.
 TEST_F(AgentTest, AResultOverOneMebibyteIsSentByUnaryComplete) {
-  internal::Counters& counters = internal::CountersForTest();
+  internal::Counters& counters = internal::ProcessCounters();
   const uint64_t unary_before = counters.unary_completes.load();
   const uint64_t stream_before = counters.stream_completions.load();
   Agent big("Big");

@@ -157,7 +157,7 @@ TEST_F(ReconnectTest, AResultFinishedWhileTheFabricIsDownReachesTheFabric) {
   });
   Runtime runtime(app, Options());
   ASSERT_TRUE(runtime.Start().ok());
-  const internal::Counters& counters = internal::CountersForTest();
+  const internal::Counters& counters = internal::ProcessCounters();
   const uint64_t unary_before = counters.unary_completes.load();
   const uint64_t again_before = counters.completed_again.load();
 

@@ -407,12 +407,12 @@ TEST_F(RestartTest, ARecordedDeployRunsOncePerFabric) {
   EXPECT_TRUE(registered) << child;
 
   // Again on the same Fabric: Deploy does not run.
-  uint64_t skipped = internal::CountersForTest().deploys_skipped.load();
+  uint64_t skipped = internal::ProcessCounters().deploys_skipped.load();
   {
     Runtime runtime(app, Options(/*record_deploy=*/true));
     ASSERT_TRUE(runtime.Start().ok());
     ASSERT_TRUE(WaitFor(
-        [&] { return internal::CountersForTest().deploys_skipped.load() == skipped + 1; }, 20s));
+        [&] { return internal::ProcessCounters().deploys_skipped.load() == skipped + 1; }, 20s));
     runtime.RequestStop();
     EXPECT_EQ(runtime.Wait(), 0);
   }

@@ -492,7 +492,7 @@ void WriteAndComplete(const std::string& address, const std::string& stream, int
 // item its consumer took (not the last one received), so a later reader resumes there.
 TEST_F(StreamsTest, ReadersTakeSeveralItemsPerResponseInOrderWithinTheirBound) {
   constexpr int64_t kItems = 3000;
-  internal::Counters& counters = internal::CountersForTest();
+  internal::Counters& counters = internal::ProcessCounters();
   Read<int64_t> anonymous;
   Read<int64_t> small;
   Read<int64_t> named_first;

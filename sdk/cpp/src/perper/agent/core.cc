@@ -62,7 +62,7 @@ ScopedAmbientContext::ScopedAmbientContext(Context* context) : previous_(current
 }
 ScopedAmbientContext::~ScopedAmbientContext() { current_context = previous_; }
 
-Counters& CountersForTest() {
+Counters& ProcessCounters() {
   static Counters counters;
   return counters;
 }

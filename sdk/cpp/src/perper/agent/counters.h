@@ -23,6 +23,7 @@ struct Counters {
   std::atomic<uint64_t> deploys_skipped{0};
 };
 
-Counters& CountersForTest();
+// The process's one set, counted by the runtime and read by tests. Thread-safe.
+Counters& ProcessCounters();
 
 }  // namespace perper::internal

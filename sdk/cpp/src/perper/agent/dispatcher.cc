@@ -227,7 +227,7 @@ Task<void> Dispatcher::RecordAndLaunchDeploy(Dispatcher* self,
                     "[agent={}] Deploy already ran on this Fabric (execution {}); `perper up "
                     "--reset` runs it anew",
                     self->agent_.name(), deploy->id);
-    CountersForTest().deploys_skipped.fetch_add(1, std::memory_order_relaxed);
+    ProcessCounters().deploys_skipped.fetch_add(1, std::memory_order_relaxed);
     self->reservation_.Finished(deploy);
     co_return;
   }

@@ -431,12 +431,12 @@ bool ReservationCall::Admit(const ListenReactor* from, const std::string& id) {
     // Finished here, but the Fabric had not applied the completion when it delivered the
     // execution (again): complete it again on this call, returning the credit. The first
     // completion to arrive wins; the Fabric skips the other.
-    CountersForTest().completed_again.fetch_add(1, std::memory_order_relaxed);
+    ProcessCounters().completed_again.fetch_add(1, std::memory_order_relaxed);
     // (A large one is on its way by unary Complete: only the credit goes back.)
     bool small = known->bytes <= kMaxListenCompletionBytes;
     if (auto listen = CurrentListen();
         listen != nullptr && listen->Grant(1, small ? known : nullptr) && small) {
-      CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
+      ProcessCounters().stream_completions.fetch_add(1, std::memory_order_relaxed);
     }
     return false;
   }
@@ -491,7 +491,7 @@ void ReservationCall::CompleteExecution(const std::shared_ptr<ExecutionState>& e
     } else {
       unconfirmed_[execution->id] = Unconfirmed{completion, execution->delivered_by};
       if (listen_ != nullptr && listen_->Grant(connection_.stopping() ? 0 : 1, completion)) {
-        CountersForTest().stream_completions.fetch_add(1, std::memory_order_relaxed);
+        ProcessCounters().stream_completions.fetch_add(1, std::memory_order_relaxed);
         on_listen = true;
       }
     }
@@ -558,7 +558,7 @@ void ReservationCall::CompleteByUnary(SharedCompletion completion) {
 }
 
 Task<void> ReservationCall::UnaryComplete(ReservationCall* self, SharedCompletion completion) {
-  CountersForTest().unary_completes.fetch_add(1, std::memory_order_relaxed);
+  ProcessCounters().unary_completes.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = co_await self->connection_.ExecutionsComplete(completion->request);
   // NOT_FOUND: deleted meanwhile; FAILED_PRECONDITION: a completion sent on a listen call was
   // applied after all. Either way the execution will not run again.

@@ -288,7 +288,7 @@ class ItemsCall {
           StreamEvent{response.key(), std::move(*response.mutable_value()), std::nullopt});
     }
     response.Clear();
-    Counters& counters = CountersForTest();
+    Counters& counters = ProcessCounters();
     counters.listen_responses.fetch_add(1, std::memory_order_relaxed);
     counters.listen_items.fetch_add(events.size(), std::memory_order_relaxed);
 
