@@ -17,10 +17,10 @@ class DescriptorsService final : public grpc2::FabricProtobufDescriptors::Callba
  public:
   explicit DescriptorsService(const ServiceContext& context) : context_(context) {}
 
-  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* call,
                                      const grpc2::FabricProtobufDescriptorsRegisterRequest* request,
                                      google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* call,
                                 const grpc2::FabricProtobufDescriptorsGetRequest* request,
                                 grpc2::FabricProtobufDescriptorsGetResponse* response) override;
 

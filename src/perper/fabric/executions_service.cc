@@ -14,6 +14,7 @@
 #include "perper/common/values.h"
 #include "perper/fabric/execution_calls.h"
 #include "perper/fabric/feed_reactor.h"
+#include "perper/fabric/finish_gate.h"
 #include "perper/fabric/first_message_timer.h"
 #include "perper/fabric/unary.h"
 
@@ -167,8 +168,7 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
     std::optional<grpc::Status> deferred;
     {
       absl::MutexLock lock(&mu_);
-      writing_ = false;
-      deferred.swap(deferred_finish_);
+      deferred = gate_.WriteDone();
     }
     if (deferred.has_value()) {
       Finish(std::move(*deferred));
@@ -199,7 +199,7 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
     bool write = false;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
+      if (gate_.finished()) return;
       auto& executions = context_.store->executions();
       absl::StatusOr<ExecutionRecord> record = executions.GetExecution(execution_);
       if (!record.ok()) {
@@ -216,39 +216,27 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
           } else if (*reserved) {
             held_ = true;
             write = true;
-            writing_ = true;
+            gate_.StartingWrite();
             PERPER_LOG_DEBUG(Logger::kFabric, "[exec={} call={}] reserved (workgroup '{}')",
                              execution_, holder_, workgroup_);
           }
         }
       }
-      if (finish.has_value()) {
-        finished_ = true;
-        // The write decided by another Try may not be started yet: see FinishOnce.
-        if (writing_) {
-          deferred_finish_ = std::move(finish);
-          finish.reset();
-        }
-      }
+      // The write decided by another Try may not be started yet: the gate keeps the finish.
+      if (finish.has_value()) finish = gate_.Finish(*std::move(finish));
     }
     if (write) StartWrite(&empty_);
     if (finish.has_value()) Finish(*finish);
   }
 
-  // Finishes the call once. The write Try decided is started after mu_ is released, and
-  // StartWrite after Finish would have gRPC end the call twice; so while a write is in flight,
-  // OnWriteDone finishes instead.
+  // Finishes the call once; while a write is in flight, OnWriteDone does (FinishGate).
   void FinishOnce(grpc::Status status) {
+    std::optional<grpc::Status> now;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-      if (writing_) {
-        deferred_finish_ = std::move(status);
-        return;
-      }
+      now = gate_.Finish(std::move(status));
     }
-    Finish(std::move(status));
+    if (now.has_value()) Finish(std::move(*now));
   }
 
   const ServiceContext context_;
@@ -261,10 +249,7 @@ class ReserveReactor final : public grpc::ServerWriteReactor<google::protobuf::E
   google::protobuf::Empty empty_;
   absl::Mutex mu_;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // StartWrite decided, OnWriteDone not yet run.
-  // A finish decided while writing_; OnWriteDone finishes with it.
-  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
+  FinishGate gate_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -345,15 +330,15 @@ void CompleteLinkedStream(const ServiceContext& context, const std::string& exec
                   execution, status.ToString());
 }
 
-grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext* call,
                                                     const grpc2::ExecutionsCreateRequest* request,
                                                     google::protobuf::Empty* /*response*/) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   absl::StatusOr<ExecutionRecord> record = RecordFromCreateRequest(*request, context_.limits);
-  if (!record.ok()) return FinishUnary(context, record.status());
-  return AnswerWrite(context_, context,
+  if (!record.ok()) return FinishUnary(call, record.status());
+  return AnswerWrite(context_, call,
                      [store = context_.store, record = std::move(record).value()]() mutable {
                        return store->executions().CreateExecution(std::move(record)).status();
                      });
@@ -375,16 +360,16 @@ grpc::ServerWriteReactor<google::protobuf::Empty>* ExecutionsService::Reserve(
 }
 
 grpc::ServerUnaryReactor* ExecutionsService::Complete(
-    grpc::CallbackServerContext* context, const grpc2::ExecutionsCompleteRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::ExecutionsCompleteRequest* request,
     google::protobuf::Empty* /*response*/) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   absl::StatusOr<Completion> completion = CompletionFromRequest(*request, context_.limits, "");
-  if (!completion.ok()) return FinishUnary(context, completion.status());
-  return AnswerWrite(context_, context,
-                     [context = context_, completion = std::move(completion).value()]() mutable {
-                       return ApplyCompletion(context, std::move(completion));
+  if (!completion.ok()) return FinishUnary(call, completion.status());
+  return AnswerWrite(context_, call,
+                     [call = context_, completion = std::move(completion).value()]() mutable {
+                       return ApplyCompletion(call, std::move(completion));
                      });
 }
 
@@ -394,18 +379,18 @@ grpc::ServerUnaryReactor* ExecutionsService::GetResult(
   return new GetResultReactor(context_, *request, response);
 }
 
-grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext* call,
                                                     const grpc2::ExecutionsDeleteRequest* request,
                                                     google::protobuf::Empty* /*response*/) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& id = request->execution().execution();
   if (absl::Status s = RequireNonEmpty(id, "execution.execution"); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
-  return AnswerWrite(context_, context, [context = context_, id]() {
-    auto& executions = context.store->executions();
+  return AnswerWrite(context_, call, [call = context_, id]() {
+    auto& executions = call.store->executions();
     bool finished_before = false;
     absl::StatusOr<bool> existed = executions.ReadExecution(
         id, [&](const ExecutionRecord& record) { finished_before = record.finished; });
@@ -414,7 +399,7 @@ grpc::ServerUnaryReactor* ExecutionsService::Delete(grpc::CallbackServerContext*
     if (!deleted.ok()) return deleted.status();
     // Deleting an unfinished producer cancels it; its consumers must not wait forever.
     if (*deleted && *existed && !finished_before) {
-      CompleteLinkedStream(context, id, "execution " + id + " was deleted before it completed");
+      CompleteLinkedStream(call, id, "execution " + id + " was deleted before it completed");
     }
     return absl::OkStatus();
   });

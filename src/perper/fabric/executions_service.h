@@ -23,24 +23,23 @@ class ExecutionsService final : public perper::grpc2::FabricExecutions::Callback
  public:
   explicit ExecutionsService(const ServiceContext& context) : context_(context) {}
 
-  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* call,
                                    const grpc2::ExecutionsCreateRequest* request,
                                    google::protobuf::Empty* response) override;
   grpc::ServerWriteReactor<grpc2::ExecutionsListenResponse>* Listen(
-      grpc::CallbackServerContext* context, const grpc2::ExecutionsListenRequest* request) override;
+      grpc::CallbackServerContext* call, const grpc2::ExecutionsListenRequest* request) override;
   grpc::ServerBidiReactor<grpc2::ExecutionsListenAndReserveRequest,
                           grpc2::ExecutionsListenResponse>*
-  ListenAndReserve(grpc::CallbackServerContext* context) override;
+  ListenAndReserve(grpc::CallbackServerContext* call) override;
   grpc::ServerWriteReactor<google::protobuf::Empty>* Reserve(
-      grpc::CallbackServerContext* context,
-      const grpc2::ExecutionsReserveRequest* request) override;
-  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call, const grpc2::ExecutionsReserveRequest* request) override;
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* call,
                                      const grpc2::ExecutionsCompleteRequest* request,
                                      google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* GetResult(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* GetResult(grpc::CallbackServerContext* call,
                                       const grpc2::ExecutionsGetResultRequest* request,
                                       grpc2::ExecutionsGetResultResponse* response) override;
-  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* call,
                                    const grpc2::ExecutionsDeleteRequest* request,
                                    google::protobuf::Empty* response) override;
 

@@ -27,6 +27,7 @@
 
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
+#include "perper/fabric/finish_gate.h"
 #include "perper/fabric/name_table.h"
 #include "perper/fabric/service_context.h"
 #include "perper/fabric/unary.h"
@@ -96,7 +97,6 @@ class FeedReactor : public Base {
       reserve_ = reserve;
       workgroup_ = workgroup;  // Copied: the log line below reads it outside mu_.
       if (reserve_) holder_ = call_;
-      scanning_ = true;
       begun_ = true;
     }
     // Counted from before the scan: an execution created from now on has a process that
@@ -126,7 +126,6 @@ class FeedReactor : public Base {
       queue.push_back({"", /*marker=*/true});
       for (Entry& entry : queue_) queue.push_back(std::move(entry));
       queue_ = std::move(queue);
-      scanning_ = false;
       started_ = true;
     }
     Pump();
@@ -143,29 +142,23 @@ class FeedReactor : public Base {
     Pump();
   }
 
-  // Finishes the call once. A write that Pump decided on may not have been started yet (it
-  // calls StartWrite after releasing mu_), and StartWrite after Finish would have gRPC end the
-  // call twice; so while a write is in flight, OnWriteDone finishes instead.
+  // Finishes the call once; while a write is in flight, OnWriteDone does (FinishGate).
   void FinishOnce(grpc::Status status) {
+    std::optional<grpc::Status> now;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
+      if (gate_.finished()) return;
       end_ = status.ok() ? "ended" : "ended: " + FromGrpcStatus(status).ToString();
-      if (writing_) {
-        deferred_finish_ = std::move(status);
-        return;
-      }
+      now = gate_.Finish(std::move(status));
     }
-    this->Finish(std::move(status));
+    if (now.has_value()) this->Finish(std::move(*now));
   }
 
   void OnWriteDone(bool ok) override {
     std::optional<grpc::Status> deferred;
     {
       absl::MutexLock lock(&mu_);
-      writing_ = false;
-      deferred.swap(deferred_finish_);
+      deferred = gate_.WriteDone();
     }
     if (deferred.has_value()) {
       this->Finish(std::move(*deferred));
@@ -328,7 +321,7 @@ class FeedReactor : public Base {
     }
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
+      if (gate_.finished()) return;
       switch (change.kind) {
         case storage::Change::Kind::kExecutionCreated:
           if (delivered_.contains(Key(change.id)) ||
@@ -367,7 +360,7 @@ class FeedReactor : public Base {
     storage::ExecutionFilter filter;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
+      if (gate_.finished()) return;
       filter = filter_;
     }
     // Listed outside mu_, as the first scan: a listing of many executions must not stall
@@ -382,7 +375,7 @@ class FeedReactor : public Base {
     std::vector<std::string> ids = std::move(listed).value();
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
+      if (gate_.finished()) return;
       // Already pending (queued or waiting for a credit): no second entry.
       absl::flat_hash_set<std::string> pending(starved_.begin(), starved_.end());
       for (const Entry& entry : queue_) {
@@ -471,14 +464,15 @@ class FeedReactor : public Base {
     for (;;) {
       {
         absl::MutexLock lock(&mu_);
-        if (finished_ || writing_ || !started_) return;
+        if (gate_.finished() || gate_.writing() || !started_) return;
         Entry entry;
         bool from_starved = false;
+        bool ready = false;  // response_ holds the next message
         if (!reserved_.empty()) {
           // Reserved together with an earlier one: its message is ready.
           response_ = std::move(reserved_.front());
           reserved_.pop_front();
-          writing_ = true;
+          ready = true;
         } else if (reserve_ && credits_ > 0 && !starved_.empty()) {
           entry.id = std::move(starved_.front());
           starved_.pop_front();
@@ -489,7 +483,7 @@ class FeedReactor : public Base {
         } else {
           return;
         }
-        if (writing_) {
+        if (ready) {
           // The message taken from reserved_ above.
         } else if (!entry.marker && reserve_ && credits_ > 1 && !delivered_.contains(entry.id)) {
           // Credits for more than one: the IDs waiting behind it are tried in the same round
@@ -515,7 +509,7 @@ class FeedReactor : public Base {
           // it again would cost every delivery a second store read.
           if (response_.deleted()) queue_.push_front(std::move(entry));
         }
-        writing_ = true;
+        gate_.StartingWrite();
       }
       this->StartWrite(&response_);
       return;
@@ -611,14 +605,10 @@ class FeedReactor : public Base {
   bool reserve_ ABSL_GUARDED_BY(mu_) = false;
   std::string workgroup_ ABSL_GUARDED_BY(mu_);
   std::string holder_ ABSL_GUARDED_BY(mu_);
-  bool scanning_ ABSL_GUARDED_BY(mu_) = false;
   bool begun_ ABSL_GUARDED_BY(mu_) = false;         // Begin ran: the call was logged as opened.
   std::string end_ ABSL_GUARDED_BY(mu_) = "ended";  // How the call ended, for the log.
   bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  // FinishOnce's status while a write was in flight; OnWriteDone finishes with it.
-  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
+  FinishGate gate_ ABSL_GUARDED_BY(mu_);
   uint64_t credits_ ABSL_GUARDED_BY(mu_) = 0;
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;      // Completion tasks posted and not yet run.
   bool done_ ABSL_GUARDED_BY(mu_) = false;  // OnDone ran: the last task deletes.
@@ -636,7 +626,7 @@ class FeedReactor : public Base {
     uint64_t reserved = 0, held_by_other = 0, skipped = 0;
     size_t longest_backlog = 0;
   } stats_ ABSL_GUARDED_BY(mu_);
-  grpc2::ExecutionsListenResponse response_;  // Owned by the write in flight while writing_.
+  grpc2::ExecutionsListenResponse response_;  // Owned by the write in flight (gate_.writing()).
 };
 
 }  // namespace perper::fabric

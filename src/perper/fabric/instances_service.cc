@@ -25,7 +25,7 @@ using storage::ExecutionRecord;
 
 namespace {
 
-constexpr char kRegistryAgent[] = "Registry";
+using storage::kRegistryAgent;
 constexpr char kRunDelegate[] = "Run";
 
 std::string ChildrenList(const std::string& instance) { return instance + "-children"; }
@@ -181,7 +181,7 @@ void DeleteOwnedState(const ServiceContext& context, const std::string& instance
       // this instance's ID is another instance, not something this one owns.
       bool registry = false;
       absl::StatusOr<bool> found = executions.ReadExecution(
-          id, [&](const ExecutionRecord& record) { registry = record.agent == kRegistryAgent; });
+          id, [&](const ExecutionRecord& record) { registry = record.is_registry(); });
       if (!found.ok() || registry) continue;
       if (absl::StatusOr<bool> gone = context.store->streams().DeleteStream(id); !gone.ok()) {
         PERPER_LOG_WARN(Logger::kFabric, "[instance={}] stream {} not deleted: {}", instance,
@@ -279,7 +279,7 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
  private:
   void Begin(std::vector<std::string> stop_parameters) {
     absl::StatusOr<ExecutionRecord> registry = context_.store->executions().GetExecution(instance_);
-    bool registered = registry.ok() && registry->agent == kRegistryAgent;
+    bool registered = registry.ok() && registry->is_registry();
     if (!registered) {
       // Without Stop, what an unregistered instance owns can still go (the "{agent}-deploy"
       // instance a recorded Deploy runs in has children, executions and state, but no record).
@@ -290,9 +290,9 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
       Report(absl::NotFoundError("instance " + instance_ + " not found"));
       return;
     }
-    if (!agent_.empty() && registry->instance != agent_) {
+    if (!agent_.empty() && registry->registered_agent_type() != agent_) {
       Report(absl::InvalidArgumentError("instance " + instance_ + " is of agent " +
-                                        registry->instance + ", not " + agent_));
+                                        registry->registered_agent_type() + ", not " + agent_));
       return;
     }
     if (skip_stop_) {
@@ -301,7 +301,7 @@ class StopAndDeleteOp : public std::enable_shared_from_this<StopAndDeleteOp> {
     }
     ExecutionRecord stop;
     stop.execution = "Stop-" + RandomHex();
-    stop.agent = registry->instance;
+    stop.agent = registry->registered_agent_type();
     stop.instance = instance_;
     stop.delegate = "Stop";
     stop.arguments = std::move(stop_parameters);
@@ -478,7 +478,7 @@ grpc::ServerUnaryReactor* InstancesService::CreateAndStart(
   ExecutionRecord registry;
   registry.execution = id;
   registry.agent = kRegistryAgent;
-  registry.instance = agent;
+  registry.instance = agent;  // The agent type, as kRegistryAgent says.
   registry.delegate = kRunDelegate;
   if (absl::StatusOr<bool> created =
           context_.store->executions().CreateExecution(std::move(registry));

@@ -18,13 +18,13 @@ class InstancesService final : public perper::grpc2::FabricInstances::CallbackSe
  public:
   explicit InstancesService(const ServiceContext& context) : context_(context) {}
 
-  grpc::ServerUnaryReactor* CreateAndStart(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* CreateAndStart(grpc::CallbackServerContext* call,
                                            const grpc2::InstancesCreateAndStartRequest* request,
                                            grpc2::ExecutionsGetResultResponse* response) override;
-  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* call,
                                  const grpc2::ExecutionsCreateRequest* request,
                                  grpc2::ExecutionsGetResultResponse* response) override;
-  grpc::ServerUnaryReactor* StopAndDelete(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* StopAndDelete(grpc::CallbackServerContext* call,
                                           const grpc2::InstancesStopAndDeleteRequest* request,
                                           grpc2::ExecutionsGetResultResponse* response) override;
 

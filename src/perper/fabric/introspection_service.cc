@@ -29,10 +29,10 @@ absl::StatusOr<size_t> CheckedLimit(const google::protobuf::Message& request, ui
 }  // namespace
 
 grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
-    grpc::CallbackServerContext* context, const grpc2::IntrospectionListExecutionsRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::IntrospectionListExecutionsRequest* request,
     grpc2::IntrospectionListExecutionsResponse* response) {
   absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
-  if (!limit.ok()) return FinishUnary(context, limit.status());
+  if (!limit.ok()) return FinishUnary(call, limit.status());
   storage::ExecutionFilter filter;
   filter.agent = request->agent();
   filter.any_agent = request->agent().empty();
@@ -40,7 +40,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
   filter.delegate = request->delegate();
   filter.include_finished = request->include_finished();
   auto executions = context_.store->executions().ListExecutions(filter, *limit);
-  if (!executions.ok()) return FinishUnary(context, executions.status());
+  if (!executions.ok()) return FinishUnary(call, executions.status());
   for (const storage::ExecutionRecord& record : *executions) {
     grpc2::ExecutionSummary* summary = response->add_executions();
     summary->mutable_execution()->set_execution(record.execution);
@@ -55,26 +55,26 @@ grpc::ServerUnaryReactor* IntrospectionService::ListExecutions(
     summary->set_created_ms(record.created_ms);
     summary->set_finished_ms(record.finished_ms);
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
-    grpc::CallbackServerContext* context, const grpc2::IntrospectionListInstancesRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::IntrospectionListInstancesRequest* request,
     grpc2::IntrospectionListInstancesResponse* response) {
   absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
-  if (!limit.ok()) return FinishUnary(context, limit.status());
+  if (!limit.ok()) return FinishUnary(call, limit.status());
   // An instance is an unfinished Registry execution whose `instance` field names the agent type.
   storage::ExecutionFilter filter;
   filter.agent = kRegistryAgent;
   filter.instance = request->agent();  // Empty: every agent type.
   auto registry = context_.store->executions().ListExecutions(filter, *limit);
-  if (!registry.ok()) return FinishUnary(context, registry.status());
+  if (!registry.ok()) return FinishUnary(call, registry.status());
   for (const storage::ExecutionRecord& record : *registry) {
     grpc2::model::PerperInstance* instance = response->add_instances();
     instance->set_instance(record.execution);
-    instance->set_agent(record.instance);
+    instance->set_agent(record.registered_agent_type());
     auto placement = context_.store->PlacementOfInstance(record.execution);
-    if (!placement.ok()) return FinishUnary(context, placement.status());
+    if (!placement.ok()) return FinishUnary(call, placement.status());
     if (placement->has_value()) {
       grpc2::InstancePlacement* out = response->add_placements();
       out->set_instance(record.execution);
@@ -82,16 +82,16 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
       out->set_node((*placement)->node);
     }
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
-    grpc::CallbackServerContext* context, const grpc2::IntrospectionListStreamsRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::IntrospectionListStreamsRequest* request,
     grpc2::IntrospectionListStreamsResponse* response) {
   absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
-  if (!limit.ok()) return FinishUnary(context, limit.status());
+  if (!limit.ok()) return FinishUnary(call, limit.status());
   auto streams = context_.store->streams().ListStreams(request->stream_prefix(), *limit);
-  if (!streams.ok()) return FinishUnary(context, streams.status());
+  if (!streams.ok()) return FinishUnary(call, streams.status());
   for (const storage::StreamSummary& stream : *streams) {
     grpc2::StreamSummary* summary = response->add_streams();
     summary->set_stream(stream.record.stream);
@@ -111,33 +111,32 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStreams(
       out->set_transient(listener.transient);
     }
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListReservations(
-    grpc::CallbackServerContext* context,
-    const grpc2::IntrospectionListReservationsRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::IntrospectionListReservationsRequest* request,
     grpc2::IntrospectionListReservationsResponse* response) {
   absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
-  if (!limit.ok()) return FinishUnary(context, limit.status());
+  if (!limit.ok()) return FinishUnary(call, limit.status());
   auto reservations = context_.store->executions().ListReservations(request->workgroup(), *limit);
-  if (!reservations.ok()) return FinishUnary(context, reservations.status());
+  if (!reservations.ok()) return FinishUnary(call, reservations.status());
   for (const storage::ReservationRecord& reservation : *reservations) {
     grpc2::ReservationSummary* summary = response->add_reservations();
     summary->mutable_execution()->set_execution(reservation.execution);
     summary->set_workgroup(reservation.workgroup);
     summary->set_holder(reservation.holder);
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListStates(
-    grpc::CallbackServerContext* context, const grpc2::IntrospectionListStatesRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::IntrospectionListStatesRequest* request,
     grpc2::IntrospectionListStatesResponse* response) {
   absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
-  if (!limit.ok()) return FinishUnary(context, limit.status());
+  if (!limit.ok()) return FinishUnary(call, limit.status());
   auto states = context_.store->states().ListStates(request->name_prefix(), *limit);
-  if (!states.ok()) return FinishUnary(context, states.status());
+  if (!states.ok()) return FinishUnary(call, states.status());
   for (const storage::StateSummary& state : *states) {
     grpc2::StateSummary* summary = response->add_states();
     summary->set_name(state.name);
@@ -146,22 +145,21 @@ grpc::ServerUnaryReactor* IntrospectionService::ListStates(
                           : grpc2::StateSummary::DICTIONARY);
     summary->set_count(state.count);
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* IntrospectionService::ListAgentListeners(
-    grpc::CallbackServerContext* context,
-    const grpc2::IntrospectionListAgentListenersRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::IntrospectionListAgentListenersRequest* request,
     grpc2::IntrospectionListAgentListenersResponse* response) {
   absl::StatusOr<size_t> limit = CheckedLimit(*request, request->limit(), context_.limits);
-  if (!limit.ok()) return FinishUnary(context, limit.status());
+  if (!limit.ok()) return FinishUnary(call, limit.status());
   for (const AgentListeners::Count& count : context_.listeners->List(request->agent(), *limit)) {
     grpc2::AgentListenerSummary* summary = response->add_agents();
     summary->set_agent(count.agent);
     summary->set_listen_calls(count.listen_calls);
     summary->set_reservation_calls(count.reservation_calls);
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 }  // namespace perper::fabric

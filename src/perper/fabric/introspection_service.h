@@ -23,31 +23,29 @@ namespace perper::fabric {
 class IntrospectionService final : public grpc2::FabricIntrospection::CallbackService {
  public:
   // The agent whose executions are the agent instances.
-  static constexpr char kRegistryAgent[] = "Registry";
+  static constexpr const char* kRegistryAgent = storage::kRegistryAgent;
   static constexpr uint32_t kDefaultLimit = 1000;
   static constexpr uint32_t kMaxLimit = 100000;
 
   explicit IntrospectionService(const ServiceContext& context) : context_(context) {}
 
   grpc::ServerUnaryReactor* ListExecutions(
-      grpc::CallbackServerContext* context,
-      const grpc2::IntrospectionListExecutionsRequest* request,
+      grpc::CallbackServerContext* call, const grpc2::IntrospectionListExecutionsRequest* request,
       grpc2::IntrospectionListExecutionsResponse* response) override;
   grpc::ServerUnaryReactor* ListInstances(
-      grpc::CallbackServerContext* context, const grpc2::IntrospectionListInstancesRequest* request,
+      grpc::CallbackServerContext* call, const grpc2::IntrospectionListInstancesRequest* request,
       grpc2::IntrospectionListInstancesResponse* response) override;
-  grpc::ServerUnaryReactor* ListStreams(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* ListStreams(grpc::CallbackServerContext* call,
                                         const grpc2::IntrospectionListStreamsRequest* request,
                                         grpc2::IntrospectionListStreamsResponse* response) override;
   grpc::ServerUnaryReactor* ListReservations(
-      grpc::CallbackServerContext* context,
-      const grpc2::IntrospectionListReservationsRequest* request,
+      grpc::CallbackServerContext* call, const grpc2::IntrospectionListReservationsRequest* request,
       grpc2::IntrospectionListReservationsResponse* response) override;
-  grpc::ServerUnaryReactor* ListStates(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* ListStates(grpc::CallbackServerContext* call,
                                        const grpc2::IntrospectionListStatesRequest* request,
                                        grpc2::IntrospectionListStatesResponse* response) override;
   grpc::ServerUnaryReactor* ListAgentListeners(
-      grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call,
       const grpc2::IntrospectionListAgentListenersRequest* request,
       grpc2::IntrospectionListAgentListenersResponse* response) override;
 

@@ -155,11 +155,11 @@ class ActiveStream final : public grpc::ServerWriteReactor<IsActiveResponse> {
   // gRPC gets the reactor.
   void Start(const absl::Status& checked) {
     if (!checked.ok()) {
-      End(ToGrpcStatus(checked));
+      FinishOnce(ToGrpcStatus(checked));
       return;
     }
     if (!slot_) {
-      End(ToGrpcStatus(
+      FinishOnce(ToGrpcStatus(
           context_.open_calls->Refusal("StreamIsActive for agent " + ShortId(query_.agent))));
       return;
     }
@@ -179,13 +179,13 @@ class ActiveStream final : public grpc::ServerWriteReactor<IsActiveResponse> {
       absl::MutexLock lock(&mu_);
       writing_ = false;
     }
-    if (!ok) End(grpc::Status(grpc::StatusCode::CANCELLED, "the client stream is broken"));
+    if (!ok) FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the client stream is broken"));
     Step();
   }
 
   void OnCancel() override {
-    End(grpc::Status(grpc::StatusCode::CANCELLED,
-                     "cancelled by the client, or its connection was lost"));
+    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED,
+                            "cancelled by the client, or its connection was lost"));
   }
 
   void OnDone() override {
@@ -206,7 +206,7 @@ class ActiveStream final : public grpc::ServerWriteReactor<IsActiveResponse> {
 
  private:
   // Ends the call with `status` (the first status given wins), once no write is in flight.
-  void End(grpc::Status status) {
+  void FinishOnce(grpc::Status status) {
     {
       absl::MutexLock lock(&mu_);
       if (end_.has_value()) return;
@@ -289,7 +289,7 @@ class ActiveStream final : public grpc::ServerWriteReactor<IsActiveResponse> {
       PERPER_LOG_WARN(Logger::kFabric, "[agent={}] KEDA StreamIsActive cannot read the store: {}",
                       query_.agent, active.status().ToString());
       // The call ends with the store's status; KEDA opens it again.
-      End(ToGrpcStatus(active.status()));
+      FinishOnce(ToGrpcStatus(active.status()));
       return;
     }
     {
@@ -356,31 +356,31 @@ KedaService::KedaService(const ServiceContext& context)
 
 KedaService::~KedaService() = default;
 
-grpc::ServerUnaryReactor* KedaService::IsActive(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* KedaService::IsActive(grpc::CallbackServerContext* call,
                                                 const ScaledObjectRef* request,
                                                 IsActiveResponse* response) {
   absl::StatusOr<KedaQuery> query = KedaQuery::Parse(*request, context_.limits);
-  if (!query.ok()) return FinishUnary(context, query.status());
+  if (!query.ok()) return FinishUnary(call, query.status());
   absl::StatusOr<bool> active = ReadActive(*context_.store, *query);
-  if (!active.ok()) return FinishUnary(context, active.status());
+  if (!active.ok()) return FinishUnary(call, active.status());
   response->set_result(*active);
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<IsActiveResponse>* KedaService::StreamIsActive(
-    grpc::CallbackServerContext* context, const ScaledObjectRef* request) {
-  (void)context;
+    grpc::CallbackServerContext* call, const ScaledObjectRef* request) {
+  (void)call;
   absl::StatusOr<KedaQuery> query = KedaQuery::Parse(*request, context_.limits);
   auto* stream = new ActiveStream(context_, timers_.get(), query.value_or(KedaQuery()));
   stream->Start(query.status());
   return stream;
 }
 
-grpc::ServerUnaryReactor* KedaService::GetMetricSpec(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* KedaService::GetMetricSpec(grpc::CallbackServerContext* call,
                                                      const ScaledObjectRef* request,
                                                      GetMetricSpecResponse* response) {
   absl::StatusOr<KedaQuery> query = KedaQuery::Parse(*request, context_.limits);
-  if (!query.ok()) return FinishUnary(context, query.status());
+  if (!query.ok()) return FinishUnary(call, query.status());
   auto add = [&](const std::string& name, int64_t target) {
     externalscaler::MetricSpec* spec = response->add_metricspecs();
     spec->set_metricname(name);
@@ -394,34 +394,34 @@ grpc::ServerUnaryReactor* KedaService::GetMetricSpec(grpc::CallbackServerContext
     add(query->ExecutionsMetric(), *query->target_executions);
   }
   if (query->target_instances.has_value()) add(query->InstancesMetric(), *query->target_instances);
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* KedaService::GetMetrics(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* KedaService::GetMetrics(grpc::CallbackServerContext* call,
                                                   const GetMetricsRequest* request,
                                                   GetMetricsResponse* response) {
   absl::StatusOr<KedaQuery> query =
       KedaQuery::Parse(request->scaledobjectref(), context_.limits, "scaledObjectRef.");
-  if (!query.ok()) return FinishUnary(context, query.status());
+  if (!query.ok()) return FinishUnary(call, query.status());
   const std::string& name = request->metricname();
   Metric metric = Metric::kExecutions;
   if (name == query->InstancesMetric()) {
     metric = Metric::kInstances;
   } else if (name != query->ExecutionsMetric()) {
     return FinishUnary(
-        context, absl::InvalidArgumentError("metricName \"" + ShortId(name) +
-                                            "\" is not a metric of agent " + ShortId(query->agent) +
-                                            ": expected \"" + ShortId(query->ExecutionsMetric()) +
-                                            "\" or \"" + ShortId(query->InstancesMetric()) + "\""));
+        call, absl::InvalidArgumentError("metricName \"" + ShortId(name) +
+                                         "\" is not a metric of agent " + ShortId(query->agent) +
+                                         ": expected \"" + ShortId(query->ExecutionsMetric()) +
+                                         "\" or \"" + ShortId(query->InstancesMetric()) + "\""));
   }
   absl::StatusOr<int64_t> count = Count(*context_.store, *query, metric, kMaxCount);
-  if (!count.ok()) return FinishUnary(context, count.status());
+  if (!count.ok()) return FinishUnary(call, count.status());
   externalscaler::MetricValue* value = response->add_metricvalues();
   value->set_metricname(name);
   value->set_metricvalue(*count);
   value->set_metricvaluefloat(static_cast<double>(*count));
   PERPER_LOG_DEBUG(Logger::kFabric, "[agent={}] KEDA metric {} = {}", query->agent, name, *count);
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 }  // namespace perper::fabric

@@ -66,16 +66,15 @@ class KedaService final : public externalscaler::ExternalScaler::CallbackService
   // Stops the refresh thread. REQUIRES: every call has ended (the server has shut down).
   ~KedaService() override;
 
-  grpc::ServerUnaryReactor* IsActive(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* IsActive(grpc::CallbackServerContext* call,
                                      const externalscaler::ScaledObjectRef* request,
                                      externalscaler::IsActiveResponse* response) override;
   grpc::ServerWriteReactor<externalscaler::IsActiveResponse>* StreamIsActive(
-      grpc::CallbackServerContext* context,
-      const externalscaler::ScaledObjectRef* request) override;
-  grpc::ServerUnaryReactor* GetMetricSpec(grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call, const externalscaler::ScaledObjectRef* request) override;
+  grpc::ServerUnaryReactor* GetMetricSpec(grpc::CallbackServerContext* call,
                                           const externalscaler::ScaledObjectRef* request,
                                           externalscaler::GetMetricSpecResponse* response) override;
-  grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* call,
                                        const externalscaler::GetMetricsRequest* request,
                                        externalscaler::GetMetricsResponse* response) override;
 

@@ -9,6 +9,7 @@
 
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
+#include "perper/common/status_macros.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
 
@@ -52,17 +53,17 @@ absl::Status ReadFailure(const std::string& stream, const absl::Status& status) 
 void ListenCore::Begin(const grpc2::StreamsListenItemsRequest& request) {
   if (!HasSlot()) return;
   if (absl::Status s = CheckRequestStrings(request, context_.limits); !s.ok()) {
-    FinishNow(s);
+    FinishOnce(s);
     return;
   }
   stream_ = request.stream().stream();
   if (stream_.empty()) {
-    FinishNow(absl::InvalidArgumentError("stream.stream must not be empty"));
+    FinishOnce(absl::InvalidArgumentError("stream.stream must not be empty"));
     return;
   }
   if (request.max_items_per_message() < 0) {
-    FinishNow(absl::InvalidArgumentError("max_items_per_message of the listen call on stream " +
-                                         stream_ + " must not be negative"));
+    FinishOnce(absl::InvalidArgumentError("max_items_per_message of the listen call on stream " +
+                                          stream_ + " must not be negative"));
     return;
   }
   // Subscribe before anything is read or registered: every item written after this point
@@ -74,7 +75,7 @@ void ListenCore::Begin(const grpc2::StreamsListenItemsRequest& request) {
   storage::StreamStore& streams = context_.store->streams();
   absl::StatusOr<storage::StreamRecord> record = streams.GetStream(stream_);
   if (!record.ok()) {
-    FinishNow(record.status());
+    FinishOnce(record.status());
     return;
   }
   int64_t stride = request.stream().stride() != 0 ? request.stream().stride() : record->stride;
@@ -88,7 +89,7 @@ void ListenCore::Begin(const grpc2::StreamsListenItemsRequest& request) {
     // WaitForListener returns is above it and delivered.
     absl::StatusOr<std::optional<int64_t>> last = streams.LastKey(stream_);
     if (!last.ok()) {
-      FinishNow(last.status());
+      FinishOnce(last.status());
       return;
     }
     if (stride == 0) {
@@ -119,7 +120,7 @@ void ListenCore::Begin(const grpc2::StreamsListenItemsRequest& request) {
   absl::StatusOr<storage::ListenerRecord> listener =
       streams.RegisterListener(stream_, name, registered_at, /*transient=*/!named);
   if (!listener.ok()) {
-    FinishNow(listener.status());
+    FinishOnce(listener.status());
     return;
   }
   if (named && listener->position > start && listener->position != storage::kPositionTrigger) {
@@ -233,15 +234,16 @@ void ListenCore::End() {
 
 bool ListenCore::HasSlot() {
   if (slot_) return true;
-  FinishNow(context_.open_calls->Refusal("the listen call"));
+  FinishOnce(context_.open_calls->Refusal("the listen call"));
   return false;
 }
 
-void ListenCore::FinishNow(const absl::Status& status) {
+void ListenCore::FinishOnce(const absl::Status& status) {
   {
     absl::MutexLock lock(&mu_);
-    if (finish_called_) return;
-    finish_called_ = true;
+    if (finished_) return;
+    PERPER_CHECK(!write_in_flight_) << "FinishOnce after delivery started on stream " << stream_;
+    finished_ = true;
   }
   DoFinish(ToGrpcStatus(status));
 }
@@ -269,7 +271,7 @@ void ListenCore::Pump() {
 }
 
 void ListenCore::PumpAndUnlock() {
-  if (finish_called_ || write_in_flight_ || !started_) {
+  if (finished_ || write_in_flight_ || !started_) {
     mu_.Unlock();
     return;
   }
@@ -311,7 +313,7 @@ void ListenCore::PumpAndUnlock() {
     return;
   }
   if (final_status_.has_value()) {
-    finish_called_ = true;
+    finished_ = true;
     grpc::Status status = ToGrpcStatus(*final_status_);
     mu_.Unlock();
     DoFinish(status);
@@ -427,7 +429,7 @@ absl::Status ListenCore::ReadPacked(bool completed) {
 
 void ListenCore::StartReadUnlessFinished(absl::FunctionRef<void()> start_read) {
   absl::MutexLock lock(&mu_);
-  if (!finish_called_) start_read();
+  if (!finished_) start_read();
 }
 
 }  // namespace perper::fabric

@@ -70,8 +70,9 @@ class ListenCore {
   // Finishes with RESOURCE_EXHAUSTED when no open-call slot was free; then returns false.
   bool HasSlot();
 
-  // Finishes before the call started delivering (a bad request, or no first message).
-  void FinishNow(const absl::Status& status);
+  // Finishes the call once, before it started delivering (a bad request, or no first message).
+  // Once delivering, the call ends through final_status_, after the queued items.
+  void FinishOnce(const absl::Status& status);
 
   // Runs `start_read` (the subclass's StartRead) unless the call has finished, under mu_ so
   // that no Finish comes between the check and the read.
@@ -109,7 +110,7 @@ class ListenCore {
   std::string stream_;  // Set in Begin before any other thread can see the call.
 
   absl::Mutex mu_;
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::string name_ ABSL_GUARDED_BY(mu_);
   bool transient_ ABSL_GUARDED_BY(mu_) = false;

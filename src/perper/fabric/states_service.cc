@@ -104,35 +104,35 @@ absl::Status CheckValue(const google::protobuf::Any& value, const FabricLimits& 
 // FabricStatesDictionary
 
 grpc::ServerUnaryReactor* StatesDictionaryService::Create(
-    grpc::CallbackServerContext* context, const grpc2::StatesDictionaryCreateRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::StatesDictionaryCreateRequest* request,
     google::protobuf::Empty*) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
-  return AnswerWrite(context_, context, [store = context_.store, name]() {
+  return AnswerWrite(context_, call, [store = context_.store, name]() {
     return store->states().CreateDictionary(name);
   });
 }
 
 grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
-    grpc::CallbackServerContext* context, const grpc2::StatesDictionaryOperateRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::StatesDictionaryOperateRequest* request,
     grpc2::StatesDictionaryOperateResponse* response) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   storage::DictionaryOperation op;
   op.key = SerializeAny(request->key());
   if (IsNullValue(op.key)) {
-    return FinishUnary(context, absl::InvalidArgumentError("key must not be null (dictionary " +
-                                                           Quoted(name) + ")"));
+    return FinishUnary(
+        call, absl::InvalidArgumentError("key must not be null (dictionary " + Quoted(name) + ")"));
   }
   for (const auto& [value, field] :
        {std::pair{&request->key(), "key"}, std::pair{&request->new_value(), "new_value"},
@@ -140,7 +140,7 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
     if (absl::Status s = CheckValue(*value, context_.limits,
                                     std::string(field) + " of dictionary " + Quoted(name));
         !s.ok()) {
-      return FinishUnary(context, s);
+      return FinishUnary(call, s);
     }
   }
   op.get_existing_value = request->get_existing_value();
@@ -160,12 +160,12 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Operate(
     return absl::OkStatus();
   };
   // Only an operation that may write is a write; a read answers inline.
-  if (!writes) return FinishUnary(context, operate());
-  return AnswerWrite(context_, context, std::move(operate));
+  if (!writes) return FinishUnary(call, operate());
+  return AnswerWrite(context_, call, std::move(operate));
 }
 
 grpc::ServerWriteReactor<grpc2::StatesDictionaryListItemsResponse>*
-StatesDictionaryService::ListItems(grpc::CallbackServerContext* context,
+StatesDictionaryService::ListItems(grpc::CallbackServerContext* call,
                                    const grpc2::StatesDictionaryListItemsRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesDictionaryListItemsResponse>;
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
@@ -187,25 +187,25 @@ StatesDictionaryService::ListItems(grpc::CallbackServerContext* context,
 }
 
 grpc::ServerUnaryReactor* StatesDictionaryService::CountItems(
-    grpc::CallbackServerContext* context, const grpc2::StatesDictionaryCountItemsRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::StatesDictionaryCountItemsRequest* request,
     grpc2::StatesDictionaryCountItemsResponse* response) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   absl::StatusOr<uint64_t> count = context_.store->states().CountDictionary(name);
-  if (!count.ok()) return FinishUnary(context, count.status());
+  if (!count.ok()) return FinishUnary(call, count.status());
   // The wire field is an int32 (upstream); larger counts saturate.
   response->set_count(static_cast<int32_t>(
       std::min<uint64_t>(*count, static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))));
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesDictionaryQuerySQLResponse>*
-StatesDictionaryService::QuerySQL(grpc::CallbackServerContext* context,
+StatesDictionaryService::QuerySQL(grpc::CallbackServerContext* call,
                                   const grpc2::StatesDictionaryQuerySQLRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesDictionaryQuerySQLResponse>;
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
@@ -221,16 +221,16 @@ StatesDictionaryService::QuerySQL(grpc::CallbackServerContext* context,
 }
 
 grpc::ServerUnaryReactor* StatesDictionaryService::Delete(
-    grpc::CallbackServerContext* context, const grpc2::StatesDictionaryDeleteRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::StatesDictionaryDeleteRequest* request,
     google::protobuf::Empty*) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->dictionary().dictionary();
   if (absl::Status s = RequireNonEmpty(name, "dictionary.dictionary"); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
-  return AnswerWrite(context_, context, [store = context_.store, name, request]() {
+  return AnswerWrite(context_, call, [store = context_.store, name, request]() {
     return store->states().DeleteDictionary(name, request->keep_cache());
   });
 }
@@ -238,28 +238,28 @@ grpc::ServerUnaryReactor* StatesDictionaryService::Delete(
 // ---------------------------------------------------------------------------------------------
 // FabricStatesList
 
-grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* StatesListService::Create(grpc::CallbackServerContext* call,
                                                     const grpc2::StatesListCreateRequest* request,
                                                     google::protobuf::Empty*) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
-  return AnswerWrite(context_, context,
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(call, s);
+  return AnswerWrite(context_, call,
                      [store = context_.store, name]() { return store->states().CreateList(name); });
 }
 
-grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext* call,
                                                      const grpc2::StatesListOperateRequest* request,
                                                      grpc2::StatesListOperateResponse* response) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   using Location = storage::ListOperation::Location;
   using Request = grpc2::StatesListOperateRequest;
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(call, s);
   storage::ListOperation op;
   // The oneof case is the location; the value of at_front / at_back is not looked at.
   switch (request->location_case()) {
@@ -286,7 +286,7 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
       op.position = request->raw_index_backwards();
       break;
     case Request::LOCATION_NOT_SET:
-      return FinishUnary(context,
+      return FinishUnary(call,
                          absl::InvalidArgumentError(
                              "location must be set (list " + Quoted(name) +
                              "): one of at_front, at_back, index, index_backwards, raw_index, "
@@ -301,7 +301,7 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
             CheckValue(request->insert_values(i), context_.limits,
                        "insert_values[" + std::to_string(i) + "] of list " + Quoted(name));
         !s.ok()) {
-      return FinishUnary(context, s);
+      return FinishUnary(call, s);
     }
     op.insert_values.push_back(SerializeAny(request->insert_values(i)));
   }
@@ -315,36 +315,36 @@ grpc::ServerUnaryReactor* StatesListService::Operate(grpc::CallbackServerContext
     return absl::OkStatus();
   };
   // Only an operation that may write is a write; a read answers inline.
-  if (!writes) return FinishUnary(context, operate());
-  return AnswerWrite(context_, context, std::move(operate));
+  if (!writes) return FinishUnary(call, operate());
+  return AnswerWrite(context_, call, std::move(operate));
 }
 
-grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* StatesListService::Locate(grpc::CallbackServerContext* call,
                                                     const grpc2::StatesListLocateRequest* request,
                                                     grpc2::StatesListLocateResponse* response) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(call, s);
   if (absl::Status s =
           CheckValue(request->value(), context_.limits, "value of list " + Quoted(name));
       !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   absl::StatusOr<std::optional<storage::ListEntry>> located =
       context_.store->states().LocateInList(name, SerializeAny(request->value()));
-  if (!located.ok()) return FinishUnary(context, located.status());
+  if (!located.ok()) return FinishUnary(call, located.status());
   if (const std::optional<storage::ListEntry>& entry = *located; entry.has_value()) {
     response->set_found(true);
     response->set_index(entry->index);
     response->set_raw_index(entry->raw_index);
   }
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* StatesListService::ListItems(
-    grpc::CallbackServerContext* context, const grpc2::StatesListListItemsRequest* request) {
+    grpc::CallbackServerContext* call, const grpc2::StatesListListItemsRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesListListItemsResponse>;
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
     return new Writer({}, s);
@@ -364,22 +364,22 @@ grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* StatesListService:
 }
 
 grpc::ServerUnaryReactor* StatesListService::CountItems(
-    grpc::CallbackServerContext* context, const grpc2::StatesListCountItemsRequest* request,
+    grpc::CallbackServerContext* call, const grpc2::StatesListCountItemsRequest* request,
     grpc2::StatesListCountItemsResponse* response) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(call, s);
   absl::StatusOr<uint64_t> count = context_.store->states().CountList(name);
-  if (!count.ok()) return FinishUnary(context, count.status());
+  if (!count.ok()) return FinishUnary(call, count.status());
   response->set_count(
       static_cast<uint32_t>(std::min<uint64_t>(*count, std::numeric_limits<uint32_t>::max())));
-  return FinishUnary(context, absl::OkStatus());
+  return FinishUnary(call, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<grpc2::StatesListQuerySQLResponse>* StatesListService::QuerySQL(
-    grpc::CallbackServerContext* context, const grpc2::StatesListQuerySQLRequest* request) {
+    grpc::CallbackServerContext* call, const grpc2::StatesListQuerySQLRequest* request) {
   using Writer = SequenceWriter<grpc2::StatesListQuerySQLResponse>;
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
     return new Writer({}, s);
@@ -391,15 +391,15 @@ grpc::ServerWriteReactor<grpc2::StatesListQuerySQLResponse>* StatesListService::
                                    "): values are stored as opaque Any bytes; use ListItems"));
 }
 
-grpc::ServerUnaryReactor* StatesListService::Delete(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* StatesListService::Delete(grpc::CallbackServerContext* call,
                                                     const grpc2::StatesListDeleteRequest* request,
                                                     google::protobuf::Empty*) {
   if (absl::Status s = CheckRequestStrings(*request, context_.limits); !s.ok()) {
-    return FinishUnary(context, s);
+    return FinishUnary(call, s);
   }
   const std::string& name = request->list().list();
-  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(context, s);
-  return AnswerWrite(context_, context, [store = context_.store, name, request]() {
+  if (absl::Status s = RequireNonEmpty(name, "list.list"); !s.ok()) return FinishUnary(call, s);
+  return AnswerWrite(context_, call, [store = context_.store, name, request]() {
     return store->states().DeleteList(name, request->keep_cache());
   });
 }

@@ -23,22 +23,22 @@ class StatesDictionaryService final : public grpc2::FabricStatesDictionary::Call
  public:
   explicit StatesDictionaryService(const ServiceContext& context) : context_(context) {}
 
-  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* call,
                                    const grpc2::StatesDictionaryCreateRequest* request,
                                    google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* Operate(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Operate(grpc::CallbackServerContext* call,
                                     const grpc2::StatesDictionaryOperateRequest* request,
                                     grpc2::StatesDictionaryOperateResponse* response) override;
   grpc::ServerWriteReactor<grpc2::StatesDictionaryListItemsResponse>* ListItems(
-      grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call,
       const grpc2::StatesDictionaryListItemsRequest* request) override;
   grpc::ServerUnaryReactor* CountItems(
-      grpc::CallbackServerContext* context, const grpc2::StatesDictionaryCountItemsRequest* request,
+      grpc::CallbackServerContext* call, const grpc2::StatesDictionaryCountItemsRequest* request,
       grpc2::StatesDictionaryCountItemsResponse* response) override;
   grpc::ServerWriteReactor<grpc2::StatesDictionaryQuerySQLResponse>* QuerySQL(
-      grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call,
       const grpc2::StatesDictionaryQuerySQLRequest* request) override;
-  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* call,
                                    const grpc2::StatesDictionaryDeleteRequest* request,
                                    google::protobuf::Empty* response) override;
 
@@ -50,25 +50,23 @@ class StatesListService final : public grpc2::FabricStatesList::CallbackService 
  public:
   explicit StatesListService(const ServiceContext& context) : context_(context) {}
 
-  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* call,
                                    const grpc2::StatesListCreateRequest* request,
                                    google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* Operate(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Operate(grpc::CallbackServerContext* call,
                                     const grpc2::StatesListOperateRequest* request,
                                     grpc2::StatesListOperateResponse* response) override;
-  grpc::ServerUnaryReactor* Locate(grpc::CallbackServerContext* context,
+  grpc::ServerUnaryReactor* Locate(grpc::CallbackServerContext* call,
                                    const grpc2::StatesListLocateRequest* request,
                                    grpc2::StatesListLocateResponse* response) override;
   grpc::ServerWriteReactor<grpc2::StatesListListItemsResponse>* ListItems(
-      grpc::CallbackServerContext* context,
-      const grpc2::StatesListListItemsRequest* request) override;
-  grpc::ServerUnaryReactor* CountItems(grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call, const grpc2::StatesListListItemsRequest* request) override;
+  grpc::ServerUnaryReactor* CountItems(grpc::CallbackServerContext* call,
                                        const grpc2::StatesListCountItemsRequest* request,
                                        grpc2::StatesListCountItemsResponse* response) override;
   grpc::ServerWriteReactor<grpc2::StatesListQuerySQLResponse>* QuerySQL(
-      grpc::CallbackServerContext* context,
-      const grpc2::StatesListQuerySQLRequest* request) override;
-  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
+      grpc::CallbackServerContext* call, const grpc2::StatesListQuerySQLRequest* request) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* call,
                                    const grpc2::StatesListDeleteRequest* request,
                                    google::protobuf::Empty* response) override;
 

@@ -52,39 +52,49 @@ absl::StatusOr<std::optional<int64_t>> ItemKey(const Message& message, const std
 }
 
 // ListenItems and ListenItemsAndMove: a ListenCore each, which differ in how the call starts
-// and whether the client acknowledges.
-class ListenItemsReactor final : public grpc::ServerWriteReactor<StreamsListenItemsResponse>,
-                                 public ListenCore {
+// and whether the client acknowledges. ListenReactor joins a ListenCore to the gRPC reactor
+// type `Base`: ListenCore writes and finishes through it, and ends with it.
+template <class Base>
+class ListenReactor : public Base, public ListenCore {
  public:
-  ListenItemsReactor(const ServiceContext& context, const StreamsListenItemsRequest& request)
-      : ListenCore(context, /*auto_advance_anonymous=*/true) {
-    Begin(request);
-  }
   void OnWriteDone(bool ok) override { WriteDone(ok); }
-  void OnCancel() override { Cancel(); }
   void OnDone() override {
     End();
     delete this;
   }
 
+ protected:
+  ListenReactor(const ServiceContext& context, bool auto_advance_anonymous)
+      : ListenCore(context, auto_advance_anonymous) {}
+
  private:
   void DoStartWrite(const StreamsListenItemsResponse* response,
                     grpc::WriteOptions options) override {
-    StartWrite(response, options);
+    this->StartWrite(response, options);
   }
-  void DoFinish(const grpc::Status& status) override { Finish(status); }
+  void DoFinish(const grpc::Status& status) override { this->Finish(status); }
+};
+
+class ListenItemsReactor final
+    : public ListenReactor<grpc::ServerWriteReactor<StreamsListenItemsResponse>> {
+ public:
+  ListenItemsReactor(const ServiceContext& context, const StreamsListenItemsRequest& request)
+      : ListenReactor(context, /*auto_advance_anonymous=*/true) {
+    Begin(request);
+  }
+  void OnCancel() override { Cancel(); }
 };
 
 class ListenItemsAndMoveReactor final
-    : public grpc::ServerBidiReactor<StreamsListenItemsAndMoveRequest, StreamsListenItemsResponse>,
-      public ListenCore {
+    : public ListenReactor<
+          grpc::ServerBidiReactor<StreamsListenItemsAndMoveRequest, StreamsListenItemsResponse>> {
  public:
   explicit ListenItemsAndMoveReactor(const ServiceContext& context)
-      : ListenCore(context, /*auto_advance_anonymous=*/false) {
+      : ListenReactor(context, /*auto_advance_anonymous=*/false) {
     if (!HasSlot()) return;
     const absl::Duration timeout = context.limits.first_message_timeout;
     first_message_timer_.Arm(timeout, [this, timeout] {
-      FinishNow(absl::DeadlineExceededError(
+      FinishOnce(absl::DeadlineExceededError(
           "no first message within " + absl::FormatDuration(timeout) +
           ": ListenItemsAndMove must open with a message carrying listen"));
     });
@@ -97,7 +107,7 @@ class ListenItemsAndMoveReactor final
       // The client closed its side: acks are over, delivery goes on. Before the first message
       // this is also how a message that did not parse arrives.
       if (!begun_) {
-        FinishNow(absl::InvalidArgumentError(
+        FinishOnce(absl::InvalidArgumentError(
             "the first message of ListenItemsAndMove is missing or could not be parsed; it must "
             "carry listen"));
       }
@@ -106,7 +116,7 @@ class ListenItemsAndMoveReactor final
     if (!begun_) {
       begun_ = true;
       if (!request_.has_listen()) {
-        FinishNow(absl::InvalidArgumentError("the first message must carry listen"));
+        FinishOnce(absl::InvalidArgumentError("the first message must carry listen"));
         return;
       }
       StreamsListenItemsRequest listen = request_.listen();
@@ -116,26 +126,15 @@ class ListenItemsAndMoveReactor final
     }
     StartReadUnlessFinished([this] { StartRead(&request_); });
   }
-  void OnWriteDone(bool ok) override { WriteDone(ok); }
   void OnCancel() override {
     if (!begun_) {
-      FinishNow(absl::CancelledError("the listen call was cancelled"));
+      FinishOnce(absl::CancelledError("the listen call was cancelled"));
       return;
     }
     Cancel();
   }
-  void OnDone() override {
-    End();
-    delete this;
-  }
 
  private:
-  void DoStartWrite(const StreamsListenItemsResponse* response,
-                    grpc::WriteOptions options) override {
-    StartWrite(response, options);
-  }
-  void DoFinish(const grpc::Status& status) override { Finish(status); }
-
   StreamsListenItemsAndMoveRequest request_;
   std::atomic<bool> begun_{false};
   FirstMessageTimer first_message_timer_;  // Its destructor waits for a running expiry.
@@ -148,16 +147,16 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
   WaitForListenerReactor(const ServiceContext& context, std::string stream)
       : context_(context), stream_(std::move(stream)), slot_(context.open_calls->TryOpen()) {
     if (!slot_) {
-      TryFinish(context_.open_calls->Refusal("WaitForListener"));
+      FinishOnce(context_.open_calls->Refusal("WaitForListener"));
       return;
     }
     if (stream_.empty()) {
-      TryFinish(absl::InvalidArgumentError("stream.stream must not be empty"));
+      FinishOnce(absl::InvalidArgumentError("stream.stream must not be empty"));
       return;
     }
     subscriber_ = std::make_shared<GuardedSubscriber>([this](const Change& change) {
       if (change.kind == Change::Kind::kStreamDeleted) {
-        TryFinish(StreamDeleted(stream_));
+        FinishOnce(StreamDeleted(stream_));
       } else if (change.kind == Change::Kind::kListenerChanged ||
                  change.kind == Change::Kind::kResync) {
         Check(/*initial=*/false);
@@ -167,7 +166,7 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
     Check(/*initial=*/true);
   }
   void OnCancel() override {
-    TryFinish(absl::CancelledError("WaitForListener on stream " + stream_ + " was cancelled"));
+    FinishOnce(absl::CancelledError("WaitForListener on stream " + stream_ + " was cancelled"));
   }
   void OnDone() override {
     if (subscriber_ != nullptr) subscriber_->Close();
@@ -180,13 +179,13 @@ class WaitForListenerReactor final : public grpc::ServerUnaryReactor {
     absl::StatusOr<std::vector<storage::ListenerRecord>> listeners =
         context_.store->streams().ListListeners(stream_);
     if (!listeners.ok()) {
-      TryFinish(initial ? listeners.status() : ReadFailure(stream_, listeners.status()));
+      FinishOnce(initial ? listeners.status() : ReadFailure(stream_, listeners.status()));
     } else if (!listeners->empty()) {
-      TryFinish(absl::OkStatus());
+      FinishOnce(absl::OkStatus());
     }
   }
   // Finishes once; the last thing the calling thread does with the reactor.
-  void TryFinish(const absl::Status& status) {
+  void FinishOnce(const absl::Status& status) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;

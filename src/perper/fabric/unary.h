@@ -17,9 +17,9 @@ namespace perper::fabric {
 
 // Answers a unary callback-API call at once with `status` (the response message as filled so
 // far): the common shape of every unary handler that finishes without waiting.
-inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* call,
                                              const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }

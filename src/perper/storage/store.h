@@ -46,10 +46,15 @@ namespace perper::storage {
 // ---------------------------------------------------------------------------------------------
 // Executions
 
+// The agent whose executions are the live agent instances (upstream's layout): a Registry
+// record's `execution` is the instance's ID, and its `instance` field holds the instance's
+// agent type (read it through ExecutionRecord::registered_agent_type).
+inline constexpr char kRegistryAgent[] = "Registry";
+
 struct ExecutionRecord {
   std::string execution;  // ID, chosen by the client; never empty.
   std::string agent;
-  std::string instance;
+  std::string instance;  // For a Registry record: the agent type (see kRegistryAgent).
   std::string delegate;
   std::vector<std::string> arguments;  // Any bytes each.
   bool finished = false;
@@ -62,6 +67,10 @@ struct ExecutionRecord {
   // Assigned by the store; a create's or completion's own values are ignored.
   int64_t created_ms = 0;
   int64_t finished_ms = 0;
+
+  bool is_registry() const { return agent == kRegistryAgent; }
+  // The agent type of the instance a Registry record stands for. REQUIRES: is_registry().
+  const std::string& registered_agent_type() const { return instance; }
 };
 
 // Which executions a listing returns. Empty instance or delegate match any; agent must match
