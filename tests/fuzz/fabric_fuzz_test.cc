@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Fuzzes every RPC of every grpc2 service of an in-process Fabric over real gRPC, on each
-// backend, with seeded random requests (fresh, mutated from the corpus in tests/fuzz/corpus, or
-// raw and unparsable bytes) and random ways of driving streaming calls (half-close, cancel,
-// silence). Invariants, each reported with the seed, the iteration and the request:
+// Fuzzes every RPC of every grpc2 service, and of KEDA's ExternalScaler, of an in-process
+// Fabric over real gRPC, on each backend, with seeded random requests (fresh, mutated from the
+// corpus in tests/fuzz/corpus, or raw and unparsable bytes) and random ways of driving streaming
+// calls (half-close, cancel, silence). Invariants, each reported with the seed, the iteration
+// and the request:
 //   hang           a unary call does not answer within 5 s (calls that wait by design excepted),
 //                  or a call does not end within 5 s of its cancellation;
 //   first-message  a client-streaming call without a parsable first message does not end with

@@ -29,10 +29,10 @@ using FD = pb::FieldDescriptor;
 
 const std::vector<std::string>& ServiceNames() {
   static const auto* names = new std::vector<std::string>{
-      "perper.grpc2.FabricExecutions",   "perper.grpc2.FabricInstances",
-      "perper.grpc2.FabricStreams",      "perper.grpc2.FabricStatesDictionary",
-      "perper.grpc2.FabricStatesList",   "perper.grpc2.FabricProtobufDescriptors",
-      "perper.grpc2.FabricIntrospection"};
+      "perper.grpc2.FabricExecutions",    "perper.grpc2.FabricInstances",
+      "perper.grpc2.FabricStreams",       "perper.grpc2.FabricStatesDictionary",
+      "perper.grpc2.FabricStatesList",    "perper.grpc2.FabricProtobufDescriptors",
+      "perper.grpc2.FabricIntrospection", "externalscaler.ExternalScaler"};
   return *names;
 }
 
@@ -60,6 +60,10 @@ const std::map<std::string, std::vector<std::string>>& Pools() {
       {"workgroup", {"w0", "w1", ""}},
       {"type_url",
        {"type.googleapis.com/fuzz.T0", "type.googleapis.com/google.protobuf.Int64Value", "x"}},
+      // KEDA's ScaledObjectRef.scalerMetadata: its keys, and values for them (agents and
+      // targets, good and bad).
+      {"keda_key", {"agent", "targetExecutions", "targetInstances", "x"}},
+      {"keda_value", {"FuzzA", "FuzzB", "1", "5", "0", "-1", "many"}},
   };
   return *pools;
 }
@@ -80,6 +84,7 @@ std::string PoolKind(const FD* field) {
   if (name == "type_url") return "type_url";
   if (name == "stream_prefix") return "stream";
   if (name == "name_prefix") return "dictionary";
+  if (owner == "ScalerMetadataEntry") return name == "key" ? "keda_key" : "keda_value";
   return "";
 }
 
