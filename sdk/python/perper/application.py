@@ -263,7 +263,6 @@ class Application:
         self._deletions: set[asyncio.Task] = set()
         self._stop_requested = asyncio.Event()
         self._serving = False  # "serving" is logged once, when the call is first answered
-        self._started = False
         self._stopping = False
         for name, handler in (handlers or {}).items():
             self._add(name, handler)
@@ -306,7 +305,6 @@ class Application:
 
     async def start(self) -> None:
         """Opens the reservation call (one for every delegate). Returns at once; see ready()."""
-        self._started = True
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._listen_loop(), name="perper-listen")
 
