@@ -12,7 +12,7 @@ _logging.configure()
 
 from perper.errors import (  # noqa: E402
     ExecutionCancelledError, ExecutionFailedError, PerperError, PerperTypeError,
-    PerperValueError, StreamFailedError)
+    PerperValueError, ReservationRefusedError, StreamFailedError)
 from perper.values import pack, unpack  # noqa: E402
 from perper.connection import FabricConnection  # noqa: E402
 from perper.model import (  # noqa: E402
@@ -27,9 +27,9 @@ from perper.application import (  # noqa: E402
 __all__ = [
     "__version__", "Agent", "Application", "Changes", "DeclaredStream", "Dictionary", "Execution",
     "ExecutionCancelledError", "ExecutionFailedError", "FabricConnection", "List", "PerperError",
-    "PerperTypeError", "PerperValueError", "StepResult", "Stream", "StreamDelegate",
-    "StreamFailedError", "StreamProgress", "blank_stream", "call", "connect", "current_agent",
-    "current_execution", "declare_stream", "dictionary", "get_connection", "list_state", "pack",
-    "run", "run_notebook", "start_agent", "state", "stream", "stream_delegate",
-    "stream_progress", "unpack",
+    "PerperTypeError", "PerperValueError", "ReservationRefusedError", "StepResult", "Stream",
+    "StreamDelegate", "StreamFailedError", "StreamProgress", "blank_stream", "call", "connect",
+    "current_agent", "current_execution", "declare_stream", "dictionary", "get_connection",
+    "list_state", "pack", "run", "run_notebook", "start_agent", "state", "stream",
+    "stream_delegate", "stream_progress", "unpack",
 ]

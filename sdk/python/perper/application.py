@@ -1,15 +1,18 @@
 """The application layer: registering handlers and running an agent process.
 
-An Application serves one agent type. For every delegate it has a handler for (plus Start and
-Stop, which get empty defaults) it keeps one FabricExecutions.ListenAndReserve call open, in its
-workgroup, with `concurrency` credits: the Fabric hands each execution to one member of the
-workgroup, so several processes share the work. Each execution runs as its own asyncio task in a
-context (perper.context) naming its instance and execution; deleting the execution cancels the
-task; a handler's exception fails the execution. A handler's completion rides on the
-delegate's ListenAndReserve call together with the credit for the next execution (completions
-that are ready together share one message); the unary Complete is the fallback while that call
-is reconnecting, and is used by an execution that kept calls (perper.model.KeptCalls), whose
-answer lets the SDK delete them.
+An Application serves one agent type. It keeps one FabricExecutions.ListenAndReserve call open
+for every delegate of its agent (and instance), in its workgroup, with `concurrency` credits: the
+executions running at once in the process. The Fabric hands each execution to one member of the
+workgroup, so several processes share the work; the process runs it with the handler of its
+delegate (Start and Stop get empty defaults; an execution of any other delegate without a handler
+fails). Each execution runs as its own asyncio task in a context (perper.context) naming its
+instance and execution; deleting the execution cancels the task; a handler's exception fails the
+execution. A handler's completion rides on the reservation call together with the credit for
+the next execution (completions that are ready together share one message); the unary Complete
+is the fallback while that call is reconnecting, and is used by an execution that kept calls
+(perper.model.KeptCalls), whose answer lets the SDK delete them. A call the Fabric refuses for
+good (INVALID_ARGUMENT, PERMISSION_DENIED, ...) ends serving: serve() raises
+ReservationRefusedError and run() exits with code 1, as a C++ agent does.
 
 Lifecycle handlers (the names upstream uses):
 - "Deploy": runs once when the process starts, in the instance "{agent}-deploy" (no execution).
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import os
 import signal
 from collections import deque
@@ -35,8 +37,8 @@ from perper import _logging, values
 from perper._ambient import Context, DerivedIds, current_context, set_default_context
 from perper._stats import COUNTERS
 from perper._stubs import executions_pb2, introspection_pb2, model_pb2, streams_pb2
-from perper.connection import Backoff, FabricConnection, is_retryable
-from perper.errors import bounded_error_text
+from perper.connection import Backoff, FabricConnection, is_retryable, is_transient
+from perper.errors import ReservationRefusedError, bounded_error_text
 from perper.context import StreamDelegate, start_stream, stream_delegate  # noqa: F401
 from perper.model import Agent, KeptCalls, Stream, results_of_response
 
@@ -212,7 +214,8 @@ class Application:
 
     `handlers` maps delegate names to functions (sync or async), async generator functions
     (stream delegates with default options) or StreamDelegate objects. `instance` restricts the
-    process to one instance (default: X_PERPER_INSTANCE, else every instance).
+    process to one instance (default: X_PERPER_INSTANCE, else every instance). `concurrency` is
+    how many executions run at once in the process, whatever their delegates.
     """
 
     # How long stop() waits for completions still being sent.
@@ -239,12 +242,17 @@ class Application:
         self._connection = connection
         self._endpoint = endpoint
         self._handlers: dict[str, Handler] = {}
-        self._listeners: dict[str, asyncio.Task] = {}
-        self._ready: dict[str, asyncio.Event] = {}
+        self._listener: Optional[asyncio.Task] = None
+        # Set once the reservation call has been answered (or refused).
+        self._answered = asyncio.Event()
         self._running: dict[str, asyncio.Task] = {}
         self._inits: dict[str, asyncio.Task] = {}
-        # The open ListenAndReserve call of each delegate (absent while reconnecting).
-        self._calls: dict[str, _ReservationCall] = {}
+        # The open ListenAndReserve call (None while reconnecting), and the one being opened:
+        # completions ride on the open one only, credits on either.
+        self._call: Optional[_ReservationCall] = None
+        self._opening: Optional[_ReservationCall] = None
+        # Why the Fabric refused the reservation call for good, once it has.
+        self._refusal: Optional[ReservationRefusedError] = None
         # Executions whose handler has returned and whose completion is not yet known to be
         # applied, with it; a delivery of one of them again is not run again.
         self._finishing: dict[str, executions_pb2.ExecutionsCompleteRequest] = {}
@@ -254,8 +262,7 @@ class Application:
         # Deletions of kept calls, in the background (stop() waits for them).
         self._deletions: set[asyncio.Task] = set()
         self._stop_requested = asyncio.Event()
-        self._serving = False  # "serving" is logged once every listen call has started
-        self._started = False
+        self._serving = False  # "serving" is logged once, when the call is first answered
         self._stopping = False
         for name, handler in (handlers or {}).items():
             self._add(name, handler)
@@ -281,39 +288,32 @@ class Application:
         self._handlers[name] = handler
 
     def register(self, delegate: str, handler: Handler) -> None:
-        """Adds (or replaces) the handler of `delegate`; starts listening if running."""
+        """Adds (or replaces) the handler of `delegate`, also while serving.
+
+        Register a handler before anything calls it: the reservation call takes every delegate
+        of the agent, so an execution that arrives before its handler is registered fails with
+        "agent X has no delegate Y" (Start and Stop complete with no result instead).
+        """
         self._add(delegate, handler)
-        if self._started:
-            for name in self._delegates():
-                self._listen_for(name)
 
     def stream_options(self, delegate: str) -> Optional[StreamDelegate]:
         """Returns the StreamDelegate registered for `delegate`, if any."""
         handler = self._handlers.get(delegate)
         return handler if isinstance(handler, StreamDelegate) else None
 
-    def _delegates(self) -> list[str]:
-        names = {"Start", "Stop"}
-        for name, handler in self._handlers.items():
-            if name in LIFECYCLE:
-                continue
-            names.add(name)
-            if isinstance(handler, StreamDelegate):
-                names.add(name + STREAM_SUFFIX)
-        return sorted(names)
-
     # Running.
 
     async def start(self) -> None:
-        """Opens the listen calls (one per delegate). Returns at once; see ready()."""
-        self._started = True
-        for delegate in self._delegates():
-            self._listen_for(delegate)
+        """Opens the reservation call (one for every delegate). Returns at once; see ready()."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen_loop(), name="perper-listen")
 
     async def ready(self, timeout: Optional[float] = None) -> None:
-        """Waits until every listen call has received the executions waiting at its start."""
-        await asyncio.wait_for(
-            asyncio.gather(*(event.wait() for event in list(self._ready.values()))), timeout)
+        """Waits until the reservation call has received the executions waiting at its start;
+        raises ReservationRefusedError if the Fabric refused it."""
+        await asyncio.wait_for(self._answered.wait(), timeout)
+        if self._refusal is not None:
+            raise self._refusal
 
     def request_stop(self) -> None:
         """Asks serve() to return (thread-unsafe; call from the loop, e.g. a signal handler)."""
@@ -322,7 +322,14 @@ class Application:
     async def serve(self, *, stop_after_deploy: bool = False) -> Any:
         """Starts, runs Deploy if there is one, then serves until request_stop() (or, with
         `stop_after_deploy`, until Deploy returns). Returns what Deploy returned; a stop request
-        while Deploy runs cancels it, and then serve returns None."""
+        while Deploy runs cancels it, and then serve returns None. Raises
+        ReservationRefusedError, after stopping, when the Fabric refused the reservation call."""
+        result = await self._serve(stop_after_deploy)
+        if self._refusal is not None:
+            raise self._refusal
+        return result
+
+    async def _serve(self, stop_after_deploy: bool) -> Any:
         await self.start()
         try:
             # A stop request (Ctrl-C, or the scaler's SIGTERM) ends a Deploy that is still
@@ -419,12 +426,12 @@ class Application:
         executions' kept calls are given STOP_GRACE seconds.
         """
         self._stopping = True
-        tasks = list(self._listeners.values()) + list(self._running.values()) + list(
-            self._inits.values())
+        tasks = ([self._listener] if self._listener is not None else []) + list(
+            self._running.values()) + list(self._inits.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._listeners.clear()
+        self._listener = None
         for pending in (self._unary_completes, self._deletions):
             if pending:
                 _, late = await asyncio.wait(list(pending), timeout=self.STOP_GRACE)
@@ -437,40 +444,50 @@ class Application:
 
     # Listening.
 
-    def _listen_for(self, delegate: str) -> None:
-        if delegate in self._listeners and not self._listeners[delegate].done():
-            return
-        self._ready.setdefault(delegate, asyncio.Event())
-        self._listeners[delegate] = asyncio.create_task(self._listen_loop(delegate),
-                                                        name=f"perper-listen-{delegate}")
-
-    def _listen_started(self, delegate: str, endpoint: str, again: bool) -> None:
-        self._ready[delegate].set()
-        if again:
-            _log.info("[agent=%s delegate=%s] listen call reconnected to %s", self.agent,
-                      delegate, endpoint)
-        if not self._serving and all(event.is_set() for event in self._ready.values()):
+    def _answered_by(self, endpoint: str, again: bool) -> None:
+        self._answered.set()
+        if not self._serving:
             self._serving = True
             _log.info("[agent=%s] serving from %s (concurrency %d, workgroup '%s')", self.agent,
                       endpoint, self.concurrency, self.workgroup)
+        elif again:
+            _log.info("[agent=%s] listen call reconnected to %s", self.agent, endpoint)
 
-    async def _listen_loop(self, delegate: str) -> None:
+    def _refused(self, error: grpc.aio.AioRpcError) -> None:
+        """The Fabric refused the reservation call for good: the process stops (and exits 1,
+        under run), as a C++ agent does."""
+        _log.error("[agent=%s] listen call ended: %d %s", self.agent, error.code().value[0],
+                   error.details())
+        self._refusal = ReservationRefusedError(self.agent, error.code().name, error.details())
+        self._answered.set()
+        self.request_stop()
+
+    def _open_call(self) -> tuple[_ReservationCall, int]:
+        """Opens a reservation call (self._opening until its first message is written).
+        Executions still running keep their credits (each grants one to the call open or being
+        opened when it finishes), so the call asks for the rest: no await between counting
+        them and recording the call, so that none finishes in between with no call to take its
+        credit."""
+        credits = max(self.concurrency - len(self._running), 0)
+        call = self.connection.executions.ListenAndReserve(wait_for_ready=True)
+        self._opening = _ReservationCall(call, credits)
+        return self._opening, credits
+
+    async def _listen_loop(self) -> None:
         backoff = Backoff()
         again = False  # a reconnection
-        first = executions_pb2.ExecutionsListenAndReserveRequest(
-            reserve_next=self.concurrency, workgroup=self.workgroup,
-            filter=executions_pb2.ExecutionsListenRequest(
-                instance_filter=model_pb2.PerperInstance(agent=self.agent,
-                                                         instance=self.instance),
-                delegate=delegate))
+        # An empty delegate: every delegate of the agent (and instance).
+        listen = executions_pb2.ExecutionsListenRequest(
+            instance_filter=model_pb2.PerperInstance(agent=self.agent, instance=self.instance))
         while not self._stopping:
             endpoint = self.connection.endpoint
-            call = self.connection.executions.ListenAndReserve(wait_for_ready=True)
-            reservation = _ReservationCall(call, self.concurrency)
-            level, why = logging.WARNING, "ended by the Fabric"
+            reservation, credits = self._open_call()
+            call = reservation.call
+            why = "ended by the Fabric"
             try:
-                await call.write(first)
-                self._calls[delegate] = reservation
+                await call.write(executions_pb2.ExecutionsListenAndReserveRequest(
+                    reserve_next=credits, workgroup=self.workgroup, filter=listen))
+                self._call, self._opening = reservation, None
                 reservation.start_writer()
                 while True:
                     message = await call.read()
@@ -478,7 +495,7 @@ class Application:
                         break
                     backoff.reset()
                     if message.start_of_stream:
-                        self._listen_started(delegate, endpoint, again)
+                        self._answered_by(endpoint, again)
                         continue
                     execution = message.execution.execution
                     if message.deleted:
@@ -491,43 +508,47 @@ class Application:
                     if execution in self._running or execution in self._finishing:
                         reservation.push(None, 1)  # delivered again after a reconnect
                         continue
-                    task = asyncio.create_task(self._run_execution(message, delegate),
+                    delegate = message.delegate
+                    task = asyncio.create_task(self._run_execution(message),
                                                name=f"perper-execution-{execution}")
                     self._running[execution] = task
                     task.add_done_callback(
-                        lambda task, execution=execution, origin=reservation: self._finished(
-                            delegate, execution, task, origin))
+                        lambda task, execution=execution, delegate=delegate: self._finished(
+                            delegate, execution, task))
             except grpc.aio.AioRpcError as e:
                 if self._stopping:
                     return
                 why = f"{e.code().value[0]} {e.details()}"
+                if not is_transient(e):
+                    self._refused(e)
+                    return
                 if is_retryable(e):
                     self.connection.moved_from(endpoint)
-                else:
-                    level = logging.ERROR
             finally:
-                if self._calls.get(delegate) is reservation:
-                    del self._calls[delegate]
+                if self._call is reservation:
+                    self._call = None
+                if self._opening is reservation:
+                    self._opening = None
                 # Completions the Fabric may not have read: sent again (a repeat is harmless).
                 for request in reservation.close():
                     self._complete_unary(request)
                 call.cancel()
             if not self._stopping:
                 delay = backoff.next_delay()
-                _log.log(level, "[agent=%s delegate=%s] listen call ended (%s); reconnecting in "
-                         "%d ms", self.agent, delegate, why, delay * 1000)
+                _log.warning("[agent=%s] listen call ended (%s); reconnecting in %d ms",
+                             self.agent, why, delay * 1000)
                 again = True
                 await asyncio.sleep(delay)
 
     # Executions.
 
-    def _finished(self, delegate: str, execution: str, task: asyncio.Task,
-                  origin: _ReservationCall) -> None:
+    def _finished(self, delegate: str, execution: str, task: asyncio.Task) -> None:
         """Routes the completion of a finished execution task, and its credit.
 
-        The completion rides on the delegate's open reservation call, with the credit when that
-        call delivered the execution; with no open call (or a large completion) it goes with the
-        unary Complete.
+        The completion rides on the open reservation call with the credit the execution frees
+        (whichever call delivered it: a newer call counted it as running). With no open call (or
+        a large completion) it goes with the unary Complete, and the credit to the call being
+        opened, if any (a call opened later counts the execution as finished).
         """
         if self._running.get(execution) is task:
             del self._running[execution]
@@ -542,8 +563,9 @@ class Application:
                 request = self._completion(execution, [], describe_error(error))
             else:
                 request = task.result()
-        current = self._calls.get(delegate) if not self._stopping else None
-        credits = 1 if current is origin and origin.open else 0
+        current = self._call if not self._stopping else None
+        taker = current or (self._opening if not self._stopping else None)
+        credits = 1 if taker is not None and taker.open else 0
         # An execution that kept calls completes with the unary Complete, whose answer tells
         # when they can go; on the reservation call that could wait for the next delivery.
         if request is not None and current is not None and current.open and (
@@ -554,7 +576,7 @@ class Application:
         if request is not None:
             self._complete_unary(request, kept)
         if credits:
-            origin.push(None, credits)
+            taker.push(None, credits)
 
     @staticmethod
     def _completion(execution: str, results: list,
@@ -615,11 +637,13 @@ class Application:
             self._inits[agent.instance] = task
         await asyncio.shield(task)
 
-    async def _run_execution(self, message: executions_pb2.ExecutionsListenResponse,
-                             delegate: str) -> executions_pb2.ExecutionsCompleteRequest:
-        """Runs the handler of a delivered execution; returns its completion (_finished sends
-        it). Cancelled when the execution is deleted or the application stops."""
+    async def _run_execution(self, message: executions_pb2.ExecutionsListenResponse
+                             ) -> executions_pb2.ExecutionsCompleteRequest:
+        """Runs the handler of a delivered execution's delegate; returns its completion
+        (_finished sends it). Cancelled when the execution is deleted or the application
+        stops."""
         execution = message.execution.execution
+        delegate = message.delegate
         agent = Agent(message.instance.agent, message.instance.instance)
         kept = KeptCalls(self.connection, self._deletions)
         self._kept_calls[execution] = kept
@@ -628,12 +652,19 @@ class Application:
         try:
             await self._ensure_initialized(agent)
             args = [values.unpack(a) for a in message.arguments]
-            if delegate.endswith(STREAM_SUFFIX) and isinstance(
-                    self._handlers.get(delegate[:-len(STREAM_SUFFIX)]), StreamDelegate):
-                await self._produce(self._handlers[delegate[:-len(STREAM_SUFFIX)]], args)
+            producer = self.stream_options(delegate[:-len(STREAM_SUFFIX)]) if delegate.endswith(
+                STREAM_SUFFIX) else None
+            handler = self._handlers.get(delegate) if delegate not in LIFECYCLE else None
+            if producer is not None:
+                await self._produce(producer, args)
                 results: list = []
+            elif handler is None and delegate not in ("Start", "Stop"):
+                # Not registered (yet): the same error as a C++ agent's.
+                error = f"agent {self.agent} has no delegate {delegate}"
+                _log.warning("[agent=%s exec=%s] %s failed: %s", agent.agent, execution,
+                             delegate, error)
+                return self._completion(execution, [], error)
             else:
-                handler = self._handlers.get(delegate)
                 if handler is None:  # the Start/Stop defaults
                     returned = None
                 elif isinstance(handler, StreamDelegate):
@@ -706,7 +737,8 @@ def run(agent: Optional[str] = None, handlers: Optional[Mapping[str, Handler]] =
 
     `options` go to Application (instance, workgroup, concurrency, endpoint). A process the
     scaler started for another agent (X_PERPER_AGENT) is refused with ValueError: serving a
-    name nobody calls would leave its callers waiting for ever.
+    name nobody calls would leave its callers waiting for ever. When the Fabric refuses the
+    reservation call for good (logged at error), the process exits with code 1 (SystemExit).
     """
     started_as = os.environ.get("X_PERPER_AGENT", "")
     if agent and started_as and agent != started_as:
@@ -723,7 +755,11 @@ def run(agent: Optional[str] = None, handlers: Optional[Mapping[str, Handler]] =
             loop.add_signal_handler(signum, stop, signum)
         return await application.serve(stop_after_deploy=stop_after_deploy)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except ReservationRefusedError:
+        # Logged already; retrying cannot help, and a scaler sees the failure by the exit code.
+        raise SystemExit(1) from None
 
 
 async def connect(agent: str = "notebook", instance: Optional[str] = None, *,

@@ -88,6 +88,20 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
 
 
+# The codes by which the Fabric refuses a request for good: trying it again cannot help (as the
+# C++ SDK's IsTransient).
+REFUSALS = frozenset((
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNAUTHENTICATED))
+
+
+def is_transient(error: grpc.aio.AioRpcError) -> bool:
+    """Tells whether a call that ended with `error` may work when made again."""
+    return error.code() not in REFUSALS
+
+
 class _Method:
     """A stub method bound late: every call goes to the connection's current address, so a call
     retried after a move reaches the new one."""

@@ -55,3 +55,15 @@ class StreamFailedError(PerperError):
         super().__init__(message)
         self.stream = stream
         self.message = message
+
+
+class ReservationRefusedError(PerperError):
+    """The Fabric refused the process's reservation call (ListenAndReserve) for good, e.g.
+    INVALID_ARGUMENT for a workgroup over its ID limit: the process cannot serve its agent."""
+
+    def __init__(self, agent: str, code: str, details: str) -> None:
+        super().__init__(f"the Fabric refused the reservation call of agent {agent}: "
+                         f"{code}: {details}")
+        self.agent = agent
+        self.code = code
+        self.details = details

@@ -186,7 +186,7 @@ def test_a_result_ready_while_disconnected_goes_with_the_unary_complete(tmp_path
             COUNTERS.reset()
             fabric.kill()
             fabric.stop()
-            await wait_until(lambda: "Hold" not in application._calls)
+            await wait_until(lambda: application._call is None)
             hold.release.set()  # returns while there is no reservation call
             await wait_until(lambda: COUNTERS.unary_completes == 1)
             fabric = await asyncio.to_thread(FabricProcess, address, data_dir)

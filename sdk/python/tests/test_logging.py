@@ -130,12 +130,12 @@ def test_reconnecting_and_reconnected_are_logged(tmp_path, fabric):
         agent.wait_for_line(lambda line: f"serving from {fabric.address}" in line)
         fabric.kill()
         reconnected = agent.wait_for_line(
-            lambda line: f"[agent=LogTest delegate=Fail] listen call reconnected to "
+            lambda line: f"[agent=LogTest] listen call reconnected to "
                          f"{other.address}" in line)
         ended = agent.wait_for_line(
-            lambda line: "[agent=LogTest delegate=Fail] listen call ended (14 " in line)
+            lambda line: "[agent=LogTest] listen call ended (14 " in line)
         assert ended < reconnected
-        assert re.fullmatch(PREFIX + r"W sdk: \[agent=LogTest delegate=Fail\] listen call ended "
+        assert re.fullmatch(PREFIX + r"W sdk: \[agent=LogTest\] listen call ended "
                             r"\(14 .*\); reconnecting in \d+ ms", agent.lines[ended])
         assert re.fullmatch(PREFIX + "I sdk: .*", agent.lines[reconnected])
         assert agent.stop() == 0
