@@ -70,6 +70,13 @@ public sealed class OneAtATimeAgent
     public static int Free(int x) => x + 1;
 }
 
+/// <summary>One delegate whose executions run until the test releases them.</summary>
+public sealed class HoldingAgent
+{
+    public static readonly Gates Gates = new();
+    public static Task<int> Hold(int x, CancellationToken cancellationToken) => Gates.PassAsync(x, cancellationToken);
+}
+
 public sealed class ReservationTests(FabricFixture fabric) : IClassFixture<FabricFixture>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
@@ -157,6 +164,49 @@ public sealed class ReservationTests(FabricFixture fabric) : IClassFixture<Fabri
         Assert.Equal(new[] { 0, 1, 2 }, (await Task.WhenAll(singles).WaitAsync(Timeout)).Order().ToArray());
         Assert.Equal(11, await free.WaitAsync(Timeout));
         Assert.Equal(1, gates.MostInFlight);
+    }
+
+    /// <summary>After a Fabric restart the host opens one call again, asking for the concurrency
+    /// minus the executions still running: with 2 and one execution held across the restart, two
+    /// more calls run one at a time beside it.</summary>
+    [Fact]
+    public async Task AReopenedCallAsksForTheCreditsOfTheExecutionsNotRunning()
+    {
+        string data = Directory.CreateTempSubdirectory("perper-dotnet-data-").FullName;
+        string listen = $"127.0.0.1:{Repository.FreePort()}";
+        var restarted = new FabricProcess(data, listen);
+        try
+        {
+            var logger = new CollectingLogger();
+            using var loggers = new SingleLoggerFactory(logger);
+            await using var session = Session.Start(restarted.Address, "Reopened",
+                b => b.AddHandlers<HoldingAgent>().WithConcurrency(2).WithLogging(loggers));
+            Gates gates = HoldingAgent.Gates;
+            Task<int> held = Context.CallAsync<int>("Hold", 0);
+            Wait.Until(() => gates.InFlight == 1, Timeout, "the first execution runs");
+
+            restarted.Kill();
+            await restarted.DisposeAsync();
+            restarted = new FabricProcess(data, listen);
+
+            await Wait.UntilAsync(async () => logger.Count($"Information: [agent=Reopened] listen call reconnected to {listen}") == 1,
+                Timeout, "the reservation call is reopened");
+            Assert.Equal(1u, await ReservationCallsOfAsync(session, "Reopened"));
+            Task<int>[] calls = [held, Context.CallAsync<int>("Hold", 1), Context.CallAsync<int>("Hold", 2)];
+            for (int released = 0; released < calls.Length; released++)
+            {
+                int expected = Math.Min(2, calls.Length - released);
+                Wait.Until(() => gates.InFlight == expected, Timeout, $"{expected} executions run");
+                gates.ReleaseOne();
+            }
+            Assert.Equal(new[] { 0, 1, 2 }, await Task.WhenAll(calls).WaitAsync(Timeout));
+            Assert.Equal(2, gates.MostInFlight);
+        }
+        finally
+        {
+            await restarted.DisposeAsync();
+            Directory.Delete(data, true);
+        }
     }
 
     /// <summary>A reservation call the Fabric refuses (here INVALID_ARGUMENT: a workgroup over
