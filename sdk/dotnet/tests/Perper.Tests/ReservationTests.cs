@@ -172,41 +172,29 @@ public sealed class ReservationTests(FabricFixture fabric) : IClassFixture<Fabri
     [Fact]
     public async Task AReopenedCallAsksForTheCreditsOfTheExecutionsNotRunning()
     {
-        string data = Directory.CreateTempSubdirectory("perper-dotnet-data-").FullName;
-        string listen = $"127.0.0.1:{Repository.FreePort()}";
-        var restarted = new FabricProcess(data, listen);
-        try
-        {
-            var logger = new CollectingLogger();
-            using var loggers = new SingleLoggerFactory(logger);
-            await using var session = Session.Start(restarted.Address, "Reopened",
-                b => b.AddHandlers<HoldingAgent>().WithConcurrency(2).WithLogging(loggers));
-            Gates gates = HoldingAgent.Gates;
-            Task<int> held = Context.CallAsync<int>("Hold", 0);
-            Wait.Until(() => gates.InFlight == 1, Timeout, "the first execution runs");
+        await using var fabric = new RestartableFabric();
+        var logger = new CollectingLogger();
+        using var loggers = new SingleLoggerFactory(logger);
+        await using var session = Session.Start(fabric.Address, "Reopened",
+            b => b.AddHandlers<HoldingAgent>().WithConcurrency(2).WithLogging(loggers));
+        Gates gates = HoldingAgent.Gates;
+        Task<int> held = Context.CallAsync<int>("Hold", 0);
+        Wait.Until(() => gates.InFlight == 1, Timeout, "the first execution runs");
 
-            restarted.Kill();
-            await restarted.DisposeAsync();
-            restarted = new FabricProcess(data, listen);
+        await fabric.RestartAsync();
 
-            await Wait.UntilAsync(async () => logger.Count($"Information: [agent=Reopened] listen call reconnected to {listen}") == 1,
-                Timeout, "the reservation call is reopened");
-            Assert.Equal(1u, await ReservationCallsOfAsync(session, "Reopened"));
-            Task<int>[] calls = [held, Context.CallAsync<int>("Hold", 1), Context.CallAsync<int>("Hold", 2)];
-            for (int released = 0; released < calls.Length; released++)
-            {
-                int expected = Math.Min(2, calls.Length - released);
-                Wait.Until(() => gates.InFlight == expected, Timeout, $"{expected} executions run");
-                gates.ReleaseOne();
-            }
-            Assert.Equal(new[] { 0, 1, 2 }, await Task.WhenAll(calls).WaitAsync(Timeout));
-            Assert.Equal(2, gates.MostInFlight);
-        }
-        finally
+        Wait.Until(() => logger.Count($"Information: [agent=Reopened] listen call reconnected to {fabric.Address}") == 1,
+            Timeout, "the reservation call is reopened");
+        Assert.Equal(1u, await ReservationCallsOfAsync(session, "Reopened"));
+        Task<int>[] calls = [held, Context.CallAsync<int>("Hold", 1), Context.CallAsync<int>("Hold", 2)];
+        for (int released = 0; released < calls.Length; released++)
         {
-            await restarted.DisposeAsync();
-            Directory.Delete(data, true);
+            int expected = Math.Min(2, calls.Length - released);
+            Wait.Until(() => gates.InFlight == expected, Timeout, $"{expected} executions run");
+            gates.ReleaseOne();
         }
+        Assert.Equal(new[] { 0, 1, 2 }, await Task.WhenAll(calls).WaitAsync(Timeout));
+        Assert.Equal(2, gates.MostInFlight);
     }
 
     /// <summary>A reservation call the Fabric refuses (here INVALID_ARGUMENT: a workgroup over
