@@ -81,6 +81,37 @@ public sealed class FabricProcess : IAsyncDisposable
     }
 }
 
+/// <summary>A durable Fabric (rocksdb in a temporary folder) on a free port, which
+/// <see cref="RestartAsync"/> kills, as a crash would, and starts again on the same address and data.</summary>
+public sealed class RestartableFabric : IAsyncDisposable
+{
+    private readonly string _data = Directory.CreateTempSubdirectory("perper-dotnet-data-").FullName;
+    private FabricProcess _fabric;
+
+    public RestartableFabric()
+    {
+        Listen = $"127.0.0.1:{Repository.FreePort()}";
+        _fabric = new FabricProcess(_data, Listen);
+    }
+
+    /// <summary>The address it listens on, the same after a restart.</summary>
+    public string Listen { get; }
+    public string Address => _fabric.Address;
+
+    public async Task RestartAsync()
+    {
+        _fabric.Kill();
+        await _fabric.DisposeAsync();
+        _fabric = new FabricProcess(_data, Listen);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _fabric.DisposeAsync();
+        Directory.Delete(_data, true);
+    }
+}
+
 /// <summary>Waiting on conditions, never on time alone.</summary>
 public static class Wait
 {

@@ -32,43 +32,31 @@ public sealed class ProcessTests(ITestOutputHelper output)
     [Fact]
     public async Task AgentsReconnectAfterAFabricRestart()
     {
-        string data = Directory.CreateTempSubdirectory("perper-dotnet-data-").FullName;
-        string listen = $"127.0.0.1:{Repository.FreePort()}";
-        var fabric = new FabricProcess(data, listen);
-        try
-        {
-            await using var session = Session.Start(fabric.Address, "Restart", b => b.AddHandlers<LoadAgent>());
-            PerperStream numbers = await Context.BlankStream().Persistent().StartAsync();
-            await numbers.WriteItemAsync(1L, 10L);
-            Assert.Equal(9L, await Context.CallAsync<long>("Square", 3L));
-            // A reader (named) and a reader (anonymous) in the middle of the stream.
-            IAsyncEnumerator<long> named = numbers.EnumerateAsync<long>("reader").GetAsyncEnumerator();
-            IAsyncEnumerator<long> anonymous = numbers.EnumerateAsync<long>().GetAsyncEnumerator();
-            Assert.True(await named.MoveNextAsync());
-            Assert.True(await anonymous.MoveNextAsync());
-            Assert.Equal((10L, 10L), (named.Current, anonymous.Current));
+        await using var fabric = new RestartableFabric();
+        await using var session = Session.Start(fabric.Address, "Restart", b => b.AddHandlers<LoadAgent>());
+        PerperStream numbers = await Context.BlankStream().Persistent().StartAsync();
+        await numbers.WriteItemAsync(1L, 10L);
+        Assert.Equal(9L, await Context.CallAsync<long>("Square", 3L));
+        // A reader (named) and a reader (anonymous) in the middle of the stream.
+        IAsyncEnumerator<long> named = numbers.EnumerateAsync<long>("reader").GetAsyncEnumerator();
+        IAsyncEnumerator<long> anonymous = numbers.EnumerateAsync<long>().GetAsyncEnumerator();
+        Assert.True(await named.MoveNextAsync());
+        Assert.True(await anonymous.MoveNextAsync());
+        Assert.Equal((10L, 10L), (named.Current, anonymous.Current));
 
-            fabric.Kill();
-            await fabric.DisposeAsync();
-            fabric = new FabricProcess(data, listen);
+        await fabric.RestartAsync();
 
-            // The calls wait for the Fabric with back-off; the agent's reservation reconnects.
-            Assert.Equal(16L, await Context.CallAsync<long>("Square", 4L));
-            await numbers.WriteItemAsync(2L, 20L);
-            await numbers.CompleteAsync();
-            // The readers reconnect and go on after the last item they delivered.
-            foreach (IAsyncEnumerator<long> reader in new[] { named, anonymous })
-            {
-                Assert.True(await reader.MoveNextAsync());
-                Assert.Equal(20L, reader.Current);
-                Assert.False(await reader.MoveNextAsync());
-                await reader.DisposeAsync();
-            }
-        }
-        finally
+        // The calls wait for the Fabric with back-off; the agent's reservation reconnects.
+        Assert.Equal(16L, await Context.CallAsync<long>("Square", 4L));
+        await numbers.WriteItemAsync(2L, 20L);
+        await numbers.CompleteAsync();
+        // The readers reconnect and go on after the last item they delivered.
+        foreach (IAsyncEnumerator<long> reader in new[] { named, anonymous })
         {
-            await fabric.DisposeAsync();
-            Directory.Delete(data, true);
+            Assert.True(await reader.MoveNextAsync());
+            Assert.Equal(20L, reader.Current);
+            Assert.False(await reader.MoveNextAsync());
+            await reader.DisposeAsync();
         }
     }
 }

@@ -4,14 +4,15 @@ using Perper.Model;
 namespace Perper.Application;
 
 /// <summary>Names a handler method's delegate (default: the method's name without an
-/// <c>Async</c> suffix) and optionally limits its concurrency.</summary>
+/// <c>Async</c> suffix) and optionally limits how many of its executions run at once.</summary>
 [AttributeUsage(AttributeTargets.Method)]
 public sealed class PerperHandlerAttribute(string? name = null) : Attribute
 {
     public string? Name { get; } = name;
 
-    /// <summary>Executions of this delegate in flight in one process (its reservation credits);
-    /// 0: the host's default.</summary>
+    /// <summary>At most this many executions of this delegate run at once in one process (0: no
+    /// limit of its own). A limit inside the process's concurrency, not beside it: executions of
+    /// the delegate beyond it wait in the process, each holding one of the process's credits.</summary>
     public int Concurrency { get; set; }
 }
 

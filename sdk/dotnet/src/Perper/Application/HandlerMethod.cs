@@ -83,7 +83,7 @@ public sealed class HandlerMethod
     public bool IsStream => StreamOptions is not null;
     /// <summary>A stream delegate whose items are <c>(long key, T value)</c>.</summary>
     public bool Keyed { get; }
-    /// <summary>Executions in flight per process (0: the host's default).</summary>
+    /// <summary>Executions of this delegate at once per process (0: no limit of its own).</summary>
     public int Concurrency { get; }
 
     /// <summary>Reads the arguments into the method's parameters.</summary>

@@ -15,14 +15,20 @@ namespace Perper.Application;
 /// The Application layer's runtime: serves the handlers of one agent type in this process.
 /// </summary>
 /// <remarks>
-/// For every delegate it has a handler for (and Start and Stop, which complete empty by default)
-/// it keeps one FabricExecutions.ListenAndReserve call open in its workgroup, with the
-/// delegate's concurrency as credits: the Fabric hands each execution to one member of the
-/// workgroup. Each execution runs as its own task, in a <see cref="PerperContext"/> naming its
-/// instance and execution, with a CancellationToken cancelled when the execution is deleted; an
-/// exception fails the execution with <c>"{ExceptionType}: {message}"</c>. A completion rides
-/// on the delegate's reservation call with the credit for the next execution; the unary
-/// Complete is the fallback while that call reconnects. Lifecycle handlers: <c>Deploy</c> (once
+/// It keeps one FabricExecutions.ListenAndReserve call open in its workgroup for every delegate
+/// of the agent (as the C++ SDK does), with <see cref="PerperAgentOptions.Concurrency"/> credits:
+/// the executions at once in this process, whatever their delegates. The Fabric hands each
+/// execution to one member of the workgroup; the host runs it by its delegate's handler. Start
+/// and Stop without a handler complete empty; any other delegate without one fails with
+/// <c>"agent X has no delegate Y"</c>. A handler's <see cref="PerperHandlerAttribute.Concurrency"/>
+/// limits that delegate within the process's credits: its executions beyond the limit wait here,
+/// holding their credits. Each execution runs as its own task, in a <see cref="PerperContext"/>
+/// naming its instance and execution, with a CancellationToken cancelled when the execution is
+/// deleted; an exception fails the execution with <c>"{ExceptionType}: {message}"</c>. A
+/// completion rides on the reservation call with the credit for the next execution; the unary
+/// Complete is the fallback while that call reconnects. A call the Fabric refuses
+/// (<c>INVALID_ARGUMENT</c>, <c>PERMISSION_DENIED</c>, ...) is logged at error and stops the host
+/// with exit code 1; any other end reconnects with back-off. Lifecycle handlers: <c>Deploy</c> (once
 /// when the process starts, as the instance <c>"{agent}-deploy"</c>), <c>Init</c> (alias
 /// <c>EnterContainer</c>: once per instance per process, before its first execution here),
 /// <c>Start</c> and <c>Stop</c> (an instance's constructor and destructor executions).
@@ -43,13 +49,22 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
     private readonly bool _ownsFabric;
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _stopRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly ConcurrentDictionary<string, TaskCompletionSource> _ready = new();
-    private readonly ConcurrentDictionary<string, ReservationCall> _calls = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // The current reservation call and the executions holding a credit (delivered, not finished),
+    // under one lock: a new call is opened with the concurrency minus those, and each grants its
+    // credit to the call current when it finishes, so none is counted twice or lost.
+    private readonly Lock _callLock = new();
+    private ReservationCall? _call;
+    private int _holding;
+    // Per-delegate limits (PerperHandler's Concurrency) inside the process's credits.
+    private readonly Dictionary<string, SemaphoreSlim> _limits = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new();
     private readonly ConcurrentDictionary<string, ExecutionsCompleteRequest> _finishing = new();
     private readonly ConcurrentDictionary<string, Lazy<Task>> _inits = new();
     private readonly ConcurrentDictionary<Task, bool> _background = new();
-    private readonly List<Task> _listeners = [];
+    private readonly Lock _startLock = new();
+    private Task? _listener;
+    private volatile int _exitCode;
 
     internal PerperAgentHost(PerperAgentOptions options, IEnumerable<HandlerMethod> handlers, FabricService fabric, bool ownsFabric,
         ILogger logger, IServiceProvider? services)
@@ -63,6 +78,14 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         foreach (HandlerMethod handler in handlers)
         {
             _handlers[handler.Name] = handler;
+        }
+        foreach (HandlerMethod handler in _handlers.Values.Where(h => h.Concurrency > 0 && !Lifecycle.Contains(h.Name)))
+        {
+            _limits[handler.Name] = new SemaphoreSlim(handler.Concurrency);
+            if (handler.IsStream)
+            {
+                _limits[handler.Name + PerperStreamExtensions.StreamSuffix] = new SemaphoreSlim(handler.Concurrency);
+            }
         }
     }
 
@@ -81,48 +104,27 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
     public PerperStreamOptions? StreamOptionsOf(string @delegate) =>
         _handlers.TryGetValue(@delegate, out HandlerMethod? handler) ? handler.StreamOptions : null;
 
-    private IEnumerable<string> Delegates()
-    {
-        var names = new SortedSet<string>(StringComparer.Ordinal) { "Start", "Stop" };
-        foreach (HandlerMethod handler in _handlers.Values.Where(h => !Lifecycle.Contains(h.Name)))
-        {
-            names.Add(handler.Name);
-            if (handler.IsStream)
-            {
-                names.Add(handler.Name + PerperStreamExtensions.StreamSuffix);
-            }
-        }
-        return names;
-    }
-
-    /// <summary>Opens the listen calls (one per delegate). Returns at once; see <see cref="ReadyAsync"/>.</summary>
+    /// <summary>Opens the reservation call (one for every delegate). Returns at once; see <see cref="ReadyAsync"/>.</summary>
     public Task StartAsync()
     {
-        lock (_listeners)
+        lock (_startLock)
         {
-            if (_listeners.Count == 0)
-            {
-                foreach (string name in Delegates())
-                {
-                    _ready[name] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    string @delegate = name;
-                    _listeners.Add(Task.Run(() => ListenLoopAsync(@delegate)));
-                }
-            }
+            _listener ??= Task.Run(ListenLoopAsync);
         }
         return Task.CompletedTask;
     }
 
-    /// <summary>Waits until every listen call has received the executions waiting at its start.</summary>
-    public Task ReadyAsync(TimeSpan timeout) => Task.WhenAll(_ready.Values.Select(r => r.Task)).WaitAsync(timeout);
+    /// <summary>Waits until the reservation call has received the executions waiting at its
+    /// start; throws the Fabric's refusal when it refused the call.</summary>
+    public Task ReadyAsync(TimeSpan timeout) => _ready.Task.WaitAsync(timeout);
 
     /// <summary>Asks <see cref="RunAsync"/> to return (thread-safe; a signal handler may call it).</summary>
     public void RequestStop() => _stopRequested.TrySetResult();
 
     /// <summary>Starts, runs Deploy (if there is one), then serves until <see cref="RequestStop"/>
     /// (or, with <paramref name="stopAfterDeploy"/>, until Deploy returns), and stops. Returns the
-    /// exit code: 0, what Deploy returned when it returned an int, or 1 when Deploy failed. A
-    /// stop request while Deploy runs cancels it.</summary>
+    /// exit code: 0, what Deploy returned when it returned an int, or 1 when Deploy failed or the
+    /// Fabric refused the reservation call. A stop request while Deploy runs cancels it.</summary>
     public async Task<int> RunAsync(bool stopAfterDeploy = false)
     {
         await StartAsync().ConfigureAwait(false);
@@ -142,7 +144,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             }
             catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
             {
-                return 0;
+                return _exitCode;
             }
             catch (Exception e)
             {
@@ -153,7 +155,7 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             {
                 await _stopRequested.Task.ConfigureAwait(false);
             }
-            return code;
+            return _exitCode != 0 ? _exitCode : code;
         }
         finally
         {
@@ -231,18 +233,21 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         return await Fabric.RetryAsync(o => Fabric.Executions.GetResultAsync(get, o), _stopping.Token).ConfigureAwait(false);
     }
 
-    /// <summary>Ends the listen calls, cancels running executions, sends the completions not
+    /// <summary>Ends the reservation call, cancels running executions, sends the completions not
     /// known to be applied again (waiting at most 5 s), and closes an owned connection.</summary>
     public async Task StopAsync()
     {
         _stopRequested.TrySetResult();
         _stopping.Cancel();
-        Task[] listeners;
-        lock (_listeners)
+        Task? listener;
+        lock (_startLock)
         {
-            listeners = _listeners.ToArray();
+            listener = _listener;
         }
-        await Task.WhenAll(listeners).ConfigureAwait(false);
+        if (listener is not null)
+        {
+            await listener.ConfigureAwait(false);
+        }
         Task[] pending = _background.Keys.ToArray();
         if (pending.Length > 0)
         {
@@ -259,54 +264,71 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
     // ------------------------------------------------------------------------------------------
     // Listening.
 
-    private int CreditsOf(string @delegate)
-    {
-        string name = @delegate.EndsWith(PerperStreamExtensions.StreamSuffix, StringComparison.Ordinal)
-            ? @delegate[..^PerperStreamExtensions.StreamSuffix.Length] : @delegate;
-        int own = _handlers.TryGetValue(name, out HandlerMethod? handler) ? handler.Concurrency : 0;
-        return own > 0 ? own : Options.Concurrency;
-    }
+    /// <summary>A status the Fabric refuses a reservation call with for good (the C++ SDK's
+    /// list): reopening it would be refused again.</summary>
+    internal static bool IsRefusal(StatusCode code) => code is StatusCode.InvalidArgument or StatusCode.NotFound
+        or StatusCode.AlreadyExists or StatusCode.PermissionDenied or StatusCode.FailedPrecondition or StatusCode.OutOfRange
+        or StatusCode.Unimplemented or StatusCode.Unauthenticated;
 
-    private async Task ListenLoopAsync(string @delegate)
+    private async Task ListenLoopAsync()
     {
         var backoff = new Backoff();
-        int credits = CreditsOf(@delegate);
-        var first = new ExecutionsListenAndReserveRequest
-        {
-            ReserveNext = (ulong)credits,
-            Workgroup = Options.Workgroup,
-            Filter = new ExecutionsListenRequest
-            {
-                InstanceFilter = new PerperInstance(Agent, Options.Instance ?? ""),
-                Delegate = @delegate,
-            },
-        };
+        bool serving = false;
         CancellationToken stopping = _stopping.Token;
         while (!stopping.IsCancellationRequested)
         {
             string endpoint = Fabric.Endpoint;
             ReservationCall? reservation = null;
+            string ended;
             try
             {
                 using AsyncDuplexStreamingCall<ExecutionsListenAndReserveRequest, ExecutionsListenResponse> call =
                     Fabric.Executions.ListenAndReserve(cancellationToken: stopping);
                 try
                 {
+                    long credits;
+                    lock (_callLock)
+                    {
+                        // Executions still running from an earlier call keep their credits.
+                        credits = Math.Max(0, Options.Concurrency - _holding);
+                        reservation = new ReservationCall(call.RequestStream, credits);
+                        _call = reservation;
+                    }
+                    // No delegate in the filter: every delegate of the agent.
+                    var first = new ExecutionsListenAndReserveRequest
+                    {
+                        ReserveNext = (ulong)credits,
+                        Workgroup = Options.Workgroup,
+                        Filter = new ExecutionsListenRequest { InstanceFilter = new PerperInstance(Agent, Options.Instance ?? "") },
+                    };
                     await call.RequestStream.WriteAsync(first, stopping).ConfigureAwait(false);
-                    reservation = new ReservationCall(call.RequestStream, credits);
-                    _calls[@delegate] = reservation;
                     reservation.StartWriter();
                     while (await call.ResponseStream.MoveNext(stopping).ConfigureAwait(false))
                     {
                         backoff.Reset();
-                        Delivered(@delegate, call.ResponseStream.Current, reservation);
+                        ExecutionsListenResponse message = call.ResponseStream.Current;
+                        if (message.StartOfStream)
+                        {
+                            Answered(endpoint, ref serving);
+                        }
+                        else
+                        {
+                            Delivered(message, reservation);
+                        }
                     }
+                    ended = "0 OK";
                 }
                 finally
                 {
                     if (reservation is not null)
                     {
-                        _calls.TryRemove(new KeyValuePair<string, ReservationCall>(@delegate, reservation));
+                        lock (_callLock)
+                        {
+                            if (ReferenceEquals(_call, reservation))
+                            {
+                                _call = null;
+                            }
+                        }
                         // Completions the Fabric may not have read: sent again (a repeat is harmless).
                         foreach (ExecutionsCompleteRequest completion in reservation.Close())
                         {
@@ -319,18 +341,31 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             {
                 return;
             }
-            catch (RpcException e) when (FabricService.IsRetryable(e))
+            catch (RpcException e) when (IsRefusal(e.StatusCode))
             {
-                _logger.LogWarning("[agent={Agent} delegate={Delegate}] listen call ended (Fabric unavailable); reconnecting", Agent, @delegate);
-                Fabric.MovedFrom(endpoint);
+                _logger.LogError("[agent={Agent}] listen call ended: {Code} {Detail}", Agent, (int)e.StatusCode, e.Status.Detail);
+                _exitCode = 1;
+                _ready.TrySetException(e);
+                RequestStop();
+                return;
             }
             catch (RpcException e)
             {
-                _logger.LogError("[agent={Agent} delegate={Delegate}] listen call ended: {Code} {Detail}", Agent, @delegate, e.StatusCode, e.Status.Detail);
+                if (e.StatusCode == StatusCode.Unavailable)
+                {
+                    Fabric.MovedFrom(endpoint);
+                }
+                ended = $"{(int)e.StatusCode} {e.Status.Detail}";
             }
+            catch (Exception e)
+            {
+                ended = Describe(e);
+            }
+            TimeSpan delay = backoff.NextDelay();
+            _logger.LogWarning("[agent={Agent}] listen call ended ({Status}); reconnecting in {Delay} ms", Agent, ended, (long)delay.TotalMilliseconds);
             try
             {
-                await backoff.WaitAsync(stopping).ConfigureAwait(false);
+                await Task.Delay(delay, stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -339,13 +374,27 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         }
     }
 
-    private void Delivered(string @delegate, ExecutionsListenResponse message, ReservationCall reservation)
+    /// <summary>The Fabric's first answer of a call: logged, with the other SDKs' messages, once
+    /// as "serving from", then as a reconnection.</summary>
+    private void Answered(string endpoint, ref bool serving)
     {
-        if (message.StartOfStream)
+        if (!serving)
         {
-            _ready[@delegate].TrySetResult();
-            return;
+            serving = true;
+            // At debug, not info as in the other SDKs: an agent's output under `perper up` (a
+            // program's own lines, which the examples' tests compare) stays as it was.
+            _logger.LogDebug("[agent={Agent}] serving from {Endpoint} (concurrency {Concurrency}, workgroup '{Workgroup}')",
+                Agent, endpoint, Options.Concurrency, Options.Workgroup);
         }
+        else
+        {
+            _logger.LogInformation("[agent={Agent}] listen call reconnected to {Endpoint}", Agent, endpoint);
+        }
+        _ready.TrySetResult();
+    }
+
+    private void Delivered(ExecutionsListenResponse message, ReservationCall reservation)
+    {
         string execution = message.Execution.Execution;
         if (message.Deleted)
         {
@@ -366,13 +415,18 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
             reservation.Push(null, 1);  // delivered again after a reconnect: it runs or has run here
             return;
         }
+        lock (_callLock)
+        {
+            _holding++;
+        }
+        string @delegate = message.Delegate;
         _ = Task.Run(async () =>
         {
             ExecutionsCompleteRequest? completion = null;
             var kept = new KeptCalls(Fabric);
             try
             {
-                completion = await RunExecutionAsync(message, @delegate, kept, cancellation.Token).ConfigureAwait(false);
+                completion = await RunExecutionAsync(message, kept, cancellation.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
             {
@@ -384,35 +438,38 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
                 completion = Completion(execution, [], Describe(e));
             }
             // A cancelled execution keeps its calls: it was deleted, or it runs again elsewhere.
-            Finished(@delegate, execution, completion, reservation, kept);
+            Finished(execution, completion, kept);
             _running.TryRemove(execution, out _);
             cancellation.Dispose();
         });
     }
 
-    /// <summary>Routes the completion of a finished execution, and its credit: on the delegate's
-    /// open reservation call (with the credit when that call delivered it), else with the unary
-    /// Complete.</summary>
+    /// <summary>Routes the completion of a finished execution, and its credit: on the current
+    /// reservation call (which counted it as running if it opened after the delivery), else with
+    /// the unary Complete (and the credit goes to the next call).</summary>
     /// An execution that kept calls completes with the unary Complete, whose answer tells when
     /// they can go (on the reservation call that could wait for the next delivery).
-    private void Finished(string @delegate, string execution, ExecutionsCompleteRequest? completion, ReservationCall origin, KeptCalls kept)
+    private void Finished(string execution, ExecutionsCompleteRequest? completion, KeptCalls kept)
     {
-        ReservationCall? current = _stopping.IsCancellationRequested ? null : _calls.GetValueOrDefault(@delegate);
-        long credits = ReferenceEquals(current, origin) && origin.Open ? 1 : 0;
-        if (completion is not null && current is { Open: true } && completion.CalculateSize() <= MaxCompletionBytes && kept.Count == 0)
+        ReservationCall? current;
+        lock (_callLock)
+        {
+            _holding--;
+            current = _stopping.IsCancellationRequested ? null : _call;
+        }
+        if (completion is not null && current is not null && completion.CalculateSize() <= MaxCompletionBytes && kept.Count == 0)
         {
             _finishing[execution] = completion;
-            current.Push(completion, credits);
-            return;
+            if (current.Push(completion, 1))
+            {
+                return;
+            }
         }
         if (completion is not null)
         {
             CompleteInBackground(completion, kept);
         }
-        if (credits > 0)
-        {
-            origin.Push(null, credits);
-        }
+        current?.Push(null, 1);
     }
 
     private static ExecutionsCompleteRequest Completion(string execution, IEnumerable<Any> results, string? error)
@@ -494,28 +551,49 @@ public sealed class PerperAgentHost : IStreamOptionsSource, IAsyncDisposable
         }))).Value;
     }
 
-    private async Task<ExecutionsCompleteRequest> RunExecutionAsync(ExecutionsListenResponse message, string @delegate, KeptCalls kept,
+    private async Task<ExecutionsCompleteRequest> RunExecutionAsync(ExecutionsListenResponse message, KeptCalls kept,
         CancellationToken cancellationToken)
     {
         string execution = message.Execution.Execution;
-        var context = new PerperContext(Fabric, message.Instance, execution, cancellationToken, true, this, kept);
-        using (PerperContext.Enter(context))
+        string @delegate = message.Delegate;
+        // Beyond the delegate's own limit, an execution waits here, holding its credit.
+        SemaphoreSlim? limit = _limits.GetValueOrDefault(@delegate);
+        if (limit is not null)
         {
-            await EnsureInitializedAsync(message.Instance).ConfigureAwait(false);
-            if (@delegate.EndsWith(PerperStreamExtensions.StreamSuffix, StringComparison.Ordinal) &&
-                _handlers.GetValueOrDefault(@delegate[..^PerperStreamExtensions.StreamSuffix.Length]) is { IsStream: true } producer)
+            await limit.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        try
+        {
+            var context = new PerperContext(Fabric, message.Instance, execution, cancellationToken, true, this, kept);
+            using (PerperContext.Enter(context))
             {
-                await ProduceAsync(producer, message.Arguments, context).ConfigureAwait(false);
-                return Completion(execution, [], null);
+                await EnsureInitializedAsync(message.Instance).ConfigureAwait(false);
+                if (@delegate.EndsWith(PerperStreamExtensions.StreamSuffix, StringComparison.Ordinal) &&
+                    _handlers.GetValueOrDefault(@delegate[..^PerperStreamExtensions.StreamSuffix.Length]) is { IsStream: true } producer)
+                {
+                    await ProduceAsync(producer, message.Arguments, context).ConfigureAwait(false);
+                    return Completion(execution, [], null);
+                }
+                if (Lifecycle.Contains(@delegate) || !_handlers.TryGetValue(@delegate, out HandlerMethod? handler))
+                {
+                    if (@delegate is "Start" or "Stop")
+                    {
+                        return Completion(execution, [], null);  // the default constructor and destructor do nothing
+                    }
+                    // The reservation call takes every delegate of the agent, handled here or not.
+                    string error = $"agent {message.Instance.Agent} has no delegate {@delegate}";
+                    _logger.LogWarning("[agent={Agent} exec={Execution}] {Delegate} failed: {Error}", message.Instance.Agent, execution, @delegate, error);
+                    return Completion(execution, [], error);
+                }
+                object? returned = handler.IsStream
+                    ? await new PerperStreamBuilder(context, @delegate).StartAsync(message.Arguments.Select(a => (object?)a).ToArray()).ConfigureAwait(false)
+                    : await handler.InvokeAsync(handler.Bind(message.Arguments, cancellationToken), _services).ConfigureAwait(false);
+                return Completion(execution, PerperValues.ResultsOf(returned), null);
             }
-            if (!_handlers.TryGetValue(@delegate, out HandlerMethod? handler))
-            {
-                return Completion(execution, [], null);  // the Start and Stop defaults
-            }
-            object? returned = handler.IsStream
-                ? await new PerperStreamBuilder(context, @delegate).StartAsync(message.Arguments.Select(a => (object?)a).ToArray()).ConfigureAwait(false)
-                : await handler.InvokeAsync(handler.Bind(message.Arguments, cancellationToken), _services).ConfigureAwait(false);
-            return Completion(execution, PerperValues.ResultsOf(returned), null);
+        }
+        finally
+        {
+            limit?.Release();
         }
     }
 
@@ -598,6 +676,7 @@ public sealed record PerperAgentOptions
     public string? Instance { get; init; }
     /// <summary>Processes of one workgroup share executions; each goes to one of them.</summary>
     public string Workgroup { get; init; } = "";
-    /// <summary>Executions in flight per delegate (the credits of its reservation call).</summary>
+    /// <summary>Executions at once in this process, whatever their delegates (the credits of its
+    /// one reservation call).</summary>
     public int Concurrency { get; init; } = 64;
 }

@@ -96,8 +96,9 @@ public sealed class PerperBuilder
         return this;
     }
 
-    /// <summary>Executions in flight per delegate (default 64; a handler's
-    /// <see cref="PerperHandlerAttribute.Concurrency"/> overrides it).</summary>
+    /// <summary>Executions at once in this process, across every delegate (default 64): the
+    /// credits of its one reservation call. A handler's
+    /// <see cref="PerperHandlerAttribute.Concurrency"/> limits its delegate within them.</summary>
     public PerperBuilder WithConcurrency(int concurrency)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);

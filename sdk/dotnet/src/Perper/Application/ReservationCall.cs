@@ -5,9 +5,10 @@ using Perper.Grpc2;
 namespace Perper.Application;
 
 /// <summary>
-/// One open FabricExecutions.ListenAndReserve call: its credits, and the completions that ride on
-/// it (<c>ExecutionsListenAndReserveRequest.completions</c>). <see cref="Push"/> queues a
-/// completion and/or credits; one writer task sends whatever has accumulated as one message.
+/// One open FabricExecutions.ListenAndReserve call, the process's one for every delegate: its
+/// credits, and the completions that ride on it (<c>ExecutionsListenAndReserveRequest.completions</c>).
+/// <see cref="Push"/> queues a completion and/or credits; one writer task, started once the first
+/// message is written, sends whatever has accumulated as one message.
 /// </summary>
 /// <remarks>
 /// There is no reply to a completion: it counts as applied once the Fabric has delivered an
@@ -40,10 +41,17 @@ internal sealed class ReservationCall
 
     public void StartWriter() => _task = Task.Run(WriteLoopAsync);
 
-    public void Push(ExecutionsCompleteRequest? completion, long credits)
+    /// <summary>Queues <paramref name="completion"/> (if any) and <paramref name="credits"/>;
+    /// false, with nothing taken, once the call is closed (the completion goes by unary Complete,
+    /// the credits to the next call).</summary>
+    public bool Push(ExecutionsCompleteRequest? completion, long credits)
     {
         lock (_lock)
         {
+            if (!Open)
+            {
+                return false;
+            }
             if (completion is not null)
             {
                 _queue.Add(completion);
@@ -51,6 +59,7 @@ internal sealed class ReservationCall
             _credits += credits;
         }
         _wake.Release();
+        return true;
     }
 
     /// <summary>Counts a delivered execution; returns the executions whose completions are now
