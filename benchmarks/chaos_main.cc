@@ -37,6 +37,7 @@
 #include <google/protobuf/wrappers.pb.h>
 #include <grpcpp/grpcpp.h>
 
+#include "perper/common/files.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
@@ -134,8 +135,7 @@ int main(int argc, char** argv) {
   std::string address = options.fabric_address;
   for (int i = 0; i < 200 && address.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    address = ReadFile(address_file);
-    while (!address.empty() && address.back() == '\n') address.pop_back();
+    address = perper::ReadAddressFile(address_file);
   }
   if (address.empty()) {
     std::fprintf(stderr, "perper-chaos: the Fabric did not start:\n%s", ReadFile(log).c_str());
