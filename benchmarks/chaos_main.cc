@@ -62,13 +62,6 @@ struct Options {
   int settle_seconds = 3;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 size_t RssKiB(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -138,7 +131,8 @@ int main(int argc, char** argv) {
     address = perper::ReadAddressFile(address_file);
   }
   if (address.empty()) {
-    std::fprintf(stderr, "perper-chaos: the Fabric did not start:\n%s", ReadFile(log).c_str());
+    std::fprintf(stderr, "perper-chaos: the Fabric did not start:\n%s",
+                 perper::ReadWholeFile(log).c_str());
     return 1;
   }
   size_t rss_start = RssKiB(fabric);
@@ -302,7 +296,7 @@ int main(int argc, char** argv) {
   std::string heap;
   for (int i = 0; i < 200; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::string text = ReadFile(log);
+    std::string text = perper::ReadWholeFile(log);
     size_t first = text.find("heap: ");
     if (first != std::string::npos && text.find("heap: ", first + 1) != std::string::npos) {
       std::istringstream lines(text);

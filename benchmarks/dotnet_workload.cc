@@ -31,7 +31,7 @@ void RunDotnet(const Config& config, Report& report) {
                              log);
   // A first run restores and compiles the bench: minutes on a cold machine.
   const int code = bench.Wait(std::chrono::minutes(10));
-  const std::string output = ReadFile(log);
+  const std::string output = ReadWholeFile(log);
   report.Check(code == 0, "the .NET bench exited with " + std::to_string(code) + ":\n" + output);
   if (code != 0) return;
   // Its table starts at its "B1 calls" line; dotnet's build chatter before it is left out.

@@ -9,7 +9,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <fstream>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -752,7 +751,7 @@ void RunFabric(const Config& base_config, const std::string& mode, Report& repor
         },
         std::chrono::seconds(15));
     up = up && !ReadAddressFile(address_file).empty();
-    report.Check(up, "the Fabric (" + mode + ") did not start: " + ReadFile(log_file));
+    report.Check(up, "the Fabric (" + mode + ") did not start: " + ReadWholeFile(log_file));
     if (!up) return;
     std::string address = ReadAddressFile(address_file);
     std::fprintf(stderr, "Fabric (%s) at %s, pid %d\n", mode.c_str(), address.c_str(),

@@ -977,7 +977,7 @@ TEST(CliFabricTest, PerperFabricServesUntilSigterm) {
   ChildProcess fabric({PERPER_BINARY, "fabric", "--listen", "127.0.0.1:0", "--storage", "memory",
                        "--address-file", address_file});
   std::string address;
-  ASSERT_TRUE(WaitUntil(
+  ASSERT_TRUE(WaitFor(
       [&] {
         std::ifstream in(address_file);
         return std::getline(in, address) && in.good() && !address.empty();

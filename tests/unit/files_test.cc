@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // perper/common/files.h: the address file as the Fabric, `perper up` and perper-bench write it
-// and the CLI and perper-bench read it, any file written whole, and a program found on PATH.
+// and the CLI and perper-bench read it, any file written or read whole, and a program found on
+// PATH.
 #include "perper/common/files.h"
 
 #include <sys/stat.h>
@@ -13,13 +14,11 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/support/spawn.h"
 #include "tests/support/temp_dir.h"
 
 namespace perper {
 namespace {
 
-using ::perper::testing::ReadWholeFile;
 using ::perper::testing::TempDir;
 
 TEST(WriteFileAtomicallyTest, WritesAndReplacesTheWholeFile) {
@@ -38,6 +37,15 @@ TEST(WriteFileAtomicallyTest, AFolderThatIsMissingIsUnavailableNamingThePath) {
   absl::Status status = WriteFileAtomically(path, "x");
   EXPECT_TRUE(absl::IsUnavailable(status)) << status;
   EXPECT_EQ(status.message(), "cannot write " + path);
+}
+
+TEST(ReadWholeFileTest, ReadsEveryByteOrNothing) {
+  TempDir dir;
+  const std::string path = dir.path() + "/file";
+  EXPECT_EQ(ReadWholeFile(path), "");  // missing
+  const std::string content("two\nlines\0and a NUL", 20);
+  std::ofstream(path, std::ios::binary) << content;
+  EXPECT_EQ(ReadWholeFile(path), content);
 }
 
 TEST(AddressFileTest, WrittenWithANewlineAndReadWithout) {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,13 @@ absl::Status WriteAddressFile(const std::string& path, std::string_view address)
     return absl::UnavailableError("cannot write address file " + path);
   }
   return absl::OkStatus();
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
 }
 
 std::string ReadAddressFile(const std::string& path) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Files and programs of the machine, as the Fabric, the CLI, the scalers and perper-bench use
-// them: a file written whole or not at all (the address files that tests, scripts and the CLI
-// wait for, the compose file), and a program found on PATH.
+// Files and programs of the machine, as the Fabric, the CLI, the scalers, perper-bench and the
+// tests use them: a file written whole or not at all (the address files that tests, scripts and
+// the CLI wait for, the compose file), a file read whole (a child process's log), and a program
+// found on PATH.
 // Stateless functions; thread-safe (two writers of one path must not run at once).
 #pragma once
 
@@ -20,6 +21,9 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
 // The bound address of a server, as --address-file asks for it: `address` and a newline, written
 // atomically. UNAVAILABLE "cannot write address file <path>" when it cannot.
 absl::Status WriteAddressFile(const std::string& path, std::string_view address);
+
+// The contents of the file at `path`; empty when it cannot be read (a log not yet written).
+std::string ReadWholeFile(const std::string& path);
 
 // The address an address file holds: its first line, spaces around it removed; empty while the
 // file does not exist (the server is not listening yet) or cannot be read.
