@@ -37,6 +37,7 @@
 #include <google/protobuf/wrappers.pb.h>
 #include <grpcpp/grpcpp.h>
 
+#include "perper/common/files.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 #include "perper/grpc2/streams.grpc.pb.h"
@@ -60,13 +61,6 @@ struct Options {
   int max_calls = 1'000'000;
   int settle_seconds = 3;
 };
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 size_t RssKiB(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -134,11 +128,11 @@ int main(int argc, char** argv) {
   std::string address = options.fabric_address;
   for (int i = 0; i < 200 && address.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    address = ReadFile(address_file);
-    while (!address.empty() && address.back() == '\n') address.pop_back();
+    address = perper::ReadAddressFile(address_file);
   }
   if (address.empty()) {
-    std::fprintf(stderr, "perper-chaos: the Fabric did not start:\n%s", ReadFile(log).c_str());
+    std::fprintf(stderr, "perper-chaos: the Fabric did not start:\n%s",
+                 perper::ReadWholeFile(log).c_str());
     return 1;
   }
   size_t rss_start = RssKiB(fabric);
@@ -302,7 +296,7 @@ int main(int argc, char** argv) {
   std::string heap;
   for (int i = 0; i < 200; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::string text = ReadFile(log);
+    std::string text = perper::ReadWholeFile(log);
     size_t first = text.find("heap: ");
     if (first != std::string::npos && text.find("heap: ", first + 1) != std::string::npos) {
       std::istringstream lines(text);

@@ -2,38 +2,19 @@
 // B1 calls into a .NET SDK agent beside a C++ SDK agent: perper-bench launches the .NET bench
 // (sdk/dotnet/bench/Perper.Bench), which starts its own Fabric and measures both agents with the
 // same .NET caller in one run, and prints its table among perper-bench's.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "benchmarks/workloads.h"
+#include "perper/common/files.h"
 
 namespace perper::bench {
-namespace {
-
-// The first `name` on PATH that is executable, or "".
-std::string OnPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return "";
-  const std::string dirs = path;
-  for (size_t begin = 0; begin < dirs.size();) {
-    size_t end = std::min(dirs.find(':', begin), dirs.size());
-    std::string candidate = dirs.substr(begin, end - begin) + "/" + name;
-    if (end > begin && access(candidate.c_str(), X_OK) == 0) return candidate;
-    begin = end + 1;
-  }
-  return "";
-}
-
-}  // namespace
 
 void RunDotnet(const Config& config, Report& report) {
-  const std::string dotnet = OnPath("dotnet");
+  const std::string dotnet = FindOnPath("dotnet");
   if (dotnet.empty()) {
     report.AddText("B1 calls into a .NET agent: skipped, dotnet is not on PATH\n");
     return;
@@ -50,7 +31,7 @@ void RunDotnet(const Config& config, Report& report) {
                              log);
   // A first run restores and compiles the bench: minutes on a cold machine.
   const int code = bench.Wait(std::chrono::minutes(10));
-  const std::string output = ReadFile(log);
+  const std::string output = ReadWholeFile(log);
   report.Check(code == 0, "the .NET bench exited with " + std::to_string(code) + ":\n" + output);
   if (code != 0) return;
   // Its table starts at its "B1 calls" line; dotnet's build chatter before it is left out.

@@ -6,11 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <fstream>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -19,6 +17,7 @@
 #include "benchmarks/raw_fabric_client.h"
 #include "benchmarks/redis_client.h"
 #include "benchmarks/workloads.h"
+#include "perper/common/files.h"
 
 namespace perper::bench {
 namespace g2 = perper::grpc2;
@@ -747,17 +746,14 @@ void RunFabric(const Config& base_config, const std::string& mode, Report& repor
     Child& process = fabric.processes.back();
     bool up = WaitFor(
         [&] {
-          return !ReadFile(address_file).empty() ||
+          return !ReadAddressFile(address_file).empty() ||
                  process.Wait(std::chrono::milliseconds(0)) != -1;  // exited: give up
         },
         std::chrono::seconds(15));
-    up = up && !ReadFile(address_file).empty();
-    report.Check(up, "the Fabric (" + mode + ") did not start: " + ReadFile(log_file));
+    up = up && !ReadAddressFile(address_file).empty();
+    report.Check(up, "the Fabric (" + mode + ") did not start: " + ReadWholeFile(log_file));
     if (!up) return;
-    std::string address = ReadFile(address_file);
-    while (!address.empty() && std::isspace(static_cast<unsigned char>(address.back()))) {
-      address.pop_back();
-    }
+    std::string address = ReadAddressFile(address_file);
     std::fprintf(stderr, "Fabric (%s) at %s, pid %d\n", mode.c_str(), address.c_str(),
                  fabric.processes.back().pid());
     fabric.addresses.push_back(address);

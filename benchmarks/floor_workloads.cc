@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <fstream>
 #include <latch>
 #include <thread>
 
@@ -14,6 +13,7 @@
 #include "benchmarks/raw_fabric_client.h"
 #include "benchmarks/workloads.h"
 #include "perper/bench/floor.grpc.pb.h"
+#include "perper/common/files.h"
 
 namespace perper::bench {
 namespace {
@@ -100,11 +100,7 @@ int FloorServerRole(const std::string& address_file) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) return 1;
-  {
-    std::ofstream out(address_file + ".tmp");
-    out << "127.0.0.1:" << port;
-  }
-  std::rename((address_file + ".tmp").c_str(), address_file.c_str());
+  if (!WriteAddressFile(address_file, "127.0.0.1:" + std::to_string(port)).ok()) return 1;
   int received = 0;
   sigwait(&signals, &received);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
@@ -118,10 +114,11 @@ void RunFloor(const Config& config, Report& report) {
   Child server =
       Child::Spawn({SelfPath(), "--role", "floor-server", "--address-file", address_file},
                    dir.path() + "/floor.log");
-  bool up = WaitFor([&] { return !ReadFile(address_file).empty(); }, std::chrono::seconds(10));
+  bool up =
+      WaitFor([&] { return !ReadAddressFile(address_file).empty(); }, std::chrono::seconds(10));
   report.Check(up, "floor server did not start");
   if (!up) return;
-  std::string address = ReadFile(address_file);
+  std::string address = ReadAddressFile(address_file);
   auto stub = Floor::NewStub(OpenChannel(address));
   const std::string payload(kPayloadSize, 'x');
   Blob request;

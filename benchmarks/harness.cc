@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "perper/common/files.h"
+
 namespace perper::bench {
 
 int64_t NowNs() {
@@ -131,15 +133,8 @@ void Report::Print() const {
   std::fflush(stdout);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 double CpuSeconds(pid_t pid) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = ReadWholeFile("/proc/" + std::to_string(pid) + "/stat");
   size_t close = stat.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream fields(stat.substr(close + 2));

@@ -122,7 +122,6 @@ class TempDir {
   std::string path_;
 };
 
-std::string ReadFile(const std::string& path);
 // The path of this executable, for re-executing it as a helper.
 std::string SelfPath();
 // A TCP port on 127.0.0.1 that was free a moment ago.

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "perper/common/files.h"
+
 namespace perper::bench {
 
 Redis::Redis(int port) : context_(redisConnect("127.0.0.1", port)) {}
@@ -66,7 +68,7 @@ bool StartRedisServer(const std::string& binary, const std::string& persistence,
         return probe.ok() && Str(probe.Command({"PING"}).get()) == "PONG";
       },
       std::chrono::seconds(10));
-  report.Check(up, "redis-server did not start: " + ReadFile(dir + "/redis.log"));
+  report.Check(up, "redis-server did not start: " + ReadWholeFile(dir + "/redis.log"));
   if (up) {
     std::fprintf(stderr, "redis-server on port %d, pid %d\n", server.port, server.process.pid());
   }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "benchmarks/workloads.h"
+#include "perper/common/files.h"
 
 namespace perper::bench {
 
@@ -87,7 +88,7 @@ JobOutcome ReadJobLogs(const std::vector<std::string>& logs, uint64_t jobs, int 
   std::set<std::string> dead_completed;
   std::vector<uint64_t> per_worker(logs.size(), 0);
   for (size_t w = 0; w < logs.size(); ++w) {
-    std::istringstream in(ReadFile(logs[w]));
+    std::istringstream in(ReadWholeFile(logs[w]));
     std::string kind, id;
     while (in >> kind >> id) {
       if (kind == "R") {
@@ -152,7 +153,7 @@ void StallOnSignal() {
 bool Stalled() { return stalled.load(); }
 
 uint64_t HeldJobs(const std::string& path) {
-  std::istringstream in(ReadFile(path));
+  std::istringstream in(ReadWholeFile(path));
   std::string line;
   uint64_t held = 0;
   while (std::getline(in, line)) held += line.rfind("H ", 0) == 0 ? 1 : 0;

@@ -774,6 +774,26 @@ TEST(CliErrorsTest, NoAnsweringFabricInAListNamesEveryAddress) {
       << err;
 }
 
+// The CLI reads --fabric as the SDKs read PERPER_FABRIC_ENDPOINT: https:// is refused (no TLS
+// yet), by `perper up` too, rather than dialled without TLS.
+TEST(CliErrorsTest, AnHttpsFabricAddressIsRefused) {
+  std::string out, err;
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "instances", "--fabric", "https://127.0.0.1:1"}, {},
+                            &out, &err),
+            2);
+  EXPECT_NE(err.find("https://127.0.0.1:1: TLS is not supported yet"), std::string::npos) << err;
+  TempDir dir;
+  std::string manifest = dir.path() + "/app.yaml";
+  std::ofstream(manifest) << "agents:\n  A:\n    command: [/bin/true]\n";
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "up", manifest, "--fabric", "https://127.0.0.1:1"}, {},
+                            &out, &err),
+            2);
+  EXPECT_NE(err.find("perper up: --fabric 'https://127.0.0.1:1': https://127.0.0.1:1: TLS is not "
+                     "supported yet"),
+            std::string::npos)
+      << err;
+}
+
 TEST(CliErrorsTest, UpTakesASingleFabricAddress) {
   TempDir dir;
   std::string manifest = dir.path() + "/app.yaml";
@@ -957,7 +977,7 @@ TEST(CliFabricTest, PerperFabricServesUntilSigterm) {
   ChildProcess fabric({PERPER_BINARY, "fabric", "--listen", "127.0.0.1:0", "--storage", "memory",
                        "--address-file", address_file});
   std::string address;
-  ASSERT_TRUE(WaitUntil(
+  ASSERT_TRUE(WaitFor(
       [&] {
         std::ifstream in(address_file);
         return std::getline(in, address) && in.good() && !address.empty();

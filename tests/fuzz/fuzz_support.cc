@@ -3,10 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -16,6 +14,7 @@
 #include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
 
+#include "perper/common/files.h"
 #include "perper/grpc2/descriptors.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
@@ -37,13 +36,6 @@ const std::vector<std::string>& ServiceNames() {
 }
 
 namespace {
-
-std::string ReadWholeFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 // Pools of IDs by kind. Instances are executions too, linked streams share their producer's ID,
 // and an instance's dictionary and children list are "{instance}-" and "{instance}-children".
@@ -114,7 +106,7 @@ std::vector<MethodInfo> LoadMethods(const std::string& corpus_dir) {
         }
         std::sort(files.begin(), files.end());  // Deterministic order.
         for (const auto& file : files) {
-          std::string content = ReadWholeFile(file);
+          std::string content = ReadWholeFile(file.string());
           if (file.extension() == ".bin") {
             info.raw_corpus.push_back(std::move(content));
           } else if (file.extension() == ".textproto") {

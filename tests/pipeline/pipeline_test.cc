@@ -31,6 +31,7 @@
 
 #include "perper/grpc2/states.grpc.pb.h"
 #include "tests/scaler/process_helpers.h"
+#include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -161,7 +162,7 @@ class PipelineRun {
                                  "READINGS_DELAY_MS=" + std::to_string(reading_delay_ms_)});
     const std::string named = "] Average instance: ";
     std::string average;
-    ASSERT_TRUE(WaitUntil(
+    ASSERT_TRUE(WaitFor(
         [&] {
           std::string out = up_->Stdout();
           size_t at = out.find(named);
@@ -185,7 +186,7 @@ class PipelineRun {
     up_->Signal(SIGKILL);
     up_->Wait(seconds(10));
     up_logs_ += up_->Output() + "--- (perper up killed; started again)\n";
-    ASSERT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker_).empty(); }, seconds(10)))
+    ASSERT_TRUE(WaitFor([&] { return ProcessesWithEnv(marker_).empty(); }, seconds(10)))
         << "agent processes outlived perper up\n"
         << Report();
     ASSERT_NO_FATAL_FAILURE(StartUp());
@@ -216,7 +217,7 @@ class PipelineRun {
     std::vector<pid_t> victims;
     for (const std::string& agent : agents) {
       std::vector<pid_t> pids;
-      ASSERT_TRUE(WaitUntil(
+      ASSERT_TRUE(WaitFor(
           [&] {
             pids = Intersection(ProcessesWithEnv(marker_),
                                 ProcessesWithEnv("X_PERPER_AGENT=" + agent));

@@ -71,7 +71,7 @@ std::set<std::string> InstancesOf(const std::string& address, const std::string&
 
 std::string ReadAddress(const std::string& path) {
   std::string address;
-  WaitUntil(
+  WaitFor(
       [&] {
         std::ifstream in(path);
         return std::getline(in, address) && !address.empty();
@@ -214,7 +214,7 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
   std::string address = ReadAddress(dir.path() + "/address-1");
   std::set<std::string> workers = InstancesOf(address, "Worker");
   EXPECT_EQ(workers.size(), 2u);
-  EXPECT_TRUE(WaitUntil([&] { return worker_processes(*first) == 2; }, seconds(15)))
+  EXPECT_TRUE(WaitFor([&] { return worker_processes(*first) == 2; }, seconds(15)))
       << first->Output();
   EXPECT_NE(first->Stdout().find("] Deploy run 1\n"), std::string::npos) << first->Output();
   first->Signal(SIGTERM);
@@ -229,7 +229,7 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
       << second->Output();
   address = ReadAddress(dir.path() + "/address-2");
   EXPECT_EQ(InstancesOf(address, "Worker"), workers);
-  EXPECT_TRUE(WaitUntil([&] { return worker_processes(*second) == 2; }, seconds(15)))
+  EXPECT_TRUE(WaitFor([&] { return worker_processes(*second) == 2; }, seconds(15)))
       << second->Output();
   std::string out;
   EXPECT_EQ(Cli({"state", "get", "Usage-deploy-", "deploy_runs"}, address, &out), 0) << out;
@@ -247,7 +247,7 @@ TEST(DurableUpTest, AFinishedDeployIsNotRunAgainAndResetStartsOver) {
       << third->Output();
   EXPECT_NE(third->Stdout().find("] Deploy run 1\n"), std::string::npos) << third->Output();
   EXPECT_EQ(InstancesOf(address, "Worker"), workers);
-  EXPECT_TRUE(WaitUntil([&] { return worker_processes(*third) == 2; }, seconds(15)))
+  EXPECT_TRUE(WaitFor([&] { return worker_processes(*third) == 2; }, seconds(15)))
       << third->Output();
 
   // 4. Destroy each instance (Stop is served by its process), delete what Deploy recorded.
@@ -300,7 +300,7 @@ TEST(DurableUpTest, AnInterruptedDeployRunsAgainAndStartsTheSameInstances) {
   ASSERT_EQ(started.size(), 1u);
   first.Signal(SIGKILL);  // the embedded Fabric goes too; its agents follow (parent-death signal)
   EXPECT_EQ(first.Wait(seconds(10)), 128 + SIGKILL);
-  ASSERT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker).empty(); }, seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return ProcessesWithEnv(marker).empty(); }, seconds(10)));
 
   ChildProcess second({PERPER_BINARY, "up", manifest, "--address-file", dir.path() + "/address-2"},
                       env);

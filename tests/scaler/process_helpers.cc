@@ -7,20 +7,14 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <random>
-#include <set>
-#include <sstream>
+
+#include "perper/common/files.h"
+#include "tests/support/fabric_fixture.h"
+#include "tests/support/spawn.h"
 
 namespace perper::testing {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 std::vector<pid_t> AllProcesses() {
   std::vector<pid_t> pids;
@@ -37,7 +31,7 @@ std::vector<pid_t> AllProcesses() {
 
 // State and parent of a process from /proc/<pid>/stat; false if it is gone.
 bool Stat(pid_t pid, char* state, pid_t* parent) {
-  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = ReadWholeFile("/proc/" + std::to_string(pid) + "/stat");
   size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 4 >= stat.size()) return false;
   *state = stat[close + 2];
@@ -51,18 +45,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, std::vector<std::strin
                            const std::string& cwd) {
   int out[2], err[2];
   if (pipe(out) != 0 || pipe(err) != 0) return;
-  std::set<std::string> removed;
-  for (const std::string& kv : env) {
-    if (kv.find('=') == std::string::npos) removed.insert(kv);
-  }
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
-    if (removed.count(entry.substr(0, entry.find('='))) == 0) env_strings.push_back(entry);
-  }
-  for (const std::string& kv : env) {
-    if (removed.count(kv) == 0) env_strings.push_back(kv);
-  }
+  std::vector<std::string> env_strings = ChildEnvironment(env);
   std::vector<char*> envp, args;
   for (std::string& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -124,7 +107,7 @@ void ChildProcess::Signal(int signal) {
 int ChildProcess::Wait(std::chrono::milliseconds timeout) {
   if (reaped_) return exit_code_;
   int status = 0;
-  bool done = WaitUntil([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+  bool done = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
   if (!done) return -1;
   reaped_ = true;
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -178,7 +161,7 @@ std::vector<pid_t> ProcessesWithEnv(const std::string& entry) {
     char state = 0;
     pid_t ppid = 0;
     if (!Stat(pid, &state, &ppid) || state == 'Z') continue;
-    std::string environment = ReadFile("/proc/" + std::to_string(pid) + "/environ");
+    std::string environment = ReadWholeFile("/proc/" + std::to_string(pid) + "/environ");
     size_t start = 0;
     while (start < environment.size()) {
       size_t end = environment.find('\0', start);
@@ -191,15 +174,6 @@ std::vector<pid_t> ProcessesWithEnv(const std::string& entry) {
     }
   }
   return found;
-}
-
-bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
 }
 
 std::string TestMarker() {

@@ -66,7 +66,5 @@ std::vector<pid_t> ProcessesWithEnv(const std::string& entry);
 // "PERPER_TEST_MARKER=<random>": given to `perper up`, it marks every process it starts (for
 // ProcessesWithEnv).
 std::string TestMarker();
-// Polls `condition` every 10 ms until it holds or `timeout` passes; returns its last value.
-bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 }  // namespace perper::testing

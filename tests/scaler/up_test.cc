@@ -12,10 +12,12 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "perper/common/files.h"
 #include "perper/grpc2/executions.grpc.pb.h"
 #include "perper/grpc2/instances.grpc.pb.h"
 #include "tests/integration/executions_helpers.h"
 #include "tests/scaler/process_helpers.h"
+#include "tests/support/fabric_fixture.h"
 #include "tests/support/fabric_process.h"
 #include "tests/support/temp_dir.h"
 
@@ -29,13 +31,6 @@ const std::string kApps = std::string(PERPER_SOURCE_DIR) + "/tests/scaler/apps/"
 std::vector<std::string> Env(const std::string& marker) {
   return {marker, std::string("PERPER_TEST_AGENT=") + PERPER_TEST_AGENT,
           std::string("PERPER_BUILD_DIR=") + PERPER_BUILD_DIR};
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 // Lines of `text` that contain both `a` and `b`.
@@ -62,7 +57,7 @@ TEST(UpTest, GreetingExamplePrintsTheGreetingAndExits) {
        "--address-file", dir.path() + "/address"},
       Env(marker));
   ASSERT_EQ(up.Wait(seconds(20)), 0) << up.Output();
-  std::string address = ReadFile(dir.path() + "/address");
+  std::string address = ReadWholeFile(dir.path() + "/address");
   EXPECT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;  // the embedded Fabric's
   EXPECT_NE(up.Stderr().find("listening on " + address.substr(0, address.size() - 1)),
             std::string::npos);
@@ -129,7 +124,7 @@ TEST(UpTest, HelloExampleRunsOnALocalClusterOfThreeFabricProcesses) {
        "--address-file", dir.path() + "/address"},
       env);
   ASSERT_EQ(up.Wait(seconds(60)), 0) << up.Output();
-  std::string addresses = ReadFile(dir.path() + "/address");
+  std::string addresses = ReadWholeFile(dir.path() + "/address");
   EXPECT_EQ(std::count(addresses.begin(), addresses.end(), ','), 2) << addresses;
   EXPECT_NE(up.Stderr().find("redis-server started on 127.0.0.1:"), std::string::npos)
       << up.Output();
@@ -176,7 +171,8 @@ TEST(UpTest, InstancesRunOneProcessEachAndStopWhenDestroyed) {
       << err;
   EXPECT_EQ(CountLines(err, "[agent=Worker instance=Run-", "] stopped (exited with code 0)"), 2u)
       << err;
-  EXPECT_NE(ReadFile(logs.path() + "/Usage.deploy.log").find("Test passed\n"), std::string::npos);
+  EXPECT_NE(ReadWholeFile(logs.path() + "/Usage.deploy.log").find("Test passed\n"),
+            std::string::npos);
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
@@ -262,7 +258,7 @@ TEST_F(ExternalFabricTest, DestroyingAnInstanceStopsItsProcess) {
     context.set_deadline(std::chrono::system_clock::now() + seconds(10));
     ASSERT_TRUE(instances->StopAndDelete(&context, destroy, &response).ok());
   }
-  EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).empty(); }, seconds(10))) << up.Output();
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(up.pid()).empty(); }, seconds(10))) << up.Output();
   EXPECT_TRUE(
       up.WaitForOutput("[agent=Worker instance=w-1] instance destroyed: stopping", seconds(1)));
   up.Signal(SIGTERM);
@@ -284,11 +280,11 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
             .ok());
   }
   // Five pending executions, one per process, at most three processes.
-  EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 3; }, seconds(10)))
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(up.pid()).size() == 3; }, seconds(10)))
       << up.Output();
   EXPECT_TRUE(up.WaitForOutput(" to 3 processes (", seconds(1))) << up.Output();
   // Each is an agent process of this test (the environment is set once it has exec'd).
-  EXPECT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker).size() == 3 + 1; }, seconds(5)))
+  EXPECT_TRUE(WaitFor([&] { return ProcessesWithEnv(marker).size() == 3 + 1; }, seconds(5)))
       << "perper up and three agents";
 
   for (int i = 0; i < 5; ++i) {
@@ -298,7 +294,7 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
     grpc::ClientContext context;
     ASSERT_TRUE(executions->Delete(&context, remove, &empty).ok());
   }
-  EXPECT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).empty(); }, seconds(10))) << up.Output();
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(up.pid()).empty(); }, seconds(10))) << up.Output();
   EXPECT_TRUE(up.WaitForOutput("[agent=Sleeper] scaling from 3 to 0 processes", seconds(1)))
       << up.Output();
   up.Signal(SIGTERM);
@@ -308,7 +304,7 @@ TEST_F(ExternalFabricTest, APoolScalesUpUnderLoadAndDownToZeroWhenIdle) {
 TEST(UpTest, SigtermStopsEveryProcess) {
   std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "pool_min2.yaml"}, Env(marker));
-  ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
       << up.Output();
   up.Signal(SIGTERM);
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
@@ -319,11 +315,11 @@ TEST(UpTest, SigtermStopsEveryProcess) {
 TEST(UpTest, AgentProcessesDoNotOutliveAKilledPerperUp) {
   std::string marker = TestMarker();
   ChildProcess up({PERPER_BINARY, "up", kApps + "pool_min2.yaml"}, Env(marker));
-  ASSERT_TRUE(WaitUntil([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(up.pid()).size() == 2; }, seconds(10)))
       << up.Output();
   up.Signal(SIGKILL);
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGKILL);
-  EXPECT_TRUE(WaitUntil([&] { return ProcessesWithEnv(marker).empty(); }, seconds(5)));
+  EXPECT_TRUE(WaitFor([&] { return ProcessesWithEnv(marker).empty(); }, seconds(5)));
 }
 
 TEST(UpTest, AProcessIgnoringSigtermIsKilledAfterItsGracePeriod) {
@@ -364,7 +360,7 @@ TEST(UpTest, APythonAgentServingAnotherNameIsReportedAndCtrlCEndsTheWaitingDeplo
   // The scaler's report of the exit quotes the refusal.
   const std::string refusal =
       "ValueError: perper: X_PERPER_AGENT is Sensor but this process serves agent sensor";
-  ASSERT_TRUE(WaitUntil(
+  ASSERT_TRUE(WaitFor(
       [&] { return CountLines(up.Stderr(), "] exited with code 1 unexpectedly", refusal) > 0; },
       seconds(30)))
       << up.Output();
@@ -439,13 +435,13 @@ TEST(UpTest, ACommandThatCannotRunIsReportedBeforeAnythingStarts) {
 TEST(UpTest, TheInspectionCommandsFindTheFabricOfAPerperUpInTheirFolder) {
   std::string marker = TestMarker();
   TempDir app;
-  std::ofstream(app.path() + "/app.yaml") << ReadFile(kApps + "per_instance.yaml");
+  std::ofstream(app.path() + "/app.yaml") << ReadWholeFile(kApps + "per_instance.yaml");
   const std::string below = app.path() + "/src/deeper";
   std::filesystem::create_directories(below);
   const std::string address_file = app.path() + "/.perper/fabric.address";
   ChildProcess up({PERPER_BINARY, "up", app.path() + "/app.yaml"}, Env(marker));
   ASSERT_TRUE(up.WaitForOutput("is up", seconds(10))) << up.Output();
-  std::string address = ReadFile(address_file);
+  std::string address = ReadWholeFile(address_file);
   ASSERT_FALSE(address.empty());
   address.pop_back();  // the newline
   EXPECT_NE(up.Stderr().find("listening on " + address + "\n"), std::string::npos) << address;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "perper/common/files.h"
 #include "tests/support/spawn.h"
 
 namespace perper::testing {
@@ -51,9 +52,9 @@ bool FabricProcess::Start(std::chrono::milliseconds timeout) {
   pid_ = SpawnWithLog(argv, env_, dir_.path() + "/log");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    std::string address = ReadWholeFile(address_file);
-    if (!address.empty() && address.back() == '\n') {
-      address_ = address.substr(0, address.size() - 1);
+    // Written whole (renamed into place) once the Fabric listens.
+    if (std::string address = ReadAddressFile(address_file); !address.empty()) {
+      address_ = address;
       return true;
     }
     int status = 0;

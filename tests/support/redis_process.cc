@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
+#include "perper/common/files.h"
 #include "perper/common/status_macros.h"
 #include "perper/storage/redis/redis_connection.h"
 #include "tests/support/spawn.h"

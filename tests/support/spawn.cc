@@ -6,15 +6,35 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <set>
+
+extern char** environ;
 
 namespace perper::testing {
 
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& env) {
+  std::set<std::string> replaced;
+  for (const std::string& kv : env) replaced.insert(kv.substr(0, kv.find('=')));
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    if (replaced.count(entry.substr(0, entry.find('='))) == 0) environment.push_back(entry);
+  }
+  for (const std::string& kv : env) {
+    if (kv.find('=') != std::string::npos) environment.push_back(kv);
+  }
+  return environment;
+}
+
 pid_t SpawnWithLog(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                    const std::string& log_path, bool die_with_parent) {
+  std::vector<std::string> environment = ChildEnvironment(env);
+  std::vector<char*> envp;
+  for (std::string& kv : environment) envp.push_back(kv.data());
+  envp.push_back(nullptr);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -30,19 +50,8 @@ pid_t SpawnWithLog(const std::vector<std::string>& argv, const std::vector<std::
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (const std::string& kv : env) putenv(strdup(kv.c_str()));
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
+  execvpe(args[0], args.data(), envp.data());
   _exit(127);
-}
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 }  // namespace perper::testing

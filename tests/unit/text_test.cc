@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// ShortId and BoundedText: what a status message may quote of client-supplied text.
+// ShortId, Quoted and BoundedText: what a status message may quote of client-supplied text.
 #include "perper/common/text.h"
 
 #include <string>
@@ -25,6 +25,12 @@ TEST(ShortIdTest, NeverSplitsAUtf8Sequence) {
   // 63 ASCII bytes, then a 2-byte "é" straddling the 64-byte cut.
   std::string id = std::string(63, 'a') + "é" + std::string(100, 'z');
   EXPECT_EQ(ShortId(id), std::string(63, 'a') + "…(" + std::to_string(id.size()) + " bytes)");
+}
+
+TEST(QuotedTest, QuotesTheShortId) {
+  EXPECT_EQ(Quoted("orders"), "\"orders\"");
+  EXPECT_EQ(Quoted(""), "\"\"");
+  EXPECT_EQ(Quoted(std::string(97, 'a')), "\"" + std::string(64, 'a') + "…(97 bytes)\"");
 }
 
 TEST(BoundedTextTest, KeepsTextThatFits) {

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Several Fabric addresses: PERPER_FABRIC_ENDPOINT's list, the start address, and moving to the
-// next address when the current one fails. Two independent Fabrics (separate storage), and a
+// Several Fabric addresses: PERPER_FABRIC_ENDPOINT's list (parsed by ParseFabricEndpoints,
+// tests/unit/fabric_endpoints_test.cc), the start address, and moving to the next address when
+// the current one fails. Two independent Fabrics (separate storage), and a
 // "dead" address: a free port with nothing listening.
-#include "sdk/cpp/src/perper/agent/endpoints.h"
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -54,29 +53,6 @@ Agent Calculator() {
   Agent app("Calculator");
   app.on("Add", [](int64_t a, int64_t b) -> Task<int64_t> { co_return a + b; });
   return app;
-}
-
-TEST(FabricEndpointsTest, AListIsSplitTrimmedAndStrippedOfHttp) {
-  auto addresses =
-      internal::ParseFabricEndpoints(" a:1,b:2 , http://c:3 ,http://d:4", "PERPER_FABRIC_ENDPOINT");
-  ASSERT_TRUE(addresses.ok()) << addresses.status();
-  EXPECT_EQ(*addresses, (std::vector<std::string>{"a:1", "b:2", "c:3", "d:4"}));
-  addresses = internal::ParseFabricEndpoints("http://a:1", "PERPER_FABRIC_ENDPOINT");
-  ASSERT_TRUE(addresses.ok()) << addresses.status();
-  EXPECT_EQ(*addresses, (std::vector<std::string>{"a:1"}));
-}
-
-TEST(FabricEndpointsTest, EmptyEntriesAndTlsAreErrorsNamingTheSourceAndValue) {
-  for (const char* value : {"a:1,,b:2", "a:1,", " , a:1", "http://", " "}) {
-    auto addresses = internal::ParseFabricEndpoints(value, "PERPER_FABRIC_ENDPOINT");
-    ASSERT_FALSE(addresses.ok()) << value;
-    EXPECT_TRUE(absl::IsInvalidArgument(addresses.status()));
-    EXPECT_NE(addresses.status().message().find("PERPER_FABRIC_ENDPOINT"), std::string::npos);
-    EXPECT_NE(addresses.status().message().find(value), std::string::npos) << addresses.status();
-  }
-  auto tls = internal::ParseFabricEndpoints("a:1,https://b:2", "PERPER_FABRIC_ENDPOINT");
-  ASSERT_FALSE(tls.ok());
-  EXPECT_NE(tls.status().message().find("TLS"), std::string::npos) << tls.status();
 }
 
 TEST(FabricEndpointsTest, TheEnvironmentVariablesAreChecked) {

@@ -4,14 +4,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 
+#include "perper/common/fabric_endpoints.h"
+#include "perper/common/files.h"
 #include "perper/grpc2/introspection.grpc.pb.h"
 
 namespace perper::cli {
@@ -23,10 +21,8 @@ void FindFabric(FabricTarget& target, const std::string& dir) {
   if (!start.has_filename() && start != start.root_path()) start = start.parent_path();  // "a/"
   for (fs::path at = start;; at = at.parent_path()) {
     fs::path file = at / kAppAddressFile;
-    std::ifstream in(file);
-    std::string address;
-    if (std::getline(in, address) && !absl::StripAsciiWhitespace(address).empty()) {
-      target.address = std::string(absl::StripAsciiWhitespace(address));
+    if (std::string address = ReadAddressFile(file.string()); !address.empty()) {
+      target.address = address;
       target.origin = absl::StrCat("the address is from ", file.string(),
                                    ", which perper up writes while it runs; a perper up that "
                                    "was killed leaves it behind");
@@ -40,17 +36,7 @@ void FindFabric(FabricTarget& target, const std::string& dir) {
 }
 
 absl::StatusOr<std::vector<std::string>> Addresses(const FabricTarget& target) {
-  std::vector<std::string> addresses;
-  for (absl::string_view entry : absl::StrSplit(target.address, ',')) {
-    absl::string_view address = absl::StripAsciiWhitespace(entry);
-    if (!absl::ConsumePrefix(&address, "http://")) absl::ConsumePrefix(&address, "https://");
-    if (address.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--fabric '", target.address, "' has an empty address"));
-    }
-    addresses.emplace_back(address);
-  }
-  return addresses;
+  return ParseFabricEndpoints(target.address, "--fabric");
 }
 
 std::string Address(const FabricTarget& target) {

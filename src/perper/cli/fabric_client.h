@@ -29,9 +29,9 @@ inline constexpr char kAppAddressFile[] = ".perper/fabric.address";
 // Sets target.address and target.origin as described above.
 void FindFabric(FabricTarget& target, const std::string& dir);
 
-// The addresses of --fabric, a comma-separated list of host:port (each may carry an http:// or
-// https:// prefix, dropped; spaces around entries ignored). An empty entry is an error naming
-// the flag and the value.
+// The addresses of --fabric, a comma-separated list of host:port, read as the SDKs read
+// PERPER_FABRIC_ENDPOINT (ParseFabricEndpoints: an http:// prefix dropped, spaces around entries
+// ignored). An empty entry or an https:// one is an error naming the flag and the value.
 absl::StatusOr<std::vector<std::string>> Addresses(const FabricTarget& target);
 // The target's addresses for messages: "a:1" or "a:1, b:2".
 std::string Address(const FabricTarget& target);

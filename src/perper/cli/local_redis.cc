@@ -12,11 +12,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "perper/common/files.h"
 #include "perper/storage/redis/redis_connection.h"
 
 namespace perper::cli {
@@ -40,10 +39,7 @@ int FreePort() {
 }
 
 std::string ReadLog(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string log = text.str();
+  std::string log = ReadWholeFile(path);
   if (log.size() > 2000) log = "..." + log.substr(log.size() - 2000);
   return log;
 }

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,6 +16,8 @@
 #include "perper/cli/destroy.h"
 #include "perper/cli/fabric_client.h"
 #include "perper/cli/local_redis.h"
+#include "perper/common/fabric_endpoints.h"
+#include "perper/common/files.h"
 #include "perper/common/logging.h"
 #include "perper/fabric/fabric_config.h"
 #include "perper/fabric/fabric_server.h"
@@ -61,7 +62,7 @@ class AppAddressFile {
         path_(app_dir + "/" + kAppAddressFile),
         address_(address) {
     mkdir(dir_.c_str(), 0755);
-    if (absl::Status s = fabric::WriteAddressFile(path_, address_); !s.ok()) {
+    if (absl::Status s = WriteAddressFile(path_, address_); !s.ok()) {
       // Not fatal: the application runs; only finding its Fabric needs --fabric.
       PERPER_LOG_WARN(Logger::kScaler, "{}; give the inspection commands --fabric {}",
                       std::string(s.message()), address_);
@@ -70,9 +71,7 @@ class AppAddressFile {
   }
   ~AppAddressFile() {
     if (path_.empty()) return;
-    std::ifstream in(path_);
-    std::string content;
-    if (std::getline(in, content) && content == address_) std::remove(path_.c_str());
+    if (ReadAddressFile(path_) == address_) std::remove(path_.c_str());
     rmdir(dir_.c_str());  // Only when empty.
   }
   AppAddressFile(const AppAddressFile&) = delete;
@@ -108,7 +107,7 @@ int RunComposeUp(const UpOptions& options, const scaler::Manifest& manifest) {
   int address_file_error = 0;
   compose.on_fabric_ready = [&](const std::string& address) {
     if (!options.address_file.empty()) {
-      if (absl::Status s = fabric::WriteAddressFile(options.address_file, address); !s.ok()) {
+      if (absl::Status s = WriteAddressFile(options.address_file, address); !s.ok()) {
         PERPER_LOG_ERROR(Logger::kScaler, "--address-file: {}", std::string(s.message()));
         address_file_error = 1;
       }
@@ -152,15 +151,21 @@ int RunUp(const UpOptions& options) {
     return 1;
   }
   std::string address = !options.fabric.empty() ? options.fabric : manifest->fabric.address;
-  // The scaler and the processes it starts are given one address; a list would reach them as
-  // a host name.
-  if (address.find(',') != std::string::npos) {
-    std::fprintf(stderr, "perper up: the Fabric address '%s' must be a single host:port\n",
-                 address.c_str());
-    return 2;
-  }
-  for (const char* scheme : {"http://", "https://"}) {
-    if (address.rfind(scheme, 0) == 0) address = address.substr(std::string(scheme).size());
+  if (!address.empty()) {
+    auto addresses =
+        ParseFabricEndpoints(address, !options.fabric.empty() ? "--fabric" : "fabric.address");
+    if (!addresses.ok()) {
+      std::fprintf(stderr, "perper up: %s\n", std::string(addresses.status().message()).c_str());
+      return 2;
+    }
+    // The scaler and the processes it starts are given one address; a list would reach them
+    // as a host name.
+    if (addresses->size() != 1) {
+      std::fprintf(stderr, "perper up: the Fabric address '%s' must be a single host:port\n",
+                   address.c_str());
+      return 2;
+    }
+    address = addresses->front();
   }
   // The embedded Fabric processes (several share one Redis: a local cluster), and the private
   // redis-server they use when the manifest says `redis: start` (destroyed last).
@@ -259,7 +264,7 @@ int RunUp(const UpOptions& options) {
     }
   }
   if (!options.address_file.empty()) {
-    if (absl::Status s = fabric::WriteAddressFile(options.address_file, agent_addresses); !s.ok()) {
+    if (absl::Status s = WriteAddressFile(options.address_file, agent_addresses); !s.ok()) {
       std::fprintf(stderr, "perper up: --address-file: %s\n", std::string(s.message()).c_str());
       return 1;
     }

@@ -23,6 +23,8 @@ std::string ShortId(std::string_view id) {
   return out;
 }
 
+std::string Quoted(std::string_view name) { return "\"" + ShortId(name) + "\""; }
+
 std::string BoundedText(std::string_view text, size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);
   std::string note = " …[cut: " + std::to_string(text.size()) + " bytes in all]";

@@ -22,6 +22,9 @@ inline constexpr size_t kQuotedIdPrefixBytes = 64;
 // its length ("Run-aaaa…(8000 bytes)").
 std::string ShortId(std::string_view id);
 
+// ShortId(name) in double quotes, as messages quote a name ("dictionary \"orders\"").
+std::string Quoted(std::string_view name);
+
 // `text` when it fits in `max_bytes`; otherwise its longest prefix that leaves room for the note
 // " …[cut: N bytes in all]" and does not split a UTF-8 sequence, followed by that note.
 // REQUIRES: max_bytes >= 64.

@@ -14,6 +14,7 @@
 
 #include "perper/common/logging.h"
 #include "perper/common/status_macros.h"
+#include "perper/common/strings.h"
 #include "perper/storage/store_factory.h"
 
 namespace perper::fabric {
@@ -33,7 +34,7 @@ absl::StatusOr<bool> ParseBool(std::string_view text, std::string_view what) {
 
 absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
   uint64_t value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value == 0) {
+  if (!absl::SimpleAtoi(AbslView(text), &value) || value == 0) {
     return absl::InvalidArgumentError(std::string(what) +
                                       ": expected a positive number of bytes, got '" +
                                       std::string(text) + "'");
@@ -44,8 +45,7 @@ absl::StatusOr<size_t> ParseSize(std::string_view text, std::string_view what) {
 absl::StatusOr<std::chrono::milliseconds> ParseMilliseconds(std::string_view text,
                                                             std::string_view what) {
   uint64_t value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value == 0 ||
-      value > 86'400'000) {
+  if (!absl::SimpleAtoi(AbslView(text), &value) || value == 0 || value > 86'400'000) {
     return absl::InvalidArgumentError(std::string(what) +
                                       ": expected milliseconds, 1 to 86400000, got '" +
                                       std::string(text) + "'");
@@ -59,9 +59,7 @@ std::optional<uint32_t> PortOf(std::string_view address) {
   const size_t colon = address.rfind(':');
   uint32_t port = 0;
   if (colon == std::string_view::npos ||
-      !absl::SimpleAtoi(absl::string_view(address.data(), address.size()).substr(colon + 1),
-                        &port) ||
-      port > 65535) {
+      !absl::SimpleAtoi(AbslView(address).substr(colon + 1), &port) || port > 65535) {
     return std::nullopt;
   }
   return port;
@@ -75,7 +73,7 @@ absl::StatusOr<std::vector<std::string>> ParseRedisAddresses(std::string_view te
                                       std::string(text) + "'");
   };
   std::vector<std::string> addresses;
-  for (absl::string_view part : absl::StrSplit(absl::string_view(text.data(), text.size()), ',')) {
+  for (absl::string_view part : absl::StrSplit(AbslView(text), ',')) {
     std::string address(absl::StripAsciiWhitespace(part));
     if (address.empty()) return bad("empty address");
     std::optional<uint32_t> port = PortOf(address);
@@ -97,8 +95,7 @@ absl::StatusOr<std::string> ParseRedisCluster(std::string_view text, std::string
 absl::StatusOr<std::chrono::milliseconds> ParseRedisLease(std::string_view text,
                                                           std::string_view what) {
   uint64_t value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value < 100 ||
-      value > 3'600'000) {
+  if (!absl::SimpleAtoi(AbslView(text), &value) || value < 100 || value > 3'600'000) {
     return absl::InvalidArgumentError(std::string(what) +
                                       ": expected milliseconds, 100 to 3600000, got '" +
                                       std::string(text) + "'");
@@ -108,7 +105,7 @@ absl::StatusOr<std::chrono::milliseconds> ParseRedisLease(std::string_view text,
 
 absl::StatusOr<int> ParseRedisWaitReplicas(std::string_view text, std::string_view what) {
   uint32_t value = 0;
-  if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value) || value > 100) {
+  if (!absl::SimpleAtoi(AbslView(text), &value) || value > 100) {
     return absl::InvalidArgumentError(std::string(what) +
                                       ": expected a number of replicas, 0 to 100, got '" +
                                       std::string(text) + "'");

@@ -68,8 +68,4 @@ absl::StatusOr<FabricConfig> ResolveFabricConfig(const FabricConfigFlags& flags)
 int RunFabricUntilSignalled(const FabricConfig& config);
 void BlockShutdownSignals();
 
-// Writes `address` and a newline to `path`, through a temporary file renamed over it, so that a
-// reader never sees a partial address. UNAVAILABLE naming the path when it cannot.
-absl::Status WriteAddressFile(const std::string& path, const std::string& address);
-
 }  // namespace perper::fabric

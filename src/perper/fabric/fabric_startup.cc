@@ -4,12 +4,12 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 
+#include "perper/common/files.h"
 #include "perper/common/logging.h"
 #include "perper/common/memory.h"
 #include "perper/fabric/fabric_config.h"
@@ -91,18 +91,6 @@ int RunFabricUntilSignalled(const FabricConfig& config) {
   (*server)->Shutdown(absl::Seconds(1));
   server->reset();  // Closes the store.
   return 0;
-}
-
-absl::Status WriteAddressFile(const std::string& path, const std::string& address) {
-  std::string temp = path + ".tmp";
-  std::ofstream out(temp);
-  out << address << "\n";
-  out.close();
-  if (!out || std::rename(temp.c_str(), path.c_str()) != 0) {
-    std::remove(temp.c_str());
-    return absl::UnavailableError("cannot write address file " + path);
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace perper::fabric

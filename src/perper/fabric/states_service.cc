@@ -21,8 +21,6 @@
 namespace perper::fabric {
 namespace {
 
-std::string Quoted(const std::string& name) { return "\"" + ShortId(name) + "\""; }
-
 // Writes a prepared sequence of responses, one write in flight at a time, then finishes OK.
 // A cancelled call finishes CANCELLED once no write is in flight. Deletes itself in OnDone.
 //

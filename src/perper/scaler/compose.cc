@@ -17,13 +17,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
+#include "perper/common/files.h"
 #include "perper/common/health_check.h"
 #include "perper/common/logging.h"
 #include "perper/scaler/fabric_watchers.h"
@@ -180,14 +180,7 @@ absl::Status ComposeScaler::WriteComposeFile() {
     service(ServiceName(agent), *manifest_.Find(agent), "", /*deploy=*/false);
   }
   if (durable) absl::StrAppend(&out, "volumes:\n  fabric-data: {}\n");
-  std::string temp = compose_file_ + ".tmp";
-  std::ofstream file(temp);
-  file << out;
-  file.close();
-  if (!file || std::rename(temp.c_str(), compose_file_.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot write ", compose_file_));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(compose_file_, out);
 }
 
 pid_t ComposeScaler::ComposeChild(const std::vector<std::string>& args, int output_fd) {

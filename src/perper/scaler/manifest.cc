@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include <yaml-cpp/yaml.h>
 
+#include "perper/common/files.h"
 #include "perper/common/status_macros.h"
 
 namespace perper::scaler {
@@ -93,13 +94,7 @@ std::string Absolute(const std::string& dir, const std::string& path) {
 // Resolves a command name: with a '/', against `dir`; without, on PATH. Empty when not found.
 std::string ResolveCommand(const std::string& dir, const std::string& command) {
   if (command.find('/') != std::string::npos) return Absolute(dir, command);
-  const char* path = std::getenv("PATH");
-  for (absl::string_view entry : absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
-    if (entry.empty()) continue;
-    std::string candidate = absl::StrCat(entry, "/", command);
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
+  return FindOnPath(command);
 }
 
 absl::StatusOr<AgentSpec> ParseAgent(const Errors& errors, const std::string& dir,

@@ -7,17 +7,12 @@
 #include <random>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/post.hpp>
 #include <asio/strand.hpp>
 
-#include "perper/agent/endpoints.h"
 #include "perper/common/logging.h"
 
 namespace perper::internal {
@@ -44,25 +39,6 @@ absl::Duration Backoff::Next() {
   thread_local std::mt19937 random(std::random_device{}());
   // Spread, so that processes that lost the Fabric together do not return in step.
   return delay * std::uniform_real_distribution<double>(1 - kJitter, 1 + kJitter)(random);
-}
-
-absl::StatusOr<std::vector<std::string>> ParseFabricEndpoints(absl::string_view value,
-                                                              absl::string_view source) {
-  std::vector<std::string> addresses;
-  for (absl::string_view entry : absl::StrSplit(value, ',')) {
-    absl::string_view address = absl::StripAsciiWhitespace(entry);
-    if (absl::StartsWith(address, "https://")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, " '", value, "': ", address, ": TLS is not supported yet"));
-    }
-    absl::ConsumePrefix(&address, "http://");
-    if (address.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, " '", value, "' has an empty address"));
-    }
-    addresses.emplace_back(address);
-  }
-  return addresses;
 }
 
 uint64_t CallRegistry::Add(std::shared_ptr<grpc::ClientContext> context) {

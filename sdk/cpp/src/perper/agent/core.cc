@@ -197,8 +197,7 @@ absl::StatusOr<RunOptions> RunOptions::FromEnvironment(std::string_view agent) {
         "X_PERPER_AGENT is ", value, " but this process serves agent ", std::string(agent)));
   }
   if (const char* value = std::getenv("PERPER_FABRIC_ENDPOINT"); value != nullptr && *value) {
-    if (auto parsed = internal::ParseFabricEndpoints(value, "PERPER_FABRIC_ENDPOINT");
-        !parsed.ok()) {
+    if (auto parsed = ParseFabricEndpoints(value, "PERPER_FABRIC_ENDPOINT"); !parsed.ok()) {
       return parsed.status();
     }
     options.fabric_endpoint = value;

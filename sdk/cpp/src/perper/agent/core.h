@@ -19,10 +19,10 @@
 #include "perper/agent/agent.h"
 #include "perper/agent/connection.h"
 #include "perper/agent/dispatcher.h"
-#include "perper/agent/endpoints.h"
 #include "perper/agent/execution.h"
 #include "perper/agent/ids.h"
 #include "perper/agent/reservation_call.h"
+#include "perper/common/fabric_endpoints.h"
 
 namespace perper::internal {
 

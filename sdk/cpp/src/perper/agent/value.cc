@@ -10,6 +10,8 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include "perper/common/strings.h"
+
 namespace perper::value_internal {
 
 std::string TypeNameOf(const google::protobuf::Any& any) {
@@ -37,19 +39,16 @@ bool IsNull(const google::protobuf::Any& any) {
 
 namespace {
 
-// absl::StrCat takes absl::string_view, which is not std::string_view in Debian's abseil.
-absl::string_view A(std::string_view text) { return absl::string_view(text.data(), text.size()); }
-
 // The largest magnitude a double holds every integer up to: 2^53.
 constexpr int64_t kExactLimit = int64_t{1} << 53;
 
 std::string Where(std::string_view path) {
-  return path.empty() ? std::string() : absl::StrCat(" at ", A(path));
+  return path.empty() ? std::string() : absl::StrCat(" at ", AbslView(path));
 }
 
 absl::Status Inexact(std::string_view number, std::string_view path) {
   return absl::InvalidArgumentError(absl::StrCat(
-      "integer ", A(number), Where(path),
+      "integer ", AbslView(number), Where(path),
       " is beyond 2^53: a google.protobuf.Value number (a double) cannot hold it exactly; "
       "send it as a string or as a top-level int64_t"));
 }
@@ -76,11 +75,11 @@ std::string_view KindName(const google::protobuf::Value& value) {
 }  // namespace
 
 std::string KeyPath(std::string_view parent, std::string_view key) {
-  return parent.empty() ? std::string(key) : absl::StrCat(A(parent), ".", A(key));
+  return parent.empty() ? std::string(key) : absl::StrCat(AbslView(parent), ".", AbslView(key));
 }
 
 std::string IndexPath(std::string_view parent, size_t index) {
-  return absl::StrCat(A(parent), "[", index, "]");
+  return absl::StrCat(AbslView(parent), "[", index, "]");
 }
 
 absl::Status SetInteger(int64_t n, std::string_view path, google::protobuf::Value* out) {
@@ -108,7 +107,7 @@ absl::StatusOr<double> IntegralNumber(const google::protobuf::Value& value, std:
   if (!std::isfinite(number) || std::trunc(number) != number) {
     return absl::InvalidArgumentError(absl::StrCat("number ", number, Where(path),
                                                    " is not an integer: cannot read it as ",
-                                                   A(cpp_type), " (read it as double)"));
+                                                   AbslView(cpp_type), " (read it as double)"));
   }
   if (number < min || number >= end) {
     return absl::OutOfRangeError(
@@ -119,8 +118,8 @@ absl::StatusOr<double> IntegralNumber(const google::protobuf::Value& value, std:
 
 absl::Status KindMismatch(const google::protobuf::Value& value, std::string_view path,
                           std::string_view cpp_type) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("cannot read ", A(KindName(value)), Where(path), " as ", A(cpp_type)));
+  return absl::InvalidArgumentError(absl::StrCat("cannot read ", AbslView(KindName(value)),
+                                                 Where(path), " as ", AbslView(cpp_type)));
 }
 
 google::protobuf::Any PackDeterministic(const google::protobuf::Message& message) {
