@@ -27,6 +27,7 @@
 
 #include "perper/common/grpc_status.h"
 #include "perper/common/logging.h"
+#include "perper/common/strings.h"
 #include "perper/fabric/finish_gate.h"
 #include "perper/fabric/name_table.h"
 #include "perper/fabric/service_context.h"
@@ -232,7 +233,7 @@ class FeedReactor : public Base {
     {
       absl::MutexLock lock(&mu_);
       for (const Completion& completion : completions) {
-        if (auto it = delivered_.find(Key(completion.id)); it != delivered_.end()) {
+        if (auto it = delivered_.find(AbslView(completion.id)); it != delivered_.end()) {
           it->second.completed_here = true;
         }
       }
@@ -250,7 +251,7 @@ class FeedReactor : public Base {
                           status.ToString());
         }
         absl::MutexLock lock(&mu_);
-        if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
+        if (auto it = delivered_.find(AbslView(id)); it != delivered_.end()) {
           // Settled: nothing more to say about it. Not settled: it stays reserved by this call
           // until the call ends, and is then handed to another member.
           if (settled) {
@@ -296,9 +297,6 @@ class FeedReactor : public Base {
     bool completed_here = false;
   };
 
-  // Debian's abseil has its own string_view; heterogeneous lookups take that one.
-  static absl::string_view Key(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
   void Forget(typename absl::flat_hash_map<std::string, Delivered>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     names_.Release(it->second.instance);
@@ -324,18 +322,19 @@ class FeedReactor : public Base {
       if (gate_.finished()) return;
       switch (change.kind) {
         case storage::Change::Kind::kExecutionCreated:
-          if (delivered_.contains(Key(change.id)) ||
+          if (delivered_.contains(AbslView(change.id)) ||
               ((filter_.instance.empty() || change.instance == filter_.instance) &&
                (filter_.delegate.empty() || change.delegate == filter_.delegate))) {
             Enqueue(change.id);
           }
           break;
         case storage::Change::Kind::kExecutionDeleted:
-          if (delivered_.contains(Key(change.id))) Enqueue(change.id);
-          waiting_.erase(Key(change.id));
+          if (delivered_.contains(AbslView(change.id))) Enqueue(change.id);
+          waiting_.erase(AbslView(change.id));
           break;
         case storage::Change::Kind::kReservationReleased:
-          if (reserve_ && change.workgroup == workgroup_ && waiting_.erase(Key(change.id)) > 0) {
+          if (reserve_ && change.workgroup == workgroup_ &&
+              waiting_.erase(AbslView(change.id)) > 0) {
             // Older than every execution still waiting for a credit (this call passed it on
             // the way to them), so it goes first: a dead member's work is taken up at once.
             starved_.push_front(change.id);
@@ -343,7 +342,7 @@ class FeedReactor : public Base {
           break;
         case storage::Change::Kind::kExecutionCompleted:
           // Completion is not signalled on Listen; a finished execution is never dispatched.
-          waiting_.erase(Key(change.id));
+          waiting_.erase(AbslView(change.id));
           break;
         default:
           break;
@@ -395,7 +394,7 @@ class FeedReactor : public Base {
   std::optional<grpc2::ExecutionsListenResponse> Reconcile(const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto& executions = context_.store->executions();
-    if (auto it = delivered_.find(Key(id)); it != delivered_.end()) {
+    if (auto it = delivered_.find(AbslView(id)); it != delivered_.end()) {
       if (it->second.completed_here) return std::nullopt;  // Forgotten once applied.
       uint64_t sequence = 0;
       absl::StatusOr<bool> found = executions.ReadExecution(

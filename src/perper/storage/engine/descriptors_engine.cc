@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "perper/common/strings.h"
 #include "perper/storage/engine/keys.h"
 
 namespace perper::storage {
@@ -31,7 +32,7 @@ absl::Status DescriptorsEngine::RegisterDescriptor(std::string_view type_url, st
 absl::StatusOr<std::optional<std::string>> DescriptorsEngine::GetDescriptor(
     std::string_view type_url) {
   absl::MutexLock lock(&mu_);
-  auto it = descriptors_.find(absl::string_view(type_url.data(), type_url.size()));
+  auto it = descriptors_.find(AbslView(type_url));
   if (it == descriptors_.end()) return std::nullopt;
   return it->second;
 }

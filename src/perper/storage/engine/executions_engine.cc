@@ -10,6 +10,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include "perper/common/strings.h"
 #include "perper/common/text.h"
 #include "perper/storage/engine/keys.h"
 #include "perper/storage/records.pb.h"
@@ -17,9 +18,6 @@
 namespace perper::storage {
 
 namespace {
-
-// Debian's abseil has its own string_view; heterogeneous lookups take that one.
-absl::string_view Key(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 bool SameContent(const ExecutionRecord& a, const ExecutionRecord& b) {
   return a.agent == b.agent && a.instance == b.instance && a.delegate == b.delegate &&
@@ -32,7 +30,7 @@ ExecutionsEngine::ExecutionsEngine(Journal* journal, Notifier* notifier)
     : journal_(journal), notifier_(notifier) {}
 
 ExecutionsEngine::Shard& ExecutionsEngine::ShardFor(std::string_view execution) {
-  return shards_[absl::HashOf(Key(execution)) % kShards];
+  return shards_[absl::HashOf(AbslView(execution)) % kShards];
 }
 
 std::string ExecutionsEngine::Encode(const ExecutionRecord& record, bool finished,
@@ -224,7 +222,7 @@ absl::StatusOr<bool> ExecutionsEngine::CreateExecution(ExecutionRecord record) {
 absl::StatusOr<ExecutionRecord> ExecutionsEngine::GetExecution(std::string_view execution) {
   Shard& shard = ShardFor(execution);
   absl::MutexLock lock(&shard.mu);
-  auto it = shard.executions.find(Key(execution));
+  auto it = shard.executions.find(AbslView(execution));
   if (it == shard.executions.end()) {
     return absl::NotFoundError("execution " + ShortId(execution) + " not found");
   }
@@ -240,7 +238,7 @@ absl::StatusOr<bool> ExecutionsEngine::ReadExecution(
   ExecutionRecord& record = Scratch();
   Shard& shard = ShardFor(execution);
   absl::MutexLock lock(&shard.mu);
-  auto it = shard.executions.find(Key(execution));
+  auto it = shard.executions.find(AbslView(execution));
   if (it == shard.executions.end()) return false;
   if (!Decode(execution, it->second, &record)) return false;
   visit(record);
@@ -254,7 +252,7 @@ absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
   Change change;
   {
     absl::MutexLock lock(&shard.mu);
-    auto it = shard.executions.find(Key(execution));
+    auto it = shard.executions.find(AbslView(execution));
     if (it == shard.executions.end()) {
       return absl::NotFoundError("execution " + ShortId(execution) + " not found");
     }
@@ -288,7 +286,7 @@ absl::Status ExecutionsEngine::CompleteExecution(std::string_view execution,
     stored.finished = true;
     // A finished execution is never dispatched again, so nothing is left to hold; no release
     // is reported, since no member could take it.
-    shard.reservations.erase(Key(execution));
+    shard.reservations.erase(AbslView(execution));
     change = MakeChange(Change::Kind::kExecutionCompleted, record);
   }
   notifier_->Notify(change);
@@ -300,7 +298,7 @@ absl::StatusOr<bool> ExecutionsEngine::DeleteExecution(std::string_view executio
   Change change;
   {
     absl::MutexLock lock(&shard.mu);
-    auto it = shard.executions.find(Key(execution));
+    auto it = shard.executions.find(AbslView(execution));
     if (it == shard.executions.end()) return false;
     if (journal_ != nullptr) {
       JournalBatch batch;
@@ -312,7 +310,7 @@ absl::StatusOr<bool> ExecutionsEngine::DeleteExecution(std::string_view executio
     change = MakeChange(Change::Kind::kExecutionDeleted, record);
     shard.executions.erase(it);
     // Holders learn of the deletion itself; no separate release is reported.
-    shard.reservations.erase(Key(execution));
+    shard.reservations.erase(AbslView(execution));
   }
   notifier_->Notify(change);
   return true;
@@ -371,7 +369,7 @@ absl::StatusOr<bool> ExecutionsEngine::TryReserve(std::string_view execution,
                                                   std::string_view holder) {
   Shard& shard = ShardFor(execution);
   absl::MutexLock lock(&shard.mu);
-  auto stored = shard.executions.find(Key(execution));
+  auto stored = shard.executions.find(AbslView(execution));
   if (stored == shard.executions.end()) {
     return absl::NotFoundError("execution " + ShortId(execution) + " not found");
   }
@@ -379,8 +377,8 @@ absl::StatusOr<bool> ExecutionsEngine::TryReserve(std::string_view execution,
     return absl::FailedPreconditionError("execution " + ShortId(execution) +
                                          " is already finished");
   }
-  auto& by_workgroup = shard.reservations[Key(execution)];
-  auto [it, inserted] = by_workgroup.try_emplace(Key(workgroup), holder);
+  auto& by_workgroup = shard.reservations[AbslView(execution)];
+  auto [it, inserted] = by_workgroup.try_emplace(AbslView(workgroup), holder);
   return inserted || it->second == holder;
 }
 
@@ -391,16 +389,17 @@ absl::Status ExecutionsEngine::ReleaseReservation(std::string_view execution,
   Change change;
   {
     absl::MutexLock lock(&shard.mu);
-    auto reservations = shard.reservations.find(Key(execution));
+    auto reservations = shard.reservations.find(AbslView(execution));
     if (reservations == shard.reservations.end()) return absl::OkStatus();
-    auto it = reservations->second.find(Key(workgroup));
+    auto it = reservations->second.find(AbslView(workgroup));
     if (it == reservations->second.end() || it->second != holder) return absl::OkStatus();
     reservations->second.erase(it);
     if (reservations->second.empty()) shard.reservations.erase(reservations);
     change.kind = Change::Kind::kReservationReleased;
     change.id = std::string(execution);
     change.workgroup = std::string(workgroup);
-    if (auto stored = shard.executions.find(Key(execution)); stored != shard.executions.end()) {
+    if (auto stored = shard.executions.find(AbslView(execution));
+        stored != shard.executions.end()) {
       ExecutionRecord record;
       if (Decode(execution, stored->second, &record)) {
         change.agent = std::move(record.agent);

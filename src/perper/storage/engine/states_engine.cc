@@ -9,6 +9,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 
+#include "perper/common/strings.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/storage/engine/keys.h"
@@ -17,14 +18,9 @@
 namespace perper::storage {
 namespace {
 
-// Debian's abseil has its own string_view, which absl::StrCat wants.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-std::string Quoted(std::string_view name) { return absl::StrCat("\"", ShortId(name), "\""); }
-
 absl::Status CheckName(std::string_view name, std::string_view what) {
   if (!name.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(Sv(what), " must not be empty"));
+  return absl::InvalidArgumentError(absl::StrCat(AbslView(what), " must not be empty"));
 }
 
 std::string ListDataBytes(int64_t start, int64_t end) {
@@ -79,7 +75,7 @@ DictionaryDecision Decide(const std::string* current, const DictionaryOperation&
 template <typename T>
 StatesEngine::Shard<T>& StatesEngine::ShardFor(std::array<Shard<T>, kShards>& shards,
                                                std::string_view name) {
-  return shards[absl::HashOf(absl::string_view(name.data(), name.size())) % kShards];
+  return shards[absl::HashOf(AbslView(name)) % kShards];
 }
 
 template <typename T>
@@ -87,7 +83,7 @@ std::shared_ptr<T> StatesEngine::Find(std::array<Shard<T>, kShards>& shards, std
                                       bool create) {
   Shard<T>& shard = ShardFor(shards, name);
   absl::MutexLock lock(&shard.mu);
-  auto it = shard.objects.find(absl::string_view(name.data(), name.size()));
+  auto it = shard.objects.find(AbslView(name));
   if (it != shard.objects.end()) return it->second;
   if (!create) return nullptr;
   auto object = std::make_shared<T>();
@@ -117,7 +113,7 @@ void StatesEngine::Drop(std::array<Shard<T>, kShards>& shards, std::string_view 
                         const T* object) {
   Shard<T>& shard = ShardFor(shards, name);
   absl::MutexLock lock(&shard.mu);
-  auto it = shard.objects.find(absl::string_view(name.data(), name.size()));
+  auto it = shard.objects.find(AbslView(name));
   // Until this erase the entry maps to `object` (a lookup finds it removed and tries again);
   // the comparison only guards against ever dropping a successor.
   if (it != shard.objects.end() && it->second.get() == object) shard.objects.erase(it);
@@ -468,13 +464,14 @@ absl::StatusOr<std::vector<std::string>> StatesEngine::OperateListLocked(List& l
   bool forward = true;
   bool front_moves = false;
   auto index_out_of_range = [&](std::string_view field) {
-    return absl::OutOfRangeError(absl::StrCat(Sv(field), " ", op.position,
+    return absl::OutOfRangeError(absl::StrCat(AbslView(field), " ", op.position,
                                               " is past the end of list ", Quoted(name), " (",
                                               count, " items)"));
   };
   auto raw_out_of_range = [&](std::string_view field, int64_t low, int64_t high) {
-    return absl::OutOfRangeError(absl::StrCat(Sv(field), " ", op.position, " is outside list ",
-                                              Quoted(name), " (valid: ", low, " .. ", high, ")"));
+    return absl::OutOfRangeError(absl::StrCat(AbslView(field), " ", op.position,
+                                              " is outside list ", Quoted(name), " (valid: ", low,
+                                              " .. ", high, ")"));
   };
   switch (op.location) {
     case Location::kAtFront:

@@ -42,6 +42,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "perper/common/status_macros.h"
+#include "perper/common/strings.h"
 #include "perper/common/text.h"
 #include "perper/storage/redis/key_slot.h"
 #include "perper/storage/redis/redis_keys.h"
@@ -371,9 +372,9 @@ const std::string& Element(const RedisReply& reply, size_t i) {
 
 uint64_t ParseSequence(std::string_view text) {
   uint64_t value = 0;
-  if (absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &value)) return value;
+  if (absl::SimpleAtoi(AbslView(text), &value)) return value;
   double d = 0;  // A zset score printed as a double.
-  if (absl::SimpleAtod(absl::string_view(text.data(), text.size()), &d) && d >= 0) {
+  if (absl::SimpleAtod(AbslView(text), &d) && d >= 0) {
     return static_cast<uint64_t>(d);
   }
   return 0;
@@ -471,9 +472,9 @@ RedisExecutions::RedisExecutions(ClientPool& pool, RedisNotifier& notifier)
 std::optional<std::string> LocalHolds::Holder(std::string_view execution,
                                               std::string_view workgroup) {
   absl::MutexLock lock(&mu_);
-  auto it = holders_.find(absl::string_view(execution.data(), execution.size()));
+  auto it = holders_.find(AbslView(execution));
   if (it == holders_.end()) return std::nullopt;
-  auto held = it->second.find(absl::string_view(workgroup.data(), workgroup.size()));
+  auto held = it->second.find(AbslView(workgroup));
   if (held == it->second.end()) return std::nullopt;
   return held->second;
 }
@@ -488,9 +489,9 @@ void LocalHolds::Held(std::string_view execution, std::string_view workgroup,
 void LocalHolds::Released(std::string_view execution, std::string_view workgroup,
                           std::string_view holder) {
   absl::MutexLock lock(&mu_);
-  auto it = holders_.find(absl::string_view(execution.data(), execution.size()));
+  auto it = holders_.find(AbslView(execution));
   if (it == holders_.end()) return;
-  auto held = it->second.find(absl::string_view(workgroup.data(), workgroup.size()));
+  auto held = it->second.find(AbslView(workgroup));
   if (held == it->second.end() || held->second != holder) return;
   it->second.erase(held);
   if (it->second.empty()) holders_.erase(it);
@@ -498,7 +499,7 @@ void LocalHolds::Released(std::string_view execution, std::string_view workgroup
 
 void LocalHolds::Ended(std::string_view execution) {
   absl::MutexLock lock(&mu_);
-  holders_.erase(absl::string_view(execution.data(), execution.size()));
+  holders_.erase(AbslView(execution));
 }
 
 void LocalHolds::OnChange(const Change& change) {
@@ -542,7 +543,7 @@ absl::StatusOr<std::optional<RedisExecutions::Locator>> RedisExecutions::Locate(
     std::string_view execution, bool use_cache) {
   if (use_cache) {
     absl::MutexLock lock(&cache_mu_);
-    auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+    auto it = locators_.find(AbslView(execution));
     if (it != locators_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->second;
@@ -563,7 +564,7 @@ absl::StatusOr<std::optional<RedisExecutions::Locator>> RedisExecutions::Locate(
 
 std::optional<RedisExecutions::Locator> RedisExecutions::CachedLocator(std::string_view execution) {
   absl::MutexLock lock(&cache_mu_);
-  auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+  auto it = locators_.find(AbslView(execution));
   if (it == locators_.end()) return std::nullopt;
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->second;
@@ -571,7 +572,7 @@ std::optional<RedisExecutions::Locator> RedisExecutions::CachedLocator(std::stri
 
 void RedisExecutions::CacheLocator(std::string_view execution, const Locator& locator) {
   absl::MutexLock lock(&cache_mu_);
-  auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+  auto it = locators_.find(AbslView(execution));
   if (it != locators_.end()) {
     it->second->second = locator;
     lru_.splice(lru_.begin(), lru_, it->second);
@@ -587,7 +588,7 @@ void RedisExecutions::CacheLocator(std::string_view execution, const Locator& lo
 
 void RedisExecutions::ForgetLocator(std::string_view execution) {
   absl::MutexLock lock(&cache_mu_);
-  auto it = locators_.find(absl::string_view(execution.data(), execution.size()));
+  auto it = locators_.find(AbslView(execution));
   if (it == locators_.end()) return;
   lru_.erase(it->second);
   locators_.erase(it);

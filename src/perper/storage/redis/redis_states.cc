@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "perper/common/status_macros.h"
+#include "perper/common/strings.h"
 #include "perper/common/text.h"
 #include "perper/common/values.h"
 #include "perper/storage/redis/redis_keys.h"
@@ -26,18 +27,13 @@
 namespace perper::storage::redis {
 namespace {
 
-// Debian's abseil has its own string_view, which absl::StrCat wants.
-absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-std::string Quoted(std::string_view name) { return absl::StrCat("\"", ShortId(name), "\""); }
-
 absl::Status CheckName(std::string_view name, std::string_view what) {
   if (!name.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(Sv(what), " must not be empty"));
+  return absl::InvalidArgumentError(absl::StrCat(AbslView(what), " must not be empty"));
 }
 
 absl::Status Malformed(std::string_view what) {
-  return absl::InternalError(absl::StrCat("unexpected reply from Redis to ", Sv(what)));
+  return absl::InternalError(absl::StrCat("unexpected reply from Redis to ", AbslView(what)));
 }
 
 const std::string& Dictionaries() {
@@ -308,7 +304,7 @@ absl::StatusOr<DictionaryOutcome> RedisStates::OperateDictionary(std::string_vie
   const StateKeys keys = DictionaryKeys(name);
   const std::string flags = DecideFlags(op);
   static const std::string* const script =
-      new std::string(absl::StrCat(Sv(kDecideLua), Sv(kOperateDictionaryBody)));
+      new std::string(absl::StrCat(AbslView(kDecideLua), AbslView(kOperateDictionaryBody)));
   std::vector<std::string_view> args = {op.key, flags, op.new_value, op.expected_existing_value};
   // A read goes without WAIT.
   absl::StatusOr<RedisReply> reply =
@@ -461,7 +457,7 @@ absl::StatusOr<std::vector<StateSummary>> RedisStates::ListStates(std::string_vi
                                                                   size_t limit) {
   constexpr int64_t kPage = 256;
   std::vector<StateSummary> result;
-  const std::string from = absl::StrCat("[", Sv(prefix));
+  const std::string from = absl::StrCat("[", AbslView(prefix));
   for (StateSummary::Kind kind : {StateSummary::Kind::kDictionary, StateSummary::Kind::kList}) {
     const bool dictionary = kind == StateSummary::Kind::kDictionary;
     const std::string_view zset = dictionary ? Dictionaries() : Lists();
