@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "benchmarks/harness.h"
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "perper/common/files.h"
+#include "tests/support/spawn.h"
 
 namespace perper::bench {
 
@@ -174,23 +173,9 @@ void ServerMeter::Fill(Row& row) const {
 
 Child Child::Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
   Child child;
-  child.pid_ = fork();
-  if (child.pid_ != 0) return child;
-  int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd >= 0) {
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-  }
-  prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the benchmark
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
-  _exit(127);
+  // Killed with the benchmark if it dies first: a helper never outlives it.
+  child.pid_ = perper::testing::SpawnWithLog(argv, /*env=*/{}, log_path, /*die_with_parent=*/true);
+  return child;
 }
 
 Child::Child(Child&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
@@ -247,20 +232,6 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(period);
   }
-}
-
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/perper-bench-XXXXXX";
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  char* made = mkdtemp(buffer.data());
-  path_ = made != nullptr ? made : pattern;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
 }
 
 std::string SelfPath() { return std::filesystem::read_symlink("/proc/self/exe").string(); }

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
+
 namespace perper::bench {
 
 // CLOCK_MONOTONIC in nanoseconds: comparable between processes on one machine.
@@ -110,17 +112,7 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
              std::chrono::milliseconds period = std::chrono::milliseconds(1));
 
 // A fresh directory under $TMPDIR, removed (recursively) by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = perper::testing::TempDir;
 
 // The path of this executable, for re-executing it as a helper.
 std::string SelfPath();
