@@ -24,8 +24,8 @@ from perper._stats import COUNTERS
 from perper._stubs import (executions_pb2, instances_pb2, introspection_pb2, model_pb2, states_pb2,
                            streams_pb2)
 from perper.connection import Backoff, is_retryable
-from perper.errors import (ExecutionCancelledError, ExecutionFailedError, StreamFailedError,
-                           bounded_error_text)
+from perper.errors import (ExecutionCancelledError, ExecutionFailedError, PerperError,
+                           StreamFailedError, bounded_error_text)
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -68,9 +68,14 @@ async def _warn_when_unserved(agent: str, execution: str) -> None:
         return  # An older Fabric, or an unreachable one: nothing to say.
     if any(a.agent == agent and (a.listen_calls or a.reservation_calls) for a in response.agents):
         return
-    _log.warning("[exec=%s] waiting for %s: no process serves agent %s (no listen call for it on "
-                 "the Fabric at %s); the call waits until one does", execution, agent, agent,
-                 connection.endpoint)
+    # Named as the C++ SDK names it: the waiting (calling) agent first, then the execution.
+    try:
+        caller = current().agent.agent
+    except PerperError:
+        caller = "?"
+    _log.warning("[agent=%s exec=%s] waiting for %s: no process serves agent %s (no listen call "
+                 "for it on the Fabric at %s); the call waits until one does", caller, execution,
+                 agent, agent, connection.endpoint)
 
 
 async def watch_unserved(agent: str, execution: str, awaitable: Awaitable[Any]) -> Any:

@@ -58,6 +58,8 @@ def test_a_call_nobody_serves_says_so_and_is_answered_once_a_process_serves(fabr
                 lonely.request_stop()
                 await asyncio.wait_for(serving, 10)
             assert records.count("no process serves agent Lonely") == 1
+            # Named as the C++ SDK names it: the waiting agent first.
+            assert records.count("[agent=notebook exec=") == 1, records.messages
 
             # A served agent that takes longer than the check: no warning.
             async def slow(x):
@@ -82,7 +84,8 @@ def test_starting_an_agent_nobody_serves_says_so_and_starts_once_one_serves(fabr
             await _until(lambda: records.count("no process serves agent Sensor") > 0, 10)
             assert not starting.done()
             warning = next(m for m in records.messages if "no process serves agent Sensor" in m)
-            assert warning.startswith("[exec=Run-") and "waiting for Sensor" in warning, warning
+            assert warning.startswith("[agent=notebook exec=Run-"), warning
+            assert "waiting for Sensor" in warning, warning
             def serve_sensor():
                 sensor = perper.Application("Sensor", {"Start": lambda x: x * 2},
                                             endpoint=fabric.address)
