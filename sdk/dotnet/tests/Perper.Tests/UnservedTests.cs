@@ -47,7 +47,8 @@ public sealed class UnservedTests(FabricFixture fabric) : IClassFixture<FabricFi
         Task<int> call = new PerperInstance("LonelyNet", "lonely-1").CallAsync<int>("Plus", 1);
         await UntilAsync(() => logger.Count(warning) > 0);
         Assert.Equal(1, logger.Count(warning));
-        Assert.Contains(logger.Messages, m => m.StartsWith("Warning: [exec="));
+        // Named as the C++ SDK names it: the waiting agent first.
+        Assert.Contains(logger.Messages, m => m.StartsWith("Warning: [agent=Unserved1 exec="));
         Assert.False(call.IsCompleted);
         Assert.Equal(2, await ServedAsync<LonelyAgent, int>("LonelyNet", call));
         Assert.Equal(1, logger.Count(warning));
@@ -66,7 +67,7 @@ public sealed class UnservedTests(FabricFixture fabric) : IClassFixture<FabricFi
         Assert.False(starting.IsCompleted);
         (PerperInstance started, long result) = await ServedAsync<SensorAgent, (PerperInstance, long)>("SensorNet", starting);
         Assert.Equal(10L, result);
-        Assert.Contains(logger.Messages, m => m.StartsWith($"Warning: [exec={started.Instance}] waiting for SensorNet"));
+        Assert.Contains(logger.Messages, m => m.StartsWith($"Warning: [agent=Unserved2 exec={started.Instance}] waiting for SensorNet"));
 
         Task destroying = started.DestroyAsync();
         await UntilAsync(() => logger.Count(warning) == 2);

@@ -64,7 +64,8 @@ public static class PerperInstanceExtensions
     private static async Task<T> WatchUnservedAsync<T>(string agent, string id, Func<Task<T>> request)
     {
         using var answered = new CancellationTokenSource();
-        _ = WarnWhenUnservedAsync(PerperContext.Current.Fabric, agent, id, answered.Token);
+        PerperContext context = PerperContext.Current;
+        _ = WarnWhenUnservedAsync(context.Fabric, context.Instance.Agent, agent, id, answered.Token);
         try
         {
             return await request().ConfigureAwait(false);
@@ -84,7 +85,7 @@ public static class PerperInstanceExtensions
     /// <summary>Runs beside a call: once it has waited <see cref="UnservedCheckAfter"/>, asks the
     /// Fabric whether any process listens for <paramref name="agent"/> and warns when none
     /// does.</summary>
-    private static async Task WarnWhenUnservedAsync(FabricService fabric, string agent, string execution, CancellationToken answered)
+    private static async Task WarnWhenUnservedAsync(FabricService fabric, string caller, string agent, string execution, CancellationToken answered)
     {
         if (UnservedCheckAfter <= TimeSpan.Zero)
         {
@@ -101,8 +102,8 @@ public static class PerperInstanceExtensions
                 return;
             }
             fabric.Logger.LogWarning(
-                "[exec={Execution}] waiting for {Agent}: no process serves agent {Served} (no listen call for it on the Fabric at {Address}); the call waits until one does",
-                execution, agent, agent, fabric.Endpoint);
+                "[agent={Caller} exec={Execution}] waiting for {Agent}: no process serves agent {Served} (no listen call for it on the Fabric at {Address}); the call waits until one does",
+                caller, execution, agent, agent, fabric.Endpoint);
         }
         catch (Exception e) when (e is OperationCanceledException or RpcException)
         {
