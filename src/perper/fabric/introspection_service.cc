@@ -65,7 +65,7 @@ grpc::ServerUnaryReactor* IntrospectionService::ListInstances(
   if (!limit.ok()) return FinishUnary(call, limit.status());
   // An instance is an unfinished Registry execution whose `instance` field names the agent type.
   storage::ExecutionFilter filter;
-  filter.agent = kRegistryAgent;
+  filter.agent = storage::kRegistryAgent;
   filter.instance = request->agent();  // Empty: every agent type.
   auto registry = context_.store->executions().ListExecutions(filter, *limit);
   if (!registry.ok()) return FinishUnary(call, registry.status());

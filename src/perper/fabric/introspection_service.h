@@ -22,8 +22,6 @@ namespace perper::fabric {
 
 class IntrospectionService final : public grpc2::FabricIntrospection::CallbackService {
  public:
-  // The agent whose executions are the agent instances.
-  static constexpr const char* kRegistryAgent = storage::kRegistryAgent;
   static constexpr uint32_t kDefaultLimit = 1000;
   static constexpr uint32_t kMaxLimit = 100000;
 

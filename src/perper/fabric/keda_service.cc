@@ -118,7 +118,7 @@ absl::StatusOr<int64_t> Count(storage::Store& store, const KedaQuery& query, Met
   if (metric == Metric::kExecutions) {
     filter.agent = query.agent;
   } else {
-    filter.agent = IntrospectionService::kRegistryAgent;
+    filter.agent = storage::kRegistryAgent;
     filter.instance = query.agent;
   }
   absl::StatusOr<std::vector<std::string>> ids = store.executions().ListExecutionIds(filter, limit);
@@ -167,8 +167,8 @@ class ActiveStream final : public grpc::ServerWriteReactor<IsActiveResponse> {
         std::make_shared<GuardedSubscriber>([this](const Change& change) { OnHint(change); });
     // Subscribed before the first read: a change the read missed arrives as a hint.
     subscription_ = context_.hub->Subscribe(
-        Topic::kAgentExecutions,
-        query_.ByInstances() ? IntrospectionService::kRegistryAgent : query_.agent, subscriber_);
+        Topic::kAgentExecutions, query_.ByInstances() ? storage::kRegistryAgent : query_.agent,
+        subscriber_);
     PERPER_LOG_DEBUG(Logger::kFabric, "[agent={}] KEDA StreamIsActive opened (by {})", query_.agent,
                      query_.ByInstances() ? "instances" : "executions");
     Refresh();
