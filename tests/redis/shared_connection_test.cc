@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +67,32 @@ TEST(SharedConnectionTest, ManyThreadsGetTheirOwnRepliesAndShareReads) {
   // 8,000 commands; concurrent submissions went out together, so Redis read fewer times.
   const int64_t reads = InfoField(server.port(), "stats", "total_reads_processed") - reads_before;
   EXPECT_LT(reads, kThreads * kEach) << reads << " reads";
+}
+
+// How many threads this process has.
+size_t Threads() {
+  size_t count = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    ++count;
+  }
+  return count;
+}
+
+// The waiting threads read the replies themselves: a connection adds no thread, and a lone
+// caller gets its replies with no other thread to wake.
+TEST(SharedConnectionTest, AConnectionHasNoThreadOfItsOwn) {
+  RedisProcess server;
+  ASSERT_TRUE(server.Start().ok());
+  const size_t before = Threads();
+  auto connection = SharedConnection::Connect("127.0.0.1", server.port());
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  for (int i = 0; i < 100; ++i) {
+    auto reply = (*connection)->Run({"ECHO", absl::StrCat(i)});
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    ASSERT_EQ(reply->str, absl::StrCat(i));
+  }
+  EXPECT_EQ(Threads(), before);
 }
 
 TEST(SharedConnectionTest, AServerThatStopsAnsweringBreaksItWithinTheTimeout) {

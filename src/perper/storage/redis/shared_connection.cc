@@ -2,9 +2,12 @@
 #include "perper/storage/redis/shared_connection.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -17,7 +20,8 @@ absl::StatusOr<std::shared_ptr<SharedConnection>> SharedConnection::Connect(
   absl::StatusOr<std::unique_ptr<RedisConnection>> setup =
       RedisConnection::Connect(std::move(host), port, options);
   if (!setup.ok()) return setup.status();
-  // The reader blocks until a reply or the end of the connection; waiters time out instead.
+  // Readers wait in poll() until their deadline; a receive itself never waits once poll said
+  // there is something to read.
   timeval none = {0, 0};
   if (setsockopt((*setup)->fd(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)) != 0) {
     return absl::UnavailableError(
@@ -25,18 +29,20 @@ absl::StatusOr<std::shared_ptr<SharedConnection>> SharedConnection::Connect(
   }
   std::shared_ptr<SharedConnection> connection(
       new SharedConnection(*std::move(setup), options.command_timeout));
-  connection->reader_ = std::thread([raw = connection.get()] { raw->ReadLoop(); });
+  if (connection->parser_ == nullptr) return absl::ResourceExhaustedError("redis: out of memory");
   return connection;
 }
 
 SharedConnection::SharedConnection(std::unique_ptr<RedisConnection> setup,
                                    std::chrono::milliseconds timeout)
-    : address_(setup->address()), timeout_(timeout), setup_(std::move(setup)), fd_(setup_->fd()) {}
+    : address_(setup->address()),
+      timeout_(timeout),
+      setup_(std::move(setup)),
+      fd_(setup_->fd()),
+      parser_(redisReaderCreate(), &redisReaderFree),
+      buffer_(64 * 1024) {}
 
-SharedConnection::~SharedConnection() {
-  Break("connection closed");
-  if (reader_.joinable()) reader_.join();
-}
+SharedConnection::~SharedConnection() { Break("connection closed"); }
 
 bool SharedConnection::broken() const {
   absl::MutexLock lock(&mu_);
@@ -44,20 +50,22 @@ bool SharedConnection::broken() const {
 }
 
 void SharedConnection::Break(const std::string& why) {
-  std::deque<Waiter*> failed;
-  {
-    absl::MutexLock lock(&mu_);
-    if (broken_) return;
-    broken_ = true;
-    why_broken_ = why;
-    outgoing_.clear();
-    failed.swap(waiting_);
-  }
-  for (Waiter* waiter : failed) {
+  absl::MutexLock lock(&mu_);
+  BreakLocked(why);
+}
+
+void SharedConnection::BreakLocked(const std::string& why) {
+  if (broken_) return;
+  broken_ = true;
+  why_broken_ = why;
+  outgoing_.clear();
+  for (Waiter* waiter : waiting_) {
     waiter->status = absl::UnavailableError(absl::StrCat("redis ", address_, ": ", why));
-    waiter->done.Notify();
+    waiter->complete = true;
+    waiter->wake.Signal();
   }
-  // Wakes the reader (its recv returns) and fails a write in progress.
+  waiting_.clear();
+  // Wakes a reader in poll() and fails a write in progress.
   shutdown(fd_, SHUT_RDWR);
 }
 
@@ -94,6 +102,7 @@ absl::StatusOr<std::vector<RedisReply>> SharedConnection::Pipeline(
     formatted.append(command, static_cast<size_t>(length));
     redisFreeCommand(command);
   }
+  const absl::Time deadline = absl::Now() + absl::FromChrono(timeout_);
   Waiter waiter;
   waiter.expected = commands.size();
   waiter.replies.reserve(commands.size());
@@ -118,15 +127,30 @@ absl::StatusOr<std::vector<RedisReply>> SharedConnection::Pipeline(
       data.swap(outgoing_);
     }
     if (!WriteAll(data)) {
-      Break(absl::StrCat("write: ", errno != 0 ? strerror(errno) : "connection lost"));
       absl::MutexLock lock(&mu_);
+      BreakLocked(absl::StrCat("write: ", errno != 0 ? strerror(errno) : "connection lost"));
       writing_ = false;
       break;
     }
   }
-  if (!waiter.done.WaitForNotificationWithTimeout(absl::FromChrono(timeout_))) {
-    Break(absl::StrCat("no reply within ", timeout_.count(), " ms"));
-    waiter.done.WaitForNotification();  // By the reader, or by Break: either is immediate.
+  absl::MutexLock lock(&mu_);
+  while (!waiter.complete) {
+    if (!reading_ || waiter.reads) {
+      reading_ = true;
+      waiter.reads = false;
+      ReadUntilComplete(waiter, deadline);
+      // Pass the role on to the waiter whose reply comes next, or leave it to the next caller.
+      if (waiting_.empty()) {
+        reading_ = false;
+      } else {
+        waiting_.front()->reads = true;
+        waiting_.front()->wake.Signal();
+      }
+      break;
+    }
+    if (waiter.wake.WaitWithDeadline(&mu_, deadline) && !waiter.complete && !waiter.reads) {
+      BreakLocked(absl::StrCat("no reply within ", timeout_.count(), " ms"));
+    }
   }
   if (!waiter.status.ok()) return waiter.status;
   return std::move(waiter.replies);
@@ -144,60 +168,70 @@ absl::StatusOr<RedisReply> SharedConnection::Run(const std::vector<std::string_v
   return reply;
 }
 
-void SharedConnection::ReadLoop() {
-  std::unique_ptr<redisReader, void (*)(redisReader*)> reader(redisReaderCreate(),
-                                                              &redisReaderFree);
-  std::vector<char> buffer(64 * 1024);
-  std::vector<Waiter*> completed;
-  // Hands the replies of a read to their waiters; false when the connection is done for.
-  auto deliver = [&]() -> bool {
+void SharedConnection::ReadUntilComplete(Waiter& own, absl::Time deadline) {
+  std::vector<RedisReply> parsed;
+  while (!own.complete) {
+    mu_.Unlock();
+    // What an earlier holder read past its own replies is parsed first.
+    std::string failure;
     for (;;) {
       void* raw = nullptr;
-      if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK) {
-        Break("unreadable reply");
-        return false;
+      if (redisReaderGetReply(parser_.get(), &raw) != REDIS_OK) {
+        failure = "unreadable reply";
+        break;
       }
-      if (raw == nullptr) return true;
-      RedisReply reply = ConvertReply(static_cast<const redisReply*>(raw));
+      if (raw == nullptr) break;
+      parsed.push_back(ConvertReply(static_cast<const redisReply*>(raw)));
       freeReplyObject(raw);
-      bool unexpected = false;
-      {
-        absl::MutexLock lock(&mu_);
-        if (waiting_.empty()) {
-          // Broken already (its waiters were failed), or a reply to nothing.
-          unexpected = !broken_;
-        } else {
-          Waiter* front = waiting_.front();
-          front->replies.push_back(std::move(reply));
-          if (front->replies.size() == front->expected) {
-            waiting_.pop_front();
-            completed.push_back(front);
-          }
-          continue;
-        }
-      }
-      if (unexpected) Break("a reply nobody asked for");
-      return false;
     }
-  };
-  for (;;) {
-    ssize_t n = recv(fd_, buffer.data(), buffer.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      Break(n == 0 ? "connection closed by the server" : absl::StrCat("read: ", strerror(errno)));
+    if (failure.empty() && parsed.empty()) {
+      const int64_t wait_ms = std::max<int64_t>(
+          0, absl::ToInt64Milliseconds(absl::Ceil(deadline - absl::Now(), absl::Milliseconds(1))));
+      pollfd readable = {fd_, POLLIN, 0};
+      const int ready = poll(&readable, 1, static_cast<int>(std::min<int64_t>(wait_ms, 1 << 30)));
+      if (ready == 0) {
+        failure = absl::StrCat("no reply within ", timeout_.count(), " ms");
+      } else if (ready > 0) {
+        const ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), 0);
+        if (n == 0) {
+          failure = "connection closed by the server";
+        } else if (n < 0 && errno != EINTR && errno != EAGAIN) {
+          failure = absl::StrCat("read: ", strerror(errno));
+        } else if (n > 0 && redisReaderFeed(parser_.get(), buffer_.data(),
+                                            static_cast<size_t>(n)) != REDIS_OK) {
+          failure = "unreadable reply";
+        }
+      } else if (errno != EINTR) {
+        failure = absl::StrCat("poll: ", strerror(errno));
+      }
+    }
+    mu_.Lock();
+    if (!failure.empty()) {
+      BreakLocked(failure);
       return;
     }
-    bool go_on = redisReaderFeed(reader.get(), buffer.data(), static_cast<size_t>(n)) == REDIS_OK;
-    if (!go_on) {
-      Break("unreadable reply");
-    } else {
-      go_on = deliver();
-    }
-    // Those completed were taken off the queue: nobody else will wake them.
-    for (Waiter* waiter : completed) waiter->done.Notify();
-    completed.clear();
-    if (!go_on) return;
+    if (!Deliver(parsed)) return;
   }
+}
+
+bool SharedConnection::Deliver(std::vector<RedisReply>& parsed) {
+  for (RedisReply& reply : parsed) {
+    if (waiting_.empty()) {
+      // Broken already (its waiters were failed), or a reply to nothing.
+      if (!broken_) BreakLocked("a reply nobody asked for");
+      parsed.clear();
+      return false;
+    }
+    Waiter* front = waiting_.front();
+    front->replies.push_back(std::move(reply));
+    if (front->replies.size() == front->expected) {
+      waiting_.pop_front();
+      front->complete = true;
+      front->wake.Signal();
+    }
+  }
+  parsed.clear();
+  return true;
 }
 
 }  // namespace perper::storage::redis
