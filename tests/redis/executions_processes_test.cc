@@ -247,6 +247,86 @@ TEST_P(ExecutionsProcessesTest, ACompletionClosesTheExecutionInItsAgentsIndex) {
   EXPECT_TRUE(a->executions().GetExecution("e2").value().finished);
 }
 
+// The process that completes an execution hands its waiters the outcome with the change; the
+// change as other processes hear it carries none (they read the record).
+TEST_P(ExecutionsProcessesTest, ACompletionsOutcomeComesWithItsChangeOnlyWhereItWasMade) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a->executions().CreateExecution(Record("ok")).ok());
+  ASSERT_TRUE(a->executions().CreateExecution(Record("failed")).ok());
+  ASSERT_TRUE(a->executions().CompleteExecution("ok", {"r1", "r2"}, std::nullopt).ok());
+  ASSERT_TRUE(a->executions().CompleteExecution("failed", {}, "it broke").ok());
+  auto completed = [](const std::string& id) {
+    return [id](const Change& change) {
+      return change.kind == Change::Kind::kExecutionCompleted && change.id == id;
+    };
+  };
+  std::shared_ptr<const ExecutionOutcome> ok, failed;
+  ASSERT_TRUE(a->WaitForChange(
+      [&](const Change& change) {
+        if (completed("ok")(change)) ok = change.outcome;
+        return ok != nullptr;
+      },
+      10s));
+  ASSERT_TRUE(a->WaitForChange(
+      [&](const Change& change) {
+        if (completed("failed")(change)) failed = change.outcome;
+        return failed != nullptr;
+      },
+      10s));
+  EXPECT_EQ(ok->results, (std::vector<std::string>{"r1", "r2"}));
+  EXPECT_FALSE(ok->error.has_value());
+  EXPECT_TRUE(failed->results.empty());
+  EXPECT_EQ(failed->error, std::optional<std::string>("it broke"));
+  for (const std::string id : {"ok", "failed"}) {
+    ASSERT_TRUE(b->WaitForChange(completed(id), 10s)) << id;
+    EXPECT_TRUE(b->WaitForChange(
+        [&](const Change& change) { return completed(id)(change) && change.outcome == nullptr; },
+        1s))
+        << id;
+  }
+}
+
+// The scripts one deployment runs, summed over its nodes (INFO commandstats).
+int64_t ScriptCalls(
+    const std::function<absl::StatusOr<std::string>(std::vector<std::string>)>& cli) {
+  absl::StatusOr<std::string> stats = cli({"INFO", "commandstats"});
+  if (!stats.ok()) return -1;
+  int64_t calls = 0;
+  for (const std::string command : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+    const size_t at = stats->find(command);
+    if (at != std::string::npos) calls += std::stoll(stats->substr(at + command.size()));
+  }
+  return calls;
+}
+
+// On a standalone server every key is on one node: a creation and a deletion are one script
+// each, where a cluster needs one per slot (four and three).
+TEST_P(ExecutionsProcessesTest, OnAStandaloneServerACreationAndADeletionAreOneScriptEach) {
+  if (GetParam() != "redis") GTEST_SKIP() << "a cluster runs one script per slot";
+  auto a = Open();
+  auto cli = [&](std::vector<std::string> args) { return Cli(std::move(args)); };
+  constexpr int kCount = 20;
+  // The lease renewal and the watchers run scripts too, a few a second: a margin for them.
+  constexpr int kMargin = 8;
+  const int64_t before = ScriptCalls(cli);
+  ASSERT_GE(before, 0);
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(a->executions().CreateExecution(Record("s" + std::to_string(i))).ok());
+  }
+  const int64_t created = ScriptCalls(cli);
+  EXPECT_GE(created - before, kCount);
+  EXPECT_LE(created - before, kCount + kMargin);
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(a->executions().DeleteExecution("s" + std::to_string(i)).value());
+  }
+  const int64_t deleted = ScriptCalls(cli);
+  EXPECT_GE(deleted - created, kCount);
+  EXPECT_LE(deleted - created, kCount + kMargin);
+  // What they wrote is what the general way writes: the conformance suite checks the rest.
+  EXPECT_EQ(Cli({"EXISTS", Key(LocatorTag("s0"), "w")}).value(), "0\n");
+}
+
 TEST_P(ExecutionsProcessesTest, ADeadProcessLosesItsReservationWhenItsLeaseRunsOut) {
   constexpr auto kLease = 1000ms;
   auto a = Open(kLease);

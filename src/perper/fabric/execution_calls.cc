@@ -17,11 +17,16 @@ std::string RandomHex() {
   return buffer;
 }
 
-grpc2::ExecutionsGetResultResponse ResultOf(const storage::ExecutionRecord& record) {
+grpc2::ExecutionsGetResultResponse ResultOf(const std::vector<std::string>& results,
+                                            const std::optional<std::string>& error) {
   grpc2::ExecutionsGetResultResponse response;
-  for (const std::string& result : record.results) *response.add_results() = ParseAny(result);
-  if (record.error.has_value()) response.mutable_error()->set_message(*record.error);
+  for (const std::string& result : results) *response.add_results() = ParseAny(result);
+  if (error.has_value()) response.mutable_error()->set_message(*error);
   return response;
+}
+
+grpc2::ExecutionsGetResultResponse ResultOf(const storage::ExecutionRecord& record) {
+  return ResultOf(record.results, record.error);
 }
 
 std::string DescribeOutcome(const grpc2::ExecutionsGetResultResponse& response) {
@@ -109,12 +114,19 @@ void ResultWaiter::Check(const storage::Change* hint) {
       seen_ = true;
     }
     bool finished = false;
-    absl::StatusOr<bool> found = context_.store->executions().ReadExecution(
-        execution_, [&](const storage::ExecutionRecord& record) {
-          if (!record.finished) return;
-          finished = true;
-          response = ResultOf(record);
-        });
+    absl::StatusOr<bool> found = true;
+    if (hint != nullptr && hint->outcome != nullptr) {
+      // Completed by this process, with the outcome attached: no need to read it back.
+      finished = true;
+      response = ResultOf(hint->outcome->results, hint->outcome->error);
+    } else {
+      found = context_.store->executions().ReadExecution(
+          execution_, [&](const storage::ExecutionRecord& record) {
+            if (!record.finished) return;
+            finished = true;
+            response = ResultOf(record);
+          });
+    }
     // A read that failed (the store is unreachable) waits for the next hint; a remote store
     // sends every waiter a resync once it is reachable again.
     if (!found.ok()) return;

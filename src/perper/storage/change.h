@@ -1,14 +1,24 @@
 // SPDX-License-Identifier: MIT
 // Changes a Store reports after committing them. They are hints that carry IDs (and, for
-// executions, the routing fields), never payloads: a subscriber reads what it needs back from
-// the store, which keeps the path the same whether the change was made by this process or by
-// another process sharing the store.
+// executions, the routing fields): a subscriber reads what it needs back from the store, which
+// keeps the path the same whether the change was made by this process or by another process
+// sharing the store. The one payload is an optional shortcut: a backend whose reads are round
+// trips may attach a completion's outcome for the subscribers of the process that made it.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace perper::storage {
+
+// What an execution finished with, as stored (serialized Anys, the error message).
+struct ExecutionOutcome {
+  std::vector<std::string> results;
+  std::optional<std::string> error;
+};
 
 struct Change {
   enum class Kind {
@@ -34,6 +44,10 @@ struct Change {
   std::string delegate;
   std::string workgroup;
   int64_t key = 0;
+  // kExecutionCompleted, when the completing process's backend attached it: the outcome, so
+  // that a waiter on this process answers without reading the record back. Never passed
+  // between processes; null means "read it".
+  std::shared_ptr<const ExecutionOutcome> outcome;
 };
 
 // Receives committed changes. Called outside store locks, from the thread that made the change;

@@ -62,6 +62,17 @@ absl::StatusOr<RedisReply> ClientPool::RunWrite(std::string_view script,
   return reply;
 }
 
+absl::StatusOr<RedisReply> ClientPool::RunStandaloneWrite(
+    std::string_view script, const std::vector<std::string_view>& keys,
+    const std::vector<std::string_view>& args) {
+  ClusterClient& client = Next();
+  PERPER_ASSIGN_OR_RETURN(RedisReply reply, client.RunStandaloneScript(script, keys, args));
+  if (options_.wait_replicas > 0) {
+    PERPER_RETURN_IF_ERROR(WaitForReplicas(client, keys.empty() ? 0 : KeySlot(keys.front())));
+  }
+  return reply;
+}
+
 std::vector<absl::StatusOr<RedisReply>> ClientPool::RunWrites(
     const std::vector<ClusterClient::Script>& scripts) {
   ClusterClient& client = Next();

@@ -58,6 +58,11 @@ class ClientPool {
   absl::StatusOr<RedisReply> RunWrite(std::string_view script,
                                       const std::vector<std::string_view>& keys,
                                       const std::vector<std::string_view>& args);
+  // A write over keys of any slots on a standalone server (ClusterClient::RunStandaloneScript),
+  // then WAIT as RunWrite does.
+  absl::StatusOr<RedisReply> RunStandaloneWrite(std::string_view script,
+                                                const std::vector<std::string_view>& keys,
+                                                const std::vector<std::string_view>& args);
   // Several independent writes as ClusterClient::RunScripts (one round trip per node instead
   // of one each), then WAIT as RunWrite does. One result per script, in the order given.
   std::vector<absl::StatusOr<RedisReply>> RunWrites(

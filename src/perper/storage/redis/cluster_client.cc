@@ -323,6 +323,17 @@ absl::StatusOr<RedisReply> ClusterClient::RunOneScript(int slot, const Script& s
   return reply;
 }
 
+absl::StatusOr<RedisReply> ClusterClient::RunStandaloneScript(
+    std::string_view script, const std::vector<std::string_view>& keys,
+    const std::vector<std::string_view>& args) {
+  if (cluster_mode_) {
+    return absl::FailedPreconditionError(
+        "redis: a script over several slots needs a standalone "
+        "server, not a cluster");
+  }
+  return RunOneScript(keys.empty() ? 0 : KeySlot(keys.front()), Script{script, keys, args});
+}
+
 absl::StatusOr<RedisReply> ClusterClient::RunScript(std::string_view script,
                                                     const std::vector<std::string_view>& keys,
                                                     const std::vector<std::string_view>& args) {

@@ -72,6 +72,13 @@ class ClusterClient {
                                        const std::vector<std::string_view>& keys,
                                        const std::vector<std::string_view>& args);
 
+  // A script over keys of any slots, which only a standalone server runs (it owns every
+  // slot): a deployment's operation that takes several scripts in a cluster takes this one.
+  // FAILED_PRECONDITION in cluster mode.
+  absl::StatusOr<RedisReply> RunStandaloneScript(std::string_view script,
+                                                 const std::vector<std::string_view>& keys,
+                                                 const std::vector<std::string_view>& args);
+
   // One script of RunScripts.
   struct Script {
     std::string_view script;

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 // Round trips per operation (a "locator" is one GET of `{e:<id>}:w`, skipped when cached):
-//   CreateExecution      3: the sequence script (INCR `{perper}:seq`, SADD `{perper}:agents`)
-//                        and the locator script in one round trip (each node's commands are
-//                        sent together), the record script, the index script (the locator
-//                        joins the record script when the execution has no instance: they
-//                        share the slot `e:<id>`).
+//   CreateExecution      1 on a standalone Redis (one script). In a cluster 3: the sequence
+//                        script (INCR `{perper}:seq`, SADD `{perper}:agents`) and the locator
+//                        script in one round trip (each node's commands are sent together), the
+//                        record script, the index script (the locator joins the record script
+//                        when the execution has no instance: they share the slot `e:<id>`).
 //   GetExecution         1 + locator. ReadExecution: the same.
 //   CompleteExecution    1 + locator: the record script and the close script (the agent's
-//                        open set) together.
-//   DeleteExecution      2 + locator: record and index scripts together, locator delete (1
+//                        open set) together. Its change carries the outcome, so a caller
+//                        waiting on this process reads nothing back.
+//   DeleteExecution      1 + locator on a standalone Redis (one script). In a cluster
+//                        2 + locator: record and index scripts together, locator delete (1
 //                        without an instance: the record script deletes the locator in its
 //                        slot).
 //   TryReserve           1 + locator; a holder on another process adds a PTTL of its lease
@@ -311,6 +313,83 @@ constexpr std::string_view kHoldersScript = R"lua(
 local out = {}
 for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[1]) or '' end
 return out
+)lua";
+
+// On a standalone Redis every key is on one server, so a creation is one script: the locator,
+// the sequence, the record and the agent's index. KEYS: 1 record, 2 the tag's id set, 3 locator,
+// 4 its birth time, 5 the sequence counter, 6 the agents set, 7-9 the agent's all, open and
+// meta. ARGV: id, agent, instance, delegate, encoded arguments, a token unique to this call
+// (kept, so that the call retried after a lost answer succeeds), locator value, index meta
+// value. Answers as kCreateScript: {1, seq, 0} created, {0, seq, finished} identical, {-1}
+// different content, {-2, locator} the locator names another agent or tag.
+constexpr std::string_view kCreateStandaloneScript = R"lua(
+local located = redis.call('GET', KEYS[3])
+if located and located ~= ARGV[7] then return {-2, located} end
+local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate', 'args', 'seq', 'finished',
+                     'ctok')
+local code, seq, finished = 1, nil, false
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if r[1] then
+  seq, finished = r[5], r[6] and true or false
+  if r[7] ~= ARGV[6] then
+    if r[1] ~= ARGV[2] or r[2] ~= ARGV[3] or r[3] ~= ARGV[4] or r[4] ~= ARGV[5] then
+      return {-1}
+    end
+    code = 0
+  end
+else
+  seq = tostring(redis.call('INCR', KEYS[5]))
+  redis.call('SADD', KEYS[6], ARGV[2])
+  redis.call('HSET', KEYS[1], 'agent', ARGV[2], 'instance', ARGV[3], 'delegate', ARGV[4],
+             'args', ARGV[5], 'seq', seq, 'ctime', now, 'ctok', ARGV[6])
+  redis.call('ZADD', KEYS[2], seq, ARGV[1])
+end
+if not located then
+  redis.call('SET', KEYS[3], ARGV[7])
+  redis.call('SET', KEYS[4], now)
+end
+-- The index, as kIndexScript does it.
+local indexed = true
+if redis.call('HSETNX', KEYS[9], ARGV[1], ARGV[8]) == 0 then
+  local score = redis.call('ZSCORE', KEYS[7], ARGV[1])
+  if score and tonumber(score) == tonumber(seq) then
+    indexed = false
+  else
+    redis.call('HSET', KEYS[9], ARGV[1], ARGV[8])
+  end
+end
+if indexed then
+  redis.call('ZADD', KEYS[7], seq, ARGV[1])
+  if finished then redis.call('ZREM', KEYS[8], ARGV[1]) else redis.call('ZADD', KEYS[8], seq, ARGV[1]) end
+end
+return {code, seq, finished and 1 or 0}
+)lua";
+
+// On a standalone Redis, a deletion in one script: the record, its id set entry, the agent's
+// index entry of this tag, and the locator when it has the value given (when there was no
+// record, only once it is ARGV[3] ms old: it may be a create's in progress). KEYS: 1 record,
+// 2 the tag's id set, 3 locator, 4 its birth time, 5-7 the agent's all, open and meta. ARGV:
+// id, locator value, debris age, the encoded tag. Answers as kDeleteScript.
+constexpr std::string_view kDeleteStandaloneScript = R"lua(
+local meta = redis.call('HGET', KEYS[7], ARGV[1])
+if meta and string.sub(meta, 1, #ARGV[4]) == ARGV[4] then
+  redis.call('HDEL', KEYS[7], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
+end
+local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate')
+if redis.call('GET', KEYS[3]) == ARGV[2] then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  if r[1] or now - tonumber(redis.call('GET', KEYS[4]) or 0) >= tonumber(ARGV[3]) then
+    redis.call('DEL', KEYS[3], KEYS[4])
+  end
+end
+if not r[1] then return {0} end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {1, r[1], r[2], r[3]}
 )lua";
 
 // Values are length-prefixed ("<decimal length>:<bytes>" each), so any bytes survive and equal
@@ -632,9 +711,27 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
   const std::string id_set = IdSetKey(tag);
   const std::string arguments = EncodeList(record.arguments);
 
-  // The sequence and the locator do not depend on each other: one round trip for both.
   const std::string sequence_key = SequenceKey();
   const std::string agents_key = AgentsKey();
+  const std::string meta_value = EncodeList({tag, record.instance, record.delegate});
+  if (!pool_->cluster_mode()) {
+    const std::string token =
+        pool_->process_id() + "/" + std::to_string(creations_.fetch_add(1) + 1);
+    const std::string all = AgentKey(record.agent, "all");
+    const std::string open = AgentKey(record.agent, "open");
+    const std::string meta = AgentKey(record.agent, "meta");
+    PERPER_ASSIGN_OR_RETURN(
+        RedisReply created,
+        pool_->RunStandaloneWrite(
+            kCreateStandaloneScript,
+            {record_key, id_set, locator_key, birth_key, sequence_key, agents_key, all, open, meta},
+            {id, record.agent, record.instance, record.delegate, arguments, token, locator_value,
+             meta_value}));
+    // A locator naming another agent or tag takes the general way below, which knows debris.
+    if (Code(created) != -2) return Created(std::move(record), tag, created);
+  }
+
+  // The sequence and the locator do not depend on each other: one round trip for both.
   std::optional<RedisReply> first_locator;
   std::vector<ClusterClient::Script> first = {
       {kSequenceScript, {sequence_key, agents_key}, {record.agent}}};
@@ -697,9 +794,20 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
           ->RunWrite(kIndexScript,
                      {AgentKey(record.agent, "all"), AgentKey(record.agent, "open"),
                       AgentKey(record.agent, "meta")},
-                     {id, stored_sequence, EncodeList({tag, record.instance, record.delegate}),
-                      finished ? "1" : "0"})
+                     {id, stored_sequence, meta_value, finished ? "1" : "0"})
           .status());
+  return Created(std::move(record), tag, created);
+}
+
+absl::StatusOr<bool> RedisExecutions::Created(ExecutionRecord record, const std::string& tag,
+                                              const RedisReply& created) {
+  const long long code = Code(created);
+  if (code == -1) {
+    return absl::AlreadyExistsError("execution " + record.execution +
+                                    " already exists with different content");
+  }
+  if (code != 0 && code != 1) return Unexpected("create", created);
+  const std::string& id = record.execution;
   CacheLocator(id, Locator{record.agent, tag});
   if (code == 0) return false;
   local_holds_.Ended(id);
@@ -758,6 +866,9 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
             return MakeChange(Change::Kind::kExecutionCompleted, execution, *replies[0], 1);
           }));
   if (!change.has_value()) return NotFound(execution);
+  // Waiters on this process answer from the change instead of reading the record back.
+  change->outcome = std::make_shared<const ExecutionOutcome>(
+      ExecutionOutcome{std::move(results), std::move(error)});
   // A finished execution is never dispatched again, so no release is reported.
   watcher_.Forget(execution);
   local_holds_.Ended(execution);
@@ -767,6 +878,7 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
 
 absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution) {
   std::optional<Locator> last;  // The locator the record was looked for under.
+  bool locator_done = false;    // The standalone script dealt with the locator already.
   PERPER_ASSIGN_OR_RETURN(
       std::optional<Change> change,
       WithRecord<
@@ -786,6 +898,18 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
         const std::string all = AgentKey(locator.agent, "all");
         const std::string open = AgentKey(locator.agent, "open");
         const std::string meta = AgentKey(locator.agent, "meta");
+        if (!pool_->cluster_mode()) {
+          const std::string locator_key = LocatorKey(execution);
+          const std::string birth_key = LocatorBirthKey(execution);
+          PERPER_ASSIGN_OR_RETURN(
+              RedisReply deleted,
+              pool_->RunStandaloneWrite(kDeleteStandaloneScript,
+                                        {keys[0], keys[1], locator_key, birth_key, all, open, meta},
+                                        {execution, located, kDebrisAgeMs, tag}));
+          locator_done = true;
+          if (Code(deleted) == 0) return std::optional<Change>();
+          return MakeChange(Change::Kind::kExecutionDeleted, execution, deleted, 1);
+        }
         std::vector<absl::StatusOr<RedisReply>> replies =
             pool_->RunWrites({{kDeleteScript, {keys.begin(), keys.end()}, {execution, located}},
                               {kUnindexScript, {all, open, meta}, {execution, tag}}});
@@ -797,7 +921,7 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
   if (!last.has_value()) return false;  // No locator: never created.
   // The record script deleted a locator in its own slot already. Without a record, the
   // locator goes only when it is old: it may be a create's in progress.
-  if (!change.has_value() || last->tag != LocatorTag(execution)) {
+  if (!locator_done && (!change.has_value() || last->tag != LocatorTag(execution))) {
     PERPER_RETURN_IF_ERROR(
         pool_
             ->RunWrite(

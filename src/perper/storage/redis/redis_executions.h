@@ -157,6 +157,10 @@ class RedisExecutions final : public ExecutionStore {
 
   // The answer of kSequenceScript: the deployment's next creation sequence.
   static absl::StatusOr<uint64_t> ParseNextSequence(const RedisReply& reply);
+  // The end of a creation whose record script answered `created` (kCreateScript's answers):
+  // the error, or whether it was new (then reported).
+  absl::StatusOr<bool> Created(ExecutionRecord record, const std::string& tag,
+                               const RedisReply& created);
   absl::StatusOr<std::vector<std::string>> Agents();
   // Up to `limit` matches of kListScript over `keys` (its ARGV[1] and ARGV[3..9] in `args`), in
   // as many calls as the script's scanning budget needs.
@@ -190,8 +194,9 @@ class RedisExecutions final : public ExecutionStore {
   ProcessDeathWatcher deaths_;
 
   std::atomic<uint64_t> sibling_answers_{0};
-  // Numbers this process's completions (their tokens).
+  // Number this process's completions and standalone creations (their tokens).
   std::atomic<uint64_t> completions_{0};
+  std::atomic<uint64_t> creations_{0};
 
   static constexpr size_t kLocatorCacheSize = 100000;
   absl::Mutex cache_mu_;
