@@ -66,6 +66,22 @@ TEST(UpTest, GreetingExamplePrintsTheGreetingAndExits) {
   EXPECT_TRUE(ProcessesWithEnv(marker).empty());
 }
 
+// The embedded Fabric logs warnings only, unless PERPER_LOG_LEVEL asks for more, as it does of
+// every agent.
+TEST(UpTest, PerperLogLevelSetsTheEmbeddedFabricsLevelToo) {
+  for (bool debug : {false, true}) {
+    std::string marker = TestMarker();
+    std::vector<std::string> env = Env(marker);
+    if (debug) env.push_back("PERPER_LOG_LEVEL=debug");
+    ChildProcess up(
+        {PERPER_BINARY, "up", std::string(PERPER_SOURCE_DIR) + "/examples/apps/greeting.yaml"},
+        env);
+    ASSERT_EQ(up.Wait(seconds(20)), 0) << up.Output();
+    EXPECT_EQ(up.Stderr().find(" D fabric: [call=") != std::string::npos, debug) << up.Output();
+    EXPECT_NE(up.Stdout().find("] Hello, world!\n"), std::string::npos) << up.Output();
+  }
+}
+
 // Runs the hello application of `manifest` (examples/apps/) to its end and checks what each of
 // its two agent processes printed.
 void ExpectHelloApplication(const std::string& manifest, const std::string& delay) {
@@ -207,6 +223,28 @@ TEST(UpTest, ACrashLoopIsReported) {
   EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
   EXPECT_NE(up.Stdout().find("[agent=Crasher instance=pool-1 pid="), std::string::npos);
   EXPECT_GE(Count(up.Stdout(), "] crashing\n"), 5u) << up.Output();
+}
+
+// An agent whose program goes away after it started: each restart fails to run it, and the
+// crash loop report quotes the OS's reason.
+TEST(UpTest, ACrashLoopOfAProgramThatCannotRunNamesTheReason) {
+  std::string marker = TestMarker();
+  TempDir dir;
+  const std::string program = dir.path() + "/vanishing";
+  std::ofstream(program) << "#!/bin/sh\necho started\nrm -f \"$0\"\nexit 3\n";
+  std::filesystem::permissions(program, std::filesystem::perms::owner_all);
+  const std::string manifest = dir.path() + "/app.yaml";
+  std::ofstream(manifest) << "agents:\n  Vanishing:\n    command: " << program
+                          << "\n    mode: pool\n    min: 1\n    max: 1\n";
+  ChildProcess up({PERPER_BINARY, "up", manifest}, Env(marker));
+  ASSERT_TRUE(up.WaitForOutput("crash loop: exited with code 127 (5 exits", seconds(15)))
+      << up.Output();
+  ASSERT_TRUE(up.WaitForOutput(
+      "; last stderr: perper: cannot run " + program + ": No such file or directory\n", seconds(5)))
+      << up.Output();
+  up.Signal(SIGTERM);
+  EXPECT_EQ(up.Wait(seconds(10)), 128 + SIGTERM) << up.Output();
+  EXPECT_EQ(Count(up.Stdout(), "] started\n"), 1u) << up.Output();
 }
 
 class ExternalFabricTest : public ::testing::Test {

@@ -207,12 +207,12 @@ int RunUp(const UpOptions& options) {
         store.redis_addresses = absl::StrSplit(redis, ',', absl::SkipWhitespace());
       }
     }
-    // The Fabric's own logs stay quiet unless the manifest asks for a level.
+    // The Fabric's own logs stay quiet unless the manifest or PERPER_LOG_LEVEL asks for a level.
     if (absl::Status s = SetLogLevel(config->log_level); !s.ok()) {
       std::fprintf(stderr, "perper up: %s\n", std::string(s.message()).c_str());
       return 2;
     }
-    if (!manifest->fabric.log_level.has_value()) {
+    if (!manifest->fabric.log_level.has_value() && std::getenv("PERPER_LOG_LEVEL") == nullptr) {
       GetLogger(Logger::kFabric).set_level(spdlog::level::warn);
       GetLogger(Logger::kStorage).set_level(spdlog::level::warn);
     }
