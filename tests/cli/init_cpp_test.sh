@@ -32,3 +32,40 @@ if [[ $status -ne 0 || $output != "[agent=greeter instance=deploy pid="*"] Hello
   cat "$work/up.err"
   exit 1
 fi
+
+# The README's two-language application: a Python Deploy (perper init python) calling the C++
+# agent above, once greeter's own Deploy is removed, in one manifest.
+"$perper" init python asker >/dev/null
+/usr/bin/python3 - <<'PY'
+import pathlib, re
+asker = pathlib.Path("asker/agent.py")
+text, n = re.subn(r"async def deploy\(\):.*?\n\n\n",
+                  "async def deploy():\n"
+                  "    greeter = await perper.start_agent(\"greeter\")\n"
+                  "    print(await greeter.call(\"Greet\", \"asker\"), flush=True)\n\n\n",
+                  asker.read_text(), flags=re.S)
+assert n == 1, "no deploy function in asker/agent.py"
+asker.write_text(text)
+greeter = pathlib.Path("greeter/agent.cc")
+text, n = re.subn(r"\n  // Deploy runs once.*?\n  \}\);\n", "\n", greeter.read_text(), flags=re.S)
+assert n == 1, "no on_deploy in greeter/agent.cc"
+greeter.write_text(text)
+PY
+cmake --build greeter/build >/dev/null
+cat >two.yaml <<'YAML'
+name: two
+deploy: asker
+agents:
+  asker:
+    command: ["/usr/bin/python3", asker/agent.py]
+  greeter:
+    command: ./greeter/build/greeter
+YAML
+status=0
+output=$(timeout 120 "$perper" up two.yaml 2>"$work/two.err") || status=$?
+echo "perper up two.yaml printed: $output"
+if [[ $status -ne 0 || $output != *"[agent=asker instance=deploy pid="*"] Hello, asker!"* ]]; then
+  echo "perper up two.yaml exited with $status:"
+  cat "$work/two.err"
+  exit 1
+fi
