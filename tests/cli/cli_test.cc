@@ -850,6 +850,14 @@ TEST(CliErrorsTest, AnUnknownCommandIsNamedAndTheCommandsListed) {
             std::string::npos)
       << err;
   EXPECT_NE(err.find("instances"), std::string::npos) << err;
+  // An unknown option before any command is named too, not answered "a command is required".
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "--bogus"}, {}, &out, &err), 2);
+  EXPECT_EQ(err, "perper: unknown option '--bogus' (see perper --help)\n");
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "--bogus=1", "instances"}, {}, &out, &err), 2);
+  EXPECT_EQ(err, "perper: unknown option '--bogus' (see perper --help)\n");
+  // Known options before the command still work.
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "--help"}, {}, &out, &err), 0);
+  EXPECT_EQ(RunToCompletion({PERPER_BINARY, "-h"}, {}, &out, &err), 0);
 }
 
 TEST(CliErrorsTest, VersionsAndBadFlagsOfBothBinaries) {

@@ -295,6 +295,18 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  // Likewise an unknown option before the command: name it rather than ask for a command.
+  if (argc > 1 && argv[1][0] == '-') {
+    const std::string option = std::string(argv[1]).substr(0, std::string(argv[1]).find('='));
+    bool known = false;
+    for (const CLI::Option* candidate : app.get_options()) {
+      known = known || candidate->check_name(option);
+    }
+    if (!known) {
+      std::fprintf(stderr, "perper: unknown option '%s' (see perper --help)\n", option.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
