@@ -61,6 +61,7 @@ class Process {
   }
 
   ExecutionStore& executions() { return store_->executions(); }
+  Store& store() { return *store_; }
   // From now on this process's changes reach only its own observer, as if it were killed
   // before publishing them.
   void StopPublishing() { dynamic_cast<RedisStore&>(*store_).StopPublishingForTesting(); }
@@ -300,9 +301,9 @@ int64_t ScriptCalls(
   return calls;
 }
 
-// On a standalone server every key is on one node: a creation and a deletion are one script
-// each, where a cluster needs one per slot (four and three).
-TEST_P(ExecutionsProcessesTest, OnAStandaloneServerACreationAndADeletionAreOneScriptEach) {
+// On a standalone server every key is on one node: a creation, an end with its stream and a
+// deletion are one script each, where a cluster needs one per slot (four, three and three).
+TEST_P(ExecutionsProcessesTest, OnAStandaloneServerEachStepOfAnExecutionIsOneScript) {
   if (GetParam() != "redis") GTEST_SKIP() << "a cluster runs one script per slot";
   auto a = Open();
   auto cli = [&](std::vector<std::string> args) { return Cli(std::move(args)); };
@@ -314,9 +315,27 @@ TEST_P(ExecutionsProcessesTest, OnAStandaloneServerACreationAndADeletionAreOneSc
   for (int i = 0; i < kCount; ++i) {
     ASSERT_TRUE(a->executions().CreateExecution(Record("s" + std::to_string(i))).ok());
   }
-  const int64_t created = ScriptCalls(cli);
+  int64_t created = ScriptCalls(cli);
   EXPECT_GE(created - before, kCount);
   EXPECT_LE(created - before, kCount + kMargin);
+  // An execution's end and the stream it produces: one script too.
+  for (int i = 0; i < kCount; ++i) {
+    StreamRecord stream;
+    stream.stream = "s" + std::to_string(i);
+    ASSERT_TRUE(a->store().streams().CreateStream(stream).ok());
+  }
+  created = ScriptCalls(cli);
+  for (int i = 0; i < kCount; ++i) {
+    absl::Status stream;
+    ASSERT_TRUE(a->store()
+                    .CompleteExecutionAndStream("s" + std::to_string(i), {}, std::nullopt, stream)
+                    .ok());
+    ASSERT_TRUE(stream.ok()) << stream;
+  }
+  const int64_t completed = ScriptCalls(cli);
+  EXPECT_GE(completed - created, kCount);
+  EXPECT_LE(completed - created, kCount + kMargin);
+  created = completed;
   for (int i = 0; i < kCount; ++i) {
     ASSERT_TRUE(a->executions().DeleteExecution("s" + std::to_string(i)).value());
   }

@@ -187,6 +187,49 @@ TEST_P(ExecutionStoreTest, ChangesCarryRoutingFields) {
   }
 }
 
+// An execution's end ends the stream it produces (same ID) with its error; the stream's own
+// answer says whether there was one to complete.
+TEST_P(ExecutionStoreTest, AnExecutionsEndCompletesTheStreamOfItsId) {
+  auto& s = store().executions();
+  ASSERT_TRUE(s.CreateExecution(Record("producer")).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("failing")).ok());
+  ASSERT_TRUE(s.CreateExecution(Record("lone")).ok());
+  for (const std::string stream : {"producer", "failing"}) {
+    storage::StreamRecord record;
+    record.stream = stream;
+    ASSERT_TRUE(store().streams().CreateStream(record).ok());
+  }
+  TakeChanges();
+  absl::Status stream;
+  ASSERT_TRUE(store().CompleteExecutionAndStream("producer", {"r"}, std::nullopt, stream).ok());
+  EXPECT_TRUE(stream.ok()) << stream;
+  EXPECT_TRUE(store().streams().GetStream("producer").value().completed);
+  EXPECT_FALSE(store().streams().GetStream("producer").value().error.has_value());
+  EXPECT_TRUE(s.GetExecution("producer").value().finished);
+  std::vector<Change> changes = TakeChanges();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].kind, Change::Kind::kExecutionCompleted);
+  EXPECT_EQ(changes[1].kind, Change::Kind::kStreamCompleted);
+  EXPECT_EQ(changes[1].id, "producer");
+
+  ASSERT_TRUE(store().CompleteExecutionAndStream("failing", {}, "it broke", stream).ok());
+  EXPECT_TRUE(stream.ok()) << stream;
+  EXPECT_EQ(store().streams().GetStream("failing").value().error,
+            std::optional<std::string>("it broke"));
+  EXPECT_EQ(s.GetExecution("failing").value().error, std::optional<std::string>("it broke"));
+
+  ASSERT_TRUE(store().CompleteExecutionAndStream("lone", {}, std::nullopt, stream).ok());
+  EXPECT_EQ(stream.code(), absl::StatusCode::kNotFound) << stream;
+  TakeChanges();
+  // A second end is refused, and the stream is left as the first one left it.
+  EXPECT_EQ(store().CompleteExecutionAndStream("producer", {}, "late", stream).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(store().streams().GetStream("producer").value().error.has_value());
+  EXPECT_EQ(store().CompleteExecutionAndStream("absent", {}, std::nullopt, stream).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(TakeChanges().empty());
+}
+
 TEST_P(ExecutionStoreTest, OneHolderPerExecutionAndWorkgroup) {
   auto& s = store().executions();
   ASSERT_TRUE(s.CreateExecution(Record("e1", "ag")).ok());

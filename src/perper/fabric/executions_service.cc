@@ -322,12 +322,16 @@ absl::StatusOr<ExecutionRecord> RecordFromCreateRequest(
   return record;
 }
 
+void ReportLinkedStream(const std::string& execution, const absl::Status& stream) {
+  if (stream.ok() || absl::IsNotFound(stream) || absl::IsFailedPrecondition(stream)) return;
+  PERPER_LOG_WARN(Logger::kFabric, "[exec={} stream={}] linked stream not completed: {}", execution,
+                  execution, stream.ToString());
+}
+
 void CompleteLinkedStream(const ServiceContext& context, const std::string& execution,
                           std::optional<std::string> error) {
-  absl::Status status = context.store->streams().CompleteStream(execution, std::move(error));
-  if (status.ok() || absl::IsNotFound(status) || absl::IsFailedPrecondition(status)) return;
-  PERPER_LOG_WARN(Logger::kFabric, "[exec={} stream={}] linked stream not completed: {}", execution,
-                  execution, status.ToString());
+  ReportLinkedStream(execution,
+                     context.store->streams().CompleteStream(execution, std::move(error)));
 }
 
 grpc::ServerUnaryReactor* ExecutionsService::Create(grpc::CallbackServerContext* call,

@@ -57,5 +57,8 @@ absl::StatusOr<storage::ExecutionRecord> RecordFromCreateRequest(
 // change has been made already.
 void CompleteLinkedStream(const ServiceContext& context, const std::string& execution,
                           std::optional<std::string> error);
+// Logs what completing the stream linked to `execution` answered, unless it is OK, "no such
+// stream" or "already completed" (Store::CompleteExecutionAndStream's `stream`).
+void ReportLinkedStream(const std::string& execution, const absl::Status& stream);
 
 }  // namespace perper::fabric

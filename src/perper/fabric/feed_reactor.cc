@@ -55,9 +55,10 @@ absl::StatusOr<Completion> CompletionFromRequest(const grpc2::ExecutionsComplete
 }
 
 absl::Status ApplyCompletion(const ServiceContext& context, Completion completion) {
-  absl::Status status = context.store->executions().CompleteExecution(
-      completion.id, std::move(completion.results), completion.error);
-  if (status.ok()) CompleteLinkedStream(context, completion.id, std::move(completion.error));
+  absl::Status stream;
+  absl::Status status = context.store->CompleteExecutionAndStream(
+      completion.id, std::move(completion.results), std::move(completion.error), stream);
+  if (status.ok()) ReportLinkedStream(completion.id, stream);
   return status;
 }
 

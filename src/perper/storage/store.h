@@ -457,6 +457,20 @@ class Store {
   // listener, operations without a dictionary, a null operation key.
   virtual absl::StatusOr<StepResult> Step(const StepRequest& request) = 0;
 
+  // An execution's end together with the stream it produces (the stream of the same ID, if
+  // any): ExecutionStore::CompleteExecution, then, when that succeeded, StreamStore::
+  // CompleteStream of the same ID with the same error. Answers the execution's completion;
+  // `stream` gets the stream's answer (NOT_FOUND and FAILED_PRECONDITION are the usual ones:
+  // no such stream, or completed by its writer). A backend may make both one write.
+  virtual absl::Status CompleteExecutionAndStream(std::string_view execution,
+                                                  std::vector<std::string> results,
+                                                  std::optional<std::string> error,
+                                                  absl::Status& stream) {
+    absl::Status status = executions().CompleteExecution(execution, std::move(results), error);
+    stream = status.ok() ? streams().CompleteStream(execution, std::move(error)) : status;
+    return status;
+  }
+
   // Where an instance's executions and state dictionary and list live, for introspection:
   // nullopt on a backend with one place for everything.
   virtual absl::StatusOr<std::optional<DataPlacement>> PlacementOfInstance(

@@ -8,7 +8,8 @@
 //   GetExecution         1 + locator. ReadExecution: the same.
 //   CompleteExecution    1 + locator: the record script and the close script (the agent's
 //                        open set) together. Its change carries the outcome, so a caller
-//                        waiting on this process reads nothing back.
+//                        waiting on this process reads nothing back. CompleteWithStream (a
+//                        standalone server only): the same round trip completes the stream.
 //   DeleteExecution      1 + locator on a standalone Redis (one script). In a cluster
 //                        2 + locator: record and index scripts together, locator delete (1
 //                        without an instance: the record script deletes the locator in its
@@ -165,25 +166,38 @@ if meta and string.sub(meta, 1, #ARGV[2]) == ARGV[2] then redis.call('ZREM', KEY
 return 0
 )lua";
 
-// Finishes a record and drops its reservations: KEYS[1] record; ARGV encoded results, has
-// error ('1'/'0'), error, a token unique to this call (kept, so that the call retried after a
-// lost answer succeeds). {0} absent, {-1} finished, {1, agent, instance, delegate}.
-constexpr std::string_view kCompleteScript = R"lua(
-local r = redis.call('HMGET', KEYS[1], 'agent', 'finished', 'instance', 'delegate', 'done')
-if not r[1] then return {0} end
-if r[2] then
-  if r[5] == ARGV[4] then return {1, r[1], r[3], r[4]} end
-  return {-1}
+// Lua: finish(record key, encoded results, has error ('1'/'0'), error, token) finishes a record
+// and drops its reservations; the token, unique to the call, is kept, so that the call retried
+// after a lost answer succeeds. {0} absent, {-1} finished, {1, agent, instance, delegate, now}
+// with now 1 when this run finished it (0: a retry of the call that did).
+constexpr std::string_view kFinishFunction = R"lua(
+local function finish(key, results, has_error, err, token)
+  local r = redis.call('HMGET', key, 'agent', 'finished', 'instance', 'delegate', 'done')
+  if not r[1] then return {0} end
+  if r[2] then
+    if r[5] == token then return {1, r[1], r[3], r[4], 0} end
+    return {-1}
+  end
+  local now = redis.call('TIME')
+  redis.call('HSET', key, 'finished', '1', 'results', results, 'done', token,
+             'ftime', now[1] * 1000 + math.floor(now[2] / 1000))
+  if has_error == '1' then redis.call('HSET', key, 'error', err) end
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(field, 1, 2) == 'r:' then redis.call('HDEL', key, field) end
+  end
+  return {1, r[1], r[3], r[4], 1}
 end
-local now = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'finished', '1', 'results', ARGV[1], 'done', ARGV[4],
-           'ftime', now[1] * 1000 + math.floor(now[2] / 1000))
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(field, 1, 2) == 'r:' then redis.call('HDEL', KEYS[1], field) end
-end
-return {1, r[1], r[3], r[4]}
 )lua";
+
+// Finishes a record: KEYS[1] record; ARGV encoded results, has error, error, token. Answers as
+// finish does.
+const std::string& CompleteScript() {
+  static const std::string* const script =
+      new std::string(absl::StrCat(AbslView(kFinishFunction),
+                                   "return finish(KEYS[1], ARGV[1], ARGV[2], "
+                                   "ARGV[3], ARGV[4])\n"));
+  return *script;
+}
 
 // Deletes a record: KEYS[1] record, KEYS[2] the tag's id set, KEYS[3] and KEYS[4] (when in this
 // slot) the locator and its birth time; ARGV id, locator value. {0} absent,
@@ -391,6 +405,34 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return {1, r[1], r[2], r[3]}
 )lua";
+
+// On a standalone server, an execution's completion with the stream it produces: finish,
+// kCloseScript, then RedisStreams' completion script on the stream of the same ID. KEYS: 1
+// record, 2 the agent's open set, 3 its meta, 4 the stream's metadata hash. ARGV: as
+// CompleteScript, then 5 the id, 6 the encoded tag. Answers as finish, with the stream's answer
+// last ('NOTFOUND', 'DONE' or 'OK'; a retried call whose first run completed the stream answers
+// 'OK' again, so the change is reported).
+const std::string& CompleteWithStreamScript() {
+  static const std::string* const script =
+      new std::string(absl::StrCat(AbslView(kFinishFunction), R"lua(
+local r = finish(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if r[1] ~= 1 then return r end
+local meta = redis.call('HGET', KEYS[3], ARGV[5])
+if meta and string.sub(meta, 1, #ARGV[6]) == ARGV[6] then redis.call('ZREM', KEYS[2], ARGV[5]) end
+local stream = 'NOTFOUND'
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  if redis.call('HGET', KEYS[4], 'c') == '1' then
+    stream = r[5] == 0 and 'OK' or 'DONE'
+  else
+    redis.call('HSET', KEYS[4], 'c', '1')
+    if ARGV[2] == '1' then redis.call('HSET', KEYS[4], 'err', ARGV[3]) end
+    stream = 'OK'
+  end
+end
+return {1, r[2], r[3], r[4], stream}
+)lua"));
+  return *script;
+}
 
 // Values are length-prefixed ("<decimal length>:<bytes>" each), so any bytes survive and equal
 // lists encode to equal strings (the create script compares arguments as strings).
@@ -840,6 +882,39 @@ absl::StatusOr<ExecutionRecord> RedisExecutions::GetExecution(std::string_view e
 absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
                                                 std::vector<std::string> results,
                                                 std::optional<std::string> error) {
+  return Complete(execution, std::move(results), std::move(error), nullptr, nullptr);
+}
+
+absl::Status RedisExecutions::CompleteWithStream(std::string_view execution,
+                                                 std::vector<std::string> results,
+                                                 std::optional<std::string> error,
+                                                 const std::string& stream_meta,
+                                                 absl::Status& stream) {
+  PERPER_CHECK(!pool_->cluster_mode()) << "one script over an execution and a stream needs "
+                                          "a standalone server";
+  std::string answer;
+  absl::Status status =
+      Complete(execution, std::move(results), std::move(error), &stream_meta, &answer);
+  if (!status.ok()) {
+    stream = status;
+  } else if (answer == "OK") {
+    stream = absl::OkStatus();
+    Change change;
+    change.kind = Change::Kind::kStreamCompleted;
+    change.id = std::string(execution);
+    Report(change);
+  } else if (answer == "DONE") {
+    stream =
+        absl::FailedPreconditionError("stream " + std::string(execution) + " is already completed");
+  } else {
+    stream = absl::NotFoundError("stream " + std::string(execution) + " not found");
+  }
+  return status;
+}
+
+absl::Status RedisExecutions::Complete(std::string_view execution, std::vector<std::string> results,
+                                       std::optional<std::string> error,
+                                       const std::string* stream_meta, std::string* stream_answer) {
   const std::string encoded = EncodeList(results);
   const std::string token =
       pool_->process_id() + "/" + std::to_string(completions_.fetch_add(1) + 1);
@@ -853,8 +928,21 @@ absl::Status RedisExecutions::CompleteExecution(std::string_view execution,
             const std::string open = AgentKey(locator.agent, "open");
             const std::string meta = AgentKey(locator.agent, "meta");
             const std::string tag = EncodeList({locator.tag});
+            if (stream_meta != nullptr) {
+              PERPER_ASSIGN_OR_RETURN(
+                  RedisReply reply,
+                  pool_->RunStandaloneWrite(CompleteWithStreamScript(),
+                                            {record_key, open, meta, *stream_meta},
+                                            {encoded, error.has_value() ? "1" : "0",
+                                             error.value_or(""), token, execution, tag}));
+              long long code = Code(reply);
+              if (code == 0) return std::optional<Change>();
+              if (code == -1) return Finished(execution);
+              *stream_answer = Element(reply, 4);
+              return MakeChange(Change::Kind::kExecutionCompleted, execution, reply, 1);
+            }
             std::vector<absl::StatusOr<RedisReply>> replies = pool_->RunWrites(
-                {{kCompleteScript,
+                {{CompleteScript(),
                   {record_key},
                   {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}},
                  {kCloseScript, {open, meta}, {execution, tag}}});

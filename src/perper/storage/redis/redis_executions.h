@@ -89,6 +89,12 @@ class RedisExecutions final : public ExecutionStore {
   absl::StatusOr<ExecutionRecord> GetExecution(std::string_view execution) override;
   absl::Status CompleteExecution(std::string_view execution, std::vector<std::string> results,
                                  std::optional<std::string> error) override;
+  // CompleteExecution and, in the same script, the completion of the stream of the same ID
+  // whose metadata hash is `stream_meta` (RedisStreams::MetaKey), as
+  // Store::CompleteExecutionAndStream. REQUIRES: a standalone server.
+  absl::Status CompleteWithStream(std::string_view execution, std::vector<std::string> results,
+                                  std::optional<std::string> error, const std::string& stream_meta,
+                                  absl::Status& stream);
   absl::StatusOr<bool> DeleteExecution(std::string_view execution) override;
   absl::StatusOr<std::vector<ExecutionRecord>> ListExecutions(const ExecutionFilter& filter,
                                                               size_t limit) override;
@@ -157,6 +163,11 @@ class RedisExecutions final : public ExecutionStore {
 
   // The answer of kSequenceScript: the deployment's next creation sequence.
   static absl::StatusOr<uint64_t> ParseNextSequence(const RedisReply& reply);
+  // CompleteExecution; with `stream_meta`, the stream too (CompleteWithStreamScript()), whose
+  // answer goes to `stream_answer`.
+  absl::Status Complete(std::string_view execution, std::vector<std::string> results,
+                        std::optional<std::string> error, const std::string* stream_meta,
+                        std::string* stream_answer);
   // The end of a creation whose record script answered `created` (kCreateScript's answers):
   // the error, or whether it was new (then reported).
   absl::StatusOr<bool> Created(ExecutionRecord record, const std::string& tag,

@@ -37,6 +37,18 @@ absl::StatusOr<std::optional<DataPlacement>> RedisStore::PlacementOfInstance(
   return DataPlacement{static_cast<uint32_t>(slot->first), std::move(slot->second)};
 }
 
+absl::Status RedisStore::CompleteExecutionAndStream(std::string_view execution,
+                                                    std::vector<std::string> results,
+                                                    std::optional<std::string> error,
+                                                    absl::Status& stream) {
+  if (pool_->cluster_mode()) {
+    return Store::CompleteExecutionAndStream(execution, std::move(results), std::move(error),
+                                             stream);
+  }
+  return executions_->CompleteWithStream(execution, std::move(results), std::move(error),
+                                         RedisStreams::MetaKey(execution), stream);
+}
+
 absl::StatusOr<StepResult> RedisStore::Step(const StepRequest& request) {
   return RunStep(*pool_, *streams_, notifier_, request);
 }

@@ -32,6 +32,12 @@ class RedisStore final : public Store {
   StateStore& states() override { return *states_; }
   DescriptorStore& descriptors() override { return *descriptors_; }
   absl::StatusOr<StepResult> Step(const StepRequest& request) override;
+  // One script on a standalone server; the two writes of the Store's way in a cluster (the
+  // execution and the stream live in different slots).
+  absl::Status CompleteExecutionAndStream(std::string_view execution,
+                                          std::vector<std::string> results,
+                                          std::optional<std::string> error,
+                                          absl::Status& stream) override;
   absl::StatusOr<std::optional<DataPlacement>> PlacementOfInstance(
       std::string_view instance) override;
   void SetObserver(ChangeObserver* observer) override { notifier_.SetObserver(observer); }

@@ -244,6 +244,7 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('ZCARD', KEYS[2]), first[1] o
 )lua";
 
 // ARGV: overhead, has error ('1' or '0'), error. 'NOTFOUND', 'DONE' (already completed) or 'OK'.
+// RedisExecutions' CompleteWithStreamScript() does the same on a standalone server.
 constexpr std::string_view kCompleteScript = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'NOTFOUND' end
 if redis.call('HGET', KEYS[1], 'c') == '1' then return 'DONE' end
@@ -416,6 +417,8 @@ struct RedisStreams::Keys {
   std::vector<std::string_view> all() const { return {m, k, v, l}; }
   std::string m, k, v, l;
 };
+
+std::string RedisStreams::MetaKey(std::string_view stream) { return Keys(stream).m; }
 
 RedisStreams::RedisStreams(ClientPool& pool, RedisNotifier& notifier)
     : pool_(&pool), notifier_(&notifier) {}

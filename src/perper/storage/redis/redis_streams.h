@@ -110,6 +110,11 @@ class RedisStreams final : public StreamStore {
   absl::StatusOr<int64_t> AdvanceListener(std::string_view stream, std::string_view name,
                                           int64_t reached);
 
+  // The key of a stream's metadata hash, whose field `c` is "1" once the stream is completed
+  // and `err` its error: for the completion of an execution and its stream in one script
+  // (RedisExecutions::CompleteWithStream).
+  static std::string MetaKey(std::string_view stream);
+
   // Removes the transient listeners of every other process whose lease is gone (collecting
   // what they held). Returns how many listeners it removed. Does nothing while this process
   // holds no lease itself.
