@@ -177,8 +177,10 @@ FabricServer::~FabricServer() {
   server_.reset();
   writes_.reset();  // Every call has finished, so every write it posted has run.
   hub_.StopDispatcher();
-  open_calls_.reset();
+  // The services first: what they still hold (the KEDA service's metric streams) holds open
+  // call slots, which must go back before the counter of open calls goes.
   services_.reset();
+  open_calls_.reset();
   store_->SetObserver(nullptr);
 }
 
