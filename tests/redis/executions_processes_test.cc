@@ -288,6 +288,44 @@ TEST_P(ExecutionsProcessesTest, ACompletionsOutcomeComesWithItsChangeOnlyWhereIt
   }
 }
 
+// How many times a command ran on the first node (INFO commandstats), e.g. "get".
+int64_t CommandCalls(
+    const std::function<absl::StatusOr<std::string>(std::vector<std::string>)>& cli,
+    const std::string& command) {
+  absl::StatusOr<std::string> stats = cli({"INFO", "commandstats"});
+  if (!stats.ok()) return -1;
+  const std::string field = "cmdstat_" + command + ":calls=";
+  const size_t at = stats->find(field);
+  return at == std::string::npos ? 0 : std::stoll(stats->substr(at + field.size()));
+}
+
+// A process learns where an execution created by another lives from the creation's change:
+// reserving and completing it there reads no locator.
+TEST_P(ExecutionsProcessesTest, AnExecutionCreatedElsewhereIsFoundWithoutReadingItsLocator) {
+  auto a = Open();
+  auto b = Open();
+  auto cli = [&](std::vector<std::string> args) { return Cli(std::move(args)); };
+  constexpr int kCount = 10;
+  for (int i = 0; i < kCount; ++i) {
+    const std::string id = "far" + std::to_string(i);
+    ASSERT_TRUE(a->executions().CreateExecution(Record(id)).ok());
+    ASSERT_TRUE(b->WaitForChange(
+        [&](const Change& change) {
+          return change.kind == Change::Kind::kExecutionCreated && change.id == id;
+        },
+        10s));
+  }
+  const int64_t before = CommandCalls(cli, "get");
+  for (int i = 0; i < kCount; ++i) {
+    const std::string id = "far" + std::to_string(i);
+    ASSERT_TRUE(b->executions().TryReserve(id, "w", "h").value()) << id;
+    ASSERT_TRUE(b->executions().CompleteExecution(id, {"r"}, std::nullopt).ok()) << id;
+  }
+  // In a cluster the locators live on every master; the first node's count is a lower bound.
+  EXPECT_EQ(CommandCalls(cli, "get") - before, 0);
+  EXPECT_TRUE(a->executions().GetExecution("far0").value().finished);
+}
+
 // The scripts one deployment runs, summed over its nodes (INFO commandstats).
 int64_t ScriptCalls(
     const std::function<absl::StatusOr<std::string>(std::vector<std::string>)>& cli) {

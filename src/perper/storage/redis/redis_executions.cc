@@ -28,8 +28,9 @@
 //                        them).
 //   ListReservations     1 + 1 per agent + 1 per tag holding open executions + 1 EXISTS per
 //                        other holding process (introspection only).
-// A locator cached by this process is trusted; a script that finds no record under it drops it
-// and reads the locator once more.
+// A locator cached by this process (from its own creations and reads, and from the creation
+// changes of other processes) is trusted; a script that finds no record under it drops it and
+// reads the locator once more.
 //
 // The ClusterClient resends a command whose connection broke, so any script here may run twice.
 // A create recognises its own sequence and a completion its own token (both then answer as the
@@ -640,6 +641,17 @@ void LocalHolds::OnChange(const Change& change) {
   }
 }
 
+void RedisExecutions::CacheKeeper::OnChange(const Change& change) {
+  executions_->local_holds_.OnChange(change);
+  if (change.kind == Change::Kind::kExecutionCreated && !change.agent.empty()) {
+    // Trusted as any cached locator is: a script that finds no record under it reads it again.
+    executions_->CacheLocator(change.id,
+                              Locator{change.agent, ExecutionTag(change.instance, change.id)});
+  } else if (change.kind == Change::Kind::kExecutionDeleted) {
+    executions_->ForgetLocator(change.id);
+  }
+}
+
 RedisExecutions::~RedisExecutions() {
   notifier_->SetCacheKeeper(nullptr);
   deaths_.Stop();
@@ -648,7 +660,7 @@ RedisExecutions::~RedisExecutions() {
 }
 
 absl::Status RedisExecutions::Start() {
-  notifier_->SetCacheKeeper(&local_holds_);
+  notifier_->SetCacheKeeper(&cache_keeper_);
   PERPER_RETURN_IF_ERROR(lease_.Start());
   watcher_.Start();
   deaths_.Start();

@@ -196,9 +196,23 @@ class RedisExecutions final : public ExecutionStore {
                                          std::string_view holder, const ExecutionFilter* filter,
                                          RedisReply* record);
 
+  // Keeps this process's caches true with the changes of other processes, before anyone here
+  // acts on them: the holds of siblings (LocalHolds), and the locators of executions created
+  // elsewhere (a creation's change names its agent and instance, from which its tag follows),
+  // so that reserving or completing one here reads no locator.
+  class CacheKeeper final : public ChangeObserver {
+   public:
+    explicit CacheKeeper(RedisExecutions* executions) : executions_(executions) {}
+    void OnChange(const Change& change) override;
+
+   private:
+    RedisExecutions* const executions_;
+  };
+
   ClientPool* const pool_;
   RedisNotifier* const notifier_;
   LocalHolds local_holds_;  // Before the watcher: its thread reports into it until stopped.
+  CacheKeeper cache_keeper_{this};
   ProcessLease lease_;
   LiveLeases live_leases_;  // Whether a refusing holder's process lives; before the watcher.
   ForeignHolderWatcher watcher_;
