@@ -400,6 +400,9 @@ TEST_F(ClusterTest, OneClientSharedByThreads) {
 TEST_F(ClusterTest, CrossSlotScriptIsRefusedBeforeSending) {
   auto reply = client_->RunScript("return 1", {"{a}.x", "{b}.x"}, {});
   EXPECT_TRUE(absl::IsInvalidArgument(reply.status())) << reply.status();
+  // A script meant for a standalone server only is refused by name in a cluster.
+  auto standalone = client_->RunStandaloneScript("return 1", {"{a}.x", "{b}.x"}, {});
+  EXPECT_TRUE(absl::IsFailedPrecondition(standalone.status())) << standalone.status();
   ClusterStats stats = client_->stats();
   EXPECT_EQ(stats.moved + stats.ask + stats.retries, 0);
 }

@@ -134,6 +134,13 @@ TEST_F(StandaloneTest, ClusterClientDetectsStandaloneAndRunsScripts) {
   // Refused even though a standalone server would accept it: both deployments behave alike.
   auto cross = client->RunScript(script, {"{t}n", "{u}n"}, {"1"});
   EXPECT_TRUE(absl::IsInvalidArgument(cross.status())) << cross.status();
+  // Unless asked for by name: a standalone server runs a script over any keys.
+  auto both = client->RunStandaloneScript(
+      "redis.call('SET', KEYS[2], ARGV[1]); return redis.call('INCRBY', KEYS[1], ARGV[1])",
+      {"{t}n", "{u}n"}, {"1"});
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->integer, 8);
+  EXPECT_EQ(client->Command("{u}n", {"GET", "{u}n"})->str, "1");
 }
 
 TEST_F(StandaloneTest, LostServerIsUnavailableNamingTheAddress) {
