@@ -130,42 +130,69 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return sequence
 )lua";
 
-// Indexes an execution under its agent: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id, seq,
-// meta value, finished ('1'/'0'). Idempotent; an entry left by an earlier incarnation of the ID
-// (another sequence) is replaced.
-constexpr std::string_view kIndexScript = R"lua(
-if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[3]) == 0 then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-  if score and tonumber(score) == tonumber(ARGV[2]) then return 0 end
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+// Lua functions over an agent's index (`all` and `open` sets by sequence, `meta` hash), shared by
+// the scripts of one slot below and the standalone scripts that do a whole step at once.
+// index(all, open, meta, id, seq, meta value, finished '1'/'0'): indexes an execution;
+// idempotent, and an entry left by an earlier incarnation of the ID (another sequence) is
+// replaced. unindex(all, open, meta, id, encoded tag): removes the entry when its meta starts
+// with the tag (an entry of another incarnation stays). close(open, meta, id, encoded tag):
+// drops the entry from the open set under the same condition.
+constexpr std::string_view kIndexFunctions = R"lua(
+local function index(all, open, meta, id, seq, value, finished)
+  if redis.call('HSETNX', meta, id, value) == 0 then
+    local score = redis.call('ZSCORE', all, id)
+    if score and tonumber(score) == tonumber(seq) then return 0 end
+    redis.call('HSET', meta, id, value)
+  end
+  redis.call('ZADD', all, seq, id)
+  if finished == '0' then
+    redis.call('ZADD', open, seq, id)
+  else
+    redis.call('ZREM', open, id)
+  end
+  return 1
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-if ARGV[4] == '0' then
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-else
-  redis.call('ZREM', KEYS[2], ARGV[1])
+local function of_tag(meta, id, tag)
+  local value = redis.call('HGET', meta, id)
+  return value and string.sub(value, 1, #tag) == tag
 end
-return 1
+local function unindex(all, open, meta, id, tag)
+  if not of_tag(meta, id, tag) then return 0 end
+  redis.call('HDEL', meta, id)
+  redis.call('ZREM', all, id)
+  redis.call('ZREM', open, id)
+  return 1
+end
+local function close(open, meta, id, tag)
+  if of_tag(meta, id, tag) then redis.call('ZREM', open, id) end
+  return 0
+end
 )lua";
 
-// Removes an execution from its agent's index: KEYS[1] all, KEYS[2] open, KEYS[3] meta; ARGV id,
-// the encoded tag its meta entry starts with (an entry of another incarnation stays).
-constexpr std::string_view kUnindexScript = R"lua(
-local meta = redis.call('HGET', KEYS[3], ARGV[1])
-if not meta or string.sub(meta, 1, #ARGV[2]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-)lua";
+// A script of `functions` (Lua definitions) followed by `body`, built once per script: the
+// builders below keep it in a static.
+std::string* Compose(std::string_view functions, std::string_view body) {
+  return new std::string(absl::StrCat(AbslView(functions), AbslView(body)));
+}
 
-// Drops an execution from its agent's open set when the index entry is of the tag given (an
-// entry of another incarnation stays): KEYS[1] open, KEYS[2] meta; ARGV id, the encoded tag.
-constexpr std::string_view kCloseScript = R"lua(
-local meta = redis.call('HGET', KEYS[2], ARGV[1])
-if meta and string.sub(meta, 1, #ARGV[2]) == ARGV[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0
-)lua";
+// The single-slot scripts of the index functions: KEYS the agent's keys their way, ARGV the rest.
+const std::string& IndexScript() {
+  static const std::string* const script =
+      Compose(kIndexFunctions,
+              "return index(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], "
+              "ARGV[4])\n");
+  return *script;
+}
+const std::string& UnindexScript() {
+  static const std::string* const script =
+      Compose(kIndexFunctions, "return unindex(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])\n");
+  return *script;
+}
+const std::string& CloseScript() {
+  static const std::string* const script =
+      Compose(kIndexFunctions, "return close(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n");
+  return *script;
+}
 
 // Lua: finish(record key, encoded results, has error ('1'/'0'), error, token) finishes a record
 // and drops its reservations; the token, unique to the call, is kept, so that the call retried
@@ -194,9 +221,7 @@ end
 // finish does.
 const std::string& CompleteScript() {
   static const std::string* const script =
-      new std::string(absl::StrCat(AbslView(kFinishFunction),
-                                   "return finish(KEYS[1], ARGV[1], ARGV[2], "
-                                   "ARGV[3], ARGV[4])\n"));
+      Compose(kFinishFunction, "return finish(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n");
   return *script;
 }
 
@@ -337,7 +362,8 @@ return out
 // (kept, so that the call retried after a lost answer succeeds), locator value, index meta
 // value. Answers as kCreateScript: {1, seq, 0} created, {0, seq, finished} identical, {-1}
 // different content, {-2, locator} the locator names another agent or tag.
-constexpr std::string_view kCreateStandaloneScript = R"lua(
+const std::string& CreateStandaloneScript() {
+  static const std::string* const script = Compose(kIndexFunctions, R"lua(
 local located = redis.call('GET', KEYS[3])
 if located and located ~= ARGV[7] then return {-2, located} end
 local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate', 'args', 'seq', 'finished',
@@ -364,35 +390,20 @@ if not located then
   redis.call('SET', KEYS[3], ARGV[7])
   redis.call('SET', KEYS[4], now)
 end
--- The index, as kIndexScript does it.
-local indexed = true
-if redis.call('HSETNX', KEYS[9], ARGV[1], ARGV[8]) == 0 then
-  local score = redis.call('ZSCORE', KEYS[7], ARGV[1])
-  if score and tonumber(score) == tonumber(seq) then
-    indexed = false
-  else
-    redis.call('HSET', KEYS[9], ARGV[1], ARGV[8])
-  end
-end
-if indexed then
-  redis.call('ZADD', KEYS[7], seq, ARGV[1])
-  if finished then redis.call('ZREM', KEYS[8], ARGV[1]) else redis.call('ZADD', KEYS[8], seq, ARGV[1]) end
-end
+index(KEYS[7], KEYS[8], KEYS[9], ARGV[1], seq, ARGV[8], finished and '1' or '0')
 return {code, seq, finished and 1 or 0}
-)lua";
+)lua");
+  return *script;
+}
 
 // On a standalone Redis, a deletion in one script: the record, its id set entry, the agent's
 // index entry of this tag, and the locator when it has the value given (when there was no
 // record, only once it is ARGV[3] ms old: it may be a create's in progress). KEYS: 1 record,
 // 2 the tag's id set, 3 locator, 4 its birth time, 5-7 the agent's all, open and meta. ARGV:
 // id, locator value, debris age, the encoded tag. Answers as kDeleteScript.
-constexpr std::string_view kDeleteStandaloneScript = R"lua(
-local meta = redis.call('HGET', KEYS[7], ARGV[1])
-if meta and string.sub(meta, 1, #ARGV[4]) == ARGV[4] then
-  redis.call('HDEL', KEYS[7], ARGV[1])
-  redis.call('ZREM', KEYS[5], ARGV[1])
-  redis.call('ZREM', KEYS[6], ARGV[1])
-end
+const std::string& DeleteStandaloneScript() {
+  static const std::string* const script = Compose(kIndexFunctions, R"lua(
+unindex(KEYS[5], KEYS[6], KEYS[7], ARGV[1], ARGV[4])
 local r = redis.call('HMGET', KEYS[1], 'agent', 'instance', 'delegate')
 if redis.call('GET', KEYS[3]) == ARGV[2] then
   local t = redis.call('TIME')
@@ -405,21 +416,22 @@ if not r[1] then return {0} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return {1, r[1], r[2], r[3]}
-)lua";
+)lua");
+  return *script;
+}
 
 // On a standalone server, an execution's completion with the stream it produces: finish,
-// kCloseScript, then RedisStreams' completion script on the stream of the same ID. KEYS: 1
+// close, then RedisStreams' completion script on the stream of the same ID. KEYS: 1
 // record, 2 the agent's open set, 3 its meta, 4 the stream's metadata hash. ARGV: as
 // CompleteScript, then 5 the id, 6 the encoded tag. Answers as finish, with the stream's answer
 // last ('NOTFOUND', 'DONE' or 'OK'; a retried call whose first run completed the stream answers
 // 'OK' again, so the change is reported).
 const std::string& CompleteWithStreamScript() {
   static const std::string* const script =
-      new std::string(absl::StrCat(AbslView(kFinishFunction), R"lua(
+      Compose(absl::StrCat(AbslView(kFinishFunction), AbslView(kIndexFunctions)), R"lua(
 local r = finish(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 if r[1] ~= 1 then return r end
-local meta = redis.call('HGET', KEYS[3], ARGV[5])
-if meta and string.sub(meta, 1, #ARGV[6]) == ARGV[6] then redis.call('ZREM', KEYS[2], ARGV[5]) end
+close(KEYS[2], KEYS[3], ARGV[5], ARGV[6])
 local stream = 'NOTFOUND'
 if redis.call('EXISTS', KEYS[4]) == 1 then
   if redis.call('HGET', KEYS[4], 'c') == '1' then
@@ -431,7 +443,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   end
 end
 return {1, r[2], r[3], r[4], stream}
-)lua"));
+)lua");
   return *script;
 }
 
@@ -512,6 +524,20 @@ absl::Status NotFound(std::string_view execution) {
 }
 absl::Status Finished(std::string_view execution) {
   return absl::FailedPreconditionError("execution " + ShortId(execution) + " is already finished");
+}
+
+absl::Status DifferentContent(std::string_view execution) {
+  return absl::AlreadyExistsError("execution " + std::string(execution) +
+                                  " already exists with different content");
+}
+
+// What a create script's answer (kCreateScript's codes) means: OK for created (1) or identical
+// (0).
+absl::Status CheckCreated(std::string_view execution, const RedisReply& created) {
+  const long long code = Code(created);
+  if (code == -1) return DifferentContent(execution);
+  if (code != 0 && code != 1) return Unexpected("create", created);
+  return absl::OkStatus();
 }
 
 absl::Status Undecodable(std::string_view execution) {
@@ -777,12 +803,15 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
     PERPER_ASSIGN_OR_RETURN(
         RedisReply created,
         pool_->RunStandaloneWrite(
-            kCreateStandaloneScript,
+            CreateStandaloneScript(),
             {record_key, id_set, locator_key, birth_key, sequence_key, agents_key, all, open, meta},
             {id, record.agent, record.instance, record.delegate, arguments, token, locator_value,
              meta_value}));
     // A locator naming another agent or tag takes the general way below, which knows debris.
-    if (Code(created) != -2) return Created(std::move(record), tag, created);
+    if (Code(created) != -2) {
+      PERPER_RETURN_IF_ERROR(CheckCreated(id, created));
+      return Created(std::move(record), tag, created);
+    }
   }
 
   // The sequence and the locator do not depend on each other: one round trip for both.
@@ -832,20 +861,16 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
         if (replaced.integer == 1) continue;
       }
     }
-    return absl::AlreadyExistsError("execution " + id + " already exists with different content");
+    return DifferentContent(id);
   }
-  long long code = Code(created);
-  if (code == -1) {
-    return absl::AlreadyExistsError("execution " + id + " already exists with different content");
-  }
-  if (code != 0 && code != 1) return Unexpected("create", created);
+  PERPER_RETURN_IF_ERROR(CheckCreated(id, created));
   // The record's own sequence (an identical create keeps the first one) and state go into the
   // index, so a create retried after an interruption repairs it.
   const std::string& stored_sequence = Element(created, 1);
   const bool finished = created.elements.size() > 2 && created.elements[2].integer != 0;
   PERPER_RETURN_IF_ERROR(
       pool_
-          ->RunWrite(kIndexScript,
+          ->RunWrite(IndexScript(),
                      {AgentKey(record.agent, "all"), AgentKey(record.agent, "open"),
                       AgentKey(record.agent, "meta")},
                      {id, stored_sequence, meta_value, finished ? "1" : "0"})
@@ -855,15 +880,9 @@ absl::StatusOr<bool> RedisExecutions::CreateExecution(ExecutionRecord record) {
 
 absl::StatusOr<bool> RedisExecutions::Created(ExecutionRecord record, const std::string& tag,
                                               const RedisReply& created) {
-  const long long code = Code(created);
-  if (code == -1) {
-    return absl::AlreadyExistsError("execution " + record.execution +
-                                    " already exists with different content");
-  }
-  if (code != 0 && code != 1) return Unexpected("create", created);
   const std::string& id = record.execution;
   CacheLocator(id, Locator{record.agent, tag});
-  if (code == 0) return false;
+  if (Code(created) == 0) return false;
   local_holds_.Ended(id);
   Change change;
   change.kind = Change::Kind::kExecutionCreated;
@@ -957,7 +976,7 @@ absl::Status RedisExecutions::Complete(std::string_view execution, std::vector<s
                 {{CompleteScript(),
                   {record_key},
                   {encoded, error.has_value() ? "1" : "0", error.value_or(""), token}},
-                 {kCloseScript, {open, meta}, {execution, tag}}});
+                 {CloseScript(), {open, meta}, {execution, tag}}});
             PERPER_RETURN_IF_ERROR(replies[0].status());
             PERPER_RETURN_IF_ERROR(replies[1].status());
             long long code = Code(*replies[0]);
@@ -1003,7 +1022,7 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
           const std::string birth_key = LocatorBirthKey(execution);
           PERPER_ASSIGN_OR_RETURN(
               RedisReply deleted,
-              pool_->RunStandaloneWrite(kDeleteStandaloneScript,
+              pool_->RunStandaloneWrite(DeleteStandaloneScript(),
                                         {keys[0], keys[1], locator_key, birth_key, all, open, meta},
                                         {execution, located, kDebrisAgeMs, tag}));
           locator_done = true;
@@ -1012,7 +1031,7 @@ absl::StatusOr<bool> RedisExecutions::DeleteExecution(std::string_view execution
         }
         std::vector<absl::StatusOr<RedisReply>> replies =
             pool_->RunWrites({{kDeleteScript, {keys.begin(), keys.end()}, {execution, located}},
-                              {kUnindexScript, {all, open, meta}, {execution, tag}}});
+                              {UnindexScript(), {all, open, meta}, {execution, tag}}});
         PERPER_RETURN_IF_ERROR(replies[0].status());
         PERPER_RETURN_IF_ERROR(replies[1].status());
         if (Code(*replies[0]) == 0) return std::optional<Change>();

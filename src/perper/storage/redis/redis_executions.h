@@ -168,8 +168,8 @@ class RedisExecutions final : public ExecutionStore {
   absl::Status Complete(std::string_view execution, std::vector<std::string> results,
                         std::optional<std::string> error, const std::string* stream_meta,
                         std::string* stream_answer);
-  // The end of a creation whose record script answered `created` (kCreateScript's answers):
-  // the error, or whether it was new (then reported).
+  // The end of a creation whose record script answered `created`, created (1, then reported)
+  // or identical (0; CheckCreated has refused the other answers): whether it was new.
   absl::StatusOr<bool> Created(ExecutionRecord record, const std::string& tag,
                                const RedisReply& created);
   absl::StatusOr<std::vector<std::string>> Agents();

@@ -149,11 +149,15 @@ absl::StatusOr<std::vector<RedisReply>> SharedConnection::Pipeline(
       break;
     }
     if (waiter.wake.WaitWithDeadline(&mu_, deadline) && !waiter.complete && !waiter.reads) {
-      BreakLocked(absl::StrCat("no reply within ", timeout_.count(), " ms"));
+      BreakLocked(NoReply());
     }
   }
   if (!waiter.status.ok()) return waiter.status;
   return std::move(waiter.replies);
+}
+
+std::string SharedConnection::NoReply() const {
+  return absl::StrCat("no reply within ", timeout_.count(), " ms");
 }
 
 absl::StatusOr<RedisReply> SharedConnection::Command(const std::vector<std::string_view>& argv) {
@@ -190,7 +194,7 @@ void SharedConnection::ReadUntilComplete(Waiter& own, absl::Time deadline) {
       pollfd readable = {fd_, POLLIN, 0};
       const int ready = poll(&readable, 1, static_cast<int>(std::min<int64_t>(wait_ms, 1 << 30)));
       if (ready == 0) {
-        failure = absl::StrCat("no reply within ", timeout_.count(), " ms");
+        failure = NoReply();
       } else if (ready > 0) {
         const ssize_t n = recv(fd_, buffer_.data(), buffer_.size(), 0);
         if (n == 0) {
@@ -217,8 +221,8 @@ void SharedConnection::ReadUntilComplete(Waiter& own, absl::Time deadline) {
 bool SharedConnection::Deliver(std::vector<RedisReply>& parsed) {
   for (RedisReply& reply : parsed) {
     if (waiting_.empty()) {
-      // Broken already (its waiters were failed), or a reply to nothing.
-      if (!broken_) BreakLocked("a reply nobody asked for");
+      // Broken already (its waiters were failed: no-op), or a reply to nothing.
+      BreakLocked("a reply nobody asked for");
       parsed.clear();
       return false;
     }

@@ -72,6 +72,8 @@ class SharedConnection {
   // call; idempotent.
   void Break(const std::string& why) ABSL_LOCKS_EXCLUDED(mu_);
   void BreakLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why the connection breaks when a reply is late.
+  std::string NoReply() const;
   // Writes `data` whole (a short write is continued); false on a failure.
   bool WriteAll(const std::string& data);
 
